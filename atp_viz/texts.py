@@ -1,0 +1,173 @@
+"""Text sources and the token windows cut from them.
+
+Sources: ``builtin`` (Python's own documentation, in every CPython: the first half of
+its topics feeds calibration, the second half evaluation, so the two never overlap),
+``wikitext2`` and ``c4`` through ``datasets`` (online only), or a path to a UTF-8 file
+(first half / second half as for the built-in text).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+
+from .errors import AtpError
+
+BUILTIN = "builtin"
+PARTS = ("calibration", "evaluation")
+
+
+def max_text_bytes() -> int:
+    return int(float(os.environ.get("ATP_VIZ_MAX_TEXT_MB", "20")) * 2**20)
+
+
+def load_text(source: str, part: str) -> str:
+    """The text of ``part`` (calibration or evaluation) of ``source``."""
+    if part not in PARTS:
+        raise ValueError(part)
+    source = (source or "").strip()
+    if source == BUILTIN:
+        return _halve(_builtin_text(), part)
+    if source == "wikitext2":
+        return _wikitext2(part)
+    if source == "c4":
+        return _c4(part)
+    return _halve(read_text_file(source), part)
+
+
+def _builtin_text() -> str:
+    from pydoc_data.topics import topics
+
+    return "\n\n".join(topics[key] for key in sorted(topics))
+
+
+def _halve(text: str, part: str) -> str:
+    # Cut at a paragraph boundary near the middle so no sentence is shared.
+    middle = len(text) // 2
+    cut = text.find("\n\n", middle)
+    cut = middle if cut < 0 else cut
+    return text[:cut] if part == "calibration" else text[cut:]
+
+
+def read_text_file(path: str) -> str:
+    """A user's text file: must exist, be small enough, not binary, and UTF-8."""
+    file = Path(path)
+    if not file.is_file():
+        raise AtpError(f"text source {path!r} is not builtin, wikitext2, c4 or an existing file")
+    size = file.stat().st_size
+    if size == 0:
+        raise AtpError(f"text file {file.name!r} is empty")
+    limit = max_text_bytes()
+    if size > limit:
+        raise AtpError(
+            f"text file {file.name!r} is {size / 2**20:.1f} MiB, over the {limit / 2**20:.0f} MiB limit "
+            "(set ATP_VIZ_MAX_TEXT_MB to change it)"
+        )
+    data = file.read_bytes()
+    if b"\x00" in data:
+        raise AtpError(f"text file {file.name!r} looks binary (it contains NUL bytes), not text")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise AtpError(f"text file {file.name!r} is not valid UTF-8 (byte {exc.start})") from None
+    if not text.strip():
+        raise AtpError(f"text file {file.name!r} holds only whitespace")
+    return text
+
+
+def _load_dataset(*args, **kwargs):
+    try:
+        import datasets
+    except ImportError:
+        raise AtpError("this text source needs the 'datasets' package: pip install datasets") from None
+    try:
+        return datasets.load_dataset(*args, **kwargs)
+    except Exception as exc:  # datasets raises many types for network failures
+        raise AtpError(f"cannot download {args[0]!r} through datasets (offline?): {str(exc).splitlines()[0]}") from None
+
+
+def _wikitext2(part: str) -> str:
+    split = "train" if part == "calibration" else "test"
+    data = _load_dataset("wikitext", "wikitext-2-raw-v1", split=split)
+    return "\n\n".join(data["text"])
+
+
+def _c4(part: str) -> str:
+    # The shards the paper's reference code uses: train shard 0 for calibration.
+    if part == "calibration":
+        files = {"train": "en/c4-train.00000-of-01024.json.gz"}
+        split = "train"
+    else:
+        files = {"validation": "en/c4-validation.00000-of-00008.json.gz"}
+        split = "validation"
+    data = _load_dataset("allenai/c4", data_files=files, split=split)
+    return "\n\n".join(data["text"][:20000])
+
+
+_streams: "OrderedDict[tuple, torch.Tensor]" = OrderedDict()
+_streams_lock = threading.Lock()
+_MAX_STREAMS = 8
+
+
+def token_stream(tokenizer, source: str, part: str) -> torch.Tensor:
+    """All tokens of a text part as one 1-D LongTensor; tokenised once per (tokenizer, source)."""
+    key = (getattr(tokenizer, "name_or_path", id(tokenizer)), type(tokenizer).__name__, source, part, _mtime(source))
+    with _streams_lock:
+        if key in _streams:
+            _streams.move_to_end(key)
+            return _streams[key]
+    text = load_text(source, part)
+    # Tokenise paragraph chunks: one huge call warns about the model's max length.
+    ids: list[int] = []
+    chunk = 1 << 16
+    for start in range(0, len(text), chunk):
+        ids.extend(tokenizer(text[start : start + chunk], add_special_tokens=False)["input_ids"])
+    stream = torch.tensor(ids, dtype=torch.long)
+    with _streams_lock:
+        _streams[key] = stream
+        while len(_streams) > _MAX_STREAMS:
+            _streams.popitem(last=False)
+    return stream
+
+
+def _mtime(source: str) -> float:
+    try:
+        return Path(source).stat().st_mtime if source not in (BUILTIN, "wikitext2", "c4") else 0.0
+    except OSError:
+        return 0.0
+
+
+def check_window_request(count: int, seqlen: int, what: str, context: int | None) -> None:
+    if int(count) != count or count < 1:
+        raise AtpError(f"{what} samples must be a positive integer, got {count!r}")
+    if int(seqlen) != seqlen or seqlen < 2:
+        raise AtpError(f"{what} sequence length must be an integer of at least 2, got {seqlen!r}")
+    if context is not None and seqlen > context:
+        raise AtpError(f"{what} sequence length {seqlen} exceeds the model's context of {context} tokens")
+
+
+def calibration_windows(stream: torch.Tensor, count: int, seqlen: int, seed: int) -> torch.Tensor:
+    """``count`` random windows of ``seqlen`` tokens, reproducible from ``seed``."""
+    if stream.numel() < seqlen + 1:
+        raise AtpError(
+            f"the calibration text has {stream.numel()} tokens, too short for windows of {seqlen} tokens"
+        )
+    generator = torch.Generator().manual_seed(int(seed))
+    starts = torch.randint(0, stream.numel() - seqlen, (count,), generator=generator)
+    return torch.stack([stream[s : s + seqlen] for s in starts.tolist()])
+
+
+def evaluation_windows(stream: torch.Tensor, count: int | None, seqlen: int) -> torch.Tensor:
+    """The first ``count`` non-overlapping windows (all of them when ``count`` is None)."""
+    available = stream.numel() // seqlen
+    if available == 0 or (count is not None and count > available):
+        raise AtpError(
+            f"the evaluation text has {stream.numel()} tokens: {available} windows of {seqlen}, "
+            f"fewer than the {count} asked for"
+        )
+    count = available if count is None else count
+    return stream[: count * seqlen].view(count, seqlen)

@@ -1,0 +1,363 @@
+"""Plotly figures for the app: plain data in, ``go.Figure`` out (no gradio, no torch).
+
+Every figure uses one small house template (transparent background, mid-grey text,
+grids with alpha) so it reads on light and dark themes, and one colour per schedule
+name taken from ``SCHEDULE_COLOURS``.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import plotly.graph_objects as go
+
+from ..errors import AtpError
+from ..schedules import atp_schedule, beta_max
+
+# Okabe-Ito (colour-blind safe). Dense is grey: Okabe-Ito black vanishes on a dark theme.
+SCHEDULE_COLOURS: dict[str, str] = {
+    "dense": "#999999",
+    "uniform": "#0072B2",
+    "atp": "#D55E00",
+    "owl": "#009E73",
+    "alphapruning": "#CC79A7",
+}
+# The remaining Okabe-Ito colours, for names outside the mapping (e.g. a custom schedule).
+_FALLBACK_COLOURS = ("#E69F00", "#56B4E9")
+# Mid grey has about the same contrast (~4.4:1) on white and on Gradio's dark background.
+_TEXT = "#777777"
+_GRID = "rgba(128,128,128,0.25)"
+_AXIS_LINE = "rgba(128,128,128,0.6)"
+_BAND = "rgba(128,128,128,0.2)"
+# Several runs of one schedule share its colour and differ by dash.
+_DASHES = ("solid", "dash", "dot", "dashdot", "longdash")
+
+AXIS_BLOCK = "decoder block (index)"
+AXIS_SPARSITY = "sparsity (fraction of weights removed)"
+AXIS_RELATIVE = "relative error ‖Δh‖ / ‖h‖"
+AXIS_PPL = "perplexity (log scale)"
+
+_AXIS_STYLE = {"showgrid": True, "gridcolor": _GRID, "zerolinecolor": _AXIS_LINE,
+               "linecolor": _AXIS_LINE, "automargin": True}
+# Built once: template="plotly" is re-validated on every figure (~20 ms); this costs <1 ms.
+_TEMPLATE = go.layout.Template(layout={
+    "font": {"color": _TEXT},
+    "paper_bgcolor": "rgba(0,0,0,0)",
+    "plot_bgcolor": "rgba(0,0,0,0)",
+    "colorway": [*SCHEDULE_COLOURS.values(), *_FALLBACK_COLOURS],
+    "xaxis": _AXIS_STYLE,
+    "yaxis": _AXIS_STYLE,
+    "legend": {"bgcolor": "rgba(0,0,0,0)"},
+    "hoverlabel": {"namelength": -1},
+})
+
+
+def _schedule_key(name: str) -> str:
+    """The schedule part of a run label: 'atp β=0.012' -> 'atp'."""
+    return name.strip().split(" ", 1)[0].lower()
+
+
+def colour_for(name: str) -> str:
+    """The one colour of a schedule (or of a run label starting with its name)."""
+    key = _schedule_key(name)
+    if key in SCHEDULE_COLOURS:
+        return SCHEDULE_COLOURS[key]
+    # crc32, not hash(): the colour must not change between processes.
+    return _FALLBACK_COLOURS[zlib.crc32(key.encode()) % len(_FALLBACK_COLOURS)]
+
+
+def _layout(title: str, x_title: str, y_title: str, *, subtitle: str | None = None,
+            xaxis: dict | None = None, yaxis: dict | None = None, **extra: Any) -> dict:
+    # A <sup> line instead of title.subtitle: older plotly.js bundles ignore subtitle.
+    text = f"{title}<br><sup>{subtitle}</sup>" if subtitle else title
+    return {
+        "template": _TEMPLATE,
+        "title": {"text": text},
+        "xaxis": {"title": {"text": x_title}, **(xaxis or {})},
+        "yaxis": {"title": {"text": y_title}, **(yaxis or {})},
+        **extra,
+    }
+
+
+def _note(text: str) -> dict:
+    """A centred annotation for a figure that has nothing to draw yet."""
+    return {"text": text, "xref": "paper", "yref": "paper", "x": 0.5, "y": 0.5,
+            "showarrow": False, "font": {"size": 14}}
+
+
+def _plottable(value: float) -> float | None:
+    # inf/nan (a diverged model) cannot sit on a log axis, nor go through JSON.
+    return value if math.isfinite(value) and value > 0 else None
+
+
+def _fmt_ppl(value: float) -> str:
+    if not math.isfinite(value):
+        return "∞ (diverged)"
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
+def _run_label(result: Mapping) -> str:
+    return f"{result['allocation']}, {result['method']}, S = {result['sparsity']:.3g}"
+
+
+def schedule_figure(num_layers: int, sparsity: float, beta: float) -> go.Figure:
+    """ATP rate per block as bars, with the uniform level S; cheap enough for a slider."""
+    rates = atp_schedule(num_layers, sparsity, beta)
+    limit = beta_max(num_layers, sparsity)
+    sparsity, beta = float(sparsity), float(beta)
+    count = len(rates)
+    data = [
+        go.Bar(x=list(range(count)), y=rates, name="ATP rate s_i",
+               marker={"color": colour_for("atp")},
+               hovertemplate="block %{x}: %{y:.3f}<extra></extra>"),
+        go.Scatter(x=[-0.5, count - 0.5], y=[sparsity, sparsity], mode="lines",
+                   name=f"uniform S = {sparsity:.3g}", hoverinfo="skip",
+                   line={"color": colour_for("uniform"), "dash": "dash", "width": 2}),
+    ]
+    layout = _layout(
+        f"ATP schedule: {count} blocks, mean sparsity S = {sparsity:.3g}",
+        AXIS_BLOCK, AXIS_SPARSITY,
+        subtitle=f"β = {beta:.4f} (β_max = {limit:.4f}) · one rate per decoder block",
+        xaxis={"range": [-0.5, count - 0.5]}, yaxis={"range": [0, 1]}, bargap=0.15,
+    )
+    return go.Figure(data=data, layout=layout)
+
+
+def error_propagation_figure(runs: Mapping[str, dict], log_scale: bool = False) -> go.Figure:
+    """Relative block-output error against depth, one line per run."""
+    data = []
+    dash_count: dict[str, int] = {}
+    blocks: set[int] = set()
+    for label, result in runs.items():
+        key = _schedule_key(label)
+        dash = _DASHES[dash_count.get(key, 0) % len(_DASHES)]
+        dash_count[key] = dash_count.get(key, 0) + 1
+        x = [e["layer"] for e in result["errors"]]
+        blocks.update(x)
+        data.append(go.Scatter(
+            x=x, y=[e["relative"] for e in result["errors"]], mode="lines+markers", name=label,
+            line={"color": colour_for(label), "dash": dash},
+            hovertemplate=f"{label}<br>block %{{x}}: %{{y:.3g}}<extra></extra>"))
+    if log_scale:
+        subtitle = "log scale · dense = 0 (a log axis cannot show it)"
+    else:
+        subtitle = "dense = 0 (grey line) · each model fed its own input"
+        if blocks:
+            data.insert(0, go.Scatter(
+                x=[min(blocks), max(blocks)], y=[0, 0], mode="lines", name="dense",
+                hoverinfo="skip", line={"color": colour_for("dense"), "dash": "dot"}))
+    layout = _layout(
+        "Error explosion: block-output error by depth", AXIS_BLOCK,
+        AXIS_RELATIVE + (" (log scale)" if log_scale else ""), subtitle=subtitle,
+        yaxis={"type": "log" if log_scale else "linear"},
+        annotations=[] if runs else [_note("No pruned run yet")],
+    )
+    return go.Figure(data=data, layout=layout)
+
+
+def error_split_figure(result: dict) -> go.Figure:
+    """Per block: introduced and inherited error stacked, total error on top."""
+    errors = result["errors"]
+    x = [e["layer"] for e in errors]
+    colour = colour_for(result["allocation"])
+    amplification = ["n/a" if e["amplification"] is None else f"{e['amplification']:.3g}×"
+                     for e in errors]
+    data = [
+        go.Bar(x=x, y=[e["introduced"] for e in errors], name="introduced (this block's pruning)",
+               marker={"color": colour},
+               hovertemplate="block %{x}: introduced %{y:.3g}<extra></extra>"),
+        go.Bar(x=x, y=[e["inherited"] for e in errors], name="inherited (earlier error carried on)",
+               marker={"color": colour, "pattern": {"shape": "/", "solidity": 0.5}},
+               customdata=amplification,
+               hovertemplate="block %{x}: inherited %{y:.3g}<br>"
+                             "amplification %{customdata}<extra></extra>"),
+        go.Scatter(x=x, y=[e["relative"] for e in errors], mode="lines+markers",
+                   name="total ‖Δh‖ / ‖h‖", line={"color": _TEXT},
+                   hovertemplate="block %{x}: total %{y:.3g}<extra></extra>"),
+    ]
+    layout = _layout(
+        f"Introduced vs inherited error ({_run_label(result)})",
+        AXIS_BLOCK, "error relative to ‖h_dense‖",
+        subtitle="bar height = ‖introduced‖ + ‖inherited‖, at least the total "
+                 "(triangle inequality) · line = total",
+        barmode="stack",
+    )
+    return go.Figure(data=data, layout=layout)
+
+
+def sublayer_heatmap(result: dict) -> go.Figure:
+    """Blocks × linear layers, coloured by each layer's relative error."""
+    cells: dict[tuple[int, str], dict] = {}
+    for entry in result["sublayer_errors"]:
+        cells[(entry["layer"], entry["sublayer"].rsplit(".", 1)[-1])] = entry
+    names = list(dict.fromkeys(name for _, name in cells))  # first-seen order
+    blocks = sorted({block for block, _ in cells})
+    grid = [[cells.get((block, name)) for name in names] for block in blocks]
+    data = [go.Heatmap(
+        z=[[c["relative"] if c else None for c in row] for row in grid],
+        customdata=[[c["sparsity"] if c else None for c in row] for row in grid],
+        x=names, y=blocks, colorscale="Viridis", zmin=0, xgap=1, ygap=1,
+        colorbar={"title": {"text": "relative error"}},
+        hovertemplate="block %{y} · %{x}<br>relative error %{z:.3g}<br>"
+                      "sparsity %{customdata:.3f}<extra></extra>")]
+    layout = _layout(
+        f"Relative error of each linear layer ({_run_label(result)})",
+        "linear layer inside the block (the model's own name)", AXIS_BLOCK,
+        subtitle="block 0 at the top · colour = relative error (dimensionless)",
+        yaxis={"autorange": "reversed"},
+    )
+    return go.Figure(data=data, layout=layout)
+
+
+def _settings_caption(runs: Mapping[str, dict]) -> str | None:
+    """The measurement settings, once if all runs share them, else per run."""
+    captions: dict[str, list[str]] = {}
+    for label, result in runs.items():
+        s = result["settings"]
+        caption = (f"seed {s['seed']} · calibration {s['calib_samples']} × {s['calib_seqlen']} "
+                   f"tokens · evaluation {s['eval_samples']} × {s['eval_seqlen']} tokens · "
+                   f"text: {s['text']} · {s['dtype']}")
+        captions.setdefault(caption, []).append(label)
+    if len(captions) <= 1:
+        return next(iter(captions), None)
+    return "<br>".join(f"{', '.join(labels)}: {caption}" for caption, labels in captions.items())
+
+
+def perplexity_figure(dense_ppl: float, runs: Mapping[str, dict]) -> go.Figure:
+    """Perplexity of dense and each run (log axis), labelled with achieved sparsity."""
+    labels = ["dense", *runs]
+    values = [float(dense_ppl), *(float(r["ppl"]) for r in runs.values())]
+    texts = [f"{_fmt_ppl(values[0])}<br>dense"] + [
+        f"{_fmt_ppl(float(r['ppl']))}<br>{r['overall_sparsity']:.1%} sparse" for r in runs.values()]
+    y = [_plottable(v) for v in values]
+    shown = [v for v in y if v is not None]
+    # Log-axis range is in decades; headroom above keeps the two-line labels inside.
+    y_range = ([math.log10(min(shown)) - 0.2, math.log10(max(shown)) + 0.5] if shown else None)
+    data = [go.Bar(x=labels, y=y, text=texts, textposition="outside", cliponaxis=False,
+                   marker={"color": [colour_for(label) for label in labels]},
+                   hovertemplate="%{x}: perplexity %{y:.4g}<extra></extra>")]
+    layout = _layout(
+        "Perplexity on held-out text (lower is better)", "model (dense or pruning run)", AXIS_PPL,
+        subtitle=_settings_caption(runs),
+        yaxis={"type": "log", "range": y_range}, showlegend=False,
+    )
+    return go.Figure(data=data, layout=layout)
+
+
+def _best_point(betas: Sequence[float], ppls: Sequence[float | None], uniform_ppl: float | None,
+                best_beta: float | None) -> tuple[float, float, str] | None:
+    """Where to put the star: the given best β, else the lowest trial so far."""
+    if best_beta is None:
+        finite = [(p, b) for b, p in zip(betas, ppls) if p is not None]
+        if not finite:
+            return None
+        ppl, beta = min(finite)
+        return beta, ppl, f"best so far β = {beta:.4g}"
+    # Uniform (β = 0) can win the search; it is then the best point.
+    points = list(zip(betas, ppls))
+    if uniform_ppl is not None:
+        points.append((0.0, _plottable(uniform_ppl)))
+    for beta, ppl in points:
+        if ppl is not None and math.isclose(beta, best_beta, abs_tol=1e-9):
+            return beta, ppl, f"best β = {beta:.4g}"
+    return None
+
+
+def sweep_figure(trials: Sequence[dict], uniform_ppl: float | None,
+                 best_beta: float | None) -> go.Figure:
+    """Perplexity against β for the trials so far, uniform as a reference, best β starred."""
+    ordered = sorted(trials, key=lambda t: t["beta"])
+    betas = [float(t["beta"]) for t in ordered]
+    ppls = [_plottable(float(t["ppl"])) for t in ordered]
+    data = []
+    if uniform_ppl is not None:
+        # Uniform is β = 0: a marker there, and a dashed level across the trials.
+        data.append(go.Scatter(
+            x=[0.0, max(betas, default=0.0)], y=[uniform_ppl] * 2, mode="lines+markers",
+            name=f"uniform (β = 0): {_fmt_ppl(uniform_ppl)}", marker={"size": [9, 0]},
+            line={"color": colour_for("uniform"), "dash": "dash"},
+            hovertemplate="uniform: perplexity %{y:.4g}<extra></extra>"))
+    if ordered:
+        data.append(go.Scatter(
+            x=betas, y=ppls, mode="lines+markers", name="ATP trial",
+            line={"color": colour_for("atp")},
+            hovertemplate="β = %{x:.4f}: perplexity %{y:.4g}<extra></extra>"))
+    best = _best_point(betas, ppls, uniform_ppl, best_beta)
+    if best:
+        beta, ppl, text = best
+        data.append(go.Scatter(
+            x=[beta], y=[ppl], mode="markers+text", name=text, text=[text],
+            textposition="top center",
+            marker={"symbol": "star", "size": 18, "color": colour_for("atp"),
+                    "line": {"color": _TEXT, "width": 1}},
+            hovertemplate=f"{text}: perplexity %{{y:.4g}}<extra></extra>"))
+    layout = _layout(
+        "β search: perplexity against the common difference β",
+        "β (sparsity step between consecutive blocks)", AXIS_PPL,
+        subtitle=f"{len(ordered)} trial{'s' if len(ordered) != 1 else ''} · lower is better",
+        yaxis={"type": "log"},
+        annotations=[] if data else [_note("No trials yet")],
+    )
+    return go.Figure(data=data, layout=layout)
+
+
+def single_block_figure(result: dict, block: int) -> go.Figure:
+    """Error per block when only ``block`` was pruned: zero before it, carried after it."""
+    errors = result["errors"]
+    x = [e["layer"] for e in errors]
+    y = [e["relative"] for e in errors]
+    if block not in x:
+        raise AtpError(f"block {block} is not in this result (blocks {x[0]}..{x[-1]})")
+    colour = colour_for(result["allocation"])
+    data = [
+        go.Scatter(x=x, y=y, mode="lines+markers", name="relative error", line={"color": colour},
+                   hovertemplate="block %{x}: %{y:.3g}<extra></extra>"),
+        go.Scatter(x=[block], y=[y[x.index(block)]], mode="markers", name=f"pruned block {block}",
+                   marker={"symbol": "star", "size": 16, "color": colour,
+                           "line": {"color": _TEXT, "width": 1}},
+                   hovertemplate="pruned block %{x}: %{y:.3g}<extra></extra>"),
+    ]
+    layout = _layout(
+        f"Prune only block {block} (sparsity {result['schedule'][block]:.0%}): "
+        "where its error goes",
+        AXIS_BLOCK, AXIS_RELATIVE,
+        subtitle="blocks before it are untouched (error 0) · after it, dense blocks carry it on",
+        shapes=[{"type": "rect", "xref": "x", "yref": "paper", "x0": block - 0.5,
+                 "x1": block + 0.5, "y0": 0, "y1": 1, "fillcolor": _BAND,
+                 "line": {"width": 0}, "layer": "below"}],
+    )
+    return go.Figure(data=data, layout=layout)
+
+
+def compare_schedules_figure(schedules: Mapping[str, Sequence[float]],
+                             sparsity: float) -> go.Figure:
+    """Several allocators' per-block rates on one axis, with the common target S."""
+    data = [
+        go.Scatter(x=list(range(len(rates))), y=list(rates), mode="lines+markers",
+                   name=f"{name} (mean {sum(rates) / len(rates):.3f})",
+                   line={"color": colour_for(name)},
+                   hovertemplate=f"{name}<br>block %{{x}}: %{{y:.3f}}<extra></extra>")
+        for name, rates in schedules.items() if len(rates)
+    ]
+    sparsity = float(sparsity)
+    layout = _layout(
+        "Per-block sparsity of each allocator", AXIS_BLOCK, AXIS_SPARSITY,
+        subtitle=f"one rate per decoder block · target mean S = {sparsity:.3g} (dotted)",
+        yaxis={"range": [0, 1]},
+        shapes=[{"type": "line", "xref": "paper", "yref": "y", "x0": 0, "x1": 1,
+                 "y0": sparsity, "y1": sparsity, "line": {"color": _TEXT, "dash": "dot"}}],
+    )
+    return go.Figure(data=data, layout=layout)
+
+
+def measurement_figure(values: Sequence[float], title: str, y_label: str) -> go.Figure:
+    """One measured value per block (e.g. OWL outlier ratio, AlphaPruning α)."""
+    data = [go.Bar(x=list(range(len(values))), y=list(values), name=y_label,
+                   marker={"color": _TEXT},
+                   hovertemplate="block %{x}: %{y:.4g}<extra></extra>")]
+    layout = _layout(title, AXIS_BLOCK, y_label, subtitle="one value per decoder block",
+                     showlegend=False)
+    return go.Figure(data=data, layout=layout)

@@ -1,0 +1,312 @@
+import json
+import math
+
+import plotly.graph_objects as go
+import pytest
+
+from atp_viz.errors import AtpError
+from atp_viz.schedules import atp_schedule, beta_max
+from atp_viz.ui import plots
+
+SUBLAYERS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+             "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
+SETTINGS = {"calib_samples": 8, "calib_seqlen": 256, "eval_samples": 16, "eval_seqlen": 256,
+            "text": "builtin", "seed": 0, "dtype": "bfloat16", "device": "cpu"}
+
+
+def make_result(allocation: str = "atp", num_layers: int = 6, sparsity: float = 0.7,
+                beta: float = 0.02, ppl: float = 205.0, only_block: int | None = None,
+                settings: dict | None = None) -> dict:
+    """A synthetic engine result with distinct, non-trivial numbers per block."""
+    if only_block is None:
+        schedule = atp_schedule(num_layers, sparsity, beta)
+    else:
+        schedule = [sparsity if i == only_block else 0.0 for i in range(num_layers)]
+    errors, previous = [], 0.0
+    for i in range(num_layers):
+        touched = only_block is None or i >= only_block
+        introduced = 0.01 * (i + 1) * schedule[i]
+        inherited = 1.3 * previous if touched else 0.0
+        # The total is below introduced + inherited, as the triangle inequality allows.
+        relative = 0.9 * (introduced + inherited)
+        errors.append({"layer": i, "total_sq": relative ** 2 * 100.0, "relative": relative,
+                       "introduced": introduced, "inherited": inherited,
+                       "amplification": None if i == 0 else 1.3})
+        previous = relative
+    sublayer_errors = [
+        {"layer": i, "sublayer": f"model.layers.{i}.{name}", "relative": 0.1 * i + 0.01 * j,
+         "sparsity": schedule[i]}
+        for i in range(num_layers) for j, name in enumerate(SUBLAYERS)
+    ]
+    return {
+        "model": "synthetic", "model_source": "test", "num_layers": num_layers,
+        "method": "wanda", "allocation": allocation, "sparsity": sparsity, "beta": beta,
+        "beta_max": beta_max(num_layers, sparsity), "schedule": schedule,
+        "achieved_sparsity": schedule, "overall_sparsity": sum(schedule) / num_layers,
+        "dense_ppl": 19.6, "ppl": ppl, "errors": errors, "sublayer_errors": sublayer_errors,
+        "timings": {"prune": 1.0, "perplexity": 1.0}, "settings": settings or dict(SETTINGS),
+    }
+
+
+@pytest.fixture
+def runs() -> dict:
+    return {"uniform": make_result("uniform", beta=0.0, ppl=520.0), "atp": make_result("atp")}
+
+
+def by_name(fig: go.Figure, name: str):
+    matches = [t for t in fig.data if t.name == name]
+    assert len(matches) == 1, [t.name for t in fig.data]
+    return matches[0]
+
+
+# ---------------------------------------------------------------- colours
+
+
+def test_colours_are_distinct_and_keyed_by_the_schedule_part():
+    assert len(set(plots.SCHEDULE_COLOURS.values())) == len(plots.SCHEDULE_COLOURS)
+    assert plots.colour_for("atp β=0.012") == plots.colour_for("ATP") == plots.SCHEDULE_COLOURS["atp"]
+    custom = plots.colour_for("custom")
+    assert custom not in plots.SCHEDULE_COLOURS.values()
+    assert plots.colour_for("custom rates") == custom
+
+
+def test_same_schedule_same_colour_across_figures(runs):
+    atp = plots.SCHEDULE_COLOURS["atp"]
+    uniform = plots.SCHEDULE_COLOURS["uniform"]
+    schedule = plots.schedule_figure(6, 0.7, 0.02)
+    assert schedule.data[0].marker.color == atp
+    assert schedule.data[1].line.color == uniform
+    propagation = plots.error_propagation_figure(runs)
+    assert by_name(propagation, "atp").line.color == atp
+    assert by_name(propagation, "uniform").line.color == uniform
+    assert by_name(propagation, "dense").line.color == plots.SCHEDULE_COLOURS["dense"]
+    ppl = plots.perplexity_figure(19.6, runs)
+    assert dict(zip(ppl.data[0].x, ppl.data[0].marker.color)) == {
+        "dense": plots.SCHEDULE_COLOURS["dense"], "uniform": uniform, "atp": atp}
+    compare = plots.compare_schedules_figure(
+        {"uniform": runs["uniform"]["schedule"], "atp": runs["atp"]["schedule"]}, 0.7)
+    assert [t.line.color for t in compare.data] == [uniform, atp]
+    sweep = plots.sweep_figure([{"beta": 0.01, "ppl": 300.0}], 520.0, None)
+    assert by_name(sweep, "ATP trial").line.color == atp
+    assert sweep.data[0].line.color == uniform
+    assert plots.error_split_figure(runs["atp"]).data[0].marker.color == atp
+
+
+def test_repeated_schedule_runs_share_colour_but_not_dash():
+    runs = {"atp β=0.004": make_result(beta=0.004), "atp β=0.02": make_result(beta=0.02)}
+    first, second = plots.error_propagation_figure(runs).data[1:]
+    assert first.line.color == second.line.color == plots.SCHEDULE_COLOURS["atp"]
+    assert first.line.dash != second.line.dash
+
+
+# ---------------------------------------------------------------- schedule
+
+
+@pytest.mark.parametrize(("layers", "sparsity", "beta"), [(30, 0.7, 0.012), (12, 0.5, 0.0),
+                                                          (24, 0.7, beta_max(24, 0.7))])
+def test_schedule_bars_are_the_atp_schedule(layers, sparsity, beta):
+    fig = plots.schedule_figure(layers, sparsity, beta)
+    bars, uniform = fig.data
+    assert bars.type == "bar"
+    assert list(bars.x) == list(range(layers))
+    assert list(bars.y) == atp_schedule(layers, sparsity, beta)
+    assert list(uniform.y) == [sparsity, sparsity]
+    assert list(fig.layout.yaxis.range) == [0, 1]
+    title = fig.layout.title.text
+    assert f"β = {beta:.4f}" in title and f"β_max = {beta_max(layers, sparsity):.4f}" in title
+    assert "one rate per decoder block" in title
+
+
+def test_schedule_figure_refuses_an_illegal_beta():
+    with pytest.raises(AtpError):
+        plots.schedule_figure(30, 0.7, 0.05)
+
+
+# ---------------------------------------------------------------- error figures
+
+
+def test_error_propagation_plots_relative_error_and_dense_zero(runs):
+    fig = plots.error_propagation_figure(runs)
+    assert fig.layout.yaxis.type == "linear"
+    for label, result in runs.items():
+        trace = by_name(fig, label)
+        assert list(trace.y) == [e["relative"] for e in result["errors"]]
+        assert list(trace.x) == list(range(6))
+    dense = by_name(fig, "dense")
+    assert set(dense.y) == {0} and list(dense.x) == [0, 5]
+
+
+def test_log_toggle_sets_axis_and_states_dense_zero(runs):
+    fig = plots.error_propagation_figure(runs, log_scale=True)
+    assert fig.layout.yaxis.type == "log"
+    assert "dense = 0" in fig.layout.title.text
+    assert "dense" not in [t.name for t in fig.data]
+
+
+def test_error_split_stacks_introduced_and_inherited():
+    result = make_result()
+    fig = plots.error_split_figure(result)
+    assert fig.layout.barmode == "stack"
+    introduced, inherited, total = fig.data
+    assert introduced.type == inherited.type == "bar" and total.type == "scatter"
+    for i, e in enumerate(result["errors"]):
+        assert introduced.y[i] + inherited.y[i] == pytest.approx(e["introduced"] + e["inherited"])
+        assert total.y[i] == e["relative"] <= introduced.y[i] + inherited.y[i]
+    assert inherited.customdata[0] == "n/a" and inherited.customdata[1] == "1.3×"
+
+
+def test_sublayer_heatmap_shape_and_names():
+    result = make_result(num_layers=5)
+    fig = plots.sublayer_heatmap(result)
+    heat = fig.data[0]
+    short = [name.rsplit(".", 1)[-1] for name in SUBLAYERS]
+    assert list(heat.x) == short
+    assert list(heat.y) == list(range(5))
+    assert len(heat.z) == 5 and all(len(row) == len(SUBLAYERS) for row in heat.z)
+    for e in result["sublayer_errors"]:
+        j = short.index(e["sublayer"].rsplit(".", 1)[-1])
+        assert heat.z[e["layer"]][j] == e["relative"]
+        assert heat.customdata[e["layer"]][j] == e["sparsity"]
+
+
+def test_sublayer_heatmap_leaves_missing_cells_empty():
+    result = make_result(num_layers=3)
+    result["sublayer_errors"] = [e for e in result["sublayer_errors"]
+                                 if not (e["layer"] == 1 and e["sublayer"].endswith("v_proj"))]
+    heat = plots.sublayer_heatmap(result).data[0]
+    assert heat.z[1][2] is None and heat.z[0][2] is not None
+
+
+def test_single_block_highlights_the_pruned_block():
+    result = make_result(only_block=3)
+    fig = plots.single_block_figure(result, 3)
+    line, star = fig.data
+    assert list(line.y) == [e["relative"] for e in result["errors"]]
+    assert list(line.y[:3]) == [0.0, 0.0, 0.0] and line.y[3] > 0
+    assert list(star.x) == [3] and star.y[0] == line.y[3]
+    band = fig.layout.shapes[0]
+    assert band.x0 < 3 < band.x1 and band.x1 - band.x0 == 1
+    assert "block 3" in fig.layout.title.text and "70%" in fig.layout.title.text
+    with pytest.raises(AtpError):
+        plots.single_block_figure(result, 6)
+
+
+# ---------------------------------------------------------------- perplexity and sweep
+
+
+def test_perplexity_bars_labels_and_settings(runs):
+    fig = plots.perplexity_figure(19.6, runs)
+    bars = fig.data[0]
+    assert list(bars.x) == ["dense", "uniform", "atp"]
+    assert list(bars.y) == [19.6, 520.0, 205.0]
+    assert fig.layout.yaxis.type == "log"
+    assert "70.0% sparse" in bars.text[2] and "205" in bars.text[2]
+    low, high = fig.layout.yaxis.range  # decades on a log axis
+    assert low < math.log10(19.6) and high > math.log10(520.0)
+    title = fig.layout.title.text
+    for part in ("seed 0", "8 × 256", "16 × 256", "builtin"):
+        assert part in title
+
+
+def test_perplexity_names_runs_whose_settings_differ():
+    runs = {"uniform": make_result("uniform", beta=0.0),
+            "atp": make_result(settings={**SETTINGS, "seed": 7})}
+    title = plots.perplexity_figure(19.6, runs).layout.title.text
+    assert "uniform: seed 0" in title and "atp: seed 7" in title
+
+
+def test_perplexity_survives_a_diverged_run():
+    fig = plots.perplexity_figure(19.6, {"atp": make_result(ppl=math.inf)})
+    assert fig.data[0].y[1] is None and "diverged" in fig.data[0].text[1]
+    json.loads(fig.to_json())
+
+
+TRIALS = [{"beta": 0.008, "ppl": 219.0}, {"beta": 0.002, "ppl": 400.0},
+          {"beta": 0.016, "ppl": 291.0}, {"beta": 0.012, "ppl": 205.0}]
+
+
+def test_sweep_sorted_by_beta_with_uniform_reference():
+    fig = plots.sweep_figure(TRIALS, 520.0, 0.012)
+    trial = by_name(fig, "ATP trial")
+    assert list(trial.x) == [0.002, 0.008, 0.012, 0.016]
+    assert list(trial.y) == [400.0, 219.0, 205.0, 291.0]
+    assert list(fig.data[0].y) == [520.0, 520.0] and fig.data[0].x[0] == 0.0
+    assert fig.layout.yaxis.type == "log"
+
+
+@pytest.mark.parametrize("best_beta", [0.012, None])
+def test_sweep_stars_the_minimum(best_beta):
+    star = plots.sweep_figure(TRIALS, 520.0, best_beta).data[-1]
+    assert star.marker.symbol == "star"
+    assert (star.x[0], star.y[0]) == (0.012, 205.0)
+    assert "0.012" in star.text[0]
+
+
+def test_sweep_stars_uniform_when_it_wins():
+    star = plots.sweep_figure(TRIALS, 150.0, 0.0).data[-1]
+    assert (star.x[0], star.y[0]) == (0.0, 150.0)
+
+
+@pytest.mark.parametrize("count", [0, 1, 2])
+def test_sweep_fills_in_live(count):
+    fig = plots.sweep_figure(TRIALS[:count], None, None)
+    stars = [t for t in fig.data if t.marker.symbol == "star"]
+    assert len(stars) == min(count, 1)
+    if count == 0:
+        assert fig.layout.annotations  # says there is nothing yet
+
+
+# ---------------------------------------------------------------- small figures
+
+
+def test_compare_schedules_and_target_line():
+    schedules = {"uniform": [0.7] * 4, "owl": [0.6, 0.7, 0.7, 0.8]}
+    fig = plots.compare_schedules_figure(schedules, 0.7)
+    assert [list(t.y) for t in fig.data] == [[0.7] * 4, [0.6, 0.7, 0.7, 0.8]]
+    assert fig.data[1].line.color == plots.SCHEDULE_COLOURS["owl"]
+    assert fig.layout.shapes[0].y0 == fig.layout.shapes[0].y1 == 0.7
+
+
+def test_measurement_figure_uses_given_labels():
+    fig = plots.measurement_figure([3.1, 2.5, 4.0], "AlphaPruning α per block", "α (Hill)")
+    assert list(fig.data[0].y) == [3.1, 2.5, 4.0] and list(fig.data[0].x) == [0, 1, 2]
+    assert fig.layout.title.text.startswith("AlphaPruning α per block")
+    assert fig.layout.yaxis.title.text == "α (Hill)"
+
+
+# ---------------------------------------------------------------- every figure
+
+
+@pytest.fixture(scope="module")
+def figures() -> dict:
+    runs = {"uniform": make_result("uniform", beta=0.0, ppl=520.0), "atp": make_result()}
+    return {
+        "schedule": plots.schedule_figure(30, 0.7, 0.012),
+        "propagation": plots.error_propagation_figure(runs),
+        "propagation_log": plots.error_propagation_figure(runs, log_scale=True),
+        "propagation_empty": plots.error_propagation_figure({}),
+        "split": plots.error_split_figure(runs["atp"]),
+        "heatmap": plots.sublayer_heatmap(runs["atp"]),
+        "perplexity": plots.perplexity_figure(19.6, runs),
+        "sweep": plots.sweep_figure(TRIALS, 520.0, 0.012),
+        "sweep_empty": plots.sweep_figure([], None, None),
+        "single": plots.single_block_figure(make_result(only_block=2), 2),
+        "compare": plots.compare_schedules_figure({"atp": runs["atp"]["schedule"]}, 0.7),
+        "measurement": plots.measurement_figure([0.1, 0.2], "OWL outlier ratio per block",
+                                                "outlier ratio D_i (%)"),
+    }
+
+
+FIGURES = ("schedule", "propagation", "propagation_log", "propagation_empty", "split", "heatmap",
+           "perplexity", "sweep", "sweep_empty", "single", "compare", "measurement")
+
+
+@pytest.mark.parametrize("name", FIGURES)
+def test_every_figure_is_titled_themed_and_serialisable(figures, name):
+    fig = figures[name]
+    assert fig.layout.title.text.strip()
+    assert fig.layout.xaxis.title.text.strip() and fig.layout.yaxis.title.text.strip()
+    theme = fig.layout.template.layout
+    assert theme.paper_bgcolor == theme.plot_bgcolor == "rgba(0,0,0,0)"
+    assert theme.font.color.lower() not in {"#000", "#000000", "#fff", "#ffffff", "black", "white"}
+    json.loads(fig.to_json())
