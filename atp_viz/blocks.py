@@ -15,9 +15,11 @@ from .errors import AtpError
 _LAYER_COUNT_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers")
 
 
-def _config_layer_count(model: nn.Module) -> int | None:
-    config = getattr(model, "config", None)
-    text_config = getattr(config, "get_text_config", lambda: config)() if config is not None else None
+def config_layer_count(config) -> int | None:
+    """Decoder layer count as the config states it (key names differ by architecture)."""
+    if config is None:
+        return None
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
     for cfg in (text_config, config):
         for key in _LAYER_COUNT_KEYS:
             value = getattr(cfg, key, None)
@@ -28,7 +30,7 @@ def _config_layer_count(model: nn.Module) -> int | None:
 
 def find_blocks(model: nn.Module) -> tuple[str, nn.ModuleList]:
     """Return (dotted path, ModuleList) of the decoder blocks."""
-    expected = _config_layer_count(model)
+    expected = config_layer_count(getattr(model, "config", None))
     candidates = []
     for name, module in model.named_modules():
         if not isinstance(module, nn.ModuleList) or len(module) == 0:

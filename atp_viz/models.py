@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .blocks import find_blocks
+from .blocks import config_layer_count, find_blocks
 from .errors import AtpError
 
 EMBEDDED = "embedded"
@@ -141,6 +141,21 @@ def load_model(spec: str = EMBEDDED, device: str = "auto", dtype: str = "auto") 
         return loaded
 
 
+def layer_count(spec: str, device: str = "auto", dtype: str = "auto") -> int:
+    """Number of decoder blocks: from a loaded model when cached, else from the config alone."""
+    spec = (spec or "").strip()
+    key = (spec, str(resolve_device(device)), str(resolve_dtype(dtype, resolve_device(device))))
+    with _cache_lock:
+        if key in _cache:
+            return _cache[key].num_layers
+    if spec == EMBEDDED:
+        return load_model(spec, device, dtype).num_layers
+    count = config_layer_count(load_config(spec))
+    if count is None:
+        raise AtpError(f"cannot tell how many decoder blocks {spec!r} has from its config")
+    return count
+
+
 def _load_uncached(spec: str, device: torch.device, dtype: torch.dtype) -> LoadedModel:
     if spec == EMBEDDED:
         source, description = _embedded_source()
@@ -193,13 +208,13 @@ def _from_pretrained(source: str, device: torch.device, dtype: torch.dtype):
 
     config = load_config(source)
     check_fits(config, dtype)
-    kwargs: dict = {"dtype": dtype, "trust_remote_code": False}
+    kwargs: dict = {"dtype": dtype, "trust_remote_code": False, **_hub_kwargs(source)}
     if device.type == "cuda":
         # Spread over every visible GPU when one is not enough; accelerate decides.
         kwargs["device_map"] = "auto"
     try:
         model = AutoModelForCausalLM.from_pretrained(source, config=config, **kwargs)
-        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False, **_hub_kwargs(source))
     except ValueError as exc:
         raise AtpError(f"{source!r} is not a causal language model transformers can load: {_first_line(exc)}") from None
     except OSError as exc:
@@ -211,12 +226,35 @@ def _from_pretrained(source: str, device: torch.device, dtype: torch.dtype):
     return model, tokenizer
 
 
+def _hub_offline() -> bool:
+    """True when the hub's host does not even resolve (and no proxy is set): then only the
+    local cache is tried, instead of several slow retries before the same failure."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return True
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return False
+    try:
+        socket.getaddrinfo(urlparse(constants.ENDPOINT).hostname, 443)
+    except OSError:
+        return True
+    return False
+
+
+def _hub_kwargs(source: str) -> dict:
+    return {} if Path(source).exists() or not _hub_offline() else {"local_files_only": True}
+
+
 def load_config(source: str):
     """The model's config, with hub and path failures turned into one clear line."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
     try:
-        config = AutoConfig.from_pretrained(source, trust_remote_code=False)
+        config = AutoConfig.from_pretrained(source, trust_remote_code=False, **_hub_kwargs(source))
     except ValueError as exc:
         raise AtpError(f"cannot load {source!r}: {_first_line(exc)}") from None
     except OSError as exc:

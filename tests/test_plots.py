@@ -64,7 +64,8 @@ def by_name(fig: go.Figure, name: str):
 
 def test_colours_are_distinct_and_keyed_by_the_schedule_part():
     assert len(set(plots.SCHEDULE_COLOURS.values())) == len(plots.SCHEDULE_COLOURS)
-    assert plots.colour_for("atp β=0.012") == plots.colour_for("ATP") == plots.SCHEDULE_COLOURS["atp"]
+    atp = plots.SCHEDULE_COLOURS["atp"]
+    assert plots.colour_for("atp β=0.012") == plots.colour_for("ATP") == atp
     custom = plots.colour_for("custom")
     assert custom not in plots.SCHEDULE_COLOURS.values()
     assert plots.colour_for("custom rates") == custom
