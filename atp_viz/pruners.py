@@ -19,7 +19,7 @@ def _pruned_count(total: int, sparsity: float) -> int:
 
 def _zero_lowest(weight: torch.Tensor, scores: torch.Tensor, sparsity: float, per_row: bool) -> torch.Tensor:
     """Zero the lowest-scoring weights: per output row (Wanda) or over the whole matrix."""
-    pruned = weight.float().clone()
+    pruned = weight.float().clone(memory_format=torch.contiguous_format)
     if per_row:
         k = _pruned_count(scores.shape[1], sparsity)
         if k > 0:
@@ -60,7 +60,7 @@ def sparsegpt_prune(
 
     ``hessian`` is H = (2/n) Σ X Xᵀ over the layer's calibration inputs (float32).
     """
-    W = weight.float().clone()
+    W = weight.float().clone(memory_format=torch.contiguous_format)
     H = hessian.float().clone()
     columns = W.shape[1]
     dead = torch.diag(H) == 0

@@ -98,10 +98,15 @@ def search_beta(
     settings: RunSettings,
     strategy: str = "grid",
     cancelled: Callable[[], bool] | None = None,
+    on_trial: Callable[[dict], None] | None = None,
 ) -> dict:
     """Run the whole β search; return every trial and the best one."""
     loaded = load_model(settings.model, settings.device, settings.dtype)
-    trials = list(iter_search(settings, strategy, cancelled))
+    trials = []
+    for trial in iter_search(settings, strategy, cancelled):
+        trials.append(trial)
+        if on_trial is not None:
+            on_trial(trial)
     best = min(trials, key=lambda t: t["ppl"])
     return {
         "strategy": strategy,

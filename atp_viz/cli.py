@@ -1,0 +1,181 @@
+"""Command line: ``python -m atp_viz schedule|prune|search ...``.
+
+Every failure the user can cause ends with one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Sequence
+
+from .errors import AtpError
+
+
+def _eval_samples(value: str) -> int | None:
+    if value == "all":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got {value!r}") from None
+
+
+def _write_json(payload: dict, target: str) -> None:
+    text = json.dumps(payload, indent=2)
+    if target == "-":
+        print(text)
+        return
+    try:
+        with open(target, "w", encoding="utf-8") as handle:
+            handle.write(text + "\n")
+    except OSError as exc:
+        raise AtpError(f"cannot write {target!r}: {exc.strerror}") from None
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="embedded", help="'embedded', a Hugging Face id, or a local directory")
+    parser.add_argument("--method", default="wanda", choices=("wanda", "sparsegpt", "magnitude"))
+    parser.add_argument("--sparsity", type=float, default=0.7, help="target mean sparsity S in [0, 1)")
+    parser.add_argument("--calib-samples", type=int, default=8)
+    parser.add_argument("--calib-seqlen", type=int, default=256)
+    parser.add_argument("--eval-samples", type=_eval_samples, default=16, help="a number, or 'all' windows")
+    parser.add_argument("--eval-seqlen", type=int, default=256)
+    parser.add_argument("--text", default="builtin", help="builtin | wikitext2 | c4 | PATH to a UTF-8 file")
+    parser.add_argument("--calib-text", default=None, help="calibration source, if not --text")
+    parser.add_argument("--eval-text", default=None, help="evaluation source, if not --text")
+    parser.add_argument(
+        "--paper-setup",
+        action="store_true",
+        help="the paper's set-up: C4 calibration 128 x 2048, WikiText-2 test perplexity, all windows",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"))
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+
+
+def _settings(args: argparse.Namespace, **overrides):
+    from .engine import RunSettings
+
+    fields = dict(
+        model=args.model,
+        method=args.method,
+        sparsity=args.sparsity,
+        calib_samples=args.calib_samples,
+        calib_seqlen=args.calib_seqlen,
+        eval_samples=args.eval_samples,
+        eval_seqlen=args.eval_seqlen,
+        text=args.text,
+        calib_text=args.calib_text,
+        eval_text=args.eval_text,
+        seed=args.seed,
+        device=args.device,
+        dtype=args.dtype,
+    )
+    if args.paper_setup:
+        # Context capped at 2048 as in the paper; shorter-context models use their own.
+        fields.update(calib_text="c4", eval_text="wikitext2", calib_samples=128, calib_seqlen=2048,
+                      eval_samples=None, eval_seqlen=2048)
+    fields.update(overrides)
+    return RunSettings(**fields)
+
+
+def _cmd_schedule(args: argparse.Namespace) -> None:
+    from .schedules import atp_schedule, beta_max
+
+    _write_json(
+        {
+            "schedule": atp_schedule(args.layers, args.sparsity, args.beta),
+            "beta_max": beta_max(args.layers, args.sparsity),
+            "unit": "decoder block",
+        },
+        args.json,
+    )
+
+
+def _progress(fraction: float, message: str) -> None:
+    print(f"[{fraction:6.1%}] {message}", file=sys.stderr, flush=True)
+
+
+def _cmd_prune(args: argparse.Namespace) -> None:
+    from .engine import run_pruning, save_pruned
+
+    allocation = "uniform" if args.beta == 0 else "atp"
+    settings = _settings(args, allocation=allocation, beta=args.beta)
+    outcome = run_pruning(settings, progress=_progress if args.verbose else None, keep_weights=bool(args.save))
+    if args.save:
+        save_pruned(settings, outcome.pruned, args.save)
+        outcome.result["saved_to"] = os.path.abspath(args.save)
+    _write_json(outcome.result, args.json)
+    r = outcome.result
+    print(
+        f"{r['model']}: {r['method']} S={r['sparsity']:g} beta={r['beta']:g} -> perplexity {r['ppl']:.2f} "
+        f"(dense {r['dense_ppl']:.2f}), achieved sparsity {r['overall_sparsity']:.4f}",
+        file=sys.stderr,
+    )
+
+
+def _cmd_search(args: argparse.Namespace) -> None:
+    from .search import search_beta
+
+    def report(trial: dict) -> None:
+        print(f"beta={trial['beta']:.3f} perplexity {trial['ppl']:.2f}", file=sys.stderr, flush=True)
+
+    result = search_beta(_settings(args), args.strategy, on_trial=report if args.verbose else None)
+    _write_json(result, args.json)
+    print(f"best beta {result['best_beta']:g}: perplexity {result['best_ppl']:.2f} "
+          f"after {len(result['trials'])} trials", file=sys.stderr)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m atp_viz", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    schedule = sub.add_parser("schedule", help="print the ATP per-block schedule")
+    schedule.add_argument("--layers", type=int, required=True)
+    schedule.add_argument("--sparsity", type=float, required=True)
+    schedule.add_argument("--beta", type=float, default=0.0)
+    schedule.add_argument("--json", default="-", help="output file, or - for stdout")
+    schedule.set_defaults(func=_cmd_schedule)
+
+    prune = sub.add_parser("prune", help="prune a model and measure errors and perplexity")
+    _add_run_options(prune)
+    prune.add_argument("--beta", type=float, default=0.0, help="common difference; 0 = uniform")
+    prune.add_argument("--save", default=None, help="write the pruned model (save_pretrained) here")
+    prune.add_argument("--json", default="-", help="result file, or - for stdout")
+    prune.add_argument("-v", "--verbose", action="store_true", help="progress per block on stderr")
+    prune.set_defaults(func=_cmd_prune)
+
+    search = sub.add_parser("search", help="search beta (grid: the paper's procedure)")
+    _add_run_options(search)
+    search.add_argument("--strategy", default="grid", choices=("grid", "fast"))
+    search.add_argument("--json", default="-")
+    search.add_argument("-v", "--verbose", action="store_true")
+    search.set_defaults(func=_cmd_search)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if getattr(args, "threads", None):
+            import torch
+
+            torch.set_num_threads(args.threads)
+        args.func(args)
+    except AtpError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug or a resource failure: still one line, unless debugging
+        if os.environ.get("ATP_VIZ_DEBUG"):
+            raise
+        print(f"error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+              "(set ATP_VIZ_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
+    return 0

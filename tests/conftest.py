@@ -1,0 +1,89 @@
+"""Shared fixtures: tiny random models of each architecture, saved as real model dirs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+# Tests never reach the hub; say so up front so transformers does not retry.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+TINY_VOCAB = 512
+
+
+def tiny_config(arch: str):
+    """A 3-block random model config of the given family (vocabulary from our tokenizer)."""
+    import transformers as tf
+
+    common = dict(vocab_size=TINY_VOCAB)
+    if arch == "llama":
+        return tf.LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4,
+                              num_key_value_heads=2, max_position_embeddings=512, **common)
+    if arch == "mistral":
+        return tf.MistralConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4,
+                                num_key_value_heads=2, max_position_embeddings=512, **common)
+    if arch == "qwen2":
+        return tf.Qwen2Config(hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4,
+                              num_key_value_heads=2, max_position_embeddings=512, **common)
+    if arch == "gemma":
+        return tf.GemmaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4,
+                              num_key_value_heads=2, head_dim=16, max_position_embeddings=512, **common)
+    if arch == "phi3":
+        return tf.Phi3Config(hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4,
+                             num_key_value_heads=4, max_position_embeddings=512, pad_token_id=0, **common)
+    if arch == "opt":
+        return tf.OPTConfig(hidden_size=64, ffn_dim=128, num_hidden_layers=3, num_attention_heads=4,
+                            word_embed_proj_dim=64, max_position_embeddings=512, **common)
+    if arch == "gpt_neox":
+        return tf.GPTNeoXConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4,
+                                max_position_embeddings=512, **common)
+    if arch == "gpt2":
+        return tf.GPT2Config(n_embd=64, n_layer=3, n_head=4, n_positions=512, **common)
+    raise ValueError(arch)
+
+
+ARCHITECTURES = ("llama", "mistral", "qwen2", "gemma", "phi3", "opt", "gpt_neox", "gpt2")
+
+
+def _tiny_tokenizer():
+    """A real byte-level BPE tokenizer trained offline on Python's docs (no hub)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers, decoders
+    from transformers import PreTrainedTokenizerFast
+
+    from atp_viz.texts import load_text
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=TINY_VOCAB, special_tokens=["<eos>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator([load_text("builtin", "calibration")[:200_000]], trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>")
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    return _tiny_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tiny_tokenizer):
+    """Factory: arch name -> directory holding a saved tiny random model and tokenizer."""
+    from transformers import AutoModelForCausalLM
+
+    made: dict[str, Path] = {}
+
+    def make(arch: str) -> Path:
+        if arch not in made:
+            torch.manual_seed(0)
+            model = AutoModelForCausalLM.from_config(tiny_config(arch))
+            path = tmp_path_factory.mktemp(f"tiny-{arch}")
+            model.save_pretrained(path)
+            tiny_tokenizer.save_pretrained(path)
+            made[arch] = path
+        return made[arch]
+
+    return make

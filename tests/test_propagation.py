@@ -1,0 +1,86 @@
+"""The engine's per-block errors against an independent recomputation with plain hooks."""
+
+import copy
+import math
+
+import pytest
+import torch
+
+from atp_viz.engine import RunSettings, run_pruning
+from atp_viz.models import load_model
+from atp_viz.texts import calibration_windows, token_stream
+from atp_viz.weights import checksum
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_error_split_adds_up_and_matches_independent_forward(tiny_model_dir, arch):
+    path = str(tiny_model_dir(arch))
+    settings = RunSettings(model=path, sparsity=0.6, beta=0.1, calib_samples=3, calib_seqlen=24,
+                           eval_samples=2, eval_seqlen=24, device="cpu", dtype="float32", seed=5)
+    loaded = load_model(path, "cpu", "float32")
+    before = checksum(loaded.model)
+    outcome = run_pruning(settings, keep_weights=True)
+    assert checksum(loaded.model) == before, "a run must never modify the cached dense model"
+
+    # Independent path: a pruned copy of the model, run whole on the same calibration
+    # windows; hooks record each block's output and, from its exact inputs, what the
+    # dense block would have produced (B_i(h~_{i-1})).
+
+    ids = calibration_windows(token_stream(loaded.tokenizer, "builtin", "calibration"), 3, 24, 5)
+    sparse_model = copy.deepcopy(loaded.model)
+    with torch.no_grad():
+        for name, tensor in outcome.pruned.items():
+            sparse_model.get_submodule(name).weight.copy_(tensor)
+    dense_blocks = loaded.blocks
+    sparse_blocks = sparse_model.get_submodule(loaded.blocks_path)
+    records = {"sparse": [], "mixed": [], "dense": []}
+
+    def first(out):
+        return out[0] if isinstance(out, tuple) else out
+
+    def sparse_hook(i):
+        def hook(_m, args, kwargs, out):
+            records["sparse"].append(first(out).clone())
+            records["mixed"].append(first(dense_blocks[i](*args, **kwargs)).clone())
+        return hook
+
+    handles = [b.register_forward_hook(sparse_hook(i), with_kwargs=True) for i, b in enumerate(sparse_blocks)]
+    with torch.no_grad():
+        sparse_model(input_ids=ids, use_cache=False)
+    # Dense hooks only now: the sparse hooks above call the dense blocks too.
+    handles += [b.register_forward_hook(lambda _m, _a, out: records["dense"].append(first(out).clone()))
+                for b in dense_blocks]
+    with torch.no_grad():
+        loaded.model(input_ids=ids, use_cache=False)
+    for h in handles:
+        h.remove()
+
+    errors = outcome.result["errors"]
+    for i, e in enumerate(errors):
+        h, hs, hm = records["dense"][i], records["sparse"][i], records["mixed"][i]
+        delta, introduced, inherited = hs - h, hs - hm, hm - h
+        assert torch.allclose(delta, introduced + inherited, atol=1e-5)  # the split is exact
+        norm = h.norm().item()
+        assert e["total_sq"] == pytest.approx(delta.pow(2).sum().item(), rel=1e-3)
+        assert e["relative"] == pytest.approx(delta.norm().item() / norm, rel=1e-3)
+        assert e["introduced"] == pytest.approx(introduced.norm().item() / norm, rel=1e-3, abs=1e-7)
+        assert e["inherited"] == pytest.approx(inherited.norm().item() / norm, rel=1e-3, abs=1e-7)
+    assert errors[0]["inherited"] == pytest.approx(0.0, abs=1e-6)  # nothing to inherit in block 0
+    assert errors[0]["amplification"] is None
+    prev = records["sparse"][0] - records["dense"][0]
+    inherited1 = records["mixed"][1] - records["dense"][1]
+    assert errors[1]["amplification"] == pytest.approx(inherited1.norm().item() / prev.norm().item(), rel=1e-3)
+
+
+def test_single_block_experiment_has_zero_error_before_the_block(tiny_model_dir):
+    from atp_viz.engine import single_block_settings
+
+    path = str(tiny_model_dir("llama"))
+    base = RunSettings(model=path, sparsity=0.7, calib_samples=2, calib_seqlen=16, device="cpu", dtype="float32")
+    result = run_pruning(single_block_settings(base, 1, 3)).result
+    assert result["schedule"] == [0.0, 0.7, 0.0]
+    assert result["ppl"] is None
+    rel = [e["relative"] for e in result["errors"]]
+    assert rel[0] == 0.0 and rel[1] > 0 and rel[2] > 0
+    assert result["errors"][2]["introduced"] == pytest.approx(0.0, abs=1e-7)  # block 2 is not pruned
+    assert math.isclose(result["achieved_sparsity"][1], 0.7, abs_tol=0.02)

@@ -1,0 +1,61 @@
+import pytest
+
+from atp_viz.errors import AtpError
+from atp_viz.schedules import atp_schedule, beta_max, check_explicit_schedule, grid_betas, uniform_schedule
+
+
+@pytest.mark.parametrize("layers", [1, 2, 12, 30, 32])
+@pytest.mark.parametrize("sparsity", [0.0, 0.3, 0.5, 0.7, 0.95])
+def test_mean_is_target_and_rates_legal_across_range(layers, sparsity):
+    top = beta_max(layers, sparsity)
+    for frac in (0.0, 0.25, 0.5, 1.0):
+        rates = atp_schedule(layers, sparsity, frac * top)
+        assert sum(rates) / layers == pytest.approx(sparsity, abs=1e-12)
+        assert all(0.0 <= r <= 1.0 for r in rates)
+        assert rates == sorted(rates)  # increasing with depth
+
+
+def test_formula_and_common_difference():
+    rates = atp_schedule(30, 0.7, 0.012)
+    assert rates[0] == pytest.approx(0.7 - 0.012 * 29 / 2)
+    diffs = {round(b - a, 12) for a, b in zip(rates, rates[1:])}
+    assert diffs == {0.012}
+
+
+def test_beta_max_reaches_a_bound():
+    # At S = 0.7 the last block is 100% sparse at beta_max; at S = 0.3 the first is dense.
+    assert atp_schedule(30, 0.7, beta_max(30, 0.7))[-1] == pytest.approx(1.0)
+    assert atp_schedule(30, 0.3, beta_max(30, 0.3))[0] == pytest.approx(0.0)
+    assert beta_max(30, 0.7) == pytest.approx(0.6 / 29)
+
+
+def test_illegal_beta_is_refused_naming_beta_max():
+    with pytest.raises(AtpError, match="0.0206897"):
+        atp_schedule(30, 0.7, 0.03)
+    with pytest.raises(AtpError, match="outside the legal range"):
+        atp_schedule(30, 0.7, -0.001)
+
+
+@pytest.mark.parametrize("bad", [1.0, -0.1, 1.5, "x"])
+def test_sparsity_outside_unit_interval_is_refused(bad):
+    with pytest.raises(AtpError, match="sparsity"):
+        uniform_schedule(10, bad)
+
+
+def test_uniform_is_beta_zero():
+    assert uniform_schedule(5, 0.6) == [pytest.approx(0.6)] * 5
+
+
+@pytest.mark.parametrize("layers,trials", [(12, 27), (24, 13), (30, 10), (32, 9)])
+def test_grid_sizes_match_the_paper(layers, trials):
+    grid = grid_betas(layers, 0.7)
+    assert len(grid) == trials
+    assert grid[0] == 0.002 and grid[-1] <= beta_max(layers, 0.7)
+
+
+def test_explicit_schedule_validation():
+    assert check_explicit_schedule([0.1, 0.2], 2) == [0.1, 0.2]
+    with pytest.raises(AtpError, match="2 rates"):
+        check_explicit_schedule([0.1, 0.2], 3)
+    with pytest.raises(AtpError, match="in \\[0, 1\\]"):
+        check_explicit_schedule([0.1, 1.2], 2)
