@@ -22,7 +22,7 @@ import torch
 
 from .capture import capture_block_inputs
 from .errors import AtpError
-from .models import LoadedModel, load_model
+from .models import LoadedModel, eval_autocast, load_model
 from .perplexity import perplexity
 from .propagation import DenseReference, Progress, PropagationResult, prune_and_measure
 from .pruners import METHODS
@@ -178,7 +178,8 @@ def dense_perplexity(loaded: LoadedModel, settings: RunSettings, cancelled=None)
     key = _evaluation_key(settings)
     cached = _dense_ppl_cache.get(key)
     if cached is None:
-        cached = perplexity(loaded.model, evaluation_set(loaded, settings), cancelled)
+        cached = perplexity(loaded.model, evaluation_set(loaded, settings), cancelled,
+                            eval_autocast(settings.dtype, loaded.device))
         _dense_ppl_cache.put(key, cached, 64)
     return cached
 
@@ -224,7 +225,7 @@ def run_pruning(
             timings["dense_perplexity"] = time.perf_counter() - t
             t = time.perf_counter()
             with swapped_weights(loaded.model, propagated.pruned):
-                ppl = perplexity(loaded.model, eval_windows, cancelled)
+                ppl = perplexity(loaded.model, eval_windows, cancelled, eval_autocast(settings.dtype, loaded.device))
             timings["perplexity"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - started
     result = _result_dict(settings, loaded, schedule, propagated, dense_ppl, ppl, timings)
@@ -270,6 +271,7 @@ def _result_dict(
             "eval_text": settings.evaluation_source,
             "seed": settings.seed,
             "dtype": str(loaded.dtype).removeprefix("torch."),
+            "eval_dtype": str(eval_autocast(settings.dtype, loaded.device) or loaded.dtype).removeprefix("torch."),
             "device": str(loaded.device),
         },
     }

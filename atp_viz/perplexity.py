@@ -20,7 +20,9 @@ def perplexity(
     model: nn.Module,
     windows: torch.Tensor,
     cancelled: Callable[[], bool] | None = None,
+    autocast_dtype: torch.dtype | None = None,
 ) -> float:
+    """``autocast_dtype`` runs the forwards in that precision (the loss stays float32)."""
     device = model.get_input_embeddings().weight.device
     batch = max(1, EVAL_BATCH_TOKENS // windows.shape[1])
     nll_sum = 0.0
@@ -30,7 +32,8 @@ def perplexity(
             if cancelled is not None and cancelled():
                 raise Cancelled("run cancelled")
             ids = windows[start : start + batch].to(device)
-            logits = model(input_ids=ids, use_cache=False).logits
+            with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
+                logits = model(input_ids=ids, use_cache=False).logits
             shift_logits = logits[:, :-1].float()
             targets = ids[:, 1:].to(shift_logits.device)
             nll_sum += F.cross_entropy(

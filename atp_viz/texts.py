@@ -42,7 +42,16 @@ def load_text(source: str, part: str) -> str:
 def _builtin_text() -> str:
     from pydoc_data.topics import topics
 
-    return "\n\n".join(topics[key] for key in sorted(topics))
+    # Several topics repeat whole paragraphs of others; keep each paragraph once so the
+    # calibration and evaluation halves share no passage.
+    seen: set[str] = set()
+    paragraphs = []
+    for key in sorted(topics):
+        for paragraph in topics[key].split("\n\n"):
+            if paragraph.strip() and paragraph not in seen:
+                seen.add(paragraph)
+                paragraphs.append(paragraph)
+    return "\n\n".join(paragraphs)
 
 
 def _halve(text: str, part: str) -> str:
@@ -83,7 +92,8 @@ def _load_dataset(*args, **kwargs):
     try:
         import datasets
     except ImportError:
-        raise AtpError("this text source needs the 'datasets' package: pip install datasets") from None
+        raise AtpError(f"text source {args[0]!r} needs the 'datasets' package (pip install datasets) "
+                       "and a network connection") from None
     try:
         return datasets.load_dataset(*args, **kwargs)
     except Exception as exc:  # datasets raises many types for network failures

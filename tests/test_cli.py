@@ -1,0 +1,84 @@
+"""The command-line contract, through a real subprocess."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+REQUIRED_KEYS = {"model", "num_layers", "method", "sparsity", "beta", "schedule", "achieved_sparsity",
+                 "overall_sparsity", "dense_ppl", "ppl", "errors", "sublayer_errors", "timings"}
+
+
+def cli(*args, **env):
+    import os
+
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **env}
+    return subprocess.run([sys.executable, "-m", "atp_viz", *args], capture_output=True, text=True,
+                          env=full_env, timeout=600)
+
+
+def assert_one_line_error(proc, pattern):
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert "Traceback" not in proc.stderr
+    assert lines and lines[-1].startswith("error: ") and pattern in lines[-1], proc.stderr
+
+
+def test_schedule_json_to_stdout():
+    proc = cli("schedule", "--layers", "30", "--sparsity", "0.7", "--beta", "0.012", "--json", "-")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert len(out["schedule"]) == 30
+    assert sum(out["schedule"]) / 30 == pytest.approx(0.7)
+    assert out["beta_max"] == pytest.approx(0.6 / 29)
+
+
+@pytest.mark.parametrize(
+    "args,pattern",
+    [
+        (("schedule", "--layers", "30", "--sparsity", "0.7", "--beta", "0.05"), "beta_max"),
+        (("schedule", "--layers", "30", "--sparsity", "1.0"), "sparsity must be in [0, 1)"),
+        (("prune", "--sparsity", "-0.2"), "sparsity must be in [0, 1)"),
+        (("prune", "--model", "no-such-org/no-such-model"), "cannot reach the Hugging Face hub"),
+        (("prune", "--text", "/no/such/file.txt", "--calib-samples", "1"), "not builtin, wikitext2, c4"),
+        (("prune", "--calib-samples", "0"), "calibration samples must be a positive integer"),
+    ],
+)
+def test_failures_exit_nonzero_with_one_line(args, pattern):
+    assert_one_line_error(cli(*args), pattern)
+
+
+def test_offline_dataset_is_a_clear_error(tiny_model_dir):
+    proc = cli("prune", "--model", str(tiny_model_dir("llama")), "--text", "wikitext2", "--calib-samples", "1")
+    assert_one_line_error(proc, "wikitext")
+
+
+def test_prune_save_and_reload_with_plain_transformers(tiny_model_dir, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    out_json, out_dir = tmp_path / "r.json", tmp_path / "pruned"
+    proc = cli("prune", "--model", str(tiny_model_dir("llama")), "--method", "wanda", "--sparsity", "0.5",
+               "--beta", "0.1", "--calib-samples", "2", "--calib-seqlen", "32", "--eval-samples", "2",
+               "--eval-seqlen", "32", "--save", str(out_dir), "--json", str(out_json))
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out_json.read_text())
+    assert REQUIRED_KEYS <= set(result)
+    assert {"layer", "total_sq", "relative", "introduced", "inherited"} <= set(result["errors"][0])
+    model = AutoModelForCausalLM.from_pretrained(out_dir)
+    for i, layer in enumerate(model.model.layers):
+        w = layer.mlp.down_proj.weight
+        assert (w == 0).float().mean().item() == pytest.approx(result["schedule"][i], abs=0.02)
+    assert (model.model.embed_tokens.weight == 0).float().mean().item() < 0.01  # embeddings untouched
+
+
+def test_search_grid_json(tiny_model_dir, tmp_path):
+    out = tmp_path / "s.json"
+    proc = cli("search", "--model", str(tiny_model_dir("llama")), "--sparsity", "0.7", "--strategy", "grid",
+               "--calib-samples", "2", "--calib-seqlen", "16", "--eval-samples", "2", "--eval-seqlen", "16",
+               "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    assert result["best_ppl"] == min(t["ppl"] for t in result["trials"])
+    assert {"beta", "ppl"} <= set(result["trials"][0])
