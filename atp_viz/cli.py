@@ -55,6 +55,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"))
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    parser.add_argument("--owl-m", type=float, default=5.0, help="OWL outlier threshold M (x mean score)")
+    parser.add_argument("--owl-lambda", type=float, default=0.08, help="OWL rate spread λ")
+    parser.add_argument("--alpha-eps", type=float, default=0.3, help="AlphaPruning spread ε")
 
 
 def _settings(args: argparse.Namespace, **overrides):
@@ -74,6 +77,9 @@ def _settings(args: argparse.Namespace, **overrides):
         seed=args.seed,
         device=args.device,
         dtype=args.dtype,
+        owl_m=args.owl_m,
+        owl_lambda=args.owl_lambda,
+        alpha_eps=args.alpha_eps,
     )
     if args.paper_setup:
         # Context capped at 2048 as in the paper; shorter-context models use their own.
@@ -103,7 +109,7 @@ def _progress(fraction: float, message: str) -> None:
 def _cmd_prune(args: argparse.Namespace) -> None:
     from .engine import run_pruning, save_pruned
 
-    allocation = "uniform" if args.beta == 0 else "atp"
+    allocation = "uniform" if args.allocation == "atp" and args.beta == 0 else args.allocation
     settings = _settings(args, allocation=allocation, beta=args.beta)
     outcome = run_pruning(settings, progress=_progress if args.verbose else None, keep_weights=bool(args.save))
     if args.save:
@@ -111,8 +117,9 @@ def _cmd_prune(args: argparse.Namespace) -> None:
         outcome.result["saved_to"] = os.path.abspath(args.save)
     _write_json(outcome.result, args.json)
     r = outcome.result
+    label = f"beta={r['beta']:g}" if r["beta"] is not None else r["allocation"]
     print(
-        f"{r['model']}: {r['method']} S={r['sparsity']:g} beta={r['beta']:g} -> perplexity {r['ppl']:.2f} "
+        f"{r['model']}: {r['method']} S={r['sparsity']:g} {label} -> perplexity {r['ppl']:.2f} "
         f"(dense {r['dense_ppl']:.2f}), achieved sparsity {r['overall_sparsity']:.4f}",
         file=sys.stderr,
     )
@@ -130,6 +137,25 @@ def _cmd_search(args: argparse.Namespace) -> None:
           f"after {len(result['trials'])} trials", file=sys.stderr)
 
 
+def _cmd_compare(args: argparse.Namespace) -> None:
+    from .compare import compare_allocators, markdown_table
+
+    try:
+        sparsities = [float(x) for x in args.sparsities.split(",") if x.strip()]
+    except ValueError:
+        raise AtpError(f"--sparsities must be comma-separated numbers, got {args.sparsities!r}") from None
+    if not sparsities:
+        raise AtpError("--sparsities is empty")
+
+    def report(sparsity: float, allocation: str, result: dict) -> None:
+        print(f"S={sparsity:g} {allocation}: perplexity {result['ppl']:.2f}", file=sys.stderr, flush=True)
+
+    comparison = compare_allocators(_settings(args), sparsities, args.strategy,
+                                    on_result=report if args.verbose else None)
+    _write_json(comparison, args.json)
+    print(markdown_table(comparison), file=sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m atp_viz", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -144,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     prune = sub.add_parser("prune", help="prune a model and measure errors and perplexity")
     _add_run_options(prune)
     prune.add_argument("--beta", type=float, default=0.0, help="common difference; 0 = uniform")
+    prune.add_argument("--allocation", default="atp", choices=("atp", "uniform", "owl", "alphapruning"),
+                       help="layer-wise allocator (atp uses --beta)")
     prune.add_argument("--save", default=None, help="write the pruned model (save_pretrained) here")
     prune.add_argument("--json", default="-", help="result file, or - for stdout")
     prune.add_argument("-v", "--verbose", action="store_true", help="progress per block on stderr")
@@ -155,6 +183,14 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--json", default="-")
     search.add_argument("-v", "--verbose", action="store_true")
     search.set_defaults(func=_cmd_search)
+
+    compare = sub.add_parser("compare", help="uniform vs OWL vs AlphaPruning vs ATP at several sparsities")
+    _add_run_options(compare)
+    compare.add_argument("--sparsities", default="0.5,0.6,0.7")
+    compare.add_argument("--strategy", default="grid", choices=("grid", "fast"), help="ATP's β search")
+    compare.add_argument("--json", default="-")
+    compare.add_argument("-v", "--verbose", action="store_true")
+    compare.set_defaults(func=_cmd_compare)
     return parser
 
 

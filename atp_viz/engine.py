@@ -23,6 +23,8 @@ import torch
 from .capture import capture_block_inputs
 from .errors import AtpError
 from .models import LoadedModel, eval_autocast, load_model
+from .allocators import alphapruning_schedule, owl_schedule
+from .measurements import block_alphas, outlier_ratios
 from .perplexity import perplexity
 from .propagation import DenseReference, Progress, PropagationResult, prune_and_measure
 from .pruners import METHODS
@@ -34,7 +36,7 @@ from .weights import swapped_weights
 # that attention scores stay modest at long sequence lengths.
 CALIB_BATCH_TOKENS = 4096
 
-ALLOCATIONS = ("atp", "uniform", "explicit")
+ALLOCATIONS = ("atp", "uniform", "explicit", "owl", "alphapruning")
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,9 @@ class RunSettings:
     device: str = "auto"
     dtype: str = "auto"
     measure_ppl: bool = True
+    owl_m: float = 5.0
+    owl_lambda: float = 0.08
+    alpha_eps: float = 0.3
 
     @property
     def calibration_source(self) -> str:
@@ -111,6 +116,7 @@ def cache_budget_bytes() -> int:
 _calibration_cache = _SizedCache(cache_budget_bytes())
 _dense_ppl_cache = _SizedCache(2**20)
 _result_cache = _SizedCache(16 * 2**20)
+_measurement_cache = _SizedCache(2**20)
 
 
 def _model_key(settings: RunSettings) -> tuple:
@@ -125,8 +131,11 @@ def _evaluation_key(settings: RunSettings) -> tuple:
     return (*_model_key(settings), settings.evaluation_source, settings.eval_samples, settings.eval_seqlen)
 
 
-def resolve_schedule(settings: RunSettings, num_layers: int) -> list[float]:
+def resolve_schedule(settings: RunSettings, num_layers: int) -> list[float] | None:
+    """The schedule of allocations that need no measurement; None for OWL / AlphaPruning."""
     sparsity = check_sparsity(settings.sparsity)
+    if settings.allocation in ("owl", "alphapruning"):
+        return None
     if settings.allocation == "uniform":
         return atp_schedule(num_layers, sparsity, 0.0)
     if settings.allocation == "atp":
@@ -136,6 +145,26 @@ def resolve_schedule(settings: RunSettings, num_layers: int) -> list[float]:
             raise AtpError("allocation 'explicit' needs a schedule (one rate per block)")
         return check_explicit_schedule(settings.schedule, num_layers)
     raise AtpError(f"unknown allocation {settings.allocation!r}: use one of {', '.join(ALLOCATIONS)}")
+
+
+def measured_schedule(
+    settings: RunSettings, loaded: LoadedModel, reference: DenseReference
+) -> tuple[list[float], dict[str, list[float]]]:
+    """OWL / AlphaPruning schedules, with the per-block measurements behind them."""
+    if settings.allocation == "owl":
+        key = (*_calibration_key(settings), "owl", settings.owl_m)
+        ratios = _measurement_cache.get(key)
+        if ratios is None:
+            ratios = outlier_ratios(reference, settings.owl_m)
+            _measurement_cache.put(key, ratios, 64 * len(ratios))
+        return owl_schedule(ratios, settings.sparsity, settings.owl_lambda), {"outlier_ratio": ratios}
+    key = (*_model_key(settings), "alpha")
+    measured = _measurement_cache.get(key)
+    if measured is None:
+        measured = block_alphas(loaded.blocks)
+        _measurement_cache.put(key, measured, 128 * loaded.num_layers)
+    alphas, params = measured
+    return alphapruning_schedule(alphas, settings.sparsity, params, settings.alpha_eps), {"alpha": alphas}
 
 
 def validate(settings: RunSettings) -> None:
@@ -209,6 +238,9 @@ def run_pruning(
     with loaded.lock:
         t = time.perf_counter()
         reference = calibration(loaded, settings)
+        measurements: dict[str, list[float]] = {}
+        if schedule is None:
+            schedule, measurements = measured_schedule(settings, loaded, reference)
         eval_windows = evaluation_set(loaded, settings) if settings.measure_ppl else None
         timings["calibration"] = time.perf_counter() - t
         t = time.perf_counter()
@@ -229,6 +261,7 @@ def run_pruning(
             timings["perplexity"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - started
     result = _result_dict(settings, loaded, schedule, propagated, dense_ppl, ppl, timings)
+    result["measurements"] = measurements
     _result_cache.put(settings, result, 64 * 2**10)
     return RunOutcome(result, propagated.pruned if keep_weights else None)
 

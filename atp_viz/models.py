@@ -262,6 +262,9 @@ def load_config(source: str):
     """The model's config, with hub and path failures turned into one clear line."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    if source.startswith(("/", "./", "../", "~")) and not Path(source).expanduser().exists():
+        raise AtpError(f"local model directory {source!r} does not exist")
+
     try:
         config = AutoConfig.from_pretrained(source, trust_remote_code=False, **_hub_kwargs(source))
     except ValueError as exc:

@@ -1,0 +1,56 @@
+"""What the competing allocators look at, measured on a model (torch plumbing only;
+the math that turns these into schedules lives in ``allocators``).
+
+- OWL: per block, the outlier ratio of Wanda scores |W|·||X||₂, with X the dense
+  model's input to each linear layer on the calibration set (as OWL's reference does).
+- AlphaPruning: per block, the mean heavy-tail exponent α of its linear layers' weights,
+  and the block's parameter count (for the parameter-weighted mean).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .allocators import esd_alpha, outlier_ratio
+from .blocks import linear_sublayers, weight_matrix
+from .capture import call_block
+from .propagation import DenseReference
+from .pruners import wanda_scores
+
+
+def outlier_ratios(dense: DenseReference, m: float) -> list[float]:
+    """OWL's outlier ratio (%) per block from a dense pass over the calibration set."""
+    ratios = []
+    for i, inputs, _outputs in dense.iterate():
+        block = dense.blocks[i]
+        layers = linear_sublayers(block)
+        sq_norms: dict[str, torch.Tensor] = {}
+
+        def collect(name):
+            def hook(_module, args, _out):
+                x = args[0].reshape(-1, args[0].shape[-1]).float()
+                sq_norms[name] = sq_norms.get(name, 0) + x.pow(2).sum(0)
+            return hook
+
+        handles = [module.register_forward_hook(collect(name)) for name, module in layers.items()]
+        try:
+            with torch.inference_mode():
+                for h, call in zip(inputs, dense.calls):
+                    call_block(block, h, call)
+        finally:
+            for handle in handles:
+                handle.remove()
+        scores = [wanda_scores(weight_matrix(module), sq_norms[name]) for name, module in layers.items()]
+        ratios.append(outlier_ratio(scores, m))
+    return ratios
+
+
+def block_alphas(blocks: torch.nn.ModuleList) -> tuple[list[float], list[int]]:
+    """Mean ESD tail exponent α of each block's linear layers, and each block's parameter count."""
+    alphas, params = [], []
+    for block in blocks:
+        layers = linear_sublayers(block).values()
+        values = [esd_alpha(weight_matrix(module).detach()) for module in layers]
+        alphas.append(sum(values) / len(values))
+        params.append(sum(module.weight.numel() for module in layers))
+    return alphas, params
