@@ -156,6 +156,16 @@ def _cmd_compare(args: argparse.Namespace) -> None:
     print(markdown_table(comparison), file=sys.stderr)
 
 
+def _cmd_bench(args: argparse.Namespace) -> None:
+    from .bench import format_table, run_benchmark
+    from .engine import RunSettings
+
+    settings = RunSettings(beta=args.beta, device=args.device)
+    figures = run_benchmark(settings, log=lambda line: print(f"bench: {line}", file=sys.stderr, flush=True))
+    _write_json(figures, args.json)
+    print(format_table(figures), file=sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m atp_viz", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -191,6 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--json", default="-")
     compare.add_argument("-v", "--verbose", action="store_true")
     compare.set_defaults(func=_cmd_compare)
+
+    bench = sub.add_parser("bench", help="speed against the physical limit, on the embedded model")
+    bench.add_argument("--beta", type=float, default=0.012, help="the ATP β of the measured trial")
+    bench.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    bench.add_argument("--json", default="-")
+    bench.set_defaults(func=_cmd_bench)
     return parser
 
 

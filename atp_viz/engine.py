@@ -119,6 +119,11 @@ _result_cache = _SizedCache(16 * 2**20)
 _measurement_cache = _SizedCache(2**20)
 
 
+def clear_results() -> None:
+    """Forget finished results (the next identical run is computed afresh)."""
+    _result_cache.clear()
+
+
 def _model_key(settings: RunSettings) -> tuple:
     return (settings.model, settings.device, settings.dtype)
 
@@ -173,8 +178,14 @@ def validate(settings: RunSettings) -> None:
     if settings.method not in METHODS:
         raise AtpError(f"unknown pruning method {settings.method!r}: use {', '.join(METHODS)}")
     check_window_request(settings.calib_samples, settings.calib_seqlen, "calibration", None)
-    if settings.eval_samples is not None or settings.measure_ppl:
-        check_window_request(settings.eval_samples or 1, settings.eval_seqlen, "evaluation", None)
+    if settings.measure_ppl:
+        _check_evaluation_request(settings, None)
+
+
+def _check_evaluation_request(settings: RunSettings, context: int | None) -> None:
+    # None means every window of the evaluation text.
+    count = 1 if settings.eval_samples is None else settings.eval_samples
+    check_window_request(count, settings.eval_seqlen, "evaluation", context)
 
 
 def calibration(loaded: LoadedModel, settings: RunSettings) -> DenseReference:
@@ -198,7 +209,7 @@ def calibration(loaded: LoadedModel, settings: RunSettings) -> DenseReference:
 
 
 def evaluation_set(loaded: LoadedModel, settings: RunSettings) -> torch.Tensor:
-    check_window_request(settings.eval_samples or 1, settings.eval_seqlen, "evaluation", loaded.context_length)
+    _check_evaluation_request(settings, loaded.context_length)
     stream = token_stream(loaded.tokenizer, settings.evaluation_source, "evaluation")
     return evaluation_windows(stream, settings.eval_samples, settings.eval_seqlen)
 

@@ -150,6 +150,12 @@ def load_model(spec: str = EMBEDDED, device: str = "auto", dtype: str = "auto") 
         return loaded
 
 
+def clear_loaded() -> None:
+    """Forget every loaded model (the on-disk weight cache stays)."""
+    with _cache_lock:
+        _cache.clear()
+
+
 def layer_count(spec: str, device: str = "auto", dtype: str = "auto") -> int:
     """Number of decoder blocks: from a loaded model when cached, else from the config alone."""
     spec = (spec or "").strip()
@@ -271,12 +277,22 @@ def load_config(source: str):
         raise AtpError(f"cannot load {source!r}: {_first_line(exc)}") from None
     except OSError as exc:
         raise AtpError(_explain_os_error(source, exc)) from None
-    if type(config) not in AutoModelForCausalLM._model_mapping:
+    if type(config) not in AutoModelForCausalLM._model_mapping or _is_encoder(config):
         raise AtpError(
             f"{source!r} is a {config.model_type!r} model, which is not a causal language model "
-            "(atp_viz needs a model AutoModelForCausalLM can load)"
+            "(atp_viz needs a decoder-only model that AutoModelForCausalLM can load)"
         )
     return config
+
+
+def _is_encoder(config) -> bool:
+    """Encoder or encoder-decoder families that transformers can also wrap as a causal LM
+    (BERT's LMHead, BART's decoder) but that are not decoder-only language models."""
+    from transformers import AutoModelForMaskedLM
+
+    if getattr(config, "is_encoder_decoder", False):
+        return True
+    return type(config) in AutoModelForMaskedLM._model_mapping and not getattr(config, "is_decoder", False)
 
 
 def estimate_model_bytes(config, dtype: torch.dtype) -> int:

@@ -1,0 +1,209 @@
+"""``python -m atp_viz bench``: speed against the physical limit, as ratios from one run.
+
+The limit for Wanda pruning is about two forward passes of the decoder blocks over the
+calibration tokens (statistics + dense-on-sparse output, then the pruned output); a full
+trial adds one forward of the whole model over the evaluation tokens. Every figure
+here is a ratio of two timings taken in the same process, minutes apart at most.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from . import engine, models
+from .engine import RunSettings, run_pruning
+from .perplexity import perplexity
+from .propagation import DenseReference, prune_and_measure
+from .schedules import atp_schedule
+from .search import search_beta
+
+TARGETS = {
+    "prune_over_forward": ("<=", 2.3),
+    "trial_over_limit": ("<=", 1.25),
+    "preview_ms": ("<=", 30.0),
+    "cached_load_over_first_load": ("<=", 0.15),
+    "fast_over_grid_trials": ("<=", 0.5),
+    "fast_ppl_over_grid_ppl": ("<=", 1.01),
+    "peak_rss_over_model_bytes": ("<=", 3.0),
+}
+
+
+def _median_time(fn: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _reset_peak_rss() -> bool:
+    """Linux: writing 5 to clear_refs resets the peak-RSS counter (VmHWM)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def _load_ratio() -> dict:
+    """GGUF dequantise + cache write + load, against a load from the cache, in a fresh cache dir."""
+    previous = os.environ.get("ATP_VIZ_CACHE")
+    with tempfile.TemporaryDirectory() as scratch:
+        os.environ["ATP_VIZ_CACHE"] = scratch
+        try:
+            models.clear_loaded()
+            start = time.perf_counter()
+            models.load_model(models.EMBEDDED)
+            first = time.perf_counter() - start
+            models.clear_loaded()
+            start = time.perf_counter()
+            models.load_model(models.EMBEDDED)
+            cached = time.perf_counter() - start
+        finally:
+            models.clear_loaded()
+            if previous is None:
+                os.environ.pop("ATP_VIZ_CACHE", None)
+            else:
+                os.environ["ATP_VIZ_CACHE"] = previous
+    return {"first_load_s": first, "cached_load_s": cached, "cached_load_over_first_load": cached / first}
+
+
+def _preview_ms(settings: RunSettings, repeats: int = 50) -> float:
+    # The app's own preview callback (imported here only: the engine never needs the UI).
+    from .ui.handlers import preview_schedule
+
+    preview_schedule(settings.model, settings.sparsity, settings.beta)  # warm caches
+    return 1000 * _median_time(lambda: preview_schedule(settings.model, settings.sparsity, settings.beta), repeats)
+
+
+def run_benchmark(settings: RunSettings, log: Callable[[str], None] = print) -> dict:
+    """Measure everything in one process; return the figures (ratios first)."""
+    torch.set_num_threads(os.cpu_count() or 1)
+    out: dict = {}
+    log("loading: GGUF conversion vs cached load")
+    out.update(_load_ratio())
+
+    loaded = models.load_model(settings.model, settings.device, settings.dtype)
+    model_bytes = sum(p.numel() for p in {id(p): p for p in loaded.model.parameters()}.values()) * 4
+    reference = engine.calibration(loaded, settings)  # warm: tokenisation, capture, dense cache
+    calls = reference.calls
+    schedule = atp_schedule(loaded.num_layers, settings.sparsity, settings.beta)
+
+    log("dense block forward over the calibration tokens")
+    forward_s = _median_time(lambda: DenseReference(loaded.blocks, calls, cached=True), 3)
+    log("Wanda prune (with error measurements)")
+    prune_s = _median_time(
+        lambda: prune_and_measure(loaded.blocks, loaded.blocks_path, reference, schedule, "wanda"), 3
+    )
+    log("full-model forward over the evaluation tokens")
+    windows = engine.evaluation_set(loaded, settings)
+    autocast = models.eval_autocast(settings.dtype, loaded.device)
+    eval_s = _median_time(lambda: perplexity(loaded.model, windows, None, autocast), 3)
+
+    log("one full trial (prune + errors + perplexity), peak memory")
+    reset = _reset_peak_rss()
+    trial_times = []
+    for k in range(3):
+        engine.clear_results()  # a fresh trial each time, not a cached result
+        start = time.perf_counter()
+        run_pruning(replace(settings, method="wanda"))
+        trial_times.append(time.perf_counter() - start)
+    trial_s = statistics.median(trial_times)
+    peak = _peak_rss_bytes()
+
+    out.update(
+        {
+            "prune_over_forward": prune_s / forward_s,
+            "trial_over_limit": trial_s / (2 * forward_s + eval_s),
+            "peak_rss_over_model_bytes": peak / model_bytes if reset else None,
+            "dense_block_forward_s": forward_s,
+            "prune_s": prune_s,
+            "eval_forward_s": eval_s,
+            "trial_s": trial_s,
+            "model_bytes_float32": model_bytes,
+            "peak_rss_bytes": peak,
+        }
+    )
+
+    log("schedule preview callback")
+    out["preview_ms"] = _preview_ms(settings)
+
+    log("beta search: grid vs fast")
+    engine.clear_results()
+    grid = search_beta(settings, "grid")
+    engine.clear_results()
+    fast = search_beta(settings, "fast")
+    out.update(
+        {
+            "grid_search_trials": len(grid["trials"]),
+            "fast_search_trials": len(fast["trials"]),
+            "fast_over_grid_trials": len(fast["trials"]) / len(grid["trials"]),
+            "grid_best_beta": grid["best_beta"],
+            "grid_best_ppl": grid["best_ppl"],
+            "fast_best_beta": fast["best_beta"],
+            "fast_best_ppl": fast["best_ppl"],
+            "fast_ppl_over_grid_ppl": fast["best_ppl"] / grid["best_ppl"],
+        }
+    )
+
+    log("perplexity: float32 vs the default precision")
+    precision = {}
+    for label, beta in (("uniform", 0.0), ("atp", settings.beta)):
+        for dtype in ("float32", settings.dtype):
+            result = run_pruning(replace(settings, beta=beta, dtype=dtype)).result
+            precision[f"{label}_{dtype}"] = result["ppl"]
+        precision[f"{label}_default_over_float32"] = precision[f"{label}_{settings.dtype}"] / precision[f"{label}_float32"]
+    precision["default_eval_dtype"] = str(autocast or loaded.dtype).removeprefix("torch.")
+    out["perplexity_by_precision"] = precision
+    out["settings"] = {
+        "model": settings.model, "method": "wanda", "sparsity": settings.sparsity, "beta": settings.beta,
+        "calib": f"{settings.calib_samples} x {settings.calib_seqlen}", "eval": f"{settings.eval_samples} x {settings.eval_seqlen}",
+        "dtype": settings.dtype,
+    }
+    out["machine"] = {
+        "cpu": _cpu_name(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__, "python": platform.python_version(),
+    }
+    out["targets_met"] = {
+        key: (out[key] is not None and out[key] <= bound) for key, (_op, bound) in TARGETS.items()
+    }
+    return out
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def format_table(figures: dict) -> str:
+    rows = ["| figure | value | target | met |", "|---|---|---|---|"]
+    for key, (op, bound) in TARGETS.items():
+        value = figures[key]
+        shown = "n/a" if value is None else f"{value:.3g}"
+        rows.append(f"| {key} | {shown} | {op} {bound:g} | {'yes' if figures['targets_met'][key] else 'no'} |")
+    rows.append(f"| search trials (fast / grid) | {figures['fast_search_trials']} / {figures['grid_search_trials']} | | |")
+    for key, value in figures["perplexity_by_precision"].items():
+        rows.append(f"| ppl {key} | {value if isinstance(value, str) else f'{value:.4g}'} | | |")
+    return "\n".join(rows)
