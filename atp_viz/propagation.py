@@ -25,8 +25,8 @@ from .pruners import magnitude_prune, sparsegpt_prune, wanda_prune
 from .weights import swapped_weights
 
 # Tokens per linear layer kept to measure its own output error (a diagnostic: a sample
-# keeps this cheaper than a third block forward).
-SUBLAYER_SAMPLE_TOKENS = 512
+# keeps this far cheaper than a third block forward).
+SUBLAYER_SAMPLE_TOKENS = 256
 
 Progress = Callable[[float, str], None]
 
@@ -39,15 +39,18 @@ class _LayerStats:
     sq_norms: torch.Tensor | None = None
     hessian: torch.Tensor | None = None
     tokens: int = 0
-    sample: list[torch.Tensor] = field(default_factory=list)
+    inputs: list[torch.Tensor] = field(default_factory=list)
+    outputs: list[torch.Tensor] = field(default_factory=list)
     sampled: int = 0
 
-    def update(self, x: torch.Tensor) -> None:
+    def update(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """``x``: the layer's input, ``y``: its dense output (kept for a sample of tokens)."""
         x = x.reshape(-1, x.shape[-1])
         if self.sampled < SUBLAYER_SAMPLE_TOKENS:
-            take = x[: SUBLAYER_SAMPLE_TOKENS - self.sampled]
-            self.sample.append(take.float().clone())
-            self.sampled += take.shape[0]
+            take = SUBLAYER_SAMPLE_TOKENS - self.sampled
+            self.inputs.append(x[:take].to(torch.float32, copy=True))
+            self.outputs.append(y.reshape(-1, y.shape[-1])[:take].to(torch.float32, copy=True))
+            self.sampled += self.inputs[-1].shape[0]
         x32 = x.float()
         if self.method == "wanda":
             sq = x32.pow(2).sum(0)
@@ -165,7 +168,7 @@ def prune_and_measure(
         # 1. dense weights on the sparse input, with statistics hooks.
         stats = {name: _LayerStats(method) for name in layers}
         hooks = [
-            module.register_forward_hook(lambda _m, args, _out, s=stats[name]: s.update(args[0]))
+            module.register_forward_hook(lambda _m, args, out, s=stats[name]: s.update(args[0], out))
             for name, module in layers.items()
         ] if rate > 0 else []
         try:
@@ -234,11 +237,9 @@ def _count_zeros(matrices) -> tuple[int, int]:
 
 def _sublayer_error(layer: int, name: str, original: torch.Tensor, pruned: torch.Tensor, stats: _LayerStats) -> dict:
     """Relative output error of this layer alone, on (a sample of) its own input."""
-    x = torch.cat(stats.sample)
-    w = original.float()
-    reference = x @ w.t()
-    diff = x @ (w - pruned).t()
-    denom = reference.norm().item() or 1.0
+    x = torch.cat(stats.inputs)
+    diff = x @ (original.float() - pruned).t()
+    denom = torch.cat(stats.outputs).norm().item() or 1.0
     return {
         "layer": layer,
         "sublayer": name,

@@ -84,3 +84,35 @@ def test_single_block_experiment_has_zero_error_before_the_block(tiny_model_dir)
     assert rel[0] == 0.0 and rel[1] > 0 and rel[2] > 0
     assert result["errors"][2]["introduced"] == pytest.approx(0.0, abs=1e-7)  # block 2 is not pruned
     assert math.isclose(result["achieved_sparsity"][1], 0.7, abs_tol=0.02)
+
+
+def test_sublayer_errors_of_first_block_match_direct_computation(tiny_model_dir):
+    from atp_viz.blocks import linear_sublayers, weight_matrix
+
+    path = str(tiny_model_dir("llama"))
+    settings = RunSettings(model=path, sparsity=0.5, calib_samples=3, calib_seqlen=24, measure_ppl=False,
+                           device="cpu", dtype="float32", seed=9, method="sparsegpt")
+    loaded = load_model(path, "cpu", "float32")
+    outcome = run_pruning(settings, keep_weights=True)
+    ids = calibration_windows(token_stream(loaded.tokenizer, "builtin", "calibration"), 3, 24, 9)
+    layers = linear_sublayers(loaded.blocks[0])
+    inputs = {}
+
+    def keep_input(name):
+        def hook(_module, args, _out):
+            inputs[name] = args[0].reshape(-1, args[0].shape[-1])
+        return hook
+
+    handles = [m.register_forward_hook(keep_input(n)) for n, m in layers.items()]
+    with torch.no_grad():
+        loaded.model(input_ids=ids, use_cache=False)
+    for h in handles:
+        h.remove()
+    reported = {e["sublayer"]: e for e in outcome.result["sublayer_errors"] if e["layer"] == 0}
+    for name, module in layers.items():
+        w = weight_matrix(module)
+        pruned = outcome.pruned[f"{loaded.blocks_path}.0.{name}"]
+        x = inputs[name]  # 72 tokens: all of them are in the sample
+        expected = (x @ (w - pruned).t()).norm() / (x @ w.t()).norm()
+        assert reported[name]["relative"] == pytest.approx(expected.item(), rel=1e-4)
+        assert reported[name]["sparsity"] == pytest.approx((pruned == 0).float().mean().item())
