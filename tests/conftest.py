@@ -87,3 +87,64 @@ def tiny_model_dir(tmp_path_factory, tiny_tokenizer):
         return made[arch]
 
     return make
+
+
+# ---------------------------------------------------------------- the live app (python app.py)
+
+APP_START_TIMEOUT_S = 180
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory):
+    """The real app started as ``python app.py`` on a free local port; yields its base URL.
+
+    One server for the whole session, so every test that needs the app shares its loaded
+    model and its result cache. The server's output is in the failure message if it dies.
+    """
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    root = Path(__file__).resolve().parents[1]
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("app") / "app.log"
+    env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
+           "GRADIO_ANALYTICS_ENABLED": "False"}
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen([sys.executable, "app.py"], cwd=root, env=env, stdout=log,
+                                  stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+
+    def log_tail() -> str:
+        return log_path.read_text(errors="replace")[-3000:]
+
+    deadline = time.monotonic() + APP_START_TIMEOUT_S
+    while True:
+        if server.poll() is not None:
+            pytest.fail(f"app.py exited with status {server.returncode}:\n{log_tail()}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            server.kill()
+            pytest.fail(f"app.py did not answer on {url} within {APP_START_TIMEOUT_S} s:\n{log_tail()}")
+        time.sleep(0.5)
+    yield url
+    server.terminate()
+    try:
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()

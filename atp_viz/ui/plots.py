@@ -219,7 +219,7 @@ def _settings_caption(runs: Mapping[str, dict]) -> str | None:
         s = result["settings"]
         caption = (f"seed {s['seed']} · calibration {s['calib_samples']} × {s['calib_seqlen']} "
                    f"tokens · evaluation {s['eval_samples']} × {s['eval_seqlen']} tokens · "
-                   f"text: {s['text']} · {s['dtype']}")
+                   f"text: {s['text']} · {s['dtype']} (perplexity in {s.get('eval_dtype', s['dtype'])})")
         captions.setdefault(caption, []).append(label)
     if len(captions) <= 1:
         return next(iter(captions), None)

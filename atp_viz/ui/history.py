@@ -1,0 +1,83 @@
+"""The run history of one browser session: a pandas DataFrame, one row per distinct run
+(the app checks ``has_run`` first, so a result the engine reused is not listed twice).
+
+Frames are never changed in place: each function returns a new one, so the copy held
+in a session's state only changes when the app stores the new frame.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+
+from ..texts import BUILTIN
+
+COLUMNS = ["run", "time", "model", "method", "sparsity", "allocation", "beta", "ppl", "dense_ppl",
+           "overall_sparsity", "calibration", "evaluation", "seed", "text"]
+# Kept beside the visible columns: the identity of a run, and its full result as a JSON file.
+_KEY, _JSON = "key", "json"
+
+
+def empty() -> pd.DataFrame:
+    return pd.DataFrame(columns=[*COLUMNS, _KEY, _JSON])
+
+
+def run_key(result: dict) -> str:
+    """Everything that determines a result; the same run is listed once."""
+    identity = {name: result[name] for name in ("model", "method", "sparsity", "allocation", "beta")}
+    return json.dumps({**identity, **result["settings"]}, sort_keys=True)
+
+
+def has_run(history: pd.DataFrame, result: dict) -> bool:
+    return bool((history[_KEY] == run_key(result)).any())
+
+
+def add_run(history: pd.DataFrame, result: dict, json_path: str | Path, when: datetime) -> pd.DataFrame:
+    """``history`` with ``result`` appended as run number len(history) + 1."""
+    s = result["settings"]
+    row = {
+        "run": len(history) + 1,
+        "time": when.strftime("%H:%M:%S"),
+        "model": result["model"],
+        "method": result["method"],
+        "sparsity": result["sparsity"],
+        "allocation": result["allocation"],
+        "beta": result["beta"],
+        "ppl": result["ppl"],
+        "dense_ppl": result["dense_ppl"],
+        "overall_sparsity": result["overall_sparsity"],
+        "calibration": f"{s['calib_samples']} × {s['calib_seqlen']}",
+        "evaluation": f"{s['eval_samples']} × {s['eval_seqlen']}",
+        "seed": s["seed"],
+        "text": s["text"] if s["text"] == BUILTIN else Path(s["text"]).name,
+        _KEY: run_key(result),
+        _JSON: str(json_path),
+    }
+    frame = pd.DataFrame([row], columns=history.columns)
+    return frame if history.empty else pd.concat([history, frame], ignore_index=True)
+
+
+# Short headers for the on-screen table (the CSV keeps the column names above).
+_HEADERS = {"sparsity": "S", "beta": "β", "dense_ppl": "dense ppl", "overall_sparsity": "achieved",
+            "calibration": "calib", "evaluation": "eval"}
+
+
+def table(history: pd.DataFrame) -> pd.DataFrame:
+    """The visible columns, rounded for reading (the CSV keeps full precision)."""
+    shown = history[COLUMNS].copy()
+    for column, digits in (("sparsity", 3), ("beta", 4), ("ppl", 2), ("dense_ppl", 2), ("overall_sparsity", 4)):
+        shown[column] = pd.to_numeric(shown[column]).round(digits)
+    return shown.rename(columns=_HEADERS)
+
+
+def write_csv(history: pd.DataFrame, path: Path) -> Path:
+    history[COLUMNS].to_csv(path, index=False)
+    return path
+
+
+def json_files(history: pd.DataFrame) -> list[str]:
+    """Each run's full-result JSON file, newest first."""
+    return list(reversed(history[_JSON].tolist()))

@@ -1,0 +1,179 @@
+"""The real app (``python app.py``) driven through its named API with gradio_client."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+from atp_viz.schedules import atp_schedule, beta_max, grid_betas
+
+pytestmark = pytest.mark.embedded
+
+# SmolLM2-135M-Instruct, the embedded model, has 30 decoder blocks.
+EMBEDDED_BLOCKS = 30
+# Small enough to keep a pruning run to seconds on two cores.
+SMALL = {"calib_samples": 2, "calib_seqlen": 64, "eval_samples": 2, "eval_seqlen": 64, "seed": 0,
+         "text_file": None}
+
+
+@pytest.fixture(scope="module")
+def client(app_server) -> Client:
+    # One client is one browser-like session: its run history persists between calls.
+    return Client(app_server, verbose=False)
+
+
+def figure(payload: dict) -> dict:
+    assert payload["type"] == "plotly"
+    return json.loads(payload["plot"])
+
+
+def trace(fig: dict, name: str) -> dict:
+    matches = [t for t in fig["data"] if t.get("name") == name]
+    assert len(matches) == 1, [t.get("name") for t in fig["data"]]
+    return matches[0]
+
+
+def prune(client: Client, beta: float, **overrides):
+    args = {"model": "embedded", "method": "wanda", "sparsity": 0.7, "beta": beta, **SMALL,
+            "log_scale": False, "shown_run": "ATP", **overrides}
+    return client.predict(**args, api_name="/run_pruning")
+
+
+def test_every_action_has_a_named_endpoint(client):
+    names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+    assert names == {"/preview_schedule", "/run_pruning", "/redraw_errors", "/show_run", "/sweep_beta",
+                     "/apply_best_beta", "/single_block", "/download_pruned_model", "/stop"}
+
+
+@pytest.mark.parametrize("sparsity, beta", [(0.7, 0.0), (0.7, 0.01), (0.5, 0.02), (0.7, beta_max(30, 0.7))])
+def test_preview_schedule_draws_the_atp_rates(client, sparsity, beta):
+    fig, info = client.predict("embedded", sparsity, beta, api_name="/preview_schedule")
+    bars = figure(fig)["data"][0]
+    assert bars["type"] == "bar"
+    assert bars["y"] == pytest.approx(atp_schedule(EMBEDDED_BLOCKS, sparsity, beta), abs=1e-12)
+    assert "one rate per decoder block" in info
+
+
+def test_the_legal_beta_follows_the_model_named_in_the_call(client, tiny_model_dir):
+    # 3 blocks allow a far larger β than the embedded model's 30 shown on the page.
+    tiny = str(tiny_model_dir("llama"))
+    fig, info = client.predict(tiny, 0.7, 0.2, api_name="/preview_schedule")
+    assert figure(fig)["data"][0]["y"] == pytest.approx(atp_schedule(3, 0.7, 0.2))
+    assert f"β_max = {beta_max(3, 0.7):.4f}" in info
+    with pytest.raises(AppError, match="beta_max"):
+        client.predict(tiny, 0.7, 0.31, api_name="/preview_schedule")
+
+
+def test_run_pruning_compares_uniform_and_atp_and_records_history(client):
+    errors, ppl, split, heatmap, summary, table, csv_path, json_paths = prune(client, 0.01)
+
+    bars = figure(ppl)["data"][0]
+    assert bars["x"] == ["dense", "uniform", "atp β = 0.01"]
+    assert all(math.isfinite(v) and v > 0 for v in bars["y"])
+    assert "Perplexity" in summary and "Weights" in summary and "calibration 2 × 64" in summary
+
+    atp_errors = trace(figure(errors), "atp β = 0.01")["y"]
+    assert len(atp_errors) == EMBEDDED_BLOCKS
+    assert all(math.isfinite(e) and e > 0 for e in atp_errors)
+    # The split and heatmap show the ATP run by default.
+    assert "atp" in figure(split)["layout"]["title"]["text"]
+    assert len(figure(heatmap)["data"][0]["z"]) == EMBEDDED_BLOCKS
+
+    rows = [dict(zip(table["headers"], row)) for row in table["data"]]
+    assert [(r["allocation"], r["β"]) for r in rows] == [("uniform", 0), ("atp", 0.01)]
+    assert [r["ppl"] for r in rows] == pytest.approx(bars["y"][1:], abs=0.01)
+    with open(csv_path, encoding="utf-8") as handle:
+        assert len(handle.read().strip().splitlines()) == 1 + len(rows)
+    results = {}
+    for path in json_paths:
+        with open(path, encoding="utf-8") as handle:
+            result = json.load(handle)
+        results[result["allocation"]] = result
+    assert [e["relative"] for e in results["atp"]["errors"]] == pytest.approx(atp_errors)
+    assert results["uniform"]["schedule"] == pytest.approx([0.7] * EMBEDDED_BLOCKS)
+
+    # β = 0 is the uniform run itself: no new pruning, one more history row with its perplexity.
+    started = time.monotonic()
+    *_, table, _, _ = prune(client, 0.0)
+    assert time.monotonic() - started < 10
+    last = dict(zip(table["headers"], table["data"][-1]))
+    assert (last["allocation"], last["β"], last["ppl"]) == ("atp", 0, rows[0]["ppl"])
+    assert len(table["data"]) == 3
+
+
+def test_an_illegal_beta_is_refused_with_its_limit_and_the_server_keeps_serving(client):
+    with pytest.raises(AppError, match="beta_max"):
+        prune(client, 0.5)
+    with pytest.raises(AppError, match="beta_max"):
+        client.predict("embedded", 0.7, 0.05, api_name="/preview_schedule")
+    fig, _ = client.predict("embedded", 0.7, 0.004, api_name="/preview_schedule")
+    assert figure(fig)["data"][0]["y"] == pytest.approx(atp_schedule(EMBEDDED_BLOCKS, 0.7, 0.004))
+
+
+def test_single_block_error_is_zero_before_the_block_and_carried_after_it(client):
+    block = 24
+    fig, text = client.predict("embedded", "wanda", 0.7, block, 2, 64, 0, None, api_name="/single_block")
+    relative = trace(figure(fig), "relative error")["y"]
+    assert relative[:block] == [0] * block
+    assert all(e > 0 for e in relative[block:])
+    assert f"block {block}" in text
+
+
+def test_a_text_file_is_used_and_a_binary_one_refused(client, tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text(" ".join(f"Sentence number {i} talks about pruning blocks." for i in range(600)),
+                    encoding="utf-8")
+    _, summary = client.predict("embedded", "magnitude", 0.7, 28, 2, 64, 0, handle_file(str(text)),
+                                api_name="/single_block")
+    assert "text: file notes.txt" in summary
+    binary = tmp_path / "data.txt"
+    binary.write_bytes(b"\xff\xfe\x00\x01" * 100)
+    with pytest.raises(AppError, match="binary|UTF-8"):
+        client.predict("embedded", "magnitude", 0.7, 28, 2, 64, 0, handle_file(str(binary)),
+                       api_name="/single_block")
+
+
+def test_sweep_streams_each_trial_and_marks_the_best_beta(client, tiny_model_dir):
+    model, sparsity = str(tiny_model_dir("llama")), 0.9
+    job = client.submit(model, "wanda", sparsity, "fast", 2, 64, 2, 64, 0, None, api_name="/sweep_beta")
+    job.result(timeout=300)
+    updates = job.outputs()
+    # One update for the uniform baseline, one per trial, one naming the best β.
+    trials = len(updates) - 2
+    assert trials >= 3
+    final_fig, status, best_update, table, _, _ = updates[-1]
+    best = best_update["value"]
+    curve = trace(figure(final_fig), "ATP trial")
+    assert len(curve["x"]) == trials
+    assert set(curve["x"]) <= set(grid_betas(3, sparsity))
+    uniform_ppl = figure(final_fig)["data"][0]["y"][0]
+    points = [(0.0, uniform_ppl), *zip(curve["x"], curve["y"])]
+    assert best == pytest.approx(min(points, key=lambda p: p[1])[0])
+    assert "done" in status
+    rows = [dict(zip(table["headers"], row)) for row in table["data"]]
+    assert len([r for r in rows if r["model"] == model]) == 1 + trials
+
+    slider, schedule, _ = client.predict(best, model, sparsity, api_name="/apply_best_beta")
+    assert slider["value"] == pytest.approx(best)
+    assert figure(schedule)["data"][0]["y"] == pytest.approx(atp_schedule(3, sparsity, best))
+
+
+def test_stop_ends_a_running_prune(client):
+    job = client.submit(**{"model": "embedded", "method": "wanda", "sparsity": 0.7, "beta": 0.006, **SMALL,
+                           "seed": 1, "log_scale": False, "shown_run": "ATP"}, api_name="/run_pruning")
+    deadline = time.monotonic() + 120
+    while not job.status().progress_data:
+        assert not job.done() and time.monotonic() < deadline, "the run never reported progress"
+        time.sleep(0.2)
+    client.predict(api_name="/stop")
+    started = time.monotonic()
+    with pytest.raises(AppError, match="cancel"):
+        job.result(timeout=60)
+    assert time.monotonic() - started < 30
+    fig, _ = client.predict("embedded", 0.7, 0.0, api_name="/preview_schedule")
+    assert figure(fig)["data"][0]["y"] == pytest.approx([0.7] * EMBEDDED_BLOCKS)

@@ -1,0 +1,131 @@
+"""The real app in a real browser: headless Debian chromium driven by Playwright."""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, sync_playwright
+
+from atp_viz.schedules import atp_schedule, beta_max
+
+pytestmark = pytest.mark.embedded
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+ROOT = Path(__file__).resolve().parents[1]
+README_SCREENSHOT = ROOT / "assets" / "screenshot.png"
+README_SCREENSHOT_MAX_BYTES = 500_000
+EMBEDDED_BLOCKS = 30  # SmolLM2-135M-Instruct
+ALL_BARS = "(id) => Array.from(document.querySelector(`#${id} .js-plotly-plot`).data[0].y)"
+
+
+@pytest.fixture(scope="module")
+def page(app_server) -> Page:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(app_server)
+        # The page load sets the β slider's range to this model's β_max and draws the schedule.
+        page.wait_for_function("() => Number(document.querySelector('#beta input[type=range]')?.max) < 0.1"
+                               " && document.querySelector('#schedule-plot .js-plotly-plot')?.data",
+                               timeout=60_000)
+        yield page
+        browser.close()
+
+
+def bars(page: Page, plot_id: str) -> list[float]:
+    return page.evaluate(ALL_BARS, plot_id)
+
+
+def test_page_shows_the_schedule_with_the_legal_beta_range(page):
+    limit = beta_max(EMBEDDED_BLOCKS, 0.7)
+    slider_max = float(page.get_attribute("#beta input[type=range]", "max"))
+    assert limit - 1e-5 < slider_max <= limit
+    beta = float(page.input_value("#beta input[type=number]"))
+    assert bars(page, "schedule-plot") == pytest.approx(atp_schedule(EMBEDDED_BLOCKS, 0.7, beta))
+    assert "one rate per decoder block" in page.inner_text("#beta-info")
+
+
+def test_the_beta_range_follows_the_target_sparsity(page):
+    page.fill("#sparsity input[type=number]", "0.9")
+    page.press("#sparsity input[type=number]", "Enter")
+    limit = beta_max(EMBEDDED_BLOCKS, 0.9)
+    page.wait_for_function(f"() => Number(document.querySelector('#beta input[type=range]').max) < {limit}")
+    assert float(page.get_attribute("#beta input[type=range]", "max")) > limit - 1e-5
+    # The β in use was above the new limit: it is lowered to it, and the bars follow.
+    beta = float(page.input_value("#beta input[type=number]"))
+    assert beta == pytest.approx(float(page.get_attribute("#beta input[type=range]", "max")))
+    expected = atp_schedule(EMBEDDED_BLOCKS, 0.9, beta)
+    page.wait_for_function(f"() => Math.abs(({ALL_BARS})('schedule-plot')[0] - {expected[0]}) < 1e-9")
+    assert bars(page, "schedule-plot") == pytest.approx(expected)
+    page.fill("#sparsity input[type=number]", "0.7")
+    page.press("#sparsity input[type=number]", "Enter")
+    page.wait_for_function(f"() => Number(document.querySelector('#beta input[type=range]').max) > {limit}")
+
+
+def test_dragging_beta_redraws_the_schedule(page):
+    before = bars(page, "schedule-plot")
+    track = page.locator("#beta input[type=range]").bounding_box()
+    y = track["y"] + track["height"] / 2
+    start = track["x"] + track["width"] * float(page.input_value("#beta input[type=number]")) / float(
+        page.get_attribute("#beta input[type=range]", "max"))
+    page.mouse.move(start, y)
+    page.mouse.down()
+    page.mouse.move(track["x"] + track["width"] * 0.2, y, steps=10)
+    page.mouse.up()
+    page.wait_for_function(f"(b) => ({ALL_BARS})('schedule-plot')[0] !== b[0]", arg=before, timeout=15_000)
+    page.wait_for_timeout(500)  # the last redraw of the drag
+    beta = float(page.input_value("#beta input[type=number]"))
+    assert 0 < beta < 0.01
+    after = bars(page, "schedule-plot")
+    assert after == pytest.approx(atp_schedule(EMBEDDED_BLOCKS, 0.7, beta))
+    assert after[0] > before[0] and after[-1] < before[-1]  # a smaller β: a flatter schedule
+
+
+def test_prune_shows_the_error_plot_and_perplexities(page):
+    accordion = page.locator("#calibration").get_by_text("Calibration and evaluation")
+    accordion.click()  # open
+    for field, value in (("calib-samples", 2), ("calib-seqlen", 64), ("eval-samples", 2), ("eval-seqlen", 64)):
+        page.fill(f"#{field} input", str(value))
+    page.fill("#beta input[type=number]", "0.008")
+    page.press("#beta input[type=number]", "Enter")
+    page.click("#prune")
+    page.wait_for_function(
+        "() => document.querySelector('#error-plot .js-plotly-plot')?.data?.length === 3", timeout=240_000)
+    names = page.evaluate("() => document.querySelector('#error-plot .js-plotly-plot').data.map(t => t.name)")
+    assert names == ["dense", "uniform", "atp β = 0.008"]
+    atp_errors = page.evaluate("() => document.querySelector('#error-plot .js-plotly-plot').data[2].y")
+    assert len(atp_errors) == EMBEDDED_BLOCKS and all(e > 0 for e in atp_errors)
+
+    summary = page.inner_text("#summary")
+    found = re.search(r"dense ([\d,.]+) · uniform ([\d,.]+) · ATP \(β = 0.008\) ([\d,.]+)", summary)
+    assert found, summary
+    perplexities = [float(v.replace(",", "")) for v in found.groups()]
+    assert all(math.isfinite(v) and v > 1 for v in perplexities)
+    assert bars(page, "ppl-plot") == pytest.approx(perplexities, rel=1e-3)
+    assert "calibration 2 × 64 tokens" in summary and "Weights" in summary
+    for plot in ("split-plot", "heatmap-plot"):
+        page.wait_for_selector(f"#{plot} .js-plotly-plot")
+
+    page.click("#log-scale input")
+    page.wait_for_function(
+        "() => document.querySelector('#error-plot .js-plotly-plot').layout.yaxis.type === 'log'", timeout=15_000)
+    page.click("#log-scale input")
+    page.wait_for_function(
+        "() => document.querySelector('#error-plot .js-plotly-plot').layout.yaxis.type === 'linear'", timeout=15_000)
+
+    accordion.click()  # close again, for a compact screenshot
+    page.wait_for_timeout(1000)
+    artifacts = ROOT / "artifacts"
+    artifacts.mkdir(exist_ok=True)
+    shot = artifacts / "app.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size < README_SCREENSHOT_MAX_BYTES, "screenshot too large for the README"
+    shutil.copyfile(shot, README_SCREENSHOT)
