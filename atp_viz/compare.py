@@ -20,10 +20,11 @@ def compare_allocators(
     cancelled: Callable[[], bool] | None = None,
 ) -> dict:
     """Perplexity per allocator per sparsity, with ATP's searched β, schedules and errors."""
-    rows, runs = [], {}
+    rows, runs, searches = [], {}, {}
     for sparsity in sparsities:
         base = replace(settings, sparsity=check_sparsity(sparsity))
         search = search_beta(base, strategy, cancelled)
+        searches[f"{sparsity:g}"] = search
         by_allocation = {}
         for allocation in COMPARED:
             beta = search["best_beta"] if allocation == "atp" else 0.0
@@ -40,7 +41,13 @@ def compare_allocators(
                 "dense": by_allocation["uniform"]["dense_ppl"],
             }
         )
-    return {"rows": rows, "runs": runs, "strategy": strategy, "settings": next(iter(runs.values()))["uniform"]["settings"]}
+    return {
+        "rows": rows,
+        "runs": runs,
+        "searches": searches,
+        "strategy": strategy,
+        "settings": next(iter(runs.values()))["uniform"]["settings"],
+    }
 
 
 def markdown_table(comparison: dict) -> str:

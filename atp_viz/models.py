@@ -35,9 +35,24 @@ def cache_root() -> Path:
     return Path(os.environ.get("ATP_VIZ_CACHE", Path.home() / ".cache" / "atp_viz"))
 
 
-def max_model_bytes() -> int:
-    """Largest model (weights in the compute dtype) this host agrees to load."""
-    return int(float(os.environ.get("ATP_VIZ_MAX_MODEL_GB", "8")) * 2**30)
+def max_model_bytes(device: torch.device) -> int:
+    """Largest model (weights in the compute dtype) this host agrees to load.
+
+    ``ATP_VIZ_MAX_MODEL_GB`` wins; else on CUDA 80% of all GPUs' memory (accelerate
+    spreads the model), on CPU a third of RAM (a run peaks near 3x the weights).
+    """
+    if os.environ.get("ATP_VIZ_MAX_MODEL_GB"):
+        return int(float(os.environ["ATP_VIZ_MAX_MODEL_GB"]) * 2**30)
+    if device.type == "cuda":
+        total = sum(torch.cuda.get_device_properties(i).total_memory for i in range(torch.cuda.device_count()))
+        return int(0.8 * total)
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024 // 3
+    except OSError:
+        pass
+    return 8 * 2**30
 
 
 def resolve_device(device: str) -> torch.device:
@@ -230,7 +245,7 @@ def _from_pretrained(source: str, device: torch.device, dtype: torch.dtype):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     config = load_config(source)
-    check_fits(config, dtype)
+    check_fits(config, dtype, device)
     kwargs: dict = {"dtype": dtype, "trust_remote_code": False, **_hub_kwargs(source)}
     if device.type == "cuda":
         # Spread over every visible GPU when one is not enough; accelerate decides.
@@ -314,9 +329,9 @@ def estimate_model_bytes(config, dtype: torch.dtype) -> int:
     return sum(unique.values()) * torch.finfo(dtype).bits // 8
 
 
-def check_fits(config, dtype: torch.dtype) -> None:
+def check_fits(config, dtype: torch.dtype, device: torch.device) -> None:
     needed = estimate_model_bytes(config, dtype)
-    limit = max_model_bytes()
+    limit = max_model_bytes(device)
     if needed > limit:
         raise AtpError(
             f"this model needs about {needed / 2**30:.1f} GiB for its weights in {str(dtype).removeprefix('torch.')}, "
