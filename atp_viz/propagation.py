@@ -47,26 +47,36 @@ class _LayerStats:
         """``x``: the layer's input, ``y``: its dense output (kept for a sample of tokens).
 
         ``shared`` memoises the statistic per input tensor within one forward: q/k/v (and
-        gate/up) read the same input, which is then reduced once, not three times.
+        gate/up) read the same input tensor, which is then reduced once, not three times.
         """
-        x = x.reshape(-1, x.shape[-1])
+        flat = x.reshape(-1, x.shape[-1])
         if self.sampled < SUBLAYER_SAMPLE_TOKENS:
             take = SUBLAYER_SAMPLE_TOKENS - self.sampled
-            self.inputs.append(x[:take].to(torch.float32, copy=True))
+            self.inputs.append(flat[:take].to(torch.float32, copy=True))
             self.outputs.append(y.reshape(-1, y.shape[-1])[:take].to(torch.float32, copy=True))
             self.sampled += self.inputs[-1].shape[0]
-        key = (x.data_ptr(), x.shape)
+        self.tokens += flat.shape[0]
+        if self.method not in ("wanda", "sparsegpt"):
+            return
+        # The memo holds the input itself: were it freed, a later layer's input could
+        # reuse its id (or address) and be given these statistics.
+        entry = shared.get(id(x))
+        if entry is None or entry[0] is not x:
+            entry = (x, _input_statistic(self.method, flat))
+            shared[id(x)] = entry
         if self.method == "wanda":
-            if key not in shared:
-                # Not vector_norm(dim=0): that column reduction runs ~5x slower on CPU.
-                shared[key] = x.float().square().sum(0)
-            self.sq_norms = shared[key] if self.sq_norms is None else self.sq_norms + shared[key]
-        elif self.method == "sparsegpt":
-            if key not in shared:
-                x32 = x.float()
-                shared[key] = x32.t() @ x32
-            self.hessian = shared[key] if self.hessian is None else self.hessian + shared[key]
-        self.tokens += x.shape[0]
+            self.sq_norms = entry[1] if self.sq_norms is None else self.sq_norms + entry[1]
+        else:
+            self.hessian = entry[1] if self.hessian is None else self.hessian + entry[1]
+
+
+def _input_statistic(method: str, flat: torch.Tensor) -> torch.Tensor:
+    """Wanda: Σ_tokens x_k² per channel; SparseGPT: Σ_tokens x xᵀ (both float32)."""
+    x32 = flat.float()
+    if method == "wanda":
+        # Not vector_norm(dim=0): that column reduction runs ~5x slower on CPU.
+        return x32.square().sum(0)
+    return x32.t() @ x32
 
 
 @dataclass
