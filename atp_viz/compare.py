@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Callable
 
-from .engine import RunSettings, run_pruning
+from .engine import RunSettings, run_pruning, validate
 from .schedules import check_sparsity
 from .search import search_beta
 
@@ -18,12 +18,19 @@ def compare_allocators(
     strategy: str = "grid",
     on_result: Callable[[float, str, dict], None] | None = None,
     cancelled: Callable[[], bool] | None = None,
+    on_trial: Callable[[float, dict], None] | None = None,
 ) -> dict:
-    """Perplexity per allocator per sparsity, with ATP's searched β, schedules and errors."""
+    """Perplexity per allocator per sparsity, with ATP's searched β, schedules and errors.
+
+    ``on_trial(sparsity, trial)`` reports each β-search trial, ``on_result(sparsity,
+    allocation, result)`` each allocator's run.
+    """
+    validate(settings)
     rows, runs, searches = [], {}, {}
     for sparsity in sparsities:
         base = replace(settings, sparsity=check_sparsity(sparsity))
-        search = search_beta(base, strategy, cancelled)
+        report = (lambda trial, s=sparsity: on_trial(s, trial)) if on_trial is not None else None
+        search = search_beta(base, strategy, cancelled, on_trial=report)
         searches[f"{sparsity:g}"] = search
         by_allocation = {}
         for allocation in COMPARED:

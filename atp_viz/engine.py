@@ -175,6 +175,10 @@ def measured_schedule(
 def validate(settings: RunSettings) -> None:
     """Cheap checks that need no model, so bad input fails before any loading."""
     check_sparsity(settings.sparsity)
+    if not settings.owl_m > 0 or not settings.owl_lambda >= 0:
+        raise AtpError(f"OWL needs M > 0 and λ >= 0, got M={settings.owl_m:g}, λ={settings.owl_lambda:g}")
+    if not 0 <= settings.alpha_eps < 1:
+        raise AtpError(f"AlphaPruning needs 0 <= ε < 1, got ε={settings.alpha_eps:g}")
     if settings.method not in METHODS:
         raise AtpError(f"unknown pruning method {settings.method!r}: use {', '.join(METHODS)}")
     check_window_request(settings.calib_samples, settings.calib_seqlen, "calibration", None)
