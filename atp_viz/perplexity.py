@@ -11,9 +11,9 @@ from torch import nn
 
 from .errors import AtpError, Cancelled
 
-# Logits are (batch, T, vocab): with a 50k vocabulary, 1024 tokens already cost ~200 MB
+# Logits are (batch, T, vocab): with a 50k vocabulary, 512 tokens already cost ~100 MB
 # in float32, so evaluation runs in small batches.
-EVAL_BATCH_TOKENS = 1024
+EVAL_BATCH_TOKENS = 512
 
 
 def perplexity(
