@@ -160,7 +160,7 @@ def measured_schedule(
         key = (*_calibration_key(settings), "owl", settings.owl_m)
         ratios = _measurement_cache.get(key)
         if ratios is None:
-            ratios = outlier_ratios(reference, settings.owl_m)
+            ratios = outlier_ratios(loaded.blocks, reference, settings.owl_m)
             _measurement_cache.put(key, ratios, 64 * len(ratios))
         return owl_schedule(ratios, settings.sparsity, settings.owl_lambda), {"outlier_ratio": ratios}
     key = (*_model_key(settings), "alpha")

@@ -18,11 +18,11 @@ from .propagation import DenseReference
 from .pruners import wanda_scores
 
 
-def outlier_ratios(dense: DenseReference, m: float) -> list[float]:
+def outlier_ratios(blocks: torch.nn.ModuleList, dense: DenseReference, m: float) -> list[float]:
     """OWL's outlier ratio (%) per block from a dense pass over the calibration set."""
     ratios = []
-    for i, inputs, _outputs in dense.iterate():
-        block = dense.blocks[i]
+    for i, inputs, _outputs in dense.iterate(blocks):
+        block = blocks[i]
         layers = linear_sublayers(block)
         sq_norms: dict[str, torch.Tensor] = {}
 

@@ -107,7 +107,7 @@ class DenseReference:
     """
 
     def __init__(self, blocks: nn.ModuleList, calls: list[BlockCall], cached: bool):
-        self.blocks = blocks
+        # The blocks are not kept: a cached reference must not pin an evicted model.
         self.calls = calls
         self.cached = cached
         self._outputs: list[list[torch.Tensor]] | None = None
@@ -124,10 +124,10 @@ class DenseReference:
             return 0
         return sum(t.numel() * t.element_size() for outs in self._outputs for t in outs)
 
-    def iterate(self):
-        """Yield (block index, inputs h_{i-1}, outputs h_i) in order."""
+    def iterate(self, blocks: nn.ModuleList):
+        """Yield (block index, inputs h_{i-1}, outputs h_i) in order, for this model's ``blocks``."""
         inputs = [c.hidden for c in self.calls]
-        for i, block in enumerate(self.blocks):
+        for i, block in enumerate(blocks):
             if self._outputs is not None:
                 outputs = self._outputs[i]
             else:
@@ -166,7 +166,7 @@ def prune_and_measure(
     sparse_inputs: list[torch.Tensor] | None = None  # None while h̃ == h exactly
     prev_delta_sq = 0.0
 
-    for i, dense_inputs, dense_outputs in dense.iterate():
+    for i, dense_inputs, dense_outputs in dense.iterate(blocks):
         if cancelled is not None and cancelled():
             raise Cancelled("run cancelled")
         block = blocks[i]

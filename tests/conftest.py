@@ -102,6 +102,16 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+# Process id of each live app server by its URL, for tests that watch the server itself.
+_app_pids: dict[str, int] = {}
+
+
+@pytest.fixture(scope="session")
+def app_server_pid(app_server) -> int:
+    """The process id of ``app_server`` (e.g. to read its memory from /proc)."""
+    return _app_pids[app_server]
+
+
 @pytest.fixture(scope="session")
 def app_server(tmp_path_factory):
     """The real app started as ``python app.py`` on a free local port; yields its base URL.
@@ -141,6 +151,7 @@ def app_server(tmp_path_factory):
             server.kill()
             pytest.fail(f"app.py did not answer on {url} within {APP_START_TIMEOUT_S} s:\n{log_tail()}")
         time.sleep(0.5)
+    _app_pids[url] = server.pid
     yield url
     server.terminate()
     try:

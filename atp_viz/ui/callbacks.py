@@ -25,7 +25,7 @@ from ..models import layer_count
 from ..schedules import atp_schedule, beta_max, grid_betas
 from ..search import iter_search
 from ..texts import BUILTIN
-from . import plots
+from . import limits, plots
 
 Progress = Callable[[float, str], None]
 Cancelled = Callable[[], bool]
@@ -54,18 +54,22 @@ def make_settings(
     beta: float = 0.0,
 ) -> RunSettings:
     """The engine settings of an ATP run from the app's inputs (no text file: built-in text)."""
+    calib = _whole(calib_samples, "calibration samples"), _whole(calib_seqlen, "calibration sequence length")
+    evaluation = _whole(eval_samples, "evaluation samples"), _whole(eval_seqlen, "evaluation sequence length")
+    limits.check_tokens(*calib, "the calibration set")
+    limits.check_tokens(*evaluation, "the evaluation set")
     return RunSettings(
         model=(model or "").strip(),
         method=method,
         sparsity=float(sparsity),
         allocation="atp",
         beta=float(beta),
-        calib_samples=_whole(calib_samples, "calibration samples"),
-        calib_seqlen=_whole(calib_seqlen, "calibration sequence length"),
-        eval_samples=_whole(eval_samples, "evaluation samples"),
-        eval_seqlen=_whole(eval_seqlen, "evaluation sequence length"),
+        calib_samples=calib[0],
+        calib_seqlen=calib[1],
+        eval_samples=evaluation[0],
+        eval_seqlen=evaluation[1],
         text=text_file or BUILTIN,
-        seed=_whole(seed, "seed"),
+        seed=limits.check_seed(_whole(seed, "seed")),
     )
 
 

@@ -22,7 +22,7 @@ import gradio as gr
 import pandas as pd
 
 from ..errors import AtpError
-from . import callbacks, history
+from . import callbacks, compare_tab, history
 from .callbacks import Comparison
 from .defaults import DEFAULTS
 
@@ -329,6 +329,72 @@ def single_block(
         return callbacks.single_block(settings, block, _engine_progress(progress), cancelled)
 
 
+# ------------------------------------------------------------------ compare allocators
+
+
+def compare_allocators(
+    model: str,
+    method: str,
+    sparsities: str,
+    beta_choice: str,
+    beta: float,
+    calib_samples: int,
+    calib_seqlen: int,
+    eval_samples: int,
+    eval_seqlen: int,
+    seed: int,
+    text_file: str | None,
+    owl_m: float,
+    owl_lambda: float,
+    alpha_eps: float,
+    frame: pd.DataFrame,
+    progress: gr.Progress = gr.Progress(),
+    request: gr.Request = None,
+):
+    """Prune with uniform, OWL, AlphaPruning and ATP at each target sparsity; compare them.
+
+    Args:
+        model: "embedded", a Hugging Face model id, or a local model directory.
+        method: "wanda", "sparsegpt" or "magnitude".
+        sparsities: target mean sparsities, comma-separated, e.g. "0.7" or "0.5, 0.7".
+        beta_choice: "search" (ATP's β by a fast golden-section search over the 0.002 grid,
+            per sparsity) or "slider" (ATP at ``beta`` at every sparsity).
+        beta: ATP common difference used when beta_choice is "slider".
+        calib_samples: calibration windows.
+        calib_seqlen: tokens per calibration window.
+        eval_samples: evaluation windows for perplexity.
+        eval_seqlen: tokens per evaluation window.
+        seed: seed for picking the calibration windows.
+        text_file: a UTF-8 text file, or None for the built-in text.
+        owl_m: OWL's outlier threshold M (a score is an outlier above M × the block's mean).
+        owl_lambda: OWL's λ (rates stay within S ± λ).
+        alpha_eps: AlphaPruning's ε (rates span S × [1 − ε, 1 + ε] before rescaling), 0 <= ε < 1.
+
+    Returns:
+        At the first sparsity: every allocator's schedule, their error propagation, OWL's
+        outlier ratio per block and AlphaPruning's α per block; the perplexity table (one
+        row per sparsity), a verdict, the history table, CSV and JSON files.
+    """
+    with user_errors(), _stoppable(request) as cancelled:
+        targets = compare_tab.parse_sparsities(sparsities)
+        settings = callbacks.make_settings(model, method, targets[0], calib_samples, calib_seqlen, eval_samples,
+                                           eval_seqlen, seed, text_file, beta or 0.0)
+        settings = compare_tab.with_allocator_settings(settings, owl_m, owl_lambda, alpha_eps)
+        comparison = compare_tab.run(settings, targets, beta_choice, _engine_progress(progress), cancelled)
+    for result in comparison.results():
+        frame = _record(frame, result)
+    return (
+        compare_tab.schedules_figure(comparison),
+        compare_tab.errors_figure(comparison),
+        compare_tab.owl_figure(comparison),
+        compare_tab.alpha_figure(comparison),
+        compare_tab.table(comparison),
+        compare_tab.verdict_markdown(comparison),
+        *_history_outputs(frame),
+        frame,
+    )
+
+
 # ------------------------------------------------------------------ downloads and stop
 
 
@@ -364,7 +430,7 @@ def download_pruned_model(
 
 
 def stop(request: gr.Request = None) -> None:
-    """Stop this session's running prune, search, experiment or export."""
+    """Stop this session's running prune, search, experiment, comparison or export."""
     with _running_lock:
         for flag in _running.get(_session(request), ()):
             flag.set()

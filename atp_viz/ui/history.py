@@ -27,7 +27,9 @@ def empty() -> pd.DataFrame:
 
 def run_key(result: dict) -> str:
     """Everything that determines a result; the same run is listed once."""
-    identity = {name: result[name] for name in ("model", "method", "sparsity", "allocation", "beta")}
+    # The schedule tells OWL / AlphaPruning runs apart whose M, λ or ε differ (results
+    # do not record those settings).
+    identity = {name: result[name] for name in ("model", "method", "sparsity", "allocation", "beta", "schedule")}
     return json.dumps({**identity, **result["settings"]}, sort_keys=True)
 
 

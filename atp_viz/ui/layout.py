@@ -6,7 +6,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from . import handlers, history, plots
+from . import compare_tab, handlers, history, plots
 from .defaults import (BETA_STEP, DEFAULT_BETA, DEFAULT_RUN, DEFAULTS, METHOD_CHOICES, MODEL_CHOICES, RUN_CHOICES,
                        SEARCH_CHOICES, SPARSITY_MAX, SPARSITY_MIN, SPARSITY_STEP)
 
@@ -37,6 +37,18 @@ Pruning a language model one decoder block at a time lets error pile up with dep
 sparsity **sᵢ = S − β(L−1)/2 + iβ**: the same mean S as uniform pruning, less pruning
 early, more pruning late. Drag β to see the schedule, press **Prune** to measure it
 against uniform pruning on a real model (the embedded one runs offline on a CPU).
+"""
+
+COMPARE_NOTE = """
+Prunes the model of the first tab, with its method and calibration settings, by four
+allocators at the same mean sparsity S. The claim to test: one number, ATP's β, matches or
+beats allocators that need outlier statistics or spectral fits.
+
+*uniform* looks at nothing: every block gets S. *OWL* looks at activations: per block, the
+share of Wanda scores |W|·‖X‖ above M × their mean (outliers); more outliers, less pruning.
+*AlphaPruning* looks at the weights: per block, the heavy-tail exponent α of its linear
+layers' eigenvalue spectra; larger α, more pruning. *ATP* needs one number, β: searched by
+perplexity (several prunings per S) or taken from the β slider of the first tab.
 """
 
 DOWNLOAD_NOTE = """
@@ -127,6 +139,40 @@ def build_demo() -> gr.Blocks:
                 sweep_plot = gr.Plot(plots.sweep_figure([], None, None), label="perplexity vs beta",
                                      show_label=False, elem_id="sweep-plot")
 
+            with gr.Tab("Compare allocators", id="compare"):
+                gr.Markdown(COMPARE_NOTE)
+                with gr.Row():
+                    compare_sparsities = gr.Textbox(f"{DEFAULTS.sparsity:g}", label="Target sparsities S",
+                                                    info="one, or several comma-separated: 0.5, 0.6, 0.7",
+                                                    elem_id="compare-sparsities")
+                    compare_beta = gr.Radio(compare_tab.BETA_CHOICES, value=compare_tab.BETA_SEARCH,
+                                            label="ATP's β", elem_id="compare-beta")
+                with gr.Accordion("OWL and AlphaPruning settings", open=False, elem_id="allocator-settings"):
+                    with gr.Row():
+                        owl_m = gr.Number(DEFAULTS.owl_m, step=0.5, label="OWL M",
+                                          info="outlier: a Wanda score above M × its block's mean",
+                                          elem_id="owl-m")
+                        owl_lambda = gr.Number(DEFAULTS.owl_lambda, step=0.01, label="OWL λ",
+                                               info="block rates stay within S ± λ", elem_id="owl-lambda")
+                        alpha_eps = gr.Number(DEFAULTS.alpha_eps, step=0.05, label="AlphaPruning ε",
+                                              info="rates span S × [1 − ε, 1 + ε] before rescaling, ε < 1",
+                                              elem_id="alpha-eps")
+                with gr.Row():
+                    compare_btn = gr.Button("Compare allocators", variant="primary", elem_id="compare-run")
+                    stop_compare_btn = gr.Button("Stop", variant="stop", scale=0, min_width=120)
+                compare_text = gr.Markdown(label="which allocator won", elem_id="compare-text")
+                compare_table = gr.Dataframe(compare_tab.empty_table(), interactive=False,
+                                             label="Perplexity on held-out text (lower is better)",
+                                             elem_id="compare-table")
+                with gr.Row():
+                    compare_schedule_plot = gr.Plot(label="schedules", show_label=False,
+                                                    elem_id="compare-schedule-plot")
+                    compare_error_plot = gr.Plot(label="error propagation", show_label=False,
+                                                 elem_id="compare-error-plot")
+                with gr.Row():
+                    owl_plot = gr.Plot(label="OWL outlier ratio", show_label=False, elem_id="owl-plot")
+                    alpha_plot = gr.Plot(label="AlphaPruning alpha", show_label=False, elem_id="alpha-plot")
+
             with gr.Tab("Why it explodes", id="why"):
                 gr.Markdown(teaching_text(), latex_delimiters=LATEX)
                 gr.Markdown("Uses the model, method, sparsity and calibration settings of the first tab.")
@@ -190,9 +236,17 @@ def build_demo() -> gr.Blocks:
             [model, method, sparsity, beta, calib_samples, calib_seqlen, seed, text_file],
             model_zip, api_name="download_pruned_model", **ENGINE)
 
-        heavy = [prune_event, sweep_event, single_event, export_event]
-        gr.on([stop_btn.click, stop_search_btn.click], handlers.stop, None, None, cancels=heavy, queue=False,
-              api_name="stop")
+        compare_event = compare_btn.click(
+            handlers.compare_allocators,
+            [model, method, compare_sparsities, compare_beta, beta, *run_inputs, owl_m, owl_lambda, alpha_eps,
+             run_history],
+            [compare_schedule_plot, compare_error_plot, owl_plot, alpha_plot, compare_table, compare_text,
+             *history_outputs, run_history],
+            api_name="compare_allocators", **ENGINE)
+
+        heavy = [prune_event, sweep_event, single_event, export_event, compare_event]
+        gr.on([stop_btn.click, stop_search_btn.click, stop_compare_btn.click], handlers.stop, None, None,
+              cancels=heavy, queue=False, api_name="stop")
     demo.queue(default_concurrency_limit=1)
     return demo
 

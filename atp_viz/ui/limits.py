@@ -1,0 +1,39 @@
+"""What one request to the app may ask for, so that no caller can exhaust a shared server.
+
+The engine refuses requests that make no sense (sizes below one, lengths beyond the
+model's context, more evaluation windows than the text holds). These bounds are the
+app's own: calibration windows are drawn with replacement, so nothing else caps how
+many a caller of the API asks for, and each one is kept in memory for every block.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..errors import AtpError
+
+# The paper's calibration set: 128 windows of 2048 tokens.
+DEFAULT_MAX_TOKENS = 128 * 2048
+# Seeds land in the history table as int64 (torch itself takes at most 64 bits).
+MAX_SEED = 2**63 - 1
+
+
+def max_tokens() -> int:
+    """Most tokens of one calibration or evaluation set (``ATP_VIZ_MAX_TOKENS`` overrides)."""
+    return int(float(os.environ.get("ATP_VIZ_MAX_TOKENS", DEFAULT_MAX_TOKENS)))
+
+
+def check_tokens(samples: int, seqlen: int, what: str) -> None:
+    """Refuse ``samples`` windows of ``seqlen`` tokens beyond the app's limit."""
+    limit = max_tokens()
+    if samples * seqlen > limit:
+        raise AtpError(
+            f"{what} of {samples} × {seqlen} = {samples * seqlen:,} tokens is over this app's limit of "
+            f"{limit:,} tokens per set (set ATP_VIZ_MAX_TOKENS to change it)"
+        )
+
+
+def check_seed(seed: int) -> int:
+    if not 0 <= seed <= MAX_SEED:
+        raise AtpError(f"seed must be a whole number from 0 to {MAX_SEED}, got {seed}")
+    return seed

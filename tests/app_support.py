@@ -1,0 +1,141 @@
+"""Shared by the tests that drive the live app with bad input, several sessions or many
+requests: reading its answers, model directories built to fail, the server's memory."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+
+# What gradio_client shows when a handler raised something other than gr.Error: the
+# person learns nothing, so no refusal may look like this.
+OPAQUE_ERROR = "has not enabled verbose error reporting"
+# Keeps a pruning run of a tiny model well under a second.
+TINY_SIZES = {"calib_samples": 2, "calib_seqlen": 64, "eval_samples": 2, "eval_seqlen": 64}
+
+
+def prune(client: Client, model: str, seed: int, beta: float = 0.1, text_file=None, **overrides):
+    """/run_pruning with small sizes; ``overrides`` replace any argument."""
+    args = {"model": model, "method": "wanda", "sparsity": 0.7, "beta": beta, **TINY_SIZES, "seed": seed,
+            "text_file": text_file, "log_scale": False, "shown_run": "ATP", **overrides}
+    return client.predict(**args, api_name="/run_pruning")
+
+
+def refusal(call, pattern: str) -> str:
+    """Run ``call``, which must be refused with a one-line message matching ``pattern``."""
+    with pytest.raises(AppError, match=pattern) as info:
+        call()
+    message = str(info.value)
+    assert OPAQUE_ERROR not in message and "Traceback" not in message and "\n" not in message, message
+    return message
+
+
+def rows(table: dict) -> list[dict]:
+    """The history table as one dict per run."""
+    return [dict(zip(table["headers"], row)) for row in table["data"]]
+
+
+def results(json_paths: list[str]) -> dict[str, dict]:
+    """The full results of a /run_pruning answer, by allocation ("uniform", "atp")."""
+    by_allocation = {}
+    for path in json_paths:
+        result = json.loads(Path(path).read_text(encoding="utf-8"))
+        by_allocation.setdefault(result["allocation"], result)
+    return by_allocation
+
+
+def assert_good_run(answer, seed: int) -> dict[str, dict]:
+    """A /run_pruning answer with finite perplexities, whose newest rows are runs at ``seed``."""
+    *_, table, _, json_paths = answer
+    newest = results(json_paths[:2])
+    assert set(newest) == {"uniform", "atp"}
+    for result in newest.values():
+        assert result["settings"]["seed"] == seed
+        assert math.isfinite(result["ppl"]) and result["ppl"] > 1
+    assert [r["seed"] for r in rows(table)[-2:]] == [seed, seed]
+    return newest
+
+
+def assert_same_as_in_process(newest: dict[str, dict], model: str, seed: int, beta: float = 0.1, **sizes) -> None:
+    """The server's uniform and ATP results (``newest``, by allocation) equal the same
+    comparison run here, on weights this process loaded from disk itself.
+
+    The server measured its dense perplexity afresh for this run (not from its cache), so
+    its shared dense model still holds the weights on disk: a pruned weight left behind by
+    an earlier run, or another session's, would move every number compared here.
+    """
+    from atp_viz.ui import callbacks
+
+    # A cached dense perplexity takes microseconds; a measured one, a forward pass.
+    assert newest["uniform"]["timings"]["dense_perplexity"] > 1e-3, "the server reused a dense perplexity"
+    s = {**TINY_SIZES, **sizes}
+    local = callbacks.compare(callbacks.make_settings(model, "wanda", 0.7, s["calib_samples"], s["calib_seqlen"],
+                                                      s["eval_samples"], s["eval_seqlen"], seed, None, beta))
+    for mine, theirs in ((local.uniform, newest["uniform"]), (local.atp, newest["atp"])):
+        assert theirs["settings"] == mine["settings"]
+        # Equal up to float noise between two processes.
+        assert theirs["dense_ppl"] == pytest.approx(mine["dense_ppl"], rel=1e-5)
+        assert theirs["ppl"] == pytest.approx(mine["ppl"], rel=1e-5)
+        assert [e["relative"] for e in theirs["errors"]] == pytest.approx([e["relative"] for e in mine["errors"]],
+                                                                          rel=1e-5)
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process, from /proc/<pid>/status."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for process {pid}")
+
+
+# ------------------------------------------------------------------ model directories built to fail
+
+
+def save_nan_head(source: Path, target: Path) -> Path:
+    """A copy of a saved causal LM whose lm_head holds one NaN: every perplexity is NaN."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(source)
+    with torch.no_grad():
+        model.get_output_embeddings().weight[1, 2] = float("nan")
+    model.save_pretrained(target)
+    AutoTokenizer.from_pretrained(source).save_pretrained(target)
+    return target
+
+
+def save_70b_config(target: Path) -> Path:
+    """Only the config.json of a LLaMA-2-70B-sized model: loading it would need ~260 GiB."""
+    from transformers import LlamaConfig
+
+    LlamaConfig(hidden_size=8192, intermediate_size=28672, num_hidden_layers=80, num_attention_heads=64,
+                num_key_value_heads=8, vocab_size=32000).save_pretrained(target)
+    return target
+
+
+def save_bert(target: Path) -> Path:
+    """A small saved BERT (an encoder): not a causal language model."""
+    from transformers import BertConfig, BertModel
+
+    BertModel(BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64)).save_pretrained(target)
+    return target
+
+
+def save_jamba(target: Path, tokenizer) -> Path:
+    """A tiny real Jamba: its decoder blocks alternate attention and Mamba layers, so no
+    list of identical blocks exists for the engine to prune."""
+    from transformers import AutoModelForCausalLM, JambaConfig
+
+    config = JambaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+                         num_attention_heads=4, num_key_value_heads=2, attn_layer_period=2, attn_layer_offset=1,
+                         num_experts=1, expert_layer_period=1, expert_layer_offset=0, mamba_d_state=8,
+                         mamba_d_conv=4, mamba_expand=2, mamba_dt_rank=8, max_position_embeddings=512)
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config).save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    return target

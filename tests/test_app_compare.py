@@ -1,0 +1,133 @@
+"""The Compare tab's endpoint (``/compare_allocators``) on the live app, through gradio_client."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import pytest
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+
+from atp_viz.compare import COMPARED
+from atp_viz.schedules import atp_schedule, grid_betas
+from test_app_api import SMALL, figure
+
+pytestmark = pytest.mark.embedded
+
+TINY_BLOCKS = 3  # the llama fixture model
+HEADERS = ["S", "dense", "uniform", "OWL", "AlphaPruning", "ATP", "ATP β"]
+COLUMN = {"uniform": "uniform", "owl": "OWL", "alphapruning": "AlphaPruning", "atp": "ATP"}
+
+
+@pytest.fixture(scope="module")
+def client(app_server) -> Client:
+    return Client(app_server, verbose=False)
+
+
+def compare(client: Client, model: str, sparsities: str, beta_choice: str, beta: float = 0.0, **overrides):
+    args = {"model": model, "method": "wanda", "sparsities": sparsities, "beta_choice": beta_choice,
+            "beta": beta, **SMALL, "owl_m": 5.0, "owl_lambda": 0.08, "alpha_eps": 0.3, **overrides}
+    return client.predict(**args, api_name="/compare_allocators")
+
+
+def saved_results(json_paths: list[str], model: str) -> dict[tuple[float, str], dict]:
+    """This model's runs from the history's JSON files, by (sparsity, allocation)."""
+    results = {}
+    for path in json_paths:
+        with open(path, encoding="utf-8") as handle:
+            result = json.load(handle)
+        if result["model"] == model:
+            results[(result["sparsity"], result["allocation"])] = result
+    return results
+
+
+def test_search_compares_four_allocators_per_sparsity(client, tiny_model_dir):
+    model = str(tiny_model_dir("llama"))
+    schedules, errors, owl, alpha, table, verdict, history, _, json_paths = compare(client, model, "0.5, 0.7",
+                                                                                  "search")
+    assert table["headers"] == HEADERS
+    rows = [dict(zip(HEADERS, row)) for row in table["data"]]
+    assert [r["S"] for r in rows] == [0.5, 0.7]
+    runs = saved_results(json_paths, model)
+    # Every allocator ran at every sparsity, each run in the history once.
+    assert set(runs) == {(s, a) for s in (0.5, 0.7) for a in COMPARED}
+    history_rows = [dict(zip(history["headers"], row)) for row in history["data"]]
+    assert len([r for r in history_rows if r["model"] == model]) == 8
+    for row in rows:
+        s = row["S"]
+        for allocation, column in COLUMN.items():
+            assert math.isfinite(row[column]) and row[column] > 1
+            assert row[column] == pytest.approx(runs[(s, allocation)]["ppl"], abs=0.006)
+        assert row["dense"] == pytest.approx(runs[(s, "uniform")]["dense_ppl"], abs=0.006)
+        # ATP's β came from the search over the paper's grid, and the run used it.
+        assert row["ATP β"] in grid_betas(TINY_BLOCKS, s)
+        assert runs[(s, "atp")]["schedule"] == pytest.approx(atp_schedule(TINY_BLOCKS, s, row["ATP β"]))
+        assert f"S = {s:g}" in verdict
+    assert "lowest" in verdict and "search" in verdict
+
+    # The plots show the first sparsity: each allocator's schedule, with mean S.
+    traces = figure(schedules)["data"]
+    assert [t["name"].split()[0] for t in traces] == ["uniform", "owl", "alphapruning", "atp"]
+    for trace, allocation in zip(traces, COMPARED):
+        assert trace["y"] == pytest.approx(runs[(0.5, allocation)]["schedule"])
+        assert sum(trace["y"]) / TINY_BLOCKS == pytest.approx(0.5)
+    assert traces[1]["y"] != pytest.approx([0.5] * TINY_BLOCKS)  # OWL moved away from uniform
+    lines = {t["name"]: t["y"] for t in figure(errors)["data"] if t["name"] != "dense"}
+    assert len(lines) == 4 and all(len(y) == TINY_BLOCKS for y in lines.values())
+    assert lines["owl"] == pytest.approx([e["relative"] for e in runs[(0.5, "owl")]["errors"]])
+
+    # The measurements behind OWL and AlphaPruning: one value per block, as the runs measured them.
+    ratios = figure(owl)["data"][0]["y"]
+    assert ratios == pytest.approx(runs[(0.5, "owl")]["measurements"]["outlier_ratio"])
+    assert len(ratios) == TINY_BLOCKS and all(0 <= r <= 100 for r in ratios)
+    alphas = figure(alpha)["data"][0]["y"]
+    assert alphas == pytest.approx(runs[(0.5, "alphapruning")]["measurements"]["alpha"])
+    assert len(alphas) == TINY_BLOCKS and all(a > 1 for a in alphas)
+
+
+def test_slider_beta_is_used_at_every_sparsity(client, tiny_model_dir):
+    model = str(tiny_model_dir("llama"))
+    schedules, *_, table, verdict, _, _, json_paths = compare(client, model, "0.6", "slider", beta=0.1)
+    row = dict(zip(HEADERS, table["data"][0]))
+    assert (row["S"], row["ATP β"]) == (0.6, 0.1)
+    atp = saved_results(json_paths, model)[(0.6, "atp")]
+    assert atp["schedule"] == pytest.approx(atp_schedule(TINY_BLOCKS, 0.6, 0.1))
+    assert row["ATP"] == pytest.approx(atp["ppl"], abs=0.006)
+    assert figure(schedules)["data"][3]["y"] == pytest.approx(atp["schedule"])
+    assert "slider" in verdict
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"sparsities": "0.5, half"}, "not a number"),
+    ({"sparsities": " , "}, "no target sparsity"),
+    ({"sparsities": "0.5, 1.2"}, r"\[0, 1\)"),
+    ({"owl_m": 0}, "OWL M must be positive"),
+    ({"alpha_eps": 1.0}, r"ε must be in \[0, 1\)"),
+    # β_max for 3 blocks is 0.3 at S = 0.7 but only 0.1 at S = 0.95: refused before any run.
+    ({"sparsities": "0.7, 0.95", "beta_choice": "slider", "beta": 0.2}, "beta_max"),
+    ({"beta_choice": "guess"}, "not in the list of choices"),
+])
+def test_bad_input_is_refused_at_once_with_a_clear_message(client, tiny_model_dir, overrides, message):
+    args = {"model": str(tiny_model_dir("llama")), "sparsities": "0.5", "beta_choice": "search", **overrides}
+    started = time.monotonic()
+    with pytest.raises(AppError, match=message):
+        compare(client, **args)
+    assert time.monotonic() - started < 10
+
+
+def test_stop_ends_a_running_comparison(client):
+    # The embedded model's β search takes minutes: Stop must end it within seconds.
+    job = client.submit(model="embedded", method="wanda", sparsities="0.7", beta_choice="search", beta=0.0,
+                        **{**SMALL, "seed": 2}, owl_m=5.0, owl_lambda=0.08, alpha_eps=0.3,
+                        api_name="/compare_allocators")
+    deadline = time.monotonic() + 120
+    while not job.status().progress_data:
+        assert not job.done() and time.monotonic() < deadline, "the comparison never reported progress"
+        time.sleep(0.2)
+    client.predict(api_name="/stop")
+    started = time.monotonic()
+    with pytest.raises(AppError, match="cancel"):
+        job.result(timeout=60)
+    assert time.monotonic() - started < 30

@@ -1,0 +1,67 @@
+"""The Compare tab in a real browser: four allocators on the embedded model, plots and table."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from atp_viz.schedules import atp_schedule
+from test_browser import EMBEDDED_BLOCKS, ROOT, page  # noqa: F401 (page: the browser fixture)
+
+pytestmark = pytest.mark.embedded
+
+PLOT_DATA = "(id) => document.querySelector(`#${id} .js-plotly-plot`)?.data"
+
+
+def plot_data(view, plot_id: str) -> list[dict]:
+    return view.evaluate(PLOT_DATA, plot_id)
+
+
+def test_compare_tab_shows_schedules_errors_measurements_and_table(page):  # noqa: F811
+    # The comparison uses the first tab's model, method and calibration settings: keep them small.
+    page.locator("#calibration").get_by_text("Calibration and evaluation").click()
+    for field, value in (("calib-samples", 2), ("calib-seqlen", 64), ("eval-samples", 2), ("eval-seqlen", 64)):
+        page.fill(f"#{field} input", str(value))
+    beta = float(page.input_value("#beta input[type=number]"))
+    assert beta > 0
+
+    page.get_by_role("tab", name="Compare allocators").click()
+    assert page.input_value("#compare-sparsities textarea, #compare-sparsities input") == "0.7"
+    # The slider's β, not a search: four prunings instead of a dozen.
+    page.get_by_label("use the β slider value (first tab)").check()
+    page.click("#compare-run")
+    page.wait_for_function(f"() => ({PLOT_DATA})('compare-schedule-plot')?.length === 4", timeout=300_000)
+
+    schedules = plot_data(page, "compare-schedule-plot")
+    assert [t["name"].split(" (")[0] for t in schedules] == ["uniform", "owl", "alphapruning", f"atp β={beta:.4g}"]
+    for trace in schedules:
+        assert len(trace["y"]) == EMBEDDED_BLOCKS
+        assert sum(trace["y"]) / EMBEDDED_BLOCKS == pytest.approx(0.7, abs=0.01)
+    assert schedules[3]["y"] == pytest.approx(atp_schedule(EMBEDDED_BLOCKS, 0.7, beta))
+    # The measured allocators do not hand every block the same rate.
+    assert max(schedules[1]["y"]) - min(schedules[1]["y"]) > 0.01
+    assert max(schedules[2]["y"]) - min(schedules[2]["y"]) > 0.01
+
+    errors = plot_data(page, "compare-error-plot")
+    assert [t["name"] for t in errors] == ["dense", "uniform", "owl", "alphapruning", f"atp β={beta:.4g}"]
+    assert all(len(t["y"]) == EMBEDDED_BLOCKS and all(e > 0 for e in t["y"]) for t in errors[1:])
+    for plot_id in ("owl-plot", "alpha-plot"):
+        bars = plot_data(page, plot_id)[0]["y"]
+        assert len(bars) == EMBEDDED_BLOCKS and all(math.isfinite(v) and v >= 0 for v in bars)
+
+    # The table's one row, read as a person would: S, dense, the four allocators, ATP's β.
+    page.wait_for_function("() => document.querySelector('#compare-table').innerText.includes('0.7')")
+    cells = page.inner_text("#compare-table").split("ATP β", 1)[1].split()
+    assert len(cells) == 7, cells
+    values = [float(v) for v in cells]
+    assert values[0] == 0.7 and values[6] == pytest.approx(beta)
+    assert all(math.isfinite(v) and v > 1 for v in values[1:6])
+    verdict = page.inner_text("#compare-text")
+    assert "lowest" in verdict and "slider" in verdict
+
+    page.locator("#compare-text").scroll_into_view_if_needed()
+    page.wait_for_timeout(1000)
+    artifacts = ROOT / "artifacts"
+    artifacts.mkdir(exist_ok=True)
+    page.screenshot(path=str(artifacts / "compare.png"), full_page=True)
