@@ -38,6 +38,8 @@ TARGETS = {
 
 
 def _median_time(fn: Callable[[], object], repeats: int) -> float:
+    """Median over ``repeats`` timed calls, after one untimed warm-up call."""
+    fn()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -105,9 +107,6 @@ def run_benchmark(settings: RunSettings, log: Callable[[str], None] = print) -> 
     """Measure everything in one process; return the figures (ratios first)."""
     torch.set_num_threads(os.cpu_count() or 1)
     out: dict = {}
-    log("loading: GGUF conversion vs cached load")
-    out.update(_load_ratio())
-
     loaded = models.load_model(settings.model, settings.device, settings.dtype)
     model_bytes = sum(p.numel() for p in {id(p): p for p in loaded.model.parameters()}.values()) * 4
     reference = engine.calibration(loaded, settings)  # warm: tokenisation, capture, dense cache
@@ -170,6 +169,10 @@ def run_benchmark(settings: RunSettings, log: Callable[[str], None] = print) -> 
             "fast_ppl_over_grid_ppl": fast["best_ppl"] / grid["best_ppl"],
         }
     )
+
+    # Last: converting the GGUF file churns memory, which slowed the timings after it.
+    log("loading: GGUF conversion vs cached load")
+    out.update(_load_ratio())
 
     log("perplexity: float32 vs the default precision")
     precision = {}

@@ -25,11 +25,11 @@ pytestmark = [pytest.mark.soak, pytest.mark.embedded]
 
 ROUNDS = 4
 SESSION_SEEDS = (6000, 7000)
-# Measured here with nothing to leak (no model evicted), RSS read after each round:
-# +1.3-1.5 GB over the first two rounds (the models, the allocator's working size: an
-# embedded run holds a pruned copy of its decoder weights), then +0-70 MB a round; where
-# the first round ended low, the second made up for it (up to +0.4 GB). With a copy of
-# the embedded model's weights kept per reload: +0.5-0.8 GB every round.
+# Measured here with nothing to leak, RSS read after each round: +0.6-1.5 GB over the
+# first one or two rounds (the models; the allocator's working size, as an embedded run
+# holds a pruned copy of its decoder weights), at most +0.6 GB of it in the second, then
+# -60..+70 MB a round. With a copy of the embedded weights kept per reload (fixed since):
+# +0.5-0.8 GB every round.
 TOTAL_GROWTH_LIMIT = 2048 * 2**20
 LATE_GROWTH_LIMIT = 768 * 2**20  # over the last two rounds
 
