@@ -139,3 +139,17 @@ def save_jamba(target: Path, tokenizer) -> Path:
     AutoModelForCausalLM.from_config(config).save_pretrained(target)
     tokenizer.save_pretrained(target)
     return target
+
+
+def fill_settled(page, selector: str, value) -> None:
+    """Type ``value`` into a number field in the browser, as a person would, until it holds:
+    a value typed while an accordion is still opening can be reset by its render."""
+    box = page.locator(selector)
+    box.wait_for(state="visible")
+    for _ in range(5):
+        box.fill(str(value))
+        box.press("Tab")
+        page.wait_for_timeout(200)
+        if box.input_value() == str(value):
+            return
+    raise AssertionError(f"{selector} did not keep the value {value!r}")

@@ -12,6 +12,8 @@ from playwright.sync_api import Page, sync_playwright
 
 from atp_viz.schedules import atp_schedule, beta_max
 
+from app_support import fill_settled
+
 pytestmark = pytest.mark.embedded
 
 CHROMIUM = "/usr/bin/chromium"
@@ -93,7 +95,7 @@ def test_prune_shows_the_error_plot_and_perplexities(page):
     accordion = page.locator("#calibration").get_by_text("Calibration and evaluation")
     accordion.click()  # open
     for field, value in (("calib-samples", 2), ("calib-seqlen", 64), ("eval-samples", 2), ("eval-seqlen", 64)):
-        page.fill(f"#{field} input", str(value))
+        fill_settled(page, f"#{field} input", value)
     page.fill("#beta input[type=number]", "0.008")
     page.press("#beta input[type=number]", "Enter")
     page.click("#prune")

@@ -7,6 +7,7 @@ import math
 import pytest
 
 from atp_viz.schedules import atp_schedule
+from app_support import fill_settled
 from test_browser import EMBEDDED_BLOCKS, ROOT, page  # noqa: F401 (page: the browser fixture)
 
 pytestmark = pytest.mark.embedded
@@ -22,7 +23,7 @@ def test_compare_tab_shows_schedules_errors_measurements_and_table(page):  # noq
     # The comparison uses the first tab's model, method and calibration settings: keep them small.
     page.locator("#calibration").get_by_text("Calibration and evaluation").click()
     for field, value in (("calib-samples", 2), ("calib-seqlen", 64), ("eval-samples", 2), ("eval-seqlen", 64)):
-        page.fill(f"#{field} input", str(value))
+        fill_settled(page, f"#{field} input", value)
     beta = float(page.input_value("#beta input[type=number]"))
     assert beta > 0
 
