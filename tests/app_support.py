@@ -153,3 +153,18 @@ def fill_settled(page, selector: str, value) -> None:
         if box.input_value() == str(value):
             return
     raise AssertionError(f"{selector} did not keep the value {value!r}")
+
+
+def stop_once_running(client, job, what: str) -> None:
+    """Wait until ``job`` reports progress, press Stop, and check it ends as cancelled within 30 s."""
+    import time
+
+    deadline = time.monotonic() + 120
+    while not job.status().progress_data:
+        assert not job.done() and time.monotonic() < deadline, f"the {what} never reported progress"
+        time.sleep(0.2)
+    client.predict(api_name="/stop")
+    started = time.monotonic()
+    with pytest.raises(AppError, match="cancel"):
+        job.result(timeout=60)
+    assert time.monotonic() - started < 30

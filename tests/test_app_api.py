@@ -12,6 +12,8 @@ from gradio_client.exceptions import AppError
 
 from atp_viz.schedules import atp_schedule, beta_max, grid_betas
 
+from app_support import stop_once_running
+
 pytestmark = pytest.mark.embedded
 
 # SmolLM2-135M-Instruct, the embedded model, has 30 decoder blocks.
@@ -167,14 +169,6 @@ def test_sweep_streams_each_trial_and_marks_the_best_beta(client, tiny_model_dir
 def test_stop_ends_a_running_prune(client):
     job = client.submit(**{"model": "embedded", "method": "wanda", "sparsity": 0.7, "beta": 0.006, **SMALL,
                            "seed": 1, "log_scale": False, "shown_run": "ATP"}, api_name="/run_pruning")
-    deadline = time.monotonic() + 120
-    while not job.status().progress_data:
-        assert not job.done() and time.monotonic() < deadline, "the run never reported progress"
-        time.sleep(0.2)
-    client.predict(api_name="/stop")
-    started = time.monotonic()
-    with pytest.raises(AppError, match="cancel"):
-        job.result(timeout=60)
-    assert time.monotonic() - started < 30
+    stop_once_running(client, job, "run")
     fig, _ = client.predict("embedded", 0.7, 0.0, api_name="/preview_schedule")
     assert figure(fig)["data"][0]["y"] == pytest.approx([0.7] * EMBEDDED_BLOCKS)

@@ -12,6 +12,7 @@ from gradio_client.exceptions import AppError
 
 from atp_viz.compare import COMPARED
 from atp_viz.schedules import atp_schedule, grid_betas
+from app_support import stop_once_running
 from test_app_api import SMALL, figure
 
 pytestmark = pytest.mark.embedded
@@ -122,12 +123,4 @@ def test_stop_ends_a_running_comparison(client):
     job = client.submit(model="embedded", method="wanda", sparsities="0.7", beta_choice="search", beta=0.0,
                         **{**SMALL, "seed": 2}, owl_m=5.0, owl_lambda=0.08, alpha_eps=0.3,
                         api_name="/compare_allocators")
-    deadline = time.monotonic() + 120
-    while not job.status().progress_data:
-        assert not job.done() and time.monotonic() < deadline, "the comparison never reported progress"
-        time.sleep(0.2)
-    client.predict(api_name="/stop")
-    started = time.monotonic()
-    with pytest.raises(AppError, match="cancel"):
-        job.result(timeout=60)
-    assert time.monotonic() - started < 30
+    stop_once_running(client, job, "comparison")
