@@ -179,6 +179,8 @@ def validate(settings: RunSettings) -> None:
         raise AtpError(f"OWL needs M > 0 and λ >= 0, got M={settings.owl_m:g}, λ={settings.owl_lambda:g}")
     if not 0 <= settings.alpha_eps < 1:
         raise AtpError(f"AlphaPruning needs 0 <= ε < 1, got ε={settings.alpha_eps:g}")
+    if not 0 <= settings.seed < 2**63:  # torch's generator takes a 64-bit seed
+        raise AtpError(f"seed must be a whole number from 0 to {2**63 - 1}, got {settings.seed}")
     if settings.method not in METHODS:
         raise AtpError(f"unknown pruning method {settings.method!r}: use {', '.join(METHODS)}")
     check_window_request(settings.calib_samples, settings.calib_seqlen, "calibration", None)

@@ -44,6 +44,7 @@ def test_schedule_json_to_stdout():
         (("prune", "--model", "no-such-org/no-such-model"), "cannot reach the Hugging Face hub"),
         (("prune", "--text", "/no/such/file.txt", "--calib-samples", "1"), "not builtin, wikitext2, c4"),
         (("prune", "--calib-samples", "0"), "calibration samples must be a positive integer"),
+        (("prune", "--seed", str(2**70)), "seed must be a whole number"),
     ],
 )
 def test_failures_exit_nonzero_with_one_line(args, pattern):
