@@ -45,7 +45,8 @@ def main() -> None:
         # Load the default model now, so the first page answers at once.
         block_count(DEFAULTS.model)
     except AtpError as exc:
-        print(f"atp_viz: default model not available yet: {exc}")
+        # The page shows the same sentence (see handlers.default_model_status).
+        print(f"atp_viz: {exc}", flush=True)
     demo.launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),

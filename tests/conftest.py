@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -112,50 +114,60 @@ def app_server_pid(app_server) -> int:
     return _app_pids[app_server]
 
 
-@pytest.fixture(scope="session")
-def app_server(tmp_path_factory):
-    """The real app started as ``python app.py`` on a free local port; yields its base URL.
-
-    One server for the whole session, so every test that needs the app shares its loaded
-    model and its result cache. The server's output is in the failure message if it dies.
-    """
+@contextmanager
+def running_app(python: str, log_path: Path, env: dict[str, str]) -> Iterator[tuple[str, int]]:
+    """``python app.py`` from the repository root on a free local port, with ``env`` as its
+    whole environment; yields (base URL, process id) once the page answers. The server's
+    output is in the failure message if it dies or never answers."""
     import subprocess
-    import sys
     import time
     import urllib.request
 
     root = Path(__file__).resolve().parents[1]
     port = _free_port()
-    log_path = tmp_path_factory.mktemp("app") / "app.log"
-    env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
+    env = {**env, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
            "GRADIO_ANALYTICS_ENABLED": "False"}
     with open(log_path, "wb") as log:
-        server = subprocess.Popen([sys.executable, "app.py"], cwd=root, env=env, stdout=log,
-                                  stderr=subprocess.STDOUT)
+        server = subprocess.Popen([python, "app.py"], cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
 
     def log_tail() -> str:
         return log_path.read_text(errors="replace")[-3000:]
 
-    deadline = time.monotonic() + APP_START_TIMEOUT_S
-    while True:
-        if server.poll() is not None:
-            pytest.fail(f"app.py exited with status {server.returncode}:\n{log_tail()}")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            server.kill()
-            pytest.fail(f"app.py did not answer on {url} within {APP_START_TIMEOUT_S} s:\n{log_tail()}")
-        time.sleep(0.5)
-    _app_pids[url] = server.pid
-    yield url
-    server.terminate()
     try:
-        server.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
+        deadline = time.monotonic() + APP_START_TIMEOUT_S
+        while True:
+            if server.poll() is not None:
+                pytest.fail(f"app.py exited with status {server.returncode}:\n{log_tail()}")
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"app.py did not answer on {url} within {APP_START_TIMEOUT_S} s:\n{log_tail()}")
+            time.sleep(0.5)
+        yield url, server.pid
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory):
+    """The real app started as ``python app.py`` on a free local port; yields its base URL.
+
+    One server for the whole session, so every test that needs the app shares its loaded
+    model and its result cache.
+    """
+    import sys
+
+    log_path = tmp_path_factory.mktemp("app") / "app.log"
+    with running_app(sys.executable, log_path, dict(os.environ)) as (url, pid):
+        _app_pids[url] = pid
+        yield url

