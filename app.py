@@ -32,10 +32,10 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
 limit_malloc_arenas()
 
 from atp_viz.errors import AtpError  # noqa: E402
+from atp_viz.settings import DEFAULTS  # noqa: E402
 from atp_viz.texts import max_text_bytes  # noqa: E402
-from atp_viz.ui.callbacks import block_count  # noqa: E402
-from atp_viz.ui.defaults import DEFAULTS  # noqa: E402
 from atp_viz.ui.layout import build_demo  # noqa: E402
+from atp_viz.ui.shared import block_count  # noqa: E402
 
 demo = build_demo()
 

@@ -11,7 +11,12 @@ import os
 import sys
 from typing import Sequence
 
+from .allocations import ALLOCATORS, allocation_names
 from .errors import AtpError
+from .pruners import PRUNERS, method_names
+from .results import RunResult
+from .search import STRATEGIES
+from .settings import RunSettings
 
 
 def _eval_samples(value: str) -> int | None:
@@ -37,7 +42,8 @@ def _write_json(payload: dict, target: str) -> None:
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="embedded", help="'embedded', a Hugging Face id, or a local directory")
-    parser.add_argument("--method", default="wanda", choices=("wanda", "sparsegpt", "magnitude"))
+    parser.add_argument("--method", default="wanda", choices=method_names(),
+                        help="; ".join(f"{p.name}: {p.summary}" for p in PRUNERS.values()))
     parser.add_argument("--sparsity", type=float, default=0.7, help="target mean sparsity S in [0, 1)")
     parser.add_argument("--calib-samples", type=int, default=8)
     parser.add_argument("--calib-seqlen", type=int, default=256)
@@ -60,9 +66,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--alpha-eps", type=float, default=0.3, help="AlphaPruning spread ε")
 
 
-def _settings(args: argparse.Namespace, **overrides):
-    from .engine import RunSettings
-
+def _settings(args: argparse.Namespace, **overrides) -> RunSettings:
     fields = dict(
         model=args.model,
         method=args.method,
@@ -109,18 +113,17 @@ def _progress(fraction: float, message: str) -> None:
 def _cmd_prune(args: argparse.Namespace) -> None:
     from .engine import run_pruning, save_pruned
 
-    allocation = "uniform" if args.allocation == "atp" and args.beta == 0 else args.allocation
-    settings = _settings(args, allocation=allocation, beta=args.beta)
+    settings = _settings(args, allocation=args.allocation, beta=args.beta)
     outcome = run_pruning(settings, progress=_progress if args.verbose else None, keep_weights=bool(args.save))
+    r = outcome.result
     if args.save:
         save_pruned(settings, outcome.pruned, args.save)
-        outcome.result["saved_to"] = os.path.abspath(args.save)
-    _write_json(outcome.result, args.json)
-    r = outcome.result
-    label = f"beta={r['beta']:g}" if r["beta"] is not None else r["allocation"]
+        r.saved_to = os.path.abspath(args.save)
+    _write_json(r.to_json(), args.json)
+    label = f"beta={r.beta:g}" if r.beta is not None else r.allocation
     print(
-        f"{r['model']}: {r['method']} S={r['sparsity']:g} {label} -> perplexity {r['ppl']:.2f} "
-        f"(dense {r['dense_ppl']:.2f}), achieved sparsity {r['overall_sparsity']:.4f}",
+        f"{r.model}: {r.method} S={r.sparsity:g} {label} -> perplexity {r.ppl:.2f} "
+        f"(dense {r.dense_ppl:.2f}), achieved sparsity {r.overall_sparsity:.4f}",
         file=sys.stderr,
     )
 
@@ -128,13 +131,13 @@ def _cmd_prune(args: argparse.Namespace) -> None:
 def _cmd_search(args: argparse.Namespace) -> None:
     from .search import search_beta
 
-    def report(trial: dict) -> None:
-        print(f"beta={trial['beta']:.3f} perplexity {trial['ppl']:.2f}", file=sys.stderr, flush=True)
+    def report(run: RunResult) -> None:
+        print(f"beta={run.beta:.3f} perplexity {run.ppl:.2f}", file=sys.stderr, flush=True)
 
-    result = search_beta(_settings(args), args.strategy, on_trial=report if args.verbose else None)
-    _write_json(result, args.json)
-    print(f"best beta {result['best_beta']:g}: perplexity {result['best_ppl']:.2f} "
-          f"after {len(result['trials'])} trials", file=sys.stderr)
+    result = search_beta(_settings(args), args.strategy, on_run=report if args.verbose else None)
+    _write_json(result.to_json(), args.json)
+    print(f"best beta {result.best_beta:g}: perplexity {result.best_ppl:.2f} "
+          f"after {len(result.trials)} trials (uniform {result.uniform_ppl:.2f})", file=sys.stderr)
 
 
 def _cmd_compare(args: argparse.Namespace) -> None:
@@ -147,21 +150,23 @@ def _cmd_compare(args: argparse.Namespace) -> None:
     if not sparsities:
         raise AtpError("--sparsities is empty")
 
-    def report(sparsity: float, allocation: str, result: dict) -> None:
-        print(f"S={sparsity:g} {allocation}: perplexity {result['ppl']:.2f}", file=sys.stderr, flush=True)
+    def report(sparsity: float, result: RunResult) -> None:
+        print(f"S={sparsity:g} {result.allocation}: perplexity {result.ppl:.2f}", file=sys.stderr, flush=True)
 
     comparison = compare_allocators(_settings(args), sparsities, args.strategy,
                                     on_result=report if args.verbose else None)
-    _write_json(comparison, args.json)
+    _write_json(comparison.to_json(), args.json)
     print(markdown_table(comparison), file=sys.stderr)
 
 
 def _cmd_bench(args: argparse.Namespace) -> None:
-    from .bench import format_table, run_benchmark
-    from .engine import RunSettings
+    from pathlib import Path
+
+    from .bench import format_table, read_targets, run_benchmark
 
     settings = RunSettings(beta=args.beta, device=args.device)
-    figures = run_benchmark(settings, log=lambda line: print(f"bench: {line}", file=sys.stderr, flush=True))
+    figures = run_benchmark(settings, read_targets(Path(args.targets)),
+                            log=lambda line: print(f"bench: {line}", file=sys.stderr, flush=True))
     _write_json(figures, args.json)
     print(format_table(figures), file=sys.stderr)
 
@@ -180,8 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     prune = sub.add_parser("prune", help="prune a model and measure errors and perplexity")
     _add_run_options(prune)
     prune.add_argument("--beta", type=float, default=0.0, help="common difference; 0 = uniform")
-    prune.add_argument("--allocation", default="atp", choices=("atp", "uniform", "owl", "alphapruning"),
-                       help="layer-wise allocator (atp uses --beta)")
+    prune.add_argument("--allocation", default="atp", choices=allocation_names(public_only=True),
+                       help="; ".join(f"{a.name}: {a.summary}" for a in ALLOCATORS.values() if a.public))
     prune.add_argument("--save", default=None, help="write the pruned model (save_pretrained) here")
     prune.add_argument("--json", default="-", help="result file, or - for stdout")
     prune.add_argument("-v", "--verbose", action="store_true", help="progress per block on stderr")
@@ -189,7 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     search = sub.add_parser("search", help="search beta (grid: the paper's procedure)")
     _add_run_options(search)
-    search.add_argument("--strategy", default="grid", choices=("grid", "fast"))
+    search.add_argument("--strategy", default="grid", choices=tuple(STRATEGIES),
+                        help="; ".join(s.label for s in STRATEGIES.values()))
     search.add_argument("--json", default="-")
     search.add_argument("-v", "--verbose", action="store_true")
     search.set_defaults(func=_cmd_search)
@@ -197,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare = sub.add_parser("compare", help="uniform vs OWL vs AlphaPruning vs ATP at several sparsities")
     _add_run_options(compare)
     compare.add_argument("--sparsities", default="0.5,0.6,0.7")
-    compare.add_argument("--strategy", default="grid", choices=("grid", "fast"), help="ATP's β search")
+    compare.add_argument("--strategy", default="grid", choices=tuple(STRATEGIES), help="ATP's β search")
     compare.add_argument("--json", default="-")
     compare.add_argument("-v", "--verbose", action="store_true")
     compare.set_defaults(func=_cmd_compare)
@@ -205,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="speed against the physical limit, on the embedded model")
     bench.add_argument("--beta", type=float, default=0.012, help="the ATP β of the measured trial")
     bench.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    bench.add_argument("--targets", default="pyproject.toml",
+                       help="a pyproject.toml whose [tool.atp_viz.bench-targets] holds the goals")
     bench.add_argument("--json", default="-")
     bench.set_defaults(func=_cmd_bench)
     return parser

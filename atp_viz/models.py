@@ -362,12 +362,15 @@ def _os_error(source: str, exc: OSError) -> AtpError:
     cause = exc.__cause__ or exc.__context__
     chain = [exc, cause] if cause is not None else [exc]
     if any(isinstance(e, GatedRepoError) for e in chain):
-        return AtpError(f"{source!r} is a gated repository on the Hugging Face hub: accept its licence and log in (HF_TOKEN) first")
+        return AtpError(f"{source!r} is a gated repository on the Hugging Face hub: accept its licence and "
+                        "log in (HF_TOKEN) first")
     if Path(source).exists():
-        return AtpError(f"{source!r} is a local path but not a model directory transformers can load ({_first_line(exc)})")
+        return AtpError(f"{source!r} is a local path but not a model directory transformers can load "
+                        f"({_first_line(exc)})")
     if any(isinstance(e, RepositoryNotFoundError) for e in chain):
         return AtpError(f"{source!r} was not found on the Hugging Face hub (or it is private: log in with HF_TOKEN)")
-    if any(isinstance(e, LocalEntryNotFoundError) for e in chain) or "offline" in str(exc).lower() or "connect" in str(exc).lower():
+    words = str(exc).lower()
+    if any(isinstance(e, LocalEntryNotFoundError) for e in chain) or "offline" in words or "connect" in words:
         return HubUnreachable(f"cannot reach the Hugging Face hub to download {source!r} (offline?); "
                               "use 'embedded' or a local directory")
     return AtpError(f"cannot load {source!r}: {_first_line(exc)}")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import AtpError, Cancelled
+from .errors import AtpError
+from .progress import CancelCheck, check_cancelled
 
 # Logits are (batch, T, vocab): with a 50k vocabulary, 512 tokens already cost ~100 MB
 # in float32, so evaluation runs in small batches.
@@ -19,7 +19,7 @@ EVAL_BATCH_TOKENS = 512
 def perplexity(
     model: nn.Module,
     windows: torch.Tensor,
-    cancelled: Callable[[], bool] | None = None,
+    cancelled: CancelCheck | None = None,
     autocast_dtype: torch.dtype | None = None,
 ) -> float:
     """``autocast_dtype`` runs the forwards in that precision (the loss stays float32)."""
@@ -29,8 +29,7 @@ def perplexity(
     count = 0
     with torch.inference_mode():
         for start in range(0, windows.shape[0], batch):
-            if cancelled is not None and cancelled():
-                raise Cancelled("run cancelled")
+            check_cancelled(cancelled)
             ids = windows[start : start + batch].to(device)
             with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
                 logits = model(input_ids=ids, use_cache=False).logits

@@ -1,102 +1,33 @@
 """Block-by-block pruning with reconstruction-error measurements.
 
 For block i, fed the output h̃_{i-1} of the already-pruned blocks before it:
-  1. dense weights on h̃_{i-1}: collects the layers' statistics and gives B_i(h̃_{i-1});
-  2. each linear layer is pruned to the block's rate s_i;
-  3. pruned weights on h̃_{i-1} give h̃_i.
-With the dense reference h_i (computed once, see ``DenseReference``) this yields the
-paper's error ||h̃_i - h_i||², and its exact split into the error this block introduces,
-h̃_i - B_i(h̃_{i-1}), and the error it inherits, B_i(h̃_{i-1}) - h_i.
+  1. ``collect_statistics``: the dense block on h̃_{i-1}, with each linear layer's input
+     statistic hooked, gives B_i(h̃_{i-1});
+  2. ``prune_block``: each linear layer is pruned to the block's rate s_i;
+  3. the pruned block on h̃_{i-1} gives h̃_i, and ``measure_errors`` compares it with the
+     dense reference h_i (computed once, see ``DenseReference``): the paper's error
+     ||h̃_i - h_i||², and its exact split into the error this block introduces,
+     h̃_i - B_i(h̃_{i-1}), and the error it inherits, B_i(h̃_{i-1}) - h_i.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 from torch import nn
 
 from .blocks import as_stored, linear_sublayers, weight_matrix
 from .capture import BlockCall, call_block
-from .errors import AtpError, Cancelled
-from .pruners import magnitude_prune, sparsegpt_prune, wanda_prune
-from .weights import swapped_weights
+from .progress import CancelCheck, Progress, check_cancelled
+from .pruners import Pruner, apply_mask, get_pruner
+from .results import BlockError, SublayerError
+from .weights import PrunedLayer, swapped_weights
 
 # Tokens per linear layer kept to measure its own output error (a diagnostic: a sample
 # keeps this far cheaper than a third block forward).
 SUBLAYER_SAMPLE_TOKENS = 128
-
-Progress = Callable[[float, str], None]
-
-
-@dataclass
-class _LayerStats:
-    """Running statistics of one linear layer's input, all in float32."""
-
-    method: str
-    sq_norms: torch.Tensor | None = None
-    hessian: torch.Tensor | None = None
-    tokens: int = 0
-    inputs: list[torch.Tensor] = field(default_factory=list)
-    outputs: list[torch.Tensor] = field(default_factory=list)
-    sampled: int = 0
-
-    def update(self, x: torch.Tensor, y: torch.Tensor, shared: dict) -> None:
-        """``x``: the layer's input, ``y``: its dense output (kept for a sample of tokens).
-
-        ``shared`` memoises the statistic per input tensor within one forward: q/k/v (and
-        gate/up) read the same input tensor, which is then reduced once, not three times.
-        """
-        flat = x.reshape(-1, x.shape[-1])
-        if self.sampled < SUBLAYER_SAMPLE_TOKENS:
-            take = SUBLAYER_SAMPLE_TOKENS - self.sampled
-            self.inputs.append(flat[:take].to(torch.float32, copy=True))
-            self.outputs.append(y.reshape(-1, y.shape[-1])[:take].to(torch.float32, copy=True))
-            self.sampled += self.inputs[-1].shape[0]
-        self.tokens += flat.shape[0]
-        if self.method not in ("wanda", "sparsegpt"):
-            return
-        # The memo holds the input itself: were it freed, a later layer's input could
-        # reuse its id (or address) and be given these statistics.
-        entry = shared.get(id(x))
-        if entry is None or entry[0] is not x:
-            entry = (x, _input_statistic(self.method, flat))
-            shared[id(x)] = entry
-        if self.method == "wanda":
-            self.sq_norms = entry[1] if self.sq_norms is None else self.sq_norms + entry[1]
-        else:
-            self.hessian = entry[1] if self.hessian is None else self.hessian + entry[1]
-
-
-def _input_statistic(method: str, flat: torch.Tensor) -> torch.Tensor:
-    """Wanda: Σ_tokens x_k² per channel; SparseGPT: Σ_tokens x xᵀ (both float32)."""
-    x32 = flat.float()
-    if method == "wanda":
-        # Not vector_norm(dim=0): that column reduction runs ~5x slower on CPU.
-        return x32.square().sum(0)
-    return x32.t() @ x32
-
-
-@dataclass
-class BlockError:
-    layer: int
-    total_sq: float
-    relative: float
-    introduced: float
-    inherited: float
-    amplification: float | None
-
-
-@dataclass
-class PropagationResult:
-    pruned: dict[str, torch.Tensor]
-    errors: list[BlockError]
-    sublayer_errors: list[dict]
-    achieved: list[float]
-    zeros: int
-    total: int
 
 
 class DenseReference:
@@ -119,11 +50,6 @@ class DenseReference:
                     current = [call_block(block, h, c) for h, c in zip(current, calls)]
                     self._outputs.append(current)
 
-    def nbytes(self) -> int:
-        if not self._outputs:
-            return 0
-        return sum(t.numel() * t.element_size() for outs in self._outputs for t in outs)
-
     def iterate(self, blocks: nn.ModuleList):
         """Yield (block index, inputs h_{i-1}, outputs h_i) in order, for this model's ``blocks``."""
         inputs = [c.hidden for c in self.calls]
@@ -137,122 +63,142 @@ class DenseReference:
             inputs = outputs
 
 
-def _prune_layer(method: str, weight: torch.Tensor, stats: _LayerStats, rate: float) -> torch.Tensor:
-    if method == "magnitude":
-        return magnitude_prune(weight, rate)
-    if method == "wanda":
-        return wanda_prune(weight, stats.sq_norms, rate)
-    if method == "sparsegpt":
-        return sparsegpt_prune(weight, stats.hessian * (2.0 / stats.tokens), rate)
-    raise AtpError(f"unknown pruning method {method!r}: use wanda, sparsegpt or magnitude")
+@dataclass
+class LayerStatistics:
+    """What one linear layer's calibration input gives its pruner, and a sample of its
+    dense input and output (float32) for measuring the layer's own error."""
+
+    statistic: torch.Tensor | None = None
+    tokens: int = 0
+    inputs: list[torch.Tensor] = field(default_factory=list)
+    outputs: list[torch.Tensor] = field(default_factory=list)
+    sampled: int = 0
+
+    def update(self, pruner: Pruner, x: torch.Tensor, y: torch.Tensor, shared: dict) -> None:
+        """``x``: the layer's input, ``y``: its dense output.
+
+        ``shared`` memoises the statistic per input tensor within one forward: q/k/v (and
+        gate/up) read the same input tensor, which is then reduced once, not three times.
+        """
+        flat = x.reshape(-1, x.shape[-1])
+        if self.sampled < SUBLAYER_SAMPLE_TOKENS:
+            take = SUBLAYER_SAMPLE_TOKENS - self.sampled
+            self.inputs.append(flat[:take].to(torch.float32, copy=True))
+            self.outputs.append(y.reshape(-1, y.shape[-1])[:take].to(torch.float32, copy=True))
+            self.sampled += self.inputs[-1].shape[0]
+        self.tokens += flat.shape[0]
+        if pruner.statistic is None:
+            return
+        # The memo holds the input itself: were it freed, a later layer's input could
+        # reuse its id (or address) and be given these statistics.
+        entry = shared.get(id(x))
+        if entry is None or entry[0] is not x:
+            entry = (x, pruner.statistic(flat.float()))
+            shared[id(x)] = entry
+        self.statistic = entry[1] if self.statistic is None else self.statistic + entry[1]
 
 
-def prune_and_measure(
-    blocks: nn.ModuleList,
-    blocks_path: str,
-    dense: DenseReference,
-    schedule: list[float],
-    method: str,
-    progress: Progress | None = None,
-    cancelled: Callable[[], bool] | None = None,
-) -> PropagationResult:
-    """Prune every block in order to its rate and measure the errors (see module doc)."""
-    calls = dense.calls
-    pruned_all: dict[str, torch.Tensor] = {}
-    errors: list[BlockError] = []
-    sublayer_errors: list[dict] = []
-    achieved: list[float] = []
-    zeros_total = params_total = 0
-    sparse_inputs: list[torch.Tensor] | None = None  # None while h̃ == h exactly
-    prev_delta_sq = 0.0
+def collect_statistics(
+    block: nn.Module, layers: dict[str, nn.Module], inputs: list[torch.Tensor], calls: list[BlockCall],
+    pruner: Pruner,
+) -> tuple[list[torch.Tensor], dict[str, LayerStatistics]]:
+    """The dense block on ``inputs`` (one per micro-batch), every linear layer's input hooked:
+    returns B_i(h̃_{i-1}) per micro-batch and each layer's statistics."""
+    shared: dict = {}
+    stats = {name: LayerStatistics() for name in layers}
+    hooks = [
+        module.register_forward_hook(lambda _m, args, out, s=stats[name]: s.update(pruner, args[0], out, shared))
+        for name, module in layers.items()
+    ]
+    try:
+        with torch.inference_mode():
+            outputs = []
+            for h, c in zip(inputs, calls):
+                shared.clear()  # memo valid within one micro-batch's forward only
+                outputs.append(call_block(block, h, c))
+    finally:
+        for handle in hooks:
+            handle.remove()
+    return outputs, stats
 
-    for i, dense_inputs, dense_outputs in dense.iterate(blocks):
-        if cancelled is not None and cancelled():
-            raise Cancelled("run cancelled")
-        block = blocks[i]
-        rate = schedule[i]
-        layers = linear_sublayers(block)
-        if progress is not None:
-            progress(i / len(blocks), f"block {i + 1}/{len(blocks)}: pruning to {rate:.1%}")
-        if rate == 0 and sparse_inputs is None:
-            # Nothing pruned so far and nothing here: the sparse stream is the dense one.
-            zeros, total = _count_zeros(weight_matrix(m) for m in layers.values())
-            zeros_total, params_total = zeros_total + zeros, params_total + total
-            achieved.append(zeros / total)
-            errors.append(BlockError(i, 0.0, 0.0, 0.0, 0.0, None))
-            continue
-        inputs = dense_inputs if sparse_inputs is None else sparse_inputs
 
-        # 1. dense weights on the sparse input, with statistics hooks.
-        shared: dict = {}
-        stats = {name: _LayerStats(method) for name in layers}
-        hooks = [
-            module.register_forward_hook(lambda _m, args, out, s=stats[name]: s.update(args[0], out, shared))
-            for name, module in layers.items()
-        ] if rate > 0 else []
-        try:
-            with torch.inference_mode():
-                dense_on_sparse = []
-                for h, c in zip(inputs, calls):
-                    shared.clear()  # memo valid within one micro-batch's forward only
-                    dense_on_sparse.append(call_block(block, h, c))
-        finally:
-            for handle in hooks:
-                handle.remove()
+@dataclass
+class PrunedBlock:
+    """One block's pruned layers: compact (``kept``) and as weights for its forward."""
 
-        # 2. prune each linear layer.
-        new_weights: dict[str, torch.Tensor] = {}
-        if rate > 0:
-            zeros = total = 0
-            for name, module in layers.items():
-                original = weight_matrix(module)
-                pruned = _prune_layer(method, original, stats[name], rate)
-                layer_zeros = int((pruned == 0).sum())
-                zeros, total = zeros + layer_zeros, total + pruned.numel()
-                sublayer_errors.append(_sublayer_error(i, name, original, pruned, stats[name], layer_zeros))
-                new_weights[name] = as_stored(module, pruned.to(original.dtype))
-        else:
-            zeros, total = _count_zeros(weight_matrix(m) for m in layers.values())
-        zeros_total, params_total = zeros_total + zeros, params_total + total
-        achieved.append(zeros / total)
+    kept: dict[str, PrunedLayer]  # by name inside the block; masks where the pruner allows
+    for_forward: dict[str, PrunedLayer]  # the same layers as full weights, for one forward
+    zeros: int
+    total: int
+    sublayer_errors: list[SublayerError]
 
-        # 3. pruned weights on the sparse input.
-        if new_weights:
-            with torch.inference_mode(), swapped_weights(block, new_weights):
-                sparse_outputs = [call_block(block, h, c) for h, c in zip(inputs, calls)]
-        else:
-            sparse_outputs = dense_on_sparse
 
-        dense_sq = delta_sq = intro_sq = inher_sq = 0.0
-        for h, h_sparse, h_mixed in zip(dense_outputs, sparse_outputs, dense_on_sparse):
-            dense_sq += _sq_norm(h)
-            delta_sq += _sq_norm(h_sparse - h)
-            intro_sq += _sq_norm(h_sparse - h_mixed)
-            inher_sq += _sq_norm(h_mixed - h)
-        norm = math.sqrt(dense_sq) or 1.0
-        errors.append(
-            BlockError(
-                layer=i,
-                total_sq=delta_sq,
-                relative=math.sqrt(delta_sq) / norm,
-                introduced=math.sqrt(intro_sq) / norm,
-                inherited=math.sqrt(inher_sq) / norm,
-                amplification=math.sqrt(inher_sq / prev_delta_sq) if prev_delta_sq > 0 else None,
-            )
-        )
-        prev_delta_sq = delta_sq
-        for name, tensor in new_weights.items():
-            pruned_all[f"{blocks_path}.{i}.{name}"] = tensor
-        sparse_inputs = sparse_outputs
+def prune_block(
+    index: int, layers: dict[str, nn.Module], stats: dict[str, LayerStatistics], rate: float, pruner: Pruner
+) -> PrunedBlock:
+    """Prune every linear layer of block ``index`` to ``rate``; count its zeros and each
+    layer's own output error on its sampled input."""
+    kept, for_forward, errors = {}, {}, []
+    zeros = total = 0
+    for name, module in layers.items():
+        dense = weight_matrix(module)
+        s = stats[name]
+        outcome = pruner.prune(dense, s.statistic, s.tokens, rate)
+        pruned = apply_mask(dense, outcome) if outcome.dtype == torch.bool else outcome
+        layer_zeros = int((pruned == 0).sum())
+        zeros, total = zeros + layer_zeros, total + pruned.numel()
+        errors.append(_sublayer_error(index, name, pruned, s, layer_zeros))
+        weight = PrunedLayer(weight=as_stored(module, pruned.to(dense.dtype)))
+        for_forward[name] = weight
+        kept[name] = PrunedLayer(keep=as_stored(module, outcome)) if outcome.dtype == torch.bool else weight
+    return PrunedBlock(kept, for_forward, zeros, total, errors)
 
-    if progress is not None:
-        progress(1.0, "pruning done")
-    return PropagationResult(pruned_all, errors, sublayer_errors, achieved, zeros_total, params_total)
+
+def _sublayer_error(layer: int, name: str, pruned: torch.Tensor, stats: LayerStatistics, zeros: int) -> SublayerError:
+    """Relative output error of this layer alone, on the sample of its own input: the
+    sample's dense output against the pruned weight's."""
+    x, dense_out = torch.cat(stats.inputs), torch.cat(stats.outputs)
+    denom = dense_out.norm().item() or 1.0
+    return SublayerError(layer, name, (dense_out - x @ pruned.t()).norm().item() / denom, zeros / pruned.numel())
 
 
 def _sq_norm(t: torch.Tensor) -> float:
     """||t||_F² accumulated in float32 whatever t's precision."""
     return torch.linalg.vector_norm(t, dtype=torch.float32).item() ** 2
+
+
+def measure_errors(
+    index: int, dense: list[torch.Tensor], sparse: list[torch.Tensor], mixed: list[torch.Tensor],
+    previous_sq: float,
+) -> BlockError:
+    """Block ``index``'s error from its outputs per micro-batch: dense h_i, pruned h̃_i and
+    the dense block on the pruned input B_i(h̃_{i-1}); ``previous_sq`` is the block before's
+    ||h̃ - h||² (0 when nothing was pruned yet)."""
+    dense_sq = delta_sq = intro_sq = inher_sq = 0.0
+    for h, h_sparse, h_mixed in zip(dense, sparse, mixed):
+        dense_sq += _sq_norm(h)
+        delta_sq += _sq_norm(h_sparse - h)
+        intro_sq += _sq_norm(h_sparse - h_mixed)
+        inher_sq += _sq_norm(h_mixed - h)
+    norm = math.sqrt(dense_sq) or 1.0
+    return BlockError(
+        layer=index,
+        total_sq=delta_sq,
+        relative=math.sqrt(delta_sq) / norm,
+        introduced=math.sqrt(intro_sq) / norm,
+        inherited=math.sqrt(inher_sq) / norm,
+        amplification=math.sqrt(inher_sq / previous_sq) if previous_sq > 0 else None,
+    )
+
+
+@dataclass
+class PropagationResult:
+    pruned: dict[str, PrunedLayer]  # by dotted module name in the model
+    errors: list[BlockError]
+    sublayer_errors: list[SublayerError]
+    achieved: list[float]
+    zeros: int
+    total: int
 
 
 def _count_zeros(matrices) -> tuple[int, int]:
@@ -263,16 +209,53 @@ def _count_zeros(matrices) -> tuple[int, int]:
     return zeros, total
 
 
-def _sublayer_error(
-    layer: int, name: str, original: torch.Tensor, pruned: torch.Tensor, stats: _LayerStats, zeros: int
-) -> dict:
-    """Relative output error of this layer alone, on (a sample of) its own input."""
-    x = torch.cat(stats.inputs)
-    diff = x @ (original.float() - pruned).t()
-    denom = torch.cat(stats.outputs).norm().item() or 1.0
-    return {
-        "layer": layer,
-        "sublayer": name,
-        "relative": diff.norm().item() / denom,
-        "sparsity": zeros / pruned.numel(),
-    }
+def prune_and_measure(
+    blocks: nn.ModuleList,
+    blocks_path: str,
+    dense: DenseReference,
+    schedule: list[float],
+    method: str,
+    progress: Progress | None = None,
+    cancelled: CancelCheck | None = None,
+) -> PropagationResult:
+    """Prune every block in order to its rate and measure the errors (see module doc)."""
+    pruner = get_pruner(method)
+    calls = dense.calls
+    result = PropagationResult({}, [], [], [], 0, 0)
+    sparse_inputs: list[torch.Tensor] | None = None  # None while h̃ == h exactly
+    previous_sq = 0.0
+
+    for i, dense_inputs, dense_outputs in dense.iterate(blocks):
+        check_cancelled(cancelled)
+        block, rate = blocks[i], schedule[i]
+        layers = linear_sublayers(block)
+        if progress is not None:
+            progress(i / len(blocks), f"block {i + 1}/{len(blocks)}: pruning to {rate:.1%}")
+        if rate == 0:
+            # Nothing pruned here: the block's zeros are the dense weights' own.
+            zeros, total = _count_zeros(weight_matrix(m) for m in layers.values())
+            if sparse_inputs is None:
+                # Nor before: the sparse stream is the dense one.
+                error = BlockError(i, 0.0, 0.0, 0.0, 0.0, None)
+            else:
+                with torch.inference_mode():
+                    sparse_inputs = [call_block(block, h, c) for h, c in zip(sparse_inputs, calls)]
+                error = measure_errors(i, dense_outputs, sparse_inputs, sparse_inputs, previous_sq)
+        else:
+            inputs = dense_inputs if sparse_inputs is None else sparse_inputs
+            mixed, stats = collect_statistics(block, layers, inputs, calls, pruner)
+            pruned = prune_block(i, layers, stats, rate, pruner)
+            with torch.inference_mode(), swapped_weights(block, pruned.for_forward):
+                sparse_inputs = [call_block(block, h, c) for h, c in zip(inputs, calls)]
+            error = measure_errors(i, dense_outputs, sparse_inputs, mixed, previous_sq)
+            zeros, total = pruned.zeros, pruned.total
+            result.sublayer_errors.extend(pruned.sublayer_errors)
+            result.pruned.update({f"{blocks_path}.{i}.{name}": layer for name, layer in pruned.kept.items()})
+        result.zeros, result.total = result.zeros + zeros, result.total + total
+        result.achieved.append(zeros / total)
+        result.errors.append(error)
+        previous_sq = error.total_sq
+
+    if progress is not None:
+        progress(1.0, "pruning done")
+    return result

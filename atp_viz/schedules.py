@@ -6,6 +6,7 @@ exactly; the legal beta keeps every rate in [0, 1].
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from .errors import AtpError
@@ -14,6 +15,8 @@ from .errors import AtpError
 GRID_STEP = 0.002
 # Float slack when comparing a user's beta with beta_max (slider values are rounded).
 _BETA_TOL = 1e-9
+# How far a schedule's mean may sit from the target through float sums alone.
+_MEAN_TOL = 1e-6
 
 
 def check_sparsity(sparsity: float) -> float:
@@ -57,18 +60,30 @@ def atp_schedule(num_layers: int, sparsity: float, beta: float) -> list[float]:
 
 
 def uniform_schedule(num_layers: int, sparsity: float) -> list[float]:
+    """Every block at the target sparsity (ATP with β = 0)."""
     return atp_schedule(num_layers, sparsity, 0.0)
 
 
-def check_explicit_schedule(rates: Sequence[float], num_layers: int) -> list[float]:
-    """Validate a user-given list of per-block rates."""
-    values = [float(r) for r in rates]
+def check_schedule(
+    rates: Sequence[float], num_layers: int, mean: float | None = None, weights: Sequence[float] | None = None
+) -> list[float]:
+    """Per-block rates the pruning loop can trust: one per block, each finite and in
+    [0, 1], and averaging ``mean`` (weighted by ``weights`` when given) when it is given."""
+    try:
+        values = [float(r) for r in rates]
+    except (TypeError, ValueError):
+        raise AtpError("a schedule must be a list of numbers, one rate per decoder block") from None
     if len(values) != num_layers:
         raise AtpError(f"the schedule has {len(values)} rates but the model has {num_layers} blocks")
-    bad = [r for r in values if not 0.0 <= r < 1.0 + _BETA_TOL]
+    bad = [r for r in values if not (math.isfinite(r) and 0.0 <= r <= 1.0 + _BETA_TOL)]
     if bad:
         raise AtpError(f"every per-block rate must be in [0, 1]; got {bad[0]:g}")
-    return values
+    if mean is not None:
+        w = [1.0] * num_layers if weights is None else [float(x) for x in weights]
+        achieved = sum(r * x for r, x in zip(values, w)) / sum(w)
+        if not abs(achieved - mean) <= _MEAN_TOL:
+            raise AtpError(f"the schedule's mean sparsity is {achieved:.6g}, not the target {mean:g}")
+    return [min(1.0, r) for r in values]
 
 
 def grid_betas(num_layers: int, sparsity: float, step: float = GRID_STEP) -> list[float]:

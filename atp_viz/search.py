@@ -1,23 +1,41 @@
 """Searching the common difference β.
 
-``grid`` is the paper's procedure: β = 0.002, 0.004, ... ≤ β_max, one pruning + perplexity
-trial each, keep the lowest. ``fast`` exploits the U-shaped perplexity curve: a
-golden-section search over the same grid points that reuses every trial it has run,
-so it lands on the grid's best point in about half the trials when the curve is unimodal.
+Every search runs the uniform baseline (β = 0) first, then trials β from the paper's
+grid (0.002, 0.004, ... ≤ β_max), one pruning + perplexity run each; the best β is the
+lowest perplexity among the trials *and* uniform (so 0 when no β beats it). Strategies
+differ in which grid points they try (``STRATEGIES``):
+
+- ``grid``: every point, the paper's procedure;
+- ``fast``: a golden-section search over the same points that reuses every trial it has
+  run, about half the trials when the perplexity curve is unimodal.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import Callable, Iterator
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 
-from .engine import RunSettings, run_pruning
+from .engine import run_pruning
 from .errors import AtpError
-from .models import load_model
-from .schedules import beta_max, check_sparsity, grid_betas
+from .models import layer_count
+from .progress import CancelCheck
+from .results import RunResult, SearchResult, SearchTrial
+from .schedules import beta_max, grid_betas
+from .settings import RunSettings
 
-STRATEGIES = ("grid", "fast")
 _GOLDEN = 0.381966  # 2 - φ: the golden-section split of an interval
+
+# next_index(grid size, {index: perplexity} known so far) -> the next index to try, or
+# None once the strategy is done.
+NextIndex = Callable[[int, dict[int, float]], "int | None"]
+
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str
+    label: str  # how the app offers it
+    next_index: NextIndex
 
 
 class _Unknown(Exception):
@@ -54,65 +72,73 @@ def next_golden_index(n: int, known: dict[int, float]) -> int | None:
     return None
 
 
-def golden_argmin(n: int, evaluate: Callable[[int], float]) -> int:
-    """Index of the minimum of a unimodal sequence, calling ``evaluate`` once per index used."""
-    known: dict[int, float] = {}
-    while (index := next_golden_index(n, known)) is not None:
-        known[index] = evaluate(index)
-    return min(known, key=lambda i: (known[i], i))
+def _next_grid_index(n: int, known: dict[int, float]) -> int | None:
+    return next((i for i in range(n) if i not in known), None)
 
 
-def iter_search(
-    settings: RunSettings,
-    strategy: str = "grid",
-    cancelled: Callable[[], bool] | None = None,
-) -> Iterator[dict]:
-    """Yield each β trial as it finishes: {"beta", "ppl", "overall_sparsity"}.
+STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
+    Strategy("grid", "grid: every 0.002 up to β_max (the paper)", _next_grid_index),
+    Strategy("fast", "fast: golden-section over the same grid", next_golden_index),
+)}
+
+
+def get_strategy(name: str) -> Strategy:
+    try:
+        return STRATEGIES[name]
+    except KeyError:
+        raise AtpError(f"unknown search strategy {name!r}: use {' or '.join(STRATEGIES)}") from None
+
+
+def rank(ppl: float | None) -> float:
+    """A perplexity for choosing the best: a missing or diverged one ranks last."""
+    return ppl if ppl is not None and math.isfinite(ppl) else math.inf
+
+
+def iter_search(settings: RunSettings, strategy: str = "grid",
+                cancelled: CancelCheck | None = None) -> Iterator[RunResult]:
+    """Yield the uniform baseline, then each β trial's full result as it finishes.
 
     ``settings.beta`` is ignored. Lets a UI draw the perplexity curve live.
     """
-    if strategy not in STRATEGIES:
-        raise AtpError(f"unknown search strategy {strategy!r}: use {' or '.join(STRATEGIES)}")
-    sparsity = check_sparsity(settings.sparsity)
-    num_layers = load_model(settings.model, settings.device, settings.dtype).num_layers
-    betas = grid_betas(num_layers, sparsity)
+    chosen = get_strategy(strategy)
+    num_layers = layer_count(settings.model, settings.device, settings.dtype)
+    betas = grid_betas(num_layers, settings.sparsity)
     if not betas:
-        raise AtpError(f"no β on the 0.002 grid is legal for {num_layers} blocks at sparsity {sparsity:g}")
-
-    def trial(index: int) -> dict:
-        outcome = run_pruning(replace(settings, allocation="atp", beta=betas[index]), cancelled=cancelled)
-        return {"beta": betas[index], "ppl": outcome.result["ppl"], "overall_sparsity": outcome.result["overall_sparsity"]}
-
-    if strategy == "grid":
-        for i in range(len(betas)):
-            yield trial(i)
-        return
+        raise AtpError(f"no β on the 0.002 grid is legal for {num_layers} blocks at sparsity {settings.sparsity:g}")
+    yield run_pruning(replace(settings, allocation="uniform", beta=0.0), cancelled=cancelled).result
     known: dict[int, float] = {}
-    while (index := next_golden_index(len(betas), known)) is not None:
-        record = trial(index)
-        known[index] = record["ppl"]
-        yield record
+    while (index := chosen.next_index(len(betas), known)) is not None:
+        result = run_pruning(replace(settings, allocation="atp", beta=betas[index]), cancelled=cancelled).result
+        known[index] = rank(result.ppl)
+        yield result
+
+
+def summarise(strategy: str, runs: list[RunResult]) -> SearchResult:
+    """The search record of ``runs`` (uniform first, then the trials in the order run)."""
+    uniform, trials = runs[0], runs[1:]
+    best = min(runs, key=lambda r: (rank(r.ppl), r.beta))
+    return SearchResult(
+        strategy=strategy,
+        trials=[SearchTrial(r.beta, r.ppl, r.overall_sparsity) for r in trials],
+        uniform_ppl=uniform.ppl,
+        best_beta=best.beta,
+        best_ppl=best.ppl,
+        beta_max=beta_max(uniform.num_layers, uniform.sparsity),
+        grid_size=len(grid_betas(uniform.num_layers, uniform.sparsity)),
+        runs=runs,
+    )
 
 
 def search_beta(
     settings: RunSettings,
     strategy: str = "grid",
-    cancelled: Callable[[], bool] | None = None,
-    on_trial: Callable[[dict], None] | None = None,
-) -> dict:
-    """Run the whole β search; return every trial and the best one."""
-    loaded = load_model(settings.model, settings.device, settings.dtype)
-    trials = []
-    for trial in iter_search(settings, strategy, cancelled):
-        trials.append(trial)
-        if on_trial is not None:
-            on_trial(trial)
-    best = min(trials, key=lambda t: t["ppl"])
-    return {
-        "strategy": strategy,
-        "trials": trials,
-        "best_beta": best["beta"],
-        "best_ppl": best["ppl"],
-        "beta_max": beta_max(loaded.num_layers, settings.sparsity),
-        "grid_size": len(grid_betas(loaded.num_layers, settings.sparsity)),
-    }
+    cancelled: CancelCheck | None = None,
+    on_run: Callable[[RunResult], None] | None = None,
+) -> SearchResult:
+    """Run the whole β search (``on_run`` hears of each run as it finishes, uniform first)."""
+    runs = []
+    for result in iter_search(settings, strategy, cancelled):
+        runs.append(result)
+        if on_run is not None:
+            on_run(result)
+    return summarise(strategy, runs)

@@ -151,11 +151,8 @@ def _mtime(source: str) -> float:
         return 0.0
 
 
-def check_window_request(count: int, seqlen: int, what: str, context: int | None) -> None:
-    if int(count) != count or count < 1:
-        raise AtpError(f"{what} samples must be a positive integer, got {count!r}")
-    if int(seqlen) != seqlen or seqlen < 2:
-        raise AtpError(f"{what} sequence length must be an integer of at least 2, got {seqlen!r}")
+def check_context(seqlen: int, what: str, context: int | None) -> None:
+    """Refuse windows longer than the model's context (``None``: the model states none)."""
     if context is not None and seqlen > context:
         raise AtpError(f"{what} sequence length {seqlen} exceeds the model's context of {context} tokens")
 

@@ -69,20 +69,22 @@ def assert_same_as_in_process(newest: dict[str, dict], model: str, seed: int, be
     its shared dense model still holds the weights on disk: a pruned weight left behind by
     an earlier run, or another session's, would move every number compared here.
     """
-    from atp_viz.ui import callbacks
+    from dataclasses import asdict
+
+    from atp_viz.ui.prune_tab import prune_pair
+    from atp_viz.ui.shared import run_settings
 
     # A cached dense perplexity takes microseconds; a measured one, a forward pass.
     assert newest["uniform"]["timings"]["dense_perplexity"] > 1e-3, "the server reused a dense perplexity"
     s = {**TINY_SIZES, **sizes}
-    local = callbacks.compare(callbacks.make_settings(model, "wanda", 0.7, s["calib_samples"], s["calib_seqlen"],
-                                                      s["eval_samples"], s["eval_seqlen"], seed, None, beta))
+    local = prune_pair(run_settings(model, "wanda", 0.7, s["calib_samples"], s["calib_seqlen"], s["eval_samples"],
+                                    s["eval_seqlen"], seed, None, beta))
     for mine, theirs in ((local.uniform, newest["uniform"]), (local.atp, newest["atp"])):
-        assert theirs["settings"] == mine["settings"]
+        assert theirs["settings"] == asdict(mine.settings)
         # Equal up to float noise between two processes.
-        assert theirs["dense_ppl"] == pytest.approx(mine["dense_ppl"], rel=1e-5)
-        assert theirs["ppl"] == pytest.approx(mine["ppl"], rel=1e-5)
-        assert [e["relative"] for e in theirs["errors"]] == pytest.approx([e["relative"] for e in mine["errors"]],
-                                                                          rel=1e-5)
+        assert theirs["dense_ppl"] == pytest.approx(mine.dense_ppl, rel=1e-5)
+        assert theirs["ppl"] == pytest.approx(mine.ppl, rel=1e-5)
+        assert [e["relative"] for e in theirs["errors"]] == pytest.approx([e.relative for e in mine.errors], rel=1e-5)
 
 
 def rss_bytes(pid: int) -> int:

@@ -52,7 +52,7 @@ ARCHITECTURES = ("llama", "mistral", "qwen2", "gemma", "phi3", "opt", "gpt_neox"
 
 def _tiny_tokenizer():
     """A real byte-level BPE tokenizer trained offline on Python's docs (no hub)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers, decoders
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     from atp_viz.texts import load_text

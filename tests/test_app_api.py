@@ -7,12 +7,11 @@ import math
 import time
 
 import pytest
+from app_support import stop_once_running
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from atp_viz.schedules import atp_schedule, beta_max, grid_betas
-
-from app_support import stop_once_running
 
 pytestmark = pytest.mark.embedded
 

@@ -7,13 +7,13 @@ import math
 import time
 
 import pytest
+from app_support import stop_once_running
 from gradio_client import Client
 from gradio_client.exceptions import AppError
-
-from atp_viz.compare import COMPARED
-from atp_viz.schedules import atp_schedule, grid_betas
-from app_support import stop_once_running
 from test_app_api import SMALL, figure
+
+from atp_viz.allocations import compared_names
+from atp_viz.schedules import atp_schedule, grid_betas
 
 pytestmark = pytest.mark.embedded
 
@@ -53,7 +53,7 @@ def test_search_compares_four_allocators_per_sparsity(client, tiny_model_dir):
     assert [r["S"] for r in rows] == [0.5, 0.7]
     runs = saved_results(json_paths, model)
     # Every allocator ran at every sparsity, each run in the history once.
-    assert set(runs) == {(s, a) for s in (0.5, 0.7) for a in COMPARED}
+    assert set(runs) == {(s, a) for s in (0.5, 0.7) for a in compared_names()}
     history_rows = [dict(zip(history["headers"], row)) for row in history["data"]]
     assert len([r for r in history_rows if r["model"] == model]) == 8
     for row in rows:
@@ -71,7 +71,7 @@ def test_search_compares_four_allocators_per_sparsity(client, tiny_model_dir):
     # The plots show the first sparsity: each allocator's schedule, with mean S.
     traces = figure(schedules)["data"]
     assert [t["name"].split()[0] for t in traces] == ["uniform", "owl", "alphapruning", "atp"]
-    for trace, allocation in zip(traces, COMPARED):
+    for trace, allocation in zip(traces, compared_names()):
         assert trace["y"] == pytest.approx(runs[(0.5, allocation)]["schedule"])
         assert sum(trace["y"]) / TINY_BLOCKS == pytest.approx(0.5)
     assert traces[1]["y"] != pytest.approx([0.5] * TINY_BLOCKS)  # OWL moved away from uniform

@@ -11,9 +11,8 @@ import time
 
 import httpx
 import pytest
-from gradio_client import Client, handle_file
-
 from app_support import assert_good_run, prune, refusal, save_70b_config, save_bert, save_jamba
+from gradio_client import Client, handle_file
 
 pytestmark = pytest.mark.embedded
 

@@ -10,10 +10,9 @@ from __future__ import annotations
 import time
 
 import pytest
+from app_support import TINY_SIZES, assert_good_run, assert_same_as_in_process, prune, refusal, rows, save_nan_head
 from gradio_client import Client
 from gradio_client.exceptions import AppError
-
-from app_support import TINY_SIZES, assert_good_run, assert_same_as_in_process, prune, refusal, rows, save_nan_head
 
 pytestmark = pytest.mark.embedded
 

@@ -3,12 +3,11 @@
 import math
 
 import pytest
+from conftest import ARCHITECTURES
 
 from atp_viz.blocks import find_blocks, linear_sublayers
 from atp_viz.engine import RunSettings, run_pruning
 from atp_viz.models import load_model
-
-from conftest import ARCHITECTURES
 
 
 def _settings(path, **kw):
@@ -26,19 +25,19 @@ def test_prunes_end_to_end(tiny_model_dir, arch, method):
     assert loaded.num_layers == 3
     beta = 0.1
     result = run_pruning(_settings(path, method=method, beta=beta)).result
-    assert result["num_layers"] == 3
-    assert result["schedule"] == pytest.approx([0.4, 0.5, 0.6])
+    assert result.num_layers == 3
+    assert result.schedule == pytest.approx([0.4, 0.5, 0.6])
     # Achieved sparsity is measured from the weights: close to each block's rate
     # (Wanda rounds per row, SparseGPT per 128-column block, magnitude per matrix).
-    for rate, achieved in zip(result["schedule"], result["achieved_sparsity"]):
+    for rate, achieved in zip(result.schedule, result.achieved_sparsity):
         assert achieved == pytest.approx(rate, abs=0.02)
-    assert math.isfinite(result["ppl"]) and math.isfinite(result["dense_ppl"])
-    assert len(result["errors"]) == 3
-    assert all(e["relative"] > 0 for e in result["errors"])
+    assert math.isfinite(result.ppl) and math.isfinite(result.dense_ppl)
+    assert len(result.errors) == 3
+    assert all(e.relative > 0 for e in result.errors)
     # Every linear layer of every block is reported once.
     names = set(linear_sublayers(loaded.blocks[0]))
-    assert {s["sublayer"] for s in result["sublayer_errors"]} == names
-    assert len(result["sublayer_errors"]) == 3 * len(names)
+    assert {s.sublayer for s in result.sublayer_errors} == names
+    assert len(result.sublayer_errors) == 3 * len(names)
 
 
 def test_gpt2_conv1d_layers_are_found_transposed(tiny_model_dir):

@@ -8,11 +8,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+from app_support import fill_settled
 from playwright.sync_api import Page, sync_playwright
 
 from atp_viz.schedules import atp_schedule, beta_max
-
-from app_support import fill_settled
 
 pytestmark = pytest.mark.embedded
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 
 import pytest
-
-from atp_viz.schedules import atp_schedule
 from app_support import fill_settled
 from test_browser import EMBEDDED_BLOCKS, ROOT, page  # noqa: F401 (page: the browser fixture)
+
+from atp_viz.schedules import atp_schedule
 
 pytestmark = pytest.mark.embedded
 
@@ -35,7 +35,7 @@ def test_compare_tab_shows_schedules_errors_measurements_and_table(page):  # noq
     page.wait_for_function(f"() => ({PLOT_DATA})('compare-schedule-plot')?.length === 4", timeout=300_000)
 
     schedules = plot_data(page, "compare-schedule-plot")
-    assert [t["name"].split(" (")[0] for t in schedules] == ["uniform", "owl", "alphapruning", f"atp β={beta:.4g}"]
+    assert [t["name"].split(" (")[0] for t in schedules] == ["uniform", "owl", "alphapruning", f"atp β = {beta:.4g}"]
     for trace in schedules:
         assert len(trace["y"]) == EMBEDDED_BLOCKS
         assert sum(trace["y"]) / EMBEDDED_BLOCKS == pytest.approx(0.7, abs=0.01)
@@ -45,7 +45,7 @@ def test_compare_tab_shows_schedules_errors_measurements_and_table(page):  # noq
     assert max(schedules[2]["y"]) - min(schedules[2]["y"]) > 0.01
 
     errors = plot_data(page, "compare-error-plot")
-    assert [t["name"] for t in errors] == ["dense", "uniform", "owl", "alphapruning", f"atp β={beta:.4g}"]
+    assert [t["name"] for t in errors] == ["dense", "uniform", "owl", "alphapruning", f"atp β = {beta:.4g}"]
     assert all(len(t["y"]) == EMBEDDED_BLOCKS and all(e > 0 for e in t["y"]) for t in errors[1:])
     for plot_id in ("owl-plot", "alpha-plot"):
         bars = plot_data(page, plot_id)[0]["y"]

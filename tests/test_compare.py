@@ -5,7 +5,8 @@ import torch
 
 from atp_viz.allocators import esd_alpha, outlier_ratio
 from atp_viz.blocks import linear_sublayers, weight_matrix
-from atp_viz.compare import COMPARED, compare_allocators, markdown_table
+from atp_viz.allocations import compared_names
+from atp_viz.compare import compare_allocators, markdown_table
 from atp_viz.engine import RunSettings, run_pruning
 from atp_viz.models import load_model
 from atp_viz.texts import calibration_windows, token_stream
@@ -40,33 +41,34 @@ def test_owl_measurement_matches_a_plain_forward(tiny_model_dir):
         scores = [weight_matrix(m).abs() * sq[(b, n)].sqrt() for n, m in linear_sublayers(block).items()]
         flat = torch.cat([s.flatten() for s in scores])
         expected = 100.0 * (flat > 3.0 * flat.mean()).float().mean().item()
-        assert result["measurements"]["outlier_ratio"][b] == pytest.approx(expected, rel=1e-4)
-        assert result["measurements"]["outlier_ratio"][b] == pytest.approx(outlier_ratio(scores, 3.0), rel=1e-6)
-    assert sum(result["schedule"]) / 3 == pytest.approx(0.6)
-    assert all(0.6 - 0.08 - 1e-9 <= r <= 0.6 + 0.08 + 1e-9 for r in result["schedule"])
+        assert result.measurements["outlier_ratio"][b] == pytest.approx(expected, rel=1e-4)
+        assert result.measurements["outlier_ratio"][b] == pytest.approx(outlier_ratio(scores, 3.0), rel=1e-6)
+    assert sum(result.schedule) / 3 == pytest.approx(0.6)
+    assert all(0.6 - 0.08 - 1e-9 <= r <= 0.6 + 0.08 + 1e-9 for r in result.schedule)
 
 
 def test_alphapruning_weighted_mean_and_alphas(tiny_model_dir):
     path = tiny_model_dir("gpt2")
     result = run_pruning(_settings(path, allocation="alphapruning")).result
     loaded = load_model(str(path), "cpu", "float32")
-    alphas = result["measurements"]["alpha"]
+    alphas = result.measurements["alpha"]
     for b, block in enumerate(loaded.blocks):
         values = [esd_alpha(weight_matrix(m)) for m in linear_sublayers(block).values()]
         assert alphas[b] == pytest.approx(sum(values) / len(values))
     # Every block has the same parameter count here, so the weighted mean is the plain mean,
     # and the achieved overall sparsity (from the weights) matches it.
-    assert sum(result["schedule"]) / 3 == pytest.approx(0.6)
-    assert result["overall_sparsity"] == pytest.approx(0.6, abs=0.01)
+    assert sum(result.schedule) / 3 == pytest.approx(0.6)
+    assert result.overall_sparsity == pytest.approx(0.6, abs=0.01)
 
 
 def test_compare_table_has_every_allocator(tiny_model_dir):
     comparison = compare_allocators(_settings(tiny_model_dir("llama")), [0.5, 0.7], strategy="fast")
-    assert [row["sparsity"] for row in comparison["rows"]] == [0.5, 0.7]
-    for row in comparison["rows"]:
-        for allocation in COMPARED:
+    data = comparison.to_json()
+    assert [row["sparsity"] for row in data["rows"]] == [0.5, 0.7]
+    for row in data["rows"]:
+        for allocation in compared_names():
             assert row[allocation] > 1.0
-        runs = comparison["runs"][f"{row['sparsity']:g}"]
+        runs = data["runs"][f"{row['sparsity']:g}"]
         assert runs["atp"]["beta"] == row["atp_beta"] > 0
         assert {"schedule", "errors"} <= set(runs["owl"])
     table = markdown_table(comparison)

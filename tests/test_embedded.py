@@ -16,11 +16,11 @@ def test_atp_beats_uniform_and_error_explodes_with_depth():
     uniform = run_pruning(RunSettings(method="wanda", sparsity=0.7, beta=0.0)).result
     atp = run_pruning(RunSettings(method="wanda", sparsity=0.7, beta=0.012)).result
     assert checksum(loaded.model) == before
-    assert atp["ppl"] < uniform["ppl"]
-    assert atp["dense_ppl"] < atp["ppl"]
+    assert atp.ppl < uniform.ppl
+    assert atp.dense_ppl < atp.ppl
     for result in (uniform, atp):
-        rel = [e["relative"] for e in result["errors"]]
+        rel = [e.relative for e in result.errors]
         assert rel[-1] > rel[0]
-        assert result["overall_sparsity"] == pytest.approx(0.7, abs=0.002)
+        assert result.overall_sparsity == pytest.approx(0.7, abs=0.002)
         # The explosion: later blocks carry mostly inherited error.
-        assert result["errors"][-1]["inherited"] > result["errors"][-1]["introduced"]
+        assert result.errors[-1].inherited > result.errors[-1].introduced

@@ -16,13 +16,13 @@ from dataclasses import replace
 
 import pytest
 import torch
-
 from app_support import save_nan_head
+from conftest import tiny_config
+
 from atp_viz import engine, models
 from atp_viz.errors import AtpError, Cancelled
 from atp_viz.models import load_model
 from atp_viz.weights import checksum
-from conftest import tiny_config
 
 DEEP_BLOCKS = 8
 
@@ -64,7 +64,7 @@ def test_a_run_cancelled_after_a_few_blocks_leaves_the_dense_model_untouched(dee
 
     # Nothing half-done was kept: the same run then goes to the end.
     result = engine.run_pruning(small(deep_llama, 101)).result
-    assert len(result["errors"]) == DEEP_BLOCKS and math.isfinite(result["ppl"])
+    assert len(result.errors) == DEEP_BLOCKS and math.isfinite(result.ppl)
     assert checksum(loaded.model) == before
 
 
@@ -94,7 +94,7 @@ def test_a_nan_perplexity_ends_the_run_and_leaves_the_model_untouched(tiny_model
     with pytest.raises(AtpError, match="perplexity is not finite"):
         engine.run_pruning(small(nan_model, 103))
     assert checksum(loaded.model) == before
-    assert math.isfinite(engine.run_pruning(small(str(tiny_model_dir("llama")), 103)).result["ppl"])
+    assert math.isfinite(engine.run_pruning(small(str(tiny_model_dir("llama")), 103)).result.ppl)
 
 
 # ------------------------------------------------------------------ bounded caches
@@ -126,9 +126,10 @@ def test_a_calibration_set_over_the_budget_is_recomputed_not_kept(deep_llama, mo
     recomputed = engine.calibration(loaded, settings)
     assert not recomputed.cached and len(engine._calibration_cache) == 0
     # Recomputed block by block, the dense outputs are those that were kept.
-    for (_, _, kept_outputs), (_, _, new_outputs) in zip(kept.iterate(loaded.blocks), recomputed.iterate(loaded.blocks), strict=True):
+    pairs = zip(kept.iterate(loaded.blocks), recomputed.iterate(loaded.blocks), strict=True)
+    for (_, _, kept_outputs), (_, _, new_outputs) in pairs:
         assert all(torch.equal(a, b) for a, b in zip(kept_outputs, new_outputs, strict=True))
-    assert math.isfinite(engine.run_pruning(replace(settings, seed=106)).result["ppl"])
+    assert math.isfinite(engine.run_pruning(replace(settings, seed=106)).result.ppl)
     assert len(engine._calibration_cache) == 0
 
 

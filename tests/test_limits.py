@@ -4,7 +4,6 @@ import json
 
 import pytest
 import torch
-
 from test_cli import assert_one_line_error, cli
 
 
@@ -32,7 +31,8 @@ def test_limit_is_configurable(tiny_model_dir):
 def test_encoder_model_is_not_a_causal_lm(tmp_path):
     from transformers import BertConfig
 
-    BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64).save_pretrained(tmp_path)
+    config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    config.save_pretrained(tmp_path)
     assert_one_line_error(cli("prune", "--model", str(tmp_path)), "not a causal language model")
 
 

@@ -5,18 +5,20 @@ import plotly.graph_objects as go
 import pytest
 
 from atp_viz.errors import AtpError
+from atp_viz.results import RunResult, SearchTrial
 from atp_viz.schedules import atp_schedule, beta_max
 from atp_viz.ui import plots
 
 SUBLAYERS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
              "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
 SETTINGS = {"calib_samples": 8, "calib_seqlen": 256, "eval_samples": 16, "eval_seqlen": 256,
-            "text": "builtin", "seed": 0, "dtype": "bfloat16", "device": "cpu"}
+            "text": "builtin", "calib_text": "builtin", "eval_text": "builtin", "seed": 0, "dtype": "bfloat16",
+            "eval_dtype": "bfloat16", "device": "cpu"}
 
 
 def make_result(allocation: str = "atp", num_layers: int = 6, sparsity: float = 0.7,
                 beta: float = 0.02, ppl: float = 205.0, only_block: int | None = None,
-                settings: dict | None = None) -> dict:
+                settings: dict | None = None) -> RunResult:
     """A synthetic engine result with distinct, non-trivial numbers per block."""
     if only_block is None:
         schedule = atp_schedule(num_layers, sparsity, beta)
@@ -38,14 +40,14 @@ def make_result(allocation: str = "atp", num_layers: int = 6, sparsity: float = 
          "sparsity": schedule[i]}
         for i in range(num_layers) for j, name in enumerate(SUBLAYERS)
     ]
-    return {
+    return RunResult.from_json({
         "model": "synthetic", "model_source": "test", "num_layers": num_layers,
         "method": "wanda", "allocation": allocation, "sparsity": sparsity, "beta": beta,
-        "beta_max": beta_max(num_layers, sparsity), "schedule": schedule,
+        "beta_max": beta_max(num_layers, sparsity), "schedule_unit": "decoder block", "schedule": schedule,
         "achieved_sparsity": schedule, "overall_sparsity": sum(schedule) / num_layers,
         "dense_ppl": 19.6, "ppl": ppl, "errors": errors, "sublayer_errors": sublayer_errors,
         "timings": {"prune": 1.0, "perplexity": 1.0}, "settings": settings or dict(SETTINGS),
-    }
+    })
 
 
 @pytest.fixture
@@ -65,7 +67,7 @@ def by_name(fig: go.Figure, name: str):
 def test_colours_are_distinct_and_keyed_by_the_schedule_part():
     assert len(set(plots.SCHEDULE_COLOURS.values())) == len(plots.SCHEDULE_COLOURS)
     atp = plots.SCHEDULE_COLOURS["atp"]
-    assert plots.colour_for("atp β=0.012") == plots.colour_for("ATP") == atp
+    assert plots.colour_for("atp") == plots.colour_for("ATP") == atp
     custom = plots.colour_for("custom")
     assert custom not in plots.SCHEDULE_COLOURS.values()
     assert plots.colour_for("custom rates") == custom
@@ -84,17 +86,16 @@ def test_same_schedule_same_colour_across_figures(runs):
     ppl = plots.perplexity_figure(19.6, runs)
     assert dict(zip(ppl.data[0].x, ppl.data[0].marker.color)) == {
         "dense": plots.SCHEDULE_COLOURS["dense"], "uniform": uniform, "atp": atp}
-    compare = plots.compare_schedules_figure(
-        {"uniform": runs["uniform"]["schedule"], "atp": runs["atp"]["schedule"]}, 0.7)
+    compare = plots.compare_schedules_figure(runs, 0.7)
     assert [t.line.color for t in compare.data] == [uniform, atp]
-    sweep = plots.sweep_figure([{"beta": 0.01, "ppl": 300.0}], 520.0, None)
+    sweep = plots.sweep_figure([SearchTrial(0.01, 300.0, 0.7)], 520.0, None)
     assert by_name(sweep, "ATP trial").line.color == atp
     assert sweep.data[0].line.color == uniform
     assert plots.error_split_figure(runs["atp"]).data[0].marker.color == atp
 
 
 def test_repeated_schedule_runs_share_colour_but_not_dash():
-    runs = {"atp β=0.004": make_result(beta=0.004), "atp β=0.02": make_result(beta=0.02)}
+    runs = {"atp β = 0.004": make_result(beta=0.004), "atp β = 0.02": make_result(beta=0.02)}
     first, second = plots.error_propagation_figure(runs).data[1:]
     assert first.line.color == second.line.color == plots.SCHEDULE_COLOURS["atp"]
     assert first.line.dash != second.line.dash
@@ -131,7 +132,7 @@ def test_error_propagation_plots_relative_error_and_dense_zero(runs):
     assert fig.layout.yaxis.type == "linear"
     for label, result in runs.items():
         trace = by_name(fig, label)
-        assert list(trace.y) == [e["relative"] for e in result["errors"]]
+        assert list(trace.y) == [e.relative for e in result.errors]
         assert list(trace.x) == list(range(6))
     dense = by_name(fig, "dense")
     assert set(dense.y) == {0} and list(dense.x) == [0, 5]
@@ -150,9 +151,9 @@ def test_error_split_stacks_introduced_and_inherited():
     assert fig.layout.barmode == "stack"
     introduced, inherited, total = fig.data
     assert introduced.type == inherited.type == "bar" and total.type == "scatter"
-    for i, e in enumerate(result["errors"]):
-        assert introduced.y[i] + inherited.y[i] == pytest.approx(e["introduced"] + e["inherited"])
-        assert total.y[i] == e["relative"] <= introduced.y[i] + inherited.y[i]
+    for i, e in enumerate(result.errors):
+        assert introduced.y[i] + inherited.y[i] == pytest.approx(e.introduced + e.inherited)
+        assert total.y[i] == e.relative <= introduced.y[i] + inherited.y[i]
     assert inherited.customdata[0] == "n/a" and inherited.customdata[1] == "1.3×"
 
 
@@ -164,16 +165,16 @@ def test_sublayer_heatmap_shape_and_names():
     assert list(heat.x) == short
     assert list(heat.y) == list(range(5))
     assert len(heat.z) == 5 and all(len(row) == len(SUBLAYERS) for row in heat.z)
-    for e in result["sublayer_errors"]:
-        j = short.index(e["sublayer"].rsplit(".", 1)[-1])
-        assert heat.z[e["layer"]][j] == e["relative"]
-        assert heat.customdata[e["layer"]][j] == e["sparsity"]
+    for e in result.sublayer_errors:
+        j = short.index(e.sublayer.rsplit(".", 1)[-1])
+        assert heat.z[e.layer][j] == e.relative
+        assert heat.customdata[e.layer][j] == e.sparsity
 
 
 def test_sublayer_heatmap_leaves_missing_cells_empty():
     result = make_result(num_layers=3)
-    result["sublayer_errors"] = [e for e in result["sublayer_errors"]
-                                 if not (e["layer"] == 1 and e["sublayer"].endswith("v_proj"))]
+    result.sublayer_errors = [e for e in result.sublayer_errors
+                              if not (e.layer == 1 and e.sublayer.endswith("v_proj"))]
     heat = plots.sublayer_heatmap(result).data[0]
     assert heat.z[1][2] is None and heat.z[0][2] is not None
 
@@ -182,7 +183,7 @@ def test_single_block_highlights_the_pruned_block():
     result = make_result(only_block=3)
     fig = plots.single_block_figure(result, 3)
     line, star = fig.data
-    assert list(line.y) == [e["relative"] for e in result["errors"]]
+    assert list(line.y) == [e.relative for e in result.errors]
     assert list(line.y[:3]) == [0.0, 0.0, 0.0] and line.y[3] > 0
     assert list(star.x) == [3] and star.y[0] == line.y[3]
     band = fig.layout.shapes[0]
@@ -222,8 +223,8 @@ def test_perplexity_survives_a_diverged_run():
     json.loads(fig.to_json())
 
 
-TRIALS = [{"beta": 0.008, "ppl": 219.0}, {"beta": 0.002, "ppl": 400.0},
-          {"beta": 0.016, "ppl": 291.0}, {"beta": 0.012, "ppl": 205.0}]
+TRIALS = [SearchTrial(0.008, 219.0, 0.7), SearchTrial(0.002, 400.0, 0.7),
+          SearchTrial(0.016, 291.0, 0.7), SearchTrial(0.012, 205.0, 0.7)]
 
 
 def test_sweep_sorted_by_beta_with_uniform_reference():
@@ -261,7 +262,9 @@ def test_sweep_fills_in_live(count):
 
 
 def test_compare_schedules_and_target_line():
-    schedules = {"uniform": [0.7] * 4, "owl": [0.6, 0.7, 0.7, 0.8]}
+    owl = make_result("owl", num_layers=4)
+    owl.schedule = [0.6, 0.7, 0.7, 0.8]
+    schedules = {"uniform": make_result("uniform", num_layers=4, beta=0.0), "owl": owl}
     fig = plots.compare_schedules_figure(schedules, 0.7)
     assert [list(t.y) for t in fig.data] == [[0.7] * 4, [0.6, 0.7, 0.7, 0.8]]
     assert fig.data[1].line.color == plots.SCHEDULE_COLOURS["owl"]
@@ -292,7 +295,7 @@ def figures() -> dict:
         "sweep": plots.sweep_figure(TRIALS, 520.0, 0.012),
         "sweep_empty": plots.sweep_figure([], None, None),
         "single": plots.single_block_figure(make_result(only_block=2), 2),
-        "compare": plots.compare_schedules_figure({"atp": runs["atp"]["schedule"]}, 0.7),
+        "compare": plots.compare_schedules_figure({"atp": runs["atp"]}, 0.7),
         "measurement": plots.measurement_figure([0.1, 0.2], "OWL outlier ratio per block",
                                                 "outlier ratio D_i (%)"),
     }

@@ -29,8 +29,8 @@ def test_error_split_adds_up_and_matches_independent_forward(tiny_model_dir, arc
     ids = calibration_windows(token_stream(loaded.tokenizer, "builtin", "calibration"), 3, 24, 5)
     sparse_model = copy.deepcopy(loaded.model)
     with torch.no_grad():
-        for name, tensor in outcome.pruned.items():
-            sparse_model.get_submodule(name).weight.copy_(tensor)
+        for name, layer in outcome.pruned.items():
+            sparse_model.get_submodule(name).weight.copy_(layer.materialise(loaded.model.get_submodule(name).weight))
     dense_blocks = loaded.blocks
     sparse_blocks = sparse_model.get_submodule(loaded.blocks_path)
     records = {"sparse": [], "mixed": [], "dense": []}
@@ -55,21 +55,21 @@ def test_error_split_adds_up_and_matches_independent_forward(tiny_model_dir, arc
     for h in handles:
         h.remove()
 
-    errors = outcome.result["errors"]
+    errors = outcome.result.errors
     for i, e in enumerate(errors):
         h, hs, hm = records["dense"][i], records["sparse"][i], records["mixed"][i]
         delta, introduced, inherited = hs - h, hs - hm, hm - h
         assert torch.allclose(delta, introduced + inherited, atol=1e-5)  # the split is exact
         norm = h.norm().item()
-        assert e["total_sq"] == pytest.approx(delta.pow(2).sum().item(), rel=1e-3)
-        assert e["relative"] == pytest.approx(delta.norm().item() / norm, rel=1e-3)
-        assert e["introduced"] == pytest.approx(introduced.norm().item() / norm, rel=1e-3, abs=1e-7)
-        assert e["inherited"] == pytest.approx(inherited.norm().item() / norm, rel=1e-3, abs=1e-7)
-    assert errors[0]["inherited"] == pytest.approx(0.0, abs=1e-6)  # nothing to inherit in block 0
-    assert errors[0]["amplification"] is None
+        assert e.total_sq == pytest.approx(delta.pow(2).sum().item(), rel=1e-3)
+        assert e.relative == pytest.approx(delta.norm().item() / norm, rel=1e-3)
+        assert e.introduced == pytest.approx(introduced.norm().item() / norm, rel=1e-3, abs=1e-7)
+        assert e.inherited == pytest.approx(inherited.norm().item() / norm, rel=1e-3, abs=1e-7)
+    assert errors[0].inherited == pytest.approx(0.0, abs=1e-6)  # nothing to inherit in block 0
+    assert errors[0].amplification is None
     prev = records["sparse"][0] - records["dense"][0]
     inherited1 = records["mixed"][1] - records["dense"][1]
-    assert errors[1]["amplification"] == pytest.approx(inherited1.norm().item() / prev.norm().item(), rel=1e-3)
+    assert errors[1].amplification == pytest.approx(inherited1.norm().item() / prev.norm().item(), rel=1e-3)
 
 
 def test_single_block_experiment_has_zero_error_before_the_block(tiny_model_dir):
@@ -78,12 +78,12 @@ def test_single_block_experiment_has_zero_error_before_the_block(tiny_model_dir)
     path = str(tiny_model_dir("llama"))
     base = RunSettings(model=path, sparsity=0.7, calib_samples=2, calib_seqlen=16, device="cpu", dtype="float32")
     result = run_pruning(single_block_settings(base, 1, 3)).result
-    assert result["schedule"] == [0.0, 0.7, 0.0]
-    assert result["ppl"] is None
-    rel = [e["relative"] for e in result["errors"]]
+    assert result.schedule == [0.0, 0.7, 0.0]
+    assert result.ppl is None
+    rel = [e.relative for e in result.errors]
     assert rel[0] == 0.0 and rel[1] > 0 and rel[2] > 0
-    assert result["errors"][2]["introduced"] == pytest.approx(0.0, abs=1e-7)  # block 2 is not pruned
-    assert math.isclose(result["achieved_sparsity"][1], 0.7, abs_tol=0.02)
+    assert result.errors[2].introduced == pytest.approx(0.0, abs=1e-7)  # block 2 is not pruned
+    assert math.isclose(result.achieved_sparsity[1], 0.7, abs_tol=0.02)
 
 
 def test_sublayer_errors_of_first_block_match_direct_computation(tiny_model_dir):
@@ -108,46 +108,48 @@ def test_sublayer_errors_of_first_block_match_direct_computation(tiny_model_dir)
         loaded.model(input_ids=ids, use_cache=False)
     for h in handles:
         h.remove()
-    reported = {e["sublayer"]: e for e in outcome.result["sublayer_errors"] if e["layer"] == 0}
+    reported = {e.sublayer: e for e in outcome.result.sublayer_errors if e.layer == 0}
     for name, module in layers.items():
         w = weight_matrix(module)
-        pruned = outcome.pruned[f"{loaded.blocks_path}.0.{name}"]
+        pruned = outcome.pruned[f"{loaded.blocks_path}.0.{name}"].materialise(w)
         x = inputs[name]  # 72 tokens: all of them are in the sample
         expected = (x @ (w - pruned).t()).norm() / (x @ w.t()).norm()
-        assert reported[name]["relative"] == pytest.approx(expected.item(), rel=1e-4)
-        assert reported[name]["sparsity"] == pytest.approx((pruned == 0).float().mean().item())
+        assert reported[name].relative == pytest.approx(expected.item(), rel=1e-4)
+        assert reported[name].sparsity == pytest.approx((pruned == 0).float().mean().item())
 
 
 @pytest.mark.parametrize("method", ["wanda", "sparsegpt"])
 def test_input_statistics_never_leak_between_layers(method):
     """Two layers reading different inputs of the same shape, the first freed before the
     second is allocated (as inside a block's forward): each keeps its own statistic."""
-    from atp_viz.propagation import _LayerStats
+    from atp_viz.propagation import LayerStatistics
+    from atp_viz.pruners import get_pruner
 
+    pruner = get_pruner(method)
     shared: dict = {}
-    first, second = _LayerStats(method), _LayerStats(method)
+    first, second = LayerStatistics(), LayerStatistics()
     for _ in range(20):  # the allocator often hands the freed block straight back
         a = torch.randn(64, 32)
-        first.update(a, a, shared)
+        first.update(pruner, a, a, shared)
         expected_a = (a**2).sum(0) if method == "wanda" else a.t() @ a
         del a
         b = torch.randn(64, 32) * 3
-        second.update(b, b, shared)
+        second.update(pruner, b, b, shared)
         expected_b = (b**2).sum(0) if method == "wanda" else b.t() @ b
-        got_b = second.sq_norms if method == "wanda" else second.hessian
-        assert torch.allclose(got_b, expected_b, rtol=1e-5)
-        got_a = first.sq_norms if method == "wanda" else first.hessian
-        assert torch.allclose(got_a, expected_a, rtol=1e-5)
-        first, second = _LayerStats(method), _LayerStats(method)
+        assert torch.allclose(second.statistic, expected_b, rtol=1e-5)
+        assert torch.allclose(first.statistic, expected_a, rtol=1e-5)
+        first, second = LayerStatistics(), LayerStatistics()
         shared.clear()
 
 
 def test_layers_reading_one_input_share_one_reduction():
-    from atp_viz.propagation import _LayerStats
+    from atp_viz.propagation import LayerStatistics
+    from atp_viz.pruners import get_pruner
 
+    wanda = get_pruner("wanda")
     shared: dict = {}
     x = torch.randn(16, 8)
-    q, k = _LayerStats("wanda"), _LayerStats("wanda")
-    q.update(x, x, shared)
-    k.update(x, x, shared)
-    assert len(shared) == 1 and torch.equal(q.sq_norms, k.sq_norms)
+    q, k = LayerStatistics(), LayerStatistics()
+    q.update(wanda, x, x, shared)
+    k.update(wanda, x, x, shared)
+    assert len(shared) == 1 and torch.equal(q.statistic, k.statistic)

@@ -1,7 +1,7 @@
 import pytest
 
 from atp_viz.errors import AtpError
-from atp_viz.schedules import atp_schedule, beta_max, check_explicit_schedule, grid_betas, uniform_schedule
+from atp_viz.schedules import atp_schedule, beta_max, check_schedule, grid_betas, uniform_schedule
 
 
 @pytest.mark.parametrize("layers", [1, 2, 12, 30, 32])
@@ -53,9 +53,23 @@ def test_grid_sizes_match_the_paper(layers, trials):
     assert grid[0] == 0.002 and grid[-1] <= beta_max(layers, 0.7)
 
 
-def test_explicit_schedule_validation():
-    assert check_explicit_schedule([0.1, 0.2], 2) == [0.1, 0.2]
+def test_schedule_validation():
+    assert check_schedule([0.1, 0.2], 2) == [0.1, 0.2]
     with pytest.raises(AtpError, match="2 rates"):
-        check_explicit_schedule([0.1, 0.2], 3)
+        check_schedule([0.1, 0.2], 3)
     with pytest.raises(AtpError, match="in \\[0, 1\\]"):
-        check_explicit_schedule([0.1, 1.2], 2)
+        check_schedule([0.1, 1.2], 2)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -0.1, 1.5])
+def test_a_schedule_with_a_rate_outside_zero_to_one_is_refused(bad):
+    with pytest.raises(AtpError, match="in \\[0, 1\\]"):
+        check_schedule([0.5, bad, 0.5], 3)
+
+
+def test_a_schedule_must_average_the_target_when_it_promises_to():
+    assert check_schedule([0.6, 0.7, 0.8], 3, mean=0.7) == [0.6, 0.7, 0.8]
+    # Weighted by parameters, as AlphaPruning's mean is: (0.5 * 1 + 0.9 * 3) / 4 = 0.8.
+    assert check_schedule([0.5, 0.9], 2, mean=0.8, weights=[1, 3]) == [0.5, 0.9]
+    with pytest.raises(AtpError, match="mean sparsity is 0, not the target 0.7"):
+        check_schedule([0.0, 0.0, 0.0], 3, mean=0.7)

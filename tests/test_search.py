@@ -1,7 +1,15 @@
 import pytest
 
 from atp_viz.engine import RunSettings
-from atp_viz.search import golden_argmin, search_beta
+from atp_viz.search import next_golden_index, search_beta
+
+
+def golden_argmin(n, evaluate):
+    """Drive the golden-section search to its end; the index of the lowest value it saw."""
+    known = {}
+    while (index := next_golden_index(n, known)) is not None:
+        known[index] = evaluate(index)
+    return min(known, key=lambda i: (known[i], i))
 
 
 def _unimodal(n, m, skew):
@@ -35,10 +43,12 @@ def test_fast_search_agrees_with_grid_on_a_real_model(tiny_model_dir):
                            eval_samples=2, eval_seqlen=32, device="cpu", dtype="float32")
     grid = search_beta(settings, "grid")
     fast = search_beta(settings, "fast")
-    assert [t["beta"] for t in grid["trials"]] == pytest.approx([0.002 * (k + 1) for k in range(grid["grid_size"])])
-    assert grid["best_ppl"] == min(t["ppl"] for t in grid["trials"])
-    assert len(fast["trials"]) < len(grid["trials"])
+    assert [t.beta for t in grid.trials] == pytest.approx([0.002 * (k + 1) for k in range(grid.grid_size)])
+    # Uniform (β = 0) takes part in the choice: the best is the lowest of it and the trials.
+    assert grid.best_ppl == min(grid.uniform_ppl, *(t.ppl for t in grid.trials))
+    assert (grid.best_beta == 0.0) == (grid.best_ppl == grid.uniform_ppl)
+    assert len(fast.trials) < len(grid.trials)
     # Every fast trial is a grid point with the same perplexity (same deterministic run).
-    by_beta = {t["beta"]: t["ppl"] for t in grid["trials"]}
-    for t in fast["trials"]:
-        assert t["ppl"] == pytest.approx(by_beta[t["beta"]])
+    by_beta = {t.beta: t.ppl for t in grid.trials}
+    for t in fast.trials:
+        assert t.ppl == pytest.approx(by_beta[t.beta])

@@ -15,11 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pytest
+from app_support import OPAQUE_ERROR, assert_good_run, prune, rows, rss_bytes, save_70b_config, save_bert, save_nan_head
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
-
-from app_support import (OPAQUE_ERROR, assert_good_run, prune, rows, rss_bytes, save_70b_config, save_bert,
-                         save_nan_head)
 
 pytestmark = [pytest.mark.soak, pytest.mark.embedded]
 

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import running_app
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from atp_viz.models import DEFAULT_FROM_UNREACHABLE_HUB
-from conftest import running_app
 
 ROOT = Path(__file__).resolve().parents[1]
 # A name that can never resolve (RFC 2606): the hub is out of reach whatever the network.
@@ -117,7 +117,6 @@ def cold_space(space_python, tmp_path_factory):
 
 def test_a_cold_space_serves_the_page_and_names_the_unreachable_hub(cold_space):
     from playwright.sync_api import sync_playwright
-
     from test_browser import CHROMIUM, CHROMIUM_ARGS
 
     url, log_path = cold_space

@@ -39,7 +39,8 @@ def test_too_short_for_calibration():
 
 @pytest.mark.parametrize(
     "content,message",
-    [(b"", "empty"), (b"\x00\x01binary\x00", "binary"), (b"caf\xe9 latin-1", "not valid UTF-8"), (b"  \n\t ", "whitespace")],
+    [(b"", "empty"), (b"\x00\x01binary\x00", "binary"), (b"caf\xe9 latin-1", "not valid UTF-8"),
+     (b"  \n\t ", "whitespace")],
 )
 def test_bad_text_files(tmp_path, content, message):
     f = tmp_path / "t.txt"

@@ -1,28 +1,31 @@
-"""The Compare tab as plain functions: uniform, OWL, AlphaPruning and ATP pruned at each
-target sparsity, then the figures, the perplexity table and the verdict drawn from them.
-
-No gradio here (``handlers.compare_allocators`` adapts it to the event), so each step can
-be called and tested on its own.
-"""
+"""The "Compare allocators" tab: uniform, OWL, AlphaPruning and ATP pruned at each target
+sparsity, with their schedules, error curves, what OWL and AlphaPruning measure, the
+perplexity table and a verdict."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
+import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
 
-from .. import engine
-from ..compare import COMPARED, compare_allocators
-from ..engine import RunSettings
+from ..allocations import compared_names, get_allocator
+from ..compare import compare_allocators as compare_all
 from ..errors import AtpError
-from ..schedules import atp_schedule, check_sparsity
-from . import plots
-from .callbacks import Cancelled, Progress, _ppl, _scaled, block_count, compare, settings_line
+from ..pruners import PRUNERS
+from ..results import AllocatorComparison, RunResult
+from ..schedules import check_sparsity
+from ..search import rank
+from ..settings import DEFAULTS, RunSettings, validate
+from . import history_tab, plots
+from .adapters import engine_progress, stoppable, user_errors
+from .format import ppl, run_label, run_name, settings_line
+from .shared import ENGINE, Shared, run_settings
 
-# How ATP's β is chosen: a golden-section search over the paper's grid per sparsity, or
-# the β slider of the first tab.
+# How ATP's β is chosen: a search over the paper's grid per sparsity, or the β slider of
+# the first tab.
 BETA_SEARCH, BETA_SLIDER = "search", "slider"
 BETA_CHOICES: list[tuple[str, str]] = [
     ("search: fast golden-section over the 0.002 grid, per S", BETA_SEARCH),
@@ -31,8 +34,20 @@ BETA_CHOICES: list[tuple[str, str]] = [
 # The engine's fast search: about half the trials of the full grid on a U-shaped curve.
 SEARCH_STRATEGY = "fast"
 
-NAMES = {"uniform": "uniform", "owl": "OWL", "alphapruning": "AlphaPruning", "atp": "ATP"}
-TABLE_COLUMNS = ["S", "dense", *NAMES.values(), "ATP β"]
+TABLE_COLUMNS = ["S", "dense", *(get_allocator(a).label for a in compared_names()), "ATP β"]
+COMPARE_NOTE = """
+Prunes the model of the first tab, with its method and calibration settings, by four
+allocators at the same mean sparsity S. The claim to test: one number, ATP's β, matches or
+beats allocators that need outlier statistics or spectral fits.
+
+*uniform* looks at nothing: every block gets S. *OWL* looks at activations: per block, the
+share of Wanda scores |W|·‖X‖ above M × their mean (outliers); more outliers, less pruning.
+*AlphaPruning* looks at the weights: per block, the heavy-tail exponent α of its linear
+layers' eigenvalue spectra; larger α, more pruning. *ATP* needs one number, β: searched by
+perplexity (several prunings per S) or taken from the β slider of the first tab.
+"""
+# The tab shows two line plots side by side: a legend under each leaves the lines room.
+_LEGEND_BELOW = {"orientation": "h", "x": 0, "xanchor": "left", "y": -0.25, "yanchor": "top"}
 
 
 def parse_sparsities(text: str | None) -> list[float]:
@@ -52,143 +67,32 @@ def parse_sparsities(text: str | None) -> list[float]:
     return list(dict.fromkeys(values))
 
 
-def _number(value: float | None, name: str) -> float:
-    if value is None:
-        raise AtpError(f"{name} is empty: enter a number")
-    number = float(value)
-    if not math.isfinite(number):
-        raise AtpError(f"{name} must be a finite number, got {value}")
-    return number
-
-
-def with_allocator_settings(settings: RunSettings, owl_m: float | None, owl_lambda: float | None,
-                            alpha_eps: float | None) -> RunSettings:
-    """``settings`` with OWL's M and λ and AlphaPruning's ε, checked now: the engine would
-    only refuse them after the β search, minutes later."""
-    m, lam, eps = _number(owl_m, "OWL M"), _number(owl_lambda, "OWL λ"), _number(alpha_eps, "AlphaPruning ε")
-    if m <= 0:
-        raise AtpError(f"OWL M must be positive, got {m:g}")
-    if lam < 0:
-        raise AtpError(f"OWL λ must be 0 or more, got {lam:g}")
-    if not 0 <= eps < 1:
-        raise AtpError(f"AlphaPruning ε must be in [0, 1), got {eps:g}")
-    return replace(settings, owl_m=m, owl_lambda=lam, alpha_eps=eps)
-
-
-@dataclass
-class AllocatorComparison:
-    """Every allocator's full result at each target sparsity (in the order typed)."""
-
-    runs: dict[float, dict[str, dict]]  # sparsity -> allocation (COMPARED order) -> result
-    searched: bool  # ATP's β came from a search (else from the slider)
-    settings: RunSettings  # OWL's M and λ, AlphaPruning's ε (results do not record them)
-
-    @property
-    def first(self) -> float:
-        return next(iter(self.runs))
-
-    def results(self) -> list[dict]:
-        return [result for by_allocation in self.runs.values() for result in by_allocation.values()]
-
-    def labelled(self, sparsity: float) -> dict[str, dict]:
-        """Runs at one sparsity keyed by plot label ('atp β=…' keeps ATP's colour)."""
-        return {run_label(result): result for result in self.runs[sparsity].values()}
-
-
-def run_label(result: dict) -> str:
-    return f"atp β={result['beta']:.4g}" if result["allocation"] == "atp" else result["allocation"]
-
-
-def run(settings: RunSettings, sparsities: list[float], beta_choice: str, progress: Progress | None = None,
-        cancelled: Cancelled | None = None) -> AllocatorComparison:
-    """Prune with every allocator at each sparsity; ATP's β searched or taken from ``settings.beta``."""
-    if beta_choice == BETA_SEARCH:
-        return _run_searched(settings, sparsities, progress, cancelled)
-    if beta_choice == BETA_SLIDER:
-        return _run_at_slider_beta(settings, sparsities, progress, cancelled)
-    raise AtpError(f"unknown β choice {beta_choice!r}: use {BETA_SEARCH!r} or {BETA_SLIDER!r}")
-
-
-def _run_searched(settings: RunSettings, sparsities: list[float], progress: Progress | None,
-                  cancelled: Cancelled | None) -> AllocatorComparison:
-    runs: dict[float, dict[str, dict]] = {s: {} for s in sparsities}
-    total = len(sparsities) * len(COMPARED)
-    done = 0
-
-    def on_result(sparsity: float, allocation: str, result: dict) -> None:
-        nonlocal done
-        runs[sparsity][allocation] = result
-        done += 1
-        if progress is None:
-            return
-        # The engine searches β before the allocators of each sparsity: say which search runs.
-        following = sparsities.index(sparsity) + 1
-        if allocation == COMPARED[-1] and following < len(sparsities):
-            progress(done / total, f"searching ATP's β at S = {sparsities[following]:g}")
-        else:
-            progress(done / total, f"S = {sparsity:g}: {NAMES[allocation]} done")
-
-    if progress is not None:
-        progress(0.0, f"searching ATP's β at S = {sparsities[0]:g}")
-    compare_allocators(settings, sparsities, SEARCH_STRATEGY, on_result, cancelled)
-    return AllocatorComparison(runs, True, settings)
-
-
-def _run_at_slider_beta(settings: RunSettings, sparsities: list[float], progress: Progress | None,
-                        cancelled: Cancelled | None) -> AllocatorComparison:
-    num_layers = block_count(settings.model)
-    for sparsity in sparsities:
-        # β_max shrinks as S nears 0 or 1: refuse an illegal β before the first run.
-        atp_schedule(num_layers, sparsity, settings.beta)
-    runs: dict[float, dict[str, dict]] = {}
-    share = 1 / len(sparsities)
-    for k, sparsity in enumerate(sparsities):
-        base = replace(settings, sparsity=sparsity)
-        start, label = k * share, f"S = {sparsity:g}"
-        pair = compare(base, _scaled(progress, start, start + share / 2, label), cancelled)
-        measured = {
-            allocation: engine.run_pruning(
-                replace(base, allocation=allocation, beta=0.0),
-                _scaled(progress, start + share * (2 + i) / 4, start + share * (3 + i) / 4,
-                        f"{label}, {NAMES[allocation]}"),
-                cancelled).result
-            for i, allocation in enumerate(("owl", "alphapruning"))
-        }
-        by_allocation = {"uniform": pair.uniform, "atp": pair.atp, **measured}
-        runs[sparsity] = {allocation: by_allocation[allocation] for allocation in COMPARED}
-    return AllocatorComparison(runs, False, settings)
-
-
-# ------------------------------------------------------------------ what the tab shows
-
-
-# The tab shows two line plots side by side: a legend under each leaves the lines room.
-_LEGEND_BELOW = {"orientation": "h", "x": 0, "xanchor": "left", "y": -0.25, "yanchor": "top"}
+def labelled(comparison: AllocatorComparison, sparsity: float) -> dict[str, RunResult]:
+    """The runs at one sparsity by legend label."""
+    return {run_label(result): result for result in comparison.runs[sparsity].values()}
 
 
 def schedules_figure(comparison: AllocatorComparison) -> go.Figure:
     sparsity = comparison.first
-    runs = comparison.labelled(sparsity)
-    figure = plots.compare_schedules_figure({label: r["schedule"] for label, r in runs.items()}, sparsity)
+    figure = plots.compare_schedules_figure(labelled(comparison, sparsity), sparsity)
     return figure.update_layout(legend=_LEGEND_BELOW)
 
 
 def errors_figure(comparison: AllocatorComparison) -> go.Figure:
-    return plots.error_propagation_figure(comparison.labelled(comparison.first)).update_layout(legend=_LEGEND_BELOW)
+    return plots.error_propagation_figure(labelled(comparison, comparison.first)).update_layout(legend=_LEGEND_BELOW)
 
 
-def owl_figure(comparison: AllocatorComparison) -> go.Figure:
+def owl_figure(comparison: AllocatorComparison, settings: RunSettings) -> go.Figure:
     result = comparison.runs[comparison.first]["owl"]
-    m = comparison.settings.owl_m
-    figure = plots.measurement_figure(result["measurements"]["outlier_ratio"],
-                                      f"What OWL looks at: outlier ratio per block (M = {m:g})",
+    figure = plots.measurement_figure(result.measurements["outlier_ratio"],
+                                      f"What OWL looks at: outlier ratio per block (M = {settings.owl_m:g})",
                                       "outliers (% of Wanda scores > M × mean)")
     return figure.update_traces(marker_color=plots.colour_for("owl"))
 
 
 def alpha_figure(comparison: AllocatorComparison) -> go.Figure:
     result = comparison.runs[comparison.first]["alphapruning"]
-    figure = plots.measurement_figure(result["measurements"]["alpha"],
+    figure = plots.measurement_figure(result.measurements["alpha"],
                                       "What AlphaPruning looks at: spectral tail exponent α per block",
                                       "α (mean over the block's linear layers)")
     return figure.update_traces(marker_color=plots.colour_for("alphapruning"))
@@ -196,16 +100,13 @@ def alpha_figure(comparison: AllocatorComparison) -> go.Figure:
 
 def _cell(value: float | None, digits: int) -> float | None:
     # A diverged run (∞) cannot travel as JSON: its cell stays blank and the verdict says so.
-    return round(value, digits) if value is not None and math.isfinite(value) else None
+    return round(value, digits) if math.isfinite(rank(value)) else None
 
 
 def table(comparison: AllocatorComparison) -> pd.DataFrame:
     """Perplexity per allocator, one row per target sparsity, with dense and ATP's β."""
-    rows = []
-    for sparsity, by_allocation in comparison.runs.items():
-        rows.append([sparsity, _cell(by_allocation["uniform"]["dense_ppl"], 2),
-                     *(_cell(by_allocation[a]["ppl"], 2) for a in NAMES),
-                     by_allocation["atp"]["beta"]])
+    rows = [[row["sparsity"], _cell(row["dense"], 2), *(_cell(row[a], 2) for a in compared_names()),
+             row["atp_beta"]] for row in comparison.rows()]
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
 
@@ -213,36 +114,130 @@ def empty_table() -> pd.DataFrame:
     return pd.DataFrame(columns=TABLE_COLUMNS)
 
 
-def _rank(ppl: float | None) -> float:
-    return ppl if ppl is not None and math.isfinite(ppl) else math.inf
-
-
-def _name(result: dict) -> str:
-    if result["allocation"] == "atp":
-        return f"ATP (β = {result['beta']:.4g})"
-    return NAMES[result["allocation"]]
-
-
-def _verdict(sparsity: float, by_allocation: dict[str, dict]) -> str:
+def _verdict(sparsity: float, by_allocation: dict[str, RunResult]) -> str:
     """One sparsity's perplexities, lowest first, and how ATP fares against OWL and AlphaPruning."""
-    ordered = sorted(by_allocation.values(), key=lambda r: _rank(r["ppl"]))
-    listed = " · ".join(f"{_name(r)} {_ppl(r['ppl'])}" for r in ordered)
-    atp = _rank(by_allocation["atp"]["ppl"])
-    rival = min(("owl", "alphapruning"), key=lambda a: _rank(by_allocation[a]["ppl"]))
-    gap = atp - _rank(by_allocation[rival]["ppl"])
+    ordered = sorted(by_allocation.values(), key=lambda r: rank(r.ppl))
+    listed = " · ".join(f"{run_name(r)} {ppl(r.ppl)}" for r in ordered)
+    rival = min(("owl", "alphapruning"), key=lambda a: rank(by_allocation[a].ppl))
+    gap = rank(by_allocation["atp"].ppl) - rank(by_allocation[rival].ppl)
     claim = ""
     if math.isfinite(gap):
-        claim = f" · ATP − {NAMES[rival]} (the better of OWL and AlphaPruning) = {gap:+,.2f}"
-    return f"**S = {sparsity:g}**: {listed} → **{NAMES[ordered[0]['allocation']]}** lowest{claim}"
+        claim = f" · ATP − {get_allocator(rival).label} (the better of OWL and AlphaPruning) = {gap:+,.2f}"
+    lowest = get_allocator(ordered[0].allocation).label
+    return f"**S = {sparsity:g}**: {listed} → **{lowest}** lowest{claim}"
 
 
 def verdict_markdown(comparison: AllocatorComparison) -> str:
     """Which allocator won at each sparsity, how ATP's β was chosen, and the settings."""
-    how = (f"ATP's β: {SEARCH_STRATEGY} golden-section search over the 0.002 grid, per sparsity"
-           if comparison.searched else "ATP's β: the slider's value")
+    how = (f"ATP's β: {comparison.strategy} search over the 0.002 grid, per sparsity"
+           if comparison.strategy else "ATP's β: the slider's value")
     lines = [_verdict(s, by_allocation) for s, by_allocation in comparison.runs.items()]
-    diverged = any(not math.isfinite(r["ppl"]) for r in comparison.results())
+    diverged = any(r.diverged for r in comparison.results())
     note = " · a blank table cell is a diverged run (perplexity ∞)" if diverged else ""
     first = comparison.runs[comparison.first]["uniform"]
     return "  \n".join([*lines, f"{how} · plots at S = {comparison.first:g}{note}",
-                        f"**Measured with** {first['method']} · {settings_line(first)}"])
+                        f"**Measured with** {PRUNERS[first.method].label} · {settings_line(first)}"])
+
+
+def compare_allocators(
+    model: str,
+    method: str,
+    sparsities: str,
+    beta_choice: str,
+    beta: float,
+    calib_samples: int,
+    calib_seqlen: int,
+    eval_samples: int,
+    eval_seqlen: int,
+    seed: int,
+    text_file: str | None,
+    owl_m: float,
+    owl_lambda: float,
+    alpha_eps: float,
+    frame: pd.DataFrame,
+    progress: gr.Progress = gr.Progress(),
+    request: gr.Request = None,
+):
+    """Prune with uniform, OWL, AlphaPruning and ATP at each target sparsity; compare them.
+
+    Args:
+        model: "embedded", a Hugging Face model id, or a local model directory.
+        method: a pruning method ("wanda", "sparsegpt" or "magnitude").
+        sparsities: target mean sparsities, comma-separated, e.g. "0.7" or "0.5, 0.7".
+        beta_choice: "search" (ATP's β by a fast search over the 0.002 grid, per sparsity)
+            or "slider" (ATP at ``beta`` at every sparsity).
+        beta: ATP common difference used when beta_choice is "slider".
+        calib_samples: calibration windows.
+        calib_seqlen: tokens per calibration window.
+        eval_samples: evaluation windows for perplexity.
+        eval_seqlen: tokens per evaluation window.
+        seed: seed for picking the calibration windows.
+        text_file: a UTF-8 text file, or None for the built-in text.
+        owl_m: OWL's outlier threshold M (a score is an outlier above M × the block's mean).
+        owl_lambda: OWL's λ (the block rates span 2λ).
+        alpha_eps: AlphaPruning's ε (rates span S × [1 − ε, 1 + ε] before rescaling), 0 <= ε < 1.
+
+    Returns:
+        At the first sparsity: every allocator's schedule, their error propagation, OWL's
+        outlier ratio per block and AlphaPruning's α per block; the perplexity table (one
+        row per sparsity), a verdict, the history table, CSV and JSON files.
+    """
+    with user_errors(), stoppable(request) as cancelled:
+        targets = parse_sparsities(sparsities)
+        if beta_choice not in (BETA_SEARCH, BETA_SLIDER):
+            raise AtpError(f"unknown β choice {beta_choice!r}: use {BETA_SEARCH!r} or {BETA_SLIDER!r}")
+        settings = run_settings(model, method, targets[0], calib_samples, calib_seqlen, eval_samples, eval_seqlen,
+                                seed, text_file, beta or 0.0)
+        # Checked now: the engine would only refuse them after the β search, minutes later.
+        settings = validate(replace(settings, owl_m=owl_m, owl_lambda=owl_lambda, alpha_eps=alpha_eps))
+        strategy = SEARCH_STRATEGY if beta_choice == BETA_SEARCH else None
+        comparison = compare_all(settings, targets, strategy, engine_progress(progress), cancelled)
+    for result in comparison.results():
+        frame = history_tab.record(frame, result)
+    return (
+        schedules_figure(comparison),
+        errors_figure(comparison),
+        owl_figure(comparison, settings),
+        alpha_figure(comparison),
+        table(comparison),
+        verdict_markdown(comparison),
+        *history_tab.shown(frame),
+        frame,
+    )
+
+
+def build(shared: Shared) -> None:
+    inputs = shared.inputs
+    gr.Markdown(COMPARE_NOTE)
+    with gr.Row():
+        sparsities = gr.Textbox(f"{DEFAULTS.sparsity:g}", label="Target sparsities S",
+                                info="one, or several comma-separated: 0.5, 0.6, 0.7", elem_id="compare-sparsities")
+        beta_choice = gr.Radio(BETA_CHOICES, value=BETA_SEARCH, label="ATP's β", elem_id="compare-beta")
+    with gr.Accordion("OWL and AlphaPruning settings", open=False, elem_id="allocator-settings"):
+        with gr.Row():
+            owl_m = gr.Number(DEFAULTS.owl_m, step=0.5, label="OWL M",
+                              info="outlier: a Wanda score above M × its block's mean", elem_id="owl-m")
+            owl_lambda = gr.Number(DEFAULTS.owl_lambda, step=0.01, label="OWL λ",
+                                   info="block rates span 2λ", elem_id="owl-lambda")
+            alpha_eps = gr.Number(DEFAULTS.alpha_eps, step=0.05, label="AlphaPruning ε",
+                                  info="rates span S × [1 − ε, 1 + ε] before rescaling, ε < 1", elem_id="alpha-eps")
+    with gr.Row():
+        run_btn = gr.Button("Compare allocators", variant="primary", elem_id="compare-run")
+        stop_btn = gr.Button("Stop", variant="stop", scale=0, min_width=120)
+    verdict = gr.Markdown(label="which allocator won", elem_id="compare-text")
+    perplexities = gr.Dataframe(empty_table(), interactive=False, label="Perplexity on held-out text (lower is better)",
+                                elem_id="compare-table")
+    with gr.Row():
+        schedule_plot = gr.Plot(label="schedules", show_label=False, elem_id="compare-schedule-plot")
+        error_plot = gr.Plot(label="error propagation", show_label=False, elem_id="compare-error-plot")
+    with gr.Row():
+        owl_plot = gr.Plot(label="OWL outlier ratio", show_label=False, elem_id="owl-plot")
+        alpha_plot = gr.Plot(label="AlphaPruning alpha", show_label=False, elem_id="alpha-plot")
+    shared.heavy.append(run_btn.click(
+        compare_allocators,
+        [inputs.model, inputs.method, sparsities, beta_choice, inputs.beta, *inputs.measurement, owl_m, owl_lambda,
+         alpha_eps, shared.history.frame],
+        [schedule_plot, error_plot, owl_plot, alpha_plot, perplexities, verdict, *shared.history.shown,
+         shared.history.frame],
+        api_name="compare_allocators", **ENGINE))
+    shared.stop_buttons.append(stop_btn)

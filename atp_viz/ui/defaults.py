@@ -1,19 +1,19 @@
 """The app's default inputs and choices, kept in one place.
 
-The run settings themselves default to the engine's ``RunSettings`` (embedded model,
+The run settings themselves default to the engine's ``settings.DEFAULTS`` (embedded model,
 Wanda, S = 0.7, calibration 8 × 256, evaluation 16 × 256 tokens, seed 0, built-in text),
-so the app, the CLI and the engine cannot drift apart.
+and the choices of method, allocation and search come from the engine's registries, so
+the app, the CLI and the engine cannot drift apart.
 """
 
 from __future__ import annotations
 
-from ..engine import RunSettings
 from ..models import EMBEDDED, EMBEDDED_NAME
+from ..pruners import PRUNERS
+from ..search import STRATEGIES
 
-DEFAULTS = RunSettings()
-
-# Near the best β measured on the embedded model at S = 0.7 (ATP_NOTES §6); clamped to
-# β_max whenever the model or the target sparsity makes it illegal.
+# Near the best β measured on the embedded model at S = 0.7 (README, "Results"); clamped
+# to β_max whenever the model or the target sparsity makes it illegal.
 DEFAULT_BETA = 0.012
 # Finer than the paper's 0.002 search grid, so every grid point can be set by hand.
 BETA_STEP = 0.0005
@@ -30,16 +30,8 @@ MODEL_CHOICES: list[tuple[str, str]] = [
     ("facebook/opt-125m", "facebook/opt-125m"),
 ]
 
-METHOD_CHOICES: list[tuple[str, str]] = [
-    ("Wanda", "wanda"),
-    ("SparseGPT", "sparsegpt"),
-    ("magnitude", "magnitude"),
-]
-
-SEARCH_CHOICES: list[tuple[str, str]] = [
-    ("grid: every 0.002 up to β_max (the paper)", "grid"),
-    ("fast: golden-section over the same grid", "fast"),
-]
+METHOD_CHOICES: list[tuple[str, str]] = [(p.label, p.name) for p in PRUNERS.values()]
+SEARCH_CHOICES: list[tuple[str, str]] = [(s.label, s.name) for s in STRATEGIES.values()]
 
 # Which run the introduced/inherited split and the heatmap show.
 RUN_CHOICES = ("ATP", "uniform")

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..texts import BUILTIN
+from ..results import RunResult
+from .format import text_name
 
 COLUMNS = ["run", "time", "model", "method", "sparsity", "allocation", "beta", "ppl", "dense_ppl",
            "overall_sparsity", "calibration", "evaluation", "seed", "text"]
@@ -25,36 +26,37 @@ def empty() -> pd.DataFrame:
     return pd.DataFrame(columns=[*COLUMNS, _KEY, _JSON])
 
 
-def run_key(result: dict) -> str:
+def run_key(result: RunResult) -> str:
     """Everything that determines a result; the same run is listed once."""
     # The schedule tells OWL / AlphaPruning runs apart whose M, λ or ε differ (results
     # do not record those settings).
-    identity = {name: result[name] for name in ("model", "method", "sparsity", "allocation", "beta", "schedule")}
-    return json.dumps({**identity, **result["settings"]}, sort_keys=True)
+    data = result.to_json()
+    identity = {name: data[name] for name in ("model", "method", "sparsity", "allocation", "beta", "schedule")}
+    return json.dumps({**identity, **data["settings"]}, sort_keys=True)
 
 
-def has_run(history: pd.DataFrame, result: dict) -> bool:
+def has_run(history: pd.DataFrame, result: RunResult) -> bool:
     return bool((history[_KEY] == run_key(result)).any())
 
 
-def add_run(history: pd.DataFrame, result: dict, json_path: str | Path, when: datetime) -> pd.DataFrame:
+def add_run(history: pd.DataFrame, result: RunResult, json_path: str | Path, when: datetime) -> pd.DataFrame:
     """``history`` with ``result`` appended as run number len(history) + 1."""
-    s = result["settings"]
+    s = result.settings
     row = {
         "run": len(history) + 1,
         "time": when.strftime("%H:%M:%S"),
-        "model": result["model"],
-        "method": result["method"],
-        "sparsity": result["sparsity"],
-        "allocation": result["allocation"],
-        "beta": result["beta"],
-        "ppl": result["ppl"],
-        "dense_ppl": result["dense_ppl"],
-        "overall_sparsity": result["overall_sparsity"],
-        "calibration": f"{s['calib_samples']} × {s['calib_seqlen']}",
-        "evaluation": f"{s['eval_samples']} × {s['eval_seqlen']}",
-        "seed": s["seed"],
-        "text": s["text"] if s["text"] == BUILTIN else Path(s["text"]).name,
+        "model": result.model,
+        "method": result.method,
+        "sparsity": result.sparsity,
+        "allocation": result.allocation,
+        "beta": result.beta,
+        "ppl": result.ppl,
+        "dense_ppl": result.dense_ppl,
+        "overall_sparsity": result.overall_sparsity,
+        "calibration": f"{s.calib_samples} × {s.calib_seqlen}",
+        "evaluation": f"{s.eval_samples} × {s.eval_seqlen}",
+        "seed": s.seed,
+        "text": text_name(s.text).removeprefix("file "),
         _KEY: run_key(result),
         _JSON: str(json_path),
     }

@@ -14,8 +14,6 @@ from ..errors import AtpError
 
 # The paper's calibration set: 128 windows of 2048 tokens.
 DEFAULT_MAX_TOKENS = 128 * 2048
-# Seeds land in the history table as int64 (torch itself takes at most 64 bits).
-MAX_SEED = 2**63 - 1
 
 
 def max_tokens() -> int:
@@ -31,9 +29,3 @@ def check_tokens(samples: int, seqlen: int, what: str) -> None:
             f"{what} of {samples} × {seqlen} = {samples * seqlen:,} tokens is over this app's limit of "
             f"{limit:,} tokens per set (set ATP_VIZ_MAX_TOKENS to change it)"
         )
-
-
-def check_seed(seed: int) -> int:
-    if not 0 <= seed <= MAX_SEED:
-        raise AtpError(f"seed must be a whole number from 0 to {MAX_SEED}, got {seed}")
-    return seed

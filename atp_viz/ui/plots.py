@@ -1,8 +1,9 @@
-"""Plotly figures for the app: plain data in, ``go.Figure`` out (no gradio, no torch).
+"""Plotly figures for the app: results in, ``go.Figure`` out (no gradio, no torch).
 
 Every figure uses one small house template (transparent background, mid-grey text,
-grids with alpha) so it reads on light and dark themes, and one colour per schedule
-name taken from ``SCHEDULE_COLOURS``.
+grids with alpha) so it reads on light and dark themes, and one colour per allocation
+taken from ``SCHEDULE_COLOURS``. Figures that show several runs take them as
+{legend label: result}.
 """
 
 from __future__ import annotations
@@ -14,19 +15,19 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from ..allocations import ALLOCATORS
 from ..errors import AtpError
+from ..results import RunResult, SearchTrial
 from ..schedules import atp_schedule, beta_max
+from .format import run_label, text_name
 
-# Okabe-Ito (colour-blind safe). Dense is grey: Okabe-Ito black vanishes on a dark theme.
-SCHEDULE_COLOURS: dict[str, str] = {
-    "dense": "#999999",
-    "uniform": "#0072B2",
-    "atp": "#D55E00",
-    "owl": "#009E73",
-    "alphapruning": "#CC79A7",
-}
-# The remaining Okabe-Ito colours, for names outside the mapping (e.g. a custom schedule).
-_FALLBACK_COLOURS = ("#E69F00", "#56B4E9")
+# Okabe-Ito (colour-blind safe), handed to the allocators in registry order. Dense is
+# grey: Okabe-Ito black vanishes on a dark theme.
+_PALETTE = ("#0072B2", "#009E73", "#CC79A7", "#D55E00", "#E69F00", "#56B4E9", "#F0E442")
+SCHEDULE_COLOURS: dict[str, str] = {"dense": "#999999",
+                                    **{name: _PALETTE[i] for i, name in enumerate(ALLOCATORS)}}
+# The palette's colours left over, for names outside the registry (e.g. a custom schedule).
+_FALLBACK_COLOURS = tuple(c for c in _PALETTE if c not in SCHEDULE_COLOURS.values())
 # Mid grey has about the same contrast (~4.4:1) on white and on Gradio's dark background.
 _TEXT = "#777777"
 _GRID = "rgba(128,128,128,0.25)"
@@ -55,14 +56,9 @@ _TEMPLATE = go.layout.Template(layout={
 })
 
 
-def _schedule_key(name: str) -> str:
-    """The schedule part of a run label: 'atp β=0.012' -> 'atp'."""
-    return name.strip().split(" ", 1)[0].lower()
-
-
 def colour_for(name: str) -> str:
-    """The one colour of a schedule (or of a run label starting with its name)."""
-    key = _schedule_key(name)
+    """The one colour of an allocation (or of "dense")."""
+    key = name.lower()
     if key in SCHEDULE_COLOURS:
         return SCHEDULE_COLOURS[key]
     # crc32, not hash(): the colour must not change between processes.
@@ -99,8 +95,8 @@ def _fmt_ppl(value: float) -> str:
     return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
 
 
-def _run_label(result: Mapping) -> str:
-    return f"{result['allocation']}, {result['method']}, S = {result['sparsity']:.3g}"
+def _run_title(result: RunResult) -> str:
+    return f"{run_label(result)}, {result.method}, S = {result.sparsity:.3g}"
 
 
 def schedule_figure(num_layers: int, sparsity: float, beta: float) -> go.Figure:
@@ -126,20 +122,20 @@ def schedule_figure(num_layers: int, sparsity: float, beta: float) -> go.Figure:
     return go.Figure(data=data, layout=layout)
 
 
-def error_propagation_figure(runs: Mapping[str, dict], log_scale: bool = False) -> go.Figure:
+def error_propagation_figure(runs: Mapping[str, RunResult], log_scale: bool = False) -> go.Figure:
     """Relative block-output error against depth, one line per run."""
     data = []
     dash_count: dict[str, int] = {}
     blocks: set[int] = set()
     for label, result in runs.items():
-        key = _schedule_key(label)
+        key = result.allocation
         dash = _DASHES[dash_count.get(key, 0) % len(_DASHES)]
         dash_count[key] = dash_count.get(key, 0) + 1
-        x = [e["layer"] for e in result["errors"]]
+        x = [e.layer for e in result.errors]
         blocks.update(x)
         data.append(go.Scatter(
-            x=x, y=[e["relative"] for e in result["errors"]], mode="lines+markers", name=label,
-            line={"color": colour_for(label), "dash": dash},
+            x=x, y=[e.relative for e in result.errors], mode="lines+markers", name=label,
+            line={"color": colour_for(key), "dash": dash},
             hovertemplate=f"{label}<br>block %{{x}}: %{{y:.3g}}<extra></extra>"))
     if log_scale:
         subtitle = "log scale · dense = 0 (a log axis cannot show it)"
@@ -158,28 +154,27 @@ def error_propagation_figure(runs: Mapping[str, dict], log_scale: bool = False) 
     return go.Figure(data=data, layout=layout)
 
 
-def error_split_figure(result: dict) -> go.Figure:
+def error_split_figure(result: RunResult) -> go.Figure:
     """Per block: introduced and inherited error stacked, total error on top."""
-    errors = result["errors"]
-    x = [e["layer"] for e in errors]
-    colour = colour_for(result["allocation"])
-    amplification = ["n/a" if e["amplification"] is None else f"{e['amplification']:.3g}×"
-                     for e in errors]
+    errors = result.errors
+    x = [e.layer for e in errors]
+    colour = colour_for(result.allocation)
+    amplification = ["n/a" if e.amplification is None else f"{e.amplification:.3g}×" for e in errors]
     data = [
-        go.Bar(x=x, y=[e["introduced"] for e in errors], name="introduced (this block's pruning)",
+        go.Bar(x=x, y=[e.introduced for e in errors], name="introduced (this block's pruning)",
                marker={"color": colour},
                hovertemplate="block %{x}: introduced %{y:.3g}<extra></extra>"),
-        go.Bar(x=x, y=[e["inherited"] for e in errors], name="inherited (earlier error carried on)",
+        go.Bar(x=x, y=[e.inherited for e in errors], name="inherited (earlier error carried on)",
                marker={"color": colour, "pattern": {"shape": "/", "solidity": 0.5}},
                customdata=amplification,
                hovertemplate="block %{x}: inherited %{y:.3g}<br>"
                              "amplification %{customdata}<extra></extra>"),
-        go.Scatter(x=x, y=[e["relative"] for e in errors], mode="lines+markers",
+        go.Scatter(x=x, y=[e.relative for e in errors], mode="lines+markers",
                    name="total ‖Δh‖ / ‖h‖", line={"color": _TEXT},
                    hovertemplate="block %{x}: total %{y:.3g}<extra></extra>"),
     ]
     layout = _layout(
-        f"Introduced vs inherited error ({_run_label(result)})",
+        f"Introduced vs inherited error ({_run_title(result)})",
         AXIS_BLOCK, "error relative to ‖h_dense‖",
         subtitle="bar height = ‖introduced‖ + ‖inherited‖, at least the total "
                  "(triangle inequality) · line = total",
@@ -188,23 +183,21 @@ def error_split_figure(result: dict) -> go.Figure:
     return go.Figure(data=data, layout=layout)
 
 
-def sublayer_heatmap(result: dict) -> go.Figure:
+def sublayer_heatmap(result: RunResult) -> go.Figure:
     """Blocks × linear layers, coloured by each layer's relative error."""
-    cells: dict[tuple[int, str], dict] = {}
-    for entry in result["sublayer_errors"]:
-        cells[(entry["layer"], entry["sublayer"].rsplit(".", 1)[-1])] = entry
+    cells = {(entry.layer, entry.sublayer.rsplit(".", 1)[-1]): entry for entry in result.sublayer_errors}
     names = list(dict.fromkeys(name for _, name in cells))  # first-seen order
     blocks = sorted({block for block, _ in cells})
     grid = [[cells.get((block, name)) for name in names] for block in blocks]
     data = [go.Heatmap(
-        z=[[c["relative"] if c else None for c in row] for row in grid],
-        customdata=[[c["sparsity"] if c else None for c in row] for row in grid],
+        z=[[c.relative if c else None for c in row] for row in grid],
+        customdata=[[c.sparsity if c else None for c in row] for row in grid],
         x=names, y=blocks, colorscale="Viridis", zmin=0, xgap=1, ygap=1,
         colorbar={"title": {"text": "relative error"}},
         hovertemplate="block %{y} · %{x}<br>relative error %{z:.3g}<br>"
                       "sparsity %{customdata:.3f}<extra></extra>")]
     layout = _layout(
-        f"Relative error of each linear layer ({_run_label(result)})",
+        f"Relative error of each linear layer ({_run_title(result)})",
         "linear layer inside the block (the model's own name)", AXIS_BLOCK,
         subtitle="block 0 at the top · colour = relative error (dimensionless)",
         yaxis={"autorange": "reversed"},
@@ -212,32 +205,32 @@ def sublayer_heatmap(result: dict) -> go.Figure:
     return go.Figure(data=data, layout=layout)
 
 
-def _settings_caption(runs: Mapping[str, dict]) -> str | None:
+def _settings_caption(runs: Mapping[str, RunResult]) -> str | None:
     """The measurement settings, once if all runs share them, else per run."""
     captions: dict[str, list[str]] = {}
     for label, result in runs.items():
-        s = result["settings"]
-        caption = (f"seed {s['seed']} · calibration {s['calib_samples']} × {s['calib_seqlen']} "
-                   f"tokens · evaluation {s['eval_samples']} × {s['eval_seqlen']} tokens · "
-                   f"text: {s['text']} · {s['dtype']} (perplexity in {s.get('eval_dtype', s['dtype'])})")
+        s = result.settings
+        caption = (f"seed {s.seed} · calibration {s.calib_samples} × {s.calib_seqlen} "
+                   f"tokens · evaluation {s.eval_samples} × {s.eval_seqlen} tokens · "
+                   f"text: {text_name(s.text)} · {s.dtype} (perplexity in {s.eval_dtype})")
         captions.setdefault(caption, []).append(label)
     if len(captions) <= 1:
         return next(iter(captions), None)
     return "<br>".join(f"{', '.join(labels)}: {caption}" for caption, labels in captions.items())
 
 
-def perplexity_figure(dense_ppl: float, runs: Mapping[str, dict]) -> go.Figure:
+def perplexity_figure(dense_ppl: float, runs: Mapping[str, RunResult]) -> go.Figure:
     """Perplexity of dense and each run (log axis), labelled with achieved sparsity."""
     labels = ["dense", *runs]
-    values = [float(dense_ppl), *(float(r["ppl"]) for r in runs.values())]
+    values = [float(dense_ppl), *(float(r.ppl) for r in runs.values())]
     texts = [f"{_fmt_ppl(values[0])}<br>dense"] + [
-        f"{_fmt_ppl(float(r['ppl']))}<br>{r['overall_sparsity']:.1%} sparse" for r in runs.values()]
+        f"{_fmt_ppl(float(r.ppl))}<br>{r.overall_sparsity:.1%} sparse" for r in runs.values()]
     y = [_plottable(v) for v in values]
     shown = [v for v in y if v is not None]
     # Log-axis range is in decades; headroom above keeps the two-line labels inside.
     y_range = ([math.log10(min(shown)) - 0.2, math.log10(max(shown)) + 0.5] if shown else None)
     data = [go.Bar(x=labels, y=y, text=texts, textposition="outside", cliponaxis=False,
-                   marker={"color": [colour_for(label) for label in labels]},
+                   marker={"color": [colour_for("dense"), *(colour_for(r.allocation) for r in runs.values())]},
                    hovertemplate="%{x}: perplexity %{y:.4g}<extra></extra>")]
     layout = _layout(
         "Perplexity on held-out text (lower is better)", "model (dense or pruning run)", AXIS_PPL,
@@ -266,12 +259,12 @@ def _best_point(betas: Sequence[float], ppls: Sequence[float | None], uniform_pp
     return None
 
 
-def sweep_figure(trials: Sequence[dict], uniform_ppl: float | None,
+def sweep_figure(trials: Sequence[SearchTrial], uniform_ppl: float | None,
                  best_beta: float | None) -> go.Figure:
     """Perplexity against β for the trials so far, uniform as a reference, best β starred."""
-    ordered = sorted(trials, key=lambda t: t["beta"])
-    betas = [float(t["beta"]) for t in ordered]
-    ppls = [_plottable(float(t["ppl"])) for t in ordered]
+    ordered = sorted(trials, key=lambda t: t.beta)
+    betas = [float(t.beta) for t in ordered]
+    ppls = [_plottable(float(t.ppl)) for t in ordered]
     data = []
     if uniform_ppl is not None:
         # Uniform is β = 0: a marker there, and a dashed level across the trials.
@@ -304,14 +297,13 @@ def sweep_figure(trials: Sequence[dict], uniform_ppl: float | None,
     return go.Figure(data=data, layout=layout)
 
 
-def single_block_figure(result: dict, block: int) -> go.Figure:
+def single_block_figure(result: RunResult, block: int) -> go.Figure:
     """Error per block when only ``block`` was pruned: zero before it, carried after it."""
-    errors = result["errors"]
-    x = [e["layer"] for e in errors]
-    y = [e["relative"] for e in errors]
+    x = [e.layer for e in result.errors]
+    y = [e.relative for e in result.errors]
     if block not in x:
         raise AtpError(f"block {block} is not in this result (blocks {x[0]}..{x[-1]})")
-    colour = colour_for(result["allocation"])
+    colour = colour_for(result.allocation)
     data = [
         go.Scatter(x=x, y=y, mode="lines+markers", name="relative error", line={"color": colour},
                    hovertemplate="block %{x}: %{y:.3g}<extra></extra>"),
@@ -321,7 +313,7 @@ def single_block_figure(result: dict, block: int) -> go.Figure:
                    hovertemplate="pruned block %{x}: %{y:.3g}<extra></extra>"),
     ]
     layout = _layout(
-        f"Prune only block {block} (sparsity {result['schedule'][block]:.0%}): "
+        f"Prune only block {block} (sparsity {result.schedule[block]:.0%}): "
         "where its error goes",
         AXIS_BLOCK, AXIS_RELATIVE,
         subtitle="blocks before it are untouched (error 0) · after it, dense blocks carry it on",
@@ -332,15 +324,14 @@ def single_block_figure(result: dict, block: int) -> go.Figure:
     return go.Figure(data=data, layout=layout)
 
 
-def compare_schedules_figure(schedules: Mapping[str, Sequence[float]],
-                             sparsity: float) -> go.Figure:
+def compare_schedules_figure(runs: Mapping[str, RunResult], sparsity: float) -> go.Figure:
     """Several allocators' per-block rates on one axis, with the common target S."""
     data = [
-        go.Scatter(x=list(range(len(rates))), y=list(rates), mode="lines+markers",
-                   name=f"{name} (mean {sum(rates) / len(rates):.3f})",
-                   line={"color": colour_for(name)},
+        go.Scatter(x=list(range(len(r.schedule))), y=list(r.schedule), mode="lines+markers",
+                   name=f"{name} (mean {sum(r.schedule) / len(r.schedule):.3f})",
+                   line={"color": colour_for(r.allocation)},
                    hovertemplate=f"{name}<br>block %{{x}}: %{{y:.3f}}<extra></extra>")
-        for name, rates in schedules.items() if len(rates)
+        for name, r in runs.items() if r.schedule
     ]
     sparsity = float(sparsity)
     layout = _layout(

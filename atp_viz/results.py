@@ -1,0 +1,184 @@
+"""What a run, a β search and a comparison produce, as typed records.
+
+Each record turns into the JSON the command line writes (``to_json``: the keys, and their
+order, are the published output format) and back (``from_json``: a saved result can be
+loaded and drawn again).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+
+
+def _known(cls, data: dict) -> dict:
+    """The entries of ``data`` that ``cls`` has fields for (newer files may carry more)."""
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
+
+
+@dataclass
+class BlockError:
+    """One decoder block's output error on the calibration tokens (see ``propagation``)."""
+
+    layer: int
+    total_sq: float  # ||h~_i - h_i||_F^2, the paper's L_i
+    relative: float  # ||h~_i - h_i|| / ||h_i||
+    introduced: float  # ||h~_i - B_i(h~_{i-1})|| / ||h_i||
+    inherited: float  # ||B_i(h~_{i-1}) - h_i|| / ||h_i||
+    amplification: float | None  # ||inherited_i|| / ||h~_{i-1} - h_{i-1}||
+
+    @classmethod
+    def from_json(cls, data: dict) -> "BlockError":
+        return cls(**_known(cls, data))
+
+
+@dataclass
+class SublayerError:
+    """One linear layer's own relative output error, on a sample of its input."""
+
+    layer: int
+    sublayer: str
+    relative: float
+    sparsity: float
+
+    @classmethod
+    def from_json(cls, data: dict) -> "SublayerError":
+        return cls(**_known(cls, data))
+
+
+@dataclass
+class Measurement:
+    """How a run was measured: shown beside every perplexity."""
+
+    calib_samples: int
+    calib_seqlen: int
+    eval_samples: int | None
+    eval_seqlen: int
+    text: str
+    calib_text: str
+    eval_text: str
+    seed: int
+    dtype: str
+    eval_dtype: str
+    device: str
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Measurement":
+        return cls(**_known(cls, data))
+
+
+@dataclass
+class RunResult:
+    """One pruning run: the schedule, what it achieved, its errors and its perplexity."""
+
+    model: str
+    model_source: str
+    num_layers: int
+    method: str
+    allocation: str
+    sparsity: float
+    beta: float | None  # None for allocations that have no β
+    beta_max: float
+    schedule_unit: str
+    schedule: list[float]
+    achieved_sparsity: list[float]
+    overall_sparsity: float
+    dense_ppl: float | None
+    ppl: float | None
+    errors: list[BlockError]
+    sublayer_errors: list[SublayerError]
+    timings: dict[str, float]
+    settings: Measurement
+    measurements: dict[str, list[float]] = field(default_factory=dict)
+    saved_to: str | None = None
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        if data["saved_to"] is None:
+            del data["saved_to"]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> "RunResult":
+        values = _known(cls, data)
+        values["errors"] = [BlockError.from_json(e) for e in data["errors"]]
+        values["sublayer_errors"] = [SublayerError.from_json(e) for e in data.get("sublayer_errors", [])]
+        values["settings"] = Measurement.from_json(data["settings"])
+        return cls(**values)
+
+    @property
+    def diverged(self) -> bool:
+        return self.ppl is not None and not math.isfinite(self.ppl)
+
+
+@dataclass
+class SearchTrial:
+    """One β of a search: its perplexity and the sparsity the weights reached."""
+
+    beta: float
+    ppl: float
+    overall_sparsity: float
+
+
+@dataclass
+class SearchResult:
+    """A β search: every trial, and the best β with uniform (β = 0) taking part."""
+
+    strategy: str
+    trials: list[SearchTrial]
+    uniform_ppl: float
+    best_beta: float
+    best_ppl: float
+    beta_max: float
+    grid_size: int
+    # The full results behind the trials (uniform first), for callers that draw them.
+    runs: list[RunResult] = field(default_factory=list, repr=False)
+
+    def to_json(self) -> dict:
+        return {
+            "strategy": self.strategy,
+            "trials": [asdict(t) for t in self.trials],
+            "uniform_ppl": self.uniform_ppl,
+            "best_beta": self.best_beta,
+            "best_ppl": self.best_ppl,
+            "beta_max": self.beta_max,
+            "grid_size": self.grid_size,
+        }
+
+
+@dataclass
+class AllocatorComparison:
+    """Every compared allocator's run at each target sparsity, and ATP's β searches."""
+
+    runs: dict[float, dict[str, RunResult]]  # sparsity -> allocation -> result
+    searches: dict[float, SearchResult]  # sparsity -> ATP's search; empty when β was given
+    strategy: str | None  # the search strategy; None when ATP ran at a given β
+
+    @property
+    def first(self) -> float:
+        return next(iter(self.runs))
+
+    def results(self) -> list[RunResult]:
+        return [result for by_allocation in self.runs.values() for result in by_allocation.values()]
+
+    def rows(self) -> list[dict]:
+        """The table a paper prints: perplexity per allocator, one row per sparsity."""
+        return [
+            {
+                "sparsity": sparsity,
+                **{allocation: result.ppl for allocation, result in by_allocation.items()},
+                "atp_beta": by_allocation["atp"].beta,
+                "dense": by_allocation["uniform"].dense_ppl,
+            }
+            for sparsity, by_allocation in self.runs.items()
+        ]
+
+    def to_json(self) -> dict:
+        return {
+            "rows": self.rows(),
+            "runs": {f"{s:g}": {a: r.to_json() for a, r in by.items()} for s, by in self.runs.items()},
+            "searches": {f"{s:g}": search.to_json() for s, search in self.searches.items()},
+            "strategy": self.strategy,
+            "settings": asdict(self.runs[self.first]["uniform"].settings),
+        }

@@ -1,0 +1,93 @@
+"""Where the engine meets gradio: errors, progress, Stop, and the files the page offers.
+
+- ``user_errors``: the engine's one-line ``AtpError`` becomes a ``gr.Error`` the page shows;
+- ``engine_progress``: the engine's progress callback drives a ``gr.Progress``;
+- ``stoppable`` / ``stop``: each heavy run of a browser session gets a flag that the
+  session's Stop button sets, and the engine asks it between steps (gradio's
+  ``cancels`` ends the event, but the engine works on in its thread until it looks);
+- ``new_file`` / ``export_dir``: fresh paths under one temp folder gradio may serve.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+
+import gradio as gr
+
+from ..errors import AtpError
+from ..progress import CancelCheck, Progress
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Show the engine's one-line explanations to the user instead of a stack trace."""
+    try:
+        yield
+    except AtpError as exc:
+        # A refusal is no crash: one line in the server's log, not a traceback.
+        print(f"atp_viz: refused: {exc}", flush=True)
+        raise gr.Error(str(exc), print_exception=False) from None
+
+
+def engine_progress(progress: gr.Progress) -> Progress:
+    return lambda fraction, message: progress(fraction, desc=message)
+
+
+# Stop flags of the runs in progress, per browser session. Each run has its own flag, so
+# a run started right after Stop cannot revive the one being stopped.
+_running: dict[str, set[threading.Event]] = {}
+_running_lock = threading.Lock()
+
+
+def _session(request: gr.Request | None) -> str:
+    return getattr(request, "session_hash", None) or ""
+
+
+@contextmanager
+def stoppable(request: gr.Request | None) -> Iterator[CancelCheck]:
+    """A heavy run of this session: yields the engine's ``cancelled`` check for Stop to trip."""
+    flag = threading.Event()
+    key = _session(request)
+    with _running_lock:
+        _running.setdefault(key, set()).add(flag)
+    try:
+        yield flag.is_set
+    finally:
+        with _running_lock:
+            flags = _running.get(key, set())
+            flags.discard(flag)
+            if not flags:
+                _running.pop(key, None)
+
+
+def stop(request: gr.Request = None) -> None:
+    """Stop this session's running prune, search, experiment, comparison or export."""
+    with _running_lock:
+        for flag in _running.get(_session(request), ()):
+            flag.set()
+
+
+@lru_cache(maxsize=1)
+def _output_root() -> Path:
+    # Under the system temp dir, where gradio agrees to serve files from.
+    return Path(tempfile.mkdtemp(prefix="atp_viz_"))
+
+
+def new_file(name: str) -> Path:
+    """A fresh path with a readable file name (a directory of its own avoids clashes)."""
+    return Path(tempfile.mkdtemp(dir=_output_root())) / name
+
+
+def export_dir() -> Path:
+    """An empty folder for the next model zip; older zips go (gradio already copied them
+    to its own cache when their event returned, and each is hundreds of MB)."""
+    exports = _output_root() / "exports"
+    shutil.rmtree(exports, ignore_errors=True)
+    exports.mkdir()
+    return exports

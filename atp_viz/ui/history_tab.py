@@ -1,0 +1,127 @@
+"""The "History and downloads" tab: every run of this browser session, each run's JSON,
+the history as CSV, and the pruned model as a zip."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from .. import engine
+from ..progress import CancelCheck, Progress
+from ..results import RunResult
+from ..settings import DEFAULTS, RunSettings
+from . import history
+from .adapters import engine_progress, export_dir, new_file, stoppable, user_errors
+from .shared import ENGINE, HistoryOutputs, Shared, run_settings
+
+DOWNLOAD_NOTE = """
+**About the pruned model.** The zip holds a plain transformers model directory, pruned
+with ATP at the β on the first tab. Unstructured pruning sets weights to zero but keeps
+every dense tensor, so the files are as large as the dense model's and it is not faster
+on ordinary kernels: that needs a sparse runtime (e.g. DeepSparse on CPU, nm-vllm on GPU).
+"""
+
+
+def create() -> HistoryOutputs:
+    """The history's state and components, made before the tabs that fill them (rendered here later)."""
+    return HistoryOutputs(
+        frame=gr.State(history.empty()),
+        table=gr.Dataframe(history.table(history.empty()), interactive=False, label="Runs of this session",
+                           elem_id="history", render=False),
+        csv=gr.DownloadButton("Download history (CSV)", elem_id="history-csv", render=False),
+        files=gr.File(label="Each run's full result (JSON), newest first", file_count="multiple",
+                      interactive=False, elem_id="run-json", render=False),
+    )
+
+
+def write_json(result: RunResult, path: Path) -> Path:
+    path.write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def record(frame: pd.DataFrame, result: RunResult) -> pd.DataFrame:
+    """``frame`` with ``result`` added (once: a run the engine reused is not listed twice)."""
+    if history.has_run(frame, result):
+        return frame
+    beta = "" if result.beta is None else f"-beta{result.beta:g}"
+    path = write_json(result, new_file(f"run{len(frame) + 1}-{result.allocation}{beta}.json"))
+    return history.add_run(frame, result, path, datetime.now())
+
+
+def shown(frame: pd.DataFrame) -> tuple:
+    """The history table, its CSV file and every run's JSON file."""
+    if frame.empty:
+        return history.table(frame), None, None
+    csv = history.write_csv(frame, new_file("atp_viz_history.csv"))
+    return history.table(frame), str(csv), history.json_files(frame)
+
+
+def export_pruned(settings: RunSettings, out_dir: Path, progress: Progress | None = None,
+                  cancelled: CancelCheck | None = None) -> Path:
+    """Prune again keeping the weights, save a transformers model directory, and zip it."""
+    # Perplexity does not change the weights; skipping it saves a full evaluation.
+    prune_settings = replace(settings, measure_ppl=False)
+    outcome = engine.run_pruning(prune_settings, progress, cancelled, keep_weights=True)
+    name = f"{Path(settings.model).name}-{settings.method}-S{settings.sparsity:g}-atp-beta{settings.beta:g}"
+    if progress is not None:
+        progress(1.0, "writing the model files")
+    with tempfile.TemporaryDirectory() as staging:
+        engine.save_pruned(prune_settings, outcome.pruned, Path(staging) / name)
+        archive = shutil.make_archive(str(out_dir / name), "zip", root_dir=staging, base_dir=name)
+    return Path(archive)
+
+
+def download_pruned_model(
+    model: str,
+    method: str,
+    sparsity: float,
+    beta: float,
+    calib_samples: int,
+    calib_seqlen: int,
+    seed: int,
+    text_file: str | None,
+    progress: gr.Progress = gr.Progress(),
+    request: gr.Request = None,
+):
+    """Prune with ATP at β again, keeping the weights, and return the model directory as a zip.
+
+    Args:
+        model: "embedded", a Hugging Face model id, or a local model directory.
+        method: a pruning method ("wanda", "sparsegpt" or "magnitude").
+        sparsity: target mean sparsity S in [0, 1).
+        beta: ATP common difference, 0 <= β <= beta_max.
+        calib_samples: calibration windows.
+        calib_seqlen: tokens per calibration window.
+        seed: seed for picking the calibration windows.
+        text_file: a UTF-8 text file, or None for the built-in text.
+    """
+    with user_errors(), stoppable(request) as cancelled:
+        settings = run_settings(model, method, sparsity, calib_samples, calib_seqlen,
+                                DEFAULTS.eval_samples, DEFAULTS.eval_seqlen, seed, text_file, beta)
+        # Exports share the one engine slot, so no other export is using the folder.
+        return str(export_pruned(settings, export_dir(), engine_progress(progress), cancelled))
+
+
+def build(shared: Shared) -> None:
+    inputs = shared.inputs
+    shared.history.table.render()
+    with gr.Row(equal_height=False):
+        with gr.Column():
+            shared.history.csv.render()
+            shared.history.files.render()
+        with gr.Column():
+            gr.Markdown(DOWNLOAD_NOTE)
+            export_btn = gr.Button("Build pruned model (zip)", elem_id="export")
+            model_zip = gr.File(label="Pruned model", interactive=False, elem_id="model-zip")
+    shared.heavy.append(export_btn.click(
+        download_pruned_model,
+        [inputs.model, inputs.method, inputs.sparsity, inputs.beta, inputs.calib_samples, inputs.calib_seqlen,
+         inputs.seed, inputs.text_file],
+        model_zip, api_name="download_pruned_model", **ENGINE))

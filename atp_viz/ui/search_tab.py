@@ -1,0 +1,140 @@
+"""The "Search β" tab: perplexity against β, filled in live, the best β starred, and one
+click to put it on the first tab's slider."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import gradio as gr
+import pandas as pd
+import plotly.graph_objects as go
+
+from ..progress import CancelCheck, Progress
+from ..results import RunResult, SearchTrial
+from ..schedules import grid_betas
+from ..search import iter_search, summarise
+from ..settings import RunSettings
+from . import history_tab, plots
+from .adapters import engine_progress, stoppable, user_errors
+from .defaults import SEARCH_CHOICES
+from .format import ppl, settings_line
+from .prune_tab import preview_schedule
+from .shared import ENGINE, INSTANT, Shared, block_count, run_settings
+
+
+@dataclass
+class SweepStep:
+    """The state of a β search after one more run (``best_beta`` is set on the last step)."""
+
+    figure: go.Figure
+    status: str
+    best_beta: float | None
+    result: RunResult | None  # the run just finished, for the history
+
+
+def sweep(settings: RunSettings, strategy: str, progress: Progress | None = None,
+          cancelled: CancelCheck | None = None) -> Iterator[SweepStep]:
+    """The uniform baseline, then each β trial as it finishes; the last step names the best β
+    (uniform takes part: if no β beats it, the best β is 0)."""
+    grid = grid_betas(block_count(settings.model), settings.sparsity)
+    if progress is not None:
+        progress(0.0, "uniform baseline")
+    runs: list[RunResult] = []
+    for result in iter_search(settings, strategy, cancelled):
+        runs.append(result)
+        uniform, trials = runs[0], [SearchTrial(r.beta, r.ppl, r.overall_sparsity) for r in runs[1:]]
+        if trials:
+            if progress is not None:
+                progress(len(trials) / len(grid), f"trial {len(trials)}: β = {result.beta:.4g}")
+            status = f"{len(trials)} trial(s) · last β = {result.beta:.4g}: perplexity {ppl(result.ppl)}"
+        else:
+            status = f"uniform: perplexity {ppl(uniform.ppl)} · {len(grid)} β on the grid"
+        yield SweepStep(plots.sweep_figure(trials, uniform.ppl, None), status, None, result)
+    found = summarise(strategy, runs)
+    yield SweepStep(plots.sweep_figure(found.trials, found.uniform_ppl, found.best_beta),
+                    f"done: {len(found.trials)} trial(s) ({strategy}) · best β = {found.best_beta:.4g}, perplexity "
+                    f"{ppl(found.best_ppl)} (uniform {ppl(found.uniform_ppl)}) · {settings_line(runs[0])}",
+                    found.best_beta, None)
+
+
+def sweep_beta(
+    model: str,
+    method: str,
+    sparsity: float,
+    strategy: str,
+    calib_samples: int,
+    calib_seqlen: int,
+    eval_samples: int,
+    eval_seqlen: int,
+    seed: int,
+    text_file: str | None,
+    frame: pd.DataFrame,
+    progress: gr.Progress = gr.Progress(),
+    request: gr.Request = None,
+):
+    """Search β: prune and measure perplexity per β, live; the last update names the best β.
+
+    Args:
+        model: "embedded", a Hugging Face model id, or a local model directory.
+        method: a pruning method ("wanda", "sparsegpt" or "magnitude").
+        sparsity: target mean sparsity S in [0, 1).
+        strategy: "grid" (every 0.002 up to beta_max, as the paper) or "fast" (fewer trials).
+        calib_samples: calibration windows.
+        calib_seqlen: tokens per calibration window.
+        eval_samples: evaluation windows for perplexity.
+        eval_seqlen: tokens per evaluation window.
+        seed: seed for picking the calibration windows.
+        text_file: a UTF-8 text file, or None for the built-in text.
+
+    Returns:
+        Perplexity against β, a status line, the best β (on the last update, uniform
+        included: 0 when no β beats it), the history table, CSV and JSON files.
+    """
+    with user_errors(), stoppable(request) as cancelled:
+        settings = run_settings(model, method, sparsity, calib_samples, calib_seqlen, eval_samples, eval_seqlen,
+                                seed, text_file)
+        for step in sweep(settings, strategy, engine_progress(progress), cancelled):
+            if step.result is not None:
+                frame = history_tab.record(frame, step.result)
+            best = gr.update() if step.best_beta is None else gr.update(value=step.best_beta, visible=True)
+            yield step.figure, step.status, best, *history_tab.shown(frame), frame
+
+
+def apply_best_beta(best_beta: float | None, model: str, sparsity: float):
+    """Set the β slider to the best β found by the search.
+
+    Args:
+        best_beta: the β to apply.
+        model: "embedded", a Hugging Face model id, or a local model directory.
+        sparsity: target mean sparsity S in [0, 1).
+    """
+    if best_beta is None:
+        raise gr.Error("no best β yet: run a β search first", print_exception=False)
+    figure, info = preview_schedule(model, sparsity, best_beta)
+    return gr.update(value=best_beta), figure, info
+
+
+def build(shared: Shared) -> None:
+    inputs = shared.inputs
+    gr.Markdown("Prunes and measures perplexity once per β, with the model, method, sparsity "
+                "and calibration settings of the first tab; the plot fills in as trials finish.")
+    with gr.Row():
+        strategy = gr.Radio(SEARCH_CHOICES, value="grid", label="Search", elem_id="strategy")
+        # Hidden until a search ends: an empty number box would read as "best β = 0".
+        best_beta = gr.Number(None, label="best β", interactive=False, visible=False, elem_id="best-beta")
+    with gr.Row():
+        sweep_btn = gr.Button("Search β", variant="primary", elem_id="sweep")
+        apply_btn = gr.Button("Apply best β", elem_id="apply-best")
+        stop_btn = gr.Button("Stop", variant="stop", scale=0, min_width=120)
+    status = gr.Markdown(label="search status", elem_id="sweep-status")
+    plot = gr.Plot(plots.sweep_figure([], None, None), label="perplexity vs beta", show_label=False,
+                   elem_id="sweep-plot")
+    shared.heavy.append(sweep_btn.click(
+        sweep_beta, [inputs.model, inputs.method, inputs.sparsity, strategy, *inputs.measurement,
+                     shared.history.frame],
+        [plot, status, best_beta, *shared.history.shown, shared.history.frame],
+        api_name="sweep_beta", show_progress="minimal", **ENGINE))
+    shared.stop_buttons.append(stop_btn)
+    apply_btn.click(apply_best_beta, [best_beta, inputs.model, inputs.sparsity], [inputs.beta, *shared.schedule_view],
+                    **INSTANT, api_name="apply_best_beta")

@@ -1,0 +1,97 @@
+"""What the tabs share: the first tab's run inputs, the session's history, the Stop
+wiring, and the one way the app turns what a person typed into engine settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import gradio as gr
+
+from ..errors import AtpError
+from ..models import layer_count
+from ..settings import RunSettings, validate
+from ..texts import BUILTIN
+from . import limits
+
+
+@dataclass
+class RunInputs:
+    """The first tab's controls, which every tab's runs use."""
+
+    model: gr.Dropdown
+    method: gr.Radio
+    sparsity: gr.Slider
+    beta: gr.Slider
+    calib_samples: gr.Number
+    calib_seqlen: gr.Number
+    eval_samples: gr.Number
+    eval_seqlen: gr.Number
+    seed: gr.Number
+    text_file: gr.File
+
+    @property
+    def measurement(self) -> list:
+        """Calibration, evaluation, seed and text, in the order the endpoints take them."""
+        return [self.calib_samples, self.calib_seqlen, self.eval_samples, self.eval_seqlen, self.seed,
+                self.text_file]
+
+
+@dataclass
+class HistoryOutputs:
+    """The session's run history (state) and what shows it; the history tab renders them."""
+
+    frame: gr.State
+    table: gr.Dataframe
+    csv: gr.DownloadButton
+    files: gr.File
+
+    @property
+    def shown(self) -> list:
+        return [self.table, self.csv, self.files]
+
+
+@dataclass
+class Shared:
+    inputs: RunInputs
+    history: HistoryOutputs
+    schedule_view: list  # the first tab's schedule plot and its description
+    heavy: list = field(default_factory=list)  # the events Stop cancels
+    stop_buttons: list = field(default_factory=list)
+
+
+def run_settings(model: str, method: str, sparsity: float, calib_samples: float, calib_seqlen: float,
+                 eval_samples: float, eval_seqlen: float, seed: float, text_file: str | None,
+                 beta: float = 0.0) -> RunSettings:
+    """Validated engine settings of an ATP run from the page's values (no text file: the
+    built-in text), within this app's token limits."""
+    settings = validate(RunSettings(
+        model=(model or "").strip(), method=method, sparsity=sparsity, allocation="atp", beta=beta,
+        calib_samples=calib_samples, calib_seqlen=calib_seqlen, eval_samples=eval_samples,
+        eval_seqlen=eval_seqlen, text=text_file or BUILTIN, seed=seed,
+    ))
+    limits.check_tokens(settings.calib_samples, settings.calib_seqlen, "the calibration set")
+    limits.check_tokens(settings.eval_samples, settings.eval_seqlen, "the evaluation set")
+    return settings
+
+
+@lru_cache(maxsize=32)
+def _cached_count(spec: str) -> int:
+    return layer_count(spec)
+
+
+def block_count(model: str) -> int:
+    """Decoder blocks of ``model``, remembered so that dragging the β slider stays instant."""
+    spec = (model or "").strip()
+    if not spec:
+        raise AtpError("no model given: use 'embedded', a Hugging Face model id or a local directory")
+    return _cached_count(spec)
+
+
+# Heavy events share one engine slot: a second click waits in the queue instead of
+# competing for the same cores.
+ENGINE = {"concurrency_id": "engine", "concurrency_limit": 1}
+# Light events answer at once, outside the queue, without a spinner.
+INSTANT = {"queue": False, "show_progress": "hidden"}
+# Events the page needs but API callers do not: kept out of the API.
+UI_ONLY = {"api_visibility": "private"}
