@@ -14,6 +14,9 @@ from .progress import CancelCheck, check_cancelled
 # Logits are (batch, T, vocab): with a 50k vocabulary, 512 tokens already cost ~100 MB
 # in float32, so evaluation runs in small batches.
 EVAL_BATCH_TOKENS = 512
+# The loss reads the logits this many positions at a time: its float32 copy and
+# log-softmax then stay ~50 MB with a 50k vocabulary, however long the window.
+LOSS_CHUNK_TOKENS = 256
 
 
 def perplexity(
@@ -33,13 +36,20 @@ def perplexity(
             ids = windows[start : start + batch].to(device)
             with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
                 logits = model(input_ids=ids, use_cache=False).logits
-            shift_logits = logits[:, :-1].float()
-            targets = ids[:, 1:].to(shift_logits.device)
-            nll_sum += F.cross_entropy(
-                shift_logits.reshape(-1, shift_logits.shape[-1]), targets.reshape(-1), reduction="sum"
-            ).item()
-            count += targets.numel()
+            nll_sum += _summed_nll(logits[:, :-1].reshape(-1, logits.shape[-1]),
+                                   ids[:, 1:].reshape(-1).to(logits.device))
+            count += ids.shape[0] * (ids.shape[1] - 1)
+            del logits
     mean_nll = nll_sum / count
     if not math.isfinite(mean_nll):
         raise AtpError("perplexity is not finite (the pruned model's outputs overflowed or became NaN)")
     return math.exp(min(mean_nll, 700.0))
+
+
+def _summed_nll(logits: torch.Tensor, targets: torch.Tensor) -> float:
+    """Σ next-token NLL in float32, a chunk of positions at a time."""
+    total = 0.0
+    for start in range(0, targets.numel(), LOSS_CHUNK_TOKENS):
+        chunk = slice(start, start + LOSS_CHUNK_TOKENS)
+        total += F.cross_entropy(logits[chunk].float(), targets[chunk], reduction="sum").item()
+    return total

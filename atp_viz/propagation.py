@@ -21,7 +21,7 @@ from torch import nn
 from .blocks import as_stored, linear_sublayers, weight_matrix
 from .capture import BlockCall, call_block
 from .progress import CancelCheck, Progress, check_cancelled
-from .pruners import Pruner, apply_mask, get_pruner
+from .pruners import Pruner, get_pruner
 from .results import BlockError, SublayerError
 from .weights import PrunedLayer, swapped_weights
 
@@ -126,7 +126,7 @@ def collect_statistics(
 class PrunedBlock:
     """One block's pruned layers: compact (``kept``) and as weights for its forward."""
 
-    kept: dict[str, PrunedLayer]  # by name inside the block; masks where the pruner allows
+    kept: dict[str, PrunedLayer]  # by name inside the block; zero masks where the pruner allows
     for_forward: dict[str, PrunedLayer]  # the same layers as full weights, for one forward
     zeros: int
     total: int
@@ -143,14 +143,15 @@ def prune_block(
     for name, module in layers.items():
         dense = weight_matrix(module)
         s = stats[name]
-        outcome = pruner.prune(dense, s.statistic, s.tokens, rate)
-        pruned = apply_mask(dense, outcome) if outcome.dtype == torch.bool else outcome
-        layer_zeros = int((pruned == 0).sum())
+        pruned = pruner.prune(dense, s.statistic, s.tokens, rate)
+        zeroed = pruned == 0
+        layer_zeros = int(zeroed.sum())
         zeros, total = zeros + layer_zeros, total + pruned.numel()
         errors.append(_sublayer_error(index, name, pruned, s, layer_zeros))
         weight = PrunedLayer(weight=as_stored(module, pruned.to(dense.dtype)))
         for_forward[name] = weight
-        kept[name] = PrunedLayer(keep=as_stored(module, outcome)) if outcome.dtype == torch.bool else weight
+        # Where the survivors are the dense weights, the mask of zeros rebuilds the layer exactly.
+        kept[name] = PrunedLayer(zeroed=as_stored(module, zeroed)) if pruner.keeps_values else weight
     return PrunedBlock(kept, for_forward, zeros, total, errors)
 
 

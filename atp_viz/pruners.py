@@ -5,10 +5,12 @@ A method is two pure functions over one linear layer:
 - ``statistic(x)``: what it needs from the layer's input, as a tensor that adds up over
   micro-batches (``x`` is the input flattened to (tokens, in_features), float32), or
   None when it needs no input at all;
-- ``prune(weight, statistic, tokens, sparsity)``: the pruned layer, from the weight as
-  (out_features, in_features), the summed statistic and the number of tokens behind it.
-  It returns a boolean *keep mask* when the kept weights stay as they are (the engine
-  then stores only the mask), or the new float32 weight when it changes the survivors.
+- ``prune(weight, statistic, tokens, sparsity)``: the pruned weight in float32 (a new
+  tensor), from the weight as (out_features, in_features), the summed statistic and the
+  number of tokens behind it.
+``keeps_values`` says that every weight it does not zero stays as it was (magnitude,
+Wanda; not SparseGPT, which updates the survivors): the engine then keeps only which
+weights were zeroed, a byte per weight instead of four.
 
 Adding a method is one ``register(Pruner(...))`` call: the pruning loop, the command
 line, the app's choices and their help texts all come from ``PRUNERS``.
@@ -37,6 +39,7 @@ class Pruner:
     summary: str  # one line: what it removes
     statistic: Statistic | None
     prune: PruneFn
+    keeps_values: bool
 
 
 PRUNERS: dict[str, Pruner] = {}
@@ -66,27 +69,33 @@ def pruned_count(total: int, sparsity: float) -> int:
     return int(math.floor(total * sparsity + 1e-9))
 
 
-def _keep_mask(scores: torch.Tensor, sparsity: float, per_row: bool) -> torch.Tensor:
-    """True for the weights kept: all but the lowest-scoring ones, per output row (Wanda)
-    or over the whole matrix (magnitude)."""
-    keep = torch.ones(scores.shape, dtype=torch.bool)
+def lowest(scores: torch.Tensor, k: int, dim: int = -1) -> torch.Tensor:
+    """Indices of the ``k`` lowest of non-negative float32 ``scores`` along ``dim`` (unordered).
+
+    For non-negative IEEE floats the bit patterns, read as int32, order exactly as the
+    values do (ties stay ties), and topk over int32 runs ~1.6x faster on CPU than over
+    float32; both are much faster than a full sort.
+    """
+    return torch.topk(scores.float().contiguous().view(torch.int32), k, dim=dim, largest=False, sorted=False).indices
+
+
+def _zero_lowest(weight: torch.Tensor, scores: torch.Tensor, sparsity: float, per_row: bool) -> torch.Tensor:
+    """Zero the lowest-scoring weights: per output row (Wanda) or over the whole matrix."""
+    pruned = weight.float().clone(memory_format=torch.contiguous_format)
     if per_row:
         k = pruned_count(scores.shape[1], sparsity)
         if k > 0:
-            # topk of the lowest, unsorted: much faster than a full sort per row.
-            idx = torch.topk(scores, k, dim=1, largest=False, sorted=False).indices
-            keep.scatter_(1, idx, False)
+            pruned.scatter_(1, lowest(scores, k, dim=1), 0.0)
     else:
         k = pruned_count(scores.numel(), sparsity)
         if k > 0:
-            idx = torch.topk(scores.flatten(), k, largest=False, sorted=False).indices
-            keep.view(-1)[idx] = False
-    return keep
+            pruned.view(-1)[lowest(scores.flatten(), k)] = 0.0
+    return pruned
 
 
-def magnitude_mask(weight: torch.Tensor, sparsity: float) -> torch.Tensor:
-    """Keep mask removing the ⌊n·s⌋ smallest |W| of the whole matrix."""
-    return _keep_mask(weight.abs().float(), sparsity, per_row=False)
+def magnitude_prune(weight: torch.Tensor, sparsity: float) -> torch.Tensor:
+    """Remove the ⌊n·s⌋ smallest |W| of the whole matrix."""
+    return _zero_lowest(weight, weight.abs().float(), sparsity, per_row=False)
 
 
 def wanda_scores(weight: torch.Tensor, input_sq_norms: torch.Tensor) -> torch.Tensor:
@@ -94,22 +103,9 @@ def wanda_scores(weight: torch.Tensor, input_sq_norms: torch.Tensor) -> torch.Te
     return weight.abs().float() * input_sq_norms.float().sqrt().unsqueeze(0)
 
 
-def wanda_mask(weight: torch.Tensor, input_sq_norms: torch.Tensor, sparsity: float) -> torch.Tensor:
-    """Keep mask removing the ⌊c_in·s⌋ lowest Wanda scores in each output row."""
-    return _keep_mask(wanda_scores(weight, input_sq_norms), sparsity, per_row=True)
-
-
-def apply_mask(weight: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """The pruned weight in float32: ``weight`` where ``keep``, else 0 (a new tensor)."""
-    return torch.where(keep, weight.float(), 0.0)
-
-
-def magnitude_prune(weight: torch.Tensor, sparsity: float) -> torch.Tensor:
-    return apply_mask(weight, magnitude_mask(weight, sparsity))
-
-
 def wanda_prune(weight: torch.Tensor, input_sq_norms: torch.Tensor, sparsity: float) -> torch.Tensor:
-    return apply_mask(weight, wanda_mask(weight, input_sq_norms, sparsity))
+    """Remove the ⌊c_in·s⌋ lowest Wanda scores in each output row."""
+    return _zero_lowest(weight, wanda_scores(weight, input_sq_norms), sparsity, per_row=True)
 
 
 def sparsegpt_prune(
@@ -143,7 +139,7 @@ def sparsegpt_prune(
         k = pruned_count(scores.numel(), sparsity)
         mask = torch.zeros_like(W1, dtype=torch.bool)
         if k > 0:
-            mask.view(-1)[torch.topk(scores.flatten(), k, largest=False, sorted=False).indices] = True
+            mask.view(-1)[lowest(scores.flatten(), k)] = True
         Err1 = torch.zeros_like(W1)
         for i in range(i2 - i1):
             w = W1[:, i]
@@ -170,15 +166,18 @@ def _gram(x: torch.Tensor) -> torch.Tensor:
 register(Pruner(
     "wanda", "Wanda", "the lowest |W|·‖X‖ in each output row",
     statistic=_channel_sq_norms,
-    prune=lambda weight, sq_norms, _tokens, sparsity: wanda_mask(weight, sq_norms, sparsity),
+    prune=lambda weight, sq_norms, _tokens, sparsity: wanda_prune(weight, sq_norms, sparsity),
+    keeps_values=True,
 ))
 register(Pruner(
     "sparsegpt", "SparseGPT", "mask by w²/[H⁻¹]² in 128-column blocks, the survivors updated (OBS)",
     statistic=_gram,
     prune=lambda weight, gram, tokens, sparsity: sparsegpt_prune(weight, gram * (2.0 / tokens), sparsity),
+    keeps_values=False,
 ))
 register(Pruner(
     "magnitude", "magnitude", "the smallest |W| of the whole matrix",
     statistic=None,
-    prune=lambda weight, _stat, _tokens, sparsity: magnitude_mask(weight, sparsity),
+    prune=lambda weight, _stat, _tokens, sparsity: magnitude_prune(weight, sparsity),
+    keeps_values=True,
 ))

@@ -1,11 +1,11 @@
 """Pruned weights kept beside the dense model, swapped in only for the length of a call.
 
 The cached dense model is shared by every run (and every app user); a run never writes
-into it. A pruned layer is kept compactly: as a keep mask over the dense weight when the
-method leaves the surviving weights as they are (Wanda, magnitude: one byte per weight
-instead of four), else as its new weight (SparseGPT). Either is turned into a weight
-tensor only while it is swapped in, and the original parameters always go back, even
-when the call raises.
+into it. A pruned layer is kept compactly: as the mask of the weights it zeroed when
+the method leaves the others as they are (Wanda, magnitude: one byte per weight instead
+of four), else as its new weight (SparseGPT). Either is turned into a weight tensor only
+while it is swapped in, and the original parameters always go back, even when the call
+raises.
 """
 
 from __future__ import annotations
@@ -25,19 +25,14 @@ from .progress import CancelCheck, check_cancelled
 class PrunedLayer:
     """One linear layer's pruned weight, in the layout the module stores (one of the two is set)."""
 
-    keep: torch.Tensor | None = None  # bool: True where the dense weight stays
+    zeroed: torch.Tensor | None = None  # bool: True where the pruned weight is 0
     weight: torch.Tensor | None = None  # the new weight, in the module's dtype
 
     def materialise(self, dense: torch.Tensor) -> torch.Tensor:
         """The pruned weight as a tensor, given the dense one it was pruned from."""
         if self.weight is not None:
             return self.weight
-        return torch.where(self.keep.to(dense.device), dense, 0)
-
-    @property
-    def nbytes(self) -> int:
-        tensor = self.weight if self.weight is not None else self.keep
-        return tensor.numel() * tensor.element_size()
+        return dense.masked_fill(self.zeroed.to(dense.device), 0)
 
 
 # Pruned layers by their dotted module name in the model.

@@ -90,3 +90,20 @@ def test_sparsegpt_dead_inputs_are_zeroed():
     H = 2.0 / 100 * X.t() @ X
     pruned = sparsegpt_prune(W, H, 0.25)
     assert torch.all(pruned[:, 2] == 0)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_int32_selection_picks_the_same_lowest_values_as_a_float_sort(seed):
+    from atp_viz.pruners import lowest
+
+    g = torch.Generator().manual_seed(seed)
+    # Non-negative scores with exact zeros and many ties, as |W|·‖X‖ can have.
+    scores = (torch.rand(40, 64, generator=g) * 8).floor() / 4
+    scores[0, :10] = 0.0
+    for k in (1, 17, 63):
+        idx = lowest(scores, k, dim=1)
+        chosen = torch.gather(scores, 1, idx).sort(dim=1).values
+        assert torch.equal(chosen, scores.sort(dim=1).values[:, :k])
+        assert all(len(set(row.tolist())) == k for row in idx)  # k distinct weights per row
+    flat = lowest(scores.flatten(), 100)
+    assert torch.equal(scores.flatten()[flat].sort().values, scores.flatten().sort().values[:100])
