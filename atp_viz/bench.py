@@ -121,7 +121,7 @@ def run_benchmark(settings: RunSettings, targets: dict[str, float],
     schedule = atp_schedule(loaded.num_layers, settings.sparsity, settings.beta)
 
     log("dense block forward over the calibration tokens")
-    forward_s = _median_time(lambda: DenseReference(loaded.blocks, calls, cached=True), 3)
+    forward_s = _median_time(lambda: DenseReference(loaded.blocks, reference.windows, calls, cached=True), 3)
     log("Wanda prune (with error measurements)")
     prune_s = _median_time(
         lambda: prune_and_measure(loaded.blocks, loaded.blocks_path, reference, schedule, "wanda"), 3

@@ -15,22 +15,26 @@ import os
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
+from . import estimates
 from .allocations import get_allocator
 from .capture import capture_block_inputs
 from .errors import AtpError
-from .models import LoadedModel, eval_autocast, load_model
+from .estimates import Estimate
+from .models import LoadedModel, eval_autocast, load_model, peek_loaded
 from .perplexity import perplexity
 from .progress import CancelCheck, Progress
 from .propagation import DenseReference, PropagationResult, prune_and_measure
-from .results import Measurement, RunResult
+from .results import BlockError, Measurement, RunResult, TokenMap
 from .schedules import beta_max, check_schedule
 from .settings import RunSettings, validate, whole_number
 from .texts import calibration_windows, check_context, evaluation_windows, token_stream
+from .token_errors import MASSIVE_MULTIPLE
 from .weights import PrunedWeights, swapped_per_block, swapped_weights
 
 # Tokens per calibration micro-batch: big enough for efficient matmuls, small enough
@@ -142,7 +146,7 @@ def calibration(loaded: LoadedModel, settings: RunSettings) -> DenseReference:
     per_stream = sum(c.hidden.numel() * c.hidden.element_size() for c in calls)
     # Keeping every block's dense output costs (L+1) streams; past the budget, recompute.
     fits = per_stream * (loaded.num_layers + 1) <= _calibration_cache.budget
-    reference = DenseReference(loaded.blocks, calls, cached=fits)
+    reference = DenseReference(loaded.blocks, windows, calls, cached=fits)
     if fits:
         _calibration_cache.put(key, reference, per_stream * (loaded.num_layers + 1))
     return reference
@@ -169,19 +173,24 @@ def run_pruning(
     progress: Progress | None = None,
     cancelled: CancelCheck | None = None,
     keep_weights: bool = False,
+    on_block: Callable[[BlockError], None] | None = None,
 ) -> RunOutcome:
     """Prune a copy of the model's weights per ``settings``; measure errors and perplexity.
 
     The dense model is never modified. With ``keep_weights`` the pruned weights are
     returned (for saving); otherwise they are dropped and an identical earlier result
-    is reused. The result is labelled as asked (ATP at β = 0 stays "atp").
+    is reused. The result is labelled as asked (ATP at β = 0 stays "atp"). ``on_block``
+    hears of each block's error as it is measured (all at once for a reused result).
     """
     asked = validate(settings)
     settings = computation(asked)
     cached = None if keep_weights else _result_cache.get(settings)
+    if cached is not None and on_block is not None:
+        for error in cached.errors:
+            on_block(error)
     if cached is None:
-        result, pruned = _compute(settings, progress, cancelled)
-        _result_cache.put(settings, result, 64 * 2**10)
+        result, pruned = _compute(settings, progress, cancelled, on_block)
+        _result_cache.put(settings, result, 256 * 2**10)  # a token map and per-layer errors
     else:
         result, pruned = cached, None
     if asked.allocation != settings.allocation:
@@ -189,8 +198,8 @@ def run_pruning(
     return RunOutcome(result, pruned if keep_weights else None)
 
 
-def _compute(settings: RunSettings, progress: Progress | None,
-             cancelled: CancelCheck | None) -> tuple[RunResult, PrunedWeights]:
+def _compute(settings: RunSettings, progress: Progress | None, cancelled: CancelCheck | None,
+             on_block: Callable[[BlockError], None] | None) -> tuple[RunResult, PrunedWeights]:
     timings: dict[str, float] = {}
     started = time.perf_counter()
     loaded = load_model(settings.model, settings.device, settings.dtype)
@@ -203,7 +212,7 @@ def _compute(settings: RunSettings, progress: Progress | None,
         timings["calibration"] = time.perf_counter() - t
         t = time.perf_counter()
         propagated = prune_and_measure(
-            loaded.blocks, loaded.blocks_path, reference, schedule, settings.method, progress, cancelled
+            loaded.blocks, loaded.blocks_path, reference, schedule, settings.method, progress, cancelled, on_block
         )
         timings["prune"] = time.perf_counter() - t
         dense_ppl = ppl = None
@@ -219,7 +228,17 @@ def _compute(settings: RunSettings, progress: Progress | None,
             timings["perplexity"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - started
     result = _result(settings, loaded, schedule, propagated, dense_ppl, ppl, timings, measurements)
+    result.token_errors = _token_map(loaded, reference, propagated)
+    estimates.learn(_model_key(settings), result)
     return result, propagated.pruned
+
+
+def _token_map(loaded: LoadedModel, reference: DenseReference, propagated: PropagationResult) -> TokenMap:
+    """The first calibration window's per-token errors, with its tokens as text."""
+    ids = reference.windows[0].tolist()
+    return TokenMap(window=0, tokens=[loaded.tokenizer.decode([t]) for t in ids],
+                    relative=propagated.window_relative, massive=propagated.window_massive,
+                    rule=f"hidden-state norm above {MASSIVE_MULTIPLE:g} × the block's median token norm")
 
 
 def _result(
@@ -268,6 +287,40 @@ def _result(
     )
 
 
+def estimate_runs(runs: list[RunSettings]) -> Estimate | None:
+    """How long these runs, one after the other, will take here (what earlier ones cache,
+    later ones reuse); None while no run of the model was measured and it is not loaded."""
+    calibrated, evaluated, done = set(), set(), set()
+    total, measured = 0.0, True
+    for asked in runs:
+        settings = computation(validate(asked))
+        if settings in done or _result_cache.get(settings) is not None:
+            continue
+        rates = estimates.rates_for(_model_key(settings))
+        if rates is None:
+            loaded = peek_loaded(settings.model, settings.device, settings.dtype)
+            # A busy model (a run holds its lock) is not probed: the estimate waits for its run.
+            if loaded is None or not loaded.lock.acquire(blocking=False):
+                return None
+            try:
+                rates = estimates.probed(loaded.model, loaded.num_layers, eval_autocast(settings.dtype, loaded.device))
+            finally:
+                loaded.lock.release()
+            estimates.remember(_model_key(settings), rates)
+        calibration_key, evaluation_key = _calibration_key(settings), _evaluation_key(settings)
+        eval_tokens = (settings.eval_samples or 0) * settings.eval_seqlen if settings.measure_ppl else 0
+        one = estimates.trial(
+            rates, settings.calib_samples * settings.calib_seqlen, eval_tokens,
+            reference_cached=calibration_key in calibrated or _calibration_cache.get(calibration_key) is not None,
+            dense_ppl_cached=evaluation_key in evaluated or _dense_ppl_cache.get(evaluation_key) is not None,
+        )
+        total, measured = total + one.seconds, measured and one.measured
+        calibrated.add(calibration_key)
+        evaluated.add(evaluation_key)
+        done.add(settings)
+    return Estimate(total, measured)
+
+
 def save_pruned(settings: RunSettings, pruned: PrunedWeights, out_dir: str | Path) -> Path:
     """Write the pruned model and its tokenizer with ``save_pretrained`` (plain transformers loads it)."""
     loaded = load_model(settings.model, settings.device, settings.dtype)
@@ -288,4 +341,4 @@ def single_block_settings(settings: RunSettings, block: int, num_layers: int) ->
     if block >= num_layers:
         raise AtpError(f"block must be in 0..{num_layers - 1}, got {block}")
     rates = tuple(float(settings.sparsity) if i == block else 0.0 for i in range(num_layers))
-    return replace(settings, allocation="explicit", schedule=rates, measure_ppl=False)
+    return replace(settings, allocation="explicit", schedule=rates)

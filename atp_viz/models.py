@@ -172,6 +172,14 @@ def load_model(spec: str = EMBEDDED, device: str = "auto", dtype: str = "auto") 
         return loaded
 
 
+def peek_loaded(spec: str, device: str = "auto", dtype: str = "auto") -> LoadedModel | None:
+    """The model named by ``spec`` if it is loaded already; never loads it."""
+    torch_device = resolve_device(device)
+    key = ((spec or "").strip(), str(torch_device), str(resolve_dtype(dtype, torch_device)))
+    with _cache_lock:
+        return _cache.get(key)
+
+
 def clear_loaded() -> None:
     """Forget every loaded model (the on-disk weight cache stays)."""
     with _cache_lock:

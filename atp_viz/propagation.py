@@ -13,7 +13,8 @@ For block i, fed the output h̃_{i-1} of the already-pruned blocks before it:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
@@ -23,6 +24,7 @@ from .capture import BlockCall, call_block
 from .progress import CancelCheck, Progress, check_cancelled
 from .pruners import Pruner, get_pruner
 from .results import BlockError, SublayerError
+from .token_errors import TokenNorms, summarise
 from .weights import PrunedLayer, swapped_weights
 
 # Tokens per linear layer kept to measure its own output error (a diagnostic: a sample
@@ -37,8 +39,9 @@ class DenseReference:
     calibration set); otherwise they are recomputed block by block alongside a run.
     """
 
-    def __init__(self, blocks: nn.ModuleList, calls: list[BlockCall], cached: bool):
+    def __init__(self, blocks: nn.ModuleList, windows: torch.Tensor, calls: list[BlockCall], cached: bool):
         # The blocks are not kept: a cached reference must not pin an evicted model.
+        self.windows = windows  # the calibration token ids, (windows, tokens)
         self.calls = calls
         self.cached = cached
         self._outputs: list[list[torch.Tensor]] | None = None
@@ -169,27 +172,33 @@ def _sq_norm(t: torch.Tensor) -> float:
 
 
 def measure_errors(
-    index: int, dense: list[torch.Tensor], sparse: list[torch.Tensor], mixed: list[torch.Tensor],
+    index: int, dense: list[torch.Tensor], sparse: list[torch.Tensor] | None, mixed: list[torch.Tensor] | None,
     previous_sq: float,
-) -> BlockError:
+) -> tuple[BlockError, TokenNorms]:
     """Block ``index``'s error from its outputs per micro-batch: dense h_i, pruned h̃_i and
-    the dense block on the pruned input B_i(h̃_{i-1}); ``previous_sq`` is the block before's
-    ||h̃ - h||² (0 when nothing was pruned yet)."""
-    dense_sq = delta_sq = intro_sq = inher_sq = 0.0
-    for h, h_sparse, h_mixed in zip(dense, sparse, mixed):
-        dense_sq += _sq_norm(h)
-        delta_sq += _sq_norm(h_sparse - h)
-        intro_sq += _sq_norm(h_sparse - h_mixed)
-        inher_sq += _sq_norm(h_mixed - h)
+    the dense block on the pruned input B_i(h̃_{i-1}) (``sparse=None``: still exactly dense);
+    ``previous_sq`` is the block before's ||h̃ - h||² (0 when nothing was pruned yet).
+    Also returns the per-token norms behind it."""
+    deltas = None if sparse is None else [h_sparse - h for h, h_sparse in zip(dense, sparse)]
+    tokens = TokenNorms.of(dense, deltas)
+    dense_sq, delta_sq = float(tokens.dense_sq.sum()), float(tokens.error_sq.sum())
+    intro_sq = inher_sq = 0.0
+    if sparse is not None:
+        for h, h_sparse, h_mixed in zip(dense, sparse, mixed):
+            intro_sq += _sq_norm(h_sparse - h_mixed)
+            inher_sq += _sq_norm(h_mixed - h)
     norm = math.sqrt(dense_sq) or 1.0
-    return BlockError(
+    summary = summarise(tokens)
+    error = BlockError(
         layer=index,
         total_sq=delta_sq,
         relative=math.sqrt(delta_sq) / norm,
         introduced=math.sqrt(intro_sq) / norm,
         inherited=math.sqrt(inher_sq) / norm,
         amplification=math.sqrt(inher_sq / previous_sq) if previous_sq > 0 else None,
+        **asdict(summary),
     )
+    return error, tokens
 
 
 @dataclass
@@ -200,6 +209,14 @@ class PropagationResult:
     achieved: list[float]
     zeros: int
     total: int
+    # [block] -> the first calibration window's per-token relative error and massive tokens
+    window_relative: list[list[float]] = field(default_factory=list)
+    window_massive: list[list[int]] = field(default_factory=list)
+
+    def record(self, error: BlockError, tokens: TokenNorms) -> None:
+        self.errors.append(error)
+        self.window_relative.append(tokens.relative()[0].tolist())
+        self.window_massive.append(torch.nonzero(tokens.massive()[0]).flatten().tolist())
 
 
 def _count_zeros(matrices) -> tuple[int, int]:
@@ -218,8 +235,10 @@ def prune_and_measure(
     method: str,
     progress: Progress | None = None,
     cancelled: CancelCheck | None = None,
+    on_block: Callable[[BlockError], None] | None = None,
 ) -> PropagationResult:
-    """Prune every block in order to its rate and measure the errors (see module doc)."""
+    """Prune every block in order to its rate and measure the errors (see module doc);
+    ``on_block`` hears of each block's error as soon as it is measured."""
     pruner = get_pruner(method)
     calls = dense.calls
     result = PropagationResult({}, [], [], [], 0, 0)
@@ -235,27 +254,27 @@ def prune_and_measure(
         if rate == 0:
             # Nothing pruned here: the block's zeros are the dense weights' own.
             zeros, total = _count_zeros(weight_matrix(m) for m in layers.values())
-            if sparse_inputs is None:
-                # Nor before: the sparse stream is the dense one.
-                error = BlockError(i, 0.0, 0.0, 0.0, 0.0, None)
-            else:
+            if sparse_inputs is not None:
                 with torch.inference_mode():
                     sparse_inputs = [call_block(block, h, c) for h, c in zip(sparse_inputs, calls)]
-                error = measure_errors(i, dense_outputs, sparse_inputs, sparse_inputs, previous_sq)
+            # Nothing pruned before either: the sparse stream is still the dense one (None).
+            error, tokens = measure_errors(i, dense_outputs, sparse_inputs, sparse_inputs, previous_sq)
         else:
             inputs = dense_inputs if sparse_inputs is None else sparse_inputs
             mixed, stats = collect_statistics(block, layers, inputs, calls, pruner)
             pruned = prune_block(i, layers, stats, rate, pruner)
             with torch.inference_mode(), swapped_weights(block, pruned.for_forward):
                 sparse_inputs = [call_block(block, h, c) for h, c in zip(inputs, calls)]
-            error = measure_errors(i, dense_outputs, sparse_inputs, mixed, previous_sq)
+            error, tokens = measure_errors(i, dense_outputs, sparse_inputs, mixed, previous_sq)
             zeros, total = pruned.zeros, pruned.total
             result.sublayer_errors.extend(pruned.sublayer_errors)
             result.pruned.update({f"{blocks_path}.{i}.{name}": layer for name, layer in pruned.kept.items()})
         result.zeros, result.total = result.zeros + zeros, result.total + total
         result.achieved.append(zeros / total)
-        result.errors.append(error)
+        result.record(error, tokens)
         previous_sq = error.total_sq
+        if on_block is not None:
+            on_block(error)
 
     if progress is not None:
         progress(1.0, "pruning done")

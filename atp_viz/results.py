@@ -27,6 +27,13 @@ class BlockError:
     introduced: float  # ||h~_i - B_i(h~_{i-1})|| / ||h_i||
     inherited: float  # ||B_i(h~_{i-1}) - h_i|| / ||h_i||
     amplification: float | None  # ||inherited_i|| / ||h~_{i-1} - h_{i-1}||
+    # Token by token (see ``token_errors``); None in results saved before they were measured.
+    dense_sq: float | None = None  # ||h_i||_F^2
+    massive_tokens: int | None = None  # tokens with massive activations
+    massive_share: float | None = None  # their share of ||h_i||^2
+    massive_error_share: float | None = None  # their share of ||h~_i - h_i||^2
+    relative_ordinary: float | None = None  # relative error over the other tokens
+    median_token_relative: float | None = None  # median over tokens of the per-token relative error
 
     @classmethod
     def from_json(cls, data: dict) -> "BlockError":
@@ -45,6 +52,17 @@ class SublayerError:
     @classmethod
     def from_json(cls, data: dict) -> "SublayerError":
         return cls(**_known(cls, data))
+
+
+@dataclass
+class TokenMap:
+    """Per-token relative error of one calibration window, block by block (for a heatmap)."""
+
+    window: int  # which calibration window
+    tokens: list[str]  # its tokens as text
+    relative: list[list[float]]  # [block][position]: ||h~_t - h_t|| / ||h_t||
+    massive: list[list[int]]  # [block]: positions of its massive-activation tokens
+    rule: str  # how a massive token is told
 
 
 @dataclass
@@ -91,6 +109,7 @@ class RunResult:
     timings: dict[str, float]
     settings: Measurement
     measurements: dict[str, list[float]] = field(default_factory=dict)
+    token_errors: TokenMap | None = None
     saved_to: str | None = None
 
     def to_json(self) -> dict:
@@ -105,6 +124,8 @@ class RunResult:
         values["errors"] = [BlockError.from_json(e) for e in data["errors"]]
         values["sublayer_errors"] = [SublayerError.from_json(e) for e in data.get("sublayer_errors", [])]
         values["settings"] = Measurement.from_json(data["settings"])
+        if data.get("token_errors"):
+            values["token_errors"] = TokenMap(**_known(TokenMap, data["token_errors"]))
         return cls(**values)
 
     @property

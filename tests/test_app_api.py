@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 
 import pytest
@@ -72,7 +73,7 @@ def test_the_legal_beta_follows_the_model_named_in_the_call(client, tiny_model_d
 
 
 def test_run_pruning_compares_uniform_and_atp_and_records_history(client):
-    errors, ppl, split, heatmap, summary, table, csv_path, json_paths = prune(client, 0.01)
+    errors, ppl, split, heatmap, summary, table, csv_path, json_paths = prune(client, 0.01)[:8]
 
     bars = figure(ppl)["data"][0]
     assert bars["x"] == ["dense", "uniform", "atp β = 0.01"]
@@ -96,12 +97,16 @@ def test_run_pruning_compares_uniform_and_atp_and_records_history(client):
         with open(path, encoding="utf-8") as handle:
             result = json.load(handle)
         results[result["allocation"]] = result
-    assert [e["relative"] for e in results["atp"]["errors"]] == pytest.approx(atp_errors)
+    # The plot's default view is the ordinary tokens' error; "all" is the paper's sum over every token.
+    assert [e["relative_ordinary"] for e in results["atp"]["errors"]] == pytest.approx(atp_errors)
+    all_tokens = client.predict(False, "all", api_name="/redraw_errors")
+    assert [e["relative"] for e in results["atp"]["errors"]] == pytest.approx(
+        trace(figure(all_tokens), "atp β = 0.01")["y"])
     assert results["uniform"]["schedule"] == pytest.approx([0.7] * EMBEDDED_BLOCKS)
 
     # β = 0 is the uniform run itself: no new pruning, one more history row with its perplexity.
     started = time.monotonic()
-    *_, table, _, _ = prune(client, 0.0)
+    table = prune(client, 0.0)[5]
     assert time.monotonic() - started < 10
     last = dict(zip(table["headers"], table["data"][-1]))
     assert (last["allocation"], last["β"], last["ppl"]) == ("atp", 0, rows[0]["ppl"])
@@ -117,26 +122,36 @@ def test_an_illegal_beta_is_refused_with_its_limit_and_the_server_keeps_serving(
     assert figure(fig)["data"][0]["y"] == pytest.approx(atp_schedule(EMBEDDED_BLOCKS, 0.7, 0.004))
 
 
-def test_single_block_error_is_zero_before_the_block_and_carried_after_it(client):
-    block = 24
-    fig, text = client.predict("embedded", "wanda", 0.7, block, 2, 64, 0, None, api_name="/single_block")
-    relative = trace(figure(fig), "relative error")["y"]
-    assert relative[:block] == [0] * block
-    assert all(e > 0 for e in relative[block:])
-    assert f"block {block}" in text
+def test_single_block_experiments_are_drawn_together_with_what_reaches_the_last_block(client):
+    early, late = 3, 24
+    client.predict("embedded", "wanda", 0.7, late, 2, 64, 0, None, api_name="/single_block")
+    fig, text, amplification = client.predict("embedded", "wanda", 0.7, early, 2, 64, 0, None,
+                                              api_name="/single_block")
+    lines = {t["name"]: t["y"] for t in figure(fig)["data"] if t.get("mode") == "lines+markers"}
+    assert list(lines) == [f"only block {early} pruned", f"only block {late} pruned"]  # in block order
+    for k, y in ((early, lines[f"only block {early} pruned"]), (late, lines[f"only block {late} pruned"])):
+        assert y[:k] == [0] * k and all(e > 0 for e in y[k:])
+    # The summary gives each experiment's error at the last block and its perplexity.
+    found = re.findall(r"block (\d+): \*\*([\d.]+)\*\* \(perplexity ([\d,.]+)\)", text)
+    assert [int(k) for k, _, _ in found] == [early, late]
+    assert [float(e) for _, e, _ in found] == pytest.approx([lines[f"only block {k} pruned"][-1]
+                                                              for k in (early, late)], rel=1e-2)
+    assert all(float(p.replace(",", "")) > 1 for *_, p in found)
+    amplified = [t for t in figure(amplification)["data"] if t["name"].startswith("only block")]
+    assert [t["x"][0] for t in amplified] == [early + 1, late + 1]  # a_i starts after the pruned block
 
 
 def test_a_text_file_is_used_and_a_binary_one_refused(client, tmp_path):
     text = tmp_path / "notes.txt"
     text.write_text(" ".join(f"Sentence number {i} talks about pruning blocks." for i in range(600)),
                     encoding="utf-8")
-    _, summary = client.predict("embedded", "magnitude", 0.7, 28, 2, 64, 0, handle_file(str(text)),
-                                api_name="/single_block")
+    _, summary, _ = client.predict("embedded", "magnitude", 0.7, 28, 2, 64, 0, handle_file(str(text)), 2, 64,
+                                   api_name="/single_block")
     assert "text: file notes.txt" in summary
     binary = tmp_path / "data.txt"
     binary.write_bytes(b"\xff\xfe\x00\x01" * 100)
     with pytest.raises(AppError, match="binary|UTF-8"):
-        client.predict("embedded", "magnitude", 0.7, 28, 2, 64, 0, handle_file(str(binary)),
+        client.predict("embedded", "magnitude", 0.7, 28, 2, 64, 0, handle_file(str(binary)), 2, 64,
                        api_name="/single_block")
 
 
@@ -168,6 +183,32 @@ def test_sweep_streams_each_trial_and_marks_the_best_beta(client, tiny_model_dir
 def test_stop_ends_a_running_prune(client):
     job = client.submit(**{"model": "embedded", "method": "wanda", "sparsity": 0.7, "beta": 0.006, **SMALL,
                            "seed": 1, "log_scale": False, "shown_run": "ATP"}, api_name="/run_pruning")
-    stop_once_running(client, job, "run")
+    stop_once_running(client, job, "run", status_index=10)
     fig, _ = client.predict("embedded", 0.7, 0.0, api_name="/preview_schedule")
     assert figure(fig)["data"][0]["y"] == pytest.approx([0.7] * EMBEDDED_BLOCKS)
+
+
+def test_run_pruning_streams_the_curve_block_by_block_then_the_full_result(client):
+    settings = {"model": "embedded", "method": "wanda", "sparsity": 0.7, "beta": 0.007, **SMALL, "seed": 11,
+                "log_scale": False, "shown_run": "ATP"}
+    job = client.submit(**settings, api_name="/run_pruning")
+    final = job.result(timeout=300)
+    updates = job.outputs()
+    assert len(updates) >= 10, "several updates come before the final result"
+
+    def drawn(update) -> dict[str, int]:
+        return {t["name"]: len(t["y"]) for t in figure(update[0])["data"] if t["name"] != "dense"}
+
+    counts = [drawn(update) for update in updates[:-1]]
+    # Uniform grows first; then ATP grows while the whole uniform curve stays on screen.
+    uniform_counts = [c.get("uniform", 0) for c in counts]
+    atp_counts = [c.get("atp β = 0.007", 0) for c in counts]
+    assert uniform_counts == sorted(uniform_counts) and atp_counts == sorted(atp_counts)
+    assert any(0 < n < EMBEDDED_BLOCKS for n in uniform_counts) and any(0 < n < EMBEDDED_BLOCKS for n in atp_counts)
+    assert all(u == EMBEDDED_BLOCKS for u, a in zip(uniform_counts, atp_counts) if a > 0)
+    assert all("block" in update[10] or "starting" in update[10] or "perplexity" in update[10]
+               for update in updates[1:-1])
+    # The last update is the whole comparison, the same as an unstreamed call gives.
+    again = client.predict(**settings, api_name="/run_pruning")
+    assert figure(final[0])["data"] == figure(again[0])["data"]
+    assert final[4] == again[4] and "done" in final[10]

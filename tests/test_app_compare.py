@@ -123,4 +123,4 @@ def test_stop_ends_a_running_comparison(client):
     job = client.submit(model="embedded", method="wanda", sparsities="0.7", beta_choice="search", beta=0.0,
                         **{**SMALL, "seed": 2}, owl_m=5.0, owl_lambda=0.08, alpha_eps=0.3,
                         api_name="/compare_allocators")
-    stop_once_running(client, job, "comparison")
+    stop_once_running(client, job, "comparison", status_index=5)

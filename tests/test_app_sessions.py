@@ -10,9 +10,17 @@ from __future__ import annotations
 import time
 
 import pytest
-from app_support import TINY_SIZES, assert_good_run, assert_same_as_in_process, prune, refusal, rows, save_nan_head
+from app_support import (
+    TINY_SIZES,
+    assert_good_run,
+    assert_same_as_in_process,
+    prune,
+    refusal,
+    rows,
+    save_nan_head,
+    stop_once_running,
+)
 from gradio_client import Client
-from gradio_client.exceptions import AppError
 
 pytestmark = pytest.mark.embedded
 
@@ -27,21 +35,6 @@ def nan_model(tiny_model_dir, tmp_path_factory) -> str:
     return str(save_nan_head(tiny_model_dir("llama"), tmp_path_factory.mktemp("nan-head")))
 
 
-def wait_for_progress(job, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not job.status().progress_data:
-        assert not job.done() and time.monotonic() < deadline, "the run never reported progress"
-        time.sleep(0.1)
-
-
-def stop_and_expect_cancelled(client: Client, job) -> None:
-    client.predict(api_name="/stop")
-    started = time.monotonic()
-    with pytest.raises(AppError, match="run cancelled"):
-        job.result(timeout=60)
-    assert time.monotonic() - started < 30
-
-
 def test_failed_and_stopped_runs_end_with_a_message_and_keep_the_history(app_server, tiny, nan_model):
     client = Client(app_server, verbose=False)
     earlier = rows(prune(client, tiny, 2001)[5])
@@ -50,8 +43,7 @@ def test_failed_and_stopped_runs_end_with_a_message_and_keep_the_history(app_ser
     refusal(lambda: prune(client, nan_model, 2002), "perplexity is not finite")
     stopped = client.submit(model="embedded", method="wanda", sparsity=0.7, beta=0.01, **TINY_SIZES, seed=2003,
                             text_file=None, log_scale=False, shown_run="ATP", api_name="/run_pruning")
-    wait_for_progress(stopped)
-    stop_and_expect_cancelled(client, stopped)
+    stop_once_running(client, stopped, "run", status_index=10)
 
     # A fresh seed and evaluation length: nothing below comes from a cache filled before
     # the stop, so the stopped model's weights are measured again.
@@ -95,7 +87,7 @@ def test_stopping_one_sessions_search_lets_the_next_request_run(app_server, tiny
     time.sleep(0.5)
     assert not waiting.done(), "one engine run at a time: the other session waits for the search"
 
-    stop_and_expect_cancelled(searcher, search)
+    stop_once_running(searcher, search, "search", status_index=1)
     answer = waiting.result(timeout=120)
     assert_same_as_in_process(assert_good_run(answer, 4002), tiny, 4002, eval_seqlen=56)
     assert [r["seed"] for r in rows(answer[5])] == [4002, 4002]

@@ -179,18 +179,28 @@ def test_sublayer_heatmap_leaves_missing_cells_empty():
     assert heat.z[1][2] is None and heat.z[0][2] is not None
 
 
-def test_single_block_highlights_the_pruned_block():
-    result = make_result(only_block=3)
-    fig = plots.single_block_figure(result, 3)
-    line, star = fig.data
-    assert list(line.y) == [e.relative for e in result.errors]
-    assert list(line.y[:3]) == [0.0, 0.0, 0.0] and line.y[3] > 0
-    assert list(star.x) == [3] and star.y[0] == line.y[3]
-    band = fig.layout.shapes[0]
-    assert band.x0 < 3 < band.x1 and band.x1 - band.x0 == 1
-    assert "block 3" in fig.layout.title.text and "70%" in fig.layout.title.text
-    with pytest.raises(AtpError):
-        plots.single_block_figure(result, 6)
+def test_single_block_experiments_share_one_axes_from_zero():
+    results = [make_result(only_block=1), make_result(only_block=3)]
+    fig = plots.single_block_figure(results)
+    lines = [t for t in fig.data if t.mode == "lines+markers"]
+    assert [t.name for t in lines] == ["only block 1 pruned", "only block 3 pruned"]
+    assert list(lines[1].y) == [e.relative for e in results[1].errors]  # no per-token figures: all tokens
+    assert list(lines[1].y[:3]) == [0.0, 0.0, 0.0] and lines[1].y[3] > 0
+    stars = [t for t in fig.data if t.mode == "markers"]
+    assert [list(t.x) for t in stars] == [[1], [3]] and stars[1].y[0] == lines[1].y[3]
+    assert lines[0].line.color != lines[1].line.color
+    assert fig.layout.yaxis.rangemode == "tozero"
+    assert "ordinary tokens" in fig.layout.title.text
+    assert plots.single_block_figure([]).layout.annotations  # says how to start
+
+
+def test_amplification_has_one_line_per_experiment_and_the_level_one():
+    results = [make_result(only_block=2)]
+    fig = plots.amplification_figure(results)
+    line, level = fig.data
+    assert list(line.x) == [e.layer for e in results[0].errors if e.amplification is not None]
+    assert list(line.y) == [1.3] * len(line.x)
+    assert list(level.y) == [1, 1]
 
 
 # ---------------------------------------------------------------- perplexity and sweep
@@ -294,7 +304,9 @@ def figures() -> dict:
         "perplexity": plots.perplexity_figure(19.6, runs),
         "sweep": plots.sweep_figure(TRIALS, 520.0, 0.012),
         "sweep_empty": plots.sweep_figure([], None, None),
-        "single": plots.single_block_figure(make_result(only_block=2), 2),
+        "single": plots.single_block_figure([make_result(only_block=2)]),
+        "amplification": plots.amplification_figure([make_result(only_block=2)]),
+        "tokens": plots.token_heatmap(make_result()),
         "compare": plots.compare_schedules_figure({"atp": runs["atp"]}, 0.7),
         "measurement": plots.measurement_figure([0.1, 0.2], "OWL outlier ratio per block",
                                                 "outlier ratio D_i (%)"),
@@ -302,7 +314,7 @@ def figures() -> dict:
 
 
 FIGURES = ("schedule", "propagation", "propagation_log", "propagation_empty", "split", "heatmap",
-           "perplexity", "sweep", "sweep_empty", "single", "compare", "measurement")
+           "perplexity", "sweep", "sweep_empty", "single", "amplification", "tokens", "compare", "measurement")
 
 
 @pytest.mark.parametrize("name", FIGURES)
@@ -314,3 +326,71 @@ def test_every_figure_is_titled_themed_and_serialisable(figures, name):
     assert theme.paper_bgcolor == theme.plot_bgcolor == "rgba(0,0,0,0)"
     assert theme.font.color.lower() not in {"#000", "#000000", "#fff", "#ffffff", "black", "white"}
     json.loads(fig.to_json())
+
+
+# ---------------------------------------------------------------- per-token views
+
+
+def with_token_figures(result: RunResult, massive_blocks: range = range(2, 5)) -> RunResult:
+    """``result`` with per-token figures: in ``massive_blocks`` one token per window holds
+    most of the norm, and the first window's per-token map."""
+    from atp_viz.results import TokenMap
+
+    for e in result.errors:
+        massive = e.layer in massive_blocks
+        e.dense_sq = 100.0 * (e.layer + 1)
+        e.massive_tokens = 8 if massive else 0
+        e.massive_share = 0.9 if massive else 0.0
+        e.massive_error_share = 0.95 if massive else 0.0
+        e.relative_ordinary = e.relative / 2 if massive else e.relative
+        e.median_token_relative = e.relative / 3
+    blocks = len(result.errors)
+    result.token_errors = TokenMap(0, ["The", "\n", " cat"], [[0.1 * b, 0.2, 0.3] for b in range(blocks)],
+                                   [[0] if b in massive_blocks else [] for b in range(blocks)], "the rule")
+    return result
+
+
+def test_each_error_view_draws_its_own_figure():
+    result = with_token_figures(make_result())
+    runs = {"atp": result}
+    ordinary = by_name(plots.error_propagation_figure(runs, view="ordinary"), "atp")
+    assert list(ordinary.y) == [e.relative_ordinary for e in result.errors]
+    assert list(by_name(plots.error_propagation_figure(runs, view="all"), "atp").y) == [e.relative for e in
+                                                                                       result.errors]
+    absolute = plots.error_propagation_figure(runs, view="absolute")
+    assert list(by_name(absolute, "atp").y) == [e.total_sq for e in result.errors]
+    assert list(by_name(absolute, "‖h‖² (dense output)").y) == [e.dense_sq for e in result.errors]
+    assert absolute.layout.yaxis.type == "log"
+    with pytest.raises(AtpError, match="error view"):
+        plots.error_propagation_figure(runs, view="median")
+
+
+def test_a_run_still_drawing_grows_into_a_fixed_frame():
+    partial = make_result()
+    partial.errors = partial.errors[:2]
+    fig = plots.error_propagation_figure({"atp": partial}, num_layers=6)
+    assert list(fig.layout.xaxis.range) == [-0.5, 5.5]
+    assert len(by_name(fig, "atp").y) == 2
+
+
+def test_token_heatmap_shows_each_token_and_marks_the_massive_ones():
+    result = with_token_figures(make_result())
+    heat, marks = plots.token_heatmap(result).data
+    assert [list(row) for row in heat.z] == result.token_errors.relative
+    assert list(heat.customdata[0]) == ["The", "⏎", " cat"]
+    assert list(marks.x) == [0, 0, 0] and list(marks.y) == [2, 3, 4]
+
+
+def test_the_massive_note_says_where_the_norm_sits():
+    from atp_viz.ui.format import massive_note
+
+    note = massive_note(with_token_figures(make_result()))
+    assert note.startswith("From block 2 to block 4, 8 of 2,048 tokens (the first token of each calibration window")
+    assert "90% of the hidden-state norm" in note and "95% of the error" in note
+    assert "No few tokens dominate" in massive_note(with_token_figures(make_result(), range(0)))
+
+
+def test_the_schedule_outlines_the_block_being_pruned():
+    bars = plots.schedule_figure(6, 0.7, 0.02, current=4).data[0]
+    assert list(bars.marker.line.width) == [0, 0, 0, 0, 2.5, 0]
+    assert list(plots.schedule_figure(6, 0.7, 0.02).data[0].marker.line.width) == [0] * 6

@@ -79,7 +79,7 @@ def test_single_block_experiment_has_zero_error_before_the_block(tiny_model_dir)
     base = RunSettings(model=path, sparsity=0.7, calib_samples=2, calib_seqlen=16, device="cpu", dtype="float32")
     result = run_pruning(single_block_settings(base, 1, 3)).result
     assert result.schedule == [0.0, 0.7, 0.0]
-    assert result.ppl is None
+    assert result.ppl > 1  # the model with only that block pruned
     rel = [e.relative for e in result.errors]
     assert rel[0] == 0.0 and rel[1] > 0 and rel[2] > 0
     assert result.errors[2].introduced == pytest.approx(0.0, abs=1e-7)  # block 2 is not pruned

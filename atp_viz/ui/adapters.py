@@ -3,25 +3,29 @@
 - ``user_errors``: the engine's one-line ``AtpError`` becomes a ``gr.Error`` the page shows;
 - ``engine_progress``: the engine's progress callback drives a ``gr.Progress``;
 - ``stoppable`` / ``stop``: each heavy run of a browser session gets a flag that the
-  session's Stop button sets, and the engine asks it between steps (gradio's
-  ``cancels`` ends the event, but the engine works on in its thread until it looks);
+  session's Stop button sets, and the engine asks it between steps;
+- ``streamed``: a run in a worker thread whose reports a handler yields as they come;
 - ``new_file`` / ``export_dir``: fresh paths under one temp folder gradio may serve.
 """
 
 from __future__ import annotations
 
+import queue
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, TypeVar
 
 import gradio as gr
 
 from ..errors import AtpError
-from ..progress import CancelCheck, Progress
+from ..progress import Progress
+
+T = TypeVar("T")
 
 
 @contextmanager
@@ -50,20 +54,50 @@ def _session(request: gr.Request | None) -> str:
 
 
 @contextmanager
-def stoppable(request: gr.Request | None) -> Iterator[CancelCheck]:
-    """A heavy run of this session: yields the engine's ``cancelled`` check for Stop to trip."""
+def stoppable(request: gr.Request | None) -> Iterator[threading.Event]:
+    """A heavy run of this session: yields its stop flag, which Stop sets (``flag.is_set``
+    is the engine's ``cancelled``)."""
     flag = threading.Event()
     key = _session(request)
     with _running_lock:
         _running.setdefault(key, set()).add(flag)
     try:
-        yield flag.is_set
+        yield flag
     finally:
         with _running_lock:
             flags = _running.get(key, set())
             flags.discard(flag)
             if not flags:
                 _running.pop(key, None)
+
+
+def streamed(job: Callable[[Callable[[Any], None]], T], flag: threading.Event) -> Generator[Any, None, T]:
+    """Run ``job(emit)`` in a worker thread and yield whatever it emits, as it emits it; the
+    generator's return value (``yield from``) is the job's, and its exception is re-raised.
+    If the consumer goes away before the end, ``flag`` tells the job to stop."""
+    events: queue.Queue = queue.Queue()
+    finished = object()
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["value"] = job(events.put)
+        except BaseException as exc:  # handed over to the consumer's thread below
+            outcome["error"] = exc
+        finally:
+            events.put(finished)
+
+    worker = threading.Thread(target=work, name="atp_viz-run", daemon=True)
+    worker.start()
+    try:
+        while (event := events.get()) is not finished:
+            yield event
+    finally:
+        if worker.is_alive():
+            flag.set()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def stop(request: gr.Request = None) -> None:
@@ -74,20 +108,20 @@ def stop(request: gr.Request = None) -> None:
 
 
 @lru_cache(maxsize=1)
-def _output_root() -> Path:
+def output_root() -> Path:
     # Under the system temp dir, where gradio agrees to serve files from.
     return Path(tempfile.mkdtemp(prefix="atp_viz_"))
 
 
 def new_file(name: str) -> Path:
     """A fresh path with a readable file name (a directory of its own avoids clashes)."""
-    return Path(tempfile.mkdtemp(dir=_output_root())) / name
+    return Path(tempfile.mkdtemp(dir=output_root())) / name
 
 
 def export_dir() -> Path:
     """An empty folder for the next model zip; older zips go (gradio already copied them
     to its own cache when their event returned, and each is hundreds of MB)."""
-    exports = _output_root() / "exports"
+    exports = output_root() / "exports"
     shutil.rmtree(exports, ignore_errors=True)
     exports.mkdir()
     return exports

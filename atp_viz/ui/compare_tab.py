@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 
 from ..allocations import compared_names, get_allocator
 from ..compare import compare_allocators as compare_all
-from ..errors import AtpError
+from ..errors import AtpError, Cancelled
 from ..pruners import PRUNERS
 from ..results import AllocatorComparison, RunResult
 from ..schedules import check_sparsity
@@ -182,7 +182,8 @@ def compare_allocators(
         outlier ratio per block and AlphaPruning's α per block; the perplexity table (one
         row per sparsity), a verdict, the history table, CSV and JSON files.
     """
-    with user_errors(), stoppable(request) as cancelled:
+    finished: list[RunResult] = []
+    with user_errors(), stoppable(request) as flag:
         targets = parse_sparsities(sparsities)
         if beta_choice not in (BETA_SEARCH, BETA_SLIDER):
             raise AtpError(f"unknown β choice {beta_choice!r}: use {BETA_SEARCH!r} or {BETA_SLIDER!r}")
@@ -191,7 +192,17 @@ def compare_allocators(
         # Checked now: the engine would only refuse them after the β search, minutes later.
         settings = validate(replace(settings, owl_m=owl_m, owl_lambda=owl_lambda, alpha_eps=alpha_eps))
         strategy = SEARCH_STRATEGY if beta_choice == BETA_SEARCH else None
-        comparison = compare_all(settings, targets, strategy, engine_progress(progress), cancelled)
+        try:
+            comparison = compare_all(settings, targets, strategy, engine_progress(progress), flag.is_set,
+                                     on_result=lambda _s, result: finished.append(result))
+        except Cancelled:
+            for result in finished:
+                frame = history_tab.record(frame, result)
+            keep = gr.update()
+            return (keep, keep, keep, keep, keep,
+                    f"⏹ **Stopped**: {len(finished)} allocator run(s) had finished and are in the history; the "
+                    "plots and the table still show the previous comparison, if any.",
+                    *history_tab.shown(frame), frame)
     for result in comparison.results():
         frame = history_tab.record(frame, result)
     return (
@@ -233,11 +244,11 @@ def build(shared: Shared) -> None:
     with gr.Row():
         owl_plot = gr.Plot(label="OWL outlier ratio", show_label=False, elem_id="owl-plot")
         alpha_plot = gr.Plot(label="AlphaPruning alpha", show_label=False, elem_id="alpha-plot")
-    shared.heavy.append(run_btn.click(
+    run_btn.click(
         compare_allocators,
         [inputs.model, inputs.method, sparsities, beta_choice, inputs.beta, *inputs.measurement, owl_m, owl_lambda,
          alpha_eps, shared.history.frame],
         [schedule_plot, error_plot, owl_plot, alpha_plot, perplexities, verdict, *shared.history.shown,
          shared.history.frame],
-        api_name="compare_allocators", **ENGINE))
+        api_name="compare_allocators", **ENGINE)
     shared.stop_buttons.append(stop_btn)

@@ -43,3 +43,29 @@ def settings_line(result: RunResult) -> str:
     return (f"seed {s.seed} · calibration {s.calib_samples} × {s.calib_seqlen} tokens · "
             f"evaluation {evaluation} × {s.eval_seqlen} tokens · text: {text_name(s.text)} · "
             f"{precision} on {s.device}")
+
+
+def _span(values: list[float]) -> str:
+    low, high = min(values), max(values)
+    return f"{low:.0%}" if round(low, 2) == round(high, 2) else f"{low:.0%}–{high:.0%}"
+
+
+def massive_note(result: RunResult) -> str:
+    """Where the hidden-state norm sits, in a sentence: which blocks a few massive-activation
+    tokens dominate, how many tokens, and what share of the norm and of the error they hold."""
+    dominated = [e for e in result.errors if e.massive_share is not None and e.massive_share >= 0.5]
+    if not dominated:
+        return ("No few tokens dominate here: in no block do massive-activation tokens hold half of the "
+                "hidden-state norm, so all tokens and ordinary tokens tell the same story.")
+    first, last = dominated[0].layer, dominated[-1].layer
+    counts = sorted({e.massive_tokens for e in dominated})
+    count = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
+    where = ""
+    if result.token_errors is not None and all(result.token_errors.massive[e.layer] == [0] for e in dominated):
+        where = " (the first token of each calibration window, an attention sink)"
+    span = f"from block {first} to block {last}" if last > first else f"in block {first}"
+    total = result.settings.calib_samples * result.settings.calib_seqlen
+    norm, error = _span([e.massive_share for e in dominated]), _span([e.massive_error_share for e in dominated])
+    return (f"{span.capitalize()}, {count} of {total:,} tokens{where} hold {norm} "
+            f"of the hidden-state norm ‖h‖² and {error} of the "
+            "error ‖Δh‖²: *all tokens* follows them, *ordinary tokens* (the default) follows the text.")

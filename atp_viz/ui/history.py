@@ -83,5 +83,29 @@ def write_csv(history: pd.DataFrame, path: Path) -> Path:
 
 
 def json_files(history: pd.DataFrame) -> list[str]:
-    """Each run's full-result JSON file, newest first."""
-    return list(reversed(history[_JSON].tolist()))
+    """Each run's full-result JSON file, newest first (those still on disk)."""
+    return [path for path in reversed(history[_JSON].tolist()) if path]
+
+
+def to_records(history: pd.DataFrame) -> list[dict]:
+    """The history as plain JSON values, for the browser to keep across a reload."""
+    return json.loads(history.to_json(orient="records"))
+
+
+def from_records(records: object, files_under: Path) -> pd.DataFrame:
+    """A history kept by the browser, taken back: only known columns, and only JSON files
+    that still exist under ``files_under`` (the browser's copy is not trusted with paths)."""
+    if not isinstance(records, list):
+        return empty()
+    rows = []
+    root = files_under.resolve()
+    for record in records:
+        if not isinstance(record, dict):
+            continue
+        row = {column: record.get(column) for column in [*COLUMNS, _KEY]}
+        path = Path(str(record.get(_JSON) or "")).resolve()
+        row[_JSON] = str(path) if path.is_file() and path.is_relative_to(root) else None
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=[*COLUMNS, _KEY, _JSON])
+    frame["run"] = range(1, len(frame) + 1)
+    return frame

@@ -14,6 +14,7 @@ import gradio as gr
 import pandas as pd
 
 from .. import engine
+from ..errors import Cancelled
 from ..progress import CancelCheck, Progress
 from ..results import RunResult
 from ..settings import DEFAULTS, RunSettings
@@ -101,12 +102,19 @@ def download_pruned_model(
         calib_seqlen: tokens per calibration window.
         seed: seed for picking the calibration windows.
         text_file: a UTF-8 text file, or None for the built-in text.
+
+    Returns:
+        The zip of the pruned model directory, and a line saying what was built (or that it was stopped).
     """
-    with user_errors(), stoppable(request) as cancelled:
+    with user_errors(), stoppable(request) as flag:
         settings = run_settings(model, method, sparsity, calib_samples, calib_seqlen,
                                 DEFAULTS.eval_samples, DEFAULTS.eval_seqlen, seed, text_file, beta)
-        # Exports share the one engine slot, so no other export is using the folder.
-        return str(export_pruned(settings, export_dir(), engine_progress(progress), cancelled))
+        try:
+            # Exports share the one engine slot, so no other export is using the folder.
+            archive = export_pruned(settings, export_dir(), engine_progress(progress), flag.is_set)
+        except Cancelled:
+            return gr.update(), "⏹ **Stopped**: no model was built."
+        return str(archive), f"Built {archive.name} ({archive.stat().st_size / 2**20:,.0f} MiB)."
 
 
 def build(shared: Shared) -> None:
@@ -118,10 +126,14 @@ def build(shared: Shared) -> None:
             shared.history.files.render()
         with gr.Column():
             gr.Markdown(DOWNLOAD_NOTE)
-            export_btn = gr.Button("Build pruned model (zip)", elem_id="export")
+            with gr.Row():
+                export_btn = gr.Button("Build pruned model (zip)", elem_id="export")
+                stop_btn = gr.Button("Stop", variant="stop", scale=0, min_width=90)
+            export_status = gr.Markdown(elem_id="export-status")
             model_zip = gr.File(label="Pruned model", interactive=False, elem_id="model-zip")
-    shared.heavy.append(export_btn.click(
+    export_btn.click(
         download_pruned_model,
         [inputs.model, inputs.method, inputs.sparsity, inputs.beta, inputs.calib_samples, inputs.calib_seqlen,
          inputs.seed, inputs.text_file],
-        model_zip, api_name="download_pruned_model", **ENGINE))
+        [model_zip, export_status], api_name="download_pruned_model", **ENGINE)
+    shared.stop_buttons.append(stop_btn)

@@ -50,7 +50,6 @@ def build_demo() -> gr.Blocks:
             with gr.Tab("History and downloads", id="history"):
                 history_tab.build(shared)
         demo.load(default_model_status, None, model_status, **INSTANT, **UI_ONLY, api_name="default_model_status")
-        gr.on([button.click for button in shared.stop_buttons], stop, None, None, cancels=shared.heavy,
-              queue=False, api_name="stop")
+        gr.on([button.click for button in shared.stop_buttons], stop, None, None, queue=False, api_name="stop")
     demo.queue(default_concurrency_limit=1)
     return demo

@@ -11,13 +11,13 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import plotly.graph_objects as go
 
 from ..allocations import ALLOCATORS
 from ..errors import AtpError
-from ..results import RunResult, SearchTrial
+from ..results import BlockError, RunResult, SearchTrial
 from ..schedules import atp_schedule, beta_max
 from .format import run_label, text_name
 
@@ -39,6 +39,7 @@ _DASHES = ("solid", "dash", "dot", "dashdot", "longdash")
 AXIS_BLOCK = "decoder block (index)"
 AXIS_SPARSITY = "sparsity (fraction of weights removed)"
 AXIS_RELATIVE = "relative error ‖Δh‖ / ‖h‖"
+AXIS_ABSOLUTE = "squared norm (log scale)"
 AXIS_PPL = "perplexity (log scale)"
 
 _AXIS_STYLE = {"showgrid": True, "gridcolor": _GRID, "zerolinecolor": _AXIS_LINE,
@@ -99,57 +100,119 @@ def _run_title(result: RunResult) -> str:
     return f"{run_label(result)}, {result.method}, S = {result.sparsity:.3g}"
 
 
-def schedule_figure(num_layers: int, sparsity: float, beta: float) -> go.Figure:
-    """ATP rate per block as bars, with the uniform level S; cheap enough for a slider."""
+def schedule_figure(num_layers: int, sparsity: float, beta: float, current: int | None = None) -> go.Figure:
+    """ATP rate per block as bars, with the uniform level S; cheap enough for a slider.
+    ``current``: the block a run is pruning now, outlined."""
     rates = atp_schedule(num_layers, sparsity, beta)
     limit = beta_max(num_layers, sparsity)
     sparsity, beta = float(sparsity), float(beta)
     count = len(rates)
+    outline = [2.5 if i == current else 0 for i in range(count)]
     data = [
         go.Bar(x=list(range(count)), y=rates, name="ATP rate s_i",
-               marker={"color": colour_for("atp")},
+               marker={"color": colour_for("atp"), "line": {"width": outline, "color": _TEXT}},
                hovertemplate="block %{x}: %{y:.3f}<extra></extra>"),
         go.Scatter(x=[-0.5, count - 0.5], y=[sparsity, sparsity], mode="lines",
                    name=f"uniform S = {sparsity:.3g}", hoverinfo="skip",
                    line={"color": colour_for("uniform"), "dash": "dash", "width": 2}),
     ]
+    subtitle = f"β = {beta:.4f} (β_max = {limit:.4f}) · one rate per decoder block"
+    if current is not None:
+        subtitle += f" · now pruning block {current}"
     layout = _layout(
         f"ATP schedule: {count} blocks, mean sparsity S = {sparsity:.3g}",
-        AXIS_BLOCK, AXIS_SPARSITY,
-        subtitle=f"β = {beta:.4f} (β_max = {limit:.4f}) · one rate per decoder block",
+        AXIS_BLOCK, AXIS_SPARSITY, subtitle=subtitle,
         xaxis={"range": [-0.5, count - 0.5]}, yaxis={"range": [0, 1]}, bargap=0.15,
+        legend={"orientation": "h", "x": 0, "y": 1.0, "yanchor": "bottom"},
+        margin={"t": 90},
     )
     return go.Figure(data=data, layout=layout)
 
 
-def error_propagation_figure(runs: Mapping[str, RunResult], log_scale: bool = False) -> go.Figure:
-    """Relative block-output error against depth, one line per run."""
+def placeholder(title: str, text: str) -> go.Figure:
+    """An empty figure that says what will appear and how to get it (no meaningless axes)."""
+    layout = _layout(title, "", "", annotations=[_note(text)],
+                     xaxis={"visible": False}, yaxis={"visible": False})
+    return go.Figure(layout=layout)
+
+
+def perplexity_placeholder() -> go.Figure:
+    return placeholder("Perplexity on held-out text (lower is better)",
+                       "After a run: dense, uniform and ATP side by side")
+
+
+# The error plot's views of the same runs: the text's error without the few
+# massive-activation tokens (the default), the paper's sum over all tokens, and the
+# absolute squared error beside the dense signal, so growth of the error can be told
+# from growth of the signal.
+ERROR_VIEWS: dict[str, str] = {
+    "ordinary": "ordinary tokens",
+    "all": "all tokens",
+    "absolute": "absolute",
+}
+
+
+class ErrorCurve(Protocol):
+    """What the error plot needs of a run: a finished ``RunResult``, or one still running."""
+
+    allocation: str
+    errors: list[BlockError]
+
+
+def _view_value(error: BlockError, view: str) -> float | None:
+    if view == "ordinary":
+        # Results saved before per-token errors were measured have only the all-token figure.
+        return error.relative if error.relative_ordinary is None else error.relative_ordinary
+    if view == "all":
+        return error.relative
+    return _plottable(error.total_sq)
+
+
+def error_propagation_figure(runs: Mapping[str, ErrorCurve], log_scale: bool = False, view: str = "ordinary",
+                             num_layers: int | None = None) -> go.Figure:
+    """Block-output error against depth, one line per run, in one of ``ERROR_VIEWS``.
+
+    ``num_layers`` fixes the x axis, so a run still being drawn grows into its frame.
+    """
+    if view not in ERROR_VIEWS:
+        raise AtpError(f"unknown error view {view!r}: use one of {', '.join(ERROR_VIEWS)}")
+    absolute = view == "absolute"
+    log_axis = log_scale or absolute
     data = []
     dash_count: dict[str, int] = {}
-    blocks: set[int] = set()
-    for label, result in runs.items():
-        key = result.allocation
+    blocks: set[int] = set(range(num_layers)) if num_layers else set()
+    for label, run in runs.items():
+        key = run.allocation
         dash = _DASHES[dash_count.get(key, 0) % len(_DASHES)]
         dash_count[key] = dash_count.get(key, 0) + 1
-        x = [e.layer for e in result.errors]
+        x = [e.layer for e in run.errors]
         blocks.update(x)
         data.append(go.Scatter(
-            x=x, y=[e.relative for e in result.errors], mode="lines+markers", name=label,
+            x=x, y=[_view_value(e, view) for e in run.errors], mode="lines+markers", name=label,
             line={"color": colour_for(key), "dash": dash},
             hovertemplate=f"{label}<br>block %{{x}}: %{{y:.3g}}<extra></extra>"))
-    if log_scale:
-        subtitle = "log scale · dense = 0 (a log axis cannot show it)"
+    first = next(iter(runs.values()), None)
+    if absolute and first is not None and first.errors and first.errors[0].dense_sq is not None:
+        data.insert(0, go.Scatter(
+            x=[e.layer for e in first.errors], y=[_plottable(e.dense_sq) for e in first.errors], mode="lines",
+            name="‖h‖² (dense output)", line={"color": colour_for("dense"), "dash": "dash"},
+            hovertemplate="block %{x}: ‖h‖² %{y:.3g}<extra></extra>"))
+    if absolute:
+        y_title, subtitle = AXIS_ABSOLUTE, "all tokens · ‖Δh‖² beside the dense ‖h‖²: error growth vs signal growth"
     else:
-        subtitle = "dense = 0 (grey line) · each model fed its own input"
-        if blocks:
+        tokens = ("ordinary tokens (massive-activation tokens left out)" if view == "ordinary"
+                  else "all tokens, as the paper's L_i sums them")
+        y_title = AXIS_RELATIVE + (" (log scale)" if log_scale else "")
+        subtitle = f"{tokens} · " + ("log scale: dense = 0 cannot be shown" if log_scale else "dense = 0 (grey line)")
+        if blocks and not log_scale:
             data.insert(0, go.Scatter(
                 x=[min(blocks), max(blocks)], y=[0, 0], mode="lines", name="dense",
                 hoverinfo="skip", line={"color": colour_for("dense"), "dash": "dot"}))
+    xaxis = {"range": [-0.5, max(blocks) + 0.5]} if blocks else {}
     layout = _layout(
-        "Error explosion: block-output error by depth", AXIS_BLOCK,
-        AXIS_RELATIVE + (" (log scale)" if log_scale else ""), subtitle=subtitle,
-        yaxis={"type": "log" if log_scale else "linear"},
-        annotations=[] if runs else [_note("No pruned run yet")],
+        "Error explosion: block-output error by depth", AXIS_BLOCK, y_title, subtitle=subtitle,
+        xaxis=xaxis, yaxis={"type": "log" if log_axis else "linear"},
+        annotations=[] if runs else [_note("Press Prune: the error of every block appears here, block by block")],
     )
     return go.Figure(data=data, layout=layout)
 
@@ -175,7 +238,7 @@ def error_split_figure(result: RunResult) -> go.Figure:
     ]
     layout = _layout(
         f"Introduced vs inherited error ({_run_title(result)})",
-        AXIS_BLOCK, "error relative to ‖h_dense‖",
+        AXIS_BLOCK, "error relative to ‖h‖ (dense output)",
         subtitle="bar height = ‖introduced‖ + ‖inherited‖, at least the total "
                  "(triangle inequality) · line = total",
         barmode="stack",
@@ -201,6 +264,37 @@ def sublayer_heatmap(result: RunResult) -> go.Figure:
         "linear layer inside the block (the model's own name)", AXIS_BLOCK,
         subtitle="block 0 at the top · colour = relative error (dimensionless)",
         yaxis={"autorange": "reversed"},
+    )
+    return go.Figure(data=data, layout=layout)
+
+
+def token_heatmap(result: RunResult) -> go.Figure:
+    """Per-token relative error of one calibration window: blocks × positions, the massive
+    tokens marked; hover shows each token's text."""
+    tokens = result.token_errors
+    if tokens is None:
+        return go.Figure(layout=_layout("Error of each token", "token position in the window", AXIS_BLOCK,
+                                        annotations=[_note("This result has no per-token errors")]))
+    rows = tokens.relative
+    values = sorted(v for row in rows for v in row)
+    # The colour scale stops at the 99th percentile: a few huge cells would wash out the rest.
+    top = values[int(0.99 * (len(values) - 1))] if values else 1.0
+    shown = [text.replace("\n", "⏎") or "∅" for text in tokens.tokens]
+    data = [go.Heatmap(
+        z=rows, x=list(range(len(shown))), y=list(range(len(rows))), customdata=[shown] * len(rows),
+        colorscale="Viridis", zmin=0, zmax=top or 1.0, colorbar={"title": {"text": "‖Δh_t‖ / ‖h_t‖"}},
+        hovertemplate="block %{y} · position %{x}: “%{customdata}”<br>relative error %{z:.3g}<extra></extra>")]
+    marks = [(position, block) for block, positions in enumerate(tokens.massive) for position in positions]
+    if marks:
+        data.append(go.Scatter(
+            x=[p for p, _ in marks], y=[b for _, b in marks], mode="markers", name="massive-activation token",
+            marker={"symbol": "x-thin", "size": 7, "line": {"width": 2, "color": "#E69F00"}},
+            hovertemplate="block %{y} · position %{x}: massive activation<extra></extra>"))
+    layout = _layout(
+        f"Error of each token, calibration window {tokens.window} ({_run_title(result)})",
+        "token position in the window", AXIS_BLOCK,
+        subtitle=f"× = massive-activation token ({tokens.rule}) · colour capped at the 99th percentile",
+        yaxis={"autorange": "reversed"}, showlegend=False,
     )
     return go.Figure(data=data, layout=layout)
 
@@ -297,29 +391,54 @@ def sweep_figure(trials: Sequence[SearchTrial], uniform_ppl: float | None,
     return go.Figure(data=data, layout=layout)
 
 
-def single_block_figure(result: RunResult, block: int) -> go.Figure:
-    """Error per block when only ``block`` was pruned: zero before it, carried after it."""
-    x = [e.layer for e in result.errors]
-    y = [e.relative for e in result.errors]
-    if block not in x:
-        raise AtpError(f"block {block} is not in this result (blocks {x[0]}..{x[-1]})")
-    colour = colour_for(result.allocation)
-    data = [
-        go.Scatter(x=x, y=y, mode="lines+markers", name="relative error", line={"color": colour},
-                   hovertemplate="block %{x}: %{y:.3g}<extra></extra>"),
-        go.Scatter(x=[block], y=[y[x.index(block)]], mode="markers", name=f"pruned block {block}",
-                   marker={"symbol": "star", "size": 16, "color": colour,
-                           "line": {"color": _TEXT, "width": 1}},
-                   hovertemplate="pruned block %{x}: %{y:.3g}<extra></extra>"),
-    ]
+def pruned_block(result: RunResult) -> int:
+    """The one block a single-block experiment pruned."""
+    return next(i for i, rate in enumerate(result.schedule) if rate > 0)
+
+
+def single_block_figure(results: Sequence[RunResult], view: str = "ordinary") -> go.Figure:
+    """Several single-block experiments on one axes from 0: pruning only block k, the error
+    of every block (zero before k, carried after it), one line per k."""
+    data = []
+    for n, result in enumerate(results):
+        k = pruned_block(result)
+        colour = _PALETTE[n % len(_PALETTE)]
+        y = [_view_value(e, view) for e in result.errors]
+        data.append(go.Scatter(x=[e.layer for e in result.errors], y=y, mode="lines+markers",
+                               name=f"only block {k} pruned", line={"color": colour},
+                               hovertemplate=f"block {k} pruned<br>block %{{x}}: %{{y:.3g}}<extra></extra>"))
+        data.append(go.Scatter(x=[k], y=[y[k]], mode="markers", showlegend=False, hoverinfo="skip",
+                               marker={"symbol": "star", "size": 14, "color": colour,
+                                       "line": {"color": _TEXT, "width": 1}}))
+    tokens = "ordinary tokens" if view == "ordinary" else "all tokens"
     layout = _layout(
-        f"Prune only block {block} (sparsity {result.schedule[block]:.0%}): "
-        "where its error goes",
-        AXIS_BLOCK, AXIS_RELATIVE,
-        subtitle="blocks before it are untouched (error 0) · after it, dense blocks carry it on",
-        shapes=[{"type": "rect", "xref": "x", "yref": "paper", "x0": block - 0.5,
-                 "x1": block + 0.5, "y0": 0, "y1": 1, "fillcolor": _BAND,
-                 "line": {"width": 0}, "layer": "below"}],
+        "Prune only block k: where its error goes", AXIS_BLOCK, AXIS_RELATIVE,
+        subtitle=f"{tokens} · zero before k (star), carried by the dense blocks after it",
+        yaxis={"rangemode": "tozero"},
+        annotations=[] if results else [_note("Pick a block k and press Prune only block k; each press adds a line")],
+    )
+    return go.Figure(data=data, layout=layout)
+
+
+def amplification_figure(results: Sequence[RunResult]) -> go.Figure:
+    """For each single-block experiment, how much every later block magnifies the error it
+    inherits (a_i; above 1: enlarged)."""
+    data = []
+    for n, result in enumerate(results):
+        k = pruned_block(result)
+        points = [(e.layer, e.amplification) for e in result.errors if e.amplification is not None]
+        data.append(go.Scatter(x=[x for x, _ in points], y=[a for _, a in points], mode="lines+markers",
+                               name=f"only block {k} pruned", line={"color": _PALETTE[n % len(_PALETTE)]},
+                               hovertemplate=f"block {k} pruned<br>block %{{x}}: a = %{{y:.3g}}<extra></extra>"))
+    if results:
+        count = len(results[0].errors)
+        data.append(go.Scatter(x=[0, count - 1], y=[1, 1], mode="lines", name="a = 1 (neither grows nor shrinks)",
+                               hoverinfo="skip", line={"color": colour_for("dense"), "dash": "dot"}))
+    layout = _layout(
+        "Amplification: what each block does with the error it inherits", AXIS_BLOCK,
+        "a_i = ‖inherited_i‖ / ‖Δh_{i−1}‖",
+        subtitle="all tokens · above 1 the block enlarges the error handed to it",
+        annotations=[] if results else [_note("After an experiment: one line per pruned block")],
     )
     return go.Figure(data=data, layout=layout)
 

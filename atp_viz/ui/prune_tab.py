@@ -1,24 +1,28 @@
 """The "Prune and compare" tab: the run inputs every tab uses, the live schedule, and one
-press of Prune: the uniform baseline against ATP at the slider's β, with their error
-propagation, perplexities, introduced/inherited split and per-layer heatmap."""
+press of Prune: the uniform baseline against ATP at the slider's β, drawn block by block
+as it runs, then their error propagation, perplexities, introduced/inherited split and
+per-layer and per-token errors."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from urllib.parse import urlencode
 
 import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
 
 from .. import engine
-from ..progress import CancelCheck, Progress
+from ..errors import AtpError, Cancelled
 from ..pruners import PRUNERS
-from ..results import RunResult
+from ..results import BlockError, RunResult
 from ..schedules import atp_schedule, beta_max
 from ..settings import DEFAULTS, RunSettings
 from . import history_tab, plots
-from .adapters import engine_progress, stoppable, user_errors
+from .adapters import stoppable, streamed, user_errors
 from .defaults import (
     BETA_STEP,
     DEFAULT_BETA,
@@ -30,7 +34,7 @@ from .defaults import (
     SPARSITY_MIN,
     SPARSITY_STEP,
 )
-from .format import ppl, run_label, settings_line
+from .format import massive_note, ppl, run_label, settings_line, text_name
 from .shared import ENGINE, INSTANT, UI_ONLY, HistoryOutputs, RunInputs, Shared, block_count, run_settings
 
 # gradio refuses slider values outside the slider's range, and a range set by an event
@@ -41,6 +45,15 @@ BETA_STATIC_MAX = 1.0
 # Digits of the β slider's maximum: rounded down, so the slider never offers an illegal β
 # (nor shows β_max with 17 digits).
 _SLIDER_DIGITS = 5
+ERROR_VIEW_CHOICES = [(label, name) for name, label in plots.ERROR_VIEWS.items()]
+SPLIT_NOTE = r"""
+**Introduced**: the error this block's own pruning adds, on the input it really gets,
+$\tilde B_i(\tilde h_{i-1}) - B_i(\tilde h_{i-1})$. **Inherited**: what the dense block does
+with the error handed to it, $B_i(\tilde h_{i-1}) - B_i(h_{i-1})$. The two add up to the
+block's error exactly; as vectors they can partly cancel, so the stacked bar (the sum of
+their sizes) stands above the total line where they do.
+"""
+INLINE_LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 
 
 # ------------------------------------------------------------------ the schedule
@@ -61,8 +74,11 @@ def legal_beta(model: str, sparsity: float, beta: float) -> BetaRange:
     scale = 10**_SLIDER_DIGITS
     slider_max = math.floor(beta_max(num_layers, sparsity) * scale) / scale
     clamped = min(max(float(beta or 0.0), 0.0), slider_max)
-    return BetaRange(num_layers, slider_max, clamped, plots.schedule_figure(num_layers, sparsity, clamped),
-                     schedule_info(num_layers, sparsity, clamped))
+    info = schedule_info(num_layers, sparsity, clamped)
+    if float(beta or 0.0) > slider_max + 1e-12:
+        info = (f"β = {float(beta):.6g} is above β_max = {slider_max:.5g} for {num_layers} blocks at "
+                f"S = {float(sparsity):g}: set to β_max.  \n" + info)
+    return BetaRange(num_layers, slider_max, clamped, plots.schedule_figure(num_layers, sparsity, clamped), info)
 
 
 def schedule_info(num_layers: int, sparsity: float, beta: float) -> str:
@@ -73,7 +89,8 @@ def schedule_info(num_layers: int, sparsity: float, beta: float) -> str:
 
 
 def narrow_beta(model: str, sparsity: float, beta: float):
-    """The β slider narrowed to the legal range of this model and S, with its schedule."""
+    """The β slider narrowed to the legal range of this model and S (a typed β above it is
+    set to β_max, visibly), with its schedule."""
     with user_errors():
         allowed = legal_beta(model, sparsity, beta)
     return gr.update(maximum=allowed.slider_max, value=allowed.beta), allowed.info, allowed.figure
@@ -112,26 +129,35 @@ class Pair:
         return self.uniform if which.lower() == "uniform" else self.atp
 
 
-def _scaled(progress: Progress | None, start: float, end: float, run: str) -> Progress | None:
-    """One run's progress as a part [start, end] of the whole, its messages naming the run."""
-    if progress is None:
-        return None
-    return lambda fraction, message: progress(start + (end - start) * fraction, f"{run}: {message}")
+# What the pair's runs report as they go: (which run, a block's error or the finished result).
+Report = tuple[str, BlockError | RunResult]
 
 
-def prune_pair(settings: RunSettings, progress: Progress | None = None,
-               cancelled: CancelCheck | None = None) -> Pair:
+def prune_pair(settings: RunSettings, cancelled: Callable[[], bool] | None = None,
+               report: Callable[[Report], None] | None = None) -> Pair:
     """Run the uniform baseline and ATP at ``settings.beta`` (the engine reuses unchanged runs)."""
     # Refuse an illegal β before spending minutes on the baseline.
     atp_schedule(block_count(settings.model), settings.sparsity, settings.beta)
-    uniform = engine.run_pruning(replace(settings, allocation="uniform", beta=0.0),
-                                 _scaled(progress, 0.0, 0.5, "uniform"), cancelled).result
-    atp = engine.run_pruning(settings, _scaled(progress, 0.5, 1.0, f"ATP β = {settings.beta:g}"), cancelled).result
-    return Pair(uniform, atp)
+    runs = []
+    for which, asked in (("uniform", replace(settings, allocation="uniform", beta=0.0)), ("atp", settings)):
+        on_block = None if report is None else (lambda error, which=which: report((which, error)))
+        runs.append(engine.run_pruning(asked, cancelled=cancelled, on_block=on_block).result)
+        if report is not None:
+            report((which, runs[-1]))
+    return Pair(*runs)
 
 
-def error_figure(pair: Pair | None, log_scale: bool) -> go.Figure:
-    return plots.error_propagation_figure(pair.runs() if pair else {}, log_scale)
+@dataclass
+class Drawing:
+    """A run being drawn block by block (what the error plot needs of it)."""
+
+    allocation: str
+    label: str
+    errors: list[BlockError] = field(default_factory=list)
+
+
+def error_figure(pair: Pair | None, log_scale: bool, view: str = "ordinary") -> go.Figure:
+    return plots.error_propagation_figure(pair.runs() if pair else {}, log_scale, view)
 
 
 def split_figure(pair: Pair, which: str) -> go.Figure:
@@ -158,19 +184,112 @@ def perplexity_figure(pair: Pair) -> go.Figure:
     return plots.perplexity_figure(pair.atp.dense_ppl, pair.runs())
 
 
+def settings_link(result: RunResult) -> str:
+    """A link to this page with the run's settings filled in (the built-in text only: a
+    server never takes a file path from a link)."""
+    s = result.settings
+    query = {"model": result.model, "method": result.method, "S": f"{result.sparsity:g}",
+             "beta": f"{result.beta or 0:g}", "calib": f"{s.calib_samples}x{s.calib_seqlen}",
+             "eval": f"{s.eval_samples}x{s.eval_seqlen}", "seed": s.seed}
+    return "?" + urlencode(query)
+
+
 def summary_markdown(pair: Pair) -> str:
     u, a = pair.uniform, pair.atp
     gain = u.ppl - a.ppl if math.isfinite(u.ppl) and math.isfinite(a.ppl) else None
     verdict = "" if gain is None else (f" · ATP is **{gain:,.2f} lower**" if gain > 0
                                        else f" · ATP is **{-gain:,.2f} higher**")
+    text = "" if a.settings.text == "builtin" else f" ({text_name(a.settings.text)} must be uploaded again)"
     return (
         f"**Perplexity** dense {ppl(a.dense_ppl)} · uniform {ppl(u.ppl)} · "
         f"ATP (β = {a.beta:.4g}) {ppl(a.ppl)}{verdict}  \n"
         f"**Achieved sparsity** (decoder linear layers) uniform {u.overall_sparsity:.2%} · "
         f"ATP {a.overall_sparsity:.2%} · {PRUNERS[a.method].label}, target S = {a.sparsity:g}  \n"
         f"**Measured with** {settings_line(a)}  \n"
-        f"**Weights** {a.model_source}"
+        f"**Weights** {a.model_source} · [these settings as a link]({settings_link(a)}){text}"
     )
+
+
+def _estimate_line(settings: RunSettings) -> str:
+    estimate = engine.estimate_runs([replace(settings, allocation="uniform", beta=0.0), settings])
+    if estimate is None:
+        return "Time: estimated once the model is loaded."
+    return "Ready: both runs are cached." if estimate.seconds == 0 else f"Prune takes {estimate.text()}."
+
+
+def prune_estimate(model: str, method: str, sparsity: float, beta: float, calib_samples: float,
+                   calib_seqlen: float, eval_samples: float, eval_seqlen: float, seed: float,
+                   text_file: str | None) -> str:
+    """How long Prune will take with these settings (no run: a sentence, never an error)."""
+    try:
+        return _estimate_line(run_settings(model, method, sparsity, calib_samples, calib_seqlen, eval_samples,
+                                           eval_seqlen, seed, text_file, beta))
+    except AtpError as exc:
+        return f"Cannot run yet: {exc}"
+
+
+@dataclass
+class _Live:
+    """What the page shows while the pair runs."""
+
+    settings: RunSettings
+    num_layers: int
+    started: float = field(default_factory=time.monotonic)
+    drawings: dict[str, Drawing] = field(default_factory=dict)
+    finished: list[RunResult] = field(default_factory=list)
+
+    def add(self, which: str, report: BlockError | RunResult) -> None:
+        if isinstance(report, RunResult):
+            self.finished.append(report)
+            return
+        if which not in self.drawings:
+            label = "uniform" if which == "uniform" else f"atp β = {self.settings.beta:.4g}"
+            self.drawings[which] = Drawing(which, label)
+        self.drawings[which].errors.append(report)
+
+    @property
+    def blocks_done(self) -> int:
+        return sum(len(d.errors) for d in self.drawings.values())
+
+    def where(self) -> tuple[str, int]:
+        """The run being worked on and its next block."""
+        atp = self.drawings.get("atp")
+        if atp is not None or len(self.drawings.get("uniform", Drawing("", "")).errors) >= self.num_layers:
+            return "atp", len(atp.errors) if atp else 0
+        return "uniform", len(self.drawings.get("uniform", Drawing("", "")).errors)
+
+    def figure(self, log_scale: bool, view: str, stopped: bool = False) -> go.Figure:
+        figure = plots.error_propagation_figure({d.label: d for d in self.drawings.values()}, log_scale, view,
+                                                num_layers=self.num_layers)
+        if stopped:
+            figure.add_annotation(text="stopped: the unfinished run's blocks are not kept", xref="paper",
+                                  yref="paper", x=0.5, y=1.0, showarrow=False, font={"size": 13})
+        return figure
+
+    def status(self) -> str:
+        which, block = self.where()
+        total = 2 * self.num_layers
+        done = self.blocks_done
+        elapsed = time.monotonic() - self.started
+        name = "uniform" if which == "uniform" else f"ATP β = {self.settings.beta:g}"
+        if block >= self.num_layers:
+            step = f"{name}: measuring perplexity"
+        else:
+            step = f"{name}: pruning block {block + 1} of {self.num_layers}"
+        left = ""
+        if done:
+            # Blocks so far at the pace seen; perplexity (a few blocks' worth) is in that pace.
+            left = f" · about {elapsed / done * (total - done):.0f} s left"
+        return f"⏳ {step} · {elapsed:.0f} s{left}"
+
+
+def _stopped_status(live: _Live, previous: Pair | None) -> str:
+    which, block = live.where()
+    name = "uniform" if which == "uniform" else f"ATP β = {live.settings.beta:g}"
+    kept = "The finished uniform run is in the history. " if live.finished else ""
+    below = (f"The plots below the error curve still show the previous run (ATP β = {previous.atp.beta:g})."
+             if previous is not None else "")
+    return f"⏹ **Stopped** during {name} at block {min(block + 1, live.num_layers)}. {kept}{below}"
 
 
 def run_pruning(
@@ -186,11 +305,15 @@ def run_pruning(
     text_file: str | None,
     log_scale: bool,
     shown_run: str,
+    error_view: str,
+    pair: Pair | None,
     frame: pd.DataFrame,
-    progress: gr.Progress = gr.Progress(),
     request: gr.Request = None,
 ):
     """Prune with the uniform baseline and with ATP at β; compare errors and perplexity.
+
+    Streams: the error curve grows block by block while the runs go (the uniform curve
+    stays while ATP runs); the last update is the finished comparison.
 
     Args:
         model: "embedded", a Hugging Face model id, or a local model directory.
@@ -204,62 +327,107 @@ def run_pruning(
         seed: seed for picking the calibration windows.
         text_file: a UTF-8 text file for calibration and evaluation, or None for the built-in text.
         log_scale: draw the error-propagation plot on a log axis.
-        shown_run: "ATP" or "uniform": the run shown in the split figure and the heatmap.
+        shown_run: "ATP" or "uniform": the run shown in the split figure and the heatmaps.
+        error_view: "ordinary" (massive-activation tokens left out), "all" (every token, as the
+            paper sums) or "absolute" (squared error beside the dense signal).
 
     Returns:
         Error propagation, perplexity, introduced-vs-inherited and sublayer figures, a
         summary (perplexities, achieved sparsity, settings, which weights), the history
-        table, the history CSV and every run's JSON file.
+        table, the history CSV, every run's JSON file, the per-token heatmap, a sentence on
+        where the hidden-state norm sits, the run's status line and the schedule.
     """
-    with user_errors(), stoppable(request) as cancelled:
+    keep = gr.update()
+    with user_errors(), stoppable(request) as flag:
+        # Every input is checked before any run, so a bad one never costs a finished run.
+        if shown_run not in RUN_CHOICES:
+            raise AtpError(f"shown run must be one of {', '.join(RUN_CHOICES)}, got {shown_run!r}")
+        if error_view not in plots.ERROR_VIEWS:
+            raise AtpError(f"error view must be one of {', '.join(plots.ERROR_VIEWS)}, got {error_view!r}")
         settings = run_settings(model, method, sparsity, calib_samples, calib_seqlen, eval_samples, eval_seqlen,
                                 seed, text_file, beta)
-        pair = prune_pair(settings, engine_progress(progress), cancelled)
-    for result in (pair.uniform, pair.atp):
+        num_layers = block_count(settings.model)
+        live = _Live(settings, num_layers)
+
+        def schedule_at(block: int | None) -> go.Figure:
+            return plots.schedule_figure(num_layers, settings.sparsity, settings.beta, current=block)
+
+        yield (live.figure(log_scale, error_view), *[keep] * 4, *[keep] * 3, keep, keep,
+               f"⏳ starting · {_estimate_line(settings)}", schedule_at(0), keep, keep)
+        job = streamed(lambda emit: prune_pair(settings, flag.is_set, emit), flag)
+        try:
+            while True:
+                live.add(*next(job))
+                yield (live.figure(log_scale, error_view), *[keep] * 4, *[keep] * 3, keep, keep, live.status(),
+                       schedule_at(min(live.where()[1], num_layers - 1)), keep, keep)
+        except StopIteration as finished:
+            done: Pair = finished.value
+        except Cancelled:
+            # What finished stays: a completed uniform run goes to the history.
+            for result in live.finished:
+                frame = history_tab.record(frame, result)
+            yield (live.figure(log_scale, error_view, stopped=True), *[keep] * 4, *history_tab.shown(frame), keep,
+                   keep, _stopped_status(live, pair), schedule_at(None), keep, frame)
+            return
+    for result in (done.uniform, done.atp):
         frame = history_tab.record(frame, result)
-    return (
-        error_figure(pair, log_scale),
-        perplexity_figure(pair),
-        split_figure(pair, shown_run),
-        heatmap_figure(pair, shown_run),
-        summary_markdown(pair),
+    shown = done.pick(shown_run)
+    yield (
+        error_figure(done, log_scale, error_view),
+        perplexity_figure(done),
+        split_figure(done, shown_run),
+        heatmap_figure(done, shown_run),
+        summary_markdown(done),
         *history_tab.shown(frame),
-        pair,
+        plots.token_heatmap(shown),
+        massive_note(shown),
+        f"✔ done in {time.monotonic() - live.started:.0f} s",
+        schedule_at(None),
+        done,
         frame,
     )
 
 
-def redraw_errors(log_scale: bool, pair: Pair | None):
+def redraw_errors(log_scale: bool, error_view: str, pair: Pair | None):
     """Redraw the error-propagation plot of this session's last comparison.
 
     Args:
         log_scale: draw the relative error on a log axis.
+        error_view: "ordinary", "all" or "absolute".
     """
-    return error_figure(pair, log_scale)
+    with user_errors():
+        if error_view not in plots.ERROR_VIEWS:
+            raise AtpError(f"error view must be one of {', '.join(plots.ERROR_VIEWS)}, got {error_view!r}")
+        return error_figure(pair, log_scale, error_view)
 
 
 def show_run(shown_run: str, pair: Pair | None):
-    """Show the introduced-vs-inherited split and the sublayer heatmap of one run.
+    """Show the introduced-vs-inherited split, the sublayer heatmap and the per-token heatmap of one run.
 
     Args:
         shown_run: "ATP" or "uniform".
     """
     if pair is None:
-        return None, None
-    return split_figure(pair, shown_run), heatmap_figure(pair, shown_run)
+        return gr.update(), gr.update(), gr.update(), gr.update()
+    shown = pair.pick(shown_run)
+    return split_figure(pair, shown_run), heatmap_figure(pair, shown_run), plots.token_heatmap(shown), \
+        massive_note(shown)
 
 
 # ------------------------------------------------------------------ the tab
 
 
-def build_inputs() -> tuple[RunInputs, gr.Button, gr.Button]:
-    """The run inputs (left column), with the Prune and Stop buttons below them."""
+def build_inputs() -> tuple[RunInputs, gr.Button, gr.Button, gr.Markdown, gr.Markdown]:
+    """The run inputs (left column), β, and the Prune and Stop buttons below them."""
     with gr.Column(scale=1, min_width=300):
         model = gr.Dropdown(MODEL_CHOICES, value=DEFAULTS.model, allow_custom_value=True, label="Model",
                             elem_id="model", info="embedded works offline; or type any hub id or local directory")
         method = gr.Radio(METHOD_CHOICES, value=DEFAULTS.method, label="Pruning method", elem_id="method")
         sparsity = gr.Slider(SPARSITY_MIN, SPARSITY_MAX, value=DEFAULTS.sparsity, step=SPARSITY_STEP,
                              label="Target sparsity S (mean over blocks)", elem_id="sparsity")
+        beta = gr.Slider(0.0, BETA_STATIC_MAX, value=DEFAULT_BETA, step=BETA_STEP,
+                         label="β: sparsity step from one block to the next (0 = uniform)", elem_id="beta")
+        beta_info = gr.Markdown(label="schedule description", elem_id="beta-info")
         with gr.Accordion("Calibration and evaluation", open=False, elem_id="calibration"):
             with gr.Row():
                 calib_samples = gr.Number(DEFAULTS.calib_samples, precision=0, minimum=1,
@@ -277,49 +445,77 @@ def build_inputs() -> tuple[RunInputs, gr.Button, gr.Button]:
         with gr.Row():
             prune_btn = gr.Button("Prune: uniform vs ATP", variant="primary", elem_id="prune")
             stop_btn = gr.Button("Stop", variant="stop", elem_id="stop", scale=0, min_width=90)
-    beta = gr.Slider(0.0, BETA_STATIC_MAX, value=DEFAULT_BETA, step=BETA_STEP,
-                     label="β: sparsity step from one block to the next (0 = uniform)", elem_id="beta", render=False)
+        estimate = gr.Markdown(elem_id="prune-estimate")
     inputs = RunInputs(model, method, sparsity, beta, calib_samples, calib_seqlen, eval_samples, eval_seqlen,
                        seed, text_file)
-    return inputs, prune_btn, stop_btn
+    return inputs, prune_btn, stop_btn, beta_info, estimate
+
+
+def _plot_column(plot_id: str, label: str, value: go.Figure | None = None) -> gr.Plot:
+    # Side by side on a wide screen, stacked on a phone: a column wraps below its min width.
+    with gr.Column(min_width=380):
+        return gr.Plot(value, label=label, show_label=False, elem_id=plot_id)
 
 
 def build(demo: gr.Blocks, history: HistoryOutputs) -> Shared:
     """The tab's components and events; returns what the other tabs share."""
     pair = gr.State(None)
     with gr.Row(equal_height=False):
-        inputs, prune_btn, stop_btn = build_inputs()
-        with gr.Column(scale=2):
-            inputs.beta.render()
-            beta_info = gr.Markdown(label="schedule description", elem_id="beta-info")
+        inputs, prune_btn, stop_btn, beta_info, estimate = build_inputs()
+        with gr.Column(scale=2, min_width=320):
             schedule_plot = gr.Plot(label="schedule", show_label=False, elem_id="schedule-plot")
-    summary = gr.Markdown(label="summary", elem_id="summary")
-    with gr.Row():
-        with gr.Column():
-            error_plot = gr.Plot(plots.error_propagation_figure({}), label="error propagation", show_label=False,
-                                 elem_id="error-plot")
-            log_scale = gr.Checkbox(False, label="log scale", elem_id="log-scale")
-        ppl_plot = gr.Plot(label="perplexity", show_label=False, elem_id="ppl-plot")
-    shown_run = gr.Radio(list(RUN_CHOICES), value=DEFAULT_RUN, label="Split and heatmap show the run",
+    status = gr.Markdown(elem_id="run-status")
+    summary = gr.Markdown("*Press **Prune**: the summary of both runs appears here.*", label="summary",
+                          elem_id="summary")
+    with gr.Row(equal_height=False):
+        with gr.Column(min_width=380):
+            error_plot = gr.Plot(plots.placeholder("Error explosion: block-output error by depth",
+                                                   "Press Prune: the error of every block appears here, "
+                                                   "block by block"),
+                                 label="error propagation", show_label=False, elem_id="error-plot")
+            with gr.Row():
+                error_view = gr.Radio(ERROR_VIEW_CHOICES, value="ordinary", label="Error of", elem_id="error-view")
+                log_scale = gr.Checkbox(False, label="log scale", elem_id="log-scale")
+            error_note = gr.Markdown(elem_id="error-note")
+        ppl_plot = _plot_column("ppl-plot", "perplexity", plots.perplexity_placeholder())
+    shown_run = gr.Radio(list(RUN_CHOICES), value=DEFAULT_RUN, label="The plots below show the run",
                          elem_id="shown-run")
-    with gr.Row():
-        split_plot = gr.Plot(label="introduced vs inherited", show_label=False, elem_id="split-plot")
-        heatmap_plot = gr.Plot(label="sublayer heatmap", show_label=False, elem_id="heatmap-plot")
+    with gr.Row(equal_height=False):
+        with gr.Column(min_width=380):
+            split_plot = gr.Plot(plots.placeholder("Introduced vs inherited error",
+                                                   "After a run: each block's error, split in two"),
+                                 label="introduced vs inherited", show_label=False, elem_id="split-plot")
+            gr.Markdown(SPLIT_NOTE, latex_delimiters=INLINE_LATEX, elem_id="split-note")
+        heatmap_plot = _plot_column("heatmap-plot", "sublayer heatmap", plots.placeholder(
+            "Relative error of each linear layer", "After a run: one cell per linear layer of every block"))
+    token_plot = gr.Plot(plots.placeholder("Error of each token", "After a run: one calibration window, "
+                                           "token by token, massive activations marked"),
+                         label="per-token heatmap", show_label=False, elem_id="token-plot")
 
     shared = Shared(inputs, history, [schedule_plot, beta_info])
-    # The slider's range follows the model and S; the bars follow the slider.
-    gr.on([demo.load, inputs.model.change, inputs.sparsity.change], narrow_beta,
+    # The slider's range follows the model and S; a typed β above it is set to β_max; the bars follow.
+    gr.on([demo.load, inputs.model.change, inputs.sparsity.change, inputs.beta.change], narrow_beta,
           [inputs.model, inputs.sparsity, inputs.beta], [inputs.beta, beta_info, schedule_plot], **INSTANT,
           **UI_ONLY, trigger_mode="always_last", api_name="beta_range")
-    inputs.beta.change(preview_schedule, [inputs.model, inputs.sparsity, inputs.beta], [schedule_plot, beta_info],
-                       **INSTANT, trigger_mode="always_last", api_name="preview_schedule")
-    shared.heavy.append(prune_btn.click(
+    # The strict preview (an illegal β is refused, not clamped) is for API callers: its
+    # trigger is a button the page never shows.
+    gr.Button(visible=False).click(preview_schedule, [inputs.model, inputs.sparsity, inputs.beta],
+                                   [schedule_plot, beta_info], **INSTANT, api_name="preview_schedule")
+    gr.on([demo.load, *(c.change for c in (inputs.model, inputs.method, inputs.sparsity, inputs.beta,
+                                          *inputs.measurement))],
+          prune_estimate, [inputs.model, inputs.method, inputs.sparsity, inputs.beta, *inputs.measurement], estimate,
+          **INSTANT, **UI_ONLY, trigger_mode="always_last", api_name="prune_estimate")
+    # Not cancelled by gradio on Stop: the run ends itself, showing what it had drawn.
+    prune_btn.click(
         run_pruning,
         [inputs.model, inputs.method, inputs.sparsity, inputs.beta, *inputs.measurement, log_scale, shown_run,
-         history.frame],
-        [error_plot, ppl_plot, split_plot, heatmap_plot, summary, *history.shown, pair, history.frame],
-        api_name="run_pruning", **ENGINE))
+         error_view, pair, history.frame],
+        [error_plot, ppl_plot, split_plot, heatmap_plot, summary, *history.shown, token_plot, error_note, status,
+         schedule_plot, pair, history.frame],
+        api_name="run_pruning", show_progress="hidden", **ENGINE)
     shared.stop_buttons.append(stop_btn)
-    log_scale.change(redraw_errors, [log_scale, pair], error_plot, **INSTANT, api_name="redraw_errors")
-    shown_run.change(show_run, [shown_run, pair], [split_plot, heatmap_plot], **INSTANT, api_name="show_run")
+    gr.on([log_scale.change, error_view.change], redraw_errors, [log_scale, error_view, pair], error_plot,
+          **INSTANT, api_name="redraw_errors")
+    shown_run.change(show_run, [shown_run, pair], [split_plot, heatmap_plot, token_plot, error_note], **INSTANT,
+                     api_name="show_run")
     return shared

@@ -10,6 +10,7 @@ import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
 
+from ..errors import Cancelled
 from ..progress import CancelCheck, Progress
 from ..results import RunResult, SearchTrial
 from ..schedules import grid_betas
@@ -91,14 +92,21 @@ def sweep_beta(
         Perplexity against β, a status line, the best β (on the last update, uniform
         included: 0 when no β beats it), the history table, CSV and JSON files.
     """
-    with user_errors(), stoppable(request) as cancelled:
+    with user_errors(), stoppable(request) as flag:
         settings = run_settings(model, method, sparsity, calib_samples, calib_seqlen, eval_samples, eval_seqlen,
                                 seed, text_file)
-        for step in sweep(settings, strategy, engine_progress(progress), cancelled):
-            if step.result is not None:
-                frame = history_tab.record(frame, step.result)
-            best = gr.update() if step.best_beta is None else gr.update(value=step.best_beta, visible=True)
-            yield step.figure, step.status, best, *history_tab.shown(frame), frame
+        trials = 0
+        try:
+            for step in sweep(settings, strategy, engine_progress(progress), flag.is_set):
+                if step.result is not None:
+                    frame = history_tab.record(frame, step.result)
+                    trials += step.result.allocation == "atp"
+                best = gr.update() if step.best_beta is None else gr.update(value=step.best_beta, visible=True)
+                yield step.figure, step.status, best, *history_tab.shown(frame), frame
+        except Cancelled:
+            # The plot keeps the trials drawn so far; they are in the history too.
+            yield (gr.update(), f"⏹ **Stopped** after {trials} trial(s): they stay in the plot and the history; "
+                   "no best β was chosen.", gr.update(), *history_tab.shown(frame), frame)
 
 
 def apply_best_beta(best_beta: float | None, model: str, sparsity: float):
@@ -128,13 +136,14 @@ def build(shared: Shared) -> None:
         apply_btn = gr.Button("Apply best β", elem_id="apply-best")
         stop_btn = gr.Button("Stop", variant="stop", scale=0, min_width=120)
     status = gr.Markdown(label="search status", elem_id="sweep-status")
-    plot = gr.Plot(plots.sweep_figure([], None, None), label="perplexity vs beta", show_label=False,
-                   elem_id="sweep-plot")
-    shared.heavy.append(sweep_btn.click(
+    plot = gr.Plot(plots.placeholder("β search: perplexity against the common difference β",
+                                     "Press Search β: one point per β appears here as each trial finishes"),
+                   label="perplexity vs beta", show_label=False, elem_id="sweep-plot")
+    sweep_btn.click(
         sweep_beta, [inputs.model, inputs.method, inputs.sparsity, strategy, *inputs.measurement,
                      shared.history.frame],
         [plot, status, best_beta, *shared.history.shown, shared.history.frame],
-        api_name="sweep_beta", show_progress="minimal", **ENGINE))
+        api_name="sweep_beta", show_progress="minimal", **ENGINE)
     shared.stop_buttons.append(stop_btn)
     apply_btn.click(apply_best_beta, [best_beta, inputs.model, inputs.sparsity], [inputs.beta, *shared.schedule_view],
                     **INSTANT, api_name="apply_best_beta")

@@ -56,7 +56,8 @@ class Shared:
     inputs: RunInputs
     history: HistoryOutputs
     schedule_view: list  # the first tab's schedule plot and its description
-    heavy: list = field(default_factory=list)  # the events Stop cancels
+    # Stop buttons: each sets this session's stop flags; a stopped run ends itself, keeping
+    # what finished (gradio's own cancel would cut it off mid-update).
     stop_buttons: list = field(default_factory=list)
 
 

@@ -3,47 +3,65 @@ experiment: prune a single block k and follow its error through every later bloc
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import gradio as gr
-import plotly.graph_objects as go
 
 from .. import engine
-from ..progress import CancelCheck, Progress
-from ..settings import DEFAULTS, RunSettings
+from ..errors import Cancelled
+from ..results import RunResult
 from . import plots
 from .adapters import engine_progress, stoppable, user_errors
-from .format import settings_line
+from .format import ppl, settings_line
 from .shared import ENGINE, INSTANT, UI_ONLY, Shared, block_count, run_settings
 
 WHY_IT_EXPLODES = Path(__file__).resolve().parents[2] / "assets" / "why_it_explodes.md"
-LATEX = [{"left": "$$", "right": "$$", "display": True}]
+LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
+# A display formula ($$...$$) or an inline one ($...$).
+_FORMULA = re.compile(r"(\$\$.+?\$\$|\$[^$]+?\$)", re.DOTALL)
 # The block slider's built-in range admits any model; a private event narrows it to the
 # model on the page (as for the β slider).
 BLOCK_STATIC_MAX = 511
 
 
 def teaching_text() -> str:
-    """assets/why_it_explodes.md, ready for gr.Markdown: its plain-text subscripts (B_i, B̃_i)
-    would pair up into italics, so underscores outside the $$ formulas are escaped."""
-    parts = WHY_IT_EXPLODES.read_text(encoding="utf-8").split("$$")
-    # Even-numbered parts lie outside the formulas.
-    return "$$".join(part.replace("_", r"\_") if i % 2 == 0 else part for i, part in enumerate(parts))
+    """assets/why_it_explodes.md, ready for gr.Markdown: underscores outside the formulas
+    would pair up into italics, so they are escaped there."""
+    parts = _FORMULA.split(WHY_IT_EXPLODES.read_text(encoding="utf-8"))
+    # re.split with one group: the formulas sit at the odd places.
+    return "".join(part if i % 2 else part.replace("_", r"\_") for i, part in enumerate(parts))
 
 
-def one_block(settings: RunSettings, block: int, progress: Progress | None = None,
-              cancelled: CancelCheck | None = None) -> tuple[go.Figure, str]:
-    """Prune only ``block`` at the target sparsity and follow its error to the last block."""
-    num_layers = block_count(settings.model)
-    result = engine.run_pruning(engine.single_block_settings(settings, block, num_layers), progress,
-                                cancelled).result
-    block = int(block)  # a whole number: the engine refused anything else
-    at_block, at_end = result.errors[block].relative, result.errors[-1].relative
-    growth = f" ({at_end / at_block:.3g}× its value at block {block})" if at_block > 0 else ""
-    text = (f"Pruned block {block} of {num_layers} to {settings.sparsity:.0%} ({settings.method}). "
-            f"Relative error at block {block}: **{at_block:.3g}**; at the last block: "
-            f"**{at_end:.3g}**{growth}. Measured with {settings_line(result)}.")
-    return plots.single_block_figure(result, block), text
+def _same_experiment(a: RunResult, b: RunResult) -> bool:
+    """Two single-block runs that differ in nothing but the block they pruned."""
+    return (a.model, a.method, a.sparsity, a.settings) == (b.model, b.method, b.sparsity, b.settings)
+
+
+def overlay(experiments: list[RunResult], result: RunResult) -> list[RunResult]:
+    """The experiments to draw together after ``result``: the earlier ones with the same
+    settings (a repeated block replaced), in block order; other settings start afresh."""
+    k = plots.pruned_block(result)
+    kept = [r for r in experiments if _same_experiment(r, result) and plots.pruned_block(r) != k]
+    return sorted([*kept, result], key=plots.pruned_block)
+
+
+def overlay_summary(experiments: list[RunResult]) -> str:
+    """What reaches the last block from each pruned block, and the perplexity it leaves."""
+    if not experiments:
+        return ""
+    first = experiments[0]
+    last = first.num_layers - 1
+    parts = [f"block {plots.pruned_block(r)}: **{_ordinary(r.errors[-1]):.3g}** (perplexity {ppl(r.ppl)})"
+             for r in experiments]
+    dense = f"; dense perplexity {ppl(first.dense_ppl)}" if first.dense_ppl is not None else ""
+    return (f"Error reaching the last block ({last}), ordinary tokens, with only one block pruned to "
+            f"{first.sparsity:.0%} ({first.method}): " + " · ".join(parts) + f"{dense}.  \n"
+            f"Measured with {settings_line(first)}.")
+
+
+def _ordinary(error) -> float:
+    return error.relative if error.relative_ordinary is None else error.relative_ordinary
 
 
 def single_block(
@@ -55,10 +73,14 @@ def single_block(
     calib_seqlen: int,
     seed: int,
     text_file: str | None,
+    eval_samples: int,
+    eval_seqlen: int,
+    experiments: list[RunResult],
     progress: gr.Progress = gr.Progress(),
     request: gr.Request = None,
 ):
-    """Prune only one decoder block and follow its relative error through every later block.
+    """Prune only one decoder block; follow its error through every later block, beside the
+    session's earlier experiments with the same settings.
 
     Args:
         model: "embedded", a Hugging Face model id, or a local model directory.
@@ -69,14 +91,30 @@ def single_block(
         calib_seqlen: tokens per calibration window.
         seed: seed for picking the calibration windows.
         text_file: a UTF-8 text file, or None for the built-in text.
+        eval_samples: evaluation windows for the perplexity of the model with one block pruned.
+        eval_seqlen: tokens per evaluation window.
 
     Returns:
-        The relative error of every block, and a sentence comparing block k with the last block.
+        The error of every block for each experiment (ordinary tokens), a summary of the error
+        that reaches the last block and the perplexity of each, and each later block's
+        amplification ratio.
     """
-    with user_errors(), stoppable(request) as cancelled:
-        settings = run_settings(model, method, sparsity, calib_samples, calib_seqlen, DEFAULTS.eval_samples,
-                                DEFAULTS.eval_seqlen, seed, text_file)
-        return one_block(settings, block, engine_progress(progress), cancelled)
+    with user_errors(), stoppable(request) as flag:
+        settings = run_settings(model, method, sparsity, calib_samples, calib_seqlen, eval_samples, eval_seqlen,
+                                seed, text_file)
+        experiment = engine.single_block_settings(settings, block, block_count(settings.model))
+        try:
+            result = engine.run_pruning(experiment, engine_progress(progress), flag.is_set).result
+        except Cancelled:
+            keep = gr.update()
+            return keep, "⏹ **Stopped**: the plots still show the experiments that finished.", keep, experiments
+    drawn = overlay(experiments, result)
+    return plots.single_block_figure(drawn), overlay_summary(drawn), plots.amplification_figure(drawn), drawn
+
+
+def clear_experiments():
+    """Empty the single-block overlay."""
+    return plots.single_block_figure([]), "", plots.amplification_figure([]), []
 
 
 def narrow_block(model: str, block: float):
@@ -90,14 +128,27 @@ def build(demo: gr.Blocks, shared: Shared) -> None:
     inputs = shared.inputs
     gr.Markdown(teaching_text(), latex_delimiters=LATEX)
     gr.Markdown("Uses the model, method, sparsity and calibration settings of the first tab.")
+    experiments = gr.State([])
     with gr.Row():
         block = gr.Slider(0, BLOCK_STATIC_MAX, value=0, step=1, label="block k to prune", elem_id="block")
         run_btn = gr.Button("Prune only block k", variant="primary", scale=0, min_width=200, elem_id="single")
+        stop_btn = gr.Button("Stop", variant="stop", scale=0, min_width=90)
+        clear_btn = gr.Button("Clear", scale=0, min_width=90, elem_id="single-clear")
     text = gr.Markdown(label="single block summary", elem_id="single-text")
-    plot = gr.Plot(label="single block errors", show_label=False, elem_id="single-plot")
+    with gr.Row(equal_height=False):
+        with gr.Column(min_width=380):
+            plot = gr.Plot(plots.single_block_figure([]), label="single block errors", show_label=False,
+                           elem_id="single-plot")
+        with gr.Column(min_width=380):
+            amplification = gr.Plot(plots.amplification_figure([]), label="amplification", show_label=False,
+                                    elem_id="amplification-plot")
     gr.on([demo.load, inputs.model.change], narrow_block, [inputs.model, block], block, **INSTANT, **UI_ONLY,
           api_name="block_range")
-    shared.heavy.append(run_btn.click(
+    run_btn.click(
         single_block, [inputs.model, inputs.method, inputs.sparsity, block, inputs.calib_samples,
-                       inputs.calib_seqlen, inputs.seed, inputs.text_file],
-        [plot, text], api_name="single_block", **ENGINE))
+                       inputs.calib_seqlen, inputs.seed, inputs.text_file, inputs.eval_samples,
+                       inputs.eval_seqlen, experiments],
+        [plot, text, amplification, experiments], api_name="single_block", **ENGINE)
+    shared.stop_buttons.append(stop_btn)
+    clear_btn.click(clear_experiments, None, [plot, text, amplification, experiments], **INSTANT, **UI_ONLY,
+                    api_name="clear_experiments")
