@@ -34,7 +34,7 @@ limit_malloc_arenas()
 from atp_viz.errors import AtpError  # noqa: E402
 from atp_viz.settings import DEFAULTS  # noqa: E402
 from atp_viz.texts import max_text_bytes  # noqa: E402
-from atp_viz.ui.layout import build_demo  # noqa: E402
+from atp_viz.ui.layout import CSS, build_demo  # noqa: E402
 from atp_viz.ui.shared import block_count  # noqa: E402
 
 demo = build_demo()
@@ -53,6 +53,7 @@ def main() -> None:
         # The only upload is a text file, refused by the engine above this size anyway;
         # refusing it at upload keeps a caller from filling the server's disk first.
         max_file_size=max_text_bytes(),
+        css=CSS,
     )
 
 

@@ -296,21 +296,20 @@ def estimate_runs(runs: list[RunSettings]) -> Estimate | None:
         settings = computation(validate(asked))
         if settings in done or _result_cache.get(settings) is not None:
             continue
-        rates = estimates.rates_for(_model_key(settings))
-        if rates is None:
+        key = _model_key(settings)
+        if not estimates.known(key):
             loaded = peek_loaded(settings.model, settings.device, settings.dtype)
             # A busy model (a run holds its lock) is not probed: the estimate waits for its run.
             if loaded is None or not loaded.lock.acquire(blocking=False):
                 return None
             try:
-                rates = estimates.probed(loaded.model, loaded.num_layers, eval_autocast(settings.dtype, loaded.device))
+                estimates.probe(key, loaded.model, loaded.num_layers)
             finally:
                 loaded.lock.release()
-            estimates.remember(_model_key(settings), rates)
         calibration_key, evaluation_key = _calibration_key(settings), _evaluation_key(settings)
         eval_tokens = (settings.eval_samples or 0) * settings.eval_seqlen if settings.measure_ppl else 0
         one = estimates.trial(
-            rates, settings.calib_samples * settings.calib_seqlen, eval_tokens,
+            key, settings.calib_samples * settings.calib_seqlen, eval_tokens,
             reference_cached=calibration_key in calibrated or _calibration_cache.get(calibration_key) is not None,
             dense_ppl_cached=evaluation_key in evaluated or _dense_ppl_cache.get(evaluation_key) is not None,
         )

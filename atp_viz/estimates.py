@@ -1,18 +1,21 @@
 """How long a run will take on this machine, said before it starts.
 
-Work is counted in units that scale the way the run does: pruning and error measurement
-cost about the calibration tokens × decoder blocks, capturing the dense reference (the
-first run on a calibration set) the same again, and perplexity the evaluation tokens.
-Every finished run teaches the seconds per unit of its model (``learn``). Before a model
-has run once, one timed forward of it gives a rough figure, with the benchmark's ratio
-(a prune costs about 2.1 dense forwards), and the estimate says which of the two it is.
+A run's time splits into parts that scale with its size: pruning and error measurement
+with the calibration tokens (per decoder block), capturing the dense reference (once per
+calibration set) likewise, and perplexity with the evaluation tokens. Each part is
+fitted as seconds = fixed + per-token × tokens on what this server measured: every
+finished run adds a point (``learn``); before a model has run, two timed forwards of it
+at two lengths stand in (``probe``), with the benchmark's ratio (a prune costs about 2.1
+dense forwards). The fixed part matters: a small run is mostly overhead, and a purely
+proportional guess from it would make a large run look hours long.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 
 import torch
 
@@ -21,17 +24,44 @@ from .results import RunResult
 # A prune with all its error measurements costs about this many dense block forwards
 # (`python -m atp_viz bench`: prune_over_forward).
 PRUNE_OVER_FORWARD = 2.1
+# Points kept per part: recent runs describe the machine as it is now.
+_KEPT = 12
 
 
-@dataclass(frozen=True)
-class Rates:
-    """Seconds per unit of work for one model on this machine."""
+@dataclass
+class Line:
+    """seconds = fixed + per_token × tokens, fitted to the points it was given."""
 
-    prune: float  # per calibration token per block
-    reference: float  # per calibration token per block, once per calibration set
-    evaluation: float  # per evaluation token (one forward of the whole model)
+    points: deque = field(default_factory=lambda: deque(maxlen=_KEPT))
+    measured: bool = False  # its points come from finished runs (else from the probe)
+
+    def add(self, tokens: float, seconds: float, measured: bool) -> None:
+        if measured and not self.measured:
+            # The first real run replaces the probe's guesses.
+            self.points.clear()
+            self.measured = True
+        self.points.append((float(tokens), float(seconds)))
+
+    def seconds(self, tokens: float) -> float:
+        xs, ys = zip(*self.points)
+        if len(set(xs)) < 2:
+            return ys[-1] * tokens / xs[-1]
+        mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
+        slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / sum((x - mean_x) ** 2 for x in xs)
+        slope = max(slope, 0.0)
+        fixed = max(mean_y - slope * mean_x, 0.0)
+        return fixed + slope * tokens
+
+
+@dataclass
+class Speed:
+    """What this machine takes for one model: per block for pruning and the reference,
+    per run for perplexity."""
+
     num_layers: int
-    measured: bool  # from a finished run (else from the probe)
+    prune: Line = field(default_factory=Line)  # one block: seconds against calibration tokens
+    reference: Line = field(default_factory=Line)  # one block, once per calibration set
+    evaluation: Line = field(default_factory=Line)  # one perplexity: seconds against evaluation tokens
 
 
 @dataclass(frozen=True)
@@ -40,70 +70,64 @@ class Estimate:
     measured: bool
 
     def text(self) -> str:
-        """'about 40 s (measured on this server)' and the like."""
+        """'about 40 s (from this server's last runs)' and the like."""
         s = self.seconds
         shown = f"{s:.0f} s" if s < 90 else f"{s / 60:.0f} min" if s < 5400 else f"{s / 3600:.1f} h"
         origin = "from this server's last runs" if self.measured else "rough: from a speed probe, refined after a run"
         return f"about {shown} ({origin})"
 
 
-_learned: dict[tuple, Rates] = {}
+_speeds: dict[tuple, Speed] = {}
 _lock = threading.Lock()
 
 
 def learn(key: tuple, result: RunResult) -> None:
-    """Remember the speed a finished (not reused) run measured."""
+    """Add the times a finished (not reused) run measured."""
     t, s = result.timings, result.settings
-    work = s.calib_samples * s.calib_seqlen * result.num_layers
-    evaluated = (s.eval_samples or 0) * s.eval_seqlen
+    calib, evaluated = s.calib_samples * s.calib_seqlen, (s.eval_samples or 0) * s.eval_seqlen
     with _lock:
-        before = _learned.get(key)
-        evaluation = t["perplexity"] / evaluated if evaluated and "perplexity" in t else None
-        # A calibration step under a millisecond per block was a cache hit: it teaches nothing.
-        reference = t["calibration"] / work if t.get("calibration", 0) > 1e-3 * result.num_layers else None
-        _learned[key] = Rates(
-            prune=t["prune"] / work,
-            reference=reference if reference is not None else (before.reference if before else t["prune"] / work / 2),
-            evaluation=evaluation if evaluation is not None else (before.evaluation if before else 0.0),
-            num_layers=result.num_layers,
-            measured=True,
-        )
+        speed = _speeds.setdefault(key, Speed(result.num_layers))
+        speed.prune.add(calib, t["prune"] / result.num_layers, measured=True)
+        # A calibration step under a millisecond per block was a cache hit: it says nothing.
+        if t.get("calibration", 0) > 1e-3 * result.num_layers:
+            speed.reference.add(calib, t["calibration"] / result.num_layers, measured=True)
+        if evaluated and "perplexity" in t:
+            speed.evaluation.add(evaluated, t["perplexity"], measured=True)
 
 
-def probed(model: torch.nn.Module, num_layers: int, autocast: torch.dtype | None, tokens: int = 128) -> Rates:
-    """Rates guessed from one timed forward of the whole model over ``tokens`` random ids
-    (the caller holds the model's lock): a block's share is 1/L of it, a prune the
-    benchmark's multiple of that."""
+def probe(key: tuple, model: torch.nn.Module, num_layers: int) -> None:
+    """Time forwards of the whole model over random ids at two lengths, in its own
+    precision (the caller holds the model's lock), and keep them as first guesses."""
     device = model.get_input_embeddings().weight.device
-    ids = torch.randint(0, model.get_input_embeddings().weight.shape[0], (1, tokens), device=device)
-    with torch.inference_mode(), torch.autocast(device.type, dtype=autocast or torch.float32,
-                                                enabled=autocast is not None):
-        model(input_ids=ids[:, :8], use_cache=False)  # warm up
-        start = time.perf_counter()
-        model(input_ids=ids, use_cache=False)
-        per_token = (time.perf_counter() - start) / tokens
-    return Rates(prune=PRUNE_OVER_FORWARD * per_token / num_layers, reference=per_token / num_layers,
-                 evaluation=per_token, num_layers=num_layers, measured=False)
-
-
-def remember(key: tuple, rates: Rates) -> None:
-    """Keep probed rates until a finished run replaces them."""
+    vocabulary = model.get_input_embeddings().weight.shape[0]
+    speed = Speed(num_layers)
+    with torch.inference_mode():
+        for tokens in (32, 128):
+            ids = torch.randint(0, vocabulary, (1, tokens), device=device)
+            model(input_ids=ids, use_cache=False)  # warm up: kernels are set up per shape
+            start = time.perf_counter()
+            model(input_ids=ids, use_cache=False)
+            seconds = time.perf_counter() - start
+            speed.evaluation.add(tokens, seconds, measured=False)
+            speed.reference.add(tokens, seconds / num_layers, measured=False)
+            speed.prune.add(tokens, PRUNE_OVER_FORWARD * seconds / num_layers, measured=False)
     with _lock:
-        _learned.setdefault(key, rates)
+        _speeds.setdefault(key, speed)
 
 
-def rates_for(key: tuple) -> Rates | None:
+def known(key: tuple) -> bool:
     with _lock:
-        return _learned.get(key)
+        return key in _speeds
 
 
-def trial(rates: Rates, calib_tokens: int, eval_tokens: int, *, reference_cached: bool,
+def trial(key: tuple, calib_tokens: int, eval_tokens: int, *, reference_cached: bool,
           dense_ppl_cached: bool) -> Estimate:
     """One prune + errors + perplexity run (the dense reference and perplexity when not cached)."""
-    work = calib_tokens * rates.num_layers
-    seconds = rates.prune * work + rates.evaluation * eval_tokens
-    if not reference_cached:
-        seconds += rates.reference * work
-    if not dense_ppl_cached:
-        seconds += rates.evaluation * eval_tokens
-    return Estimate(seconds, rates.measured)
+    with _lock:
+        speed = _speeds[key]
+        parts = [(speed.prune, speed.prune.seconds(calib_tokens) * speed.num_layers)]
+        if not reference_cached:
+            parts.append((speed.reference, speed.reference.seconds(calib_tokens) * speed.num_layers))
+        if eval_tokens:
+            parts.append((speed.evaluation, speed.evaluation.seconds(eval_tokens) * (1 if dense_ppl_cached else 2)))
+        return Estimate(sum(seconds for _, seconds in parts), all(line.measured for line, _ in parts))

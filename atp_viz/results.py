@@ -7,8 +7,11 @@ loaded and drawn again).
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, field, fields
+
+from .errors import AtpError
 
 
 def _known(cls, data: dict) -> dict:
@@ -203,3 +206,28 @@ class AllocatorComparison:
             "strategy": self.strategy,
             "settings": asdict(self.runs[self.first]["uniform"].settings),
         }
+
+
+def load_run(text: str, name: str = "the file") -> RunResult:
+    """A run result from its JSON text (as ``prune --json`` or the app writes it), checked
+    enough to be drawn: one sentence says what is wrong with anything else."""
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise AtpError(f"{name} is not JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(data, dict) or not {"errors", "schedule", "settings", "num_layers"} <= set(data):
+        raise AtpError(f"{name} is not a run result of atp_viz (it has no per-block errors and schedule)")
+    try:
+        result = RunResult.from_json(data)
+        blocks = int(result.num_layers)
+        numbers = [result.sparsity, result.overall_sparsity, *result.schedule,
+                   *(value for e in result.errors for value in (e.relative, e.introduced, e.inherited, e.total_sq))]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
+            raise TypeError("a figure is not a number")
+        if len(result.errors) != blocks or len(result.schedule) != blocks or blocks < 1:
+            raise ValueError("its blocks do not add up")
+        if [e.layer for e in result.errors] != list(range(blocks)):
+            raise ValueError("its blocks are not numbered 0..L-1")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AtpError(f"{name} is not a run result atp_viz can draw: {exc}") from None
+    return result

@@ -50,7 +50,7 @@ def test_every_action_has_a_named_endpoint(client):
     names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
     assert names == {"/preview_schedule", "/run_pruning", "/redraw_errors", "/show_run", "/sweep_beta",
                      "/apply_best_beta", "/single_block", "/download_pruned_model", "/compare_allocators",
-                     "/stop"}
+                     "/load_runs", "/stop"}
 
 
 @pytest.mark.parametrize("sparsity, beta", [(0.7, 0.0), (0.7, 0.01), (0.5, 0.02), (0.7, beta_max(30, 0.7))])
@@ -212,3 +212,23 @@ def test_run_pruning_streams_the_curve_block_by_block_then_the_full_result(clien
     again = client.predict(**settings, api_name="/run_pruning")
     assert figure(final[0])["data"] == figure(again[0])["data"]
     assert final[4] == again[4] and "done" in final[10]
+
+
+def test_a_saved_run_file_is_drawn_again_and_a_foreign_file_refused(client, tmp_path):
+    *_, json_paths = prune(client, 0.01)[:8]
+    atp_file = next(p for p in json_paths if "atp" in p)
+    error_fig, _ppl, _split, _heat, summary, _tokens, _note, status, *_ = client.predict(
+        [handle_file(atp_file)], False, "all", "ATP", api_name="/load_runs")
+    with open(atp_file, encoding="utf-8") as handle:
+        saved = json.load(handle)
+    assert trace(figure(error_fig), "atp β = 0.01")["y"] == pytest.approx([e["relative"] for e in saved["errors"]])
+    assert f"{saved['ppl']:,.2f}" in summary and "loaded 1 run" in status
+
+    foreign = tmp_path / "notes.json"
+    foreign.write_text('{"hello": "world"}', encoding="utf-8")
+    with pytest.raises(AppError, match="is not a run result of atp_viz"):
+        client.predict([handle_file(str(foreign))], False, "ordinary", "ATP", api_name="/load_runs")
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"errors": [', encoding="utf-8")
+    with pytest.raises(AppError, match="is not JSON"):
+        client.predict([handle_file(str(broken))], False, "ordinary", "ATP", api_name="/load_runs")

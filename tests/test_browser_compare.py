@@ -27,7 +27,7 @@ def test_compare_tab_shows_schedules_errors_measurements_and_table(page):  # noq
     beta = float(page.input_value("#beta input[type=number]"))
     assert beta > 0
 
-    page.get_by_role("tab", name="Compare allocators").click()
+    page.get_by_role("tab", name="Compare").click()
     assert page.input_value("#compare-sparsities textarea, #compare-sparsities input") == "0.7"
     # The slider's β, not a search: four prunings instead of a dozen.
     page.get_by_label("use the β slider value (first tab)").check()

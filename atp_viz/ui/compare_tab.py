@@ -11,18 +11,18 @@ import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
 
+from .. import engine
 from ..allocations import compared_names, get_allocator
 from ..compare import compare_allocators as compare_all
 from ..errors import AtpError, Cancelled
-from ..pruners import PRUNERS
 from ..results import AllocatorComparison, RunResult
-from ..schedules import check_sparsity
+from ..schedules import check_sparsity, grid_betas
 from ..search import rank
 from ..settings import DEFAULTS, RunSettings, validate
 from . import history_tab, plots
 from .adapters import engine_progress, stoppable, user_errors
-from .format import ppl, run_label, run_name, settings_line
-from .shared import ENGINE, Shared, run_settings
+from .format import method_label, ppl, run_label, run_name, settings_line
+from .shared import ENGINE, INSTANT, UI_ONLY, Shared, block_count, run_settings
 
 # How ATP's β is chosen: a search over the paper's grid per sparsity, or the β slider of
 # the first tab.
@@ -136,7 +136,29 @@ def verdict_markdown(comparison: AllocatorComparison) -> str:
     note = " · a blank table cell is a diverged run (perplexity ∞)" if diverged else ""
     first = comparison.runs[comparison.first]["uniform"]
     return "  \n".join([*lines, f"{how} · plots at S = {comparison.first:g}{note}",
-                        f"**Measured with** {PRUNERS[first.method].label} · {settings_line(first)}"])
+                        f"**Measured with** {method_label(first.method)} · {settings_line(first)}"])
+
+
+def compare_estimate(model: str, method: str, sparsities: str, beta_choice: str, beta: float,
+                     calib_samples: float, calib_seqlen: float, eval_samples: float, eval_seqlen: float,
+                     seed: float, text_file: str | None) -> str:
+    """How long a comparison will take with these settings (a sentence, never an error)."""
+    try:
+        runs = []
+        for target in parse_sparsities(sparsities):
+            base = run_settings(model, method, target, calib_samples, calib_seqlen, eval_samples, eval_seqlen,
+                                seed, text_file, beta or 0.0)
+            betas = grid_betas(block_count(base.model), target) if beta_choice == BETA_SEARCH else [base.beta]
+            if beta_choice == BETA_SEARCH and SEARCH_STRATEGY != "grid":
+                betas = betas[: (len(betas) + 1) // 2]
+            runs += [replace(base, allocation=a, beta=0.0) for a in compared_names() if a != "atp"]
+            runs += [replace(base, beta=b) for b in betas]
+        estimate = engine.estimate_runs(runs)
+    except AtpError as exc:
+        return f"Cannot compare yet: {exc}"
+    if estimate is None:
+        return "Time: estimated once the model is loaded and no run is using it."
+    return f"Up to {len(runs)} runs: {estimate.text()}."
 
 
 def compare_allocators(
@@ -217,7 +239,7 @@ def compare_allocators(
     )
 
 
-def build(shared: Shared) -> None:
+def build(demo: gr.Blocks, shared: Shared) -> None:
     inputs = shared.inputs
     gr.Markdown(COMPARE_NOTE)
     with gr.Row():
@@ -235,6 +257,7 @@ def build(shared: Shared) -> None:
     with gr.Row():
         run_btn = gr.Button("Compare allocators", variant="primary", elem_id="compare-run")
         stop_btn = gr.Button("Stop", variant="stop", scale=0, min_width=120)
+    estimate = gr.Markdown(elem_id="compare-estimate")
     verdict = gr.Markdown(label="which allocator won", elem_id="compare-text")
     perplexities = gr.Dataframe(empty_table(), interactive=False, label="Perplexity on held-out text (lower is better)",
                                 elem_id="compare-table")
@@ -244,11 +267,16 @@ def build(shared: Shared) -> None:
     with gr.Row():
         owl_plot = gr.Plot(label="OWL outlier ratio", show_label=False, elem_id="owl-plot")
         alpha_plot = gr.Plot(label="AlphaPruning alpha", show_label=False, elem_id="alpha-plot")
-    run_btn.click(
+    shared.history_writers.append(run_btn.click(
         compare_allocators,
         [inputs.model, inputs.method, sparsities, beta_choice, inputs.beta, *inputs.measurement, owl_m, owl_lambda,
          alpha_eps, shared.history.frame],
         [schedule_plot, error_plot, owl_plot, alpha_plot, perplexities, verdict, *shared.history.shown,
          shared.history.frame],
-        api_name="compare_allocators", **ENGINE)
+        api_name="compare_allocators", **ENGINE))
     shared.stop_buttons.append(stop_btn)
+    measured = [inputs.model, inputs.method, sparsities, beta_choice, inputs.beta, *inputs.measurement]
+    gr.on([demo.load, sparsities.change, beta_choice.change,
+           *(c.change for c in (inputs.model, inputs.method, inputs.beta, *inputs.measurement))],
+          compare_estimate, measured, estimate, **INSTANT, **UI_ONLY, trigger_mode="always_last",
+          api_name="compare_estimate")

@@ -15,8 +15,9 @@ from ..search import STRATEGIES
 # Near the best β measured on the embedded model at S = 0.7 (README, "Results"); clamped
 # to β_max whenever the model or the target sparsity makes it illegal.
 DEFAULT_BETA = 0.012
-# Finer than the paper's 0.002 search grid, so every grid point can be set by hand.
-BETA_STEP = 0.0005
+# Fine enough that the slider's largest value is β_max itself (to 5 digits), so the box,
+# the slider and the chart always show the same β; far finer than the paper's 0.002 grid.
+BETA_STEP = 0.00001
 
 SPARSITY_MIN, SPARSITY_MAX, SPARSITY_STEP = 0.05, 0.95, 0.01
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ..allocations import get_allocator
+from ..allocations import ALLOCATORS
+from ..pruners import PRUNERS
 from ..results import RunResult
 from ..texts import BUILTIN
 
@@ -23,9 +24,16 @@ def run_label(result: RunResult) -> str:
 
 
 def run_name(result: RunResult) -> str:
-    """A run's name in sentences: 'ATP (β = 0.012)', 'OWL', ..."""
-    label = get_allocator(result.allocation).label
+    """A run's name in sentences: 'ATP (β = 0.012)', 'OWL', ... (a loaded run may name an
+    allocator this server does not have: it keeps its own name)."""
+    allocator = ALLOCATORS.get(result.allocation)
+    label = allocator.label if allocator else result.allocation
     return f"{label} (β = {result.beta:.4g})" if result.allocation == "atp" else label
+
+
+def method_label(name: str) -> str:
+    """A pruning method as the page names it."""
+    return PRUNERS[name].label if name in PRUNERS else name
 
 
 def text_name(source: str) -> str:

@@ -19,8 +19,8 @@ from ..progress import CancelCheck, Progress
 from ..results import RunResult
 from ..settings import DEFAULTS, RunSettings
 from . import history
-from .adapters import engine_progress, export_dir, new_file, stoppable, user_errors
-from .shared import ENGINE, HistoryOutputs, Shared, run_settings
+from .adapters import engine_progress, export_dir, new_file, output_root, stoppable, user_errors
+from .shared import ENGINE, INSTANT, UI_ONLY, HistoryOutputs, Shared, run_settings
 
 DOWNLOAD_NOTE = """
 **About the pruned model.** The zip holds a plain transformers model directory, pruned
@@ -34,6 +34,8 @@ def create() -> HistoryOutputs:
     """The history's state and components, made before the tabs that fill them (rendered here later)."""
     return HistoryOutputs(
         frame=gr.State(history.empty()),
+        # Encrypted with a key made at server start: only this server reads it back.
+        saved=gr.BrowserState([], storage_key="atp_viz_history"),
         table=gr.Dataframe(history.table(history.empty()), interactive=False, label="Runs of this session",
                            elem_id="history", render=False),
         csv=gr.DownloadButton("Download history (CSV)", elem_id="history-csv", render=False),
@@ -62,6 +64,17 @@ def shown(frame: pd.DataFrame) -> tuple:
         return history.table(frame), None, None
     csv = history.write_csv(frame, new_file("atp_viz_history.csv"))
     return history.table(frame), str(csv), history.json_files(frame)
+
+
+def keep_in_browser(frame: pd.DataFrame) -> list[dict]:
+    """The history for the browser's copy."""
+    return history.to_records(frame)
+
+
+def restore_from_browser(saved: object):
+    """The history the browser kept across a reload (its files, if this server still has them)."""
+    frame = history.from_records(saved, output_root())
+    return frame, *shown(frame)
 
 
 def export_pruned(settings: RunSettings, out_dir: Path, progress: Progress | None = None,
@@ -117,8 +130,13 @@ def download_pruned_model(
         return str(archive), f"Built {archive.name} ({archive.stat().st_size / 2**20:,.0f} MiB)."
 
 
-def build(shared: Shared) -> None:
+def build(demo: gr.Blocks, shared: Shared) -> None:
     inputs = shared.inputs
+    kept = shared.history
+    for event in shared.history_writers:
+        event.then(keep_in_browser, kept.frame, kept.saved, **INSTANT, **UI_ONLY)
+    demo.load(restore_from_browser, kept.saved, [kept.frame, *kept.shown], **INSTANT, **UI_ONLY,
+              api_name="restore_history")
     shared.history.table.render()
     with gr.Row(equal_height=False):
         with gr.Column():

@@ -21,6 +21,15 @@ against uniform pruning on a real model (the embedded one runs offline on a CPU)
 """
 
 
+# On a phone, tabs that do not fit hide behind a "⋯" menu: short labels and tighter
+# padding keep all of them in view at 420 px.
+CSS = """
+@media (max-width: 500px) {
+  .tab-container button { padding-left: 6px !important; padding-right: 6px !important; }
+}
+"""
+
+
 def default_model_status():
     """A warning line on the page while the default model cannot be loaded (e.g. a Space
     whose hub is out of reach); hidden once it loads."""
@@ -39,16 +48,16 @@ def build_demo() -> gr.Blocks:
         model_status = gr.Markdown(visible=False, elem_id="model-status")
         history = history_tab.create()
         with gr.Tabs():
-            with gr.Tab("Prune and compare", id="prune"):
+            with gr.Tab("Prune", id="prune"):
                 shared = prune_tab.build(demo, history)
             with gr.Tab("Search β", id="search"):
-                search_tab.build(shared)
-            with gr.Tab("Compare allocators", id="compare"):
-                compare_tab.build(shared)
-            with gr.Tab("Why it explodes", id="why"):
+                search_tab.build(demo, shared)
+            with gr.Tab("Compare", id="compare"):
+                compare_tab.build(demo, shared)
+            with gr.Tab("Why?", id="why"):
                 why_tab.build(demo, shared)
-            with gr.Tab("History and downloads", id="history"):
-                history_tab.build(shared)
+            with gr.Tab("History", id="history"):
+                history_tab.build(demo, shared)
         demo.load(default_model_status, None, model_status, **INSTANT, **UI_ONLY, api_name="default_model_status")
         gr.on([button.click for button in shared.stop_buttons], stop, None, None, queue=False, api_name="stop")
     demo.queue(default_concurrency_limit=1)

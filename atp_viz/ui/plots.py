@@ -9,6 +9,7 @@ taken from ``SCHEDULE_COLOURS``. Figures that show several runs take them as
 from __future__ import annotations
 
 import math
+import textwrap
 import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
@@ -28,6 +29,7 @@ SCHEDULE_COLOURS: dict[str, str] = {"dense": "#999999",
                                     **{name: _PALETTE[i] for i, name in enumerate(ALLOCATORS)}}
 # The palette's colours left over, for names outside the registry (e.g. a custom schedule).
 _FALLBACK_COLOURS = tuple(c for c in _PALETTE if c not in SCHEDULE_COLOURS.values())
+_CURRENT = "#E69F00"
 # Mid grey has about the same contrast (~4.4:1) on white and on Gradio's dark background.
 _TEXT = "#777777"
 _GRID = "rgba(128,128,128,0.25)"
@@ -66,13 +68,29 @@ def colour_for(name: str) -> str:
     return _FALLBACK_COLOURS[zlib.crc32(key.encode()) % len(_FALLBACK_COLOURS)]
 
 
+# Title and subtitle lines are broken at about this many characters, so that they stay
+# readable on a 420 px phone screen (plotly does not wrap text).
+_TITLE_CHARS, _SUBTITLE_CHARS = 44, 56
+
+
+def _lines(text: str, width: int) -> str:
+    """``text`` broken into lines of about ``width`` characters (its own <br> breaks kept)."""
+    return "<br>".join(line for part in text.split("<br>")
+                       for line in (textwrap.wrap(part, width, break_on_hyphens=False) or [part]))
+
+
 def _layout(title: str, x_title: str, y_title: str, *, subtitle: str | None = None,
             xaxis: dict | None = None, yaxis: dict | None = None, **extra: Any) -> dict:
     # A <sup> line instead of title.subtitle: older plotly.js bundles ignore subtitle.
-    text = f"{title}<br><sup>{subtitle}</sup>" if subtitle else title
+    # Left-aligned: a centred title runs under the plot's toolbar at the top right.
+    text = _lines(title, _TITLE_CHARS)
+    if subtitle:
+        text += "".join(f"<br><sup>{line}</sup>" for line in _lines(subtitle, _SUBTITLE_CHARS).split("<br>"))
+    # Room above the plot for every line of the title, so none runs into the data.
+    extra.setdefault("margin", {"t": 40 + 18 * text.count("<br>")})
     return {
         "template": _TEMPLATE,
-        "title": {"text": text},
+        "title": {"text": text, "x": 0.02, "xanchor": "left"},
         "xaxis": {"title": {"text": x_title}, **(xaxis or {})},
         "yaxis": {"title": {"text": y_title}, **(yaxis or {})},
         **extra,
@@ -81,7 +99,7 @@ def _layout(title: str, x_title: str, y_title: str, *, subtitle: str | None = No
 
 def _note(text: str) -> dict:
     """A centred annotation for a figure that has nothing to draw yet."""
-    return {"text": text, "xref": "paper", "yref": "paper", "x": 0.5, "y": 0.5,
+    return {"text": _lines(text, 40), "xref": "paper", "yref": "paper", "x": 0.5, "y": 0.5,
             "showarrow": False, "font": {"size": 14}}
 
 
@@ -107,31 +125,32 @@ def schedule_figure(num_layers: int, sparsity: float, beta: float, current: int 
     limit = beta_max(num_layers, sparsity)
     sparsity, beta = float(sparsity), float(beta)
     count = len(rates)
+    # The block being pruned stands out in the palette's amber, outlined.
+    colours = [_CURRENT if i == current else colour_for("atp") for i in range(count)]
     outline = [2.5 if i == current else 0 for i in range(count)]
     data = [
         go.Bar(x=list(range(count)), y=rates, name="ATP rate s_i",
-               marker={"color": colour_for("atp"), "line": {"width": outline, "color": _TEXT}},
+               marker={"color": colours, "line": {"width": outline, "color": _TEXT}},
                hovertemplate="block %{x}: %{y:.3f}<extra></extra>"),
         go.Scatter(x=[-0.5, count - 0.5], y=[sparsity, sparsity], mode="lines",
                    name=f"uniform S = {sparsity:.3g}", hoverinfo="skip",
                    line={"color": colour_for("uniform"), "dash": "dash", "width": 2}),
     ]
-    subtitle = f"β = {beta:.4f} (β_max = {limit:.4f}) · one rate per decoder block"
+    subtitle = f"{count} blocks · β = {beta:.4f} (β_max = {limit:.4f}) · one rate per decoder block"
     if current is not None:
         subtitle += f" · now pruning block {current}"
     layout = _layout(
-        f"ATP schedule: {count} blocks, mean sparsity S = {sparsity:.3g}",
+        f"ATP schedule, mean sparsity S = {sparsity:.3g}",
         AXIS_BLOCK, AXIS_SPARSITY, subtitle=subtitle,
         xaxis={"range": [-0.5, count - 0.5]}, yaxis={"range": [0, 1]}, bargap=0.15,
-        legend={"orientation": "h", "x": 0, "y": 1.0, "yanchor": "bottom"},
-        margin={"t": 90},
+        legend={"orientation": "h", "x": 0, "xanchor": "left", "y": -0.22, "yanchor": "top"},
     )
     return go.Figure(data=data, layout=layout)
 
 
 def placeholder(title: str, text: str) -> go.Figure:
     """An empty figure that says what will appear and how to get it (no meaningless axes)."""
-    layout = _layout(title, "", "", annotations=[_note(text)],
+    layout = _layout(title, "", "", annotations=[_note(text)], height=300,
                      xaxis={"visible": False}, yaxis={"visible": False})
     return go.Figure(layout=layout)
 
@@ -237,9 +256,9 @@ def error_split_figure(result: RunResult) -> go.Figure:
                    hovertemplate="block %{x}: total %{y:.3g}<extra></extra>"),
     ]
     layout = _layout(
-        f"Introduced vs inherited error ({_run_title(result)})",
+        "Introduced vs inherited error",
         AXIS_BLOCK, "error relative to ‖h‖ (dense output)",
-        subtitle="bar height = ‖introduced‖ + ‖inherited‖, at least the total "
+        subtitle=f"{_run_title(result)} · bar height = ‖introduced‖ + ‖inherited‖, at least the total "
                  "(triangle inequality) · line = total",
         barmode="stack",
     )
@@ -260,9 +279,9 @@ def sublayer_heatmap(result: RunResult) -> go.Figure:
         hovertemplate="block %{y} · %{x}<br>relative error %{z:.3g}<br>"
                       "sparsity %{customdata:.3f}<extra></extra>")]
     layout = _layout(
-        f"Relative error of each linear layer ({_run_title(result)})",
+        "Relative error of each linear layer",
         "linear layer inside the block (the model's own name)", AXIS_BLOCK,
-        subtitle="block 0 at the top · colour = relative error (dimensionless)",
+        subtitle=f"{_run_title(result)} · block 0 at the top · colour = relative error (dimensionless)",
         yaxis={"autorange": "reversed"},
     )
     return go.Figure(data=data, layout=layout)
@@ -291,9 +310,10 @@ def token_heatmap(result: RunResult) -> go.Figure:
             marker={"symbol": "x-thin", "size": 7, "line": {"width": 2, "color": "#E69F00"}},
             hovertemplate="block %{y} · position %{x}: massive activation<extra></extra>"))
     layout = _layout(
-        f"Error of each token, calibration window {tokens.window} ({_run_title(result)})",
+        "Error of each token",
         "token position in the window", AXIS_BLOCK,
-        subtitle=f"× = massive-activation token ({tokens.rule}) · colour capped at the 99th percentile",
+        subtitle=f"{_run_title(result)} · calibration window {tokens.window} · × = massive-activation token "
+                 f"({tokens.rule}) · colour capped at the 99th percentile",
         yaxis={"autorange": "reversed"}, showlegend=False,
     )
     return go.Figure(data=data, layout=layout)

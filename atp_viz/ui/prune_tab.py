@@ -9,6 +9,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from urllib.parse import urlencode
 
 import gradio as gr
@@ -18,7 +19,7 @@ import plotly.graph_objects as go
 from .. import engine
 from ..errors import AtpError, Cancelled
 from ..pruners import PRUNERS
-from ..results import BlockError, RunResult
+from ..results import BlockError, RunResult, load_run
 from ..schedules import atp_schedule, beta_max
 from ..settings import DEFAULTS, RunSettings
 from . import history_tab, plots
@@ -34,8 +35,8 @@ from .defaults import (
     SPARSITY_MIN,
     SPARSITY_STEP,
 )
-from .format import massive_note, ppl, run_label, settings_line, text_name
-from .shared import ENGINE, INSTANT, UI_ONLY, HistoryOutputs, RunInputs, Shared, block_count, run_settings
+from .format import massive_note, method_label, ppl, run_label, run_name, settings_line, text_name
+from .shared import ENGINE, INSTANT, UI_ONLY, HistoryOutputs, PairView, RunInputs, Shared, block_count, run_settings
 
 # gradio refuses slider values outside the slider's range, and a range set by an event
 # sticks to that session. The built-in range admits any model (β_max <= 1/(L-1) <= 1), so
@@ -117,16 +118,23 @@ def preview_schedule(model: str, sparsity: float, beta: float):
 
 @dataclass
 class Pair:
-    """The uniform baseline and the ATP run of one press of Prune (same settings otherwise)."""
+    """The uniform baseline and the ATP run of one press of Prune (same settings otherwise);
+    a run loaded from a file may come alone (the other is None)."""
 
-    uniform: RunResult
-    atp: RunResult
+    uniform: RunResult | None
+    atp: RunResult | None
+
+    @property
+    def present(self) -> list[RunResult]:
+        return [run for run in (self.uniform, self.atp) if run is not None]
 
     def runs(self) -> dict[str, RunResult]:
-        return {run_label(self.uniform): self.uniform, run_label(self.atp): self.atp}
+        return {run_label(run): run for run in self.present}
 
     def pick(self, which: str) -> RunResult:
-        return self.uniform if which.lower() == "uniform" else self.atp
+        """The run asked for ("uniform" or "ATP"), or the one there is."""
+        wanted = self.uniform if which.lower() == "uniform" else self.atp
+        return wanted if wanted is not None else self.present[0]
 
 
 # What the pair's runs report as they go: (which run, a block's error or the finished result).
@@ -163,7 +171,7 @@ def error_figure(pair: Pair | None, log_scale: bool, view: str = "ordinary") -> 
 def split_figure(pair: Pair, which: str) -> go.Figure:
     """Introduced vs inherited for one run, on a y range shared by both runs so switching compares."""
     figure = plots.error_split_figure(pair.pick(which))
-    heights = [max(e.introduced + e.inherited, e.relative) for run in (pair.uniform, pair.atp) for e in run.errors]
+    heights = [max(e.introduced + e.inherited, e.relative) for run in pair.present for e in run.errors]
     top = max((h for h in heights if math.isfinite(h)), default=0.0)
     if top > 0:
         figure.update_yaxes(range=[0, 1.05 * top])
@@ -173,7 +181,7 @@ def split_figure(pair: Pair, which: str) -> go.Figure:
 def heatmap_figure(pair: Pair, which: str) -> go.Figure:
     """Sublayer heatmap of one run, on a colour scale shared by both runs."""
     figure = plots.sublayer_heatmap(pair.pick(which))
-    values = [e.relative for run in (pair.uniform, pair.atp) for e in run.sublayer_errors]
+    values = [e.relative for run in pair.present for e in run.sublayer_errors]
     finite = [v for v in values if math.isfinite(v)]
     if finite:
         figure.update_traces(zmax=max(finite))
@@ -181,7 +189,7 @@ def heatmap_figure(pair: Pair, which: str) -> go.Figure:
 
 
 def perplexity_figure(pair: Pair) -> go.Figure:
-    return plots.perplexity_figure(pair.atp.dense_ppl, pair.runs())
+    return plots.perplexity_figure(pair.present[0].dense_ppl, pair.runs())
 
 
 def settings_link(result: RunResult) -> str:
@@ -194,26 +202,55 @@ def settings_link(result: RunResult) -> str:
     return "?" + urlencode(query)
 
 
+def _method(name: str) -> str:
+    if name not in PRUNERS:
+        raise ValueError(name)
+    return name
+
+
+def settings_from_link(request: gr.Request):
+    """The run inputs a settings link names (?model=…&method=…&S=…&beta=…&calib=8x256&eval=16x256&seed=0);
+    what it does not name, or names wrongly, stays as it is (the run checks the values)."""
+    query = dict(getattr(request, "query_params", None) or {})
+
+    def given(key: str, parse, part: int | None = None):
+        try:
+            text = query[key] if part is None else query[key].split("x")[part]
+            return gr.update(value=parse(text))
+        except (KeyError, IndexError, ValueError):
+            return gr.update()
+
+    return (given("model", str), given("method", _method), given("S", float), given("beta", float),
+            given("calib", int, 0), given("calib", int, 1), given("eval", int, 0), given("eval", int, 1),
+            given("seed", int))
+
+
 def summary_markdown(pair: Pair) -> str:
     u, a = pair.uniform, pair.atp
-    gain = u.ppl - a.ppl if math.isfinite(u.ppl) and math.isfinite(a.ppl) else None
-    verdict = "" if gain is None else (f" · ATP is **{gain:,.2f} lower**" if gain > 0
-                                       else f" · ATP is **{-gain:,.2f} higher**")
-    text = "" if a.settings.text == "builtin" else f" ({text_name(a.settings.text)} must be uploaded again)"
+    if u is not None and a is not None:
+        gain = u.ppl - a.ppl if math.isfinite(u.ppl) and math.isfinite(a.ppl) else None
+        verdict = "" if gain is None else (f" · ATP is **{gain:,.2f} lower**" if gain > 0
+                                           else f" · ATP is **{-gain:,.2f} higher**")
+        perplexity = f"uniform {ppl(u.ppl)} · ATP (β = {a.beta:.4g}) {ppl(a.ppl)}{verdict}"
+        achieved = f"uniform {u.overall_sparsity:.2%} · ATP {a.overall_sparsity:.2%}"
+    else:
+        perplexity = " · ".join(f"{run_name(r)} {ppl(r.ppl)}" for r in pair.present)
+        achieved = " · ".join(f"{run_name(r)} {r.overall_sparsity:.2%}" for r in pair.present)
+    last = pair.present[-1]
+    text = "" if last.settings.text == "builtin" else f" ({text_name(last.settings.text)} must be uploaded again)"
     return (
-        f"**Perplexity** dense {ppl(a.dense_ppl)} · uniform {ppl(u.ppl)} · "
-        f"ATP (β = {a.beta:.4g}) {ppl(a.ppl)}{verdict}  \n"
-        f"**Achieved sparsity** (decoder linear layers) uniform {u.overall_sparsity:.2%} · "
-        f"ATP {a.overall_sparsity:.2%} · {PRUNERS[a.method].label}, target S = {a.sparsity:g}  \n"
-        f"**Measured with** {settings_line(a)}  \n"
-        f"**Weights** {a.model_source} · [these settings as a link]({settings_link(a)}){text}"
+        f"**Perplexity** dense {ppl(last.dense_ppl)} · {perplexity}  \n"
+        f"**Achieved sparsity** (decoder linear layers) {achieved} · {method_label(last.method)}, "
+        f"target S = {last.sparsity:g}  \n"
+        f"**Measured with** {settings_line(last)}  \n"
+        f"**Weights** {last.model_source} · [these settings as a link]({settings_link(last)}){text}"
     )
 
 
 def _estimate_line(settings: RunSettings) -> str:
     estimate = engine.estimate_runs([replace(settings, allocation="uniform", beta=0.0), settings])
     if estimate is None:
-        return "Time: estimated once the model is loaded."
+        return "Time: estimated once the model is loaded and no run is using it."
     return "Ready: both runs are cached." if estimate.seconds == 0 else f"Prune takes {estimate.text()}."
 
 
@@ -287,7 +324,7 @@ def _stopped_status(live: _Live, previous: Pair | None) -> str:
     which, block = live.where()
     name = "uniform" if which == "uniform" else f"ATP β = {live.settings.beta:g}"
     kept = "The finished uniform run is in the history. " if live.finished else ""
-    below = (f"The plots below the error curve still show the previous run (ATP β = {previous.atp.beta:g})."
+    below = (f"The plots below the error curve still show the previous run ({run_name(previous.pick('ATP'))})."
              if previous is not None else "")
     return f"⏹ **Stopped** during {name} at block {min(block + 1, live.num_layers)}. {kept}{below}"
 
@@ -371,21 +408,42 @@ def run_pruning(
             return
     for result in (done.uniform, done.atp):
         frame = history_tab.record(frame, result)
-    shown = done.pick(shown_run)
-    yield (
-        error_figure(done, log_scale, error_view),
-        perplexity_figure(done),
-        split_figure(done, shown_run),
-        heatmap_figure(done, shown_run),
-        summary_markdown(done),
-        *history_tab.shown(frame),
-        plots.token_heatmap(shown),
-        massive_note(shown),
-        f"✔ done in {time.monotonic() - live.started:.0f} s",
-        schedule_at(None),
-        done,
-        frame,
-    )
+    error_fig, ppl_fig, split_fig, heatmap_fig, summary, token_fig, note = draw(done, log_scale, error_view, shown_run)
+    yield (error_fig, ppl_fig, split_fig, heatmap_fig, summary, *history_tab.shown(frame), token_fig, note,
+           f"✔ done in {time.monotonic() - live.started:.0f} s", schedule_at(None), done, frame)
+
+
+def draw(pair: Pair, log_scale: bool, error_view: str, shown_run: str) -> tuple:
+    """Everything the tab shows of a finished pair: error, perplexity, split, sublayer and
+    token figures, the summary and the sentence on massive activations."""
+    shown = pair.pick(shown_run)
+    return (error_figure(pair, log_scale, error_view), perplexity_figure(pair), split_figure(pair, shown_run),
+            heatmap_figure(pair, shown_run), summary_markdown(pair), plots.token_heatmap(shown), massive_note(shown))
+
+
+def load_runs(files: list[str] | None, log_scale: bool, error_view: str, shown_run: str, frame: pd.DataFrame):
+    """Draw runs saved as JSON (by the app's history or ``prune --json``) as if just run.
+
+    Args:
+        files: the run JSON files (one, or a uniform run and another to compare).
+    """
+    with user_errors():
+        if not files:
+            raise AtpError("no file given: choose one or two run JSON files")
+        results = [load_run(Path(path).read_text(encoding="utf-8", errors="replace"), f"file {Path(path).name!r}")
+                   for path in files]
+    for result in results:
+        frame = history_tab.record(frame, result)
+    pair = pair_of(results)
+    return (*draw(pair, log_scale, error_view, shown_run), f"📂 loaded {len(results)} run(s) from file",
+            *history_tab.shown(frame), pair, frame)
+
+
+def pair_of(results: list[RunResult]) -> Pair:
+    """Results loaded from files as a pair to draw: the last uniform run and the last other one."""
+    uniform = next((r for r in reversed(results) if r.allocation == "uniform"), None)
+    other = next((r for r in reversed(results) if r.allocation != "uniform"), None)
+    return Pair(uniform, other)
 
 
 def redraw_errors(log_scale: bool, error_view: str, pair: Pair | None):
@@ -491,12 +549,24 @@ def build(demo: gr.Blocks, history: HistoryOutputs) -> Shared:
     token_plot = gr.Plot(plots.placeholder("Error of each token", "After a run: one calibration window, "
                                            "token by token, massive activations marked"),
                          label="per-token heatmap", show_label=False, elem_id="token-plot")
+    with gr.Accordion("Load saved runs (JSON)", open=False, elem_id="load-runs"):
+        gr.Markdown("A run's JSON from the History tab, a colleague's, or `python -m atp_viz prune --json`: "
+                    "drawn here as if just run (load a uniform run and an ATP run together to compare them).")
+        saved_runs = gr.File(label="run JSON files", file_types=[".json"], file_count="multiple", type="filepath",
+                             elem_id="load-runs-file")
 
-    shared = Shared(inputs, history, [schedule_plot, beta_info])
+    view = PairView(error_plot, ppl_plot, split_plot, heatmap_plot, summary, token_plot, error_note, status, pair,
+                    log_scale, error_view, shown_run)
+    shared = Shared(inputs, history, [schedule_plot, beta_info], view)
     # The slider's range follows the model and S; a typed β above it is set to β_max; the bars follow.
-    gr.on([demo.load, inputs.model.change, inputs.sparsity.change, inputs.beta.change], narrow_beta,
-          [inputs.model, inputs.sparsity, inputs.beta], [inputs.beta, beta_info, schedule_plot], **INSTANT,
-          **UI_ONLY, trigger_mode="always_last", api_name="beta_range")
+    # On β's *input* (a person's drag or typing), not its change: setting a typed β to β_max
+    # must not call this again and lose the sentence saying so. preprocess=False: gradio
+    # would refuse a typed β above the narrowed range before this handler could set it.
+    narrowing = {"fn": narrow_beta, "inputs": [inputs.model, inputs.sparsity, inputs.beta],
+                 "outputs": [inputs.beta, beta_info, schedule_plot], **INSTANT, **UI_ONLY,
+                 "preprocess": False}
+    gr.on([inputs.model.change, inputs.sparsity.change, inputs.beta.input], **narrowing, trigger_mode="always_last",
+          api_name="beta_range")
     # The strict preview (an illegal β is refused, not clamped) is for API callers: its
     # trigger is a button the page never shows.
     gr.Button(visible=False).click(preview_schedule, [inputs.model, inputs.sparsity, inputs.beta],
@@ -506,7 +576,7 @@ def build(demo: gr.Blocks, history: HistoryOutputs) -> Shared:
           prune_estimate, [inputs.model, inputs.method, inputs.sparsity, inputs.beta, *inputs.measurement], estimate,
           **INSTANT, **UI_ONLY, trigger_mode="always_last", api_name="prune_estimate")
     # Not cancelled by gradio on Stop: the run ends itself, showing what it had drawn.
-    prune_btn.click(
+    run = prune_btn.click(
         run_pruning,
         [inputs.model, inputs.method, inputs.sparsity, inputs.beta, *inputs.measurement, log_scale, shown_run,
          error_view, pair, history.frame],
@@ -518,4 +588,15 @@ def build(demo: gr.Blocks, history: HistoryOutputs) -> Shared:
           **INSTANT, api_name="redraw_errors")
     shown_run.change(show_run, [shown_run, pair], [split_plot, heatmap_plot, token_plot, error_note], **INSTANT,
                      api_name="show_run")
+    shared.history_writers.append(saved_runs.upload(
+        load_runs, [saved_runs, log_scale, error_view, shown_run, history.frame],
+        [*view.drawn, status, *history.shown, pair, history.frame], api_name="load_runs"))
+    shared.history_writers.append(run)
+    # After a run the estimate knows this server's speed better.
+    run.then(prune_estimate, [inputs.model, inputs.method, inputs.sparsity, inputs.beta, *inputs.measurement],
+             estimate, **INSTANT, **UI_ONLY)
+    # A settings link fills the inputs first; then the slider is narrowed to the model on the page.
+    demo.load(settings_from_link, None, [inputs.model, inputs.method, inputs.sparsity, inputs.beta,
+                                         *inputs.measurement[:5]], **INSTANT, **UI_ONLY,
+              api_name="settings_from_link").then(**narrowing, api_name="beta_range_on_load")
     return shared

@@ -4,13 +4,14 @@ click to put it on the first tab's slider."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
 
-from ..errors import Cancelled
+from .. import engine
+from ..errors import AtpError, Cancelled
 from ..progress import CancelCheck, Progress
 from ..results import RunResult, SearchTrial
 from ..schedules import grid_betas
@@ -21,7 +22,7 @@ from .adapters import engine_progress, stoppable, user_errors
 from .defaults import SEARCH_CHOICES
 from .format import ppl, settings_line
 from .prune_tab import preview_schedule
-from .shared import ENGINE, INSTANT, Shared, block_count, run_settings
+from .shared import ENGINE, INSTANT, UI_ONLY, Shared, block_count, run_settings
 
 
 @dataclass
@@ -109,6 +110,26 @@ def sweep_beta(
                    "no best β was chosen.", gr.update(), *history_tab.shown(frame), frame)
 
 
+def search_estimate(model: str, method: str, sparsity: float, strategy: str, calib_samples: float,
+                    calib_seqlen: float, eval_samples: float, eval_seqlen: float, seed: float,
+                    text_file: str | None) -> str:
+    """How long a search will take with these settings (a sentence, never an error)."""
+    try:
+        settings = run_settings(model, method, sparsity, calib_samples, calib_seqlen, eval_samples, eval_seqlen,
+                                seed, text_file)
+        betas = grid_betas(block_count(settings.model), settings.sparsity)
+        # The fast strategy runs at most half of the grid.
+        tried = betas if strategy == "grid" else betas[: (len(betas) + 1) // 2]
+        runs = [replace(settings, allocation="uniform", beta=0.0), *(replace(settings, beta=b) for b in tried)]
+        estimate = engine.estimate_runs(runs)
+    except AtpError as exc:
+        return f"Cannot search yet: {exc}"
+    if estimate is None:
+        return "Time: estimated once the model is loaded and no run is using it."
+    bound = "" if strategy == "grid" else "at most "
+    return f"{len(runs)} runs ({bound}{len(tried)} β and uniform): {estimate.text()}."
+
+
 def apply_best_beta(best_beta: float | None, model: str, sparsity: float):
     """Set the β slider to the best β found by the search.
 
@@ -123,7 +144,7 @@ def apply_best_beta(best_beta: float | None, model: str, sparsity: float):
     return gr.update(value=best_beta), figure, info
 
 
-def build(shared: Shared) -> None:
+def build(demo: gr.Blocks, shared: Shared) -> None:
     inputs = shared.inputs
     gr.Markdown("Prunes and measures perplexity once per β, with the model, method, sparsity "
                 "and calibration settings of the first tab; the plot fills in as trials finish.")
@@ -133,17 +154,25 @@ def build(shared: Shared) -> None:
         best_beta = gr.Number(None, label="best β", interactive=False, visible=False, elem_id="best-beta")
     with gr.Row():
         sweep_btn = gr.Button("Search β", variant="primary", elem_id="sweep")
-        apply_btn = gr.Button("Apply best β", elem_id="apply-best")
+        # Usable once a search has chosen a best β.
+        apply_btn = gr.Button("Apply best β (after a search)", interactive=False, elem_id="apply-best")
         stop_btn = gr.Button("Stop", variant="stop", scale=0, min_width=120)
+    estimate = gr.Markdown(elem_id="search-estimate")
     status = gr.Markdown(label="search status", elem_id="sweep-status")
     plot = gr.Plot(plots.placeholder("β search: perplexity against the common difference β",
                                      "Press Search β: one point per β appears here as each trial finishes"),
                    label="perplexity vs beta", show_label=False, elem_id="sweep-plot")
-    sweep_btn.click(
+    shared.history_writers.append(sweep_btn.click(
         sweep_beta, [inputs.model, inputs.method, inputs.sparsity, strategy, *inputs.measurement,
                      shared.history.frame],
         [plot, status, best_beta, *shared.history.shown, shared.history.frame],
-        api_name="sweep_beta", show_progress="minimal", **ENGINE)
+        api_name="sweep_beta", show_progress="minimal", **ENGINE))
     shared.stop_buttons.append(stop_btn)
     apply_btn.click(apply_best_beta, [best_beta, inputs.model, inputs.sparsity], [inputs.beta, *shared.schedule_view],
                     **INSTANT, api_name="apply_best_beta")
+    best_beta.change(lambda best: gr.update(interactive=best is not None, value="Apply best β"), best_beta,
+                     apply_btn, **INSTANT, **UI_ONLY, api_name="enable_apply")
+    gr.on([demo.load, strategy.change, *(c.change for c in (inputs.model, inputs.method, inputs.sparsity,
+                                                           *inputs.measurement))],
+          search_estimate, [inputs.model, inputs.method, inputs.sparsity, strategy, *inputs.measurement], estimate,
+          **INSTANT, **UI_ONLY, trigger_mode="always_last", api_name="search_estimate")

@@ -39,9 +39,11 @@ class RunInputs:
 
 @dataclass
 class HistoryOutputs:
-    """The session's run history (state) and what shows it; the history tab renders them."""
+    """The session's run history (state) and what shows it; the history tab renders them.
+    ``saved`` is the browser's copy, which outlives a reload of the page."""
 
     frame: gr.State
+    saved: gr.BrowserState
     table: gr.Dataframe
     csv: gr.DownloadButton
     files: gr.File
@@ -52,13 +54,40 @@ class HistoryOutputs:
 
 
 @dataclass
+class PairView:
+    """Where the first tab draws a pair of runs, and the controls of how."""
+
+    error_plot: gr.Plot
+    ppl_plot: gr.Plot
+    split_plot: gr.Plot
+    heatmap_plot: gr.Plot
+    summary: gr.Markdown
+    token_plot: gr.Plot
+    error_note: gr.Markdown
+    status: gr.Markdown
+    pair: gr.State
+    log_scale: gr.Checkbox
+    error_view: gr.Radio
+    shown_run: gr.Radio
+
+    @property
+    def drawn(self) -> list:
+        """In the order ``prune_tab.draw`` returns them."""
+        return [self.error_plot, self.ppl_plot, self.split_plot, self.heatmap_plot, self.summary, self.token_plot,
+                self.error_note]
+
+
+@dataclass
 class Shared:
     inputs: RunInputs
     history: HistoryOutputs
     schedule_view: list  # the first tab's schedule plot and its description
+    pair_view: PairView
     # Stop buttons: each sets this session's stop flags; a stopped run ends itself, keeping
     # what finished (gradio's own cancel would cut it off mid-update).
     stop_buttons: list = field(default_factory=list)
+    # Events that change the session's history: the history tab keeps it in the browser after each.
+    history_writers: list = field(default_factory=list)
 
 
 def run_settings(model: str, method: str, sparsity: float, calib_samples: float, calib_seqlen: float,
