@@ -35,7 +35,7 @@ OWL_MAPPINGS: dict[str, str] = {
 # How AlphaPruning picks x_min for its power-law fit.
 ALPHA_ESTIMATORS: dict[str, str] = {
     "published": "the authors' alpha_peak: x_min from log10(0.95 × peak) to 1.5 × peak of the ESD",
-    "window": "x_min in [0.95, 1.5] × the ESD's peak (the lower bound as the paper describes it)",
+    "window": "x_min in [0.95, 1.5] × the ESD's peak (this project's earlier default)",
 }
 # ε of the published scripts (scripts/llama2_7b.sh, and the README's example for Wanda);
 # the scripts for other LLaMA sizes use 0.2-0.5. A method not listed gets Wanda's.

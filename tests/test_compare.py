@@ -102,6 +102,21 @@ def test_alphapruning_eps_defaults_to_the_published_value_per_method(method, eps
     assert validate(RunSettings(method=method, alpha_eps=0.1)).alpha_eps == 0.1
 
 
+def test_a_comparison_reuses_a_search_already_run(tiny_model_dir):
+    # The same settings but OWL's and AlphaPruning's: every trial of the comparison's grid
+    # search is the very result of the earlier search (the engine's cache), none pruned again.
+    from atp_viz.search import search_beta
+
+    path = tiny_model_dir("llama")
+    searched = search_beta(_settings(path, sparsity=0.95, seed=21), "grid")
+    comparison = compare_allocators(_settings(path, sparsity=0.95, seed=21, owl_lambda=0.1, alpha_eps=0.4),
+                                    [0.95], strategy="grid")
+    again = comparison.searches[0.95]
+    assert len(again.runs) == len(searched.runs)
+    assert all(a is b for a, b in zip(again.runs, searched.runs))
+    assert comparison.runs[0.95]["atp"].beta == searched.best_beta
+
+
 def test_an_atp_trial_is_reused_whatever_the_other_allocators_settings(tiny_model_dir):
     base = _settings(tiny_model_dir("llama"), beta=0.1)
     first = run_pruning(base).result
@@ -164,3 +179,15 @@ def test_compare_tab_flags_full_blocks_and_error_that_is_not_perplexity():
     # More error and more perplexity agree: no such sentence.
     agreeing = compare_tab.verdict_markdown(_comparison(alpha_errors_scale=2.0, alpha_ppl=400.0))
     assert "is not perplexity" not in agreeing
+
+
+def test_command_line_flags_for_the_allocators():
+    from atp_viz.cli import _settings, build_parser
+
+    parse = build_parser().parse_args
+    default = _settings(parse(["compare"]))
+    assert (default.owl_mapping, default.alpha_estimator, default.alpha_eps) == ("published", "published", None)
+    chosen = _settings(parse(["compare", "--owl-mapping", "band", "--alpha-estimator", "window",
+                              "--alpha-epsilon", "0.25"]))
+    assert (chosen.owl_mapping, chosen.alpha_estimator, chosen.alpha_eps) == ("band", "window", 0.25)
+    assert _settings(parse(["prune", "--alpha-eps", "0.4"])).alpha_eps == 0.4

@@ -12,7 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ..allocations import compared_names, get_allocator
-from ..allocators import ALPHA_ESTIMATORS, OWL_MAPPINGS, PUBLISHED_ALPHA_EPS
+from ..allocators import ALPHA_ESTIMATORS, OWL_MAPPINGS, PUBLISHED_ALPHA_EPS, published_alpha_eps
 from ..compare import allocator_note, full_block_notes, wholly_pruned_blocks
 from ..compare import compare_allocators as compare_all
 from ..errors import AtpError
@@ -25,7 +25,7 @@ from . import history_tab, plots
 from .adapters import engine_progress, stoppable, user_errors
 from .defaults import SEARCH_CHOICES
 from .format import ppl, run_label, run_name, settings_line
-from .shared import ENGINE, Shared, run_settings
+from .shared import ENGINE, INSTANT, UI_ONLY, Shared, run_settings
 
 # How ATP's β is chosen: a search over the paper's grid per sparsity (grid or fast, the
 # user's pick), or the β slider of the first tab.
@@ -278,9 +278,10 @@ def build(shared: Shared) -> None:
                               info="outlier: a Wanda score above M × its block's mean", elem_id="owl-m")
             owl_lambda = gr.Number(DEFAULTS.owl_lambda, step=0.01, label="OWL λ",
                                    info="block rates span 2λ", elem_id="owl-lambda")
-            alpha_eps = gr.Number(DEFAULTS.alpha_eps, step=0.05, label="AlphaPruning ε",
-                                  info=f"rates span S × [1 − ε, 1 + ε] before rescaling, ε < 1; blank: the "
-                                       f"authors' value for the method ({PUBLISHED_EPS_TEXT})", elem_id="alpha-eps")
+            alpha_eps = gr.Number(published_alpha_eps(DEFAULTS.method), step=0.05, label="AlphaPruning ε",
+                                  info=f"rates span S × [1 − ε, 1 + ε] before rescaling, ε < 1; set to the "
+                                       f"authors' value when the method changes ({PUBLISHED_EPS_TEXT})",
+                                  elem_id="alpha-eps")
         with gr.Row():
             owl_mapping = gr.Radio(OWL_MAPPING_CHOICES, value=DEFAULTS.owl_mapping, label="OWL mapping",
                                    elem_id="owl-mapping")
@@ -306,3 +307,5 @@ def build(shared: Shared) -> None:
          shared.history.frame],
         api_name="compare_allocators", **ENGINE))
     shared.stop_buttons.append(stop_btn)
+    inputs.method.change(published_alpha_eps, inputs.method, alpha_eps, **INSTANT, **UI_ONLY,
+                         api_name="published_alpha_eps")
