@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .allocators import alphapruning_schedule, owl_schedule
+from .allocators import Rates, alphapruning_schedule, owl_schedule, published_alpha_eps
 from .errors import AtpError
 from .measurements import block_alphas, outlier_ratios
 from .schedules import atp_schedule, check_schedule, uniform_schedule
@@ -35,8 +35,9 @@ class Allocator:
     label: str
     summary: str  # what it looks at
     compared: bool  # a column of the side-by-side comparison
-    # Rates from the settings, the block count and what ``measure`` found ({} when it has none).
-    schedule: Callable[["RunSettings", int, Measurements], list[float]]
+    # Rates from the settings, the block count and what ``measure`` found ({} when it has
+    # none), with the mean they keep and the blocks clamped to 0 or 1.
+    schedule: Callable[["RunSettings", int, Measurements], Rates]
     # What it measures on the model's blocks, if anything, given the dense calibration
     # reference (kept by the engine and reused, see ``measure_key``).
     measure: Callable[["RunSettings", "nn.ModuleList", "DenseReference"], Measurements] | None = None
@@ -45,36 +46,66 @@ class Allocator:
     reads_calibration: bool = False
     measure_key: Callable[["RunSettings"], tuple] = lambda _settings: ()
     public: bool = True  # offered to users (explicit schedules are for the engine's own experiments)
+    # Whether its rates average S (weighted by the measured ``block_params`` when there are
+    # any), less only what the blocks it reports clamped took away.
+    keeps_mean: bool = True
+    # The settings that shaped its rates, as every run's result reports them.
+    describe: Callable[["RunSettings"], dict] = lambda _settings: {}
+    # The RunSettings fields of its own it reads (the other allocators' are ignored).
+    reads: tuple[str, ...] = ()
 
 
-def _explicit(settings: "RunSettings", num_layers: int, _measured: Measurements) -> list[float]:
+def _exact(rates: list[float], sparsity: float) -> Rates:
+    return Rates(rates, sparsity, [])
+
+
+def _explicit(settings: "RunSettings", num_layers: int, _measured: Measurements) -> Rates:
     if settings.schedule is None:
         raise AtpError("allocation 'explicit' needs a schedule (one rate per block)")
-    return check_schedule(settings.schedule, num_layers)
+    rates = check_schedule(settings.schedule, num_layers)
+    return Rates(rates, sum(rates) / num_layers, [])
 
 
 def _owl_ratios(settings: "RunSettings", blocks: "nn.ModuleList", reference: "DenseReference") -> Measurements:
     return {"outlier_ratio": outlier_ratios(blocks, reference, settings.owl_m)}
 
 
-def _block_alphas(_settings: "RunSettings", blocks: "nn.ModuleList", _reference: "DenseReference") -> Measurements:
-    alphas, params = block_alphas(blocks)
+def _block_alphas(settings: "RunSettings", blocks: "nn.ModuleList", _reference: "DenseReference") -> Measurements:
+    alphas, params = block_alphas(blocks, settings.alpha_estimator)
     return {"alpha": alphas, "block_params": params}
+
+
+def _owl_settings(settings: "RunSettings") -> dict:
+    return {"owl_mapping": settings.owl_mapping, "owl_m": settings.owl_m, "owl_lambda": settings.owl_lambda}
+
+
+def _alphapruning_settings(settings: "RunSettings") -> dict:
+    published = settings.alpha_eps == published_alpha_eps(settings.method)
+    return {"alpha_estimator": settings.alpha_estimator, "alpha_eps": settings.alpha_eps,
+            "alpha_eps_source": f"published for {settings.method}" if published else "given"}
 
 
 ALLOCATORS: dict[str, Allocator] = {a.name: a for a in (
     Allocator("uniform", "uniform", "nothing: every block gets S", True,
-              lambda s, n, _m: uniform_schedule(n, s.sparsity)),
+              lambda s, n, _m: _exact(uniform_schedule(n, s.sparsity), s.sparsity)),
     Allocator("owl", "OWL", "activations: the share of Wanda scores above M × the block's mean", True,
-              lambda s, _n, m: owl_schedule(m["outlier_ratio"], s.sparsity, s.owl_lambda),
-              measure=_owl_ratios, reads_calibration=True, measure_key=lambda s: (s.owl_m,)),
+              lambda s, _n, m: owl_schedule(m["outlier_ratio"], s.sparsity, s.owl_lambda, s.owl_mapping),
+              measure=_owl_ratios, reads_calibration=True, measure_key=lambda s: (s.owl_m,),
+              describe=_owl_settings, reads=("owl_m", "owl_lambda", "owl_mapping")),
     Allocator("alphapruning", "AlphaPruning", "weights: the heavy-tail exponent α of their spectra", True,
               lambda s, _n, m: alphapruning_schedule(m["alpha"], s.sparsity, m["block_params"], s.alpha_eps),
-              measure=_block_alphas),
+              measure=_block_alphas, measure_key=lambda s: (s.alpha_estimator,), describe=_alphapruning_settings,
+              reads=("alpha_eps", "alpha_estimator")),
     Allocator("atp", "ATP", "one number, β: rates grow linearly with depth", True,
-              lambda s, n, _m: atp_schedule(n, s.sparsity, s.beta)),
-    Allocator("explicit", "explicit", "a list of rates given by the caller", False, _explicit, public=False),
+              lambda s, n, _m: _exact(atp_schedule(n, s.sparsity, s.beta), s.sparsity)),
+    Allocator("explicit", "explicit", "a list of rates given by the caller", False, _explicit, public=False,
+              keeps_mean=False),
 )}
+
+
+def allocator_fields() -> tuple[str, ...]:
+    """Every RunSettings field that some allocator reads (OWL's M, AlphaPruning's ε, ...)."""
+    return tuple(dict.fromkeys(name for a in ALLOCATORS.values() for name in a.reads))
 
 
 def allocation_names(public_only: bool = False) -> tuple[str, ...]:

@@ -6,6 +6,11 @@ Each allocator turns per-block measurements into one sparsity rate per decoder b
 - AlphaPruning: rates from each block's heavy-tail exponent alpha of the weights'
   empirical spectral density (larger alpha = lighter tail, more pruning).
 
+Both follow their authors' published code by default (luuyin/OWL ``lib/prune_all.py``;
+haiquanlu/AlphaPruning ``lib/esd_utils.py`` and ``lib/prune.py``); the variants this
+project used before stay available by name. Where a formula would put a rate outside
+[0, 1], the rate is set to the nearest end and the block is reported in ``Rates.clamped``.
+
 Measuring the inputs (Wanda scores, weights) is the caller's job; nothing here touches
 a model.
 """
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -21,10 +27,46 @@ import torch
 from .errors import AtpError
 from .schedules import check_sparsity
 
+# How OWL maps outlier ratios to rates.
+OWL_MAPPINGS: dict[str, str] = {
+    "published": "the authors' code: densities span 2λ, shifted to mean 1 − S (rates may sit off-centre)",
+    "band": "deviations shrunk so every rate stays in [S − λ, S + λ]",
+}
+# How AlphaPruning picks x_min for its power-law fit.
+ALPHA_ESTIMATORS: dict[str, str] = {
+    "published": "the authors' alpha_peak: x_min from log10(0.95 × peak) to 1.5 × peak of the ESD",
+    "window": "x_min in [0.95, 1.5] × the ESD's peak (this project's earlier default)",
+}
+# ε of the published scripts (scripts/llama2_7b.sh, and the README's example for Wanda);
+# the scripts for other LLaMA sizes use 0.2-0.5. A method not listed gets Wanda's.
+PUBLISHED_ALPHA_EPS: dict[str, float] = {"wanda": 0.3, "sparsegpt": 0.2, "magnitude": 0.5}
+
 # Histogram resolution used to locate the peak of the log10 eigenvalue density.
 _HIST_BINS = 100
 # Candidate x_min window around that peak, as multiples of the peak value.
 _XMIN_LOW, _XMIN_HIGH = 0.95, 1.5
+# A formula's rate this far outside [0, 1] is float noise, not a clamp worth reporting.
+_CLAMP_TOL = 1e-12
+
+
+@dataclass(frozen=True)
+class Rates:
+    """One rate per block, the (weighted) mean they keep, and the blocks set to 0 or 1."""
+
+    rates: list[float]
+    mean: float  # the target S, less whatever clamping took away
+    clamped: list[int]  # blocks whose formula rate left [0, 1] and was set to the nearest end
+
+
+def published_alpha_eps(method: str) -> float:
+    """AlphaPruning's ε in the authors' scripts for a pruning method."""
+    return PUBLISHED_ALPHA_EPS.get(method, PUBLISHED_ALPHA_EPS["wanda"])
+
+
+def _choice(value: str, options: dict[str, str], what: str) -> str:
+    if value not in options:
+        raise AtpError(f"unknown {what} {value!r}: use {' or '.join(options)}")
+    return value
 
 
 def _finite_values(values: Sequence[float], what: str) -> np.ndarray:
@@ -72,38 +114,67 @@ def outlier_ratio(scores: Sequence[torch.Tensor], m: float = 5.0) -> float:
     return 100.0 * above / total
 
 
-def owl_schedule(outlier_ratios: Sequence[float], sparsity: float, lam: float = 0.08) -> list[float]:
-    """OWL per-block rates: mean exactly ``sparsity``, each in [S-lam, S+lam] and [0, 1]."""
+def owl_schedule(outlier_ratios: Sequence[float], sparsity: float, lam: float = 0.08,
+                 mapping: str = "published") -> Rates:
+    """OWL per-block rates from outlier ratios r_i (more outliers, less pruning).
+
+    ``published`` (the authors' code): densities d_i = 2λ (r_i − min r)/(max r − min r),
+    shifted so that their mean is 1 − S; block i is pruned at 1 − d_i. The rates span
+    exactly 2λ, not necessarily centred on S. A rate outside [0, 1] is clamped (the
+    published code would prune a block past 100% as 100%, and one below 0% at 1%).
+    ``band``: the same deviations, shrunk by one common factor so that every rate lies
+    in [S − λ, S + λ] and [0, 1]; the mean stays S.
+    """
     ratios = _finite_values(outlier_ratios, "outlier ratios")
     sparsity = check_sparsity(sparsity)
     lam = float(lam)
     if not (math.isfinite(lam) and lam >= 0):
         raise AtpError(f"OWL lambda must be a non-negative number, got {lam:g}")
+    mapping = _choice(mapping, OWL_MAPPINGS, "OWL mapping")
     unit = _normalised(ratios)
     if unit is None or lam == 0:
-        return [sparsity] * len(ratios)
+        return Rates([sparsity] * len(ratios), sparsity, [])
     density = 2 * lam * unit
     # Deviation of each block's density from the mean; the rate is S minus it.
     deviation = density - density.mean()
-    # OWL's shift alone can leave [S-lam, S+lam] (and [0, 1]) when the ratios are
-    # skewed; shrinking all deviations by one factor keeps the mean and the order, and
-    # is a no-op whenever the reference already fits.
-    above, below = deviation.max(), -deviation.min()
-    factor = min(1.0, lam / max(above, below), sparsity / above, (1 - sparsity) / below)
-    rates = sparsity - factor * deviation
-    # Clamp only float noise at the ends, as schedules.atp_schedule does.
-    return [min(1.0, max(0.0, float(r))) for r in rates]
+    if mapping == "band":
+        # Shrinking all deviations by one factor keeps the mean and the order, and is a
+        # no-op whenever the published rates already fit the band.
+        above, below = deviation.max(), -deviation.min()
+        deviation = deviation * min(1.0, lam / max(above, below), sparsity / above, (1 - sparsity) / below)
+    return _clamped(sparsity - deviation, sparsity)
 
 
-def hill_alpha(eigenvalues: Sequence[float] | np.ndarray | torch.Tensor) -> float:
+def _clamped(raw: np.ndarray, target: float, weights: np.ndarray | None = None) -> Rates:
+    """``raw`` rates put into [0, 1], with the mean they keep and the blocks that moved."""
+    rates = np.clip(raw, 0.0, 1.0)
+    clamped = [int(i) for i in np.flatnonzero((raw < -_CLAMP_TOL) | (raw > 1 + _CLAMP_TOL))]
+    w = np.ones_like(raw) if weights is None else weights
+    # The target less what the clamps took away: equal to the rates' mean when the
+    # formula's own mean is ``target``, which the engine checks.
+    mean = target + float(np.dot(rates - raw, w) / w.sum()) if clamped else target
+    return Rates([float(r) for r in rates], mean, clamped)
+
+
+def hill_alpha(eigenvalues: Sequence[float] | np.ndarray | torch.Tensor, estimator: str = "published") -> float:
     """Power-law tail exponent of an empirical spectral density (Hill estimator).
 
-    x_min is chosen among the eigenvalues in [0.95, 1.5] x the peak of the log10
-    histogram (the peak bin's lower edge), minimising the Kolmogorov-Smirnov distance
-    between the tail and the fitted power law. If that window holds no usable
-    eigenvalue, every eigenvalue is tried. Non-positive eigenvalues are dropped.
-    Raises AtpError when fewer than two distinct positive eigenvalues remain.
+    Each candidate x_min (an eigenvalue, by position in ascending order, never the
+    largest) gives alpha = 1 + n / sum(ln(lambda_j / x_min)) over its tail of n values; the
+    candidate whose tail is closest to the fitted power law (Kolmogorov-Smirnov distance)
+    wins. The candidates sit around the peak of the log10 histogram (100 bins; the peak
+    bin's lower edge):
+
+    - ``published``: eigenvalues from log10(0.95 × peak) up to 1.5 × peak, as the
+      authors' ``xmin_peak`` compares them: the lower bound is a log10 value set against
+      raw eigenvalues, so on most spectra there is no lower bound at all;
+    - ``window``: eigenvalues in [0.95, 1.5] × peak.
+
+    If no eigenvalue qualifies, every one is tried. Non-positive eigenvalues are dropped,
+    and a candidate whose tail is constant (nothing to fit) is skipped. Raises AtpError
+    when fewer than two distinct positive eigenvalues remain.
     """
+    estimator = _choice(estimator, ALPHA_ESTIMATORS, "α estimator")
     if isinstance(eigenvalues, torch.Tensor):
         eigenvalues = eigenvalues.detach().double().flatten().cpu().numpy()
     values = np.sort(np.asarray(eigenvalues, dtype=np.float64).ravel())
@@ -115,33 +186,36 @@ def hill_alpha(eigenvalues: Sequence[float] | np.ndarray | torch.Tensor) -> floa
 
     counts, edges = np.histogram(np.log10(values), bins=_HIST_BINS)
     peak = 10 ** edges[int(np.argmax(counts))]
+    low = math.log10(0.95 * peak) if estimator == "published" else _XMIN_LOW * peak
     # The largest value cannot be x_min: its tail has no spread to fit.
-    distinct = np.unique(values)[:-1]
-    window = distinct[(distinct >= _XMIN_LOW * peak) & (distinct <= _XMIN_HIGH * peak)]
-    candidates = window if window.size else distinct
+    positions = np.arange(values.size - 1)
+    window = positions[(values[:-1] >= low) & (values[:-1] <= _XMIN_HIGH * peak)]
+    candidates = window if window.size else positions
 
     logs = np.log(values)
     # Suffix sums of ln(lambda) give each candidate's Hill denominator in O(1).
     suffix = np.cumsum(logs[::-1])[::-1]
     best_alpha, best_distance = math.nan, math.inf
-    for x_min in candidates:
-        start = int(np.searchsorted(values, x_min, side="left"))
+    for start in candidates:
         tail = values[start:]
         n = tail.size
-        alpha = 1 + n / (suffix[start] - n * math.log(x_min))
-        fitted_cdf = 1 - (tail / x_min) ** (1 - alpha)
+        spread = suffix[start] - n * logs[start]
+        if not spread > 0:
+            continue
+        alpha = 1 + n / spread
+        fitted_cdf = 1 - (tail / tail[0]) ** (1 - alpha)
         distance = float(np.max(np.abs(fitted_cdf - np.arange(n) / n)))
         if distance < best_distance:
             best_alpha, best_distance = alpha, distance
     return float(best_alpha)
 
 
-def esd_alpha(weight: torch.Tensor) -> float:
-    """Tail exponent alpha of W^T W's eigenvalues (the squared singular values of W)."""
+def esd_alpha(weight: torch.Tensor, estimator: str = "published") -> float:
+    """Tail exponent alpha of W^T W's eigenvalues (the squared singular values of W, in float32 as published)."""
     if weight.dim() != 2:
         raise AtpError(f"expected a 2-D weight matrix, got shape {tuple(weight.shape)}")
-    singular = torch.linalg.svdvals(weight.detach().to(torch.float32))
-    return hill_alpha(singular.double() ** 2)
+    eigenvalues = torch.square(torch.linalg.svdvals(weight.detach().to(torch.float32)))
+    return hill_alpha(eigenvalues.double(), estimator)
 
 
 def alphapruning_schedule(
@@ -149,14 +223,16 @@ def alphapruning_schedule(
     sparsity: float,
     block_params: Sequence[int],
     eps: float = 0.3,
-) -> list[float]:
+) -> Rates:
     """AlphaPruning per-block rates with parameter-weighted mean exactly ``sparsity``.
 
-    Block alpha maps linearly onto [1-eps, 1+eps] x S (smallest alpha -> 1-eps), then
-    one common factor rescales the rates to the weighted mean S. Rates pushed above 1
-    are set to 1 and the shortfall is spread over the other blocks by rescaling them
-    again (repeated until none exceeds 1), so the weighted mean stays S. eps < 1 keeps
-    every rate positive, so no lower clip is needed.
+    As published: block alpha maps linearly onto [1-eps, 1+eps] (smallest alpha -> 1-eps)
+    and one common factor scales these to the weighted mean S. Where that puts a rate
+    above 1, the published code prunes the block wholly and the model ends below S (its
+    Wanda path; the magnitude and SparseGPT paths fail); here the rate is set to 1, the
+    block reported in ``clamped``, and the shortfall spread over the other blocks by
+    rescaling them again (repeated until none exceeds 1), so every allocator is compared
+    at the same overall sparsity. eps < 1 keeps every rate positive.
     """
     alphas = _finite_values(block_alphas, "block alphas")
     sparsity = check_sparsity(sparsity)
@@ -171,8 +247,8 @@ def alphapruning_schedule(
 
     unit = _normalised(alphas)
     if unit is None or sparsity == 0:
-        return [sparsity] * alphas.size
-    raw = sparsity * (1 - eps + 2 * eps * unit)
+        return Rates([sparsity] * alphas.size, sparsity, [])
+    raw = 1 - eps + 2 * eps * unit
     rates = np.empty_like(raw)
     free = np.ones(raw.size, dtype=bool)
     while True:
@@ -184,4 +260,4 @@ def alphapruning_schedule(
             break
         rates[over] = 1.0
         free &= ~over
-    return [float(r) for r in rates]
+    return Rates([float(r) for r in rates], sparsity, [int(i) for i in np.flatnonzero(~free)])

@@ -12,6 +12,7 @@ import sys
 from typing import Sequence
 
 from .allocations import ALLOCATORS, allocation_names
+from .allocators import ALPHA_ESTIMATORS, OWL_MAPPINGS, PUBLISHED_ALPHA_EPS
 from .errors import AtpError
 from .pruners import PRUNERS, method_names
 from .results import RunResult
@@ -55,7 +56,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--paper-setup",
         action="store_true",
-        help="the paper's set-up: C4 calibration 128 x 2048, WikiText-2 test perplexity, all windows",
+        help="the paper's set-up: C4 calibration 128 x 2048 (each window from one document, as the papers' "
+             "code), WikiText-2 test perplexity, all windows",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -63,7 +65,13 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     parser.add_argument("--owl-m", type=float, default=5.0, help="OWL outlier threshold M (x mean score)")
     parser.add_argument("--owl-lambda", type=float, default=0.08, help="OWL rate spread λ")
-    parser.add_argument("--alpha-eps", type=float, default=0.3, help="AlphaPruning spread ε")
+    parser.add_argument("--owl-mapping", default="published", choices=tuple(OWL_MAPPINGS),
+                        help="; ".join(f"{name}: {text}" for name, text in OWL_MAPPINGS.items()))
+    parser.add_argument("--alpha-eps", "--alpha-epsilon", dest="alpha_eps", type=float, default=None,
+                        help="AlphaPruning spread ε (default: the authors' value for the method, "
+                        + ", ".join(f"{m} {e:g}" for m, e in PUBLISHED_ALPHA_EPS.items()) + ")")
+    parser.add_argument("--alpha-estimator", default="published", choices=tuple(ALPHA_ESTIMATORS),
+                        help="; ".join(f"{name}: {text}" for name, text in ALPHA_ESTIMATORS.items()))
 
 
 def _settings(args: argparse.Namespace, **overrides) -> RunSettings:
@@ -84,6 +92,8 @@ def _settings(args: argparse.Namespace, **overrides) -> RunSettings:
         owl_m=args.owl_m,
         owl_lambda=args.owl_lambda,
         alpha_eps=args.alpha_eps,
+        owl_mapping=args.owl_mapping,
+        alpha_estimator=args.alpha_estimator,
     )
     if args.paper_setup:
         # Context capped at 2048 as in the paper; shorter-context models use their own.

@@ -63,8 +63,40 @@ def compare_allocators(
     return AllocatorComparison(runs, searches, strategy)
 
 
+def wholly_pruned_blocks(result: RunResult) -> list[int]:
+    """The blocks a run's schedule prunes at 100% (every weight of their linear layers)."""
+    return [i for i, rate in enumerate(result.schedule) if rate >= 1.0]
+
+
+def allocator_note(comparison: AllocatorComparison) -> str:
+    """Which OWL mapping, α estimator and ε the columns used, in one line."""
+    parts = []
+    for allocation, found in comparison.allocator_settings().items():
+        label = get_allocator(allocation).label
+        if allocation == "owl":
+            parts.append(f"{label}: mapping {found['owl_mapping']}, M = {found['owl_m']:g}, "
+                         f"λ = {found['owl_lambda']:g}")
+        elif allocation == "alphapruning":
+            parts.append(f"{label}: α estimator {found['alpha_estimator']}, ε = {found['alpha_eps']:g} "
+                         f"({found['alpha_eps_source']})")
+    return " · ".join(parts)
+
+
+def full_block_notes(comparison: AllocatorComparison) -> list[str]:
+    """One phrase per run that prunes a block at 100%: 'S = 0.7: AlphaPruning prunes block 10 wholly'."""
+    notes = []
+    for sparsity, by_allocation in comparison.runs.items():
+        for result in by_allocation.values():
+            blocks = wholly_pruned_blocks(result)
+            if blocks:
+                which = "block" + ("s " if len(blocks) > 1 else " ") + ", ".join(map(str, blocks))
+                notes.append(f"S = {sparsity:g}: {get_allocator(result.allocation).label} prunes {which} at 100%")
+    return notes
+
+
 def markdown_table(comparison: AllocatorComparison) -> str:
-    """The table a paper would print: perplexity per allocator (rows: sparsity)."""
+    """The table a paper would print: perplexity per allocator (rows: sparsity), then which
+    OWL mapping, α estimator and ε were used and any block pruned at 100%."""
     allocations = compared_names()
     labels = [get_allocator(a).label + (" (best β)" if a == "atp" else "") for a in allocations]
     lines = ["| sparsity | dense | " + " | ".join(labels) + " |", "|---" * (len(labels) + 2) + "|"]
@@ -72,4 +104,5 @@ def markdown_table(comparison: AllocatorComparison) -> str:
         cells = [f"{row[a]:.2f}" for a in allocations]
         cells[allocations.index("atp")] += f" (β={row['atp_beta']:g})"
         lines.append(f"| {row['sparsity']:g} | {row['dense']:.2f} | " + " | ".join(cells) + " |")
+    lines += ["", allocator_note(comparison), *full_block_notes(comparison)]
     return "\n".join(lines)

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from . import estimates
-from .allocations import get_allocator
+from .allocations import allocator_fields, get_allocator
 from .capture import capture_block_inputs
 from .errors import AtpError
 from .estimates import Estimate
@@ -32,8 +32,8 @@ from .progress import CancelCheck, Progress
 from .propagation import DenseReference, PropagationResult, prune_and_measure
 from .results import BlockError, Measurement, RunResult, TokenMap
 from .schedules import beta_max, check_schedule
-from .settings import RunSettings, validate, whole_number
-from .texts import calibration_windows, check_context, evaluation_windows, token_stream
+from .settings import DEFAULTS, RunSettings, validate, whole_number
+from .texts import calibration_set, check_context, evaluation_windows, token_stream
 from .token_errors import MASSIVE_MULTIPLE
 from .weights import PrunedWeights, swapped_per_block, swapped_weights
 
@@ -108,14 +108,19 @@ def _evaluation_key(settings: RunSettings) -> tuple:
 
 def computation(settings: RunSettings) -> RunSettings:
     """The settings that determine what is computed: ATP at β = 0 is the uniform schedule,
-    computed (and cached) once whichever name asked for it."""
+    computed (and cached) once whichever name asked for it, and the settings of allocators
+    other than the one run are left at their defaults (an ATP trial is reused whatever
+    OWL's λ was set to)."""
     if settings.allocation == "atp" and settings.beta == 0:
-        return replace(settings, allocation="uniform")
-    return settings
+        settings = replace(settings, allocation="uniform")
+    reads = get_allocator(settings.allocation).reads
+    return replace(settings, **{name: getattr(DEFAULTS, name) for name in allocator_fields() if name not in reads})
 
 
-def schedule_for(settings: RunSettings, loaded: LoadedModel, reference: DenseReference) -> tuple[list[float], dict]:
-    """The allocator's per-block rates, checked, and what it measured to choose them."""
+def schedule_for(settings: RunSettings, loaded: LoadedModel,
+                 reference: DenseReference) -> tuple[list[float], dict, dict]:
+    """The allocator's per-block rates, checked; what it measured to choose them; and how
+    it chose them (its settings and the blocks it clamped to 0 or 1)."""
     allocator = get_allocator(settings.allocation)
     measurements: dict = {}
     if allocator.measure is not None:
@@ -125,11 +130,17 @@ def schedule_for(settings: RunSettings, loaded: LoadedModel, reference: DenseRef
         if measurements is None:
             measurements = allocator.measure(settings, loaded.blocks, reference)
             _measurement_cache.put(key, measurements, 64 * loaded.num_layers * len(measurements))
-    rates = allocator.schedule(settings, loaded.num_layers, measurements)
-    # Whatever the allocator, the loop gets finite rates in [0, 1] (mean S where it promises S).
-    mean = None if settings.allocation == "explicit" else settings.sparsity
+    planned = allocator.schedule(settings, loaded.num_layers, measurements)
+    # Whatever the allocator, the loop gets finite rates in [0, 1], averaging S where it
+    # promises S; only blocks it reports clamped may take the mean elsewhere.
+    mean = None
+    if allocator.keeps_mean:
+        mean = planned.mean if planned.clamped else settings.sparsity
     weights = measurements.get("block_params")
-    return check_schedule(rates, loaded.num_layers, mean, weights), measurements
+    details = allocator.describe(settings)
+    if details:
+        details = {**details, "clamped_blocks": planned.clamped, "schedule_mean": planned.mean}
+    return check_schedule(planned.rates, loaded.num_layers, mean, weights), measurements, details
 
 
 def calibration(loaded: LoadedModel, settings: RunSettings) -> DenseReference:
@@ -139,8 +150,8 @@ def calibration(loaded: LoadedModel, settings: RunSettings) -> DenseReference:
     if cached is not None:
         return cached
     check_context(settings.calib_seqlen, "calibration", loaded.context_length)
-    stream = token_stream(loaded.tokenizer, settings.calibration_source, "calibration")
-    windows = calibration_windows(stream, settings.calib_samples, settings.calib_seqlen, settings.seed)
+    windows = calibration_set(loaded.tokenizer, settings.calibration_source, settings.calib_samples,
+                              settings.calib_seqlen, settings.seed)
     batch = max(1, CALIB_BATCH_TOKENS // settings.calib_seqlen)
     calls = capture_block_inputs(loaded.model, loaded.blocks, windows, batch)
     per_stream = sum(c.hidden.numel() * c.hidden.element_size() for c in calls)
@@ -207,7 +218,7 @@ def _compute(settings: RunSettings, progress: Progress | None, cancelled: Cancel
     with loaded.lock:
         t = time.perf_counter()
         reference = calibration(loaded, settings)
-        schedule, measurements = schedule_for(settings, loaded, reference)
+        schedule, measurements, details = schedule_for(settings, loaded, reference)
         eval_windows = evaluation_set(loaded, settings) if settings.measure_ppl else None
         timings["calibration"] = time.perf_counter() - t
         t = time.perf_counter()
@@ -227,7 +238,7 @@ def _compute(settings: RunSettings, progress: Progress | None, cancelled: Cancel
                 ppl = perplexity(loaded.model, eval_windows, cancelled, eval_autocast(settings.dtype, loaded.device))
             timings["perplexity"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - started
-    result = _result(settings, loaded, schedule, propagated, dense_ppl, ppl, timings, measurements)
+    result = _result(settings, loaded, schedule, propagated, dense_ppl, ppl, timings, measurements, details)
     result.token_errors = _token_map(loaded, reference, propagated)
     estimates.learn(_model_key(settings), result)
     return result, propagated.pruned
@@ -250,6 +261,7 @@ def _result(
     ppl: float | None,
     timings: dict[str, float],
     measurements: dict,
+    details: dict,
 ) -> RunResult:
     beta = {"atp": settings.beta, "uniform": 0.0}.get(settings.allocation)
     return RunResult(
@@ -284,6 +296,7 @@ def _result(
             device=str(loaded.device),
         ),
         measurements=measurements,
+        allocator_details=details,
     )
 
 

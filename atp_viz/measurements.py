@@ -45,12 +45,13 @@ def outlier_ratios(blocks: torch.nn.ModuleList, dense: DenseReference, m: float)
     return ratios
 
 
-def block_alphas(blocks: torch.nn.ModuleList) -> tuple[list[float], list[int]]:
-    """Mean ESD tail exponent α of each block's linear layers, and each block's parameter count."""
+def block_alphas(blocks: torch.nn.ModuleList, estimator: str = "published") -> tuple[list[float], list[int]]:
+    """Mean ESD tail exponent α of each block's linear layers (the published ``block_wise``
+    mapping), and each block's parameter count."""
     alphas, params = [], []
     for block in blocks:
         layers = linear_sublayers(block).values()
-        values = [esd_alpha(weight_matrix(module).detach()) for module in layers]
+        values = [esd_alpha(weight_matrix(module).detach(), estimator) for module in layers]
         alphas.append(sum(values) / len(values))
         params.append(sum(module.weight.numel() for module in layers))
     return alphas, params

@@ -113,6 +113,9 @@ class RunResult:
     settings: Measurement
     measurements: dict[str, list[float]] = field(default_factory=dict)
     token_errors: TokenMap | None = None
+    # OWL and AlphaPruning: the settings that shaped the rates (mapping, α estimator, ε),
+    # the blocks clamped to 0 or 1 and the (weighted) mean the rates keep.
+    allocator_details: dict = field(default_factory=dict)
     saved_to: str | None = None
 
     def to_json(self) -> dict:
@@ -198,6 +201,17 @@ class AllocatorComparison:
             for sparsity, by_allocation in self.runs.items()
         ]
 
+    def allocator_settings(self) -> dict[str, dict]:
+        """Per allocator, the settings that shaped its rates (the same at every sparsity)."""
+        return {allocation: {k: v for k, v in result.allocator_details.items()
+                             if k not in ("clamped_blocks", "schedule_mean")}
+                for allocation, result in self.runs[self.first].items() if result.allocator_details}
+
+    def clamped_blocks(self) -> dict[float, dict[str, list[int]]]:
+        """Per sparsity, the blocks each allocator set to 0 or 1 where its formula left [0, 1]."""
+        return {s: {a: r.allocator_details["clamped_blocks"] for a, r in by.items()
+                    if r.allocator_details.get("clamped_blocks")} for s, by in self.runs.items()}
+
     def to_json(self) -> dict:
         return {
             "rows": self.rows(),
@@ -205,6 +219,8 @@ class AllocatorComparison:
             "searches": {f"{s:g}": search.to_json() for s, search in self.searches.items()},
             "strategy": self.strategy,
             "settings": asdict(self.runs[self.first]["uniform"].settings),
+            "allocator_settings": self.allocator_settings(),
+            "clamped_blocks": {f"{s:g}": by for s, by in self.clamped_blocks().items()},
         }
 
 

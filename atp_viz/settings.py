@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, replace
 
 from .allocations import allocation_names
+from .allocators import ALPHA_ESTIMATORS, OWL_MAPPINGS, published_alpha_eps
 from .errors import AtpError
 from .pruners import method_names
 from .schedules import check_sparsity
@@ -45,7 +46,10 @@ class RunSettings:
     measure_ppl: bool = True
     owl_m: float = 5.0
     owl_lambda: float = 0.08
-    alpha_eps: float = 0.3
+    # None: the value of the authors' scripts for ``method`` (``validate`` fills it in).
+    alpha_eps: float | None = None
+    owl_mapping: str = "published"
+    alpha_estimator: str = "published"
 
     @property
     def calibration_source(self) -> str:
@@ -111,9 +115,14 @@ def validate(settings: RunSettings) -> RunSettings:
     lam = number(settings.owl_lambda, "OWL λ")
     if not 0 <= lam <= OWL_LAMBDA_MAX:
         raise AtpError(f"OWL λ must be from 0 to {OWL_LAMBDA_MAX:g} (the rates span 2λ), got {lam:g}")
-    eps = number(settings.alpha_eps, "AlphaPruning ε")
+    eps = (published_alpha_eps(settings.method) if settings.alpha_eps is None
+           else number(settings.alpha_eps, "AlphaPruning ε"))
     if not 0 <= eps < 1:
         raise AtpError(f"AlphaPruning ε must be in [0, 1), got {eps:g}")
+    if settings.owl_mapping not in OWL_MAPPINGS:
+        raise AtpError(f"unknown OWL mapping {settings.owl_mapping!r}: use {' or '.join(OWL_MAPPINGS)}")
+    if settings.alpha_estimator not in ALPHA_ESTIMATORS:
+        raise AtpError(f"unknown α estimator {settings.alpha_estimator!r}: use {' or '.join(ALPHA_ESTIMATORS)}")
     eval_samples = (None if settings.eval_samples is None
                     else whole_number(settings.eval_samples, "evaluation samples", 1))
     return replace(

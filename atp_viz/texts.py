@@ -9,9 +9,12 @@ its topics feeds calibration, the second half evaluation, so the two never overl
 from __future__ import annotations
 
 import os
+import random
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
@@ -19,6 +22,10 @@ from .errors import AtpError
 
 BUILTIN = "builtin"
 PARTS = ("calibration", "evaluation")
+# Documents drawn, per window, before giving up on finding one long enough.
+MAX_DOCUMENT_DRAWS = 10_000
+
+Document = TypeVar("Document")
 
 
 def max_text_bytes() -> int:
@@ -106,16 +113,49 @@ def _wikitext2(part: str) -> str:
     return "\n\n".join(data["text"])
 
 
-def _c4(part: str) -> str:
+def _c4_shard(part: str):
     # The shards the paper's reference code uses: train shard 0 for calibration.
     if part == "calibration":
-        files = {"train": "en/c4-train.00000-of-01024.json.gz"}
-        split = "train"
-    else:
-        files = {"validation": "en/c4-validation.00000-of-00008.json.gz"}
-        split = "validation"
-    data = _load_dataset("allenai/c4", data_files=files, split=split)
-    return "\n\n".join(data["text"][:20000])
+        return _load_dataset("allenai/c4", data_files={"train": "en/c4-train.00000-of-01024.json.gz"}, split="train")
+    return _load_dataset("allenai/c4", data_files={"validation": "en/c4-validation.00000-of-00008.json.gz"},
+                         split="validation")
+
+
+def _c4(part: str) -> str:
+    return "\n\n".join(_c4_shard(part)["text"][:20000])
+
+
+def document_windows(documents: Sequence[Document], count: int, seqlen: int, seed: int,
+                     tokens: Callable[[Document], Sequence[int]] = lambda document: document) -> torch.Tensor:
+    """``count`` windows of ``seqlen`` tokens, each cut from one document, as the Wanda /
+    SparseGPT / ATP ``lib/data.py`` cuts C4: with Python's ``random`` seeded by ``seed``,
+    draw documents until one has more than ``seqlen`` tokens, then a random start inside
+    it. ``tokens`` turns a document into its token ids (called only on the ones drawn)."""
+    if len(documents) == 0:
+        raise AtpError("the calibration text has no documents")
+    draw = random.Random(int(seed))
+    windows = []
+    for _ in range(count):
+        for _attempt in range(MAX_DOCUMENT_DRAWS):
+            ids = tokens(documents[draw.randint(0, len(documents) - 1)])
+            if len(ids) > seqlen:
+                break
+        else:
+            raise AtpError(f"no calibration document of more than {seqlen} tokens found in "
+                           f"{MAX_DOCUMENT_DRAWS} draws: use shorter windows")
+        start = draw.randint(0, len(ids) - seqlen - 1)
+        windows.append(torch.as_tensor(ids[start : start + seqlen], dtype=torch.long))
+    return torch.stack(windows)
+
+
+def calibration_set(tokenizer, source: str, count: int, seqlen: int, seed: int) -> torch.Tensor:
+    """The calibration windows of ``source``: C4's cut from one document each, as the
+    papers' code does; any other text's cut from its token stream."""
+    if (source or "").strip() == "c4":
+        shard = _c4_shard("calibration")
+        return document_windows(shard, count, seqlen, seed,
+                                tokens=lambda row: tokenizer(row["text"])["input_ids"])
+    return calibration_windows(token_stream(tokenizer, source, "calibration"), count, seqlen, seed)
 
 
 _streams: "OrderedDict[tuple, torch.Tensor]" = OrderedDict()

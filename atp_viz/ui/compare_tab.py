@@ -13,28 +13,35 @@ import plotly.graph_objects as go
 
 from .. import engine
 from ..allocations import compared_names, get_allocator
+from ..allocators import ALPHA_ESTIMATORS, OWL_MAPPINGS, PUBLISHED_ALPHA_EPS, published_alpha_eps
+from ..compare import allocator_note, full_block_notes, wholly_pruned_blocks
 from ..compare import compare_allocators as compare_all
 from ..errors import AtpError, Cancelled
 from ..results import AllocatorComparison, RunResult
 from ..schedules import check_sparsity, grid_betas
-from ..search import rank
+from ..search import STRATEGIES, rank
 from ..settings import DEFAULTS, RunSettings, validate
 from . import history_tab, plots
 from .adapters import engine_progress, stoppable, user_errors
+from .defaults import SEARCH_CHOICES
 from .format import method_label, ppl, run_label, run_name, settings_line
 from .shared import ENGINE, INSTANT, UI_ONLY, Shared, block_count, run_settings
 
-# How ATP's β is chosen: a search over the paper's grid per sparsity, or the β slider of
-# the first tab.
+# How ATP's β is chosen: a search over the paper's grid per sparsity (grid or fast, the
+# user's pick), or the β slider of the first tab.
 BETA_SEARCH, BETA_SLIDER = "search", "slider"
 BETA_CHOICES: list[tuple[str, str]] = [
-    ("search: fast golden-section over the 0.002 grid, per S", BETA_SEARCH),
+    ("search over the 0.002 grid, per S (strategy below)", BETA_SEARCH),
     ("use the β slider value (first tab)", BETA_SLIDER),
 ]
-# The engine's fast search: about half the trials of the full grid on a U-shaped curve.
-SEARCH_STRATEGY = "fast"
+# The paper's full grid unless the user asks for the fast search: the fast one can miss
+# the best β on a bumpy curve, and would then understate ATP.
+DEFAULT_STRATEGY = "grid"
+OWL_MAPPING_CHOICES: list[tuple[str, str]] = [(f"{name}: {text}", name) for name, text in OWL_MAPPINGS.items()]
+ALPHA_ESTIMATOR_CHOICES: list[tuple[str, str]] = [(f"{name}: {text}", name) for name, text in ALPHA_ESTIMATORS.items()]
+PUBLISHED_EPS_TEXT = ", ".join(f"{method} {eps:g}" for method, eps in PUBLISHED_ALPHA_EPS.items())
 
-TABLE_COLUMNS = ["S", "dense", *(get_allocator(a).label for a in compared_names()), "ATP β"]
+TABLE_COLUMNS = ["S", "dense", *(get_allocator(a).label for a in compared_names()), "ATP β", "blocks at 100%"]
 COMPARE_NOTE = """
 Prunes the model of the first tab, with its method and calibration settings, by four
 allocators at the same mean sparsity S. The claim to test: one number, ATP's β, matches or
@@ -43,8 +50,11 @@ beats allocators that need outlier statistics or spectral fits.
 *uniform* looks at nothing: every block gets S. *OWL* looks at activations: per block, the
 share of Wanda scores |W|·‖X‖ above M × their mean (outliers); more outliers, less pruning.
 *AlphaPruning* looks at the weights: per block, the heavy-tail exponent α of its linear
-layers' eigenvalue spectra; larger α, more pruning. *ATP* needs one number, β: searched by
-perplexity (several prunings per S) or taken from the β slider of the first tab.
+layers' eigenvalue spectra; larger α, more pruning. Both follow their authors' published
+code unless set otherwise below. *ATP* needs one number, β: searched by perplexity (the
+paper's full grid by default; several prunings per S) or taken from the β slider of the
+first tab. A search already run with the same settings, here or in the Search tab, is
+reused: its trials come back from the cache at once.
 """
 # The tab shows two line plots side by side: a legend under each leaves the lines room.
 _LEGEND_BELOW = {"orientation": "h", "x": 0, "xanchor": "left", "y": -0.25, "yanchor": "top"}
@@ -85,15 +95,17 @@ def errors_figure(comparison: AllocatorComparison) -> go.Figure:
 def owl_figure(comparison: AllocatorComparison, settings: RunSettings) -> go.Figure:
     result = comparison.runs[comparison.first]["owl"]
     figure = plots.measurement_figure(result.measurements["outlier_ratio"],
-                                      f"What OWL looks at: outlier ratio per block (M = {settings.owl_m:g})",
+                                      f"What OWL looks at: outlier ratio per block (M = {settings.owl_m:g}, "
+                                      f"{settings.owl_mapping} mapping)",
                                       "outliers (% of Wanda scores > M × mean)")
     return figure.update_traces(marker_color=plots.colour_for("owl"))
 
 
 def alpha_figure(comparison: AllocatorComparison) -> go.Figure:
     result = comparison.runs[comparison.first]["alphapruning"]
+    estimator = result.allocator_details.get("alpha_estimator", "published")
     figure = plots.measurement_figure(result.measurements["alpha"],
-                                      "What AlphaPruning looks at: spectral tail exponent α per block",
+                                      f"What AlphaPruning looks at: spectral tail exponent α per block ({estimator})",
                                       "α (mean over the block's linear layers)")
     return figure.update_traces(marker_color=plots.colour_for("alphapruning"))
 
@@ -103,10 +115,17 @@ def _cell(value: float | None, digits: int) -> float | None:
     return round(value, digits) if math.isfinite(rank(value)) else None
 
 
+def _full_blocks_cell(by_allocation: dict[str, RunResult]) -> str:
+    """'AlphaPruning: 10 · ATP: 29' for the runs that prune a block at 100%, else ''."""
+    return " · ".join(f"{get_allocator(a).label}: {', '.join(map(str, blocks))}"
+                      for a, r in by_allocation.items() if (blocks := wholly_pruned_blocks(r)))
+
+
 def table(comparison: AllocatorComparison) -> pd.DataFrame:
-    """Perplexity per allocator, one row per target sparsity, with dense and ATP's β."""
+    """Perplexity per allocator, one row per target sparsity, with dense, ATP's β and the
+    blocks any allocator prunes at 100%."""
     rows = [[row["sparsity"], _cell(row["dense"], 2), *(_cell(row[a], 2) for a in compared_names()),
-             row["atp_beta"]] for row in comparison.rows()]
+             row["atp_beta"], _full_blocks_cell(comparison.runs[row["sparsity"]])] for row in comparison.rows()]
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
 
@@ -127,21 +146,48 @@ def _verdict(sparsity: float, by_allocation: dict[str, RunResult]) -> str:
     return f"**S = {sparsity:g}**: {listed} → **{lowest}** lowest{claim}"
 
 
+# How far apart the last-block error and the perplexity must be to call them contradictory.
+_DISAGREEMENT = 1.1
+
+
+def error_is_not_perplexity(sparsity: float, by_allocation: dict[str, RunResult]) -> str | None:
+    """A sentence when an allocator ends with clearly more block-output error than uniform
+    yet a clearly lower perplexity (AlphaPruning on the embedded model at S = 0.7), else None."""
+    uniform = by_allocation["uniform"]
+    if not (uniform.errors and math.isfinite(rank(uniform.ppl))):
+        return None
+    base = uniform.errors[-1].relative
+    odd = [r for a, r in by_allocation.items() if a != "uniform" and r.errors
+           and r.errors[-1].relative > _DISAGREEMENT * base and _DISAGREEMENT * rank(r.ppl) < uniform.ppl]
+    if not odd:
+        return None
+    cases = "; ".join(f"{run_name(r)} ends with a larger last-block output error than uniform "
+                      f"({r.errors[-1].relative:.3g} vs {base:.3g}) yet a lower perplexity "
+                      f"({ppl(r.ppl)} vs {ppl(uniform.ppl)})" for r in odd)
+    return (f"At S = {sparsity:g}, {cases}: block-output error on the calibration text is not perplexity, "
+            "and the error curve alone cannot rank allocators.")
+
+
 def verdict_markdown(comparison: AllocatorComparison) -> str:
-    """Which allocator won at each sparsity, how ATP's β was chosen, and the settings."""
+    """Which allocator won at each sparsity, how ATP's β was chosen, which OWL mapping, α
+    estimator and ε were used, blocks pruned at 100%, and the settings."""
     how = (f"ATP's β: {comparison.strategy} search over the 0.002 grid, per sparsity"
            if comparison.strategy else "ATP's β: the slider's value")
     lines = [_verdict(s, by_allocation) for s, by_allocation in comparison.runs.items()]
     diverged = any(r.diverged for r in comparison.results())
     note = " · a blank table cell is a diverged run (perplexity ∞)" if diverged else ""
     first = comparison.runs[comparison.first]["uniform"]
+    flags = [f"⚠ {text}" for text in full_block_notes(comparison)]
+    odd = [text for s, by in comparison.runs.items() if (text := error_is_not_perplexity(s, by))]
+    used = allocator_note(comparison)
     return "  \n".join([*lines, f"{how} · plots at S = {comparison.first:g}{note}",
+                        *([f"**Allocators**: {used}"] if used else []), *flags, *odd,
                         f"**Measured with** {method_label(first.method)} · {settings_line(first)}"])
 
 
 def compare_estimate(model: str, method: str, sparsities: str, beta_choice: str, beta: float,
                      calib_samples: float, calib_seqlen: float, eval_samples: float, eval_seqlen: float,
-                     seed: float, text_file: str | None) -> str:
+                     seed: float, text_file: str | None, strategy: str = DEFAULT_STRATEGY) -> str:
     """How long a comparison will take with these settings (a sentence, never an error)."""
     try:
         runs = []
@@ -149,8 +195,8 @@ def compare_estimate(model: str, method: str, sparsities: str, beta_choice: str,
             base = run_settings(model, method, target, calib_samples, calib_seqlen, eval_samples, eval_seqlen,
                                 seed, text_file, beta or 0.0)
             betas = grid_betas(block_count(base.model), target) if beta_choice == BETA_SEARCH else [base.beta]
-            if beta_choice == BETA_SEARCH and SEARCH_STRATEGY != "grid":
-                betas = betas[: (len(betas) + 1) // 2]
+            if beta_choice == BETA_SEARCH and strategy != "grid":
+                betas = betas[: (len(betas) + 1) // 2]  # the fast search: at most half the grid
             runs += [replace(base, allocation=a, beta=0.0) for a in compared_names() if a != "atp"]
             runs += [replace(base, beta=b) for b in betas]
         estimate = engine.estimate_runs(runs)
@@ -175,8 +221,11 @@ def compare_allocators(
     text_file: str | None,
     owl_m: float,
     owl_lambda: float,
-    alpha_eps: float,
+    alpha_eps: float | None,
     frame: pd.DataFrame,
+    strategy: str = DEFAULT_STRATEGY,
+    owl_mapping: str = DEFAULTS.owl_mapping,
+    alpha_estimator: str = DEFAULTS.alpha_estimator,
     progress: gr.Progress = gr.Progress(),
     request: gr.Request = None,
 ):
@@ -186,8 +235,8 @@ def compare_allocators(
         model: "embedded", a Hugging Face model id, or a local model directory.
         method: a pruning method ("wanda", "sparsegpt" or "magnitude").
         sparsities: target mean sparsities, comma-separated, e.g. "0.7" or "0.5, 0.7".
-        beta_choice: "search" (ATP's β by a fast search over the 0.002 grid, per sparsity)
-            or "slider" (ATP at ``beta`` at every sparsity).
+        beta_choice: "search" (ATP's β by a search over the 0.002 grid, per sparsity, with
+            ``strategy``) or "slider" (ATP at ``beta`` at every sparsity).
         beta: ATP common difference used when beta_choice is "slider".
         calib_samples: calibration windows.
         calib_seqlen: tokens per calibration window.
@@ -197,7 +246,12 @@ def compare_allocators(
         text_file: a UTF-8 text file, or None for the built-in text.
         owl_m: OWL's outlier threshold M (a score is an outlier above M × the block's mean).
         owl_lambda: OWL's λ (the block rates span 2λ).
-        alpha_eps: AlphaPruning's ε (rates span S × [1 − ε, 1 + ε] before rescaling), 0 <= ε < 1.
+        alpha_eps: AlphaPruning's ε (rates span S × [1 − ε, 1 + ε] before rescaling), 0 <= ε < 1;
+            None: the authors' value for the method (Wanda 0.3, SparseGPT 0.2, magnitude 0.5).
+        frame: the session's history (state).
+        strategy: "grid" (every 0.002 up to β_max, the paper) or "fast" (at most half the trials).
+        owl_mapping: "published" (the authors' code) or "band" (rates kept within S ± λ).
+        alpha_estimator: "published" (the authors' alpha_peak) or "window" (x_min in [0.95, 1.5] × peak).
 
     Returns:
         At the first sparsity: every allocator's schedule, their error propagation, OWL's
@@ -209,13 +263,17 @@ def compare_allocators(
         targets = parse_sparsities(sparsities)
         if beta_choice not in (BETA_SEARCH, BETA_SLIDER):
             raise AtpError(f"unknown β choice {beta_choice!r}: use {BETA_SEARCH!r} or {BETA_SLIDER!r}")
+        if strategy not in STRATEGIES:
+            raise AtpError(f"unknown search strategy {strategy!r}: use {' or '.join(STRATEGIES)}")
         settings = run_settings(model, method, targets[0], calib_samples, calib_seqlen, eval_samples, eval_seqlen,
                                 seed, text_file, beta or 0.0)
         # Checked now: the engine would only refuse them after the β search, minutes later.
-        settings = validate(replace(settings, owl_m=owl_m, owl_lambda=owl_lambda, alpha_eps=alpha_eps))
-        strategy = SEARCH_STRATEGY if beta_choice == BETA_SEARCH else None
+        settings = validate(replace(settings, owl_m=owl_m, owl_lambda=owl_lambda,
+                                    alpha_eps=None if alpha_eps in (None, "") else alpha_eps,
+                                    owl_mapping=owl_mapping, alpha_estimator=alpha_estimator))
         try:
-            comparison = compare_all(settings, targets, strategy, engine_progress(progress), flag.is_set,
+            comparison = compare_all(settings, targets, strategy if beta_choice == BETA_SEARCH else None,
+                                     engine_progress(progress), flag.is_set,
                                      on_result=lambda _s, result: finished.append(result))
         except Cancelled:
             for result in finished:
@@ -246,14 +304,22 @@ def build(demo: gr.Blocks, shared: Shared) -> None:
         sparsities = gr.Textbox(f"{DEFAULTS.sparsity:g}", label="Target sparsities S",
                                 info="one, or several comma-separated: 0.5, 0.6, 0.7", elem_id="compare-sparsities")
         beta_choice = gr.Radio(BETA_CHOICES, value=BETA_SEARCH, label="ATP's β", elem_id="compare-beta")
+        strategy = gr.Radio(SEARCH_CHOICES, value=DEFAULT_STRATEGY, label="β search", elem_id="compare-strategy")
     with gr.Accordion("OWL and AlphaPruning settings", open=False, elem_id="allocator-settings"):
         with gr.Row():
             owl_m = gr.Number(DEFAULTS.owl_m, step=0.5, label="OWL M",
                               info="outlier: a Wanda score above M × its block's mean", elem_id="owl-m")
             owl_lambda = gr.Number(DEFAULTS.owl_lambda, step=0.01, label="OWL λ",
                                    info="block rates span 2λ", elem_id="owl-lambda")
-            alpha_eps = gr.Number(DEFAULTS.alpha_eps, step=0.05, label="AlphaPruning ε",
-                                  info="rates span S × [1 − ε, 1 + ε] before rescaling, ε < 1", elem_id="alpha-eps")
+            alpha_eps = gr.Number(published_alpha_eps(DEFAULTS.method), step=0.05, label="AlphaPruning ε",
+                                  info=f"rates span S × [1 − ε, 1 + ε] before rescaling, ε < 1; set to the "
+                                       f"authors' value when the method changes ({PUBLISHED_EPS_TEXT})",
+                                  elem_id="alpha-eps")
+        with gr.Row():
+            owl_mapping = gr.Radio(OWL_MAPPING_CHOICES, value=DEFAULTS.owl_mapping, label="OWL mapping",
+                                   elem_id="owl-mapping")
+            alpha_estimator = gr.Radio(ALPHA_ESTIMATOR_CHOICES, value=DEFAULTS.alpha_estimator,
+                                       label="AlphaPruning α estimator", elem_id="alpha-estimator")
     with gr.Row():
         run_btn = gr.Button("Compare allocators", variant="primary", elem_id="compare-run")
         stop_btn = gr.Button("Stop", variant="stop", scale=0, min_width=120)
@@ -270,13 +336,15 @@ def build(demo: gr.Blocks, shared: Shared) -> None:
     shared.history_writers.append(run_btn.click(
         compare_allocators,
         [inputs.model, inputs.method, sparsities, beta_choice, inputs.beta, *inputs.measurement, owl_m, owl_lambda,
-         alpha_eps, shared.history.frame],
+         alpha_eps, shared.history.frame, strategy, owl_mapping, alpha_estimator],
         [schedule_plot, error_plot, owl_plot, alpha_plot, perplexities, verdict, *shared.history.shown,
          shared.history.frame],
         api_name="compare_allocators", **ENGINE))
     shared.stop_buttons.append(stop_btn)
-    measured = [inputs.model, inputs.method, sparsities, beta_choice, inputs.beta, *inputs.measurement]
-    gr.on([demo.load, sparsities.change, beta_choice.change,
+    measured = [inputs.model, inputs.method, sparsities, beta_choice, inputs.beta, *inputs.measurement, strategy]
+    gr.on([demo.load, sparsities.change, beta_choice.change, strategy.change,
            *(c.change for c in (inputs.model, inputs.method, inputs.beta, *inputs.measurement))],
           compare_estimate, measured, estimate, **INSTANT, **UI_ONLY, trigger_mode="always_last",
           api_name="compare_estimate")
+    inputs.method.change(published_alpha_eps, inputs.method, alpha_eps, **INSTANT, **UI_ONLY,
+                         api_name="published_alpha_eps")

@@ -464,21 +464,32 @@ def amplification_figure(results: Sequence[RunResult]) -> go.Figure:
 
 
 def compare_schedules_figure(runs: Mapping[str, RunResult], sparsity: float) -> go.Figure:
-    """Several allocators' per-block rates on one axis, with the common target S."""
-    data = [
-        go.Scatter(x=list(range(len(r.schedule))), y=list(r.schedule), mode="lines+markers",
-                   name=f"{name} (mean {sum(r.schedule) / len(r.schedule):.3f})",
-                   line={"color": colour_for(r.allocation)},
-                   hovertemplate=f"{name}<br>block %{{x}}: %{{y:.3f}}<extra></extra>")
-        for name, r in runs.items() if r.schedule
-    ]
+    """Several allocators' per-block rates on one axis, with the common target S; a block
+    pruned at 100% is drawn as a cross and labelled."""
+    data, flags = [], []
+    for name, r in runs.items():
+        if not r.schedule:
+            continue
+        full = [i for i, rate in enumerate(r.schedule) if rate >= 1.0]
+        data.append(go.Scatter(
+            x=list(range(len(r.schedule))), y=list(r.schedule), mode="lines+markers",
+            name=f"{name} (mean {sum(r.schedule) / len(r.schedule):.3f})",
+            line={"color": colour_for(r.allocation)},
+            marker={"symbol": ["x" if rate >= 1.0 else "circle" for rate in r.schedule],
+                    "size": [12 if rate >= 1.0 else 6 for rate in r.schedule]},
+            hovertemplate=f"{name}<br>block %{{x}}: %{{y:.3f}}<extra></extra>"))
+        flags += [{"x": i, "y": 1.0, "xref": "x", "yref": "y", "text": f"{name}: block {i} at 100%",
+                   "showarrow": True, "arrowhead": 2, "ax": 0, "ay": 30 + 16 * len(flags),
+                   "font": {"color": colour_for(r.allocation)}} for i in full]
     sparsity = float(sparsity)
     layout = _layout(
         "Per-block sparsity of each allocator", AXIS_BLOCK, AXIS_SPARSITY,
-        subtitle=f"one rate per decoder block · target mean S = {sparsity:.3g} (dotted)",
-        yaxis={"range": [0, 1]},
+        subtitle=f"one rate per decoder block · target mean S = {sparsity:.3g} (dotted)"
+                 + (" · × = block pruned at 100%" if flags else ""),
+        yaxis={"range": [0, 1.05 if flags else 1]},
         shapes=[{"type": "line", "xref": "paper", "yref": "y", "x0": 0, "x1": 1,
                  "y0": sparsity, "y1": sparsity, "line": {"color": _TEXT, "dash": "dot"}}],
+        annotations=flags,
     )
     return go.Figure(data=data, layout=layout)
 
