@@ -17,7 +17,7 @@ from ..pruners import PRUNERS
 from ..results import RunResult
 from ..schedules import atp_schedule, beta_max
 from ..settings import DEFAULTS, RunSettings
-from . import history_tab, plots
+from . import history_tab, plots, recipe_download
 from .adapters import engine_progress, stoppable, user_errors
 from .defaults import (
     BETA_STEP,
@@ -293,6 +293,7 @@ def build(demo: gr.Blocks, history: HistoryOutputs) -> Shared:
             inputs.beta.render()
             beta_info = gr.Markdown(label="schedule description", elem_id="beta-info")
             schedule_plot = gr.Plot(label="schedule", show_label=False, elem_id="schedule-plot")
+            recipe = recipe_download.button()
     summary = gr.Markdown(label="summary", elem_id="summary")
     with gr.Row():
         with gr.Column():
@@ -308,9 +309,10 @@ def build(demo: gr.Blocks, history: HistoryOutputs) -> Shared:
 
     shared = Shared(inputs, history, [schedule_plot, beta_info])
     # The slider's range follows the model and S; the bars follow the slider.
-    gr.on([demo.load, inputs.model.change, inputs.sparsity.change], narrow_beta,
-          [inputs.model, inputs.sparsity, inputs.beta], [inputs.beta, beta_info, schedule_plot], **INSTANT,
-          **UI_ONLY, trigger_mode="always_last", api_name="beta_range")
+    narrowed = gr.on([demo.load, inputs.model.change, inputs.sparsity.change], narrow_beta,
+                     [inputs.model, inputs.sparsity, inputs.beta], [inputs.beta, beta_info, schedule_plot],
+                     **INSTANT, **UI_ONLY, trigger_mode="always_last", api_name="beta_range")
+    recipe_download.wire(narrowed, inputs, recipe)
     inputs.beta.change(preview_schedule, [inputs.model, inputs.sparsity, inputs.beta], [schedule_plot, beta_info],
                        **INSTANT, trigger_mode="always_last", api_name="preview_schedule")
     shared.heavy.append(prune_btn.click(
