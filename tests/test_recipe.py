@@ -61,3 +61,14 @@ def test_recipe_command_writes_the_file_or_stdout(tmp_path):
     proc = cli("recipe", "--model", str(model), "--sparsity", "0.7", "--beta", "0.005")
     assert proc.returncode == 0 and proc.stdout.startswith("# llm-compressor recipe")
     assert_one_line_error(cli("recipe", "--model", str(model), "--beta", "0.01"), "beta_max")
+
+
+@pytest.mark.embedded
+def test_the_readme_shows_the_recipe_the_command_writes_for_the_defaults():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    shown = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+    stack = decoder_stack("embedded")
+    assert shown == recipe_yaml(RecipeSource("embedded", stack.model_id, stack.layer_class, stack.num_layers,
+                                             "wanda", 0.7, 0.012))

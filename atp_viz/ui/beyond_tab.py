@@ -38,7 +38,9 @@ SPEED_NOTE = """
 Prunes with ATP at the first tab's settings, then measures on this server: one decode step's
 matrix-vector products dense against CSR (`Tensor.to_sparse_csr`) at several sparsities, greedy
 decode tokens/s of the dense model against the pruned one with its linear layers as CSR, and
-the weights' size both ways. Read the ratios: the server's cores may be shared.
+the weights' size both ways. Read the ratios: the server's cores may be shared, and on busy
+cores PyTorch's multi-threaded CSR kernel can stall waiting for its threads
+(`python -m atp_viz speed --threads 1` measures with one).
 """
 # On a CPU, 100 items of each of the paper's tasks take minutes per model.
 DEFAULT_LIMIT = 100
@@ -175,21 +177,25 @@ def build(shared: Shared) -> None:
                                scale=2)
         limit = gr.Number(DEFAULT_LIMIT, precision=0, minimum=0, label="items per task (0 = all)",
                           elem_id="zs-limit", scale=1)
-    zs_btn = gr.Button("Zero-shot accuracy: dense vs uniform vs ATP", variant="primary", elem_id="zero-shot")
+    with gr.Row():
+        zs_btn = gr.Button("Zero-shot accuracy: dense vs uniform vs ATP", variant="primary", elem_id="zero-shot")
+        zs_stop = gr.Button("Stop", variant="stop", elem_id="zs-stop", scale=0, min_width=90)
     zs_summary = gr.Markdown(elem_id="zs-summary")
     with gr.Row(equal_height=False):
-        zs_table = gr.Dataframe(interactive=False, label="accuracy per task", elem_id="zs-table")
+        zs_table = gr.Dataframe(pd.DataFrame(columns=["task", "metric", "dense", "uniform", "ATP"]),
+                                interactive=False, label="accuracy per task", elem_id="zs-table")
         zs_plot = gr.Plot(label="zero-shot accuracy", show_label=False, elem_id="zs-plot")
     gr.Markdown(SPEED_NOTE)
-    speed_btn = gr.Button("Measure speed and size: dense vs CSR", variant="primary", elem_id="measure-speed")
+    with gr.Row():
+        speed_btn = gr.Button("Measure speed and size: dense vs CSR", variant="primary", elem_id="measure-speed")
+        speed_stop = gr.Button("Stop", variant="stop", elem_id="speed-stop", scale=0, min_width=90)
     speed_text = gr.Markdown(elem_id="speed-text")
     with gr.Row(equal_height=False):
         speed_plot = gr.Plot(label="CSR speed-up", show_label=False, elem_id="speed-plot")
         bytes_plot = gr.Plot(label="weight size", show_label=False, elem_id="bytes-plot")
     speed_json = gr.File(label="speed measurements (JSON)", interactive=False, elem_id="speed-json")
-    stop_btn = gr.Button("Stop", variant="stop", elem_id="beyond-stop", scale=0, min_width=90)
     shared.heavy.append(zs_btn.click(zero_shot, [*run_inputs, tasks, tasks_dir, limit],
                                      [zs_table, zs_plot, zs_summary], api_name="zero_shot", **ENGINE))
     shared.heavy.append(speed_btn.click(measure_speed, run_inputs, [speed_text, speed_plot, bytes_plot, speed_json],
                                         api_name="measure_speed", **ENGINE))
-    shared.stop_buttons.append(stop_btn)
+    shared.stop_buttons.extend([zs_stop, speed_stop])
