@@ -191,9 +191,15 @@ def linear_layers(loaded: LoadedModel, pruned: PrunedWeights) -> dict[str, nn.Li
 
 
 def check_dtype(loaded: LoadedModel) -> None:
-    if loaded.device.type == "cpu" and loaded.dtype != torch.float32:
-        raise AtpError(f"PyTorch's CSR matmul on a CPU takes float32 only, and this model is in "
-                       f"{str(loaded.dtype).removeprefix('torch.')}: use dtype float32")
+    """Refuse at once when PyTorch has no CSR matmul for the model's precision on its device
+    (on a CPU it has one for float32 only), by trying a tiny one."""
+    probe = torch.eye(2, dtype=loaded.dtype, device=loaded.device)
+    try:
+        with torch.no_grad():
+            F.linear(probe, csr(probe))
+    except (RuntimeError, NotImplementedError):
+        raise AtpError(f"PyTorch has no CSR matmul for {str(loaded.dtype).removeprefix('torch.')} on "
+                       f"{loaded.device.type}; on a CPU it takes float32 only: use dtype float32") from None
 
 
 def csr_weights(loaded: LoadedModel, pruned: PrunedWeights) -> dict[str, PrunedLayer]:
@@ -318,7 +324,7 @@ def semi_structured_timings(shapes: Sequence[tuple[int, int]], tokens: int = 64)
                 sparse = to_sparse_semi_structured(dense)
                 dense_us, sparse_us = _time_pair(lambda: F.linear(x, dense), lambda: F.linear(x, sparse),
                                                  sync=torch.cuda.synchronize)
-            except (RuntimeError, NotImplementedError) as exc:
+            except (RuntimeError, NotImplementedError, ValueError) as exc:
                 out.append({"shape": list(shape), "error": str(exc).splitlines()[0]})
                 continue
             out.append({"shape": list(shape), "tokens": tokens, "dense_us": dense_us, "sparse_24_us": sparse_us})

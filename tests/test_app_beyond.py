@@ -63,7 +63,11 @@ def test_stop_ends_a_running_zero_shot(client, tmp_path):
     stop_once_running(client, job, "zero-shot evaluation")
 
 
-def test_zero_shot_refuses_bad_input_in_one_sentence(client):
+def test_zero_shot_refuses_bad_input_in_one_sentence(client, tmp_path):
+    code = write_task(tmp_path / "with-code")
+    (code / "utils.py").write_text("def doc_to_text(doc):\n    return doc['question']\n", encoding="utf-8")
+    refusal(lambda: client.predict(**run_inputs("embedded", 0.012), tasks=TASK_NAME, tasks_dir=str(code), limit=8,
+                                   api_name="/zero_shot"), "runs no code from a tasks folder")
     refusal(lambda: client.predict(**run_inputs("embedded", 0.012), tasks=" ", tasks_dir="", limit=8,
                                    api_name="/zero_shot"), "no zero-shot task given")
     refusal(lambda: client.predict(**run_inputs("embedded", 0.012), tasks="rte", tasks_dir="/no/such/dir", limit=8,

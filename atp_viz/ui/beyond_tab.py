@@ -5,12 +5,15 @@ Both use the first tab's settings and run only when their button is pressed (slo
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
+from pathlib import Path
 
 import gradio as gr
 import pandas as pd
 
 from .. import speed
+from ..errors import AtpError
 from ..schedules import atp_schedule
 from ..settings import DEFAULTS, RunSettings
 from ..zeroshot import PAPER, PAPER_TASKS, ZeroShotScores, dense_and_runs, require_lm_eval, zero_shot_settings
@@ -30,7 +33,8 @@ ZERO_SHOT_NOTE = f"""
 Scores the dense model, uniform pruning and ATP at β with `lm-eval`, 0-shot, on the pruned
 model in memory. `{PAPER}` stands for the paper's seven tasks ({", ".join(PAPER_TASKS)}), whose
 data come from the Hugging Face hub (online only). A folder of local task YAMLs on the server
-can be named as lm-eval's include path. Needs the optional extra: `pip install lm-eval`.
+can be named as lm-eval's include path (no Python in it: the app runs no code from there).
+Needs the optional extra: `pip install lm-eval`.
 """
 SPEED_NOTE = """
 ### Is it faster? Is it smaller?
@@ -44,6 +48,28 @@ cores PyTorch's multi-threaded CSR kernel can stall waiting for its threads
 """
 # On a CPU, 100 items of each of the paper's tasks take minutes per model.
 DEFAULT_LIMIT = 100
+# lm-eval reads a task folder recursively; a caller of a public server must not make it
+# walk the whole disk.
+MAX_TASK_FOLDER_FILES = 1000
+
+
+def check_task_folder(folder: str | None) -> None:
+    """A task folder the server may read for anyone: small, and without code (lm-eval runs
+    a folder's Python through ``!function`` in its YAMLs; the command line has no such limit)."""
+    if not folder:
+        return
+    count = 0
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            count += 1
+            if count > MAX_TASK_FOLDER_FILES:
+                raise AtpError(f"the tasks folder holds over {MAX_TASK_FOLDER_FILES} files: name the folder of "
+                               "your task YAMLs")
+            path = Path(root) / name
+            if path.suffix == ".py" or (path.suffix in (".yaml", ".yml")
+                                        and "!function" in path.read_text(encoding="utf-8", errors="replace")):
+                raise AtpError(f"the app runs no code from a tasks folder, and {name!r} holds some: use the "
+                               "command line (prune --zero-shot --tasks-dir) for such tasks")
 
 
 def _atp_settings(model: str, method: str, sparsity: float, beta: float, calib_samples: int, calib_seqlen: int,
@@ -120,6 +146,7 @@ def zero_shot(
     with user_errors(), stoppable(request) as cancelled:
         require_lm_eval()
         zs = zero_shot_settings(tasks, tasks_dir, limit)
+        check_task_folder(zs.tasks_dir)
         settings = _atp_settings(model, method, sparsity, beta, calib_samples, calib_seqlen, seed, text_file)
         scores = dense_and_runs(_runs(settings), zs, engine_progress(progress), cancelled)
     names = _names(settings)
