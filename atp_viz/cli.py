@@ -18,6 +18,7 @@ from .pruners import PRUNERS, method_names
 from .results import RunResult
 from .search import STRATEGIES
 from .settings import RunSettings
+from .zeroshot import PAPER, PAPER_TASKS
 
 
 def _eval_samples(value: str) -> int | None:
@@ -124,11 +125,15 @@ def _cmd_prune(args: argparse.Namespace) -> None:
     from .engine import run_pruning, save_pruned
 
     settings = _settings(args, allocation=args.allocation, beta=args.beta)
-    outcome = run_pruning(settings, progress=_progress if args.verbose else None, keep_weights=bool(args.save))
+    zero_shot = _zero_shot_request(args)  # refused here, before any pruning, without lm-eval
+    outcome = run_pruning(settings, progress=_progress if args.verbose else None,
+                          keep_weights=bool(args.save) or zero_shot is not None)
     r = outcome.result
     if args.save:
         save_pruned(settings, outcome.pruned, args.save)
         r.saved_to = os.path.abspath(args.save)
+    if zero_shot is not None:
+        _zero_shot(settings, outcome.pruned, zero_shot, r)
     _write_json(r.to_json(), args.json)
     label = f"beta={r.beta:g}" if r.beta is not None else r.allocation
     print(
@@ -181,6 +186,87 @@ def _cmd_bench(args: argparse.Namespace) -> None:
     print(format_table(figures), file=sys.stderr)
 
 
+def _add_zero_shot_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--zero-shot", nargs="?", const=PAPER, default=None, metavar="TASK[,TASK...]",
+                        help="zero-shot accuracy of the dense and the pruned model with lm-eval (pip install "
+                             f"lm-eval); alone or '{PAPER}': the paper's tasks {','.join(PAPER_TASKS)}")
+    parser.add_argument("--tasks-dir", default=None, help="lm-eval's include path: a folder of local task YAMLs")
+    parser.add_argument("--zero-shot-limit", type=int, default=None, help="items per task (default: all)")
+
+
+def _zero_shot_request(args: argparse.Namespace):
+    from .zeroshot import require_lm_eval, zero_shot_settings
+
+    if args.zero_shot is None:
+        if args.tasks_dir or args.zero_shot_limit is not None:
+            raise AtpError("--tasks-dir and --zero-shot-limit need --zero-shot")
+        return None
+    require_lm_eval()
+    return zero_shot_settings(args.zero_shot, args.tasks_dir, args.zero_shot_limit)
+
+
+def _zero_shot(settings: RunSettings, pruned, request, result: RunResult) -> None:
+    """Score the dense and the pruned model; the accuracies go into ``result`` and a table to stderr."""
+    from .zeroshot import dense_and_pruned, setup
+
+    print(f"zero-shot: {', '.join(request.tasks)} (lm-eval, dense then pruned)", file=sys.stderr, flush=True)
+    dense, pruned_scores = dense_and_pruned(settings, pruned, request)
+    result.zero_shot = {"dense": dense.accuracy, "pruned": pruned_scores.accuracy}
+    result.zero_shot_setup = setup(request, dense.items)
+    print("| task | metric | dense | pruned |\n|---|---|---|---|", file=sys.stderr)
+    for task, metrics in dense.accuracy.items():
+        for metric, value in metrics.items():
+            print(f"| {task} | {metric} | {value:.4f} | {pruned_scores.accuracy[task][metric]:.4f} |",
+                  file=sys.stderr)
+
+
+def _cmd_recipe(args: argparse.Namespace) -> None:
+    from .architecture import decoder_stack
+    from .recipe import RecipeSource, recipe_yaml
+    from .settings import number
+
+    stack = decoder_stack(args.model)
+    text = recipe_yaml(RecipeSource(args.model, stack.model_id, stack.layer_class, stack.num_layers, args.method,
+                                    number(args.sparsity, "sparsity"), number(args.beta, "β")))
+    if args.out is None:
+        sys.stdout.write(text)
+        return
+    try:
+        with open(args.out, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    except OSError as exc:
+        raise AtpError(f"cannot write {args.out!r}: {exc.strerror}") from None
+    print(f"wrote {args.out}: {stack.num_layers} rates for {stack.layer_class}", file=sys.stderr)
+
+
+def _cmd_speed(args: argparse.Namespace) -> None:
+    from .speed import explain, measure_run
+
+    report = measure_run(_settings(args, beta=args.beta), progress=_progress if args.verbose else None)
+    _write_json(report.to_json(), args.json)
+    print(explain(report).replace("**", ""), file=sys.stderr)
+
+
+def _add_beyond_commands(sub) -> None:
+    """``recipe`` (the schedule for llm-compressor) and ``speed`` (dense against CSR)."""
+    from .recipe import methods
+
+    recipe = sub.add_parser("recipe", help="the ATP schedule as an llm-compressor recipe (YAML)")
+    recipe.add_argument("--model", default="embedded", help="'embedded', a Hugging Face id, or a local directory")
+    recipe.add_argument("--sparsity", type=float, default=0.7, help="target mean sparsity S in [0, 1)")
+    recipe.add_argument("--beta", type=float, default=0.0, help="common difference; 0 = uniform")
+    recipe.add_argument("--method", default="wanda", choices=methods())
+    recipe.add_argument("--out", default=None, help="write the recipe here (default: stdout)")
+    recipe.set_defaults(func=_cmd_recipe)
+
+    speed = sub.add_parser("speed", help="is the pruned model faster or smaller? dense vs CSR, measured")
+    _add_run_options(speed)
+    speed.add_argument("--beta", type=float, default=0.0, help="ATP common difference of the measured model")
+    speed.add_argument("--json", default="-", help="result file, or - for stdout")
+    speed.add_argument("-v", "--verbose", action="store_true")
+    speed.set_defaults(func=_cmd_speed)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m atp_viz", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -200,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--save", default=None, help="write the pruned model (save_pretrained) here")
     prune.add_argument("--json", default="-", help="result file, or - for stdout")
     prune.add_argument("-v", "--verbose", action="store_true", help="progress per block on stderr")
+    _add_zero_shot_options(prune)
     prune.set_defaults(func=_cmd_prune)
 
     search = sub.add_parser("search", help="search beta (grid: the paper's procedure)")
@@ -225,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a pyproject.toml whose [tool.atp_viz.bench-targets] holds the goals")
     bench.add_argument("--json", default="-")
     bench.set_defaults(func=_cmd_bench)
+    _add_beyond_commands(sub)
     return parser
 
 

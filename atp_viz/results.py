@@ -117,11 +117,15 @@ class RunResult:
     # the blocks clamped to 0 or 1 and the (weighted) mean the rates keep.
     allocator_details: dict = field(default_factory=dict)
     saved_to: str | None = None
+    # lm-eval accuracy: {"dense": {task: {"acc": …, "acc_norm": …}}, "pruned": {…}}, and how it was measured.
+    zero_shot: dict[str, dict[str, dict[str, float]]] | None = None
+    zero_shot_setup: dict | None = None
 
     def to_json(self) -> dict:
         data = asdict(self)
-        if data["saved_to"] is None:
-            del data["saved_to"]
+        for optional in ("saved_to", "zero_shot", "zero_shot_setup"):
+            if data[optional] is None:
+                del data[optional]
         return data
 
     @classmethod

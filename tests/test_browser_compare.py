@@ -36,13 +36,13 @@ def test_compare_tab_shows_schedules_errors_measurements_and_table(page):  # noq
     assert page.locator("#alpha-estimator input[value=published]").is_checked()
     # ε follows the method: the value of the authors' scripts for it.
     assert float(page.input_value("#alpha-eps input")) == 0.3  # Wanda
-    page.get_by_role("tab", name="Prune and compare").click()
+    page.get_by_role("tab", name="Prune").click()
     page.locator("#method input[value=sparsegpt]").check()
-    page.get_by_role("tab", name="Compare allocators").click()
+    page.get_by_role("tab", name="Compare").click()
     page.wait_for_function("() => document.querySelector('#alpha-eps input').value === '0.2'")
-    page.get_by_role("tab", name="Prune and compare").click()
+    page.get_by_role("tab", name="Prune").click()
     page.locator("#method input[value=wanda]").check()
-    page.get_by_role("tab", name="Compare allocators").click()
+    page.get_by_role("tab", name="Compare").click()
     page.wait_for_function("() => document.querySelector('#alpha-eps input').value === '0.3'")
     # The slider's β, not a search: four prunings instead of a dozen.
     page.get_by_label("use the β slider value (first tab)").check()

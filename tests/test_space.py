@@ -7,12 +7,9 @@ comes from the hub), and runs ``python app.py``.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,13 +19,13 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
+from venv_support import cached_venv
 
 from atp_viz.models import DEFAULT_FROM_UNREACHABLE_HUB
 
 ROOT = Path(__file__).resolve().parents[1]
 # A name that can never resolve (RFC 2606): the hub is out of reach whatever the network.
 UNREACHABLE_HUB = "https://hub.invalid"
-SPACE_VENV_ROOT = Path(os.environ.get("ATP_VIZ_TEST_VENVS", Path.home() / ".cache" / "atp_viz" / "test-venvs"))
 
 
 def front_matter() -> dict:
@@ -77,28 +74,10 @@ def test_front_matter_matches_what_the_pins_need():
 
 @pytest.fixture(scope="session")
 def space_python() -> str:
-    """A virtual environment made from requirements.txt alone, as a Space builds it.
-
-    Kept between test runs under SPACE_VENV_ROOT, keyed by requirements.txt and this
-    Python; a stale one is replaced."""
-    requirements = (ROOT / "requirements.txt").read_bytes()
-    key = hashlib.sha256(requirements + sys.version.encode()).hexdigest()[:16]
-    venv = SPACE_VENV_ROOT / f"space-{key}"
-    python = venv / "bin" / "python"
-    if not (venv / ".complete").exists():
-        SPACE_VENV_ROOT.mkdir(parents=True, exist_ok=True)
-        for stale in SPACE_VENV_ROOT.glob("space-*"):
-            shutil.rmtree(stale, ignore_errors=True)
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
-        install = subprocess.run([str(python), "-m", "pip", "install", "-q", "-r", str(ROOT / "requirements.txt")],
-                                 capture_output=True, text=True, timeout=1800)
-        if install.returncode != 0:
-            shutil.rmtree(venv, ignore_errors=True)
-            if "No matching distribution" in install.stderr or "Could not find a version" in install.stderr:
-                pytest.skip(f"the package registry cannot serve requirements.txt: {install.stderr.strip()[-300:]}")
-            pytest.fail(f"pip install -r requirements.txt failed:\n{install.stderr[-3000:]}")
-        (venv / ".complete").touch()
-    return str(python)
+    """A virtual environment made from requirements.txt alone, as a Space builds it (kept
+    between test runs, keyed by requirements.txt and this Python)."""
+    requirements = ROOT / "requirements.txt"
+    return cached_venv("space", requirements.read_bytes(), ["-r", str(requirements)], "requirements.txt")
 
 
 @pytest.fixture(scope="module")
@@ -148,6 +127,9 @@ ACTIONS = {
                             "beta": 0.01, **SMALL, "owl_m": 5.0, "owl_lambda": 0.08, "alpha_eps": 0.3},
     "/download_pruned_model": {"model": "embedded", "method": "wanda", "sparsity": 0.7, "beta": 0.01,
                                "calib_samples": 2, "calib_seqlen": 64, "seed": 0, "text_file": None},
+    "/measure_speed": {"model": "embedded", "method": "wanda", "sparsity": 0.7, "beta": 0.01, "calib_samples": 2,
+                       "calib_seqlen": 64, "seed": 0, "text_file": None},
+    "/download_recipe": {"model": "embedded", "method": "wanda", "sparsity": 0.7, "beta": 0.01},
 }
 
 
@@ -157,6 +139,20 @@ def test_every_action_of_a_cold_space_refuses_with_that_sentence(cold_space, end
     with pytest.raises(AppError) as refused:
         Client(url, verbose=False).predict(**ACTIONS[endpoint], api_name=endpoint)
     assert str(refused.value) == DEFAULT_FROM_UNREACHABLE_HUB
+
+
+def test_zero_shot_without_lm_eval_says_how_to_install_it(cold_space, space_python):
+    from atp_viz.zeroshot import MISSING
+
+    url, _ = cold_space
+    with pytest.raises(AppError) as refused:
+        Client(url, verbose=False).predict(**ACTIONS["/measure_speed"], tasks="paper", tasks_dir="", limit=10,
+                                           api_name="/zero_shot")
+    assert str(refused.value) == MISSING
+    # The command line says the same, before it loads or prunes anything.
+    proc = subprocess.run([space_python, "-m", "atp_viz", "prune", "--zero-shot"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, env={"PATH": os.environ.get("PATH", ""), "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == f"error: {MISSING}", proc.stderr
 
 
 def test_the_cold_spaces_log_names_each_refusal_in_one_line(cold_space):

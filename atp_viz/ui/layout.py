@@ -6,7 +6,7 @@ import gradio as gr
 
 from ..errors import AtpError
 from ..settings import DEFAULTS
-from . import compare_tab, history_tab, prune_tab, search_tab, why_tab
+from . import beyond_tab, compare_tab, history_tab, prune_tab, search_tab, why_tab
 from .adapters import stop
 from .shared import INSTANT, UI_ONLY, block_count
 
@@ -56,6 +56,8 @@ def build_demo() -> gr.Blocks:
                 compare_tab.build(demo, shared)
             with gr.Tab("Why?", id="why"):
                 why_tab.build(demo, shared)
+            with gr.Tab("Beyond", id="beyond"):
+                beyond_tab.build(shared)
             with gr.Tab("History", id="history"):
                 history_tab.build(demo, shared)
         demo.load(default_model_status, None, model_status, **INSTANT, **UI_ONLY, api_name="default_model_status")

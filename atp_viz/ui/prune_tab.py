@@ -22,7 +22,7 @@ from ..pruners import PRUNERS
 from ..results import BlockError, RunResult, load_run
 from ..schedules import atp_schedule, beta_max
 from ..settings import DEFAULTS, RunSettings
-from . import history_tab, plots
+from . import history_tab, plots, recipe_download
 from .adapters import stoppable, streamed, user_errors
 from .defaults import (
     BETA_STEP,
@@ -522,6 +522,7 @@ def build(demo: gr.Blocks, history: HistoryOutputs) -> Shared:
         inputs, prune_btn, stop_btn, beta_info, estimate = build_inputs()
         with gr.Column(scale=2, min_width=320):
             schedule_plot = gr.Plot(label="schedule", show_label=False, elem_id="schedule-plot")
+            recipe = recipe_download.button()
     status = gr.Markdown(elem_id="run-status")
     summary = gr.Markdown("*Press **Prune**: the summary of both runs appears here.*", label="summary",
                           elem_id="summary")
@@ -565,8 +566,8 @@ def build(demo: gr.Blocks, history: HistoryOutputs) -> Shared:
     narrowing = {"fn": narrow_beta, "inputs": [inputs.model, inputs.sparsity, inputs.beta],
                  "outputs": [inputs.beta, beta_info, schedule_plot], **INSTANT, **UI_ONLY,
                  "preprocess": False}
-    gr.on([inputs.model.change, inputs.sparsity.change, inputs.beta.input], **narrowing, trigger_mode="always_last",
-          api_name="beta_range")
+    narrowed = gr.on([inputs.model.change, inputs.sparsity.change, inputs.beta.input], **narrowing,
+                     trigger_mode="always_last", api_name="beta_range")
     # The strict preview (an illegal β is refused, not clamped) is for API callers: its
     # trigger is a button the page never shows.
     gr.Button(visible=False).click(preview_schedule, [inputs.model, inputs.sparsity, inputs.beta],
@@ -596,7 +597,8 @@ def build(demo: gr.Blocks, history: HistoryOutputs) -> Shared:
     run.then(prune_estimate, [inputs.model, inputs.method, inputs.sparsity, inputs.beta, *inputs.measurement],
              estimate, **INSTANT, **UI_ONLY)
     # A settings link fills the inputs first; then the slider is narrowed to the model on the page.
-    demo.load(settings_from_link, None, [inputs.model, inputs.method, inputs.sparsity, inputs.beta,
+    loaded = demo.load(settings_from_link, None, [inputs.model, inputs.method, inputs.sparsity, inputs.beta,
                                          *inputs.measurement[:5]], **INSTANT, **UI_ONLY,
               api_name="settings_from_link").then(**narrowing, api_name="beta_range_on_load")
+    recipe_download.wire([narrowed, loaded], inputs, recipe)
     return shared

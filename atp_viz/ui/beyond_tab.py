@@ -1,0 +1,238 @@
+"""The "Beyond" tab (beyond perplexity): zero-shot accuracy of dense, uniform and ATP with lm-eval,
+and whether the pruned model is faster or smaller, measured with PyTorch's CSR tensors.
+Both use the first tab's settings and run only when their button is pressed (slow on a CPU)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from .. import speed
+from ..errors import AtpError, Cancelled
+from ..schedules import atp_schedule
+from ..settings import DEFAULTS, RunSettings
+from ..zeroshot import PAPER, PAPER_TASKS, ZeroShotScores, dense_and_runs, require_lm_eval, zero_shot_settings
+from . import beyond_plots
+from .adapters import engine_progress, new_file, stoppable, user_errors
+from .shared import ENGINE, Shared, block_count, run_settings
+
+INTRO = """
+Perplexity is what this app measures everywhere else. Papers on pruning also report
+**zero-shot accuracy** on the tasks of lm-evaluation-harness, and users ask whether the
+pruned model is **faster or smaller**. Both use the first tab's model, method, S, β and
+calibration settings, and run only when you press their button: they are slow on a CPU.
+"""
+ZERO_SHOT_NOTE = f"""
+### Zero-shot accuracy (lm-evaluation-harness)
+
+Scores the dense model, uniform pruning and ATP at β with `lm-eval`, 0-shot, on the pruned
+model in memory. `{PAPER}` stands for the paper's seven tasks ({", ".join(PAPER_TASKS)}), whose
+data come from the Hugging Face hub (online only). A folder of local task YAMLs on the server
+can be named as lm-eval's include path (no Python in it: the app runs no code from there).
+Needs the optional extra: `pip install lm-eval`.
+"""
+SPEED_NOTE = """
+### Is it faster? Is it smaller?
+
+Prunes with ATP at the first tab's settings, then measures on this server: one decode step's
+matrix-vector products dense against CSR (`Tensor.to_sparse_csr`) at several sparsities, greedy
+decode tokens/s of the dense model against the pruned one with its linear layers as CSR, and
+the weights' size both ways. Read the ratios: the server's cores may be shared, and on busy
+cores PyTorch's multi-threaded CSR kernel can stall waiting for its threads
+(`python -m atp_viz speed --threads 1` measures with one).
+"""
+EARLIER = "what is shown below is from an earlier press of the button, if any."
+# On a CPU, 100 items of each of the paper's tasks take minutes per model.
+DEFAULT_LIMIT = 100
+# lm-eval reads a task folder recursively; a caller of a public server must not make it
+# walk the whole disk.
+MAX_TASK_FOLDER_FILES = 1000
+
+
+def check_task_folder(folder: str | None) -> None:
+    """A task folder the server may read for anyone: small, and without code (lm-eval runs
+    a folder's Python through ``!function`` in its YAMLs; the command line has no such limit)."""
+    if not folder:
+        return
+    count = 0
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            count += 1
+            if count > MAX_TASK_FOLDER_FILES:
+                raise AtpError(f"the tasks folder holds over {MAX_TASK_FOLDER_FILES} files: name the folder of "
+                               "your task YAMLs")
+            path = Path(root) / name
+            if path.suffix == ".py" or (path.suffix in (".yaml", ".yml")
+                                        and "!function" in path.read_text(encoding="utf-8", errors="replace")):
+                raise AtpError(f"the app runs no code from a tasks folder, and {name!r} holds some: use the "
+                               "command line (prune --zero-shot --tasks-dir) for such tasks")
+
+
+def _atp_settings(model: str, method: str, sparsity: float, beta: float, calib_samples: int, calib_seqlen: int,
+                  seed: int, text_file: str | None) -> RunSettings:
+    """The page's ATP settings (no perplexity is measured here), β checked against this model's
+    β_max before minutes of work."""
+    settings = run_settings(model, method, sparsity, calib_samples, calib_seqlen, DEFAULTS.eval_samples,
+                            DEFAULTS.eval_seqlen, seed, text_file, beta)
+    atp_schedule(block_count(settings.model), settings.sparsity, settings.beta)
+    return settings
+
+
+def _runs(settings: RunSettings) -> dict[str, RunSettings]:
+    return {"uniform": replace(settings, allocation="uniform", beta=0.0), "atp": settings}
+
+
+def _names(settings: RunSettings) -> dict[str, str]:
+    return {"dense": "dense", "uniform": "uniform", "atp": f"ATP β = {settings.beta:g}"}
+
+
+def score_table(scores: dict[str, ZeroShotScores], names: dict[str, str]) -> pd.DataFrame:
+    """One row per task and metric, one column per model."""
+    rows = []
+    for task, metrics in scores["dense"].accuracy.items():
+        for metric in metrics:
+            rows.append({"task": task, "metric": metric,
+                         **{names[key]: round(s.accuracy[task][metric], 4) for key, s in scores.items()}})
+    return pd.DataFrame(rows)
+
+
+def zero_shot_summary(scores: dict[str, ZeroShotScores], settings: RunSettings) -> str:
+    mean = {key: sum(m["acc"] for m in s.accuracy.values()) / len(s.accuracy) for key, s in scores.items()}
+    items = ", ".join(f"{task} {n}" for task, n in scores["dense"].items.items())
+    return (f"**Mean acc over {len(scores['dense'].accuracy)} task(s)**: dense {mean['dense']:.3f} · "
+            f"uniform {mean['uniform']:.3f} · ATP (β = {settings.beta:g}) {mean['atp']:.3f} · "
+            f"ATP − uniform: **{mean['atp'] - mean['uniform']:+.3f}**  \n"
+            f"**Items scored**: {items} · 0-shot · {settings.method}, S = {settings.sparsity:g}, calibration "
+            f"{settings.calib_samples} × {settings.calib_seqlen} tokens, seed {settings.seed}")
+
+
+def zero_shot(
+    model: str,
+    method: str,
+    sparsity: float,
+    beta: float,
+    calib_samples: int,
+    calib_seqlen: int,
+    seed: int,
+    text_file: str | None,
+    tasks: str,
+    tasks_dir: str | None,
+    limit: int | None,
+    progress: gr.Progress = gr.Progress(track_tqdm=True),
+    request: gr.Request = None,
+):
+    """Zero-shot accuracy (lm-eval) of the dense model, uniform pruning and ATP at β.
+
+    Args:
+        model: "embedded", a Hugging Face model id, or a local model directory.
+        method: a pruning method ("wanda", "sparsegpt" or "magnitude").
+        sparsity: target mean sparsity S in [0, 1).
+        beta: ATP common difference, 0 <= β <= beta_max.
+        calib_samples: calibration windows.
+        calib_seqlen: tokens per calibration window.
+        seed: seed for picking the calibration windows.
+        text_file: a UTF-8 text file for calibration, or None for the built-in text.
+        tasks: comma-separated lm-eval task names; "paper" for the paper's seven.
+        tasks_dir: a folder of local lm-eval task YAMLs on the server (include path), or empty.
+        limit: items per task; 0 or empty for all.
+
+    Returns:
+        A table of acc and acc_norm per task and model, a bar chart of acc, and a summary.
+    """
+    with user_errors(), stoppable(request) as cancelled:
+        require_lm_eval()
+        zs = zero_shot_settings(tasks, tasks_dir, limit)
+        check_task_folder(zs.tasks_dir)
+        settings = _atp_settings(model, method, sparsity, beta, calib_samples, calib_seqlen, seed, text_file)
+        try:
+            scores = dense_and_runs(_runs(settings), zs, engine_progress(progress), cancelled.is_set)
+        except Cancelled:
+            keep = gr.update()
+            return keep, keep, f"⏹ **Stopped** before every model was scored; {EARLIER}"
+    names = _names(settings)
+    return (score_table(scores, names), beyond_plots.zero_shot_figure(scores, names),
+            zero_shot_summary(scores, settings))
+
+
+def measure_speed(
+    model: str,
+    method: str,
+    sparsity: float,
+    beta: float,
+    calib_samples: int,
+    calib_seqlen: int,
+    seed: int,
+    text_file: str | None,
+    progress: gr.Progress = gr.Progress(),
+    request: gr.Request = None,
+):
+    """Prune with ATP at β, then measure dense against CSR: matrix-vector speed per layer
+    shape and sparsity, decode tokens/s, and the weights' size.
+
+    Args:
+        model: "embedded", a Hugging Face model id, or a local model directory.
+        method: a pruning method ("wanda", "sparsegpt" or "magnitude").
+        sparsity: target mean sparsity S in [0, 1).
+        beta: ATP common difference, 0 <= β <= beta_max.
+        calib_samples: calibration windows.
+        calib_seqlen: tokens per calibration window.
+        seed: seed for picking the calibration windows.
+        text_file: a UTF-8 text file for calibration, or None for the built-in text.
+
+    Returns:
+        The explanation (break-even sparsity, decode speed, sizes, what the paper used), the
+        speed-up figure, the size figure, and every measurement as JSON (the CLI's ``speed --json``).
+    """
+    with user_errors(), stoppable(request) as cancelled:
+        settings = _atp_settings(model, method, sparsity, beta, calib_samples, calib_seqlen, seed, text_file)
+        try:
+            report = speed.measure_run(settings, engine_progress(progress), cancelled.is_set)
+        except Cancelled:
+            keep = gr.update()
+            return f"⏹ **Stopped** before the measurements were complete; {EARLIER}", keep, keep, keep
+    path = new_file("atp_viz_speed.json")
+    path.write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
+    return (speed.explain(report), beyond_plots.speedup_figure(report), beyond_plots.bytes_figure(report),
+            str(path))
+
+
+def build(shared: Shared) -> None:
+    inputs = shared.inputs
+    run_inputs = [inputs.model, inputs.method, inputs.sparsity, inputs.beta, inputs.calib_samples,
+                  inputs.calib_seqlen, inputs.seed, inputs.text_file]
+    gr.Markdown(INTRO)
+    gr.Markdown(ZERO_SHOT_NOTE)
+    with gr.Row():
+        tasks = gr.Textbox(PAPER, label="lm-eval tasks (comma-separated)", elem_id="zs-tasks", scale=2)
+        tasks_dir = gr.Textbox("", label="local task folder on the server (optional)", elem_id="zs-tasks-dir",
+                               scale=2)
+        limit = gr.Number(DEFAULT_LIMIT, precision=0, minimum=0, label="items per task (0 = all)",
+                          elem_id="zs-limit", scale=1)
+    with gr.Row():
+        zs_btn = gr.Button("Zero-shot accuracy: dense vs uniform vs ATP", variant="primary", elem_id="zero-shot")
+        zs_stop = gr.Button("Stop", variant="stop", elem_id="zs-stop", scale=0, min_width=90)
+    zs_summary = gr.Markdown(elem_id="zs-summary")
+    with gr.Row(equal_height=False):
+        zs_table = gr.Dataframe(pd.DataFrame(columns=["task", "metric", "dense", "uniform", "ATP"]),
+                                interactive=False, label="accuracy per task", elem_id="zs-table")
+        zs_plot = gr.Plot(label="zero-shot accuracy", show_label=False, elem_id="zs-plot")
+    gr.Markdown(SPEED_NOTE)
+    with gr.Row():
+        speed_btn = gr.Button("Measure speed and size: dense vs CSR", variant="primary", elem_id="measure-speed")
+        speed_stop = gr.Button("Stop", variant="stop", elem_id="speed-stop", scale=0, min_width=90)
+    speed_text = gr.Markdown(elem_id="speed-text")
+    with gr.Row(equal_height=False):
+        speed_plot = gr.Plot(label="CSR speed-up", show_label=False, elem_id="speed-plot")
+        bytes_plot = gr.Plot(label="weight size", show_label=False, elem_id="bytes-plot")
+    speed_json = gr.File(label="speed measurements (JSON)", interactive=False, elem_id="speed-json")
+    # Not cancelled by gradio on Stop: each handler ends itself and says it stopped.
+    zs_btn.click(zero_shot, [*run_inputs, tasks, tasks_dir, limit], [zs_table, zs_plot, zs_summary],
+                 api_name="zero_shot", **ENGINE)
+    speed_btn.click(measure_speed, run_inputs, [speed_text, speed_plot, bytes_plot, speed_json],
+                    api_name="measure_speed", **ENGINE)
+    shared.stop_buttons.extend([zs_stop, speed_stop])
