@@ -31,16 +31,35 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
 # Before torch and gradio start threads (and arenas) of their own.
 limit_malloc_arenas()
 
+from gradio.utils import get_upload_folder  # noqa: E402
+from starlette.middleware import Middleware  # noqa: E402
+
 from atp_viz.errors import AtpError  # noqa: E402
 from atp_viz.settings import DEFAULTS  # noqa: E402
 from atp_viz.texts import max_text_bytes  # noqa: E402
+from atp_viz.ui import limits, public  # noqa: E402
+from atp_viz.ui.fields import checked_inputs  # noqa: E402
+from atp_viz.ui.gate import FileArguments, UploadBudget  # noqa: E402
 from atp_viz.ui.layout import CSS, build_demo  # noqa: E402
 from atp_viz.ui.shared import block_count  # noqa: E402
 
-demo = build_demo()
+demo = checked_inputs(build_demo())
+
+
+def gates() -> list[Middleware]:
+    """What every request passes before gradio: bounded uploads, file arguments that are uploads."""
+    uploads = get_upload_folder()
+    return [
+        Middleware(UploadBudget, upload_root=uploads, max_file_bytes=max_text_bytes(),
+                   keep_per_client=limits.uploads_per_client(), max_total_bytes=limits.max_upload_bytes()),
+        Middleware(FileArguments, blocks=demo, upload_root=uploads),
+    ]
 
 
 def main() -> None:
+    if public.public_server():
+        print("atp_viz: public server: the model field takes 'embedded', Hugging Face ids and the directories "
+              "in ATP_VIZ_MODEL_DIRS only", flush=True)
     try:
         # Load the default model now, so the first page answers at once.
         block_count(DEFAULTS.model)
@@ -48,12 +67,13 @@ def main() -> None:
         # The page shows the same sentence (see handlers.default_model_status).
         print(f"atp_viz: {exc}", flush=True)
     demo.launch(
-        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        server_name=public.server_name(),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
         # The only upload is a text file, refused by the engine above this size anyway;
         # refusing it at upload keeps a caller from filling the server's disk first.
         max_file_size=max_text_bytes(),
         css=CSS,
+        app_kwargs={"middleware": gates()},
     )
 
 

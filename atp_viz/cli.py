@@ -21,13 +21,73 @@ from .settings import RunSettings
 from .zeroshot import PAPER, PAPER_TASKS
 
 
-def _eval_samples(value: str) -> int | None:
-    if value == "all":
-        return None
+class _UsageError(Exception):
+    """A command line argparse cannot read: reported as one ``error:`` line like any other."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse's own: a usage block, then "prog: error: ..."
+        raise _UsageError(message)
+
+
+def _number(value: str) -> int | float:
+    """A number as typed: an integer exactly (2^53 + 1 stays itself), else a float, so that
+    the settings check refuses 2.5 windows or a NaN seed with its own sentence."""
     try:
         return int(value)
     except ValueError:
+        pass
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+
+
+def _eval_samples(value: str) -> int | float | None:
+    if value == "all":
+        return None
+    try:
+        return _number(value)
+    except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got {value!r}") from None
+
+
+def _values_joined(argv: Sequence[str]) -> list[str]:
+    """``--beta -1e-12`` as ``--beta=-1e-12``: argparse takes a value that starts with '-'
+    and is not a plain negative decimal for an option, and the run never gets to say what
+    is wrong with the number."""
+    joined: list[str] = []
+    for token in argv:
+        previous = joined[-1] if joined else ""
+        if previous.startswith("--") and "=" not in previous and _negative_number(token):
+            joined[-1] = f"{previous}={token}"
+        else:
+            joined.append(token)
+    return joined
+
+
+def _negative_number(token: str) -> bool:
+    if not token.startswith("-") or token.startswith("--"):
+        return False
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_json_target(target: str) -> None:
+    """Refuse a result file that cannot be written, before the run rather than after it."""
+    if target == "-":
+        return
+    path = os.path.abspath(os.path.expanduser(target))
+    if os.path.isdir(path):
+        raise AtpError(f"cannot write {target!r}: it is a folder")
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        raise AtpError(f"cannot write {target!r}: the folder {folder!r} does not exist")
+    if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise AtpError(f"cannot write {target!r}: permission denied")
 
 
 def _write_json(payload: dict, target: str) -> None:
@@ -47,10 +107,10 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", default="wanda", choices=method_names(),
                         help="; ".join(f"{p.name}: {p.summary}" for p in PRUNERS.values()))
     parser.add_argument("--sparsity", type=float, default=0.7, help="target mean sparsity S in [0, 1)")
-    parser.add_argument("--calib-samples", type=int, default=8)
-    parser.add_argument("--calib-seqlen", type=int, default=256)
+    parser.add_argument("--calib-samples", type=_number, default=8)
+    parser.add_argument("--calib-seqlen", type=_number, default=256)
     parser.add_argument("--eval-samples", type=_eval_samples, default=16, help="a number, or 'all' windows")
-    parser.add_argument("--eval-seqlen", type=int, default=256)
+    parser.add_argument("--eval-seqlen", type=_number, default=256)
     parser.add_argument("--text", default="builtin", help="builtin | wikitext2 | c4 | PATH to a UTF-8 file")
     parser.add_argument("--calib-text", default=None, help="calibration source, if not --text")
     parser.add_argument("--eval-text", default=None, help="evaluation source, if not --text")
@@ -60,7 +120,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         help="the paper's set-up: C4 calibration 128 x 2048 (each window from one document, as the papers' "
              "code), WikiText-2 test perplexity, all windows",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=_number, default=0)
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"))
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
@@ -107,6 +167,7 @@ def _settings(args: argparse.Namespace, **overrides) -> RunSettings:
 def _cmd_schedule(args: argparse.Namespace) -> None:
     from .schedules import atp_schedule, beta_max
 
+    _check_json_target(args.json)
     _write_json(
         {
             "schedule": atp_schedule(args.layers, args.sparsity, args.beta),
@@ -122,10 +183,14 @@ def _progress(fraction: float, message: str) -> None:
 
 
 def _cmd_prune(args: argparse.Namespace) -> None:
-    from .engine import run_pruning, save_pruned
+    from .engine import check_save_target, run_pruning, save_pruned
 
     settings = _settings(args, allocation=args.allocation, beta=args.beta)
     zero_shot = _zero_shot_request(args)  # refused here, before any pruning, without lm-eval
+    # Both targets are checked before minutes of pruning, not after.
+    _check_json_target(args.json)
+    if args.save:
+        check_save_target(settings.model, args.save)
     outcome = run_pruning(settings, progress=_progress if args.verbose else None,
                           keep_weights=bool(args.save) or zero_shot is not None)
     r = outcome.result
@@ -149,6 +214,7 @@ def _cmd_search(args: argparse.Namespace) -> None:
     def report(run: RunResult) -> None:
         print(f"beta={run.beta:.3f} perplexity {run.ppl:.2f}", file=sys.stderr, flush=True)
 
+    _check_json_target(args.json)
     result = search_beta(_settings(args), args.strategy, on_run=report if args.verbose else None)
     _write_json(result.to_json(), args.json)
     print(f"best beta {result.best_beta:g}: perplexity {result.best_ppl:.2f} "
@@ -164,6 +230,7 @@ def _cmd_compare(args: argparse.Namespace) -> None:
         raise AtpError(f"--sparsities must be comma-separated numbers, got {args.sparsities!r}") from None
     if not sparsities:
         raise AtpError("--sparsities is empty")
+    _check_json_target(args.json)
 
     def report(sparsity: float, result: RunResult) -> None:
         print(f"S={sparsity:g} {result.allocation}: perplexity {result.ppl:.2f}", file=sys.stderr, flush=True)
@@ -179,6 +246,7 @@ def _cmd_bench(args: argparse.Namespace) -> None:
 
     from .bench import format_table, read_targets, run_benchmark
 
+    _check_json_target(args.json)
     settings = RunSettings(beta=args.beta, device=args.device)
     figures = run_benchmark(settings, read_targets(Path(args.targets)),
                             log=lambda line: print(f"bench: {line}", file=sys.stderr, flush=True))
@@ -268,11 +336,11 @@ def _add_beyond_commands(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m atp_viz", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="python -m atp_viz", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     schedule = sub.add_parser("schedule", help="print the ATP per-block schedule")
-    schedule.add_argument("--layers", type=int, required=True)
+    schedule.add_argument("--layers", type=_number, required=True)
     schedule.add_argument("--sparsity", type=float, required=True)
     schedule.add_argument("--beta", type=float, default=0.0)
     schedule.add_argument("--json", default="-", help="output file, or - for stdout")
@@ -317,14 +385,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
-        if getattr(args, "threads", None):
+        args = build_parser().parse_args(_values_joined(sys.argv[1:] if argv is None else argv))
+        if getattr(args, "threads", None) is not None:
+            if args.threads < 1:
+                raise AtpError(f"--threads must be a positive integer, got {args.threads}")
             import torch
 
             torch.set_num_threads(args.threads)
         args.func(args)
-    except AtpError as exc:
+    except (AtpError, _UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

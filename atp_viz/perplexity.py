@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +18,36 @@ EVAL_BATCH_TOKENS = 512
 # The loss reads the logits this many positions at a time: its float32 copy and
 # log-softmax then stay ~50 MB with a 50k vocabulary, however long the window.
 LOSS_CHUNK_TOKENS = 256
+# What is left is the model's own logits tensor for one forward (every position of a
+# window at once): bounded by this, unless ATP_VIZ_MAX_LOGITS_MB says otherwise.
+DEFAULT_MAX_LOGITS_MB = 1024
+
+
+def max_logits_bytes() -> int:
+    return int(float(os.environ.get("ATP_VIZ_MAX_LOGITS_MB", DEFAULT_MAX_LOGITS_MB)) * 2**20)
+
+
+def logits_bytes(model: nn.Module, seqlen: int, autocast_dtype: torch.dtype | None = None) -> int:
+    """Bytes of the logits one evaluation forward of windows of ``seqlen`` tokens produces."""
+    head = model.get_output_embeddings()
+    vocab = head.weight.shape[0] if head is not None else model.config.vocab_size
+    dtype = autocast_dtype or model.get_input_embeddings().weight.dtype
+    tokens = max(1, EVAL_BATCH_TOKENS // seqlen) * seqlen
+    return tokens * vocab * torch.finfo(dtype).bits // 8
+
+
+def check_window_memory(model: nn.Module, seqlen: int, autocast_dtype: torch.dtype | None = None) -> None:
+    """Refuse evaluation windows whose logits alone would exceed ``max_logits_bytes``."""
+    needed, limit = logits_bytes(model, seqlen, autocast_dtype), max_logits_bytes()
+    if needed > limit:
+        raise AtpError(
+            f"evaluation windows of {seqlen:,} tokens need about {_size(needed)} for this model's output scores, "
+            f"over this host's limit of {_size(limit)} per forward (use shorter windows, or set ATP_VIZ_MAX_LOGITS_MB)"
+        )
+
+
+def _size(nbytes: int) -> str:
+    return f"{nbytes / 2**30:.1f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.1f} MiB"
 
 
 def perplexity(

@@ -17,6 +17,9 @@ GRID_STEP = 0.002
 _BETA_TOL = 1e-9
 # How far a schedule's mean may sit from the target through float sums alone.
 _MEAN_TOL = 1e-6
+# Most decoder blocks a schedule (or a model's config) may have: four times the deepest
+# published LLM (126 blocks), and a per-block list that stays small.
+MAX_BLOCKS = 512
 
 
 def check_sparsity(sparsity: float) -> float:
@@ -31,9 +34,25 @@ def check_sparsity(sparsity: float) -> float:
 
 
 def check_num_layers(num_layers: int) -> int:
-    if int(num_layers) != num_layers or num_layers < 1:
+    try:
+        whole = float(num_layers).is_integer()
+    except (TypeError, ValueError, OverflowError):
+        whole = False
+    if not whole or num_layers < 1:
         raise AtpError(f"number of layers must be a positive integer, got {num_layers!r}")
+    if num_layers > MAX_BLOCKS:
+        raise AtpError(f"number of layers must be at most {MAX_BLOCKS}, got {num_layers:.3g}")
     return int(num_layers)
+
+
+def distinct(a: float, b: float) -> tuple[str, str]:
+    """``a`` and ``b`` written with as few digits as tell them apart (6 at least), so a
+    message never says "0.3 is outside [0, 0.3]"."""
+    for digits in range(6, 18):
+        shown = f"{a:.{digits}g}", f"{b:.{digits}g}"
+        if shown[0] != shown[1]:
+            return shown
+    return shown
 
 
 def beta_max(num_layers: int, sparsity: float) -> float:
@@ -48,10 +67,14 @@ def beta_max(num_layers: int, sparsity: float) -> float:
 def atp_schedule(num_layers: int, sparsity: float, beta: float) -> list[float]:
     """Arithmetic-progression rates for blocks 0..L-1; refuses an illegal beta."""
     limit = beta_max(num_layers, sparsity)
-    beta = float(beta)
+    try:
+        beta = float(beta)
+    except (TypeError, ValueError):
+        raise AtpError(f"beta must be a number, got {beta!r}") from None
     if not (0.0 <= beta <= limit + _BETA_TOL):
+        shown, shown_limit = distinct(beta, limit)
         raise AtpError(
-            f"beta={beta:g} is outside the legal range [0, {limit:.6g}] "
+            f"beta={shown} is outside the legal range [0, {shown_limit}] "
             f"(beta_max for {num_layers} blocks at sparsity {sparsity:g})"
         )
     start = sparsity - beta * (num_layers - 1) / 2

@@ -21,6 +21,10 @@ MAX_SEED = 2**53
 # OWL: a score is an outlier above M × its block's mean; the rates span 2λ.
 OWL_M_RANGE = (0.0, 1000.0)  # M in (0, 1000]: above that no score is an outlier
 OWL_LAMBDA_MAX = 0.5  # a span 2λ over 1 cannot fit in [0, 1]
+# Upper bounds that only keep numbers printable and sane: the text, the model's context and
+# the app's token cap refuse far smaller requests with their own reasons.
+MAX_WINDOWS = 10_000_000
+MAX_SEQLEN = 16_777_216  # the largest context models.CONFIG_BOUNDS admits
 
 
 @dataclass(frozen=True)
@@ -79,16 +83,29 @@ def number(value: object, name: str) -> float:
 
 
 def whole_number(value: object, name: str, minimum: int, maximum: int | None = None) -> int:
-    """A whole number in [minimum, maximum]: 2.5 is refused, never rounded."""
-    result = number(value, name)
-    if not result.is_integer():
-        raise AtpError(f"{name} must be a whole number, got {_shown(value)}")
-    if maximum is not None and not minimum <= result <= maximum:
-        raise AtpError(f"{name} must be a whole number from {minimum} to {maximum}, got {_shown(value)}")
+    """A whole number in [minimum, maximum]: 2.5 is refused, never rounded, and an integer
+    is compared exactly (2^53 + 1 is not taken for 2^53)."""
+    result = _exact_integer(value)
+    if result is None:
+        as_float = number(value, name)
+        if not as_float.is_integer():
+            raise AtpError(f"{name} must be a whole number, got {_shown(value)}")
+        result = int(as_float)
     if result < minimum:
         kind = "a positive integer" if minimum == 1 else f"an integer of at least {minimum}"
         raise AtpError(f"{name} must be {kind}, got {_shown(value)}")
-    return int(result)
+    if maximum is not None and result > maximum:
+        raise AtpError(f"{name} must be a whole number from {minimum} to {maximum:,}, got {_shown(value)}")
+    return result
+
+
+def _exact_integer(value: object) -> int | None:
+    """``value`` as an int when it is one exactly (an int, or a string of digits), else None."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit() and len(value.strip()) <= 40:
+        return int(value.strip())
+    return None
 
 
 def _shown(value: object) -> str:
@@ -124,7 +141,7 @@ def validate(settings: RunSettings) -> RunSettings:
     if settings.alpha_estimator not in ALPHA_ESTIMATORS:
         raise AtpError(f"unknown α estimator {settings.alpha_estimator!r}: use {' or '.join(ALPHA_ESTIMATORS)}")
     eval_samples = (None if settings.eval_samples is None
-                    else whole_number(settings.eval_samples, "evaluation samples", 1))
+                    else whole_number(settings.eval_samples, "evaluation samples", 1, MAX_WINDOWS))
     return replace(
         settings,
         sparsity=sparsity,
@@ -133,8 +150,8 @@ def validate(settings: RunSettings) -> RunSettings:
         owl_lambda=lam,
         alpha_eps=eps,
         seed=whole_number(settings.seed, "seed", 0, MAX_SEED),
-        calib_samples=whole_number(settings.calib_samples, "calibration samples", 1),
-        calib_seqlen=whole_number(settings.calib_seqlen, "calibration sequence length", 2),
+        calib_samples=whole_number(settings.calib_samples, "calibration samples", 1, MAX_WINDOWS),
+        calib_seqlen=whole_number(settings.calib_seqlen, "calibration sequence length", 2, MAX_SEQLEN),
         eval_samples=eval_samples,
-        eval_seqlen=whole_number(settings.eval_seqlen, "evaluation sequence length", 2),
+        eval_seqlen=whole_number(settings.eval_seqlen, "evaluation sequence length", 2, MAX_SEQLEN),
     )

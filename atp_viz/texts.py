@@ -69,21 +69,36 @@ def _halve(text: str, part: str) -> str:
     return text[:cut] if part == "calibration" else text[cut:]
 
 
+_UTF16_32_BOMS = {b"\xff\xfe\x00\x00": "UTF-32", b"\x00\x00\xfe\xff": "UTF-32", b"\xff\xfe": "UTF-16",
+                  b"\xfe\xff": "UTF-16"}
+
+
 def read_text_file(path: str) -> str:
     """A user's text file: must exist, be small enough, not binary, and UTF-8."""
     file = Path(path)
-    if not file.is_file():
+    try:
+        regular = file.is_file()
+    except (OSError, ValueError):  # a name too long to look up, or holding a NUL
+        regular = False
+    if not regular:
         raise AtpError(f"text source {path!r} is not builtin, wikitext2, c4 or an existing file")
-    size = file.stat().st_size
-    if size == 0:
-        raise AtpError(f"text file {file.name!r} is empty")
     limit = max_text_bytes()
-    if size > limit:
-        raise AtpError(
-            f"text file {file.name!r} is {size / 2**20:.1f} MiB, over the {limit / 2**20:.0f} MiB limit "
-            "(set ATP_VIZ_MAX_TEXT_MB to change it)"
-        )
-    data = file.read_bytes()
+    try:
+        # Read rather than trust the size the file system reports: files under /proc say 0.
+        with file.open("rb") as handle:
+            data = handle.read(limit + 1)
+    except OSError as exc:
+        raise AtpError(f"cannot read the text file {file.name!r}: {exc.strerror}") from None
+    if not data:
+        raise AtpError(f"text file {file.name!r} is empty")
+    if len(data) > limit:
+        size = file.stat().st_size
+        shown = f"{size / 2**20:.1f} MiB, over" if size > limit else "larger than"
+        raise AtpError(f"text file {file.name!r} is {shown} the {limit / 2**20:.0f} MiB limit "
+                       "(set ATP_VIZ_MAX_TEXT_MB to change it)")
+    encoding = _wide_encoding(data)
+    if encoding:
+        raise AtpError(f"text file {file.name!r} is {encoding} text, not UTF-8: save it as UTF-8")
     if b"\x00" in data:
         raise AtpError(f"text file {file.name!r} looks binary (it contains NUL bytes), not text")
     try:
@@ -95,29 +110,47 @@ def read_text_file(path: str) -> str:
     return text
 
 
-def _load_dataset(*args, **kwargs):
+def _wide_encoding(data: bytes) -> str | None:
+    """"UTF-16" or "UTF-32" when ``data`` reads as such (a byte-order mark, or the NUL bytes
+    of mostly ASCII text at every other or every fourth byte), else None."""
+    for bom, name in _UTF16_32_BOMS.items():
+        if data.startswith(bom):
+            return name
+    sample = data[:4096]
+    for name, period in (("UTF-32", 4), ("UTF-16", 2)):
+        if len(sample) >= 2 * period and sample.count(0) >= len(sample) * (period - 1) / period * 0.9:
+            columns = [sample[i::period] for i in range(period)]
+            if sum(column.count(0) >= 0.9 * len(column) for column in columns) == period - 1:
+                return name
+    return None
+
+
+def _load_dataset(source: str, *args, **kwargs):
+    """``datasets.load_dataset(*args)`` for the text source ``source`` (the name messages use)."""
     try:
         import datasets
     except ImportError:
-        raise AtpError(f"text source {args[0]!r} needs the 'datasets' package (pip install datasets) "
+        raise AtpError(f"text source {source!r} needs the 'datasets' package (pip install datasets) "
                        "and a network connection") from None
     try:
         return datasets.load_dataset(*args, **kwargs)
     except Exception as exc:  # datasets raises many types for network failures
-        raise AtpError(f"cannot download {args[0]!r} through datasets (offline?): {str(exc).splitlines()[0]}") from None
+        raise AtpError(f"cannot download the text source {source!r} through datasets (offline?): "
+                       f"{str(exc).splitlines()[0]}") from None
 
 
 def _wikitext2(part: str) -> str:
     split = "train" if part == "calibration" else "test"
-    data = _load_dataset("wikitext", "wikitext-2-raw-v1", split=split)
+    data = _load_dataset("wikitext2", "wikitext", "wikitext-2-raw-v1", split=split)
     return "\n\n".join(data["text"])
 
 
 def _c4_shard(part: str):
     # The shards the paper's reference code uses: train shard 0 for calibration.
     if part == "calibration":
-        return _load_dataset("allenai/c4", data_files={"train": "en/c4-train.00000-of-01024.json.gz"}, split="train")
-    return _load_dataset("allenai/c4", data_files={"validation": "en/c4-validation.00000-of-00008.json.gz"},
+        return _load_dataset("c4", "allenai/c4", data_files={"train": "en/c4-train.00000-of-01024.json.gz"},
+                             split="train")
+    return _load_dataset("c4", "allenai/c4", data_files={"validation": "en/c4-validation.00000-of-00008.json.gz"},
                          split="validation")
 
 

@@ -173,3 +173,47 @@ def stop_once_running(client, job, what: str, status_index: int) -> str:
     status = str(final[status_index])
     assert "Stopped" in status, status
     return status
+
+
+# ------------------------------------------------------------------ requests gradio_client would not send
+
+
+def upload(server: str, name: str, content: bytes) -> str:
+    """POST one file to the app's upload route, as any HTTP client can; returns the server
+    path the reply names."""
+    import httpx
+
+    response = httpx.post(f"{server}gradio_api/upload", files=[("files", (name, content))], timeout=60)
+    assert response.status_code == 200, response.text
+    return json.loads(response.text)[0]
+
+
+def upload_config(server: str, **sizes) -> str:
+    """A folder on the server holding only an uploaded config.json of a tiny LLaMA with
+    ``sizes`` changed (the JSON may hold what no config class would accept)."""
+    config = {"model_type": "llama", "hidden_size": 8, "intermediate_size": 16, "num_attention_heads": 1,
+              "num_key_value_heads": 1, "vocab_size": 32, "max_position_embeddings": 64, "num_hidden_layers": 2,
+              **sizes}
+    return str(Path(upload(server, "config.json", json.dumps(config).encode())).parent)
+
+
+def raw_call(server: str, api_name: str, data_json: str) -> tuple[int, str, list[str]]:
+    """Call an endpoint with ``data_json`` (the JSON text of its argument list, which may hold
+    NaN or Infinity) through the raw API; returns the join's status and text, and the lines
+    of the event stream (empty when the join was refused)."""
+    import httpx
+
+    api = f"{server}gradio_api/call/{api_name}"
+    joined = httpx.post(api, content=f'{{"data": {data_json}}}', headers={"content-type": "application/json"},
+                        timeout=30)
+    if joined.status_code != 200:
+        return joined.status_code, joined.text, []
+    with httpx.stream("GET", f"{api}/{joined.json()['event_id']}", timeout=120) as stream:
+        return joined.status_code, joined.text, list(stream.iter_lines())
+
+
+def stream_error(lines: list[str]) -> str | None:
+    """The message of an event stream that ended in an error (None: no message at all)."""
+    assert "event: error" in lines, lines
+    data = lines[lines.index("event: error") + 1]
+    return json.loads(data.removeprefix("data: "))["error"]

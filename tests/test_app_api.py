@@ -6,6 +6,7 @@ import json
 import math
 import re
 import time
+from pathlib import Path
 
 import pytest
 from app_support import stop_once_running
@@ -216,7 +217,8 @@ def test_run_pruning_streams_the_curve_block_by_block_then_the_full_result(clien
 
 def test_a_saved_run_file_is_drawn_again_and_a_foreign_file_refused(client, tmp_path):
     *_, json_paths = prune(client, 0.01)[:8]
-    atp_file = next(p for p in json_paths if "atp" in p)
+    # The session's history holds earlier runs too: the file of this one.
+    atp_file = next(p for p in json_paths if json.loads(Path(p).read_text(encoding="utf-8"))["beta"] == 0.01)
     error_fig, _ppl, _split, _heat, summary, _tokens, _note, status, *_ = client.predict(
         [handle_file(atp_file)], False, "all", "ATP", api_name="/load_runs")
     with open(atp_file, encoding="utf-8") as handle:

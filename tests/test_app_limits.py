@@ -7,11 +7,24 @@ Complements tests/test_limits.py (the same limits through the command line).
 from __future__ import annotations
 
 import itertools
+import json
 import time
 
 import httpx
 import pytest
-from app_support import assert_good_run, prune, refusal, save_70b_config, save_bert, save_jamba
+from app_support import (
+    OPAQUE_ERROR,
+    assert_good_run,
+    prune,
+    raw_call,
+    refusal,
+    save_70b_config,
+    save_bert,
+    save_jamba,
+    stream_error,
+    upload,
+    upload_config,
+)
 from gradio_client import Client, handle_file
 
 pytestmark = pytest.mark.embedded
@@ -100,6 +113,15 @@ def test_a_model_too_big_for_the_host_is_refused_from_its_config_alone(client, s
     ({"eval_samples": 2000}, "fewer than the 2000 asked for"),
     ({"method": "pruneall"}, "not in the list of choices"),
     ({"seed": 2**70}, "seed must be a whole number from 0 to"),
+    # Refused, never rounded (gradio rounded them to 2 before the engine saw them).
+    ({"calib_samples": 2.5}, "calibration samples must be a whole number, got 2.5"),
+    ({"seed": 2.5}, "seed must be a whole number, got 2.5"),
+    # Above 2^53 a seed cannot travel through JSON exactly: refused, not changed.
+    ({"seed": 2**53 + 1}, "seed must be a whole number from 0 to 9,007,199,254,740,992, got 9007199254740993"),
+    # Enough digits to tell β from β_max.
+    ({"beta": 0.30000001}, r"beta=0.30000001 is outside the legal range \[0, 0.3\]"),
+    ({"shown_run": None}, "shown_run must be 'ATP' or 'uniform', got None"),
+    ({"shown_run": "both"}, r"'both' .* is not in the list of choices: \['ATP', 'uniform'\]"),
 ])
 def test_numbers_outside_their_range_are_refused(client, tiny, still_serves, overrides, pattern):
     args = {"seed": next(_seeds), **overrides}
@@ -130,6 +152,8 @@ def test_the_single_block_experiment_checks_its_block(client, tiny, still_serves
     (b"  \n\n\t " * 50, "holds only whitespace"),
     (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" * 50, "looks binary"),
     ("Déjà vu, naïve café. ".encode("latin-1") * 100, r"not valid UTF-8 \(byte 1\)"),
+    # Its ASCII letters come with NUL bytes, yet it is text, in the wrong encoding.
+    ("Déjà vu, naïve café. ".encode("utf-16") * 100, "is UTF-16 text, not UTF-8: save it as UTF-8"),
     # 90 tokens: neither 64-token calibration windows plus one, nor two evaluation windows.
     (b"a short text. " * 20, "too short for windows of 400 tokens"),
 ])
@@ -171,14 +195,117 @@ def test_a_text_file_over_the_size_limit_is_refused_at_upload(client, app_server
     assert "maximum allowed size of 20971520 bytes" in response.text
 
 
-def test_a_server_file_cannot_be_named_as_the_text(app_server, tiny, still_serves):
-    # Only files uploaded by a user are accepted: naming a path on the server in a raw
-    # API call is refused before the handler runs (gradio_client would upload the file).
-    data = [tiny, "wanda", 0.7, 0.1, 2, 64, 2, 64, 0, {"path": "/etc/hostname", "meta": {"_type": "gradio.FileData"}},
-            False, "ATP"]
-    api = f"{app_server}gradio_api/call/run_pruning"
-    event = httpx.post(api, json={"data": data}, timeout=30).json()["event_id"]
-    with httpx.stream("GET", f"{api}/{event}", timeout=60) as stream:
-        lines = list(stream.iter_lines())
-    assert "event: error" in lines, lines
+def _run_pruning_data(tiny: str, text_file, **changes) -> str:
+    """The JSON argument list of /run_pruning on the tiny model; ``changes`` (by argument
+    name) hold JSON text, so NaN and Infinity can be sent as gradio_client never would."""
+    names = ["model", "method", "sparsity", "beta", "calib_samples", "calib_seqlen", "eval_samples", "eval_seqlen",
+             "seed", "text_file", "log_scale", "shown_run", "error_view"]
+    values = dict(zip(names, [json.dumps(tiny), '"wanda"', "0.7", "0.1", "2", "64", "2", "64", str(next(_seeds)),
+                              json.dumps(text_file), "false", '"ATP"', '"ordinary"']))
+    return "[" + ", ".join({**values, **changes}.values()) + "]"
+
+
+FILE_ARGUMENT = "text_file must be a file uploaded to this app: POST it to /gradio_api/upload"
+
+
+@pytest.mark.parametrize("text_file", [
+    # A file of the server's, named as gradio's file data: gradio refuses it (with no message).
+    {"path": "/etc/hostname", "meta": {"_type": "gradio.FileData"}},
+    # Without the marker gradio's file data needs, or as a URL for the server to fetch.
+    {"path": "/etc/hostname"},
+    {"path": "http://127.0.0.1:1/secret.txt", "meta": {"_type": "gradio.FileData"}},
+])
+def test_a_server_file_cannot_be_named_as_the_text(app_server, tiny, still_serves, text_file):
+    # Only files uploaded by a user are accepted (gradio_client uploads them itself); a raw
+    # API call naming anything else is refused at once, in a sentence.
+    status, text, lines = raw_call(app_server, "run_pruning", _run_pruning_data(tiny, text_file))
+    assert status == 400 and FILE_ARGUMENT in json.loads(text)["detail"], text
     assert not any("Perplexity" in line for line in lines)
+
+
+def test_the_path_an_upload_returns_must_be_passed_as_file_data(app_server, tiny, still_serves, tmp_path):
+    # What a person scripting the raw API tries first: the path the upload names, as a string.
+    path = upload(app_server, "notes.txt", " ".join(f"Some text to prune with, line {i}." for i in range(400)).encode())
+    status, text, _ = raw_call(app_server, "run_pruning", _run_pruning_data(tiny, path))
+    assert status == 400 and FILE_ARGUMENT in json.loads(text)["detail"], text
+    # The same file as file data is used.
+    status, _, lines = raw_call(app_server, "run_pruning",
+                                _run_pruning_data(tiny, {"path": path, "meta": {"_type": "gradio.FileData"}}))
+    assert status == 200 and any("text: file notes.txt" in line for line in lines), lines
+
+
+# ------------------------------------------------------------------ values gradio failed on before the handler
+
+
+@pytest.mark.parametrize("model, pattern", [
+    ("x" * 300, r"the model name is too long \(300 characters\)"),
+    ("org/" + "y" * 256, "the model name is too long"),
+    (5, "the model must be a name .* got the int 5"),
+    (2.5, "the model must be a name .* got the float 2.5"),
+])
+def test_a_model_name_that_cannot_be_looked_up_is_refused(client, still_serves, model, pattern):
+    refusal(lambda: prune(client, model, next(_seeds)), pattern)
+    refusal(lambda: client.predict(model, 0.7, 0.0, api_name="/preview_schedule"), pattern)
+
+
+@pytest.mark.parametrize("sizes, pattern", [
+    ({"num_hidden_layers": 2.5}, "num_hidden_layers must be a whole number from 1 to 512, got 2.5"),
+    ({"num_hidden_layers": "abc"}, "num_hidden_layers must be a whole number from 1 to 512, got 'abc'"),
+    ({"num_hidden_layers": 1e30}, "num_hidden_layers must be a whole number from 1 to 512, got 1e\\+30"),
+    ({"num_hidden_layers": -3}, "num_hidden_layers must be a whole number from 1 to 512, got -3"),
+    ({"hidden_size": 0}, "hidden_size must be a whole number from 1 to 65,536, got 0"),
+    ({"vocab_size": True}, "vocab_size must be a whole number from 1 to 1,048,576, got True"),
+    ({"num_hidden_layers": 128, "num_local_experts": 1024}, "128 layers of 1024 experts each, over"),
+])
+def test_a_config_with_unusable_sizes_is_refused_from_the_file(client, app_server, still_serves, sizes, pattern):
+    folder = upload_config(app_server, **sizes)
+    refusal(lambda: client.predict(folder, 0.7, 0.0, api_name="/preview_schedule"), pattern)
+    refusal(lambda: prune(client, folder, next(_seeds), beta=0.0), pattern)
+
+
+@pytest.mark.parametrize("field, value, pattern", [
+    (field, value, f"{name} must be a {kind}")
+    for field, name in [("calib_samples", "calibration samples"), ("eval_seqlen", "evaluation sequence length"),
+                        ("seed", "seed"), ("sparsity", "sparsity"), ("beta", "β")]
+    for value, kind in [("NaN", "finite number, got nan"), ("Infinity", "finite number, got inf"),
+                        ("-Infinity", "finite number, got -inf"), ('"abc"', "number, got 'abc'")]
+])
+def test_a_number_field_holding_no_number_is_refused_by_name(app_server, tiny, field, value, pattern):
+    # JSON for NaN and Infinity, which gradio_client refuses to send but any HTTP client can.
+    status, _, lines = raw_call(app_server, "run_pruning", _run_pruning_data(tiny, None, **{field: value}))
+    message = stream_error(lines)
+    assert status == 200 and message is not None and pattern in message, lines
+    assert OPAQUE_ERROR not in message and "\n" not in message
+
+
+def test_a_huge_window_count_is_refused_in_a_short_sentence(client, tiny, still_serves):
+    message = refusal(lambda: prune(client, tiny, next(_seeds), eval_samples=1e308),
+                      r"evaluation samples must be a whole number from 1 to 10,000,000, got 1e\+308")
+    assert len(message) < 200
+
+
+def test_a_missing_shown_run_is_refused_before_the_runs(client):
+    # It was needed only for the figures drawn after both runs (tens of seconds on the
+    # embedded model), and then failed, losing both from the history.
+    started = time.monotonic()
+    refusal(lambda: prune(client, "embedded", next(_seeds), beta=0.01, shown_run=None), "shown_run must be")
+    assert time.monotonic() - started < 5
+
+
+# ------------------------------------------------------------------ the Compare tab's parameters
+
+
+@pytest.mark.parametrize("overrides, pattern", [
+    # 2·λ·unit overflowed to a schedule of zeros, and "OWL" won with the dense perplexity.
+    ({"owl_lambda": 1e308}, r"OWL λ must be from 0 to 0.5 \(the rates span 2λ\), got 1e\+308"),
+    ({"owl_lambda": -0.1}, "OWL λ must be from 0 to 0.5"),
+    ({"owl_m": 1e308}, "OWL M must be positive and at most 1000"),
+    ({"alpha_eps": 1e308}, r"AlphaPruning ε must be in \[0, 1\)"),
+])
+def test_allocator_parameters_outside_their_meaning_are_refused(client, tiny, overrides, pattern):
+    args = {"model": tiny, "method": "wanda", "sparsities": "0.7", "beta_choice": "slider", "beta": 0.0,
+            "calib_samples": 2, "calib_seqlen": 64, "eval_samples": 2, "eval_seqlen": 64, "seed": next(_seeds),
+            "text_file": None, "owl_m": 5.0, "owl_lambda": 0.08, "alpha_eps": 0.3, **overrides}
+    started = time.monotonic()
+    refusal(lambda: client.predict(**args, api_name="/compare_allocators"), pattern)
+    assert time.monotonic() - started < 10

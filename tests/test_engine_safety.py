@@ -185,3 +185,61 @@ def test_a_hub_id_without_network_is_refused_quickly(monkeypatch):
     with pytest.raises(AtpError, match="cannot reach the Hugging Face hub|not found on the Hugging Face hub"):
         models.load_config("nobody-xyz/no-such-model")
     assert time.monotonic() - started < 20
+
+
+# ------------------------------------------------------------------ staging folders
+
+
+def _finished_process_id() -> int:
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(done.stdout)
+
+
+def test_a_staging_folder_goes_only_when_its_writer_is_gone(tmp_path):
+    from atp_viz.staging import OWNER_FILE, UNKNOWN_OWNER_GRACE_S, remove_stale, staged_folder
+
+    target = tmp_path / "model"
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        folders = {}
+        for name, owner in (("dead", _finished_process_id()), ("live", live.pid), ("mine", os.getpid())):
+            folders[name] = tmp_path / f".model.staging-{name}"
+            folders[name].mkdir()
+            (folders[name] / OWNER_FILE).write_text(str(owner))
+        # A writer killed before it could name itself: removed only once it is old.
+        for name, age in (("young", 0), ("old", UNKNOWN_OWNER_GRACE_S + 60)):
+            folders[name] = tmp_path / f".model.staging-{name}"
+            folders[name].mkdir()
+            os.utime(folders[name], (time.time() - age, time.time() - age))
+        # A folder of the user's beside the target is never a staging folder.
+        (tmp_path / "model.old").mkdir()
+        removed = remove_stale(target)
+        assert {p.name for p in removed} == {".model.staging-dead", ".model.staging-old"}
+        assert {p.name for p in tmp_path.iterdir()} == {".model.staging-live", ".model.staging-mine",
+                                                        ".model.staging-young", "model.old"}
+    finally:
+        live.kill()
+        live.wait()
+    # A write that fails leaves neither the target nor its staging folder.
+    with pytest.raises(RuntimeError), staged_folder(tmp_path / "new") as staging:
+        (staging / "weights").write_bytes(b"half")
+        raise RuntimeError("killed")
+    assert not (tmp_path / "new").exists() and not list(tmp_path.glob(".new.staging-*"))
+
+
+def test_a_staged_save_over_an_existing_folder_keeps_its_other_files(tmp_path):
+    from atp_viz.staging import staged_folder
+
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "notes.txt").write_text("mine")
+    (target / "config.json").write_text("old")
+    with staged_folder(target) as staging:
+        (staging / "config.json").write_text("new")
+        (staging / "model.safetensors").write_text("weights")
+        # Nothing is at the target until the block ends.
+        assert (target / "config.json").read_text() == "old" and not (target / "model.safetensors").exists()
+    assert {p.name: p.read_text() for p in target.iterdir()} == {"notes.txt": "mine", "config.json": "new",
+                                                                  "model.safetensors": "weights"}
+    assert not list(tmp_path.glob(".out.staging-*"))
+

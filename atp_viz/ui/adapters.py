@@ -5,7 +5,8 @@
 - ``stoppable`` / ``stop``: each heavy run of a browser session gets a flag that the
   session's Stop button sets, and the engine asks it between steps;
 - ``streamed``: a run in a worker thread whose reports a handler yields as they come;
-- ``new_file`` / ``export_dir``: fresh paths under one temp folder gradio may serve.
+- ``new_file``: fresh paths under one temp folder gradio may serve;
+- ``reused_export``: model zips, one per settings, the newest few kept.
 """
 
 from __future__ import annotations
@@ -14,16 +15,19 @@ import queue
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Generator, Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Generator, Hashable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
 import gradio as gr
+from gradio.utils import get_upload_folder
 
 from ..errors import AtpError
 from ..progress import Progress
+from .public import scrubbed
 
 T = TypeVar("T")
 
@@ -36,7 +40,7 @@ def user_errors() -> Iterator[None]:
     except AtpError as exc:
         # A refusal is no crash: one line in the server's log, not a traceback.
         print(f"atp_viz: refused: {exc}", flush=True)
-        raise gr.Error(str(exc), print_exception=False) from None
+        raise gr.Error(scrubbed(str(exc)), print_exception=False) from None
 
 
 def engine_progress(progress: gr.Progress) -> Progress:
@@ -118,10 +122,39 @@ def new_file(name: str) -> Path:
     return Path(tempfile.mkdtemp(dir=output_root())) / name
 
 
-def export_dir() -> Path:
-    """An empty folder for the next model zip; older zips go (gradio already copied them
-    to its own cache when their event returned, and each is hundreds of MB)."""
-    exports = output_root() / "exports"
-    shutil.rmtree(exports, ignore_errors=True)
-    exports.mkdir()
-    return exports
+# Model zips kept at once: each is as large as the dense model (159 MiB for the embedded one).
+MAX_EXPORTS = 2
+_exports: "OrderedDict[Hashable, Path]" = OrderedDict()  # what was exported -> its zip, oldest first
+_exports_lock = threading.Lock()
+
+
+@lru_cache(maxsize=1)
+def _exports_root() -> Path:
+    # Inside gradio's own cache folder, which gradio serves from as it is: a zip returned
+    # from anywhere else would be copied there again, and kept for a day.
+    cache = Path(get_upload_folder())
+    cache.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="atp_viz-exports-", dir=cache))
+
+
+def reused_export(key: Hashable, build: Callable[[Path], Path]) -> Path:
+    """The model zip of ``key`` (the settings it was pruned with): the one kept from an
+    earlier export of the same settings, else ``build(an empty folder)``; only the newest
+    ``MAX_EXPORTS`` zips stay on disk."""
+    with _exports_lock:
+        kept = _exports.get(key)
+        if kept is not None and kept.is_file():
+            _exports.move_to_end(key)
+            return kept
+    folder = Path(tempfile.mkdtemp(dir=_exports_root()))
+    try:
+        archive = build(folder)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    with _exports_lock:
+        _exports[key] = archive
+        while len(_exports) > MAX_EXPORTS:
+            _, old = _exports.popitem(last=False)
+            shutil.rmtree(old.parent, ignore_errors=True)
+    return archive

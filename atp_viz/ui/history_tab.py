@@ -19,7 +19,7 @@ from ..progress import CancelCheck, Progress
 from ..results import RunResult
 from ..settings import DEFAULTS, RunSettings
 from . import history
-from .adapters import engine_progress, export_dir, new_file, output_root, stoppable, user_errors
+from .adapters import engine_progress, new_file, output_root, reused_export, stoppable, user_errors
 from .shared import ENGINE, INSTANT, UI_ONLY, HistoryOutputs, Shared, run_settings
 
 DOWNLOAD_NOTE = """
@@ -123,8 +123,9 @@ def download_pruned_model(
         settings = run_settings(model, method, sparsity, calib_samples, calib_seqlen,
                                 DEFAULTS.eval_samples, DEFAULTS.eval_seqlen, seed, text_file, beta)
         try:
-            # Exports share the one engine slot, so no other export is using the folder.
-            archive = export_pruned(settings, export_dir(), engine_progress(progress), flag.is_set)
+            # The same settings give the same weights: a repeated export hands back the same zip.
+            archive = reused_export(settings, lambda folder: export_pruned(settings, folder, engine_progress(progress),
+                                                                           flag.is_set))
         except Cancelled:
             return gr.update(), "⏹ **Stopped**: no model was built."
         return str(archive), f"Built {archive.name} ({archive.stat().st_size / 2**20:,.0f} MiB)."

@@ -29,3 +29,18 @@ def check_tokens(samples: int, seqlen: int, what: str) -> None:
             f"{what} of {samples} × {seqlen} = {samples * seqlen:,} tokens is over this app's limit of "
             f"{limit:,} tokens per set (set ATP_VIZ_MAX_TOKENS to change it)"
         )
+
+
+# One text file is all a run reads; a few more let a person switch between texts.
+DEFAULT_UPLOADS_PER_CLIENT = 4
+DEFAULT_MAX_UPLOADS_MB = 256
+
+
+def uploads_per_client() -> int:
+    """Uploaded files kept per client, newest first (``ATP_VIZ_UPLOADS_PER_CLIENT``)."""
+    return max(1, int(os.environ.get("ATP_VIZ_UPLOADS_PER_CLIENT", DEFAULT_UPLOADS_PER_CLIENT)))
+
+
+def max_upload_bytes() -> int:
+    """Uploaded files kept in all, oldest deleted first (``ATP_VIZ_MAX_UPLOADS_MB``)."""
+    return int(float(os.environ.get("ATP_VIZ_MAX_UPLOADS_MB", DEFAULT_MAX_UPLOADS_MB)) * 2**20)

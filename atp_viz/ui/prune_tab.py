@@ -329,6 +329,12 @@ def _stopped_status(live: _Live, previous: Pair | None) -> str:
     return f"⏹ **Stopped** during {name} at block {min(block + 1, live.num_layers)}. {kept}{below}"
 
 
+def check_choice(name: str, value: object, choices) -> None:
+    """Refuse a value an API caller sent that is none of the page's choices."""
+    if value not in choices:
+        raise AtpError(f"{name} must be {' or '.join(map(repr, choices))}, got {value!r}")
+
+
 def run_pruning(
     model: str,
     method: str,
@@ -377,10 +383,8 @@ def run_pruning(
     keep = gr.update()
     with user_errors(), stoppable(request) as flag:
         # Every input is checked before any run, so a bad one never costs a finished run.
-        if shown_run not in RUN_CHOICES:
-            raise AtpError(f"shown run must be one of {', '.join(RUN_CHOICES)}, got {shown_run!r}")
-        if error_view not in plots.ERROR_VIEWS:
-            raise AtpError(f"error view must be one of {', '.join(plots.ERROR_VIEWS)}, got {error_view!r}")
+        check_choice("shown_run", shown_run, RUN_CHOICES)
+        check_choice("error_view", error_view, plots.ERROR_VIEWS)
         settings = run_settings(model, method, sparsity, calib_samples, calib_seqlen, eval_samples, eval_seqlen,
                                 seed, text_file, beta)
         num_layers = block_count(settings.model)
@@ -454,8 +458,7 @@ def redraw_errors(log_scale: bool, error_view: str, pair: Pair | None):
         error_view: "ordinary", "all" or "absolute".
     """
     with user_errors():
-        if error_view not in plots.ERROR_VIEWS:
-            raise AtpError(f"error view must be one of {', '.join(plots.ERROR_VIEWS)}, got {error_view!r}")
+        check_choice("error_view", error_view, plots.ERROR_VIEWS)
         return error_figure(pair, log_scale, error_view)
 
 

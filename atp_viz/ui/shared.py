@@ -8,11 +8,10 @@ from functools import lru_cache
 
 import gradio as gr
 
-from ..errors import AtpError
-from ..models import layer_count
+from ..models import check_model_name, layer_count
 from ..settings import RunSettings, validate
 from ..texts import BUILTIN
-from . import limits
+from . import limits, public
 
 
 @dataclass
@@ -90,13 +89,18 @@ class Shared:
     history_writers: list = field(default_factory=list)
 
 
+def page_model(model: object) -> str:
+    """The model field's value as a name this server accepts (see ``public``)."""
+    return public.check_model(check_model_name(model))
+
+
 def run_settings(model: str, method: str, sparsity: float, calib_samples: float, calib_seqlen: float,
                  eval_samples: float, eval_seqlen: float, seed: float, text_file: str | None,
                  beta: float = 0.0) -> RunSettings:
     """Validated engine settings of an ATP run from the page's values (no text file: the
     built-in text), within this app's token limits."""
     settings = validate(RunSettings(
-        model=(model or "").strip(), method=method, sparsity=sparsity, allocation="atp", beta=beta,
+        model=page_model(model), method=method, sparsity=sparsity, allocation="atp", beta=beta,
         calib_samples=calib_samples, calib_seqlen=calib_seqlen, eval_samples=eval_samples,
         eval_seqlen=eval_seqlen, text=text_file or BUILTIN, seed=seed,
     ))
@@ -112,10 +116,7 @@ def _cached_count(spec: str) -> int:
 
 def block_count(model: str) -> int:
     """Decoder blocks of ``model``, remembered so that dragging the β slider stays instant."""
-    spec = (model or "").strip()
-    if not spec:
-        raise AtpError("no model given: use 'embedded', a Hugging Face model id or a local directory")
-    return _cached_count(spec)
+    return _cached_count(page_model(model))
 
 
 # Heavy events share one engine slot: a second click waits in the queue instead of
