@@ -90,7 +90,9 @@ def _layout(title: str, x_title: str, y_title: str, *, subtitle: str | None = No
     extra.setdefault("margin", {"t": 40 + 18 * text.count("<br>")})
     return {
         "template": _TEMPLATE,
-        "title": {"text": text, "x": 0.02, "xanchor": "left"},
+        # Hung from the top of the figure, so extra lines grow into the margin, not the data.
+        "title": {"text": text, "x": 0.02, "xanchor": "left", "y": 1, "yref": "container", "yanchor": "top",
+                  "pad": {"t": 12}},
         "xaxis": {"title": {"text": x_title}, **(xaxis or {})},
         "yaxis": {"title": {"text": y_title}, **(yaxis or {})},
         **extra,
