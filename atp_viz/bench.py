@@ -101,11 +101,15 @@ def _load_ratio() -> dict:
 
 
 def _preview_ms(settings: RunSettings, repeats: int = 50) -> float:
-    # The app's own preview callback (imported here only: the engine never needs the UI).
-    from .ui.prune_tab import preview_schedule
+    # What the app's preview does on a drag of β: the block count (cached after the first
+    # call) and the schedule's figure. The figure code is plotly only; gradio stays out of the engine.
+    from .ui.plots import schedule_figure
 
-    preview_schedule(settings.model, settings.sparsity, settings.beta)  # warm caches
-    return 1000 * _median_time(lambda: preview_schedule(settings.model, settings.sparsity, settings.beta), repeats)
+    def preview() -> None:
+        schedule_figure(models.layer_count(settings.model), settings.sparsity, settings.beta)
+
+    preview()  # warm caches
+    return 1000 * _median_time(preview, repeats)
 
 
 def run_benchmark(settings: RunSettings, targets: dict[str, float],
