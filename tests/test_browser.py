@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,10 +21,26 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 ROOT = Path(__file__).resolve().parents[1]
-README_SCREENSHOT = ROOT / "assets" / "screenshot.png"
 README_SCREENSHOT_MAX_BYTES = 500_000
+# Screenshots go to a scratch folder (printed on failure); the README's pictures in assets/
+# are replaced only when asked: ATP_VIZ_README_PICTURES=1 (see docs/development.md).
+SCREENSHOTS = Path(os.environ.get("ATP_VIZ_SCREENSHOTS", Path(tempfile.gettempdir()) / "atp_viz-screenshots"))
 EMBEDDED_BLOCKS = 30  # SmolLM2-135M-Instruct
 ALL_BARS = "(id) => Array.from(document.querySelector(`#${id} .js-plotly-plot`).data[0].y)"
+
+
+def screenshot(page: Page, name: str, **options) -> Path:
+    """A screenshot of the page in the scratch folder, for a person to look at."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    shot = SCREENSHOTS / name
+    page.screenshot(path=str(shot), **options)
+    return shot
+
+
+def readme_picture(shot: Path, asset: str) -> None:
+    """Copy ``shot`` over the README's picture ``assets/<asset>``, only when asked to."""
+    if os.environ.get("ATP_VIZ_README_PICTURES") == "1":
+        shutil.copyfile(shot, ROOT / "assets" / asset)
 
 
 @pytest.fixture(scope="module")
@@ -124,9 +142,6 @@ def test_prune_shows_the_error_plot_and_perplexities(page):
 
     accordion.click()  # close again, for a compact screenshot
     page.wait_for_timeout(1000)
-    artifacts = ROOT / "artifacts"
-    artifacts.mkdir(exist_ok=True)
-    shot = artifacts / "app.png"
-    page.screenshot(path=str(shot), full_page=True)
+    shot = screenshot(page, "app.png", full_page=True)
     assert shot.stat().st_size < README_SCREENSHOT_MAX_BYTES, "screenshot too large for the README"
-    shutil.copyfile(shot, README_SCREENSHOT)
+    readme_picture(shot, "screenshot.png")

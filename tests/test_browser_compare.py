@@ -6,7 +6,7 @@ import math
 
 import pytest
 from app_support import fill_settled
-from test_browser import EMBEDDED_BLOCKS, ROOT, page  # noqa: F401 (page: the browser fixture)
+from test_browser import EMBEDDED_BLOCKS, page, screenshot  # noqa: F401 (page: the browser fixture)
 
 from atp_viz.schedules import atp_schedule
 
@@ -93,6 +93,4 @@ def test_compare_tab_shows_schedules_errors_measurements_and_table(page):  # noq
 
     page.locator("#compare-text").scroll_into_view_if_needed()
     page.wait_for_timeout(1000)
-    artifacts = ROOT / "artifacts"
-    artifacts.mkdir(exist_ok=True)
-    page.screenshot(path=str(artifacts / "compare.png"), full_page=True)
+    screenshot(page, "compare.png", full_page=True)

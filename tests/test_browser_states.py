@@ -11,13 +11,12 @@ from pathlib import Path
 import pytest
 from app_support import fill_settled
 from playwright.sync_api import Page, sync_playwright
-from test_browser import CHROMIUM, CHROMIUM_ARGS, EMBEDDED_BLOCKS, ROOT
+from test_browser import CHROMIUM, CHROMIUM_ARGS, EMBEDDED_BLOCKS, readme_picture, screenshot
 
 from atp_viz.schedules import beta_max
 
 pytestmark = pytest.mark.embedded
 
-PHONE_SCREENSHOT = ROOT / "assets" / "screenshot_phone.png"
 PLOT = "(id) => document.querySelector(`#${id} .js-plotly-plot`)"
 TRACES = f"(id) => (({PLOT})(id)?.data || []).map(t => [t.name, (t.y || []).length])"
 SMALL = {"calib-samples": 2, "calib-seqlen": 64, "eval-samples": 2, "eval-seqlen": 64}
@@ -166,5 +165,5 @@ def test_at_phone_width_beta_comes_before_prune_and_the_plots_stack(browser, app
     # The README's phone picture: the summary and the error curve, as a phone shows them.
     page.evaluate("() => document.querySelector('#run-status').scrollIntoView()")
     page.wait_for_timeout(1000)
-    page.screenshot(path=str(PHONE_SCREENSHOT), full_page=False)
+    readme_picture(screenshot(page, "phone.png", full_page=False), "screenshot_phone.png")
     page.close()
