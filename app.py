@@ -64,7 +64,7 @@ def main() -> None:
         # Load the default model now, so the first page answers at once.
         block_count(DEFAULTS.model)
     except AtpError as exc:
-        # The page shows the same sentence (see handlers.default_model_status).
+        # The page shows the same sentence (see ui.layout.default_model_status).
         print(f"atp_viz: {exc}", flush=True)
     demo.launch(
         server_name=public.server_name(),

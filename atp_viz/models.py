@@ -2,7 +2,7 @@
 
 Loaded models are kept in a small process-wide cache and are never mutated by a run:
 pruned weights live beside them and are swapped in only for the duration of a call
-(see ``weights.swapped_parameters``), under the model's lock.
+(see ``weights.swapped_weights``), under the model's lock.
 """
 
 from __future__ import annotations
