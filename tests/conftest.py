@@ -14,6 +14,17 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 TINY_VOCAB = 512
+# Tests left out of the inner loop (pytest -m "not slow"): the real embedded model, a live
+# app or browser, virtual environments of their own.
+SLOW_MARKERS = ("embedded", "soak", "llmcompressor")
+SLOW_FIXTURES = ("app_server", "cold_space", "space_python")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if (any(item.get_closest_marker(name) for name in SLOW_MARKERS)
+                or any(name in item.fixturenames for name in SLOW_FIXTURES)):
+            item.add_marker(pytest.mark.slow)
 
 
 def tiny_config(arch: str):

@@ -55,6 +55,7 @@ def test_offline_dataset_is_a_clear_error(tiny_model_dir):
     assert_one_line_error(proc, "wikitext")
 
 
+@pytest.mark.slow
 def test_prune_save_and_reload_with_plain_transformers(tiny_model_dir, tmp_path):
     from transformers import AutoModelForCausalLM
 
@@ -73,6 +74,7 @@ def test_prune_save_and_reload_with_plain_transformers(tiny_model_dir, tmp_path)
     assert (model.model.embed_tokens.weight == 0).float().mean().item() < 0.01  # embeddings untouched
 
 
+@pytest.mark.slow
 def test_search_grid_json(tiny_model_dir, tmp_path):
     out = tmp_path / "s.json"
     proc = cli("search", "--model", str(tiny_model_dir("llama")), "--sparsity", "0.7", "--strategy", "grid",

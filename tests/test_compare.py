@@ -102,6 +102,7 @@ def test_alphapruning_eps_defaults_to_the_published_value_per_method(method, eps
     assert validate(RunSettings(method=method, alpha_eps=0.1)).alpha_eps == 0.1
 
 
+@pytest.mark.slow
 def test_a_comparison_reuses_a_search_already_run(tiny_model_dir):
     # The same settings but OWL's and AlphaPruning's: every trial of the comparison's grid
     # search is the very result of the earlier search (the engine's cache), none pruned again.
@@ -125,6 +126,7 @@ def test_an_atp_trial_is_reused_whatever_the_other_allocators_settings(tiny_mode
     assert again is first  # the cached result, not a second pruning
 
 
+@pytest.mark.slow
 def test_compare_table_has_every_allocator(tiny_model_dir):
     comparison = compare_allocators(_settings(tiny_model_dir("llama")), [0.5, 0.7], strategy="fast")
     data = comparison.to_json()

@@ -21,6 +21,7 @@ def _tiny_args(path, *extra):
             "--eval-samples", "2", "--eval-seqlen", "16", *extra)
 
 
+@pytest.mark.slow
 def test_model_too_big_is_refused_before_loading(tmp_path):
     from transformers import LlamaConfig
 
@@ -61,6 +62,7 @@ def test_sequence_length_beyond_context(tiny_model_dir):
     assert_one_line_error(proc, "exceeds the model's context of 512 tokens")
 
 
+@pytest.mark.slow
 def test_sizes_too_large_for_the_text(tiny_model_dir, tmp_path):
     text = tmp_path / "short.txt"
     text.write_text("a short text. " * 20)
@@ -127,6 +129,7 @@ def test_a_save_into_the_embedded_models_cache_is_refused_before_loading(tmp_pat
     assert not cache.exists()
 
 
+@pytest.mark.slow
 def test_an_interrupted_save_leaves_no_half_written_model(tmp_path, tiny_tokenizer):
     from transformers import AutoModelForCausalLM
 
@@ -184,6 +187,7 @@ def test_numbers_the_run_cannot_use_are_refused_in_one_line(tiny_model_dir, extr
     assert proc.returncode == 2 and "usage:" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_usage_errors_are_one_line_too():
     for args, pattern in [((), "the following arguments are required: command"),
                           (("schedule", "--sparsity", "0.7"), "the following arguments are required: --layers"),
@@ -228,6 +232,7 @@ def test_a_config_that_is_not_json_is_refused(tmp_path):
 # ------------------------------------------------------------------ words
 
 
+@pytest.mark.slow
 def test_a_text_source_is_named_as_typed(tiny_model_dir):
     proc = cli(*_tiny_args(tiny_model_dir("llama"), "--text", "wikitext2"))
     assert_one_line_error(proc, "the text source 'wikitext2'")
@@ -240,6 +245,7 @@ def test_utf16_text_is_called_utf16(tiny_model_dir, tmp_path):
                           "is UTF-16 text, not UTF-8: save it as UTF-8")
 
 
+@pytest.mark.slow
 def test_a_file_whose_size_the_system_does_not_report_is_read(tiny_model_dir):
     # /proc reports size 0 for files that do hold text: was refused as "empty".
     proc = cli(*_tiny_args(tiny_model_dir("llama"), "--text", "/proc/self/status"))
@@ -258,6 +264,7 @@ def test_the_result_file_is_checked_before_the_run(tiny_model_dir, tmp_path, tar
     assert "block 1/" not in proc.stderr, "refused only after the run"
 
 
+@pytest.mark.slow
 def test_an_evaluation_window_over_the_logits_limit_is_refused(tiny_model_dir):
     # 512 tokens x 512 words x 4 bytes = 1 MiB of logits per forward, over a 0.5 MiB limit.
     proc = cli("prune", "--model", str(tiny_model_dir("llama")), "--calib-samples", "1", "--calib-seqlen", "16",

@@ -50,6 +50,7 @@ def test_a_70b_model_needs_only_its_config(tmp_path, tiny_model_dir):
     assert (opt.layer_class, opt.num_layers) == ("OPTDecoderLayer", 3)
 
 
+@pytest.mark.slow
 def test_recipe_command_writes_the_file_or_stdout(tmp_path):
     model = save_70b_config(tmp_path / "llama-70b")
     out = tmp_path / "recipe.yaml"
@@ -64,11 +65,11 @@ def test_recipe_command_writes_the_file_or_stdout(tmp_path):
 
 
 @pytest.mark.embedded
-def test_the_readme_shows_the_recipe_the_command_writes_for_the_defaults():
+def test_the_docs_show_the_recipe_the_command_writes_for_the_defaults():
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    shown = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+    page = (Path(__file__).resolve().parents[1] / "docs" / "beyond.md").read_text(encoding="utf-8")
+    shown = page.split("```yaml\n", 1)[1].split("```", 1)[0]
     stack = decoder_stack("embedded")
     assert shown == recipe_yaml(RecipeSource("embedded", stack.model_id, stack.layer_class, stack.num_layers,
                                              "wanda", 0.7, 0.012))

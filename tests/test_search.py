@@ -87,6 +87,7 @@ def test_fast_without_usable_values_still_ends():
     assert next_fast_index(1, {}) == 0 and next_fast_index(1, {0: 3.0}) is None
 
 
+@pytest.mark.slow
 def test_fast_search_agrees_with_grid_on_a_real_model(tiny_model_dir):
     settings = RunSettings(model=str(tiny_model_dir("llama")), sparsity=0.7, calib_samples=2, calib_seqlen=32,
                            eval_samples=2, eval_seqlen=32, device="cpu", dtype="float32")

@@ -57,6 +57,7 @@ def test_the_pruned_model_as_csr_computes_what_it_computes_dense(tiny_run):
     assert torch.allclose(as_csr, dense_storage, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_measure_reports_every_figure_and_leaves_the_dense_model_alone(tiny_run):
     loaded, outcome = tiny_run
     before = checksum(loaded.model)
@@ -82,6 +83,7 @@ def test_measure_reports_every_figure_and_leaves_the_dense_model_alone(tiny_run)
     assert "Break-even sparsity" in text and "DeepSparse" in text and "Not measured" in text
 
 
+@pytest.mark.slow
 def test_speed_command_writes_the_published_keys(tiny_model_dir, tmp_path):
     out = tmp_path / "speed.json"
     proc = cli("speed", "--model", str(tiny_model_dir("llama")), "--beta", "0.2", "--calib-samples", "2",
@@ -97,6 +99,7 @@ def test_speed_command_writes_the_published_keys(tiny_model_dir, tmp_path):
     assert "Break-even sparsity" in proc.stderr
 
 
+@pytest.mark.slow
 def test_speed_refuses_bfloat16_on_a_cpu_before_pruning(tiny_model_dir):
     proc = cli("speed", "--model", str(tiny_model_dir("llama")), "--dtype", "bfloat16", "--device", "cpu")
     assert_one_line_error(proc, "takes float32 only")

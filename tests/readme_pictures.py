@@ -1,0 +1,66 @@
+"""Redraw the README's lesson figures from a real run on the embedded model.
+
+    PYTHONPATH=. python tests/readme_pictures.py [--out assets]
+
+Prunes uniform and ATP (β = 0.012) at the app's default settings, draws the app's own
+figures (schedule, error curve in its three views, perplexity) and photographs each in
+headless Debian chromium, since plotly's static export (kaleido) needs a browser of its
+own that cannot be downloaded here. The app's screenshots come from the browser tests:
+``ATP_VIZ_README_PICTURES=1 python -m pytest tests/test_browser.py tests/test_browser_states.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+from atp_viz.engine import run_pruning
+from atp_viz.settings import DEFAULTS
+from atp_viz.ui import plots
+from atp_viz.ui.defaults import DEFAULT_BETA
+from atp_viz.ui.format import run_label
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+SIZE = {"width": 760, "height": 430}
+
+
+def figures() -> dict[str, object]:
+    atp = run_pruning(replace(DEFAULTS, beta=DEFAULT_BETA)).result
+    uniform = run_pruning(replace(DEFAULTS, allocation="uniform")).result
+    runs = {run_label(uniform): uniform, run_label(atp): atp}
+    drawn = {"lesson_schedule": plots.schedule_figure(atp.num_layers, atp.sparsity, atp.beta)}
+    for view in plots.ERROR_VIEWS:
+        drawn[f"lesson_errors_{view}"] = plots.error_propagation_figure(runs, view=view)
+    drawn["lesson_perplexity"] = plots.perplexity_figure(atp.dense_ppl, runs)
+    return drawn
+
+
+def photograph(drawn: dict[str, object], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as scratch, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        page = browser.new_page(viewport=SIZE)
+        for name, figure in drawn.items():
+            html = Path(scratch) / f"{name}.html"
+            figure.update_layout(width=SIZE["width"], height=SIZE["height"])
+            figure.write_html(html, include_plotlyjs=True, full_html=True, config={"displayModeBar": False})
+            page.goto(html.as_uri())
+            page.wait_for_selector(".js-plotly-plot .main-svg")
+            page.locator(".js-plotly-plot").screenshot(path=str(out / f"{name}.png"))
+            print(out / f"{name}.png")
+        browser.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default=str(ROOT / "assets"))
+    photograph(figures(), Path(parser.parse_args().out))
+
+
+if __name__ == "__main__":
+    main()
