@@ -25,8 +25,8 @@ from atp_viz.ordering import (
     fit_carry,
     inherited_sq,
     introduced_sq,
-    ordinary_sq,
     orderings,
+    ordinary_sq,
     verdict,
 )
 from atp_viz.results import BlockError
@@ -165,3 +165,52 @@ def test_order_json_holds_the_rates_errors_perplexities_and_c(tiny_model_dir, tm
 @pytest.mark.parametrize("value,pattern", [("2.5", "shuffles must be a whole number"), ("21", "from 0 to 20")])
 def test_order_refuses_bad_shuffles_in_one_line(value, pattern):
     assert_one_line_error(cli("order", "--beta", "0.012", "--shuffles", value), pattern)
+
+
+# ------------------------------------------------------------------ the Why? tab, on the live app
+
+
+@pytest.fixture(scope="module")
+def client(app_server):
+    from gradio_client import Client
+
+    return Client(app_server, verbose=False)
+
+
+def order_call(client, model: str, beta: float, shuffles: int = 2, submit: bool = False, **sizes):
+    args = {"model": model, "method": "wanda", "sparsity": 0.7, "beta": beta, **TINY, "seed": 0, "text_file": None,
+            "shuffles": shuffles, "shuffle_seed": 1, **sizes}
+    call = client.submit if submit else client.predict
+    return call(**args, api_name="/order_experiment")
+
+
+@pytest.mark.embedded
+def test_the_why_tab_draws_every_order_and_says_which_won(client, tiny_model_dir):
+    from app_support import refusal
+    from test_app_api import figure
+
+    model = str(tiny_model_dir("llama"))
+    schedules, errors, perplexities, text, status, saved = order_call(client, model, 0.1)
+    names = [INCREASING, DECREASING, "random 1", "random 2"]
+    assert [t["name"] for t in figure(schedules)["data"]] == names
+    assert [t["name"] for t in figure(errors)["data"]] == names
+    assert all(len(t["y"]) == 3 for t in figure(errors)["data"])
+    bars = figure(perplexities)["data"][0]
+    assert bars["x"] == ["dense", *names]
+    result = OrderExperiment.from_json(json.loads(open(saved, encoding="utf-8").read()))
+    assert bars["y"][1:] == pytest.approx([r.report_perplexity for r in result.orderings])
+    best = min(result.orderings, key=lambda r: r.report_perplexity)
+    assert f"Lowest perplexity: {best.name}" in text and f"c = **{result.carry.c:.3g}**" in text
+    assert status.startswith("✔ done")
+    refusal(lambda: order_call(client, model, 0.0), "β > 0")
+    refusal(lambda: order_call(client, model, 0.1, shuffles=5), "only 4 other orders")
+
+
+@pytest.mark.embedded
+def test_stop_ends_the_ordering_experiment_keeping_the_finished_orders(client):
+    from app_support import stop_once_running
+
+    # The embedded model, 20 random orders: far too long to finish before Stop.
+    job = order_call(client, "embedded", 0.012, shuffles=20, submit=True)
+    status = stop_once_running(client, job, "ordering experiment", status_index=4)
+    assert "Finished orders, drawn" in status
