@@ -250,7 +250,7 @@ def _ppl(value: float | None) -> str:
 
 
 NO_SPREAD = ("No spread over calibration draws was measured for these settings, so this run alone cannot tell "
-             "a gap from noise (at 70 % sparsity float order alone moves perplexity by about 3 %).")
+             "a gap from noise (at 70% sparsity float order alone moves perplexity by about 3%).")
 
 
 def beyond_spread(low: float, high: float, spread: float) -> str:
@@ -264,8 +264,10 @@ def beyond_spread(low: float, high: float, spread: float) -> str:
 
 
 def _gap(low: float, high: float, spread: float | None) -> str:
-    """'by 12.30 (7.2 %)', with what the spread says of it when one was measured."""
-    text = f"by {high - low:,.2f} ({(high - low) / low:.1%})"
+    """'by 12.30 (7.2%)', or '(×86.7)' for a gap larger than the lower value, with what the
+    spread says of it when one was measured."""
+    share = f"×{high / low:,.1f}" if high >= 2 * low else f"{(high - low) / low:.1%}"
+    text = f"by {high - low:,.2f} ({share})"
     return text if spread is None else f"{text}, {beyond_spread(low, high, spread)}"
 
 
@@ -296,9 +298,11 @@ def verdict(experiment: OrderExperiment, spread: float | None = None) -> str:
     c = experiment.carry.c
     premise = ("above 1: the error a block receives comes out enlarged, the premise of Theorem 3.5"
                if c > 1 else "not above 1: the premise of Theorem 3.5 (c > 1) does not hold here")
+    if c <= 1 and by_error.name == INCREASING:
+        premise += ", yet the increasing order still has the least total error: the conclusion holds without it"
     lines.append(f"Fitted c = **{c:.3g}** from the increasing run (R² = {experiment.carry.r2:.3f}), {premise}.")
     bound = experiment.bound
-    lines.append(f"The inherited error exceeds Theorem 3.2's bound σ_min(Ŵ_{{i+1}})²·L_i in "
+    lines.append(f"The inherited error exceeds Theorem 3.2's bound σ_min(Ŵᵢ₊₁)²·Lᵢ in "
                  f"{bound.inherited_exceeds:.0%} of {bound.blocks_compared} blocks; the total error in "
                  f"{bound.total_exceeds:.0%}.")
     if spread is None:
