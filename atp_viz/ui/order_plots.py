@@ -59,9 +59,10 @@ def order_schedules_figure(orders: Mapping[str, Sequence[float]], current: str |
 
 
 def order_errors_figure(curves: Mapping[str, Sequence[BlockError]], num_layers: int | None = None,
-                        view: str = "ordinary", stopped: bool = False) -> go.Figure:
+                        view: str = "ordinary", note: str | None = None) -> go.Figure:
     """Block-output error against depth, one line per order (``ERROR_VIEWS``); a curve still
-    being measured grows into the frame ``num_layers`` gives."""
+    being measured grows into the frame ``num_layers`` gives. ``note``: a line above the
+    curves (why the experiment ended early)."""
     data = []
     for position, (name, errors) in enumerate(curves.items()):
         data.append(go.Scatter(x=[e.layer for e in errors], y=[_view_value(e, view) for e in errors],
@@ -70,8 +71,8 @@ def order_errors_figure(curves: Mapping[str, Sequence[BlockError]], num_layers: 
     absolute = view == "absolute"
     y_title = "‖Δh‖² (log scale)" if absolute else AXIS_RELATIVE
     annotations = [] if curves else [_note("After a run: each order's error, block by block, as it is measured")]
-    if stopped:
-        annotations.append({"text": "stopped: the unfinished order's blocks are not kept", "xref": "paper",
+    if note:
+        annotations.append({"text": note, "xref": "paper",
                             "yref": "paper", "x": 0.5, "y": 1.0, "showarrow": False, "font": {"size": 13}})
     xaxis = {"range": [-0.5, num_layers - 0.5]} if num_layers else {}
     return go.Figure(data=data, layout=_layout(

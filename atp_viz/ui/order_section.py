@@ -58,11 +58,13 @@ class _Live:
     def current(self) -> str | None:
         return next((name for name in self.orders if name not in {r.name for r in self.finished}), None)
 
-    def figures(self, stopped: bool = False) -> tuple[go.Figure, go.Figure, go.Figure]:
-        # A stopped order's partial curve is dropped: only whole runs are kept.
-        curves = ({r.name: r.errors for r in self.finished} if stopped else self.curves)
-        return (order_plots.order_schedules_figure(self.orders, None if stopped else self.current),
-                order_plots.order_errors_figure(curves, self.num_layers, stopped=stopped),
+    def figures(self, ended: str | None = None) -> tuple[go.Figure, go.Figure, go.Figure]:
+        """The three figures; ``ended`` ("stopped", "failed"): the experiment ended early, and
+        the unfinished order's partial curve is dropped (only whole runs are kept)."""
+        curves = {r.name: r.errors for r in self.finished} if ended else self.curves
+        note = f"{ended}: the unfinished order's blocks are not kept" if ended else None
+        return (order_plots.order_schedules_figure(self.orders, None if ended else self.current),
+                order_plots.order_errors_figure(curves, self.num_layers, note=note),
                 order_plots.order_perplexity_figure(self.finished))
 
     def status(self) -> str:
@@ -76,6 +78,12 @@ class _Live:
         total = len(self.orders) * self.num_layers
         left = f" · about {elapsed / done * (total - done):.0f} s left" if done else ""
         return f"⏳ {step} · {elapsed:.0f} s{left}"
+
+
+def _kept(live: _Live) -> str:
+    kept = ", ".join(r.name for r in live.finished) or "none"
+    return (f"Finished orders, drawn: {kept}. The verdict needs every order: it still shows the previous "
+            "experiment, if any.")
 
 
 def _estimate(settings: RunSettings, orders: dict[str, list[float]]) -> str:
@@ -155,11 +163,14 @@ def order_experiment(
         except StopIteration as finished:
             experiment: OrderExperiment = finished.value
         except Cancelled:
-            kept = ", ".join(r.name for r in live.finished) or "none"
-            yield (*live.figures(stopped=True), keep,
-                   f"⏹ **Stopped** during the {live.current} order. Finished orders, drawn: {kept}. The verdict "
-                   "needs every order: it still shows the previous experiment, if any.", keep)
+            yield (*live.figures("stopped"), keep, f"⏹ **Stopped** during the {live.current} order. "
+                   f"{_kept(live)}", keep)
             return
+        except Exception:
+            # The page says the run ended; the message (user_errors) says why.
+            yield (*live.figures("failed"), keep, f"✖ **Failed** during the {live.current} order. {_kept(live)}",
+                   keep)
+            raise
     path = new_file("order_experiment.json")
     path.write_text(json.dumps(experiment.to_json(), indent=2), encoding="utf-8")
     yield (order_plots.order_schedules_figure(orders),
