@@ -201,6 +201,7 @@ def test_the_why_tab_draws_every_order_and_says_which_won(client, tiny_model_dir
     assert bars["y"][1:] == pytest.approx([r.report_perplexity for r in result.orderings])
     best = min(result.orderings, key=lambda r: r.report_perplexity)
     assert f"Lowest perplexity: {best.name}" in text and f"c = **{result.carry.c:.3g}**" in text
+    assert "| increasing |" in text and "| random 2 |" in text  # the table of every order
     assert status.startswith("✔ done")
     refusal(lambda: order_call(client, model, 0.0), "β > 0")
     refusal(lambda: order_call(client, model, 0.1, shuffles=5), "only 4 other orders")

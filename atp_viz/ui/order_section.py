@@ -14,7 +14,15 @@ import plotly.graph_objects as go
 from .. import engine
 from ..errors import Cancelled
 from ..order_run import run_order_experiment
-from ..ordering import DEFAULT_SHUFFLES, MAX_SHUFFLES, OrderExperiment, OrderingRun, check_shuffles, orderings
+from ..ordering import (
+    DEFAULT_SHUFFLES,
+    MAX_SHUFFLES,
+    OrderExperiment,
+    OrderingRun,
+    check_shuffles,
+    markdown_table,
+    orderings,
+)
 from ..ordering import verdict as order_verdict
 from ..results import BlockError
 from ..schedules import atp_schedule
@@ -95,10 +103,10 @@ def _estimate(settings: RunSettings, orders: dict[str, list[float]]) -> str:
 
 
 def summary_markdown(experiment: OrderExperiment) -> str:
-    """The verdict, and how the experiment was measured."""
+    """The verdict, the table of every order's errors and perplexity, and how it was measured."""
     s = experiment.settings
     evaluation = "all" if s.eval_samples is None else s.eval_samples
-    return (order_verdict(experiment) + "  \n"
+    return (order_verdict(experiment) + "\n\n" + markdown_table(experiment) + "\n\n"
             f"**Measured with** {method_label(experiment.method)} · S = {experiment.sparsity:g} · "
             f"β = {experiment.beta:g} · dense perplexity {ppl(experiment.dense_perplexity)} · seed {s.seed} · "
             f"calibration {s.calib_samples} × {s.calib_seqlen} tokens · evaluation {evaluation} × {s.eval_seqlen} "
