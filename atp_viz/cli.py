@@ -14,6 +14,7 @@ from typing import Sequence
 from .allocations import ALLOCATORS, allocation_names
 from .allocators import ALPHA_ESTIMATORS, OWL_MAPPINGS, PUBLISHED_ALPHA_EPS
 from .errors import AtpError
+from .ordering import DEFAULT_SHUFFLES
 from .pruners import PRUNERS, method_names
 from .results import RunResult
 from .search import STRATEGIES
@@ -241,6 +242,24 @@ def _cmd_compare(args: argparse.Namespace) -> None:
     print(markdown_table(comparison), file=sys.stderr)
 
 
+def _cmd_order(args: argparse.Namespace) -> None:
+    from .order_run import run_order_experiment
+    from .ordering import check_shuffles, markdown_table, verdict
+
+    _check_json_target(args.json)
+    check_shuffles(args.shuffles, args.shuffle_seed)  # refused before any loading
+
+    def report(run) -> None:
+        print(f"{run.name} order: perplexity {run.report_perplexity:.2f}, total error {run.total_error:.4g}",
+              file=sys.stderr, flush=True)
+
+    experiment = run_order_experiment(_settings(args, beta=args.beta), args.shuffles, args.shuffle_seed,
+                                      progress=_progress if args.verbose else None, on_run=report)
+    _write_json(experiment.to_json(), args.json)
+    print(markdown_table(experiment), file=sys.stderr)
+    print(verdict(experiment).replace("**", ""), file=sys.stderr)
+
+
 def _cmd_bench(args: argparse.Namespace) -> None:
     from pathlib import Path
 
@@ -372,6 +391,17 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--json", default="-")
     compare.add_argument("-v", "--verbose", action="store_true")
     compare.set_defaults(func=_cmd_compare)
+
+    order = sub.add_parser("order", help="does the order matter? ATP's rates increasing, decreasing and shuffled "
+                                         "(Theorem 3.5)")
+    _add_run_options(order)
+    order.add_argument("--beta", type=float, required=True, help="ATP common difference whose rates are reordered")
+    order.add_argument("--shuffles", type=_number, default=DEFAULT_SHUFFLES,
+                       help="random orders besides the two sorted ones")
+    order.add_argument("--shuffle-seed", type=_number, default=0, help="seed of the random orders")
+    order.add_argument("--json", default="-", help="result file, or - for stdout")
+    order.add_argument("-v", "--verbose", action="store_true", help="progress per block on stderr")
+    order.set_defaults(func=_cmd_order)
 
     bench = sub.add_parser("bench", help="speed against the physical limit, on the embedded model")
     bench.add_argument("--beta", type=float, default=0.012, help="the ATP β of the measured trial")

@@ -11,7 +11,7 @@ import gradio as gr
 from .. import engine
 from ..errors import Cancelled
 from ..results import RunResult
-from . import plots
+from . import order_section, plots
 from .adapters import engine_progress, stoppable, user_errors
 from .format import ppl, settings_line
 from .shared import ENGINE, INSTANT, UI_ONLY, Shared, block_count, run_settings
@@ -152,3 +152,4 @@ def build(demo: gr.Blocks, shared: Shared) -> None:
     shared.stop_buttons.append(stop_btn)
     clear_btn.click(clear_experiments, None, [plot, text, amplification, experiments], **INSTANT, **UI_ONLY,
                     api_name="clear_experiments")
+    order_section.build(shared)

@@ -1,0 +1,223 @@
+"""The Why? tab's "Does the order matter?" section: Theorem 3.5 run live. ATP's rates are
+pruned in increasing, decreasing and random orders; their schedules, error curves and
+perplexities are drawn as the runs go, and a sentence from the run says which order won."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field, replace
+
+import gradio as gr
+import plotly.graph_objects as go
+
+from .. import engine
+from ..errors import Cancelled
+from ..order_run import run_order_experiment
+from ..ordering import (
+    DEFAULT_SHUFFLES,
+    MAX_SHUFFLES,
+    OrderExperiment,
+    OrderingRun,
+    check_shuffles,
+    markdown_table,
+    orderings,
+)
+from ..ordering import verdict as order_verdict
+from ..results import BlockError
+from ..schedules import atp_schedule
+from ..settings import RunSettings
+from . import order_plots
+from .adapters import new_file, stoppable, streamed, user_errors
+from .format import method_label, ppl
+from .shared import ENGINE, Shared, block_count, run_settings
+
+ORDER_NOTE = r"""
+### Does the order matter?
+
+Theorem 3.5 says: if each block passes on $c > 1$ times the error it receives, plus an
+error $f(s)$ of its own that grows with its sparsity $s$, then of all orders of the same
+per-block rates the **increasing** one gives the least total error $\sum_i \mathcal{L}_i$.
+This experiment tests it on the model above: ATP's rates at the β of the first tab, pruned
+in increasing order (ATP itself), decreasing order, and a few random orders — the same
+rates, so the same mean sparsity. It fits $c$ from the increasing run
+($\mathcal{L}_{i+1} = c\,\mathcal{L}_i + f_{i+1}$, with $f$ the error each block introduces)
+and says what the model shows, whichever order wins. Every order is a full pruning run.
+"""
+
+
+@dataclass
+class _Live:
+    """What the section shows while the orders run."""
+
+    orders: dict[str, list[float]]
+    num_layers: int
+    started: float = field(default_factory=time.monotonic)
+    curves: dict[str, list[BlockError]] = field(default_factory=dict)
+    finished: list[OrderingRun] = field(default_factory=list)
+
+    def add(self, name: str, report: BlockError | OrderingRun) -> None:
+        if isinstance(report, OrderingRun):
+            self.finished.append(report)
+        else:
+            self.curves.setdefault(name, []).append(report)
+
+    @property
+    def current(self) -> str | None:
+        return next((name for name in self.orders if name not in {r.name for r in self.finished}), None)
+
+    def figures(self, ended: str | None = None) -> tuple[go.Figure, go.Figure, go.Figure]:
+        """The three figures; ``ended`` ("stopped", "failed"): the experiment ended early, and
+        the unfinished order's partial curve is dropped (only whole runs are kept)."""
+        curves = {r.name: r.errors for r in self.finished} if ended else self.curves
+        note = f"{ended}: the unfinished order's blocks are not kept" if ended else None
+        return (order_plots.order_schedules_figure(self.orders, None if ended else self.current),
+                order_plots.order_errors_figure(curves, self.num_layers, note=note),
+                order_plots.order_perplexity_figure(self.finished))
+
+    def status(self) -> str:
+        name = self.current
+        elapsed = time.monotonic() - self.started
+        blocks = len(self.curves.get(name, [])) if name else 0
+        step = (f"{name} order ({len(self.finished) + 1} of {len(self.orders)}): "
+                + (f"pruning block {blocks + 1} of {self.num_layers}" if blocks < self.num_layers
+                   else "measuring perplexity")) if name else "fitting c"
+        done = sum(len(c) for c in self.curves.values())
+        total = len(self.orders) * self.num_layers
+        left = f" · about {elapsed / done * (total - done):.0f} s left" if done else ""
+        return f"⏳ {step} · {elapsed:.0f} s{left}"
+
+
+def _kept(live: _Live) -> str:
+    kept = ", ".join(r.name for r in live.finished) or "none"
+    return (f"Finished orders, drawn: {kept}. The verdict needs every order: it still shows the previous "
+            "experiment, if any.")
+
+
+def _estimate(settings: RunSettings, orders: dict[str, list[float]]) -> str:
+    # The first order, increasing, is ATP's own schedule and runs as ATP.
+    runs = [settings] + [replace(settings, allocation="explicit", schedule=tuple(rates))
+                         for rates in list(orders.values())[1:]]
+    estimate = engine.estimate_runs(runs)
+    return f"{len(runs)} pruning runs" + ("" if estimate is None else f": {estimate.text()}")
+
+
+def summary_markdown(experiment: OrderExperiment) -> str:
+    """The verdict, the table of every order's errors and perplexity, and how it was measured."""
+    s = experiment.settings
+    evaluation = "all" if s.eval_samples is None else s.eval_samples
+    return (order_verdict(experiment) + "\n\n" + markdown_table(experiment) + "\n\n"
+            f"**Measured with** {method_label(experiment.method)} · S = {experiment.sparsity:g} · "
+            f"β = {experiment.beta:g} · dense perplexity {ppl(experiment.dense_perplexity)} · seed {s.seed} · "
+            f"calibration {s.calib_samples} × {s.calib_seqlen} tokens · evaluation {evaluation} × {s.eval_seqlen} "
+            f"tokens · random orders from shuffle seed {experiment.shuffle_seed}")
+
+
+def order_experiment(
+    model: str,
+    method: str,
+    sparsity: float,
+    beta: float,
+    calib_samples: int,
+    calib_seqlen: int,
+    eval_samples: int,
+    eval_seqlen: int,
+    seed: int,
+    text_file: str | None,
+    shuffles: int = DEFAULT_SHUFFLES,
+    shuffle_seed: int = 0,
+    request: gr.Request = None,
+):
+    """Prune ATP's rates at β in increasing, decreasing and random orders (Theorem 3.5).
+
+    Streams: the error curves grow block by block and a perplexity bar appears per order;
+    the last update holds the verdict and the experiment's JSON.
+
+    Args:
+        model: "embedded", a Hugging Face model id, or a local model directory.
+        method: a pruning method ("wanda", "sparsegpt" or "magnitude").
+        sparsity: target mean sparsity S in [0, 1).
+        beta: ATP common difference whose rates are reordered, 0 < β <= beta_max.
+        calib_samples: calibration windows.
+        calib_seqlen: tokens per calibration window.
+        eval_samples: evaluation windows for perplexity.
+        eval_seqlen: tokens per evaluation window.
+        seed: seed for picking the calibration windows.
+        text_file: a UTF-8 text file, or None for the built-in text.
+        shuffles: how many random orders besides increasing and decreasing (0 to 20).
+        shuffle_seed: seed of the random orders.
+
+    Returns:
+        The orders' schedules, their error curves, their perplexities, the verdict (which
+        order won, by how much, the fitted c), a status line and the experiment's JSON file.
+    """
+    keep = gr.update()
+    with user_errors(), stoppable(request) as flag:
+        settings = run_settings(model, method, sparsity, calib_samples, calib_seqlen, eval_samples, eval_seqlen,
+                                seed, text_file, beta)
+        shuffles, shuffle_seed = check_shuffles(shuffles, shuffle_seed)
+        num_layers = block_count(settings.model)
+        # Refused here (β = 0, too many shuffles), before any run.
+        orders = orderings(atp_schedule(num_layers, settings.sparsity, settings.beta), shuffles, shuffle_seed)
+        live = _Live(orders, num_layers)
+        yield (*live.figures(), keep, f"⏳ starting · {_estimate(settings, orders)}", keep)
+        job = streamed(lambda emit: run_order_experiment(
+            settings, shuffles, shuffle_seed, cancelled=flag.is_set,
+            on_block=lambda name, error: emit((name, error)), on_run=lambda run: emit((run.name, run))), flag)
+        try:
+            while True:
+                live.add(*next(job))
+                yield (*live.figures(), keep, live.status(), keep)
+        except StopIteration as finished:
+            experiment: OrderExperiment = finished.value
+        except Cancelled:
+            yield (*live.figures("stopped"), keep, f"⏹ **Stopped** during the {live.current} order. "
+                   f"{_kept(live)}", keep)
+            return
+        except Exception:
+            # The page says the run ended; the message (user_errors) says why.
+            yield (*live.figures("failed"), keep, f"✖ **Failed** during the {live.current} order. {_kept(live)}",
+                   keep)
+            raise
+    path = new_file("order_experiment.json")
+    path.write_text(json.dumps(experiment.to_json(), indent=2), encoding="utf-8")
+    yield (order_plots.order_schedules_figure(orders),
+           order_plots.order_errors_figure({r.name: r.errors for r in experiment.orderings}, num_layers),
+           order_plots.order_perplexity_figure(experiment.orderings, experiment.dense_perplexity),
+           summary_markdown(experiment), f"✔ done in {time.monotonic() - live.started:.0f} s", str(path))
+
+
+def build(shared: Shared) -> None:
+    inputs = shared.inputs
+    gr.Markdown(ORDER_NOTE, latex_delimiters=[{"left": "$$", "right": "$$", "display": True},
+                                              {"left": "$", "right": "$", "display": False}])
+    with gr.Row():
+        shuffles = gr.Number(DEFAULT_SHUFFLES, precision=0, minimum=0, maximum=MAX_SHUFFLES, label="random orders",
+                             info=f"besides increasing and decreasing, 0 to {MAX_SHUFFLES}", elem_id="order-shuffles")
+        shuffle_seed = gr.Number(0, precision=0, minimum=0, label="seed of the random orders",
+                                 elem_id="order-shuffle-seed")
+        run_btn = gr.Button("Run the ordering experiment", variant="primary", scale=0, min_width=220,
+                            elem_id="order-run")
+        stop_btn = gr.Button("Stop", variant="stop", scale=0, min_width=90, elem_id="order-stop")
+    status = gr.Markdown(elem_id="order-status")
+    verdict = gr.Markdown(label="which order won", elem_id="order-text")
+    with gr.Row(equal_height=False):
+        with gr.Column(min_width=380):
+            schedule_plot = gr.Plot(order_plots.order_schedules_figure({}), label="orders", show_label=False,
+                                    elem_id="order-schedule-plot")
+        with gr.Column(min_width=380):
+            error_plot = gr.Plot(order_plots.order_errors_figure({}), label="order errors", show_label=False,
+                                 elem_id="order-error-plot")
+    with gr.Row(equal_height=False):
+        with gr.Column(min_width=380):
+            ppl_plot = gr.Plot(order_plots.order_perplexity_figure([]), label="order perplexities",
+                               show_label=False, elem_id="order-ppl-plot")
+        with gr.Column(min_width=380):
+            download = gr.File(label="the experiment as JSON (as order --json writes it)", interactive=False,
+                               elem_id="order-json")
+    run_btn.click(
+        order_experiment,
+        [inputs.model, inputs.method, inputs.sparsity, inputs.beta, *inputs.measurement, shuffles, shuffle_seed],
+        [schedule_plot, error_plot, ppl_plot, verdict, status, download],
+        api_name="order_experiment", show_progress="hidden", **ENGINE)
+    shared.stop_buttons.append(stop_btn)
