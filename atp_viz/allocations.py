@@ -138,7 +138,7 @@ ALLOCATORS: dict[str, Allocator] = {a.name: a for a in (
               measure=_block_alphas, measure_key=lambda s: (s.alpha_estimator,), describe=_alphapruning_settings,
               reads=("alpha_eps", "alpha_estimator")),
     Allocator("atp", "ATP", "one number, β: rates grow linearly with depth", True,
-              lambda s, n, _m: _exact(atp_schedule(n, s.sparsity, s.beta), s.sparsity)),
+              lambda s, n, _m: _exact(atp_schedule(n, s.sparsity, s.beta), s.sparsity), reads=("beta",)),
     Allocator("evopress", "EvoPress", "a search: levels moved between blocks, KL to the dense logits on "
               "calibration text", False, lambda s, _n, m: _exact(list(m["evopress_rates"]), s.sparsity),
               reads_calibration=True, reads=("evopress_generations", "evopress_offspring", "beta"),

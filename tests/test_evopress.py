@@ -106,7 +106,7 @@ def _tiny_settings(tiny_model_dir, tmp_path, **overrides) -> RunSettings:
     report.write_text(load_text("builtin", "evaluation")[:40_000], encoding="utf-8")
     fields = dict(model=str(tiny_model_dir("llama")), allocation="evopress", calib_samples=4, calib_seqlen=32,
                   eval_samples=2, eval_seqlen=32, calib_text=str(calib), eval_text=str(report),
-                  evopress_generations=3, evopress_offspring=4, beta=0.1)
+                  evopress_generations=2, evopress_offspring=3, beta=0.1)
     fields.update(overrides)
     return RunSettings(**fields)
 
@@ -123,7 +123,7 @@ def test_the_fitness_reads_calibration_windows_and_never_the_report_text(tiny_mo
     calibration = calibration_set(loaded.tokenizer, settings.calibration_source, 4, 32, 0)
     report = evaluation_windows(token_stream(loaded.tokenizer, settings.evaluation_source, "evaluation"), 2, 32)
     # The search scored many candidates: far more forwards than the capture's one.
-    assert len(seen) > 3 * 4 * 2
+    assert len(seen) > 2 * 3 * 2
     for ids in seen:
         assert any(torch.equal(ids, window[: len(ids)]) for window in calibration)
         assert not any(torch.equal(ids[:8], window[:8]) for window in report)
@@ -136,7 +136,7 @@ def test_a_tiny_search_runs_end_to_end_and_is_reused(tiny_model_dir, tmp_path):
     first = run_pruning(settings).result
     assert len(first.schedule) == 3 and sum(first.schedule) / 3 == pytest.approx(0.7)
     assert first.schedule == first.measurements["evopress_rates"]
-    assert first.allocator_details["generations_done"] == 3
+    assert first.allocator_details["generations_done"] == 2
     assert evopress_plan(settings).tokens == (16, 32)
     # Another β only rescores ATP's line beside it: the searched profile is reused.
     again = run_pruning(replace(settings, beta=0.2)).result
@@ -159,3 +159,21 @@ def test_the_profile_is_described_by_its_rank_correlation_and_its_first_block():
     assert first_block_side(atp_schedule(30, 0.7, 0.01), 0.7) == "below"
     assert not is_monotone([0.75, 0.6, 0.75]) and is_monotone(atp_schedule(30, 0.7, 0.01))
     assert profile_summary([0.75, 0.6, 0.75], 0.7).endswith("block 0 pruned above S (75.0% vs 70%)")
+
+
+def test_compare_adds_evopress_as_a_column_only_when_asked(tiny_model_dir, tmp_path):
+    from atp_viz.compare import compare_allocators, markdown_table
+    from atp_viz.ui.compare_tab import table, verdict_markdown
+
+    settings = replace(_tiny_settings(tiny_model_dir, tmp_path), allocation="atp")
+    plain = compare_allocators(settings, [0.7], strategy=None)
+    assert "evopress" not in plain.allocations()
+    comparison = compare_allocators(settings, [0.7], strategy=None, evopress=True)
+    assert comparison.allocations()[-1] == "evopress"
+    assert "EvoPress" in markdown_table(comparison).splitlines()[0]
+    assert "EvoPress" in table(comparison).columns
+    # The ATP column's β is the one whose fitness is read beside the search's.
+    searched = comparison.runs[0.7]["evopress"]
+    assert searched.allocator_details["atp_beta"] == comparison.runs[0.7]["atp"].beta == 0.1
+    assert "**EvoPress at S = 0.7**: Spearman ρ with depth" in verdict_markdown(comparison) or \
+        "**EvoPress at S = 0.7**: flat" in verdict_markdown(comparison)

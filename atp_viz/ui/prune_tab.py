@@ -231,10 +231,13 @@ def summary_markdown(pair: Pair) -> str:
     u, a = pair.uniform, pair.atp
     if u is not None and a is not None:
         gain = u.ppl - a.ppl if math.isfinite(u.ppl) and math.isfinite(a.ppl) else None
-        verdict = "" if gain is None else (f" · ATP is **{gain:,.2f} lower**" if gain > 0
-                                           else f" · ATP is **{-gain:,.2f} higher**")
-        perplexity = f"uniform {ppl(u.ppl)} · ATP (β = {a.beta:.4g}) {ppl(a.ppl)}{verdict}"
-        achieved = f"uniform {u.overall_sparsity:.2%} · ATP {a.overall_sparsity:.2%}"
+        # The second run is ATP at β, or the rates a person typed ("explicit").
+        short = "ATP" if a.allocation == "atp" else "the given rates"
+        verdict = "" if gain is None else (f" · {short} is **{gain:,.2f} lower**" if gain > 0
+                                           else f" · {short} is **{-gain:,.2f} higher**")
+        named = f"ATP (β = {a.beta:.4g})" if a.allocation == "atp" else short
+        perplexity = f"uniform {ppl(u.ppl)} · {named} {ppl(a.ppl)}{verdict}"
+        achieved = f"uniform {u.overall_sparsity:.2%} · {short} {a.overall_sparsity:.2%}"
     else:
         perplexity = " · ".join(f"{run_name(r)} {ppl(r.ppl)}" for r in pair.present)
         achieved = " · ".join(f"{run_name(r)} {r.overall_sparsity:.2%}" for r in pair.present)
