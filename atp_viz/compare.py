@@ -7,6 +7,7 @@ from dataclasses import replace
 
 from .allocations import compared_names, get_allocator
 from .engine import run_pruning
+from .evopress import profile_summary
 from .models import layer_count
 from .progress import CancelCheck, Progress
 from .results import AllocatorComparison, RunResult
@@ -102,6 +103,23 @@ def full_block_notes(comparison: AllocatorComparison) -> list[str]:
     return notes
 
 
+def searched_profile_lines(comparison: AllocatorComparison) -> list[str]:
+    """Per sparsity with an EvoPress column: its profile against ATP's line (shape, block 0)
+    and its fitness beside ATP's and uniform's, lowest first."""
+    lines = []
+    for sparsity, by_allocation in comparison.runs.items():
+        result = by_allocation.get("evopress")
+        if result is None:
+            continue
+        fitness = result.allocator_details.get("fitness_of", {})
+        scored = " · ".join(f"{name} {value:.4g}" for name, value in sorted(fitness.items(), key=lambda kv: kv[1]))
+        atp_beta = result.allocator_details.get("atp_beta")
+        named = f" (ATP at β = {atp_beta:g})" if atp_beta is not None else ""
+        lines.append(f"**EvoPress at S = {sparsity:g}**: {profile_summary(result.schedule, sparsity)} · fitness "
+                     f"(KL to dense on the calibration text, lower is better){named}: {scored}")
+    return lines
+
+
 def markdown_table(comparison: AllocatorComparison) -> str:
     """The table a paper would print: perplexity per allocator (rows: sparsity), then which
     OWL mapping, α estimator and ε were used and any block pruned at 100%."""
@@ -112,5 +130,5 @@ def markdown_table(comparison: AllocatorComparison) -> str:
         cells = [f"{row[a]:.2f}" for a in allocations]
         cells[allocations.index("atp")] += f" (β={row['atp_beta']:g})"
         lines.append(f"| {row['sparsity']:g} | {row['dense']:.2f} | " + " | ".join(cells) + " |")
-    lines += ["", allocator_note(comparison), *full_block_notes(comparison)]
+    lines += ["", allocator_note(comparison), *full_block_notes(comparison), *searched_profile_lines(comparison)]
     return "\n".join(lines)

@@ -27,7 +27,7 @@ PRUNE_OVER_FORWARD = 2.1
 # A token of EvoPress's search costs about this many tokens of perplexity forward: its
 # KL over the whole vocabulary and the level masks applied per forward (measured on the
 # embedded model, docs/evopress.md).
-SEARCH_OVER_FORWARD = 1.9
+SEARCH_OVER_FORWARD = 1.8
 # Points kept per part: recent runs describe the machine as it is now.
 _KEPT = 12
 

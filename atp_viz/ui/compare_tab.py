@@ -14,10 +14,9 @@ import plotly.graph_objects as go
 from .. import engine
 from ..allocations import compared_names, get_allocator
 from ..allocators import ALPHA_ESTIMATORS, OWL_MAPPINGS, PUBLISHED_ALPHA_EPS, published_alpha_eps
-from ..compare import allocator_note, full_block_notes, wholly_pruned_blocks
+from ..compare import allocator_note, full_block_notes, searched_profile_lines, wholly_pruned_blocks
 from ..compare import compare_allocators as compare_all
 from ..errors import AtpError, Cancelled
-from ..evopress import profile_summary
 from ..results import AllocatorComparison, RunResult
 from ..schedules import check_sparsity, grid_betas
 from ..search import STRATEGIES, rank
@@ -176,16 +175,6 @@ def error_is_not_perplexity(sparsity: float, by_allocation: dict[str, RunResult]
             "and the error curve alone cannot rank allocators.")
 
 
-def searched_profile_line(sparsity: float, result: RunResult) -> str:
-    """EvoPress's profile against ATP's line: its shape, and its fitness beside ATP's and uniform's."""
-    fitness = result.allocator_details.get("fitness_of", {})
-    scored = " · ".join(f"{name} {value:.4g}" for name, value in sorted(fitness.items(), key=lambda kv: kv[1]))
-    atp_beta = result.allocator_details.get("atp_beta")
-    named = f" (ATP at β = {atp_beta:g})" if atp_beta is not None else ""
-    return (f"**EvoPress at S = {sparsity:g}**: {profile_summary(result.schedule, sparsity)} · fitness "
-            f"(KL to dense on the calibration text, lower is better){named}: {scored}")
-
-
 def verdict_markdown(comparison: AllocatorComparison) -> str:
     """Which allocator won at each sparsity, how ATP's β was chosen, which OWL mapping, α
     estimator and ε were used, blocks pruned at 100%, and the settings."""
@@ -198,7 +187,7 @@ def verdict_markdown(comparison: AllocatorComparison) -> str:
     flags = [f"⚠ {text}" for text in full_block_notes(comparison)]
     odd = [text for s, by in comparison.runs.items() if (text := error_is_not_perplexity(s, by))]
     used = allocator_note(comparison)
-    lines += [searched_profile_line(s, by["evopress"]) for s, by in comparison.runs.items() if "evopress" in by]
+    lines += searched_profile_lines(comparison)
     return "  \n".join([*lines, f"{how} · plots at S = {comparison.first:g}{note}",
                         *([f"**Allocators**: {used}"] if used else []), *flags, *odd,
                         f"**Measured with** {method_label(first.method)} · {settings_line(first)}"])
