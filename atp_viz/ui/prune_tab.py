@@ -381,7 +381,8 @@ def run_pruning(
             paper sums) or "absolute" (squared error beside the dense signal).
         frame: the session's history (state).
         rates: one rate per decoder block (a JSON list or one per line) pruned instead of ATP's
-            line, their mean within 0.0005 of ``sparsity``; empty: ATP at β.
+            line, their mean within 0.0005 of ``sparsity``; empty: ATP at β. The page's rates
+            field, held in a session state (not an argument of the public endpoint).
 
     Returns:
         Error propagation, perplexity, introduced-vs-inherited and sublayer figures, a
@@ -594,11 +595,14 @@ def build(demo: gr.Blocks, history: HistoryOutputs) -> Shared:
                                           *inputs.measurement))],
           prune_estimate, [inputs.model, inputs.method, inputs.sparsity, inputs.beta, *inputs.measurement], estimate,
           **INSTANT, **UI_ONLY, trigger_mode="always_last", api_name="prune_estimate")
+    # The rates reach the run through a session state: /run_pruning's public arguments stay as they were.
+    typed_rates = gr.State("")
+    rates.change(lambda text: text, rates, typed_rates, **INSTANT, **UI_ONLY)
     # Not cancelled by gradio on Stop: the run ends itself, showing what it had drawn.
     run = prune_btn.click(
         run_pruning,
         [inputs.model, inputs.method, inputs.sparsity, inputs.beta, *inputs.measurement, log_scale, shown_run,
-         error_view, pair, history.frame, rates],
+         error_view, pair, history.frame, typed_rates],
         [error_plot, ppl_plot, split_plot, heatmap_plot, summary, *history.shown, token_plot, error_note, status,
          schedule_plot, pair, history.frame],
         api_name="run_pruning", show_progress="hidden", **ENGINE)
