@@ -15,12 +15,15 @@ from typing import TYPE_CHECKING
 
 from .allocators import Rates, alphapruning_schedule, owl_schedule, published_alpha_eps
 from .errors import AtpError
+from .evopress import SearchPlan, default_plan
 from .measurements import block_alphas, outlier_ratios
 from .schedules import atp_schedule, check_schedule, uniform_schedule
 
 if TYPE_CHECKING:
     from torch import nn
 
+    from .models import LoadedModel
+    from .progress import CancelCheck, Progress
     from .propagation import DenseReference
     from .settings import RunSettings
 
@@ -53,6 +56,10 @@ class Allocator:
     describe: Callable[["RunSettings"], dict] = lambda _settings: {}
     # The RunSettings fields of its own it reads (the other allocators' are ignored).
     reads: tuple[str, ...] = ()
+    # A search in place of ``measure``: it runs the whole model (so it gets the loaded model,
+    # progress and Stop) and returns its measurements with the details a result reports.
+    search: Callable[["RunSettings", "LoadedModel", "DenseReference", "Progress | None", "CancelCheck | None"],
+                     tuple[Measurements, dict]] | None = None
 
 
 def _exact(rates: list[float], sparsity: float) -> Rates:
@@ -85,6 +92,40 @@ def _alphapruning_settings(settings: "RunSettings") -> dict:
             "alpha_eps_source": f"published for {settings.method}" if published else "given"}
 
 
+def evopress_plan(settings: "RunSettings") -> SearchPlan:
+    """The search budget of ``settings`` (stages scaled to its calibration windows)."""
+    return default_plan(settings.evopress_generations, settings.evopress_offspring, settings.calib_seqlen,
+                        settings.calib_samples * settings.calib_seqlen)
+
+
+def search_forward_tokens(settings: "RunSettings") -> int:
+    """Tokens of whole-model forward a search allocator runs (0 for the others): EvoPress's
+    generations, plus about five passes over the calibration windows (the level
+    database's statistics, the dense targets, and scoring three profiles)."""
+    if get_allocator(settings.allocation).search is None:
+        return 0
+    calib = settings.calib_samples * settings.calib_seqlen
+    return evopress_plan(settings).generations * evopress_plan(settings).tokens_per_generation() + 5 * calib
+
+
+def _evopress_search(settings: "RunSettings", loaded: "LoadedModel", reference: "DenseReference",
+                     progress: "Progress | None", cancelled: "CancelCheck | None") -> tuple[Measurements, dict]:
+    from .evopress_fitness import search_profile
+    from .models import eval_autocast
+
+    # The fitness reads the calibration windows: the one place to name another text for it.
+    windows = reference.windows
+    atp_rates = atp_schedule(loaded.num_layers, settings.sparsity, settings.beta) if settings.beta > 0 else None
+    key = (settings.model, settings.device, settings.dtype, settings.calibration_source, settings.calib_samples,
+           settings.calib_seqlen)
+    measured, details = search_profile(loaded, reference, windows, settings.method, settings.sparsity,
+                                       evopress_plan(settings), settings.seed, key,
+                                       eval_autocast(settings.dtype, loaded.device), atp_rates, progress, cancelled)
+    if atp_rates is not None:
+        details["atp_beta"] = settings.beta
+    return measured, details
+
+
 ALLOCATORS: dict[str, Allocator] = {a.name: a for a in (
     Allocator("uniform", "uniform", "nothing: every block gets S", True,
               lambda s, n, _m: _exact(uniform_schedule(n, s.sparsity), s.sparsity)),
@@ -97,7 +138,11 @@ ALLOCATORS: dict[str, Allocator] = {a.name: a for a in (
               measure=_block_alphas, measure_key=lambda s: (s.alpha_estimator,), describe=_alphapruning_settings,
               reads=("alpha_eps", "alpha_estimator")),
     Allocator("atp", "ATP", "one number, β: rates grow linearly with depth", True,
-              lambda s, n, _m: _exact(atp_schedule(n, s.sparsity, s.beta), s.sparsity)),
+              lambda s, n, _m: _exact(atp_schedule(n, s.sparsity, s.beta), s.sparsity), reads=("beta",)),
+    Allocator("evopress", "EvoPress", "a search: levels moved between blocks, KL to the dense logits on "
+              "calibration text", False, lambda s, _n, m: _exact(list(m["evopress_rates"]), s.sparsity),
+              reads_calibration=True, reads=("evopress_generations", "evopress_offspring", "beta"),
+              measure_key=lambda s: (s.evopress_generations, s.evopress_offspring, s.beta), search=_evopress_search),
     Allocator("explicit", "explicit", "a list of rates given by the caller", False, _explicit, public=False,
               keeps_mean=False),
 )}
@@ -112,9 +157,10 @@ def allocation_names(public_only: bool = False) -> tuple[str, ...]:
     return tuple(name for name, a in ALLOCATORS.items() if a.public or not public_only)
 
 
-def compared_names() -> tuple[str, ...]:
-    """The allocators of a side-by-side comparison, in their column order."""
-    return tuple(name for name, a in ALLOCATORS.items() if a.compared)
+def compared_names(searched: bool = False) -> tuple[str, ...]:
+    """The allocators of a side-by-side comparison, in their column order; ``searched``
+    adds the slow ones that search (EvoPress), off unless asked for."""
+    return tuple(name for name, a in ALLOCATORS.items() if a.compared or (searched and a.search is not None))
 
 
 def get_allocator(name: str) -> Allocator:

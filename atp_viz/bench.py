@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from . import engine, models
+from .allocations import search_forward_tokens
 from .engine import run_pruning
 from .perplexity import perplexity
 from .propagation import DenseReference, prune_and_measure
@@ -30,7 +31,7 @@ from .settings import RunSettings
 
 # The ratios with a goal, in the order they are reported.
 FIGURES = ("prune_over_forward", "trial_over_limit", "preview_ms", "cached_load_over_first_load",
-           "fast_over_grid_trials", "fast_ppl_over_grid_ppl", "peak_rss_over_model_bytes")
+           "fast_over_grid_trials", "fast_ppl_over_grid_ppl", "peak_rss_over_model_bytes", "evopress_over_trial")
 
 
 def read_targets(pyproject: Path) -> dict[str, float]:
@@ -180,6 +181,20 @@ def run_benchmark(settings: RunSettings, targets: dict[str, float],
             "fast_ppl_over_grid_ppl": fast.best_ppl / grid.best_ppl,
         }
     )
+
+    log("EvoPress search at its default budget, against one ATP trial")
+    engine.clear_results()
+    searched = run_pruning(replace(settings, method="wanda", allocation="evopress")).result
+    search_s = searched.allocator_details["search_seconds"]
+    search_tokens = search_forward_tokens(replace(settings, allocation="evopress"))
+    out.update({
+        "evopress_search_s": search_s,
+        "evopress_over_trial": search_s / trial_s,
+        # Per token of forward, against perplexity's: estimates.SEARCH_OVER_FORWARD.
+        "evopress_token_over_eval_token": (search_s / search_tokens) / (eval_s / windows.numel()),
+        "evopress_generations": searched.allocator_details["generations"],
+        "evopress_offspring": searched.allocator_details["offspring"],
+    })
 
     # Last: converting the GGUF file churns memory, which slowed the timings after it.
     log("loading: GGUF conversion vs cached load")

@@ -18,7 +18,7 @@ from .ordering import DEFAULT_SHUFFLES
 from .pruners import PRUNERS, method_names
 from .results import RunResult
 from .search import STRATEGIES
-from .settings import RunSettings
+from .settings import DEFAULTS, RunSettings
 from .zeroshot import PAPER, PAPER_TASKS
 
 
@@ -107,7 +107,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="embedded", help="'embedded', a Hugging Face id, or a local directory")
     parser.add_argument("--method", default="wanda", choices=method_names(),
                         help="; ".join(f"{p.name}: {p.summary}" for p in PRUNERS.values()))
-    parser.add_argument("--sparsity", type=float, default=0.7, help="target mean sparsity S in [0, 1)")
+    parser.add_argument("--sparsity", type=float, default=None, help="target mean sparsity S in [0, 1) (default 0.7)")
     parser.add_argument("--calib-samples", type=_number, default=8)
     parser.add_argument("--calib-seqlen", type=_number, default=256)
     parser.add_argument("--eval-samples", type=_eval_samples, default=16, help="a number, or 'all' windows")
@@ -134,13 +134,17 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                         + ", ".join(f"{m} {e:g}" for m, e in PUBLISHED_ALPHA_EPS.items()) + ")")
     parser.add_argument("--alpha-estimator", default="published", choices=tuple(ALPHA_ESTIMATORS),
                         help="; ".join(f"{name}: {text}" for name, text in ALPHA_ESTIMATORS.items()))
+    parser.add_argument("--evopress-generations", type=_number, default=DEFAULTS.evopress_generations,
+                        help="EvoPress search: generations (see docs/evopress.md for the budget)")
+    parser.add_argument("--evopress-offspring", type=_number, default=DEFAULTS.evopress_offspring,
+                        help="EvoPress search: offspring per generation")
 
 
 def _settings(args: argparse.Namespace, **overrides) -> RunSettings:
     fields = dict(
         model=args.model,
         method=args.method,
-        sparsity=args.sparsity,
+        sparsity=DEFAULTS.sparsity if args.sparsity is None else args.sparsity,
         calib_samples=args.calib_samples,
         calib_seqlen=args.calib_seqlen,
         eval_samples=args.eval_samples,
@@ -156,6 +160,8 @@ def _settings(args: argparse.Namespace, **overrides) -> RunSettings:
         alpha_eps=args.alpha_eps,
         owl_mapping=args.owl_mapping,
         alpha_estimator=args.alpha_estimator,
+        evopress_generations=args.evopress_generations,
+        evopress_offspring=args.evopress_offspring,
     )
     if args.paper_setup:
         # Context capped at 2048 as in the paper; shorter-context models use their own.
@@ -187,6 +193,8 @@ def _cmd_prune(args: argparse.Namespace) -> None:
     from .engine import check_save_target, run_pruning, save_pruned
 
     settings = _settings(args, allocation=args.allocation, beta=args.beta)
+    if args.rates is not None:
+        settings = _rates_settings(settings, args)
     zero_shot = _zero_shot_request(args)  # refused here, before any pruning, without lm-eval
     # Both targets are checked before minutes of pruning, not after.
     _check_json_target(args.json)
@@ -207,6 +215,20 @@ def _cmd_prune(args: argparse.Namespace) -> None:
         f"(dense {r.dense_ppl:.2f}), achieved sparsity {r.overall_sparsity:.4f}",
         file=sys.stderr,
     )
+
+
+def _rates_settings(settings: RunSettings, args: argparse.Namespace) -> RunSettings:
+    """``--rates FILE``: the run prunes with the file's schedule; S is its mean (checked
+    against ``--sparsity`` when that was given too)."""
+    from .models import layer_count
+    from .rates import read_rates_file
+    from .settings import given_rates
+
+    if args.allocation != "atp" or args.beta != 0:
+        raise AtpError("--rates gives the schedule itself: leave out --allocation and --beta")
+    rates = read_rates_file(args.rates)
+    return given_rates(settings, rates, layer_count(settings.model, settings.device, settings.dtype),
+                       sparsity_given=args.sparsity is not None)
 
 
 def _cmd_search(args: argparse.Namespace) -> None:
@@ -237,7 +259,8 @@ def _cmd_compare(args: argparse.Namespace) -> None:
         print(f"S={sparsity:g} {result.allocation}: perplexity {result.ppl:.2f}", file=sys.stderr, flush=True)
 
     comparison = compare_allocators(_settings(args), sparsities, args.strategy,
-                                    on_result=report if args.verbose else None)
+                                    progress=_progress if args.verbose else None,
+                                    on_result=report if args.verbose else None, evopress=args.evopress)
     _write_json(comparison.to_json(), args.json)
     print(markdown_table(comparison), file=sys.stderr)
 
@@ -370,6 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--beta", type=float, default=0.0, help="common difference; 0 = uniform")
     prune.add_argument("--allocation", default="atp", choices=allocation_names(public_only=True),
                        help="; ".join(f"{a.name}: {a.summary}" for a in ALLOCATORS.values() if a.public))
+    prune.add_argument("--rates", default=None, metavar="FILE",
+                       help="prune with this schedule: a JSON list (or a result's 'schedule') or one rate per line, "
+                            "one per decoder block; S is their mean (within 0.0005 of --sparsity when given)")
     prune.add_argument("--save", default=None, help="write the pruned model (save_pretrained) here")
     prune.add_argument("--json", default="-", help="result file, or - for stdout")
     prune.add_argument("-v", "--verbose", action="store_true", help="progress per block on stderr")
@@ -388,6 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(compare)
     compare.add_argument("--sparsities", default="0.5,0.6,0.7")
     compare.add_argument("--strategy", default="grid", choices=tuple(STRATEGIES), help="ATP's β search")
+    compare.add_argument("--evopress", action="store_true",
+                         help="add EvoPress's searched profile as a column (slow: see --evopress-generations)")
     compare.add_argument("--json", default="-")
     compare.add_argument("-v", "--verbose", action="store_true")
     compare.set_defaults(func=_cmd_compare)

@@ -7,6 +7,7 @@ from dataclasses import replace
 
 from .allocations import compared_names, get_allocator
 from .engine import run_pruning
+from .evopress import profile_summary
 from .models import layer_count
 from .progress import CancelCheck, Progress
 from .results import AllocatorComparison, RunResult
@@ -22,8 +23,10 @@ def compare_allocators(
     progress: Progress | None = None,
     cancelled: CancelCheck | None = None,
     on_result: Callable[[float, RunResult], None] | None = None,
+    evopress: bool = False,
 ) -> AllocatorComparison:
-    """Every compared allocator at each target sparsity, ATP at its best β.
+    """Every compared allocator at each target sparsity, ATP at its best β; with
+    ``evopress`` also EvoPress's searched profile (its fitness read beside ATP's at that β).
 
     ATP's β is searched per sparsity with ``strategy``; with ``strategy=None`` it is
     ``settings.beta`` everywhere (refused up front where it is illegal). ``on_result``
@@ -35,7 +38,7 @@ def compare_allocators(
         for base in checked:
             # β_max shrinks as S nears 0 or 1: refuse an illegal β before the first run.
             atp_schedule(num_layers, base.sparsity, base.beta)
-    allocations = compared_names()
+    allocations = compared_names(evopress)
     steps = len(checked) * (len(allocations) + (strategy is not None))
     done = 0
 
@@ -55,7 +58,13 @@ def compare_allocators(
         runs[sparsity] = {}
         for allocation in allocations:
             step(f"S = {sparsity:g}: {get_allocator(allocation).label}")
-            result = run_pruning(replace(base, allocation=allocation, beta=beta), cancelled=cancelled).result
+            within = None
+            if progress is not None and get_allocator(allocation).search is not None:
+                # The slow column reports its own progress (and time left) inside its step.
+                def within(fraction: float, message: str, at: int = done) -> None:
+                    progress((at + fraction) / steps, f"S = {sparsity:g}: {message}")
+            result = run_pruning(replace(base, allocation=allocation, beta=beta), progress=within,
+                                 cancelled=cancelled).result
             runs[sparsity][allocation] = result
             done += 1
             if on_result is not None:
@@ -94,15 +103,32 @@ def full_block_notes(comparison: AllocatorComparison) -> list[str]:
     return notes
 
 
+def searched_profile_lines(comparison: AllocatorComparison) -> list[str]:
+    """Per sparsity with an EvoPress column: its profile against ATP's line (shape, block 0)
+    and its fitness beside ATP's and uniform's, lowest first."""
+    lines = []
+    for sparsity, by_allocation in comparison.runs.items():
+        result = by_allocation.get("evopress")
+        if result is None:
+            continue
+        fitness = result.allocator_details.get("fitness_of", {})
+        scored = " · ".join(f"{name} {value:.4g}" for name, value in sorted(fitness.items(), key=lambda kv: kv[1]))
+        atp_beta = result.allocator_details.get("atp_beta")
+        named = f" (ATP at β = {atp_beta:g})" if atp_beta is not None else ""
+        lines.append(f"**EvoPress at S = {sparsity:g}**: {profile_summary(result.schedule, sparsity)} · fitness "
+                     f"(KL to dense on the calibration text, lower is better){named}: {scored}")
+    return lines
+
+
 def markdown_table(comparison: AllocatorComparison) -> str:
     """The table a paper would print: perplexity per allocator (rows: sparsity), then which
     OWL mapping, α estimator and ε were used and any block pruned at 100%."""
-    allocations = compared_names()
+    allocations = comparison.allocations()
     labels = [get_allocator(a).label + (" (best β)" if a == "atp" else "") for a in allocations]
     lines = ["| sparsity | dense | " + " | ".join(labels) + " |", "|---" * (len(labels) + 2) + "|"]
     for row in comparison.rows():
         cells = [f"{row[a]:.2f}" for a in allocations]
         cells[allocations.index("atp")] += f" (β={row['atp_beta']:g})"
         lines.append(f"| {row['sparsity']:g} | {row['dense']:.2f} | " + " | ".join(cells) + " |")
-    lines += ["", allocator_note(comparison), *full_block_notes(comparison)]
+    lines += ["", allocator_note(comparison), *full_block_notes(comparison), *searched_profile_lines(comparison)]
     return "\n".join(lines)

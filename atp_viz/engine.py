@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from . import estimates
-from .allocations import allocator_fields, get_allocator
+from .allocations import allocator_fields, get_allocator, search_forward_tokens
 from .capture import capture_block_inputs
 from .errors import AtpError
 from .estimates import Estimate
@@ -118,19 +118,31 @@ def computation(settings: RunSettings) -> RunSettings:
     return replace(settings, **{name: getattr(DEFAULTS, name) for name in allocator_fields() if name not in reads})
 
 
-def schedule_for(settings: RunSettings, loaded: LoadedModel,
-                 reference: DenseReference) -> tuple[list[float], dict, dict]:
+def _allocator_key(settings: RunSettings) -> tuple:
+    """What the allocator's measurement or search is cached by."""
+    allocator = get_allocator(settings.allocation)
+    scope = _calibration_key(settings) if allocator.reads_calibration else _model_key(settings)
+    return (*scope, allocator.name, *allocator.measure_key(settings))
+
+
+def schedule_for(settings: RunSettings, loaded: LoadedModel, reference: DenseReference,
+                 progress: Progress | None = None,
+                 cancelled: CancelCheck | None = None) -> tuple[list[float], dict, dict]:
     """The allocator's per-block rates, checked; what it measured to choose them; and how
     it chose them (its settings and the blocks it clamped to 0 or 1)."""
     allocator = get_allocator(settings.allocation)
     measurements: dict = {}
-    if allocator.measure is not None:
-        scope = _calibration_key(settings) if allocator.reads_calibration else _model_key(settings)
-        key = (*scope, allocator.name, *allocator.measure_key(settings))
-        measurements = _measurement_cache.get(key)
-        if measurements is None:
-            measurements = allocator.measure(settings, loaded.blocks, reference)
-            _measurement_cache.put(key, measurements, 64 * loaded.num_layers * len(measurements))
+    found: dict = {}
+    if allocator.measure is not None or allocator.search is not None:
+        key = _allocator_key(settings)
+        cached = _measurement_cache.get(key)
+        if cached is None:
+            if allocator.search is not None:
+                cached = allocator.search(settings, loaded, reference, progress, cancelled)
+            else:
+                cached = (allocator.measure(settings, loaded.blocks, reference), {})
+            _measurement_cache.put(key, cached, 64 * loaded.num_layers * len(cached[0]))
+        measurements, found = cached
     planned = allocator.schedule(settings, loaded.num_layers, measurements)
     # Whatever the allocator, the loop gets finite rates in [0, 1], averaging S where it
     # promises S; only blocks it reports clamped may take the mean elsewhere.
@@ -138,7 +150,7 @@ def schedule_for(settings: RunSettings, loaded: LoadedModel,
     if allocator.keeps_mean:
         mean = planned.mean if planned.clamped else settings.sparsity
     weights = measurements.get("block_params")
-    details = allocator.describe(settings)
+    details = {**allocator.describe(settings), **found}
     if details:
         details = {**details, "clamped_blocks": planned.clamped, "schedule_mean": planned.mean}
     return check_schedule(planned.rates, loaded.num_layers, mean, weights), measurements, details
@@ -220,9 +232,12 @@ def _compute(settings: RunSettings, progress: Progress | None, cancelled: Cancel
     with loaded.lock:
         t = time.perf_counter()
         reference = calibration(loaded, settings)
-        schedule, measurements, details = schedule_for(settings, loaded, reference)
         eval_windows = evaluation_set(loaded, settings) if settings.measure_ppl else None
         timings["calibration"] = time.perf_counter() - t
+        t = time.perf_counter()
+        schedule, measurements, details = schedule_for(settings, loaded, reference, progress, cancelled)
+        # Apart from calibration: a search (EvoPress) must not teach the estimates that a reference is slow.
+        timings["allocation"] = time.perf_counter() - t
         t = time.perf_counter()
         propagated = prune_and_measure(
             loaded.blocks, loaded.blocks_path, reference, schedule, settings.method, progress, cancelled, on_block
@@ -329,6 +344,10 @@ def estimate_runs(runs: list[RunSettings]) -> Estimate | None:
             dense_ppl_cached=evaluation_key in evaluated or _dense_ppl_cache.get(evaluation_key) is not None,
         )
         total, measured = total + one.seconds, measured and one.measured
+        searched = search_forward_tokens(settings)
+        if searched and _measurement_cache.get(_allocator_key(settings)) is None:
+            search = estimates.search(key, searched)
+            total, measured = total + search.seconds, measured and search.measured
         calibrated.add(calibration_key)
         evaluated.add(evaluation_key)
         done.add(settings)

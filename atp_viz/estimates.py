@@ -24,6 +24,10 @@ from .results import RunResult
 # A prune with all its error measurements costs about this many dense block forwards
 # (`python -m atp_viz bench`: prune_over_forward).
 PRUNE_OVER_FORWARD = 2.1
+# A token of EvoPress's search costs about this many tokens of perplexity forward: its
+# KL over the whole vocabulary and the level masks applied per forward (measured on the
+# embedded model, docs/evopress.md).
+SEARCH_OVER_FORWARD = 1.8
 # Points kept per part: recent runs describe the machine as it is now.
 _KEPT = 12
 
@@ -131,3 +135,12 @@ def trial(key: tuple, calib_tokens: int, eval_tokens: int, *, reference_cached: 
         if eval_tokens:
             parts.append((speed.evaluation, speed.evaluation.seconds(eval_tokens) * (1 if dense_ppl_cached else 2)))
         return Estimate(sum(seconds for _, seconds in parts), all(line.measured for line, _ in parts))
+
+
+
+def search(key: tuple, tokens: int) -> Estimate:
+    """A search's whole-model forwards over ``tokens`` tokens (EvoPress): timed like
+    perplexity, the same forward, times what scoring each forward adds."""
+    with _lock:
+        line = _speeds[key].evaluation
+        return Estimate(line.seconds(tokens) * SEARCH_OVER_FORWARD, line.measured)

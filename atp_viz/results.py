@@ -193,6 +193,10 @@ class AllocatorComparison:
     def results(self) -> list[RunResult]:
         return [result for by_allocation in self.runs.values() for result in by_allocation.values()]
 
+    def allocations(self) -> tuple[str, ...]:
+        """The columns it holds, in their order (EvoPress only when it was asked for)."""
+        return tuple(self.runs[self.first])
+
     def rows(self) -> list[dict]:
         """The table a paper prints: perplexity per allocator, one row per sparsity."""
         return [

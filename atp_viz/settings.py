@@ -25,6 +25,11 @@ OWL_LAMBDA_MAX = 0.5  # a span 2λ over 1 cannot fit in [0, 1]
 # the app's token cap refuse far smaller requests with their own reasons.
 MAX_WINDOWS = 10_000_000
 MAX_SEQLEN = 16_777_216  # the largest context models.CONFIG_BOUNDS admits
+MAX_GENERATIONS = 100_000
+MAX_OFFSPRING = 4096
+# How far a given schedule's mean may sit from the target S: rates written with three
+# decimals (as EvoPress and llm-compressor lists are) average within this.
+RATES_MEAN_TOL = 5e-4
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,9 @@ class RunSettings:
     alpha_eps: float | None = None
     owl_mapping: str = "published"
     alpha_estimator: str = "published"
+    # EvoPress's search budget (see docs/evopress.md for why these fit 15 minutes on 2 cores).
+    evopress_generations: int = 48
+    evopress_offspring: int = 8
 
     @property
     def calibration_source(self) -> str:
@@ -154,4 +162,34 @@ def validate(settings: RunSettings) -> RunSettings:
         calib_seqlen=whole_number(settings.calib_seqlen, "calibration sequence length", 2, MAX_SEQLEN),
         eval_samples=eval_samples,
         eval_seqlen=whole_number(settings.eval_seqlen, "evaluation sequence length", 2, MAX_SEQLEN),
+        evopress_generations=whole_number(settings.evopress_generations, "EvoPress generations", 1, MAX_GENERATIONS),
+        evopress_offspring=whole_number(settings.evopress_offspring, "EvoPress offspring", 1, MAX_OFFSPRING),
     )
+
+
+def given_rates(settings: RunSettings, rates: object, num_layers: int, sparsity_given: bool = True) -> RunSettings:
+    """Settings that prune with a schedule a person gave (one rate per decoder block).
+
+    Every rate is a finite number in [0, 1] and there is one per block. The target S is
+    the rates' mean: when S was also given (``sparsity_given``) the two must agree within
+    ``RATES_MEAN_TOL``, else S is taken from the rates. The run then reports that mean.
+    """
+    try:
+        values = list(rates)  # type: ignore[call-overload]
+    except TypeError:
+        raise AtpError("rates must be a list of numbers, one per decoder block") from None
+    if len(values) != num_layers:
+        raise AtpError(f"got {len(values)} rates but the model has {num_layers} decoder blocks: give one per block")
+    checked = [number(value, f"rate {i}") for i, value in enumerate(values)]
+    for i, rate in enumerate(checked):
+        if not 0.0 <= rate <= 1.0:
+            raise AtpError(f"rate {i} is {rate:g}: every rate must be in [0, 1]")
+    mean = sum(checked) / num_layers
+    if mean >= 1.0:
+        raise AtpError(f"the rates average {mean:g}: the mean sparsity must be below 1")
+    if sparsity_given:
+        target = check_sparsity(number(settings.sparsity, "sparsity"))
+        if abs(mean - target) > RATES_MEAN_TOL:
+            raise AtpError(f"the rates average {mean:.6g}, not the sparsity {target:g} "
+                           f"(within {RATES_MEAN_TOL:g}): fix the rates or leave the sparsity out")
+    return replace(settings, allocation="explicit", schedule=tuple(checked), sparsity=mean, beta=0.0)

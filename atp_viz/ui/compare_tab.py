@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 from .. import engine
 from ..allocations import compared_names, get_allocator
 from ..allocators import ALPHA_ESTIMATORS, OWL_MAPPINGS, PUBLISHED_ALPHA_EPS, published_alpha_eps
-from ..compare import allocator_note, full_block_notes, wholly_pruned_blocks
+from ..compare import allocator_note, full_block_notes, searched_profile_lines, wholly_pruned_blocks
 from ..compare import compare_allocators as compare_all
 from ..errors import AtpError, Cancelled
 from ..results import AllocatorComparison, RunResult
@@ -41,7 +41,13 @@ OWL_MAPPING_CHOICES: list[tuple[str, str]] = [(f"{name}: {text}", name) for name
 ALPHA_ESTIMATOR_CHOICES: list[tuple[str, str]] = [(f"{name}: {text}", name) for name, text in ALPHA_ESTIMATORS.items()]
 PUBLISHED_EPS_TEXT = ", ".join(f"{method} {eps:g}" for method, eps in PUBLISHED_ALPHA_EPS.items())
 
-TABLE_COLUMNS = ["S", "dense", *(get_allocator(a).label for a in compared_names()), "ATP β", "blocks at 100%"]
+def table_columns(allocations: tuple[str, ...]) -> list[str]:
+    return ["S", "dense", *(get_allocator(a).label for a in allocations), "ATP β", "blocks at 100%"]
+
+
+TABLE_COLUMNS = table_columns(compared_names())
+EVOPRESS_INFO = ("a search for the rates, KL to the dense model's outputs on the calibration text: minutes per "
+                 "S (see the estimate), off by default")
 COMPARE_NOTE = """
 Prunes the model of the first tab, with its method and calibration settings, by four
 allocators at the same mean sparsity S. The claim to test: one number, ATP's β, matches or
@@ -124,9 +130,10 @@ def _full_blocks_cell(by_allocation: dict[str, RunResult]) -> str:
 def table(comparison: AllocatorComparison) -> pd.DataFrame:
     """Perplexity per allocator, one row per target sparsity, with dense, ATP's β and the
     blocks any allocator prunes at 100%."""
-    rows = [[row["sparsity"], _cell(row["dense"], 2), *(_cell(row[a], 2) for a in compared_names()),
+    allocations = comparison.allocations()
+    rows = [[row["sparsity"], _cell(row["dense"], 2), *(_cell(row[a], 2) for a in allocations),
              row["atp_beta"], _full_blocks_cell(comparison.runs[row["sparsity"]])] for row in comparison.rows()]
-    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    return pd.DataFrame(rows, columns=table_columns(allocations))
 
 
 def empty_table() -> pd.DataFrame:
@@ -180,6 +187,7 @@ def verdict_markdown(comparison: AllocatorComparison) -> str:
     flags = [f"⚠ {text}" for text in full_block_notes(comparison)]
     odd = [text for s, by in comparison.runs.items() if (text := error_is_not_perplexity(s, by))]
     used = allocator_note(comparison)
+    lines += searched_profile_lines(comparison)
     return "  \n".join([*lines, f"{how} · plots at S = {comparison.first:g}{note}",
                         *([f"**Allocators**: {used}"] if used else []), *flags, *odd,
                         f"**Measured with** {method_label(first.method)} · {settings_line(first)}"])
@@ -187,7 +195,8 @@ def verdict_markdown(comparison: AllocatorComparison) -> str:
 
 def compare_estimate(model: str, method: str, sparsities: str, beta_choice: str, beta: float,
                      calib_samples: float, calib_seqlen: float, eval_samples: float, eval_seqlen: float,
-                     seed: float, text_file: str | None, strategy: str = DEFAULT_STRATEGY) -> str:
+                     seed: float, text_file: str | None, strategy: str = DEFAULT_STRATEGY,
+                     evopress: bool = False) -> str:
     """How long a comparison will take with these settings (a sentence, never an error)."""
     try:
         runs = []
@@ -199,6 +208,8 @@ def compare_estimate(model: str, method: str, sparsities: str, beta_choice: str,
                 betas = betas[: (len(betas) + 1) // 2]  # the fast search: at most half the grid
             runs += [replace(base, allocation=a, beta=0.0) for a in compared_names() if a != "atp"]
             runs += [replace(base, beta=b) for b in betas]
+            if evopress:
+                runs.append(replace(base, allocation="evopress", beta=betas[-1] if betas else 0.0))
         estimate = engine.estimate_runs(runs)
     except AtpError as exc:
         return f"Cannot compare yet: {exc}"
@@ -226,6 +237,7 @@ def compare_allocators(
     strategy: str = DEFAULT_STRATEGY,
     owl_mapping: str = DEFAULTS.owl_mapping,
     alpha_estimator: str = DEFAULTS.alpha_estimator,
+    evopress: bool = False,
     progress: gr.Progress = gr.Progress(),
     request: gr.Request = None,
 ):
@@ -252,6 +264,7 @@ def compare_allocators(
         strategy: "grid" (every 0.002 up to β_max, the paper) or "fast" (at most half the trials).
         owl_mapping: "published" (the authors' code) or "band" (rates kept within S ± λ).
         alpha_estimator: "published" (the authors' alpha_peak) or "window" (x_min in [0.95, 1.5] × peak).
+        evopress: also EvoPress's searched profile as a column (a search per sparsity: slow).
 
     Returns:
         At the first sparsity: every allocator's schedule, their error propagation, OWL's
@@ -274,7 +287,7 @@ def compare_allocators(
         try:
             comparison = compare_all(settings, targets, strategy if beta_choice == BETA_SEARCH else None,
                                      engine_progress(progress), flag.is_set,
-                                     on_result=lambda _s, result: finished.append(result))
+                                     on_result=lambda _s, result: finished.append(result), evopress=bool(evopress))
         except Cancelled:
             for result in finished:
                 frame = history_tab.record(frame, result)
@@ -305,6 +318,7 @@ def build(demo: gr.Blocks, shared: Shared) -> None:
                                 info="one, or several comma-separated: 0.5, 0.6, 0.7", elem_id="compare-sparsities")
         beta_choice = gr.Radio(BETA_CHOICES, value=BETA_SEARCH, label="ATP's β", elem_id="compare-beta")
         strategy = gr.Radio(SEARCH_CHOICES, value=DEFAULT_STRATEGY, label="β search", elem_id="compare-strategy")
+        evopress = gr.Checkbox(False, label="EvoPress column", info=EVOPRESS_INFO, elem_id="compare-evopress")
     with gr.Accordion("OWL and AlphaPruning settings", open=False, elem_id="allocator-settings"):
         with gr.Row():
             owl_m = gr.Number(DEFAULTS.owl_m, step=0.5, label="OWL M",
@@ -336,13 +350,14 @@ def build(demo: gr.Blocks, shared: Shared) -> None:
     shared.history_writers.append(run_btn.click(
         compare_allocators,
         [inputs.model, inputs.method, sparsities, beta_choice, inputs.beta, *inputs.measurement, owl_m, owl_lambda,
-         alpha_eps, shared.history.frame, strategy, owl_mapping, alpha_estimator],
+         alpha_eps, shared.history.frame, strategy, owl_mapping, alpha_estimator, evopress],
         [schedule_plot, error_plot, owl_plot, alpha_plot, perplexities, verdict, *shared.history.shown,
          shared.history.frame],
         api_name="compare_allocators", **ENGINE))
     shared.stop_buttons.append(stop_btn)
-    measured = [inputs.model, inputs.method, sparsities, beta_choice, inputs.beta, *inputs.measurement, strategy]
-    gr.on([demo.load, sparsities.change, beta_choice.change, strategy.change,
+    measured = [inputs.model, inputs.method, sparsities, beta_choice, inputs.beta, *inputs.measurement, strategy,
+                evopress]
+    gr.on([demo.load, sparsities.change, beta_choice.change, strategy.change, evopress.change,
            *(c.change for c in (inputs.model, inputs.method, inputs.beta, *inputs.measurement))],
           compare_estimate, measured, estimate, **INSTANT, **UI_ONLY, trigger_mode="always_last",
           api_name="compare_estimate")

@@ -120,10 +120,12 @@ def _run_title(result: RunResult) -> str:
     return f"{run_label(result)}, {result.method}, S = {result.sparsity:.3g}"
 
 
-def schedule_figure(num_layers: int, sparsity: float, beta: float, current: int | None = None) -> go.Figure:
-    """ATP rate per block as bars, with the uniform level S; cheap enough for a slider.
-    ``current``: the block a run is pruning now, outlined."""
-    rates = atp_schedule(num_layers, sparsity, beta)
+def schedule_figure(num_layers: int, sparsity: float, beta: float, current: int | None = None,
+                    rates: Sequence[float] | None = None) -> go.Figure:
+    """ATP rate per block as bars (or the ``rates`` given instead), with the uniform level S;
+    cheap enough for a slider. ``current``: the block a run is pruning now, outlined."""
+    given = rates is not None
+    rates = list(rates) if given else atp_schedule(num_layers, sparsity, beta)
     limit = beta_max(num_layers, sparsity)
     sparsity, beta = float(sparsity), float(beta)
     count = len(rates)
@@ -131,18 +133,19 @@ def schedule_figure(num_layers: int, sparsity: float, beta: float, current: int 
     colours = [_CURRENT if i == current else colour_for("atp") for i in range(count)]
     outline = [2.5 if i == current else 0 for i in range(count)]
     data = [
-        go.Bar(x=list(range(count)), y=rates, name="ATP rate s_i",
+        go.Bar(x=list(range(count)), y=rates, name="given rate s_i" if given else "ATP rate s_i",
                marker={"color": colours, "line": {"width": outline, "color": _TEXT}},
                hovertemplate="block %{x}: %{y:.3f}<extra></extra>"),
         go.Scatter(x=[-0.5, count - 0.5], y=[sparsity, sparsity], mode="lines",
                    name=f"uniform S = {sparsity:.3g}", hoverinfo="skip",
                    line={"color": colour_for("uniform"), "dash": "dash", "width": 2}),
     ]
-    subtitle = f"{count} blocks · β = {beta:.4f} (β_max = {limit:.4f}) · one rate per decoder block"
+    subtitle = (f"{count} blocks · " + ("rates given" if given else f"β = {beta:.4f} (β_max = {limit:.4f})")
+                + " · one rate per decoder block")
     if current is not None:
         subtitle += f" · now pruning block {current}"
     layout = _layout(
-        f"ATP schedule, mean sparsity S = {sparsity:.3g}",
+        f"{'Given' if given else 'ATP'} schedule, mean sparsity S = {sparsity:.3g}",
         AXIS_BLOCK, AXIS_SPARSITY, subtitle=subtitle,
         xaxis={"range": [-0.5, count - 0.5]}, yaxis={"range": [0, 1]}, bargap=0.15,
         legend={"orientation": "h", "x": 0, "xanchor": "left", "y": -0.22, "yanchor": "top"},

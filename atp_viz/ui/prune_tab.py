@@ -19,9 +19,10 @@ import plotly.graph_objects as go
 from .. import engine
 from ..errors import AtpError, Cancelled
 from ..pruners import PRUNERS
+from ..rates import parse_rates
 from ..results import BlockError, RunResult, load_run
 from ..schedules import atp_schedule, beta_max
-from ..settings import DEFAULTS, RunSettings
+from ..settings import DEFAULTS, RunSettings, given_rates
 from . import history_tab, plots, recipe_download
 from .adapters import stoppable, streamed, user_errors
 from .defaults import (
@@ -147,7 +148,8 @@ def prune_pair(settings: RunSettings, cancelled: Callable[[], bool] | None = Non
     # Refuse an illegal β before spending minutes on the baseline.
     atp_schedule(block_count(settings.model), settings.sparsity, settings.beta)
     runs = []
-    for which, asked in (("uniform", replace(settings, allocation="uniform", beta=0.0)), ("atp", settings)):
+    for which, asked in (("uniform", replace(settings, allocation="uniform", beta=0.0, schedule=None)),
+                         ("atp", settings)):
         on_block = None if report is None else (lambda error, which=which: report((which, error)))
         runs.append(engine.run_pruning(asked, cancelled=cancelled, on_block=on_block).result)
         if report is not None:
@@ -229,10 +231,13 @@ def summary_markdown(pair: Pair) -> str:
     u, a = pair.uniform, pair.atp
     if u is not None and a is not None:
         gain = u.ppl - a.ppl if math.isfinite(u.ppl) and math.isfinite(a.ppl) else None
-        verdict = "" if gain is None else (f" · ATP is **{gain:,.2f} lower**" if gain > 0
-                                           else f" · ATP is **{-gain:,.2f} higher**")
-        perplexity = f"uniform {ppl(u.ppl)} · ATP (β = {a.beta:.4g}) {ppl(a.ppl)}{verdict}"
-        achieved = f"uniform {u.overall_sparsity:.2%} · ATP {a.overall_sparsity:.2%}"
+        # The second run is ATP at β, or the rates a person typed ("explicit").
+        short = "ATP" if a.allocation == "atp" else "the given rates"
+        verdict = "" if gain is None else (f" · {short} is **{gain:,.2f} lower**" if gain > 0
+                                           else f" · {short} is **{-gain:,.2f} higher**")
+        named = f"ATP (β = {a.beta:.4g})" if a.allocation == "atp" else short
+        perplexity = f"uniform {ppl(u.ppl)} · {named} {ppl(a.ppl)}{verdict}"
+        achieved = f"uniform {u.overall_sparsity:.2%} · {short} {a.overall_sparsity:.2%}"
     else:
         perplexity = " · ".join(f"{run_name(r)} {ppl(r.ppl)}" for r in pair.present)
         achieved = " · ".join(f"{run_name(r)} {r.overall_sparsity:.2%}" for r in pair.present)
@@ -351,9 +356,10 @@ def run_pruning(
     error_view: str,
     pair: Pair | None,
     frame: pd.DataFrame,
+    rates: str = "",
     request: gr.Request = None,
 ):
-    """Prune with the uniform baseline and with ATP at β; compare errors and perplexity.
+    """Prune with the uniform baseline and with ATP at β (or the rates given); compare errors and perplexity.
 
     Streams: the error curve grows block by block while the runs go (the uniform curve
     stays while ATP runs); the last update is the finished comparison.
@@ -373,6 +379,10 @@ def run_pruning(
         shown_run: "ATP" or "uniform": the run shown in the split figure and the heatmaps.
         error_view: "ordinary" (massive-activation tokens left out), "all" (every token, as the
             paper sums) or "absolute" (squared error beside the dense signal).
+        frame: the session's history (state).
+        rates: one rate per decoder block (a JSON list or one per line) pruned instead of ATP's
+            line, their mean within 0.0005 of ``sparsity``; empty: ATP at β. The page's rates
+            field, held in a session state (not an argument of the public endpoint).
 
     Returns:
         Error propagation, perplexity, introduced-vs-inherited and sublayer figures, a
@@ -388,10 +398,13 @@ def run_pruning(
         settings = run_settings(model, method, sparsity, calib_samples, calib_seqlen, eval_samples, eval_seqlen,
                                 seed, text_file, beta)
         num_layers = block_count(settings.model)
+        if rates and rates.strip():
+            settings = given_rates(settings, parse_rates(rates), num_layers)
         live = _Live(settings, num_layers)
 
         def schedule_at(block: int | None) -> go.Figure:
-            return plots.schedule_figure(num_layers, settings.sparsity, settings.beta, current=block)
+            return plots.schedule_figure(num_layers, settings.sparsity, settings.beta, current=block,
+                                         rates=settings.schedule)
 
         yield (live.figure(log_scale, error_view), *[keep] * 4, *[keep] * 3, keep, keep,
                f"⏳ starting · {_estimate_line(settings)}", schedule_at(0), keep, keep)
@@ -478,7 +491,7 @@ def show_run(shown_run: str, pair: Pair | None):
 # ------------------------------------------------------------------ the tab
 
 
-def build_inputs() -> tuple[RunInputs, gr.Button, gr.Button, gr.Markdown, gr.Markdown]:
+def build_inputs() -> tuple[RunInputs, gr.Button, gr.Button, gr.Markdown, gr.Markdown, gr.Textbox]:
     """The run inputs (left column), β, and the Prune and Stop buttons below them."""
     with gr.Column(scale=1, min_width=300):
         model = gr.Dropdown(MODEL_CHOICES, value=DEFAULTS.model, allow_custom_value=True, label="Model",
@@ -489,6 +502,9 @@ def build_inputs() -> tuple[RunInputs, gr.Button, gr.Button, gr.Markdown, gr.Mar
         beta = gr.Slider(0.0, BETA_STATIC_MAX, value=DEFAULT_BETA, step=BETA_STEP,
                          label="β: sparsity step from one block to the next (0 = uniform)", elem_id="beta")
         beta_info = gr.Markdown(label="schedule description", elem_id="beta-info")
+        rates = gr.Textbox("", lines=2, max_lines=8, label="…or your own rates (optional)", elem_id="rates",
+                           info="one per decoder block, a JSON list or one per line (EvoPress, llm-compressor); "
+                                "pruned instead of ATP's line; their mean must be S")
         with gr.Accordion("Calibration and evaluation", open=False, elem_id="calibration"):
             with gr.Row():
                 calib_samples = gr.Number(DEFAULTS.calib_samples, precision=0, minimum=1,
@@ -509,7 +525,7 @@ def build_inputs() -> tuple[RunInputs, gr.Button, gr.Button, gr.Markdown, gr.Mar
         estimate = gr.Markdown(elem_id="prune-estimate")
     inputs = RunInputs(model, method, sparsity, beta, calib_samples, calib_seqlen, eval_samples, eval_seqlen,
                        seed, text_file)
-    return inputs, prune_btn, stop_btn, beta_info, estimate
+    return inputs, prune_btn, stop_btn, beta_info, estimate, rates
 
 
 def _plot_column(plot_id: str, label: str, value: go.Figure | None = None) -> gr.Plot:
@@ -522,7 +538,7 @@ def build(demo: gr.Blocks, history: HistoryOutputs) -> Shared:
     """The tab's components and events; returns what the other tabs share."""
     pair = gr.State(None)
     with gr.Row(equal_height=False):
-        inputs, prune_btn, stop_btn, beta_info, estimate = build_inputs()
+        inputs, prune_btn, stop_btn, beta_info, estimate, rates = build_inputs()
         with gr.Column(scale=2, min_width=320):
             schedule_plot = gr.Plot(label="schedule", show_label=False, elem_id="schedule-plot")
             recipe = recipe_download.button()
@@ -579,11 +595,14 @@ def build(demo: gr.Blocks, history: HistoryOutputs) -> Shared:
                                           *inputs.measurement))],
           prune_estimate, [inputs.model, inputs.method, inputs.sparsity, inputs.beta, *inputs.measurement], estimate,
           **INSTANT, **UI_ONLY, trigger_mode="always_last", api_name="prune_estimate")
+    # The rates reach the run through a session state: /run_pruning's public arguments stay as they were.
+    typed_rates = gr.State("")
+    rates.change(lambda text: text, rates, typed_rates, **INSTANT, **UI_ONLY)
     # Not cancelled by gradio on Stop: the run ends itself, showing what it had drawn.
     run = prune_btn.click(
         run_pruning,
         [inputs.model, inputs.method, inputs.sparsity, inputs.beta, *inputs.measurement, log_scale, shown_run,
-         error_view, pair, history.frame],
+         error_view, pair, history.frame, typed_rates],
         [error_plot, ppl_plot, split_plot, heatmap_plot, summary, *history.shown, token_plot, error_note, status,
          schedule_plot, pair, history.frame],
         api_name="run_pruning", show_progress="hidden", **ENGINE)
