@@ -171,3 +171,16 @@ def bit_schedule(num_layers: int, bits: float, beta: float) -> list[int]:
     start = bits + beta * (num_layers - 1) / 2
     widths = round_to_levels([start - i * beta for i in range(num_layers)], 1.0)
     return [int(w) for w in widths]
+
+
+def pattern_betas(betas: Sequence[float], num_layers: int, sparsity: float, group: int) -> list[float]:
+    """Of the grid ``betas``, the first of each distinct N:M level schedule that differs
+    from uniform: on a pattern's levels many grid points give the same masks."""
+    seen = {tuple(pattern_schedule(uniform_schedule(num_layers, sparsity), group))}
+    kept = []
+    for beta in betas:
+        levels = tuple(pattern_schedule(atp_schedule(num_layers, sparsity, beta), group))
+        if levels not in seen:
+            seen.add(levels)
+            kept.append(beta)
+    return kept

@@ -152,3 +152,25 @@ def test_atp_mixed_pattern_on_a_tiny_model_is_exact_per_block(tiny_model_dir):
                                                                         8 - r.kept_per_group[block]))
     # The error curves are there for a pattern as for unstructured pruning.
     assert len(r.errors) == 3 and r.errors[-1].amplification is not None and r.ppl is not None
+
+
+def test_search_grid_on_a_pattern_skips_repeated_level_schedules():
+    from atp_viz.schedules import grid_betas, pattern_betas
+
+    betas = pattern_betas(grid_betas(30, 0.5), 30, 0.5, 8)
+    schedules = [tuple(pattern_schedule(atp_schedule(30, 0.5, b), 8)) for b in betas]
+    assert len(set(schedules)) == len(schedules) and tuple(pattern_schedule([0.5] * 30, 8)) not in schedules
+    assert 0.002 not in betas and 0.004 not in betas  # they round back to uniform 4:8
+
+
+def test_the_page_compression_settings(tiny_model_dir):
+    from atp_viz.ui.prune_tab import compression_settings
+
+    base = validate(RunSettings(model=str(tiny_model_dir("llama")), sparsity=0.7, beta=0.1))
+    alone = compression_settings(base, "quantize", "2:4", "rtn", 3, 0.5)
+    assert (alone.sparsity, alone.beta, alone.pattern, alone.quantize, alone.bits) == (0.0, 0.0, "unstructured",
+                                                                                       "rtn", 3)
+    both = compression_settings(base, "prune+quantize", "2:4", "gptq", 4, 0.0)
+    assert (both.sparsity, both.pattern, both.quantize) == (0.5, "2:4", "gptq")
+    pruned = compression_settings(base, "prune", "unstructured", "gptq", 4, 0.3)
+    assert (pruned.sparsity, pruned.quantize, pruned.bits_beta) == (0.7, "none", 0.0)
