@@ -174,3 +174,20 @@ def test_the_page_compression_settings(tiny_model_dir):
     assert (both.sparsity, both.pattern, both.quantize) == (0.5, "2:4", "gptq")
     pruned = compression_settings(base, "prune", "unstructured", "gptq", 4, 0.3)
     assert (pruned.sparsity, pruned.quantize, pruned.bits_beta) == (0.7, "none", 0.0)
+
+
+def test_the_app_prunes_a_pattern_then_quantizes(app_server, tiny_model_dir):
+    """/run_pruning with the appended compression arguments: the baseline is uniform 2:4 at
+    uniform bits, the ATP run has its bit progression; a bad pattern is one sentence."""
+    from app_support import TINY_SIZES, prune, refusal, results
+    from gradio_client import Client
+
+    client = Client(app_server, verbose=False)
+    model = str(tiny_model_dir("llama"))
+    answer = prune(client, model, seed=3, beta=0.0, sparsity=0.5, compression="prune+quantize", pattern="2:4",
+                   quantizer="gptq", bits=3, bits_beta=0.5)
+    runs = results(answer[7][:2])
+    assert runs["uniform"]["bit_schedule"] == [3, 3, 3] and runs["atp"]["bit_schedule"] == [4, 3, 2]
+    assert runs["uniform"]["kept_per_group"] == runs["atp"]["kept_per_group"] == [2, 2, 2]
+    assert "bits per weight" in answer[4]
+    refusal(lambda: prune(client, model, seed=3, **{**TINY_SIZES, "pattern": "4:4"}), "N \\(weights kept")
