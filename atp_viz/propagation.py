@@ -296,7 +296,9 @@ def prune_and_measure(
             error, tokens = measure_errors(i, dense_outputs, sparse_inputs, mixed, previous_sq)
             zeros, total = pruned.zeros, pruned.total
             if bits is not None:
-                result.stored_bits += total * bits_per_weight(bits, 1 - zeros / total, index_bits(rate, group))
+                # Nothing pruned: every weight is coded, the model's own zeros too.
+                kept = 1 - zeros / total if rate > 0 else 1.0
+                result.stored_bits += total * bits_per_weight(bits, kept, index_bits(rate, group))
             result.sublayer_errors.extend(pruned.sublayer_errors)
             result.pruned.update({f"{blocks_path}.{i}.{name}": layer for name, layer in pruned.kept.items()})
         result.zeros, result.total = result.zeros + zeros, result.total + total
