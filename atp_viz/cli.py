@@ -16,9 +16,10 @@ from .allocators import ALPHA_ESTIMATORS, OWL_MAPPINGS, PUBLISHED_ALPHA_EPS
 from .errors import AtpError
 from .ordering import DEFAULT_SHUFFLES
 from .pruners import PRUNERS, method_names
+from .quantize import QUANTIZERS
 from .results import RunResult
 from .search import STRATEGIES
-from .settings import DEFAULTS, RunSettings
+from .settings import DEFAULTS, NO_QUANTIZATION, UNSTRUCTURED, RunSettings, pattern_sparsity
 from .zeroshot import PAPER, PAPER_TASKS
 
 
@@ -107,7 +108,12 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="embedded", help="'embedded', a Hugging Face id, or a local directory")
     parser.add_argument("--method", default="wanda", choices=method_names(),
                         help="; ".join(f"{p.name}: {p.summary}" for p in PRUNERS.values()))
-    parser.add_argument("--sparsity", type=float, default=None, help="target mean sparsity S in [0, 1) (default 0.7)")
+    parser.add_argument("--sparsity", type=float, default=None,
+                        help=f"target mean sparsity S in [0, 1) (default {DEFAULTS.sparsity:g}; an N:M pattern "
+                             "fixes it at (M-N)/M; quantizing alone: 0)")
+    parser.add_argument("--pattern", default=UNSTRUCTURED,
+                        help="unstructured, or N:M: keep N of every M consecutive inputs of a row (2:4, 4:8); "
+                             "with --beta each block keeps its own N, the mean N fixed")
     parser.add_argument("--calib-samples", type=_number, default=8)
     parser.add_argument("--calib-seqlen", type=_number, default=256)
     parser.add_argument("--eval-samples", type=_eval_samples, default=16, help="a number, or 'all' windows")
@@ -140,11 +146,26 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="EvoPress search: offspring per generation")
 
 
+def _sparsity(args: argparse.Namespace) -> float:
+    """The run's sparsity: as typed, else the pattern's, else 0 when only quantizing, else
+    the default; a typed one that contradicts the pattern is refused."""
+    fixed = pattern_sparsity(args.pattern)
+    if args.sparsity is not None:
+        if fixed is not None and abs(args.sparsity - fixed) > 1e-9:
+            raise AtpError(f"--pattern {args.pattern} prunes {fixed:g} of the weights, "
+                           f"not --sparsity {args.sparsity:g}")
+        return args.sparsity
+    if fixed is not None:
+        return fixed
+    return 0.0 if getattr(args, "quantize", NO_QUANTIZATION) != NO_QUANTIZATION else DEFAULTS.sparsity
+
+
 def _settings(args: argparse.Namespace, **overrides) -> RunSettings:
     fields = dict(
         model=args.model,
         method=args.method,
-        sparsity=DEFAULTS.sparsity if args.sparsity is None else args.sparsity,
+        sparsity=_sparsity(args),
+        pattern=args.pattern,
         calib_samples=args.calib_samples,
         calib_seqlen=args.calib_seqlen,
         eval_samples=args.eval_samples,
@@ -192,7 +213,15 @@ def _progress(fraction: float, message: str) -> None:
 def _cmd_prune(args: argparse.Namespace) -> None:
     from .engine import check_save_target, run_pruning, save_pruned
 
-    settings = _settings(args, allocation=args.allocation, beta=args.beta)
+    quantizing = args.quantize != NO_QUANTIZATION
+    bits_beta = args.bits_beta
+    beta = args.beta
+    if quantizing and bits_beta is None:
+        # Quantizing alone, --beta is the bit progression's step (there is no pruning to spread).
+        prunes = _sparsity(args) > 0
+        bits_beta, beta = (0.0, beta) if prunes else (beta, 0.0)
+    settings = _settings(args, allocation=args.allocation, beta=beta, quantize=args.quantize, bits=args.bits,
+                         bits_beta=bits_beta or 0.0)
     if args.rates is not None:
         settings = _rates_settings(settings, args)
     zero_shot = _zero_shot_request(args)  # refused here, before any pruning, without lm-eval
@@ -210,6 +239,11 @@ def _cmd_prune(args: argparse.Namespace) -> None:
         _zero_shot(settings, outcome.pruned, zero_shot, r)
     _write_json(r.to_json(), args.json)
     label = f"beta={r.beta:g}" if r.beta is not None else r.allocation
+    if r.pattern != UNSTRUCTURED:
+        label += f" pattern {r.pattern} (N per block {min(r.kept_per_group)}..{max(r.kept_per_group)})"
+    if r.quantize != NO_QUANTIZATION:
+        widths = f"widths {r.bit_schedule[0]}..{r.bit_schedule[-1]}"
+        label += f", {r.quantize} {r.bits} bits (step {r.bits_beta:g}, {widths}), {r.bits_per_weight:.3f} bits/weight"
     print(
         f"{r.model}: {r.method} S={r.sparsity:g} {label} -> perplexity {r.ppl:.2f} "
         f"(dense {r.dense_ppl:.2f}), achieved sparsity {r.overall_sparsity:.4f}",
@@ -247,8 +281,10 @@ def _cmd_search(args: argparse.Namespace) -> None:
 def _cmd_compare(args: argparse.Namespace) -> None:
     from .compare import compare_allocators, markdown_table
 
+    fixed = pattern_sparsity(args.pattern)
+    typed = args.sparsities if args.sparsities is not None else f"{fixed!r}" if fixed is not None else "0.5,0.6,0.7"
     try:
-        sparsities = [float(x) for x in args.sparsities.split(",") if x.strip()]
+        sparsities = [float(x) for x in typed.split(",") if x.strip()]
     except ValueError:
         raise AtpError(f"--sparsities must be comma-separated numbers, got {args.sparsities!r}") from None
     if not sparsities:
@@ -396,6 +432,12 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--rates", default=None, metavar="FILE",
                        help="prune with this schedule: a JSON list (or a result's 'schedule') or one rate per line, "
                             "one per decoder block; S is their mean (within 0.0005 of --sparsity when given)")
+    prune.add_argument("--quantize", default=NO_QUANTIZATION, choices=(NO_QUANTIZATION, *QUANTIZERS),
+                       help="then quantize the survivors; "
+                       + "; ".join(f"{q.name}: {q.summary}" for q in QUANTIZERS.values()))
+    prune.add_argument("--bits", type=_number, default=DEFAULTS.bits, help="mean bit-width B (integer widths 2..8)")
+    prune.add_argument("--bits-beta", type=float, default=None,
+                       help="bit progression step (more bits early); default: --beta when quantizing alone, else 0")
     prune.add_argument("--save", default=None, help="write the pruned model (save_pretrained) here")
     prune.add_argument("--json", default="-", help="result file, or - for stdout")
     prune.add_argument("-v", "--verbose", action="store_true", help="progress per block on stderr")
@@ -412,7 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     compare = sub.add_parser("compare", help="uniform vs OWL vs AlphaPruning vs ATP at several sparsities")
     _add_run_options(compare)
-    compare.add_argument("--sparsities", default="0.5,0.6,0.7")
+    compare.add_argument("--sparsities", default=None,
+                         help="comma-separated (default 0.5,0.6,0.7; with an N:M pattern, its own)")
     compare.add_argument("--strategy", default="grid", choices=tuple(STRATEGIES), help="ATP's β search")
     compare.add_argument("--evopress", action="store_true",
                          help="add EvoPress's searched profile as a column (slow: see --evopress-generations)")

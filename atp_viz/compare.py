@@ -7,13 +7,14 @@ from dataclasses import replace
 
 from .allocations import compared_names, get_allocator
 from .engine import run_pruning
+from .errors import AtpError
 from .evopress import profile_summary
 from .models import layer_count
 from .progress import CancelCheck, Progress
 from .results import AllocatorComparison, RunResult
 from .schedules import atp_schedule
 from .search import search_beta
-from .settings import RunSettings, validate
+from .settings import RunSettings, pattern_sparsity, validate
 
 
 def compare_allocators(
@@ -32,6 +33,9 @@ def compare_allocators(
     ``settings.beta`` everywhere (refused up front where it is illegal). ``on_result``
     hears of each allocator's run, ``progress`` of each step.
     """
+    fixed = pattern_sparsity(settings.pattern)
+    if fixed is not None and any(abs(float(s) - fixed) > 1e-9 for s in sparsities):
+        raise AtpError(f"the pattern {settings.pattern} fixes the sparsity at {fixed:g}: compare at that sparsity only")
     checked = [validate(replace(settings, sparsity=s)) for s in sparsities]
     if strategy is None:
         num_layers = layer_count(settings.model, settings.device, settings.dtype)

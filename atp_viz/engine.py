@@ -31,8 +31,8 @@ from .perplexity import check_window_memory, perplexity
 from .progress import CancelCheck, Progress
 from .propagation import DenseReference, PropagationResult, prune_and_measure
 from .results import BlockError, Measurement, RunResult, TokenMap
-from .schedules import beta_max, check_schedule
-from .settings import DEFAULTS, RunSettings, validate, whole_number
+from .schedules import beta_max, bit_schedule, check_schedule, kept_per_group, pattern_schedule
+from .settings import DEFAULTS, NO_QUANTIZATION, RunSettings, validate, whole_number
 from .staging import staged_folder
 from .texts import calibration_set, check_context, evaluation_windows, token_stream
 from .token_errors import MASSIVE_MULTIPLE
@@ -114,6 +114,8 @@ def computation(settings: RunSettings) -> RunSettings:
     OWL's λ was set to)."""
     if settings.allocation == "atp" and settings.beta == 0:
         settings = replace(settings, allocation="uniform")
+    if settings.quantize == NO_QUANTIZATION:
+        settings = replace(settings, bits=DEFAULTS.bits, bits_beta=DEFAULTS.bits_beta)
     reads = get_allocator(settings.allocation).reads
     return replace(settings, **{name: getattr(DEFAULTS, name) for name in allocator_fields() if name not in reads})
 
@@ -153,7 +155,11 @@ def schedule_for(settings: RunSettings, loaded: LoadedModel, reference: DenseRef
     details = {**allocator.describe(settings), **found}
     if details:
         details = {**details, "clamped_blocks": planned.clamped, "schedule_mean": planned.mean}
-    return check_schedule(planned.rates, loaded.num_layers, mean, weights), measurements, details
+    rates = check_schedule(planned.rates, loaded.num_layers, mean, weights)
+    if settings.group:
+        # N:M: every block on the pattern's levels, the (unweighted) mean kept exact.
+        rates = pattern_schedule(rates, settings.group)
+    return rates, measurements, details
 
 
 def calibration(loaded: LoadedModel, settings: RunSettings) -> DenseReference:
@@ -229,6 +235,9 @@ def _compute(settings: RunSettings, progress: Progress | None, cancelled: Cancel
     started = time.perf_counter()
     loaded = load_model(settings.model, settings.device, settings.dtype)
     timings["load"] = time.perf_counter() - started
+    # The bit widths are refused (an illegal step) before any calibration work.
+    quantizer = None if settings.quantize == NO_QUANTIZATION else settings.quantize
+    widths = None if quantizer is None else bit_schedule(loaded.num_layers, settings.bits, settings.bits_beta)
     with loaded.lock:
         t = time.perf_counter()
         reference = calibration(loaded, settings)
@@ -240,7 +249,8 @@ def _compute(settings: RunSettings, progress: Progress | None, cancelled: Cancel
         timings["allocation"] = time.perf_counter() - t
         t = time.perf_counter()
         propagated = prune_and_measure(
-            loaded.blocks, loaded.blocks_path, reference, schedule, settings.method, progress, cancelled, on_block
+            loaded.blocks, loaded.blocks_path, reference, schedule, settings.method, progress, cancelled, on_block,
+            group=settings.group, quantizer=quantizer, bit_schedule=widths,
         )
         timings["prune"] = time.perf_counter() - t
         dense_ppl = ppl = None
@@ -256,6 +266,11 @@ def _compute(settings: RunSettings, progress: Progress | None, cancelled: Cancel
             timings["perplexity"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - started
     result = _result(settings, loaded, schedule, propagated, dense_ppl, ppl, timings, measurements, details)
+    if settings.group:
+        result.pattern, result.kept_per_group = settings.pattern, kept_per_group(schedule, settings.group)
+    if quantizer is not None:
+        result.quantize, result.bits, result.bits_beta = quantizer, settings.bits, settings.bits_beta
+        result.bit_schedule, result.bits_per_weight = widths, propagated.stored_bits / propagated.total
     result.token_errors = _token_map(loaded, reference, propagated)
     estimates.learn(_model_key(settings), result)
     return result, propagated.pruned

@@ -3,7 +3,8 @@
 For block i, fed the output h̃_{i-1} of the already-pruned blocks before it:
   1. ``collect_statistics``: the dense block on h̃_{i-1}, with each linear layer's input
      statistic hooked, gives B_i(h̃_{i-1});
-  2. ``prune_block``: each linear layer is pruned to the block's rate s_i;
+  2. ``prune_block``: each linear layer is pruned to the block's rate s_i (unstructured or
+     in N:M groups), then, when asked, its survivors quantized to the block's bit-width;
   3. the pruned block on h̃_{i-1} gives h̃_i, and ``measure_errors`` compares it with the
      dense reference h_i (computed once, see ``DenseReference``): the paper's error
      ||h̃_i - h_i||², and its exact split into the error this block introduces,
@@ -23,6 +24,7 @@ from .blocks import as_stored, linear_sublayers, weight_matrix
 from .capture import BlockCall, call_block
 from .progress import CancelCheck, Progress, check_cancelled
 from .pruners import Pruner, get_pruner
+from .quantize import Quantizer, bits_per_weight, get_quantizer, index_bits
 from .results import BlockError, SublayerError
 from .token_errors import TokenNorms, summarise
 from .weights import PrunedLayer, swapped_weights
@@ -72,12 +74,14 @@ class LayerStatistics:
     dense input and output (float32) for measuring the layer's own error."""
 
     statistic: torch.Tensor | None = None
+    quant_statistic: torch.Tensor | None = None  # the quantizer's, when there is one
     tokens: int = 0
     inputs: list[torch.Tensor] = field(default_factory=list)
     outputs: list[torch.Tensor] = field(default_factory=list)
     sampled: int = 0
 
-    def update(self, pruner: Pruner, x: torch.Tensor, y: torch.Tensor, shared: dict) -> None:
+    def update(self, pruner: Pruner, x: torch.Tensor, y: torch.Tensor, shared: dict,
+               quantizer: Quantizer | None = None) -> None:
         """``x``: the layer's input, ``y``: its dense output.
 
         ``shared`` memoises the statistic per input tensor within one forward: q/k/v (and
@@ -90,27 +94,37 @@ class LayerStatistics:
             self.outputs.append(y.reshape(-1, y.shape[-1])[:take].to(torch.float32, copy=True))
             self.sampled += self.inputs[-1].shape[0]
         self.tokens += flat.shape[0]
-        if pruner.statistic is None:
+        wanted = (pruner.statistic, None if quantizer is None else quantizer.statistic)
+        if wanted == (None, None):
             return
         # The memo holds the input itself: were it freed, a later layer's input could
         # reuse its id (or address) and be given these statistics.
         entry = shared.get(id(x))
         if entry is None or entry[0] is not x:
-            entry = (x, pruner.statistic(flat.float()))
+            first = None if wanted[0] is None else wanted[0](flat.float())
+            # SparseGPT and GPTQ read the same Gram matrix: reduced once.
+            second = first if wanted[1] is wanted[0] else None if wanted[1] is None else wanted[1](flat.float())
+            entry = (x, first, second)
             shared[id(x)] = entry
-        self.statistic = entry[1] if self.statistic is None else self.statistic + entry[1]
+        self.statistic = _summed(self.statistic, entry[1])
+        self.quant_statistic = _summed(self.quant_statistic, entry[2])
+
+
+def _summed(total: torch.Tensor | None, part: torch.Tensor | None) -> torch.Tensor | None:
+    return part if total is None else total + part
 
 
 def collect_statistics(
     block: nn.Module, layers: dict[str, nn.Module], inputs: list[torch.Tensor], calls: list[BlockCall],
-    pruner: Pruner,
+    pruner: Pruner, quantizer: Quantizer | None = None,
 ) -> tuple[list[torch.Tensor], dict[str, LayerStatistics]]:
     """The dense block on ``inputs`` (one per micro-batch), every linear layer's input hooked:
     returns B_i(h̃_{i-1}) per micro-batch and each layer's statistics."""
     shared: dict = {}
     stats = {name: LayerStatistics() for name in layers}
     hooks = [
-        module.register_forward_hook(lambda _m, args, out, s=stats[name]: s.update(pruner, args[0], out, shared))
+        module.register_forward_hook(
+            lambda _m, args, out, s=stats[name]: s.update(pruner, args[0], out, shared, quantizer))
         for name, module in layers.items()
     ]
     try:
@@ -137,24 +151,30 @@ class PrunedBlock:
 
 
 def prune_block(
-    index: int, layers: dict[str, nn.Module], stats: dict[str, LayerStatistics], rate: float, pruner: Pruner
+    index: int, layers: dict[str, nn.Module], stats: dict[str, LayerStatistics], rate: float, pruner: Pruner,
+    group: int = 0, quantizer: Quantizer | None = None, bits: int | None = None,
 ) -> PrunedBlock:
-    """Prune every linear layer of block ``index`` to ``rate``; count its zeros and each
-    layer's own output error on its sampled input."""
+    """Prune every linear layer of block ``index`` to ``rate`` (in N:M groups of ``group``
+    when given), then quantize what survives to ``bits`` when a quantizer is given; count
+    the pruned zeros and each layer's own output error on its sampled input."""
     kept, for_forward, errors = {}, {}, []
     zeros = total = 0
     for name, module in layers.items():
         dense = weight_matrix(module)
         s = stats[name]
-        pruned = pruner.prune(dense, s.statistic, s.tokens, rate)
+        pruned = pruner.prune(dense, s.statistic, s.tokens, rate, group) if rate > 0 else dense.float()
+        # The pruned zeros, counted before quantizing (a quantized weight may round to 0).
         zeroed = pruned == 0
+        if quantizer is not None:
+            pruned = quantizer.quantize(pruned, s.quant_statistic, s.tokens, bits, zeroed if rate > 0 else None)
         layer_zeros = int(zeroed.sum())
         zeros, total = zeros + layer_zeros, total + pruned.numel()
         errors.append(_sublayer_error(index, name, pruned, s, layer_zeros))
         weight = PrunedLayer(weight=as_stored(module, pruned.to(dense.dtype)))
         for_forward[name] = weight
         # Where the survivors are the dense weights, the mask of zeros rebuilds the layer exactly.
-        kept[name] = PrunedLayer(zeroed=as_stored(module, zeroed)) if pruner.keeps_values else weight
+        compact = pruner.keeps_values and quantizer is None
+        kept[name] = PrunedLayer(zeroed=as_stored(module, zeroed)) if compact else weight
     return PrunedBlock(kept, for_forward, zeros, total, errors)
 
 
@@ -212,6 +232,7 @@ class PropagationResult:
     # [block] -> the first calibration window's per-token relative error and massive tokens
     window_relative: list[list[float]] = field(default_factory=list)
     window_massive: list[list[int]] = field(default_factory=list)
+    stored_bits: float = 0.0  # when quantizing: the decoder linears' size in bits (see quantize.bits_per_weight)
 
     def record(self, error: BlockError, tokens: TokenNorms) -> None:
         self.errors.append(error)
@@ -236,10 +257,15 @@ def prune_and_measure(
     progress: Progress | None = None,
     cancelled: CancelCheck | None = None,
     on_block: Callable[[BlockError], None] | None = None,
+    group: int = 0,
+    quantizer: str | None = None,
+    bit_schedule: list[int] | None = None,
 ) -> PropagationResult:
     """Prune every block in order to its rate and measure the errors (see module doc);
-    ``on_block`` hears of each block's error as soon as it is measured."""
+    ``on_block`` hears of each block's error as soon as it is measured. ``group`` = M prunes
+    N:M; ``quantizer`` (a name) quantizes block i's survivors to ``bit_schedule[i]`` bits."""
     pruner = get_pruner(method)
+    quant = None if quantizer is None else get_quantizer(quantizer)
     calls = dense.calls
     result = PropagationResult({}, [], [], [], 0, 0)
     sparse_inputs: list[torch.Tensor] | None = None  # None while h̃ == h exactly
@@ -248,10 +274,12 @@ def prune_and_measure(
     for i, dense_inputs, dense_outputs in dense.iterate(blocks):
         check_cancelled(cancelled)
         block, rate = blocks[i], schedule[i]
+        bits = None if quant is None else bit_schedule[i]
         layers = linear_sublayers(block)
         if progress is not None:
-            progress(i / len(blocks), f"block {i + 1}/{len(blocks)}: pruning to {rate:.1%}")
-        if rate == 0:
+            doing = f"pruning to {rate:.1%}" if bits is None else f"pruning to {rate:.1%}, {bits} bits"
+            progress(i / len(blocks), f"block {i + 1}/{len(blocks)}: {doing}")
+        if rate == 0 and bits is None:
             # Nothing pruned here: the block's zeros are the dense weights' own.
             zeros, total = _count_zeros(weight_matrix(m) for m in layers.values())
             if sparse_inputs is not None:
@@ -261,12 +289,16 @@ def prune_and_measure(
             error, tokens = measure_errors(i, dense_outputs, sparse_inputs, sparse_inputs, previous_sq)
         else:
             inputs = dense_inputs if sparse_inputs is None else sparse_inputs
-            mixed, stats = collect_statistics(block, layers, inputs, calls, pruner)
-            pruned = prune_block(i, layers, stats, rate, pruner)
+            mixed, stats = collect_statistics(block, layers, inputs, calls, pruner, quant)
+            pruned = prune_block(i, layers, stats, rate, pruner, group, quant, bits)
             with torch.inference_mode(), swapped_weights(block, pruned.for_forward):
                 sparse_inputs = [call_block(block, h, c) for h, c in zip(inputs, calls)]
             error, tokens = measure_errors(i, dense_outputs, sparse_inputs, mixed, previous_sq)
             zeros, total = pruned.zeros, pruned.total
+            if bits is not None:
+                # Nothing pruned: every weight is coded, the model's own zeros too.
+                kept = 1 - zeros / total if rate > 0 else 1.0
+                result.stored_bits += total * bits_per_weight(bits, kept, index_bits(rate, group))
             result.sublayer_errors.extend(pruned.sublayer_errors)
             result.pruned.update({f"{blocks_path}.{i}.{name}": layer for name, layer in pruned.kept.items()})
         result.zeros, result.total = result.zeros + zeros, result.total + total

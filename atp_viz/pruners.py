@@ -5,9 +5,11 @@ A method is two pure functions over one linear layer:
 - ``statistic(x)``: what it needs from the layer's input, as a tensor that adds up over
   micro-batches (``x`` is the input flattened to (tokens, in_features), float32), or
   None when it needs no input at all;
-- ``prune(weight, statistic, tokens, sparsity)``: the pruned weight in float32 (a new
-  tensor), from the weight as (out_features, in_features), the summed statistic and the
-  number of tokens behind it.
+- ``prune(weight, statistic, tokens, sparsity, group)``: the pruned weight in float32 (a
+  new tensor), from the weight as (out_features, in_features), the summed statistic and
+  the number of tokens behind it. ``group`` = 0 prunes unstructured; ``group`` = M prunes
+  the N:M pattern: in every group of M consecutive inputs of a row, the ``sparsity``·M
+  lowest-scoring weights go (the Wanda and SparseGPT code's rule).
 ``keeps_values`` says that every weight it does not zero stays as it was (magnitude,
 Wanda; not SparseGPT, which updates the survivors): the engine then keeps only which
 weights were zeroed, a byte per weight instead of four.
@@ -27,7 +29,7 @@ import torch
 from .errors import AtpError
 
 Statistic = Callable[[torch.Tensor], torch.Tensor]
-PruneFn = Callable[[torch.Tensor, "torch.Tensor | None", int, float], torch.Tensor]
+PruneFn = Callable[[torch.Tensor, "torch.Tensor | None", int, float, int], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -79,10 +81,33 @@ def lowest(scores: torch.Tensor, k: int, dim: int = -1) -> torch.Tensor:
     return torch.topk(scores.float().contiguous().view(torch.int32), k, dim=dim, largest=False, sorted=False).indices
 
 
-def _zero_lowest(weight: torch.Tensor, scores: torch.Tensor, sparsity: float, per_row: bool) -> torch.Tensor:
-    """Zero the lowest-scoring weights: per output row (Wanda) or over the whole matrix."""
+def removed_per_group(sparsity: float, group: int) -> int:
+    """How many of every ``group`` consecutive weights an N:M rate removes: s·M, whole."""
+    removed = round(sparsity * group)
+    if abs(removed - sparsity * group) > 1e-6:
+        raise AtpError(f"sparsity {sparsity:g} is not a whole number of weights in groups of {group}")
+    return removed
+
+
+def _check_groups(columns: int, group: int) -> None:
+    if columns % group:
+        raise AtpError(f"an N:M pattern with M={group} needs input widths divisible by {group}; "
+                       f"a layer has {columns} inputs")
+
+
+def _zero_lowest(weight: torch.Tensor, scores: torch.Tensor, sparsity: float, per_row: bool,
+                 group: int = 0) -> torch.Tensor:
+    """Zero the lowest-scoring weights: in each group of ``group`` inputs of a row (N:M),
+    per output row (Wanda) or over the whole matrix."""
     pruned = weight.float().clone(memory_format=torch.contiguous_format)
-    if per_row:
+    if group:
+        rows, columns = scores.shape
+        _check_groups(columns, group)
+        k = removed_per_group(sparsity, group)
+        if k > 0:
+            grouped = scores.reshape(rows, columns // group, group)
+            pruned.view(rows, columns // group, group).scatter_(2, lowest(grouped, k, dim=2), 0.0)
+    elif per_row:
         k = pruned_count(scores.shape[1], sparsity)
         if k > 0:
             pruned.scatter_(1, lowest(scores, k, dim=1), 0.0)
@@ -93,9 +118,9 @@ def _zero_lowest(weight: torch.Tensor, scores: torch.Tensor, sparsity: float, pe
     return pruned
 
 
-def magnitude_prune(weight: torch.Tensor, sparsity: float) -> torch.Tensor:
-    """Remove the ⌊n·s⌋ smallest |W| of the whole matrix."""
-    return _zero_lowest(weight, weight.abs().float(), sparsity, per_row=False)
+def magnitude_prune(weight: torch.Tensor, sparsity: float, group: int = 0) -> torch.Tensor:
+    """Remove the ⌊n·s⌋ smallest |W| of the whole matrix (or of each group of ``group``)."""
+    return _zero_lowest(weight, weight.abs().float(), sparsity, per_row=False, group=group)
 
 
 def wanda_scores(weight: torch.Tensor, input_sq_norms: torch.Tensor) -> torch.Tensor:
@@ -103,21 +128,25 @@ def wanda_scores(weight: torch.Tensor, input_sq_norms: torch.Tensor) -> torch.Te
     return weight.abs().float() * input_sq_norms.float().sqrt().unsqueeze(0)
 
 
-def wanda_prune(weight: torch.Tensor, input_sq_norms: torch.Tensor, sparsity: float) -> torch.Tensor:
-    """Remove the ⌊c_in·s⌋ lowest Wanda scores in each output row."""
-    return _zero_lowest(weight, wanda_scores(weight, input_sq_norms), sparsity, per_row=True)
+def wanda_prune(weight: torch.Tensor, input_sq_norms: torch.Tensor, sparsity: float, group: int = 0) -> torch.Tensor:
+    """Remove the ⌊c_in·s⌋ lowest Wanda scores in each output row (or of each group of ``group``)."""
+    return _zero_lowest(weight, wanda_scores(weight, input_sq_norms), sparsity, per_row=True, group=group)
 
 
-def sparsegpt_prune(
-    weight: torch.Tensor,
-    hessian: torch.Tensor,
-    sparsity: float,
-    blocksize: int = 128,
+ColumnRounding = Callable[[torch.Tensor, torch.Tensor, int, int], torch.Tensor]
+
+
+def obs_sweep(
+    weight: torch.Tensor, hessian: torch.Tensor, rounding: ColumnRounding, blocksize: int = 128,
     percdamp: float = 0.01,
 ) -> torch.Tensor:
-    """SparseGPT: mask by w²/[H⁻¹]_kk² in column blocks, optimal-brain-surgeon update of the rest.
+    """The optimal-brain-surgeon sweep SparseGPT and GPTQ share: columns left to right in
+    blocks of ``blocksize``, each column replaced by ``rounding(W1, diag, i1, i)`` (column i
+    of the block ``W1`` that starts at column i1, as earlier updates left it, pruned or
+    quantized) and its error spread over the columns not yet done.
 
-    ``hessian`` is H = (2/n) Σ X Xᵀ over the layer's calibration inputs (float32).
+    ``hessian`` is H = (2/n) Σ X Xᵀ over the layer's calibration inputs (float32): dead
+    inputs (H_kk = 0) get H_kk = 1 and a zero weight, damping ``percdamp``·mean(diag H).
     """
     W = weight.float().clone(memory_format=torch.contiguous_format)
     H = hessian.float().clone()
@@ -135,23 +164,74 @@ def sparsegpt_prune(
         W1 = W[:, i1:i2].clone()
         Hinv1 = Hinv[i1:i2, i1:i2]
         diag = torch.diag(Hinv1)
-        scores = W1.pow(2) / diag.pow(2).unsqueeze(0)
-        k = pruned_count(scores.numel(), sparsity)
-        mask = torch.zeros_like(W1, dtype=torch.bool)
-        if k > 0:
-            mask.view(-1)[lowest(scores.flatten(), k)] = True
         Err1 = torch.zeros_like(W1)
         for i in range(i2 - i1):
             w = W1[:, i]
-            q = torch.where(mask[:, i], torch.zeros_like(w), w)
+            q = rounding(W1, diag, i1, i)
             err = (w - q) / diag[i]
-            # Spread this column's error over the columns still to be pruned in the block.
+            # Spread this column's error over the columns still to be done in the block.
             W1[:, i:] -= err.unsqueeze(1) * Hinv1[i, i:].unsqueeze(0)
             W1[:, i] = q
             Err1[:, i] = err
         W[:, i1:i2] = W1
         W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:]
     return W
+
+
+def sparsegpt_prune(
+    weight: torch.Tensor,
+    hessian: torch.Tensor,
+    sparsity: float,
+    blocksize: int = 128,
+    percdamp: float = 0.01,
+    group: int = 0,
+) -> torch.Tensor:
+    """SparseGPT: mask by w²/[H⁻¹]_kk² in column blocks, optimal-brain-surgeon update of the rest.
+
+    Unstructured, each block's mask is chosen over rows × block when the sweep enters it;
+    with ``group`` = M (N:M), each group of M columns is chosen when the sweep reaches it,
+    from the weights as the updates so far left them (the published code's order).
+    """
+    if group:
+        _check_groups(weight.shape[1], group)
+        if blocksize % group:
+            raise AtpError(f"SparseGPT's N:M groups must tile its {blocksize}-column blocks; M={group} does not")
+        per_group = removed_per_group(sparsity, group)
+    mask = torch.empty(0, dtype=torch.bool)
+
+    def prune_column(W1: torch.Tensor, diag: torch.Tensor, _start: int, i: int) -> torch.Tensor:
+        nonlocal mask
+        if i == 0:
+            mask = torch.zeros_like(W1, dtype=torch.bool) if group else _block_mask(W1, diag, sparsity)
+        if group and i % group == 0:
+            mask[:, i:i + group] = _group_mask(W1[:, i:i + group], diag[i:i + group], per_group)
+        w = W1[:, i]
+        return torch.where(mask[:, i], torch.zeros_like(w), w)
+
+    return obs_sweep(weight, hessian, prune_column, blocksize, percdamp)
+
+
+def _obs_scores(W1: torch.Tensor, diag: torch.Tensor) -> torch.Tensor:
+    """SparseGPT's saliency w² / [H⁻¹]_kk² of the columns ``W1`` with Cholesky diagonal ``diag``."""
+    return W1.pow(2) / diag.pow(2).unsqueeze(0)
+
+
+def _block_mask(W1: torch.Tensor, diag: torch.Tensor, sparsity: float) -> torch.Tensor:
+    """Unstructured: the lowest scores over the whole rows × block."""
+    scores = _obs_scores(W1, diag)
+    k = pruned_count(scores.numel(), sparsity)
+    mask = torch.zeros_like(W1, dtype=torch.bool)
+    if k > 0:
+        mask.view(-1)[lowest(scores.flatten(), k)] = True
+    return mask
+
+
+def _group_mask(W1: torch.Tensor, diag: torch.Tensor, removed: int) -> torch.Tensor:
+    """N:M: the ``removed`` lowest scores in each row of one group of columns."""
+    mask = torch.zeros_like(W1, dtype=torch.bool)
+    if removed > 0:
+        mask.scatter_(1, lowest(_obs_scores(W1, diag), removed, dim=1), True)
+    return mask
 
 
 def _channel_sq_norms(x: torch.Tensor) -> torch.Tensor:
@@ -166,18 +246,19 @@ def _gram(x: torch.Tensor) -> torch.Tensor:
 register(Pruner(
     "wanda", "Wanda", "the lowest |W|·‖X‖ in each output row",
     statistic=_channel_sq_norms,
-    prune=lambda weight, sq_norms, _tokens, sparsity: wanda_prune(weight, sq_norms, sparsity),
+    prune=lambda weight, sq_norms, _tokens, sparsity, group=0: wanda_prune(weight, sq_norms, sparsity, group),
     keeps_values=True,
 ))
 register(Pruner(
     "sparsegpt", "SparseGPT", "mask by w²/[H⁻¹]² in 128-column blocks, the survivors updated (OBS)",
     statistic=_gram,
-    prune=lambda weight, gram, tokens, sparsity: sparsegpt_prune(weight, gram * (2.0 / tokens), sparsity),
+    prune=lambda weight, gram, tokens, sparsity, group=0: sparsegpt_prune(
+        weight, gram * (2.0 / tokens), sparsity, group=group),
     keeps_values=False,
 ))
 register(Pruner(
     "magnitude", "magnitude", "the smallest |W| of the whole matrix",
     statistic=None,
-    prune=lambda weight, _stat, _tokens, sparsity: magnitude_prune(weight, sparsity),
+    prune=lambda weight, _stat, _tokens, sparsity, group=0: magnitude_prune(weight, sparsity, group),
     keeps_values=True,
 ))

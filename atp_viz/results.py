@@ -120,6 +120,17 @@ class RunResult:
     # lm-eval accuracy: {"dense": {task: {"acc": …, "acc_norm": …}}, "pruned": {…}}, and how it was measured.
     zero_shot: dict[str, dict[str, dict[str, float]]] | None = None
     zero_shot_setup: dict | None = None
+    # "unstructured" or the N:M pattern; for N:M, each block's N (kept of every M).
+    pattern: str = "unstructured"
+    kept_per_group: list[int] | None = None
+    # Quantization after pruning: the quantizer ("none" when not), the mean bits, the bit
+    # progression's step and each block's width, and the stored size in bits per weight
+    # of the decoder linears (codes, positions of the kept weights, group scales).
+    quantize: str = "none"
+    bits: int | None = None
+    bits_beta: float | None = None
+    bit_schedule: list[int] | None = None
+    bits_per_weight: float | None = None
 
     def to_json(self) -> dict:
         data = asdict(self)

@@ -114,3 +114,73 @@ def grid_betas(num_layers: int, sparsity: float, step: float = GRID_STEP) -> lis
     limit = beta_max(num_layers, sparsity)
     count = int((limit + _BETA_TOL) // step)
     return [round((k + 1) * step, 10) for k in range(count)]
+
+
+def round_to_levels(values: Sequence[float], step: float) -> list[float]:
+    """``values`` on the grid of multiples of ``step``, their sum kept exact.
+
+    The rule (largest remainder): every value goes down to its grid point, then the
+    shortfall, sum(values)/step − Σ floors (a whole number when the sum lies on the grid),
+    is given back one step at a time to the values with the largest remainders, a tie to
+    the larger value. A sorted progression stays sorted and every value stays within one
+    step of itself, so the ends stay inside the range they were in.
+    """
+    units = [v / step for v in values]
+    floors = [math.floor(u + _MEAN_TOL) for u in units]
+    target = sum(units)
+    shortfall = round(target) - sum(floors)
+    if abs(target - round(target)) > _MEAN_TOL * len(units):
+        raise AtpError(f"the rates add up to {target:.6g} steps of {step:g}: not a whole number of levels")
+    order = sorted(range(len(units)), key=lambda i: (-round(units[i] - floors[i], 9), -units[i]))
+    for i in order[:shortfall]:
+        floors[i] += 1
+    return [f * step for f in floors]
+
+
+def pattern_schedule(rates: Sequence[float], group: int) -> list[float]:
+    """Per-block rates on an N:M pattern's levels (multiples of 1/M), mean kept exact:
+    block i then removes rate_i·M of every M weights (see ``round_to_levels``)."""
+    return [min(1.0, r) for r in round_to_levels(rates, 1.0 / group)]
+
+
+def kept_per_group(rates: Sequence[float], group: int) -> list[int]:
+    """Block i's N in N:M: the weights kept of every ``group``."""
+    return [group - round(r * group) for r in rates]
+
+
+# Quantization bit-widths a block may take (integers), and the progression over them.
+MIN_BITS, MAX_BITS = 2, 8
+
+
+def bits_beta_max(num_layers: int, bits: float) -> float:
+    """Largest step that keeps every block's width in [MIN_BITS, MAX_BITS]."""
+    num_layers = check_num_layers(num_layers)
+    if num_layers == 1:
+        return 0.0
+    return 2 * min(bits - MIN_BITS, MAX_BITS - bits) / (num_layers - 1)
+
+
+def bit_schedule(num_layers: int, bits: float, beta: float) -> list[int]:
+    """Per-block bit-widths: the decreasing progression b_i = B + β(L-1)/2 − iβ (more bits
+    early), rounded to integers with their mean kept exactly B (``round_to_levels``)."""
+    limit = bits_beta_max(num_layers, bits)
+    if not (0.0 <= beta <= limit + _BETA_TOL):
+        shown, shown_limit = distinct(beta, limit)
+        raise AtpError(f"bit step {shown} is outside the legal range [0, {shown_limit}] "
+                       f"for {num_layers} blocks at {bits:g} bits (widths {MIN_BITS}..{MAX_BITS})")
+    start = bits + beta * (num_layers - 1) / 2
+    widths = round_to_levels([start - i * beta for i in range(num_layers)], 1.0)
+    return [int(w) for w in widths]
+
+
+def pattern_betas(betas: Sequence[float], num_layers: int, sparsity: float, group: int) -> list[float]:
+    """Of the grid ``betas``, the first of each distinct N:M level schedule that differs
+    from uniform: on a pattern's levels many grid points give the same masks."""
+    seen = {tuple(pattern_schedule(uniform_schedule(num_layers, sparsity), group))}
+    kept = []
+    for beta in betas:
+        levels = tuple(pattern_schedule(atp_schedule(num_layers, sparsity, beta), group))
+        if levels not in seen:
+            seen.add(levels)
+            kept.append(beta)
+    return kept

@@ -25,8 +25,8 @@ from .errors import AtpError
 from .models import layer_count
 from .progress import CancelCheck
 from .results import RunResult, SearchResult, SearchTrial
-from .schedules import beta_max, grid_betas
-from .settings import RunSettings
+from .schedules import beta_max, grid_betas, pattern_betas
+from .settings import RunSettings, validate
 
 # next_index(grid size, {index: perplexity} known so far) -> the next index to try, or
 # None once the strategy is done. ``known`` may hold index -1: the uniform baseline
@@ -139,11 +139,12 @@ def iter_search(settings: RunSettings, strategy: str = "grid",
                 cancelled: CancelCheck | None = None) -> Iterator[RunResult]:
     """Yield the uniform baseline, then each β trial's full result as it finishes.
 
-    ``settings.beta`` is ignored. Lets a UI draw the perplexity curve live.
+    ``settings.beta`` is ignored. Lets a UI draw the perplexity curve live. With an N:M
+    pattern, only grid points whose level schedules differ are tried (``pattern_betas``).
     """
     chosen = get_strategy(strategy)
     num_layers = layer_count(settings.model, settings.device, settings.dtype)
-    betas = grid_betas(num_layers, settings.sparsity)
+    betas = _grid(validate(settings), num_layers)
     if not betas:
         raise AtpError(f"no β on the 0.002 grid is legal for {num_layers} blocks at sparsity {settings.sparsity:g}")
     uniform = run_pruning(replace(settings, allocation="uniform", beta=0.0), cancelled=cancelled).result
@@ -154,6 +155,11 @@ def iter_search(settings: RunSettings, strategy: str = "grid",
         result = run_pruning(replace(settings, allocation="atp", beta=betas[index]), cancelled=cancelled).result
         known[index] = rank(result.ppl)
         yield result
+
+
+def _grid(settings: RunSettings, num_layers: int) -> list[float]:
+    betas = grid_betas(num_layers, settings.sparsity)
+    return pattern_betas(betas, num_layers, settings.sparsity, settings.group) if settings.group else betas
 
 
 def summarise(strategy: str, runs: list[RunResult]) -> SearchResult:

@@ -14,7 +14,8 @@ from .allocations import allocation_names
 from .allocators import ALPHA_ESTIMATORS, OWL_MAPPINGS, published_alpha_eps
 from .errors import AtpError
 from .pruners import method_names
-from .schedules import check_sparsity
+from .quantize import quantizer_names
+from .schedules import MAX_BITS, MIN_BITS, check_sparsity
 
 # Seeds travel through JSON (results, the app's API), whose numbers are exact only up to 2^53.
 MAX_SEED = 2**53
@@ -30,6 +31,10 @@ MAX_OFFSPRING = 4096
 # How far a given schedule's mean may sit from the target S: rates written with three
 # decimals (as EvoPress and llm-compressor lists are) average within this.
 RATES_MEAN_TOL = 5e-4
+UNSTRUCTURED = "unstructured"
+NO_QUANTIZATION = "none"
+# N:M groups must tile SparseGPT's 128-column blocks: M is a power of two up to 128.
+PATTERN_GROUPS = (2, 4, 8, 16, 32, 64, 128)
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,19 @@ class RunSettings:
     # EvoPress's search budget (see docs/evopress.md for why these fit 15 minutes on 2 cores).
     evopress_generations: int = 48
     evopress_offspring: int = 8
+    # "unstructured", or "N:M": N kept of every M consecutive inputs of a row; an N:M
+    # pattern fixes the mean sparsity at (M−N)/M (``validate`` sets it).
+    pattern: str = UNSTRUCTURED
+    # After pruning, quantize the survivors: "none", "rtn" or "gptq", to a mean of ``bits``
+    # bits per weight, block widths by the progression with step ``bits_beta`` (0: uniform).
+    quantize: str = NO_QUANTIZATION
+    bits: int = 4
+    bits_beta: float = 0.0
+
+    @property
+    def group(self) -> int:
+        """The pattern's M (0: unstructured)."""
+        return parse_pattern(self.pattern)[1]
 
     @property
     def calibration_source(self) -> str:
@@ -124,6 +142,28 @@ def _shown(value: object) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+def parse_pattern(pattern: str) -> tuple[int, int]:
+    """(N, M) of an "N:M" pattern; (0, 0) for unstructured. Refuses anything else."""
+    text = str(pattern).strip()
+    if text == UNSTRUCTURED:
+        return 0, 0
+    kept, colon, group = text.partition(":")
+    if not colon or not kept.strip().isdigit() or not group.strip().isdigit():
+        raise AtpError(f"pattern must be 'unstructured' or N:M such as 2:4, got {_shown(pattern)}")
+    kept_n, group_m = int(kept), int(group)
+    if group_m not in PATTERN_GROUPS:
+        raise AtpError(f"pattern {text}: M must be one of {', '.join(map(str, PATTERN_GROUPS))}")
+    if not 0 < kept_n < group_m:
+        raise AtpError(f"pattern {text}: N (weights kept of every M) must be from 1 to {group_m - 1}")
+    return kept_n, group_m
+
+
+def pattern_sparsity(pattern: str) -> float | None:
+    """The sparsity an N:M pattern fixes, (M−N)/M; None when unstructured."""
+    kept, group = parse_pattern(pattern)
+    return (group - kept) / group if group else None
+
+
 def validate(settings: RunSettings) -> RunSettings:
     """Refuse nonsense before any loading; return the settings with proper number types."""
     if settings.method not in method_names():
@@ -148,12 +188,26 @@ def validate(settings: RunSettings) -> RunSettings:
         raise AtpError(f"unknown OWL mapping {settings.owl_mapping!r}: use {' or '.join(OWL_MAPPINGS)}")
     if settings.alpha_estimator not in ALPHA_ESTIMATORS:
         raise AtpError(f"unknown α estimator {settings.alpha_estimator!r}: use {' or '.join(ALPHA_ESTIMATORS)}")
+    pattern = str(settings.pattern).strip()
+    fixed = pattern_sparsity(pattern)
+    if fixed is not None:
+        sparsity = fixed
+    if settings.quantize not in (NO_QUANTIZATION, *quantizer_names()):
+        choices = ", ".join((NO_QUANTIZATION, *quantizer_names()))
+        raise AtpError(f"unknown quantizer {settings.quantize!r}: use {choices}")
+    bits = whole_number(settings.bits, "bits", MIN_BITS, MAX_BITS)
+    bits_beta = number(settings.bits_beta, "bit step")
+    if bits_beta < 0:
+        raise AtpError(f"the bit step must be 0 or more, got {bits_beta:.6g}")
     eval_samples = (None if settings.eval_samples is None
                     else whole_number(settings.eval_samples, "evaluation samples", 1, MAX_WINDOWS))
     return replace(
         settings,
         sparsity=sparsity,
         beta=beta,
+        pattern=pattern,
+        bits=bits,
+        bits_beta=bits_beta,
         owl_m=m,
         owl_lambda=lam,
         alpha_eps=eps,

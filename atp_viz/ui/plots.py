@@ -19,7 +19,7 @@ import plotly.graph_objects as go
 from ..allocations import ALLOCATORS
 from ..errors import AtpError
 from ..results import BlockError, RunResult, SearchTrial
-from ..schedules import atp_schedule, beta_max
+from ..schedules import atp_schedule, beta_max, kept_per_group, pattern_schedule
 from .format import run_label, text_name
 
 # Okabe-Ito (colour-blind safe), handed to the allocators in registry order. Dense is
@@ -121,34 +121,53 @@ def _run_title(result: RunResult) -> str:
 
 
 def schedule_figure(num_layers: int, sparsity: float, beta: float, current: int | None = None,
+                    group: int = 0, widths: Sequence[int] | None = None,
                     rates: Sequence[float] | None = None) -> go.Figure:
     """ATP rate per block as bars (or the ``rates`` given instead), with the uniform level S;
-    cheap enough for a slider. ``current``: the block a run is pruning now, outlined."""
+    cheap enough for a slider. ``current``: the block a run is pruning now, outlined.
+    ``group`` = M: the rates on the N:M pattern's levels, each bar labelled with its block's
+    N:M. ``widths``: each block's quantization bit-width, drawn as points on a second axis."""
     given = rates is not None
     rates = list(rates) if given else atp_schedule(num_layers, sparsity, beta)
+    if group:
+        rates = pattern_schedule(rates, group)
     limit = beta_max(num_layers, sparsity)
     sparsity, beta = float(sparsity), float(beta)
     count = len(rates)
     # The block being pruned stands out in the palette's amber, outlined.
     colours = [_CURRENT if i == current else colour_for("atp") for i in range(count)]
     outline = [2.5 if i == current else 0 for i in range(count)]
+    labels = [f"{n}:{group}" for n in kept_per_group(rates, group)] if group else None
     data = [
-        go.Bar(x=list(range(count)), y=rates, name="given rate s_i" if given else "ATP rate s_i",
+        go.Bar(x=list(range(count)), y=rates,
+               name=("given rate s_i" if given else "ATP rate s_i") + (f" (N:{group} per block)" if group else ""),
                marker={"color": colours, "line": {"width": outline, "color": _TEXT}},
-               hovertemplate="block %{x}: %{y:.3f}<extra></extra>"),
+               text=labels, textposition="inside", textangle=-90, customdata=labels,
+               hovertemplate="block %{x}: %{y:.3f}" + (" · %{customdata}" if group else "") + "<extra></extra>"),
         go.Scatter(x=[-0.5, count - 0.5], y=[sparsity, sparsity], mode="lines",
                    name=f"uniform S = {sparsity:.3g}", hoverinfo="skip",
                    line={"color": colour_for("uniform"), "dash": "dash", "width": 2}),
     ]
     subtitle = (f"{count} blocks · " + ("rates given" if given else f"β = {beta:.4f} (β_max = {limit:.4f})")
                 + " · one rate per decoder block")
+    extra: dict = {}
+    if widths is not None:
+        data.append(go.Scatter(x=list(range(count)), y=list(widths), yaxis="y2", mode="markers+lines",
+                               name=f"bits per weight (mean {sum(widths) / count:.3g})",
+                               line={"color": _TEXT, "width": 1, "shape": "hvh"},
+                               hovertemplate="block %{x}: %{y} bits<extra></extra>"))
+        extra["yaxis2"] = {"title": {"text": "bits"}, "overlaying": "y", "side": "right", "range": [0, 8.5],
+                           "dtick": 2, "showgrid": False}
+        subtitle += f" · bits {max(widths)} → {min(widths)}"
     if current is not None:
         subtitle += f" · now pruning block {current}"
+    title = (f"{'Given' if given else 'ATP'} schedule, mean sparsity S = {sparsity:.3g}"
+             + (f", pattern N:{group}" if group else ""))
     layout = _layout(
-        f"{'Given' if given else 'ATP'} schedule, mean sparsity S = {sparsity:.3g}",
+        title,
         AXIS_BLOCK, AXIS_SPARSITY, subtitle=subtitle,
         xaxis={"range": [-0.5, count - 0.5]}, yaxis={"range": [0, 1]}, bargap=0.15,
-        legend={"orientation": "h", "x": 0, "xanchor": "left", "y": -0.22, "yanchor": "top"},
+        legend={"orientation": "h", "x": 0, "xanchor": "left", "y": -0.22, "yanchor": "top"}, **extra,
     )
     return go.Figure(data=data, layout=layout)
 

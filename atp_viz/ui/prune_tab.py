@@ -19,10 +19,11 @@ import plotly.graph_objects as go
 from .. import engine
 from ..errors import AtpError, Cancelled
 from ..pruners import PRUNERS
+from ..quantize import QUANTIZERS
 from ..rates import parse_rates
 from ..results import BlockError, RunResult, load_run
-from ..schedules import atp_schedule, beta_max
-from ..settings import DEFAULTS, RunSettings, given_rates
+from ..schedules import atp_schedule, beta_max, bit_schedule
+from ..settings import DEFAULTS, NO_QUANTIZATION, UNSTRUCTURED, RunSettings, given_rates, pattern_sparsity, validate
 from . import history_tab, plots, recipe_download
 from .adapters import stoppable, streamed, user_errors
 from .defaults import (
@@ -145,11 +146,12 @@ Report = tuple[str, BlockError | RunResult]
 def prune_pair(settings: RunSettings, cancelled: Callable[[], bool] | None = None,
                report: Callable[[Report], None] | None = None) -> Pair:
     """Run the uniform baseline and ATP at ``settings.beta`` (the engine reuses unchanged runs)."""
-    # Refuse an illegal β before spending minutes on the baseline.
+    # Refuse an illegal β (or bit step) before spending minutes on the baseline.
     atp_schedule(block_count(settings.model), settings.sparsity, settings.beta)
+    bit_schedule(block_count(settings.model), settings.bits, settings.bits_beta)
     runs = []
-    for which, asked in (("uniform", replace(settings, allocation="uniform", beta=0.0, schedule=None)),
-                         ("atp", settings)):
+    uniform = replace(settings, allocation="uniform", beta=0.0, bits_beta=0.0, schedule=None)
+    for which, asked in (("uniform", uniform), ("atp", settings)):
         on_block = None if report is None else (lambda error, which=which: report((which, error)))
         runs.append(engine.run_pruning(asked, cancelled=cancelled, on_block=on_block).result)
         if report is not None:
@@ -247,9 +249,27 @@ def summary_markdown(pair: Pair) -> str:
         f"**Perplexity** dense {ppl(last.dense_ppl)} · {perplexity}  \n"
         f"**Achieved sparsity** (decoder linear layers) {achieved} · {method_label(last.method)}, "
         f"target S = {last.sparsity:g}  \n"
+        f"{compression_line(pair.present)}"
         f"**Measured with** {settings_line(last)}  \n"
         f"**Weights** {last.model_source} · [these settings as a link]({settings_link(last)}){text}"
     )
+
+
+def compression_line(runs: list[RunResult]) -> str:
+    """The pattern and the bits of each run, when a run has either (else nothing)."""
+    parts = []
+    for r in runs:
+        words = []
+        if r.pattern != UNSTRUCTURED:
+            words.append(f"{r.pattern}" if len(set(r.kept_per_group)) == 1
+                         else f"N:{r.pattern.split(':')[1]} from {r.kept_per_group[0]} to {r.kept_per_group[-1]}")
+        if r.quantize != NO_QUANTIZATION:
+            widths = (f"{r.bits} bits" if len(set(r.bit_schedule)) == 1
+                      else f"{r.bit_schedule[0]} → {r.bit_schedule[-1]} bits, mean {r.bits}")
+            words.append(f"{QUANTIZERS[r.quantize].label} {widths}, {r.bits_per_weight:.2f} bits per weight")
+        if words:
+            parts.append(f"{run_name(r)} " + ", ".join(words))
+    return f"**Compression** {' · '.join(parts)}  \n" if parts else ""
 
 
 def _estimate_line(settings: RunSettings) -> str:
@@ -334,6 +354,82 @@ def _stopped_status(live: _Live, previous: Pair | None) -> str:
     return f"⏹ **Stopped** during {name} at block {min(block + 1, live.num_layers)}. {kept}{below}"
 
 
+# ------------------------------------------------------------------ pattern and quantization
+
+# What one press of Prune compresses: prune (unstructured or N:M), quantize, or both.
+COMPRESSIONS = {"prune": "prune", "quantize": "quantize", "prune + quantize": "prune+quantize"}
+PATTERN_CHOICES = [UNSTRUCTURED, "2:4", "4:8", "1:4", "2:8"]
+QUANTIZER_CHOICES = [(q.label, q.name) for q in QUANTIZERS.values()]
+
+
+@dataclass
+class CompressionInputs:
+    """The Prune tab's pattern and quantization controls (its runs only)."""
+
+    compression: gr.Radio
+    pattern: gr.Dropdown
+    quantizer: gr.Radio
+    bits: gr.Number
+    bits_beta: gr.Number
+
+    @property
+    def all(self) -> list:
+        return [self.compression, self.pattern, self.quantizer, self.bits, self.bits_beta]
+
+
+def compression_settings(settings: RunSettings, compression: str, pattern: str, quantizer: str, bits: float,
+                         bits_beta: float) -> RunSettings:
+    """``settings`` with the page's pattern and quantization: quantizing alone prunes nothing
+    (β then plays no part; the bit step spreads the widths)."""
+    check_choice("compression", compression, list(COMPRESSIONS.values()))
+    prunes, quantizes = compression != "quantize", compression != "prune"
+    return validate(replace(
+        settings, pattern=pattern if prunes else UNSTRUCTURED,
+        sparsity=settings.sparsity if prunes else 0.0, beta=settings.beta if prunes else 0.0,
+        quantize=quantizer if quantizes else NO_QUANTIZATION, bits=bits if quantizes else DEFAULTS.bits,
+        bits_beta=bits_beta if quantizes else 0.0))
+
+
+def pattern_rate(pattern: str, sparsity: float) -> float:
+    """The slider's S for a pattern: an N:M pattern's own, else as it was."""
+    with user_errors():
+        fixed = pattern_sparsity(pattern)
+    return sparsity if fixed is None else fixed
+
+
+def compression_schedule(model: str, sparsity: float, beta: float, compression: str, pattern: str,
+                         quantizer: str, bits: float, bits_beta: float):
+    """The schedule plot for the page's compression: N:M levels per block, bit-widths per block."""
+    with user_errors():
+        settings = compression_settings(validate(RunSettings(model=model, sparsity=sparsity, beta=beta)),
+                                        compression, pattern, quantizer, bits, bits_beta)
+        return _schedule(settings, block_count(model))
+
+
+def _schedule(settings: RunSettings, num_layers: int, current: int | None = None) -> go.Figure:
+    widths = (None if settings.quantize == NO_QUANTIZATION
+              else bit_schedule(num_layers, settings.bits, settings.bits_beta))
+    return plots.schedule_figure(num_layers, settings.sparsity, settings.beta, current=current,
+                                 group=settings.group, widths=widths, rates=settings.schedule)
+
+
+def build_compression() -> CompressionInputs:
+    with gr.Accordion("Pattern and quantization", open=False, elem_id="compression"):
+        compression = gr.Radio(list(COMPRESSIONS.items()), value="prune", label="Compression",
+                               elem_id="compression-kind")
+        pattern = gr.Dropdown(PATTERN_CHOICES, value=UNSTRUCTURED, allow_custom_value=True,
+                              label="Sparsity pattern", elem_id="pattern",
+                              info="N:M keeps N of every M inputs of a row and fixes S = (M−N)/M; "
+                                   "with β each block keeps its own N, the mean fixed")
+        with gr.Row():
+            quantizer = gr.Radio(QUANTIZER_CHOICES, value="gptq", label="Quantizer", elem_id="quantizer")
+            bits = gr.Number(DEFAULTS.bits, precision=0, minimum=2, maximum=8, label="mean bits B",
+                             elem_id="bits")
+        bits_beta = gr.Number(0.0, minimum=0, step=0.005, label="bit step (more bits early; 0 = uniform bits)",
+                              elem_id="bits-beta")
+    return CompressionInputs(compression, pattern, quantizer, bits, bits_beta)
+
+
 def check_choice(name: str, value: object, choices) -> None:
     """Refuse a value an API caller sent that is none of the page's choices."""
     if value not in choices:
@@ -356,6 +452,11 @@ def run_pruning(
     error_view: str,
     pair: Pair | None,
     frame: pd.DataFrame,
+    compression: str = "prune",
+    pattern: str = UNSTRUCTURED,
+    quantizer: str = "gptq",
+    bits: float = DEFAULTS.bits,
+    bits_beta: float = 0.0,
     rates: str = "",
     request: gr.Request = None,
 ):
@@ -380,6 +481,11 @@ def run_pruning(
         error_view: "ordinary" (massive-activation tokens left out), "all" (every token, as the
             paper sums) or "absolute" (squared error beside the dense signal).
         frame: the session's history (state).
+        compression: "prune", "quantize" (nothing pruned) or "prune+quantize".
+        pattern: "unstructured" or N:M (N kept of every M inputs; fixes S at (M−N)/M).
+        quantizer: "rtn" or "gptq", when quantizing.
+        bits: mean bit-width B (2..8), when quantizing.
+        bits_beta: the bit progression's step (uniform B bits in the baseline run).
         rates: one rate per decoder block (a JSON list or one per line) pruned instead of ATP's
             line, their mean within 0.0005 of ``sparsity``; empty: ATP at β. The page's rates
             field, held in a session state (not an argument of the public endpoint).
@@ -397,14 +503,14 @@ def run_pruning(
         check_choice("error_view", error_view, plots.ERROR_VIEWS)
         settings = run_settings(model, method, sparsity, calib_samples, calib_seqlen, eval_samples, eval_seqlen,
                                 seed, text_file, beta)
+        settings = compression_settings(settings, compression, pattern, quantizer, bits, bits_beta)
         num_layers = block_count(settings.model)
         if rates and rates.strip():
             settings = given_rates(settings, parse_rates(rates), num_layers)
         live = _Live(settings, num_layers)
 
         def schedule_at(block: int | None) -> go.Figure:
-            return plots.schedule_figure(num_layers, settings.sparsity, settings.beta, current=block,
-                                         rates=settings.schedule)
+            return _schedule(settings, num_layers, current=block)
 
         yield (live.figure(log_scale, error_view), *[keep] * 4, *[keep] * 3, keep, keep,
                f"⏳ starting · {_estimate_line(settings)}", schedule_at(0), keep, keep)
@@ -540,6 +646,7 @@ def build(demo: gr.Blocks, history: HistoryOutputs) -> Shared:
     with gr.Row(equal_height=False):
         inputs, prune_btn, stop_btn, beta_info, estimate, rates = build_inputs()
         with gr.Column(scale=2, min_width=320):
+            compress = build_compression()
             schedule_plot = gr.Plot(label="schedule", show_label=False, elem_id="schedule-plot")
             recipe = recipe_download.button()
     status = gr.Markdown(elem_id="run-status")
@@ -602,7 +709,7 @@ def build(demo: gr.Blocks, history: HistoryOutputs) -> Shared:
     run = prune_btn.click(
         run_pruning,
         [inputs.model, inputs.method, inputs.sparsity, inputs.beta, *inputs.measurement, log_scale, shown_run,
-         error_view, pair, history.frame, typed_rates],
+         error_view, pair, history.frame, *compress.all, typed_rates],
         [error_plot, ppl_plot, split_plot, heatmap_plot, summary, *history.shown, token_plot, error_note, status,
          schedule_plot, pair, history.frame],
         api_name="run_pruning", show_progress="hidden", **ENGINE)
@@ -623,4 +730,10 @@ def build(demo: gr.Blocks, history: HistoryOutputs) -> Shared:
                                          *inputs.measurement[:5]], **INSTANT, **UI_ONLY,
               api_name="settings_from_link").then(**narrowing, api_name="beta_range_on_load")
     recipe_download.wire([narrowed, loaded], inputs, recipe)
+    # An N:M pattern sets S; the schedule then shows each block's N:M and bit-width.
+    compress.pattern.change(pattern_rate, [compress.pattern, inputs.sparsity], inputs.sparsity, **INSTANT, **UI_ONLY)
+    redraw = {"fn": compression_schedule, "outputs": schedule_plot, **INSTANT, **UI_ONLY,
+              "inputs": [inputs.model, inputs.sparsity, inputs.beta, *compress.all]}
+    gr.on([c.change for c in compress.all], **redraw, trigger_mode="always_last", api_name="compression_schedule")
+    narrowed.then(**redraw)
     return shared
