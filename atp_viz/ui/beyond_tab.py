@@ -240,8 +240,8 @@ def build(shared: Shared) -> None:
         speed_stop = gr.Button("Stop", variant="stop", elem_id="speed-stop", scale=0, min_width=90)
     speed_text = gr.Markdown(elem_id="speed-text")
     speed_table = gr.Dataframe(pd.DataFrame(columns=["engine", "timed in", "prefill × baseline", "step × baseline"]),
-                               interactive=False, label="speed, dense and pruned, × the baseline (onnxruntime dense where installed)",
-                               elem_id="speed-table")
+                               interactive=False, elem_id="speed-table",
+                               label="speed, dense and pruned, × the baseline (onnxruntime dense where installed)")
     bytes_plot = gr.Plot(label="weight size", show_label=False, elem_id="bytes-plot")
     speed_json = gr.File(label="speed measurements (JSON)", interactive=False, elem_id="speed-json")
     # Not cancelled by gradio on Stop: each handler ends itself and says it stopped.
