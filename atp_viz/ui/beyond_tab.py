@@ -239,7 +239,7 @@ def build(shared: Shared) -> None:
         speed_btn = gr.Button("Measure speed and size: dense vs pruned", variant="primary", elem_id="measure-speed")
         speed_stop = gr.Button("Stop", variant="stop", elem_id="speed-stop", scale=0, min_width=90)
     speed_text = gr.Markdown(elem_id="speed-text")
-    speed_table = gr.Dataframe(pd.DataFrame(columns=["engine", "timed in", "prefill × baseline", "step × baseline"]),
+    speed_table = gr.Dataframe(pd.DataFrame(columns=list(runtime_speed.TABLE_COLUMNS)),
                                interactive=False, elem_id="speed-table",
                                label="speed, dense and pruned, × the baseline (onnxruntime dense where installed)")
     bytes_plot = gr.Plot(label="weight size", show_label=False, elem_id="bytes-plot")
