@@ -15,11 +15,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from . import runtime_timing
 from .errors import AtpError
+from .progress import CancelCheck, check_cancelled
 from .venvs import kept_venv, venv_path, venv_python
 
 # What the venv holds, pinned: onnxruntime as in the project's extra, so both processes' dense
@@ -73,15 +75,29 @@ def deepsparse_python(install: bool, say: Callable[[str], None] = print) -> Path
     return kept_venv(venv_root(), PREFIX, _made_from(), list(PACKAGES), "DeepSparse 1.8.0", python=_interpreter())
 
 
-def run_timing(python: Path, request: dict) -> dict:
-    """``runtime_timing.py`` run by ``python`` on ``request``; its answer."""
+def run_timing(python: Path, request: dict, cancelled: CancelCheck | None = None) -> dict:
+    """``runtime_timing.py`` run by ``python`` on ``request``; its answer. Stopped (the script
+    killed) as soon as ``cancelled`` says so."""
     with tempfile.TemporaryDirectory(prefix="atp_viz_deepsparse_") as folder:
         request_path, answer_path = Path(folder) / "request.json", Path(folder) / "answer.json"
         request_path.write_text(json.dumps({**request, "answer": str(answer_path)}), encoding="utf-8")
         env = {**os.environ, runtime_timing.ANALYTICS_SWITCH[0]: runtime_timing.ANALYTICS_SWITCH[1]}
-        proc = subprocess.run([str(python), runtime_timing.__file__, str(request_path)], capture_output=True,
-                              text=True, env=env, timeout=SCRIPT_SECONDS)
+        log_path = Path(folder) / "log.txt"
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen([str(python), runtime_timing.__file__, str(request_path)], stdout=log,
+                                    stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + SCRIPT_SECONDS
+        try:
+            while proc.poll() is None:
+                check_cancelled(cancelled)
+                if time.monotonic() > deadline:
+                    raise AtpError(f"the timing script in DeepSparse's venv took over {SCRIPT_SECONDS} s")
+                time.sleep(0.2)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
         if proc.returncode != 0:
-            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            tail = (log_path.read_text(errors="replace").strip().splitlines() or ["no output"])[-1]
             raise AtpError(f"the timing script failed in DeepSparse's venv: {tail}")
         return json.loads(answer_path.read_text(encoding="utf-8"))

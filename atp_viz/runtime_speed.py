@@ -220,7 +220,8 @@ def measure_runtimes(loaded: LoadedModel, pruned: PrunedWeights, runtime: str = 
         versions.update(runtime_timing.versions(request["engines"]))
         if python is not None:
             note(0.6, "timing DeepSparse and onnxruntime in DeepSparse's venv (compiling takes a while)")
-            theirs = deepsparse_venv.run_timing(python, {**request, "engines": ["onnxruntime", "deepsparse"]})
+            theirs = deepsparse_venv.run_timing(python, {**request, "engines": ["onnxruntime", "deepsparse"]},
+                                                cancelled)
             engines += _ratios(theirs, "deepsparse venv", baseline, references, len(ids))
             versions["deepsparse venv"] = theirs["versions"]
     note(1.0, "done")

@@ -159,3 +159,15 @@ def test_deepsparse_times_both_graphs_in_its_own_venv(tiny_run):
     assert report.versions["deepsparse venv"]["deepsparse"] == "1.8.0"
     assert runtime_speed.ENGINE_NAMES["deepsparse sparse"] in runtime_speed.markdown_table(report)
     assert "end-of-life" in runtime_speed.explain(report)
+
+
+def test_the_venv_script_says_why_it_failed_and_stops_when_asked(tmp_path):
+    from atp_viz.errors import Cancelled
+
+    request = {"graphs": {"dense": str(tmp_path / "none.onnx")}, "ids": [1, 2], "threads": 1, "rounds": 1,
+               "round_seconds": 0.01, "engines": ["deepsparse"]}
+    # This interpreter has no deepsparse: the script's own last line is the message.
+    with pytest.raises(AtpError, match="failed in DeepSparse's venv: ModuleNotFoundError: No module named 'deep"):
+        deepsparse_venv.run_timing(Path(sys.executable), request)
+    with pytest.raises(Cancelled):
+        deepsparse_venv.run_timing(Path(sys.executable), request, cancelled=lambda: True)
