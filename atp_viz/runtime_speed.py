@@ -43,8 +43,10 @@ BASELINE = "onnxruntime dense"
 WINDOW = 128  # prefill tokens, as in the measurements the issue quotes
 ROUNDS = 5
 ROUND_SECONDS = 0.2  # each round repeats a call until it lasts about this long
-# Below this ratio a gain is within what repeated best-of-rounds timings move on shared cores.
-GAIN = 1.05
+# Below this ratio a gain is within what best-of-rounds timings move on shared cores: on the
+# embedded model the same pair (onnxruntime pruned against dense) timed in the two processes of
+# one run differed by up to 0.08.
+GAIN = 1.1
 DEFAULT_THREADS = 1  # one core: the paper's per-core claim, and what a shared machine can time
 # The vector extensions that decide a CPU runtime's kernels (names as in /proc/cpuinfo).
 EXTENSIONS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
