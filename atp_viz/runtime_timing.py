@@ -96,8 +96,11 @@ def best_of_alternating(calls: Mapping[str, Callable[[], object]], rounds: int, 
         call()
         repeats[name] = max(1, round(round_seconds / max(time.perf_counter() - start, 1e-7)))
     best = {name: float("inf") for name in calls}
-    for _ in range(rounds):
-        for name, call in calls.items():
+    names = list(calls)
+    for turn in range(rounds):
+        # Each round starts one engine later, so no engine always follows the same one.
+        for name in names[turn % len(names):] + names[:turn % len(names)]:
+            call = calls[name]
             check()
             start = time.perf_counter()
             for _ in range(repeats[name]):

@@ -171,3 +171,22 @@ def test_the_venv_script_says_why_it_failed_and_stops_when_asked(tmp_path):
         deepsparse_venv.run_timing(Path(sys.executable), request)
     with pytest.raises(Cancelled):
         deepsparse_venv.run_timing(Path(sys.executable), request, cancelled=lambda: True)
+
+
+def test_rounds_alternate_rotate_and_keep_the_fastest():
+    import time
+
+    order: list[str] = []
+    slow_once = iter([0.05])  # a busy spell in one call only
+
+    def call(name: str, seconds: float):
+        def run():
+            order.append(name)
+            time.sleep(next(slow_once, seconds) if name == "b" and len(order) > 6 else seconds)
+        return run
+
+    best = runtime_timing.best_of_alternating({"a": call("a", 0.002), "b": call("b", 0.004), "c": call("c", 0.002)},
+                                              rounds=3, round_seconds=0.0)
+    # Two warm-up calls each, then one call per round, each round starting one engine later.
+    assert "".join(order) == "aabbcc" + "abc" + "bca" + "cab"
+    assert 0.004 <= best["b"] < 0.03 and best["a"] < best["b"]  # the busy call was not the best
