@@ -217,22 +217,12 @@ def run_benchmark(settings: RunSettings, targets: dict[str, float],
         "dtype": settings.dtype,
     }
     out["machine"] = {
-        "cpu": _cpu_name(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "cpu": models.cpu_name(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__, "python": platform.python_version(),
     }
     out["targets"] = targets
     out["targets_met"] = {key: out[key] <= bound for key, bound in targets.items()}
     return out
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def format_table(figures: dict) -> str:

@@ -386,11 +386,20 @@ def _cmd_recipe(args: argparse.Namespace) -> None:
 
 
 def _cmd_speed(args: argparse.Namespace) -> None:
-    from .speed import explain, measure_run
+    from . import runtime_speed, speed
 
-    report = measure_run(_settings(args, beta=args.beta), progress=_progress if args.verbose else None)
+    progress = _progress if args.verbose else None
+    if runtime_speed.check_runtime(args.runtime) == "torch":
+        report = speed.measure_run(_settings(args, beta=args.beta), progress=progress)
+        text = speed.explain(report)
+    else:
+        threads = runtime_speed.DEFAULT_THREADS if args.threads is None else args.threads
+        rounds = runtime_speed.ROUNDS if args.rounds is None else args.rounds
+        report = runtime_speed.measure_run(_settings(args, beta=args.beta), args.runtime, threads, rounds,
+                                           progress=progress, say=lambda line: print(line, file=sys.stderr, flush=True))
+        text = runtime_speed.explain(report) + "\n\n" + runtime_speed.markdown_table(report)
     _write_json(report.to_json(), args.json)
-    print(explain(report).replace("**", ""), file=sys.stderr)
+    print(text.replace("**", ""), file=sys.stderr)
 
 
 def _add_beyond_commands(sub) -> None:
@@ -408,6 +417,13 @@ def _add_beyond_commands(sub) -> None:
     speed = sub.add_parser("speed", help="is the pruned model faster or smaller? dense vs CSR, measured")
     _add_run_options(speed)
     speed.add_argument("--beta", type=float, default=0.0, help="ATP common difference of the measured model")
+    speed.add_argument("--runtime", default="torch",
+                       help="torch: dense vs CSR matmuls and cached decode (the default); onnxruntime: the dense and "
+                            "pruned model as ONNX graphs, beside torch; deepsparse: also DeepSparse 1.8 (end-of-life, "
+                            "evaluation licence), in a venv of its own made on first use. ONNX runtimes use 1 "
+                            "thread unless --threads says otherwise")
+    speed.add_argument("--rounds", type=_number, default=None,
+                       help="alternating timing rounds of the ONNX runtimes, the best kept (default 5)")
     speed.add_argument("--json", default="-", help="result file, or - for stdout")
     speed.add_argument("-v", "--verbose", action="store_true")
     speed.set_defaults(func=_cmd_speed)

@@ -79,6 +79,12 @@ class SpeedReport:
                              "csr_us": m.csr_us} for m in self.matrices]
         return data
 
+    @classmethod
+    def from_json(cls, data: dict) -> "SpeedReport":
+        matrices = [MatrixTiming(tuple(m["shape"]), m["sparsity"], m["dense_us"], m["csr_us"])
+                    for m in data["matrices"]]
+        return cls(**{**{k: data[k] for k in cls.__dataclass_fields__ if k in data}, "matrices": matrices})
+
 
 # ------------------------------------------------------------------ timing
 

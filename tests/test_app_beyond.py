@@ -76,13 +76,18 @@ def test_zero_shot_refuses_bad_input_in_one_sentence(client, tmp_path):
                                    api_name="/zero_shot"), "beta_max")
 
 
-def test_measure_speed_explains_what_it_measured(client, tiny_model_dir):
-    text, speedup, sizes, json_path = client.predict(**run_inputs(str(tiny_model_dir("llama")), 0.2),
-                                                     api_name="/measure_speed")
+def test_measure_speed_answers_with_one_table_and_a_verdict(client, tiny_model_dir):
+    from atp_viz.runtime_speed import RuntimeReport, verdict
+    from atp_viz.ui.beyond_tab import available_runtime
+
+    text, table, sizes, json_path = client.predict(**run_inputs(str(tiny_model_dir("llama")), 0.2),
+                                                   api_name="/measure_speed")
     data = json.loads(Path(json_path).read_text(encoding="utf-8"))
-    assert {"matrices", "decode", "bytes", "break_even_sparsity"} <= set(data)
-    assert "Break-even sparsity" in text and "DeepSparse" in text and "2:4" in text
-    lines = [trace for trace in json.loads(speedup["plot"])["data"] if trace["name"] != "break-even (1×)"]
-    assert len(lines) == len({tuple(m["shape"]) for m in data["matrices"]})
+    report = RuntimeReport.from_json(data)
+    assert report.runtime == available_runtime()
+    # One row per engine timed, torch's two always among them; the verdict is the numbers' own.
+    assert len(table["data"]) == len(report.engines) >= 2
+    assert {row[0] for row in table["data"]} >= {"torch, dense", "torch, pruned as CSR"}
+    assert verdict(report) in text.replace("**", "") and "2:4" in text
     bars = {trace["name"]: trace["y"] for trace in json.loads(sizes["plot"])["data"]}
     assert sum(bars["dense"]) * 2**20 == pytest.approx(data["bytes"]["dense"])

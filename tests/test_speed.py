@@ -90,6 +90,7 @@ def test_speed_command_writes_the_published_keys(tiny_model_dir, tmp_path):
                "--calib-seqlen", "32", "--threads", "1", "--json", str(out))
     assert proc.returncode == 0, proc.stderr
     data = json.loads(out.read_text())
+    assert speed.SpeedReport.from_json(data).to_json() == data
     assert {"matrices", "decode", "bytes", "break_even_sparsity"} <= set(data)
     assert set(data["matrices"][0]) == {"shape", "sparsity", "dense_us", "csr_us"}
     assert {"dense_tokens_per_s", "csr_tokens_per_s"} <= set(data["decode"])

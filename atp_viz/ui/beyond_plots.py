@@ -1,5 +1,5 @@
-"""Figures of the "Beyond" tab (beyond perplexity): zero-shot accuracy, CSR speed-up and weight size
-(plotly, in the house template of ``plots``)."""
+"""Figures of the "Beyond" tab (beyond perplexity): zero-shot accuracy and weight size (plotly, in
+the house template of ``plots``)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from collections.abc import Mapping
 
 import plotly.graph_objects as go
 
-from ..speed import SpeedReport
+from ..runtime_speed import RuntimeReport
 from ..zeroshot import ZeroShotScores
-from .plots import AXIS_BLOCK, AXIS_SPARSITY, _layout, colour_for
+from .plots import AXIS_BLOCK, _layout, colour_for
 
 
 def zero_shot_figure(scores: Mapping[str, ZeroShotScores], names: Mapping[str, str], metric: str = "acc") -> go.Figure:
@@ -28,32 +28,7 @@ def zero_shot_figure(scores: Mapping[str, ZeroShotScores], names: Mapping[str, s
     return go.Figure(data=data, layout=layout)
 
 
-def speedup_figure(report: SpeedReport) -> go.Figure:
-    """CSR speed-up over dense (batch-1 matrix-vector) against sparsity, one line per layer
-    shape; above the line at 1, CSR is faster."""
-    shapes = sorted({m.shape for m in report.matrices}, key=lambda s: s[0] * s[1])
-    data = []
-    for shape in shapes:
-        points = sorted((m.sparsity, m.speedup) for m in report.matrices if m.shape == shape)
-        name = f"{shape[0]} × {shape[1]}"
-        data.append(go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points], mode="lines+markers", name=name,
-                               hovertemplate=f"{name}<br>sparsity %{{x:.0%}}: %{{y:.2f}}×<extra></extra>"))
-    top = max(m.sparsity for m in report.matrices)
-    data.append(go.Scatter(x=[min(m.sparsity for m in report.matrices), top], y=[1, 1], mode="lines",
-                           name="break-even (1×)", hoverinfo="skip",
-                           line={"color": colour_for("dense"), "dash": "dash"}))
-    layout = _layout("CSR against dense: speed-up of one matrix-vector product", AXIS_SPARSITY,
-                     "speed-up (dense time / CSR time, log)",
-                     subtitle=f"this run's pruned layers: {report.model_sparsity:.1%} zeros · "
-                              f"{report.settings['device']}, {report.settings['threads']} threads",
-                     yaxis={"type": "log"},
-                     shapes=[{"type": "line", "xref": "x", "yref": "paper", "x0": report.model_sparsity,
-                              "x1": report.model_sparsity, "y0": 0, "y1": 1,
-                              "line": {"color": colour_for("atp"), "dash": "dot"}}])
-    return go.Figure(data=data, layout=layout)
-
-
-def bytes_figure(report: SpeedReport) -> go.Figure:
+def bytes_figure(report: RuntimeReport) -> go.Figure:
     """Bytes of each block's pruned weights, dense against CSR."""
     blocks = report.bytes["per_block"]
     x = [b["block"] for b in blocks]

@@ -1,5 +1,6 @@
 """The "Beyond" tab (beyond perplexity): zero-shot accuracy of dense, uniform and ATP with lm-eval,
-and whether the pruned model is faster or smaller, measured with PyTorch's CSR tensors.
+and whether the pruned model is faster or smaller: torch dense and CSR, onnxruntime, and DeepSparse
+where its venv has been made (``runtime_speed``).
 Both use the first tab's settings and run only when their button is pressed (slow on a CPU)."""
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from .. import speed
+from .. import deepsparse_venv, onnx_graph, runtime_speed
 from ..errors import AtpError, Cancelled
 from ..schedules import atp_schedule
 from ..settings import DEFAULTS, RunSettings
@@ -36,15 +37,15 @@ data come from the Hugging Face hub (online only). A folder of local task YAMLs 
 can be named as lm-eval's include path (no Python in it: the app runs no code from there).
 Needs the optional extra: `pip install lm-eval`.
 """
-SPEED_NOTE = """
+SPEED_NOTE = f"""
 ### Is it faster? Is it smaller?
 
-Prunes with ATP at the first tab's settings, then measures on this server: one decode step's
-matrix-vector products dense against CSR (`Tensor.to_sparse_csr`) at several sparsities, greedy
-decode tokens/s of the dense model against the pruned one with its linear layers as CSR, and
-the weights' size both ways. Read the ratios: the server's cores may be shared, and on busy
-cores PyTorch's multi-threaded CSR kernel can stall waiting for its threads
-(`python -m atp_viz speed --threads 1` measures with one).
+Prunes with ATP at the first tab's settings, then times the dense and the pruned model on this
+server, one thread, batch 1, no cache: the prefill of {runtime_speed.WINDOW} tokens and a one-token
+step, on torch (dense, and the pruned linears as CSR), on onnxruntime (the baseline of every ratio;
+the pruned weights' zeros run by dense kernels) and, where its venv has been made
+(`python -m atp_viz speed --runtime deepsparse`), on DeepSparse, the runtime the paper used.
+Read the ratios: the server's cores may be shared. Also the weights' size, dense against CSR.
 """
 EARLIER = "what is shown below is from an earlier press of the button, if any."
 # On a CPU, 100 items of each of the paper's tasks take minutes per model.
@@ -171,8 +172,8 @@ def measure_speed(
     progress: gr.Progress = gr.Progress(),
     request: gr.Request = None,
 ):
-    """Prune with ATP at β, then measure dense against CSR: matrix-vector speed per layer
-    shape and sparsity, decode tokens/s, and the weights' size.
+    """Prune with ATP at β, then time the dense and the pruned model on torch (dense, CSR),
+    onnxruntime and DeepSparse (where installed), and measure the weights' size.
 
     Args:
         model: "embedded", a Hugging Face model id, or a local model directory.
@@ -185,20 +186,32 @@ def measure_speed(
         text_file: a UTF-8 text file for calibration, or None for the built-in text.
 
     Returns:
-        The explanation (break-even sparsity, decode speed, sizes, what the paper used), the
-        speed-up figure, the size figure, and every measurement as JSON (the CLI's ``speed --json``).
+        The verdict (does this CPU gain anything) and what was measured, the table of engines
+        with their ratios to onnxruntime dense, the size figure, and every measurement as JSON
+        (the CLI's ``speed --runtime … --json``).
     """
     with user_errors(), stoppable(request) as cancelled:
         settings = _atp_settings(model, method, sparsity, beta, calib_samples, calib_seqlen, seed, text_file)
         try:
-            report = speed.measure_run(settings, engine_progress(progress), cancelled.is_set)
+            report = runtime_speed.measure_run(settings, available_runtime(), install=False,
+                                               progress=engine_progress(progress), cancelled=cancelled.is_set,
+                                               say=lambda line: None)
         except Cancelled:
             keep = gr.update()
             return f"⏹ **Stopped** before the measurements were complete; {EARLIER}", keep, keep, keep
     path = new_file("atp_viz_speed.json")
     path.write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
-    return (speed.explain(report), beyond_plots.speedup_figure(report), beyond_plots.bytes_figure(report),
-            str(path))
+    return (runtime_speed.explain(report), pd.DataFrame(runtime_speed.table_rows(report)),
+            beyond_plots.bytes_figure(report), str(path))
+
+
+def available_runtime() -> str:
+    """The widest measurement this server can make without installing anything."""
+    try:
+        onnx_graph.require_onnx()
+    except AtpError:
+        return "torch"
+    return "deepsparse" if deepsparse_venv.installed_python() is not None else "onnxruntime"
 
 
 def build(shared: Shared) -> None:
@@ -223,16 +236,17 @@ def build(shared: Shared) -> None:
         zs_plot = gr.Plot(label="zero-shot accuracy", show_label=False, elem_id="zs-plot")
     gr.Markdown(SPEED_NOTE)
     with gr.Row():
-        speed_btn = gr.Button("Measure speed and size: dense vs CSR", variant="primary", elem_id="measure-speed")
+        speed_btn = gr.Button("Measure speed and size: dense vs pruned", variant="primary", elem_id="measure-speed")
         speed_stop = gr.Button("Stop", variant="stop", elem_id="speed-stop", scale=0, min_width=90)
     speed_text = gr.Markdown(elem_id="speed-text")
-    with gr.Row(equal_height=False):
-        speed_plot = gr.Plot(label="CSR speed-up", show_label=False, elem_id="speed-plot")
-        bytes_plot = gr.Plot(label="weight size", show_label=False, elem_id="bytes-plot")
+    speed_table = gr.Dataframe(pd.DataFrame(columns=list(runtime_speed.TABLE_COLUMNS)),
+                               interactive=False, elem_id="speed-table",
+                               label="speed, dense and pruned, × the baseline (onnxruntime dense where installed)")
+    bytes_plot = gr.Plot(label="weight size", show_label=False, elem_id="bytes-plot")
     speed_json = gr.File(label="speed measurements (JSON)", interactive=False, elem_id="speed-json")
     # Not cancelled by gradio on Stop: each handler ends itself and says it stopped.
     zs_btn.click(zero_shot, [*run_inputs, tasks, tasks_dir, limit], [zs_table, zs_plot, zs_summary],
                  api_name="zero_shot", **ENGINE)
-    speed_btn.click(measure_speed, run_inputs, [speed_text, speed_plot, bytes_plot, speed_json],
+    speed_btn.click(measure_speed, run_inputs, [speed_text, speed_table, bytes_plot, speed_json],
                     api_name="measure_speed", **ENGINE)
     shared.stop_buttons.extend([zs_stop, speed_stop])
