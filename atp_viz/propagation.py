@@ -162,7 +162,12 @@ def prune_block(
     for name, module in layers.items():
         dense = weight_matrix(module)
         s = stats[name]
-        pruned = pruner.prune(dense, s.statistic, s.tokens, rate, group) if rate > 0 else dense.float()
+        if rate == 0:
+            pruned = dense.float()
+        elif group:
+            pruned = pruner.prune(dense, s.statistic, s.tokens, rate, group)
+        else:
+            pruned = pruner.prune(dense, s.statistic, s.tokens, rate)
         # The pruned zeros, counted before quantizing (a quantized weight may round to 0).
         zeroed = pruned == 0
         if quantizer is not None:

@@ -29,7 +29,9 @@ import torch
 from .errors import AtpError
 
 Statistic = Callable[[torch.Tensor], torch.Tensor]
-PruneFn = Callable[[torch.Tensor, "torch.Tensor | None", int, float, int], torch.Tensor]
+# prune(weight, statistic, tokens, sparsity) -> pruned weight; a method with N:M patterns
+# also takes the group size M as a fifth argument (``Pruner.patterns``).
+PruneFn = Callable[..., torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,9 @@ class Pruner:
     statistic: Statistic | None
     prune: PruneFn
     keeps_values: bool
+    # Whether ``prune`` takes an N:M group as a fifth argument; a method registered without
+    # it keeps the four-argument call and is refused an N:M pattern.
+    patterns: bool = False
 
 
 PRUNERS: dict[str, Pruner] = {}
@@ -248,6 +253,7 @@ register(Pruner(
     statistic=_channel_sq_norms,
     prune=lambda weight, sq_norms, _tokens, sparsity, group=0: wanda_prune(weight, sq_norms, sparsity, group),
     keeps_values=True,
+    patterns=True,
 ))
 register(Pruner(
     "sparsegpt", "SparseGPT", "mask by w²/[H⁻¹]² in 128-column blocks, the survivors updated (OBS)",
@@ -255,10 +261,12 @@ register(Pruner(
     prune=lambda weight, gram, tokens, sparsity, group=0: sparsegpt_prune(
         weight, gram * (2.0 / tokens), sparsity, group=group),
     keeps_values=False,
+    patterns=True,
 ))
 register(Pruner(
     "magnitude", "magnitude", "the smallest |W| of the whole matrix",
     statistic=None,
     prune=lambda weight, _stat, _tokens, sparsity, group=0: magnitude_prune(weight, sparsity, group),
     keeps_values=True,
+    patterns=True,
 ))

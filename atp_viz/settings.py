@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from .allocations import allocation_names
 from .allocators import ALPHA_ESTIMATORS, OWL_MAPPINGS, published_alpha_eps
 from .errors import AtpError
-from .pruners import method_names
+from .pruners import PRUNERS, method_names
 from .quantize import quantizer_names
 from .schedules import MAX_BITS, MIN_BITS, check_sparsity
 
@@ -190,6 +190,8 @@ def validate(settings: RunSettings) -> RunSettings:
         raise AtpError(f"unknown α estimator {settings.alpha_estimator!r}: use {' or '.join(ALPHA_ESTIMATORS)}")
     pattern = str(settings.pattern).strip()
     fixed = pattern_sparsity(pattern)
+    if fixed is not None and not PRUNERS[settings.method].patterns:
+        raise AtpError(f"the pruning method {settings.method!r} has no N:M patterns: use --pattern unstructured")
     if fixed is not None:
         sparsity = fixed
     if settings.quantize not in (NO_QUANTIZATION, *quantizer_names()):

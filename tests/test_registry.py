@@ -11,8 +11,9 @@ import torch
 from atp_viz.blocks import linear_sublayers, weight_matrix
 from atp_viz.cli import main
 from atp_viz.engine import run_pruning
+from atp_viz.errors import AtpError
 from atp_viz.pruners import PRUNERS, Pruner, method_names, pruned_count, register
-from atp_viz.settings import RunSettings
+from atp_viz.settings import RunSettings, validate
 
 
 def _quiet_channels(weight: torch.Tensor, sq_norms: torch.Tensor, _tokens: int, sparsity: float) -> torch.Tensor:
@@ -74,3 +75,8 @@ def test_a_registered_method_is_offered_by_the_command_line(channels, tiny_model
     with pytest.raises(SystemExit):
         main(["prune", "--help"])
     assert "channels: the input channels with the lowest ‖X_k‖" in capsys.readouterr().out
+
+
+def test_a_method_registered_without_patterns_is_refused_an_n_m_pattern(channels):
+    with pytest.raises(AtpError, match="has no N:M patterns"):
+        validate(RunSettings(method="channels", pattern="2:4"))
