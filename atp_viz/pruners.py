@@ -108,6 +108,22 @@ def wanda_prune(weight: torch.Tensor, input_sq_norms: torch.Tensor, sparsity: fl
     return _zero_lowest(weight, wanda_scores(weight, input_sq_norms), sparsity, per_row=True)
 
 
+def sparsegpt_block_mask(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
+    """Which weights of one rows × 128 column block SparseGPT removes, by the official rule
+    (``lib/sparsegpt.py`` of SparseGPT, Wanda and ATP): every score at or below the one at
+    sorted index ``int(numel · s)``, so ⌊numel·s⌋ + 1 weights and any ties with the last.
+    A rate of 0 removes nothing (the official code would still remove the lowest score; the
+    pruning loop never calls a pruner at rate 0) and an index past the end removes all."""
+    flat = scores.flatten()
+    index = int(flat.numel() * sparsity)
+    if sparsity <= 0:
+        return torch.zeros_like(scores, dtype=torch.bool)
+    if index >= flat.numel():
+        return torch.ones_like(scores, dtype=torch.bool)
+    threshold = torch.kthvalue(flat, index + 1).values
+    return scores <= threshold
+
+
 def sparsegpt_prune(
     weight: torch.Tensor,
     hessian: torch.Tensor,
@@ -135,11 +151,7 @@ def sparsegpt_prune(
         W1 = W[:, i1:i2].clone()
         Hinv1 = Hinv[i1:i2, i1:i2]
         diag = torch.diag(Hinv1)
-        scores = W1.pow(2) / diag.pow(2).unsqueeze(0)
-        k = pruned_count(scores.numel(), sparsity)
-        mask = torch.zeros_like(W1, dtype=torch.bool)
-        if k > 0:
-            mask.view(-1)[lowest(scores.flatten(), k)] = True
+        mask = sparsegpt_block_mask(W1.pow(2) / diag.pow(2).unsqueeze(0), sparsity)
         Err1 = torch.zeros_like(W1)
         for i in range(i2 - i1):
             w = W1[:, i]
