@@ -25,6 +25,10 @@ OWL_LAMBDA_MAX = 0.5  # a span 2λ over 1 cannot fit in [0, 1]
 # the app's token cap refuse far smaller requests with their own reasons.
 MAX_WINDOWS = 10_000_000
 MAX_SEQLEN = 16_777_216  # the largest context models.CONFIG_BOUNDS admits
+# Calibration draws per setting (``--repeats``): each is a full run, so a handful is plenty.
+MAX_REPEATS = 20
+# Which text a β search chooses β on (``texts.PARTS``; results.PROTOCOLS says what each means).
+SELECT_ON = ("selection", "report")
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,8 @@ class RunSettings:
     device: str = "auto"
     dtype: str = "auto"
     measure_ppl: bool = True
+    # Also the perplexity on the selection text (a β search chooses on it; see ``texts``).
+    measure_selection: bool = False
     owl_m: float = 5.0
     owl_lambda: float = 0.08
     # None: the value of the authors' scripts for ``method`` (``validate`` fills it in).
@@ -155,3 +161,15 @@ def validate(settings: RunSettings) -> RunSettings:
         eval_samples=eval_samples,
         eval_seqlen=whole_number(settings.eval_seqlen, "evaluation sequence length", 2, MAX_SEQLEN),
     )
+
+
+def check_repeats(value: object) -> int:
+    """How many calibration draws (seeds seed, seed + 1, …) a setting is run with."""
+    return whole_number(value, "repeats", 1, MAX_REPEATS)
+
+
+def check_select_on(value: object) -> str:
+    """The text a β search chooses on: ``selection`` (held out) or ``report`` (published)."""
+    if value not in SELECT_ON:
+        raise AtpError(f"select-on must be {' or '.join(SELECT_ON)}, got {_shown(value)}")
+    return str(value)
