@@ -114,7 +114,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-seqlen", type=_number, default=256)
     parser.add_argument("--text", default="builtin", help="builtin | wikitext2 | c4 | PATH to a UTF-8 file")
     parser.add_argument("--calib-text", default=None, help="calibration source, if not --text")
-    parser.add_argument("--eval-text", default=None, help="evaluation source, if not --text")
+    parser.add_argument("--eval-text", default=None, help="source of the report and selection texts, if not --text")
     parser.add_argument(
         "--paper-setup",
         action="store_true",

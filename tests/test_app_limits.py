@@ -167,7 +167,7 @@ def test_a_short_text_cannot_supply_the_evaluation_windows(client, tiny, still_s
     path = tmp_path / "short.txt"
     path.write_text("a short text. " * 20, encoding="utf-8")
     refusal(lambda: prune(client, tiny, next(_seeds), text_file=handle_file(str(path))),
-            "the evaluation text has .* tokens: 1 windows of 64, fewer than the 2 asked for")
+            "the report text has .* tokens: 0 windows of 64, fewer than the 2 asked for")
 
 
 def test_a_good_utf8_text_file_is_used(client, tiny, tmp_path):

@@ -111,3 +111,14 @@ def test_search_chooses_on_the_mean_selection_perplexity_over_the_draws(tiny_mod
     assert data["best"]["report_spread"]["values"] == found.best.report.values
     assert data["best_by_protocol"]["report"]["report_perplexity"] == min(
         t["report_perplexity"] for t in [data["uniform"], *data["trials"]])
+
+
+def test_the_report_windows_are_the_tokens_evaluation_read_before_the_selection_part(tiny_tokenizer):
+    from atp_viz.texts import _builtin_text, _halves, evaluation_windows, token_stream
+
+    old_evaluation = _halves(_builtin_text())[1]  # the second half, all of it, as evaluation read it
+    old = tiny_tokenizer(old_evaluation[: 1 << 16], add_special_tokens=False)["input_ids"][:4096]
+    report = evaluation_windows(token_stream(tiny_tokenizer, "builtin", "report"), 16, 256)
+    assert report.flatten().tolist() == old
+    selection = evaluation_windows(token_stream(tiny_tokenizer, "builtin", "selection"), 16, 256, "selection")
+    assert selection.flatten().tolist() != old
