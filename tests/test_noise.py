@@ -100,7 +100,7 @@ def test_repeats_draw_other_calibration_windows_and_score_the_same_report_text(t
 
 
 def test_search_chooses_on_the_mean_selection_perplexity_over_the_draws(tiny_model_dir):
-    found = search_beta(_tiny_settings(tiny_model_dir), "fast", repeats=2)
+    found = search_beta(_tiny_settings(tiny_model_dir, sparsity=0.97), "fast", repeats=2)
     assert found.seeds == [11, 12] and len(found.runs) == 2 * (1 + len(found.trials))
     for trial in [found.uniform, *found.trials]:
         assert trial.selection.seeds == trial.report.seeds == [11, 12]
@@ -122,3 +122,32 @@ def test_the_report_windows_are_the_tokens_evaluation_read_before_the_selection_
     assert report.flatten().tolist() == old
     selection = evaluation_windows(token_stream(tiny_tokenizer, "builtin", "selection"), 16, 256, "selection")
     assert selection.flatten().tolist() != old
+
+
+def test_the_search_plot_draws_both_curves_and_their_bands(tiny_model_dir):
+    from atp_viz.ui.search_tab import sweep
+
+    final = list(sweep(_tiny_settings(tiny_model_dir, sparsity=0.97), "fast", repeats=2))[-1]
+    names = [trace.name for trace in final.figure.data]
+    assert "ATP trial" in names and "selection text (chooses β)" in names
+    assert names.count("report text: min–max over 2 draws") == names.count("selection text: min–max over 2 draws") == 1
+    assert "chosen on the selection text" in final.status and "measured over 2 calibration draws" in final.status
+
+
+def test_the_compare_table_gives_the_spread_and_the_verdict_judges_it(tiny_model_dir):
+    from atp_viz.compare import compare_allocators, markdown_table
+    from atp_viz.ui.compare_tab import table, verdict_markdown
+
+    comparison = compare_allocators(_tiny_settings(tiny_model_dir, sparsity=0.97, beta=0.01), [0.97], None,
+                                    repeats=2)
+    row = comparison.rows()[0]
+    for allocation, result in comparison.runs[0.97].items():
+        assert result.repeats.seeds == [11, 12]
+        assert row[allocation] == pytest.approx(result.repeats.mean)
+        assert row["spread"][allocation] == [result.repeats.low, result.repeats.high]
+    cell = table(comparison).iloc[0]["uniform"]
+    low, high = row["spread"]["uniform"]
+    assert cell == f"{row['uniform']:.2f} ± {(high - low) / 2:.2f}"
+    verdict = verdict_markdown(comparison)
+    assert verdict.count("measured over 2 calibration draws") == 2  # ATP vs uniform, ATP vs the better rival
+    assert "± is" not in markdown_table(comparison) and "the given β" in markdown_table(comparison)
