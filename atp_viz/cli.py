@@ -14,12 +14,23 @@ from typing import Sequence
 from .allocations import ALLOCATORS, allocation_names
 from .allocators import ALPHA_ESTIMATORS, OWL_MAPPINGS, PUBLISHED_ALPHA_EPS
 from .errors import AtpError
+from .noise import difference_sentence
 from .ordering import DEFAULT_SHUFFLES
 from .pruners import PRUNERS, method_names
 from .quantize import QUANTIZERS
-from .results import RunResult
+from .results import PROTOCOLS, RunResult
 from .search import STRATEGIES
-from .settings import DEFAULTS, NO_QUANTIZATION, UNSTRUCTURED, RunSettings, pattern_sparsity
+from .settings import (
+    DEFAULTS,
+    MAX_REPEATS,
+    NO_QUANTIZATION,
+    UNSTRUCTURED,
+    RunSettings,
+    check_repeats,
+    check_select_on,
+    pattern_sparsity,
+    validate,
+)
 from .zeroshot import PAPER, PAPER_TASKS
 
 
@@ -120,7 +131,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-seqlen", type=_number, default=256)
     parser.add_argument("--text", default="builtin", help="builtin | wikitext2 | c4 | PATH to a UTF-8 file")
     parser.add_argument("--calib-text", default=None, help="calibration source, if not --text")
-    parser.add_argument("--eval-text", default=None, help="evaluation source, if not --text")
+    parser.add_argument("--eval-text", default=None, help="source of the report and selection texts, if not --text")
     parser.add_argument(
         "--paper-setup",
         action="store_true",
@@ -210,8 +221,23 @@ def _progress(fraction: float, message: str) -> None:
     print(f"[{fraction:6.1%}] {message}", file=sys.stderr, flush=True)
 
 
+def _add_noise_options(parser: argparse.ArgumentParser, select: bool) -> None:
+    parser.add_argument("--repeats", type=_number, default=1,
+                        help=f"calibration draws per setting (seeds seed, seed+1, ...; at most {MAX_REPEATS}): "
+                             "mean, min and max perplexity")
+    if select:
+        parser.add_argument("--select-on", default="selection",
+                            help="the text β is chosen on: " + "; ".join(f"{k}: {v}" for k, v in PROTOCOLS.items()))
+
+
+def _spread_line(spread) -> str:
+    return (f", over {len(spread.values)} calibration draws (seeds {spread.seeds[0]}..{spread.seeds[-1]}): "
+            f"mean {spread.mean:.2f}, min {spread.low:.2f}, max {spread.high:.2f}")
+
+
 def _cmd_prune(args: argparse.Namespace) -> None:
-    from .engine import check_save_target, run_pruning, save_pruned
+    from .engine import check_save_target, save_pruned
+    from .repeats import run_repeated
 
     quantizing = args.quantize != NO_QUANTIZATION
     bits_beta = args.bits_beta
@@ -224,13 +250,14 @@ def _cmd_prune(args: argparse.Namespace) -> None:
                          bits_beta=bits_beta or 0.0)
     if args.rates is not None:
         settings = _rates_settings(settings, args)
+    repeats = check_repeats(args.repeats)
     zero_shot = _zero_shot_request(args)  # refused here, before any pruning, without lm-eval
     # Both targets are checked before minutes of pruning, not after.
     _check_json_target(args.json)
     if args.save:
         check_save_target(settings.model, args.save)
-    outcome = run_pruning(settings, progress=_progress if args.verbose else None,
-                          keep_weights=bool(args.save) or zero_shot is not None)
+    outcome = run_repeated(settings, repeats, progress=_progress if args.verbose else None,
+                           keep_weights=bool(args.save) or zero_shot is not None)
     r = outcome.result
     if args.save:
         save_pruned(settings, outcome.pruned, args.save)
@@ -246,7 +273,8 @@ def _cmd_prune(args: argparse.Namespace) -> None:
         label += f", {r.quantize} {r.bits} bits (step {r.bits_beta:g}, {widths}), {r.bits_per_weight:.3f} bits/weight"
     print(
         f"{r.model}: {r.method} S={r.sparsity:g} {label} -> perplexity {r.ppl:.2f} "
-        f"(dense {r.dense_ppl:.2f}), achieved sparsity {r.overall_sparsity:.4f}",
+        f"(dense {r.dense_ppl:.2f}), achieved sparsity {r.overall_sparsity:.4f}"
+        + ("" if r.repeats is None else _spread_line(r.repeats)),
         file=sys.stderr,
     )
 
@@ -269,13 +297,22 @@ def _cmd_search(args: argparse.Namespace) -> None:
     from .search import search_beta
 
     def report(run: RunResult) -> None:
-        print(f"beta={run.beta:.3f} perplexity {run.ppl:.2f}", file=sys.stderr, flush=True)
+        print(f"beta={run.beta:.3f} seed={run.settings.seed} perplexity: selection {run.selection_ppl:.2f}, "
+              f"report {run.ppl:.2f}", file=sys.stderr, flush=True)
 
+    settings = validate(_settings(args))
+    select_on, repeats = check_select_on(args.select_on), check_repeats(args.repeats)
     _check_json_target(args.json)
-    result = search_beta(_settings(args), args.strategy, on_run=report if args.verbose else None)
+    result = search_beta(settings, args.strategy, on_run=report if args.verbose else None,
+                         select_on=select_on, repeats=repeats)
     _write_json(result.to_json(), args.json)
-    print(f"best beta {result.best_beta:g}: perplexity {result.best_ppl:.2f} "
-          f"after {len(result.trials)} trials (uniform {result.uniform_ppl:.2f})", file=sys.stderr)
+    best, uniform = result.best, result.uniform
+    print(f"best beta {result.best_beta:g} (chosen on the {select_on} text): report perplexity "
+          f"{best.ppl:.2f}, selection {best.selection_ppl:.2f}, after {len(result.trials)} trials "
+          f"(uniform: report {uniform.ppl:.2f}, selection {uniform.selection_ppl:.2f})"
+          + ("" if repeats == 1 else _spread_line(best.report)), file=sys.stderr)
+    print(difference_sentence(f"β = {best.beta:g}", best.report.values, "uniform", uniform.report.values),
+          file=sys.stderr)
 
 
 def _cmd_compare(args: argparse.Namespace) -> None:
@@ -289,14 +326,16 @@ def _cmd_compare(args: argparse.Namespace) -> None:
         raise AtpError(f"--sparsities must be comma-separated numbers, got {args.sparsities!r}") from None
     if not sparsities:
         raise AtpError("--sparsities is empty")
+    select_on, repeats = check_select_on(args.select_on), check_repeats(args.repeats)
     _check_json_target(args.json)
 
     def report(sparsity: float, result: RunResult) -> None:
-        print(f"S={sparsity:g} {result.allocation}: perplexity {result.ppl:.2f}", file=sys.stderr, flush=True)
+        print(f"S={sparsity:g} {result.allocation}: perplexity {result.report_ppl:.2f}", file=sys.stderr, flush=True)
 
     comparison = compare_allocators(_settings(args), sparsities, args.strategy,
                                     progress=_progress if args.verbose else None,
-                                    on_result=report if args.verbose else None, evopress=args.evopress)
+                                    on_result=report if args.verbose else None, evopress=args.evopress,
+                                    select_on=select_on, repeats=repeats)
     _write_json(comparison.to_json(), args.json)
     print(markdown_table(comparison), file=sys.stderr)
 
@@ -457,6 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--save", default=None, help="write the pruned model (save_pretrained) here")
     prune.add_argument("--json", default="-", help="result file, or - for stdout")
     prune.add_argument("-v", "--verbose", action="store_true", help="progress per block on stderr")
+    _add_noise_options(prune, select=False)
     _add_zero_shot_options(prune)
     prune.set_defaults(func=_cmd_prune)
 
@@ -466,6 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="; ".join(s.label for s in STRATEGIES.values()))
     search.add_argument("--json", default="-")
     search.add_argument("-v", "--verbose", action="store_true")
+    _add_noise_options(search, select=True)
     search.set_defaults(func=_cmd_search)
 
     compare = sub.add_parser("compare", help="uniform vs OWL vs AlphaPruning vs ATP at several sparsities")
@@ -477,6 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="add EvoPress's searched profile as a column (slow: see --evopress-generations)")
     compare.add_argument("--json", default="-")
     compare.add_argument("-v", "--verbose", action="store_true")
+    _add_noise_options(compare, select=True)
     compare.set_defaults(func=_cmd_compare)
 
     order = sub.add_parser("order", help="does the order matter? ATP's rates increasing, decreasing and shuffled "

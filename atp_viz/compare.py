@@ -6,15 +6,16 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from .allocations import compared_names, get_allocator
-from .engine import run_pruning
 from .errors import AtpError
 from .evopress import profile_summary
 from .models import layer_count
+from .noise import difference_sentence
 from .progress import CancelCheck, Progress
-from .results import AllocatorComparison, RunResult
+from .repeats import run_repeated
+from .results import PROTOCOLS, AllocatorComparison, RunResult
 from .schedules import atp_schedule
-from .search import search_beta
-from .settings import RunSettings, pattern_sparsity, validate
+from .search import rank, search_beta
+from .settings import RunSettings, check_repeats, check_select_on, pattern_sparsity, validate
 
 
 def compare_allocators(
@@ -25,17 +26,21 @@ def compare_allocators(
     cancelled: CancelCheck | None = None,
     on_result: Callable[[float, RunResult], None] | None = None,
     evopress: bool = False,
+    select_on: str = "selection",
+    repeats: int = 1,
 ) -> AllocatorComparison:
-    """Every compared allocator at each target sparsity, ATP at its best β; with
-    ``evopress`` also EvoPress's searched profile (its fitness read beside ATP's at that β).
+    """Every compared allocator at each target sparsity, ATP at its best β, each run with
+    ``repeats`` calibration draws (a result's ``repeats`` holds them all when more than one);
+    with ``evopress`` also EvoPress's searched profile (its fitness read beside ATP's at that β).
 
-    ATP's β is searched per sparsity with ``strategy``; with ``strategy=None`` it is
-    ``settings.beta`` everywhere (refused up front where it is illegal). ``on_result``
-    hears of each allocator's run, ``progress`` of each step.
+    ATP's β is searched per sparsity with ``strategy``, chosen on the ``select_on`` text; with
+    ``strategy=None`` it is ``settings.beta`` everywhere (refused up front where it is
+    illegal). ``on_result`` hears of each allocator's run, ``progress`` of each step.
     """
     fixed = pattern_sparsity(settings.pattern)
     if fixed is not None and any(abs(float(s) - fixed) > 1e-9 for s in sparsities):
         raise AtpError(f"the pattern {settings.pattern} fixes the sparsity at {fixed:g}: compare at that sparsity only")
+    select_on, repeats = check_select_on(select_on), check_repeats(repeats)
     checked = [validate(replace(settings, sparsity=s)) for s in sparsities]
     if strategy is None:
         num_layers = layer_count(settings.model, settings.device, settings.dtype)
@@ -56,7 +61,7 @@ def compare_allocators(
         beta = base.beta
         if strategy is not None:
             step(f"S = {sparsity:g}: searching ATP's β ({strategy})")
-            searches[sparsity] = search_beta(base, strategy, cancelled)
+            searches[sparsity] = search_beta(base, strategy, cancelled, select_on=select_on, repeats=repeats)
             beta = searches[sparsity].best_beta
             done += 1
         runs[sparsity] = {}
@@ -67,13 +72,13 @@ def compare_allocators(
                 # The slow column reports its own progress (and time left) inside its step.
                 def within(fraction: float, message: str, at: int = done) -> None:
                     progress((at + fraction) / steps, f"S = {sparsity:g}: {message}")
-            result = run_pruning(replace(base, allocation=allocation, beta=beta), progress=within,
-                                 cancelled=cancelled).result
+            result = run_repeated(replace(base, allocation=allocation, beta=beta), repeats, progress=within,
+                                  cancelled=cancelled).result
             runs[sparsity][allocation] = result
             done += 1
             if on_result is not None:
                 on_result(sparsity, result)
-    return AllocatorComparison(runs, searches, strategy)
+    return AllocatorComparison(runs, searches, strategy, select_on if strategy is not None else None)
 
 
 def wholly_pruned_blocks(result: RunResult) -> list[int]:
@@ -131,8 +136,46 @@ def markdown_table(comparison: AllocatorComparison) -> str:
     labels = [get_allocator(a).label + (" (best β)" if a == "atp" else "") for a in allocations]
     lines = ["| sparsity | dense | " + " | ".join(labels) + " |", "|---" * (len(labels) + 2) + "|"]
     for row in comparison.rows():
-        cells = [f"{row[a]:.2f}" for a in allocations]
+        cells = [f"{row[a]:.2f}" + (f" ± {(row['spread'][a][1] - row['spread'][a][0]) / 2:.2f}"
+                                    if a in row["spread"] else "") for a in allocations]
         cells[allocations.index("atp")] += f" (β={row['atp_beta']:g})"
         lines.append(f"| {row['sparsity']:g} | {row['dense']:.2f} | " + " | ".join(cells) + " |")
-    lines += ["", allocator_note(comparison), *full_block_notes(comparison), *searched_profile_lines(comparison)]
+    lines += ["", *protocol_notes(comparison), *verdicts(comparison), allocator_note(comparison),
+              *full_block_notes(comparison), *searched_profile_lines(comparison)]
     return "\n".join(lines)
+
+
+def draws_of(result: RunResult) -> list[float]:
+    """A run's report perplexity per calibration draw (one value when it was not repeated)."""
+    return list(result.repeats.values) if result.repeats is not None else [result.ppl]
+
+
+def verdicts(comparison: AllocatorComparison) -> list[str]:
+    """Per sparsity: ATP against uniform, and against the best other allocator, each with
+    whether the difference exceeds the spread measured over the calibration draws."""
+    lines = []
+    for sparsity, by_allocation in comparison.runs.items():
+        atp = by_allocation["atp"]
+        name = f"ATP (β = {atp.beta:g})"
+        lines.append(f"S = {sparsity:g}: " + difference_sentence(name, draws_of(atp), "uniform",
+                                                                 draws_of(by_allocation["uniform"])))
+        others = [r for a, r in by_allocation.items() if a not in ("atp", "uniform")]
+        if others:
+            rival = min(others, key=lambda r: rank(r.report_ppl))
+            lines.append(f"S = {sparsity:g}: " + difference_sentence(
+                name, draws_of(atp), get_allocator(rival.allocation).label, draws_of(rival)))
+    return lines
+
+
+def protocol_notes(comparison: AllocatorComparison) -> list[str]:
+    """How ATP's β was chosen, and per sparsity what choosing on the report text would have given."""
+    if comparison.select_on is None:
+        return ["ATP ran at the given β (no search)."]
+    lines = [f"ATP's β: {PROTOCOLS[comparison.select_on]}; ± is half the range over "
+             f"{len(next(iter(comparison.searches.values())).seeds)} calibration draw(s)."]
+    for sparsity, search in comparison.searches.items():
+        on = search.best_by_protocol
+        lines.append(f"S = {sparsity:g}: β chosen on selection {on['selection'].beta:g} → report perplexity "
+                     f"{on['selection'].ppl:.2f}; chosen on report {on['report'].beta:g} → "
+                     f"{on['report'].ppl:.2f} (among the same trials).")
+    return lines

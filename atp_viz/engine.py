@@ -4,7 +4,7 @@ Expensive intermediate products are cached and reused across runs:
 - the loaded dense model (``models.load_model``);
 - per (model, calibration set): the captured block-0 inputs and the dense reference
   block outputs (``DenseReference``), evicted by size;
-- per (model, evaluation set): the dense perplexity;
+- per (model, report or selection set): the dense perplexity;
 - what OWL and AlphaPruning measure;
 - finished results, so an unchanged uniform baseline is never recomputed.
 """
@@ -103,8 +103,8 @@ def _calibration_key(settings: RunSettings) -> tuple:
             settings.seed)
 
 
-def _evaluation_key(settings: RunSettings) -> tuple:
-    return (*_model_key(settings), settings.evaluation_source, settings.eval_samples, settings.eval_seqlen)
+def _evaluation_key(settings: RunSettings, part: str = "report") -> tuple:
+    return (*_model_key(settings), settings.evaluation_source, part, settings.eval_samples, settings.eval_seqlen)
 
 
 def computation(settings: RunSettings) -> RunSettings:
@@ -182,18 +182,21 @@ def calibration(loaded: LoadedModel, settings: RunSettings) -> DenseReference:
     return reference
 
 
-def evaluation_set(loaded: LoadedModel, settings: RunSettings) -> torch.Tensor:
+def evaluation_set(loaded: LoadedModel, settings: RunSettings, part: str = "report") -> torch.Tensor:
+    """The evaluation windows of the report text (what a run's perplexity is) or of the
+    selection text (what a β search chooses on): the same count and length for both."""
     check_context(settings.eval_seqlen, "evaluation", loaded.context_length)
     check_window_memory(loaded.model, settings.eval_seqlen, eval_autocast(settings.dtype, loaded.device))
-    stream = token_stream(loaded.tokenizer, settings.evaluation_source, "evaluation")
-    return evaluation_windows(stream, settings.eval_samples, settings.eval_seqlen)
+    stream = token_stream(loaded.tokenizer, settings.evaluation_source, part)
+    return evaluation_windows(stream, settings.eval_samples, settings.eval_seqlen, part)
 
 
-def dense_perplexity(loaded: LoadedModel, settings: RunSettings, cancelled: CancelCheck | None = None) -> float:
-    key = _evaluation_key(settings)
+def dense_perplexity(loaded: LoadedModel, settings: RunSettings, cancelled: CancelCheck | None = None,
+                     part: str = "report") -> float:
+    key = _evaluation_key(settings, part)
     cached = _dense_ppl_cache.get(key)
     if cached is None:
-        cached = perplexity(loaded.model, evaluation_set(loaded, settings), cancelled,
+        cached = perplexity(loaded.model, evaluation_set(loaded, settings, part), cancelled,
                             eval_autocast(settings.dtype, loaded.device))
         _dense_ppl_cache.put(key, cached, 64)
     return cached
@@ -215,7 +218,7 @@ def run_pruning(
     """
     asked = validate(settings)
     settings = computation(asked)
-    cached = None if keep_weights else _result_cache.get(settings)
+    cached = None if keep_weights else _cached_result(settings)
     if cached is not None and on_block is not None:
         for error in cached.errors:
             on_block(error)
@@ -227,6 +230,15 @@ def run_pruning(
     if asked.allocation != settings.allocation:
         result = replace(result, allocation=asked.allocation, beta=asked.beta)
     return RunOutcome(result, pruned if keep_weights else None)
+
+
+def _cached_result(settings: RunSettings) -> RunResult | None:
+    """A finished result for ``settings``; one that also measured the selection text serves
+    a run that did not ask for it."""
+    found = _result_cache.get(settings)
+    if found is None and settings.measure_ppl and not settings.measure_selection:
+        found = _result_cache.get(replace(settings, measure_selection=True))
+    return found
 
 
 def _compute(settings: RunSettings, progress: Progress | None, cancelled: CancelCheck | None,
@@ -242,6 +254,8 @@ def _compute(settings: RunSettings, progress: Progress | None, cancelled: Cancel
         t = time.perf_counter()
         reference = calibration(loaded, settings)
         eval_windows = evaluation_set(loaded, settings) if settings.measure_ppl else None
+        selection_windows = (evaluation_set(loaded, settings, "selection")
+                             if settings.measure_ppl and settings.measure_selection else None)
         timings["calibration"] = time.perf_counter() - t
         t = time.perf_counter()
         schedule, measurements, details = schedule_for(settings, loaded, reference, progress, cancelled)
@@ -253,7 +267,7 @@ def _compute(settings: RunSettings, progress: Progress | None, cancelled: Cancel
             group=settings.group, quantizer=quantizer, bit_schedule=widths,
         )
         timings["prune"] = time.perf_counter() - t
-        dense_ppl = ppl = None
+        dense_ppl = ppl = selection_ppl = None
         if settings.measure_ppl:
             if progress is not None:
                 progress(1.0, "measuring perplexity")
@@ -261,9 +275,14 @@ def _compute(settings: RunSettings, progress: Progress | None, cancelled: Cancel
             dense_ppl = dense_perplexity(loaded, settings, cancelled)
             timings["dense_perplexity"] = time.perf_counter() - t
             t = time.perf_counter()
+            autocast = eval_autocast(settings.dtype, loaded.device)
             with swapped_per_block(loaded.model, loaded.blocks, loaded.blocks_path, propagated.pruned, cancelled):
-                ppl = perplexity(loaded.model, eval_windows, cancelled, eval_autocast(settings.dtype, loaded.device))
-            timings["perplexity"] = time.perf_counter() - t
+                ppl = perplexity(loaded.model, eval_windows, cancelled, autocast)
+                timings["perplexity"] = time.perf_counter() - t
+                if selection_windows is not None:
+                    t = time.perf_counter()
+                    selection_ppl = perplexity(loaded.model, selection_windows, cancelled, autocast)
+                    timings["selection_perplexity"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - started
     result = _result(settings, loaded, schedule, propagated, dense_ppl, ppl, timings, measurements, details)
     if settings.group:
@@ -271,6 +290,7 @@ def _compute(settings: RunSettings, progress: Progress | None, cancelled: Cancel
     if quantizer is not None:
         result.quantize, result.bits, result.bits_beta = quantizer, settings.bits, settings.bits_beta
         result.bit_schedule, result.bits_per_weight = widths, propagated.stored_bits / propagated.total
+    result.selection_ppl = selection_ppl
     result.token_errors = _token_map(loaded, reference, propagated)
     estimates.learn(_model_key(settings), result)
     return result, propagated.pruned
@@ -353,6 +373,7 @@ def estimate_runs(runs: list[RunSettings]) -> Estimate | None:
                 loaded.lock.release()
         calibration_key, evaluation_key = _calibration_key(settings), _evaluation_key(settings)
         eval_tokens = (settings.eval_samples or 0) * settings.eval_seqlen if settings.measure_ppl else 0
+        eval_tokens *= 2 if settings.measure_selection else 1  # the selection text is as long as the report's
         one = estimates.trial(
             key, settings.calib_samples * settings.calib_seqlen, eval_tokens,
             reference_cached=calibration_key in calibrated or _calibration_cache.get(calibration_key) is not None,

@@ -221,14 +221,25 @@ def _obs_scores(W1: torch.Tensor, diag: torch.Tensor) -> torch.Tensor:
     return W1.pow(2) / diag.pow(2).unsqueeze(0)
 
 
+def sparsegpt_block_mask(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
+    """Which weights of one rows × 128 column block SparseGPT removes, by the official rule
+    (``lib/sparsegpt.py`` of SparseGPT, Wanda and ATP): every score at or below the one at
+    sorted index ``int(numel · s)``, so ⌊numel·s⌋ + 1 weights and any ties with the last.
+    A rate of 0 removes nothing (the official code would still remove the lowest score; the
+    pruning loop never calls a pruner at rate 0) and an index past the end removes all."""
+    flat = scores.flatten()
+    index = int(flat.numel() * sparsity)
+    if sparsity <= 0:
+        return torch.zeros_like(scores, dtype=torch.bool)
+    if index >= flat.numel():
+        return torch.ones_like(scores, dtype=torch.bool)
+    threshold = torch.kthvalue(flat, index + 1).values
+    return scores <= threshold
+
+
 def _block_mask(W1: torch.Tensor, diag: torch.Tensor, sparsity: float) -> torch.Tensor:
-    """Unstructured: the lowest scores over the whole rows × block."""
-    scores = _obs_scores(W1, diag)
-    k = pruned_count(scores.numel(), sparsity)
-    mask = torch.zeros_like(W1, dtype=torch.bool)
-    if k > 0:
-        mask.view(-1)[lowest(scores.flatten(), k)] = True
-    return mask
+    """Unstructured: the lowest scores over the whole rows × block, by the official rule."""
+    return sparsegpt_block_mask(_obs_scores(W1, diag), sparsity)
 
 
 def _group_mask(W1: torch.Tensor, diag: torch.Tensor, removed: int) -> torch.Tensor:

@@ -21,6 +21,33 @@ def _known(cls, data: dict) -> dict:
 
 
 @dataclass
+class Spread:
+    """One perplexity over K calibration draws: the seed of each draw and its value."""
+
+    seeds: list[int]
+    values: list[float]
+
+    @property
+    def mean(self) -> float:
+        return sum(self.values) / len(self.values)
+
+    @property
+    def low(self) -> float:
+        return min(self.values)
+
+    @property
+    def high(self) -> float:
+        return max(self.values)
+
+    def to_json(self) -> dict:
+        return {"seeds": self.seeds, "values": self.values, "mean": self.mean, "min": self.low, "max": self.high}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Spread":
+        return cls(seeds=list(data["seeds"]), values=list(data["values"]))
+
+
+@dataclass
 class BlockError:
     """One decoder block's output error on the calibration tokens (see ``propagation``)."""
 
@@ -131,10 +158,16 @@ class RunResult:
     bits_beta: float | None = None
     bit_schedule: list[int] | None = None
     bits_per_weight: float | None = None
+    # Perplexity on the selection text (measured for β searches; ``ppl`` is the report text's).
+    selection_ppl: float | None = None
+    # With repeats: the report perplexity over K calibration draws (this run is the first draw).
+    repeats: "Spread | None" = None
 
     def to_json(self) -> dict:
         data = asdict(self)
-        for optional in ("saved_to", "zero_shot", "zero_shot_setup"):
+        if self.repeats is not None:
+            data["repeats"] = self.repeats.to_json()
+        for optional in ("saved_to", "zero_shot", "zero_shot_setup", "selection_ppl", "repeats"):
             if data[optional] is None:
                 del data[optional]
         return data
@@ -147,7 +180,14 @@ class RunResult:
         values["settings"] = Measurement.from_json(data["settings"])
         if data.get("token_errors"):
             values["token_errors"] = TokenMap(**_known(TokenMap, data["token_errors"]))
+        if data.get("repeats"):
+            values["repeats"] = Spread.from_json(data["repeats"])
         return cls(**values)
+
+    @property
+    def report_ppl(self) -> float | None:
+        """The report perplexity: the mean over the calibration draws when repeated."""
+        return self.repeats.mean if self.repeats is not None else self.ppl
 
     @property
     def diverged(self) -> bool:
@@ -156,16 +196,35 @@ class RunResult:
 
 @dataclass
 class SearchTrial:
-    """One β of a search: its perplexity and the sparsity the weights reached."""
+    """One β of a search: its perplexities and the sparsity the weights reached. ``ppl`` is
+    the report perplexity (the mean over the calibration draws), as in files written before
+    the selection text existed; ``selection`` and ``report`` hold every draw."""
 
     beta: float
     ppl: float
     overall_sparsity: float
+    selection_ppl: float | None = None
+    selection: Spread | None = None
+    report: Spread | None = None
+
+    def to_json(self) -> dict:
+        return {"beta": self.beta, "ppl": self.ppl, "overall_sparsity": self.overall_sparsity,
+                "selection_perplexity": self.selection_ppl, "report_perplexity": self.ppl,
+                "selection_spread": None if self.selection is None else self.selection.to_json(),
+                "report_spread": None if self.report is None else self.report.to_json()}
+
+
+# Which text a β search chooses on, and how a result names that protocol.
+PROTOCOLS = {
+    "selection": "β chosen on the selection text, perplexity reported on the held-out report text",
+    "report": "β chosen on the report text it is reported on (the published protocol)",
+}
 
 
 @dataclass
 class SearchResult:
-    """A β search: every trial, and the best β with uniform (β = 0) taking part."""
+    """A β search: every trial, and the best β with uniform (β = 0) taking part. The best is
+    the lowest mean perplexity on the ``select_on`` text; ``best_ppl`` is its report perplexity."""
 
     strategy: str
     trials: list[SearchTrial]
@@ -176,16 +235,28 @@ class SearchResult:
     grid_size: int
     # The full results behind the trials (uniform first), for callers that draw them.
     runs: list[RunResult] = field(default_factory=list, repr=False)
+    select_on: str = "report"
+    uniform: SearchTrial | None = None
+    best: SearchTrial | None = None
+    # The winner each protocol would pick among the same trials.
+    best_by_protocol: dict[str, SearchTrial] = field(default_factory=dict)
+    seeds: list[int] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {
             "strategy": self.strategy,
-            "trials": [asdict(t) for t in self.trials],
+            "trials": [t.to_json() for t in self.trials],
             "uniform_ppl": self.uniform_ppl,
             "best_beta": self.best_beta,
             "best_ppl": self.best_ppl,
             "beta_max": self.beta_max,
             "grid_size": self.grid_size,
+            "select_on": self.select_on,
+            "protocol": PROTOCOLS[self.select_on],
+            "seeds": self.seeds,
+            "uniform": None if self.uniform is None else self.uniform.to_json(),
+            "best": None if self.best is None else self.best.to_json(),
+            "best_by_protocol": {name: trial.to_json() for name, trial in self.best_by_protocol.items()},
         }
 
 
@@ -196,6 +267,7 @@ class AllocatorComparison:
     runs: dict[float, dict[str, RunResult]]  # sparsity -> allocation -> result
     searches: dict[float, SearchResult]  # sparsity -> ATP's search; empty when β was given
     strategy: str | None  # the search strategy; None when ATP ran at a given β
+    select_on: str | None = None  # the text ATP's β was chosen on; None when ATP ran at a given β
 
     @property
     def first(self) -> float:
@@ -213,7 +285,9 @@ class AllocatorComparison:
         return [
             {
                 "sparsity": sparsity,
-                **{allocation: result.ppl for allocation, result in by_allocation.items()},
+                **{allocation: result.report_ppl for allocation, result in by_allocation.items()},
+                "spread": {allocation: [result.repeats.low, result.repeats.high]
+                           for allocation, result in by_allocation.items() if result.repeats is not None},
                 "atp_beta": by_allocation["atp"].beta,
                 "dense": by_allocation["uniform"].dense_ppl,
             }
@@ -237,6 +311,8 @@ class AllocatorComparison:
             "runs": {f"{s:g}": {a: r.to_json() for a, r in by.items()} for s, by in self.runs.items()},
             "searches": {f"{s:g}": search.to_json() for s, search in self.searches.items()},
             "strategy": self.strategy,
+            "select_on": self.select_on,
+            "protocol": None if self.select_on is None else PROTOCOLS[self.select_on],
             "settings": asdict(self.runs[self.first]["uniform"].settings),
             "allocator_settings": self.allocator_settings(),
             "clamped_blocks": {f"{s:g}": by for s, by in self.clamped_blocks().items()},

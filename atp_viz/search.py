@@ -1,9 +1,13 @@
 """Searching the common difference β.
 
 Every search runs the uniform baseline (β = 0) first, then trials β from the paper's
-grid (0.002, 0.004, ... ≤ β_max), one pruning + perplexity run each; the best β is the
-lowest perplexity among the trials *and* uniform (so 0 when no β beats it). Strategies
-differ in which grid points they try (``STRATEGIES``):
+grid (0.002, 0.004, ... ≤ β_max), one pruning run per calibration draw each, measuring
+perplexity on two texts (``texts``): the **selection** text, which chooses β, and the
+**report** text, which the result reports. The best β is the lowest mean selection
+perplexity among the trials *and* uniform (so 0 when no β beats it). ``select_on="report"``
+chooses on the report text instead: the published protocol (ATP's ``search.sh`` picks β by
+WikiText-2 test perplexity and reports that number), kept to measure what it gains.
+Strategies differ in which grid points they try (``STRATEGIES``):
 
 - ``grid``: every point, the paper's procedure;
 - ``fast``: a coarse pass over every third point, then refinement around the best point
@@ -24,9 +28,10 @@ from .engine import run_pruning
 from .errors import AtpError
 from .models import layer_count
 from .progress import CancelCheck
-from .results import RunResult, SearchResult, SearchTrial
+from .repeats import draws, spread_of
+from .results import RunResult, SearchResult, SearchTrial, Spread
 from .schedules import beta_max, grid_betas, pattern_betas
-from .settings import RunSettings, validate
+from .settings import RunSettings, check_repeats, check_select_on, validate
 
 # next_index(grid size, {index: perplexity} known so far) -> the next index to try, or
 # None once the strategy is done. ``known`` may hold index -1: the uniform baseline
@@ -135,26 +140,31 @@ def rank(ppl: float | None) -> float:
     return ppl if ppl is not None and math.isfinite(ppl) else math.inf
 
 
-def iter_search(settings: RunSettings, strategy: str = "grid",
-                cancelled: CancelCheck | None = None) -> Iterator[RunResult]:
-    """Yield the uniform baseline, then each β trial's full result as it finishes.
+def iter_search(settings: RunSettings, strategy: str = "grid", cancelled: CancelCheck | None = None,
+                select_on: str = "selection", repeats: int = 1) -> Iterator[RunResult]:
+    """Yield the uniform baseline's runs, then each β trial's, one per calibration draw, as
+    they finish; every run measures the selection and the report text.
 
-    ``settings.beta`` is ignored. Lets a UI draw the perplexity curve live. With an N:M
+    ``settings.beta`` is ignored. Lets a UI draw the perplexity curves live. With an N:M
     pattern, only grid points whose level schedules differ are tried (``pattern_betas``).
     """
     chosen = get_strategy(strategy)
+    select_on, repeats = check_select_on(select_on), check_repeats(repeats)
     num_layers = layer_count(settings.model, settings.device, settings.dtype)
     betas = _grid(validate(settings), num_layers)
     if not betas:
         raise AtpError(f"no β on the 0.002 grid is legal for {num_layers} blocks at sparsity {settings.sparsity:g}")
-    uniform = run_pruning(replace(settings, allocation="uniform", beta=0.0), cancelled=cancelled).result
-    yield uniform
+    settings = replace(settings, measure_selection=True)
+
+    def trial(allocation: str, beta: float) -> Iterator[RunResult]:
+        for draw in draws(replace(settings, allocation=allocation, beta=beta), repeats):
+            yield run_pruning(draw, cancelled=cancelled).result
+
+    uniform = yield from _measured(trial("uniform", 0.0))
     # Uniform is the curve at β = 0, one step before the grid's first point.
-    known: dict[int, float] = {-1: rank(uniform.ppl)}
+    known: dict[int, float] = {-1: _chooser(uniform, select_on)}
     while (index := chosen.next_index(len(betas), known)) is not None:
-        result = run_pruning(replace(settings, allocation="atp", beta=betas[index]), cancelled=cancelled).result
-        known[index] = rank(result.ppl)
-        yield result
+        known[index] = _chooser((yield from _measured(trial("atp", betas[index]))), select_on)
 
 
 def _grid(settings: RunSettings, num_layers: int) -> list[float]:
@@ -162,19 +172,59 @@ def _grid(settings: RunSettings, num_layers: int) -> list[float]:
     return pattern_betas(betas, num_layers, settings.sparsity, settings.group) if settings.group else betas
 
 
-def summarise(strategy: str, runs: list[RunResult]) -> SearchResult:
-    """The search record of ``runs`` (uniform first, then the trials in the order run)."""
-    uniform, trials = runs[0], runs[1:]
-    best = min(runs, key=lambda r: (rank(r.ppl), r.beta))
+
+def _measured(runs: Iterator[RunResult]) -> Iterator[RunResult]:
+    """Pass ``runs`` on, returning them all (``yield from`` gives the list)."""
+    done = []
+    for run in runs:
+        done.append(run)
+        yield run
+    return done
+
+
+def _chooser(runs: list[RunResult], select_on: str) -> float:
+    """What the search ranks a trial by: its mean perplexity on the ``select_on`` text."""
+    values = [rank(r.selection_ppl if select_on == "selection" else r.ppl) for r in runs]
+    return sum(values) / len(values)
+
+
+def trials_of(runs: list[RunResult]) -> list[SearchTrial]:
+    """The runs (uniform first, each β's draws together) as one record per β."""
+    grouped: dict[tuple[str, float], list[RunResult]] = {}
+    for run in runs:
+        grouped.setdefault((run.allocation, run.beta), []).append(run)
+    trials = []
+    for group in grouped.values():
+        report = spread_of(group)
+        selection = Spread(report.seeds, [rank(r.selection_ppl) for r in group])
+        trials.append(SearchTrial(group[0].beta, report.mean, group[0].overall_sparsity,
+                                  selection.mean, selection, report))
+    return trials
+
+
+def _best(trials: list[SearchTrial], select_on: str) -> SearchTrial:
+    return min(trials, key=lambda t: (rank(t.selection_ppl if select_on == "selection" else t.ppl), t.beta))
+
+
+def summarise(strategy: str, runs: list[RunResult], select_on: str = "selection") -> SearchResult:
+    """The search record of ``runs`` (uniform's draws first, then the trials' in the order run)."""
+    select_on = check_select_on(select_on)
+    uniform, *trials = trials_of(runs)
+    best = _best([uniform, *trials], select_on)
     return SearchResult(
         strategy=strategy,
-        trials=[SearchTrial(r.beta, r.ppl, r.overall_sparsity) for r in trials],
+        trials=trials,
         uniform_ppl=uniform.ppl,
         best_beta=best.beta,
         best_ppl=best.ppl,
-        beta_max=beta_max(uniform.num_layers, uniform.sparsity),
-        grid_size=len(grid_betas(uniform.num_layers, uniform.sparsity)),
+        beta_max=beta_max(runs[0].num_layers, runs[0].sparsity),
+        grid_size=len(grid_betas(runs[0].num_layers, runs[0].sparsity)),
         runs=runs,
+        select_on=select_on,
+        uniform=uniform,
+        best=best,
+        best_by_protocol={name: _best([uniform, *trials], name) for name in ("selection", "report")},
+        seeds=uniform.report.seeds,
     )
 
 
@@ -183,11 +233,13 @@ def search_beta(
     strategy: str = "grid",
     cancelled: CancelCheck | None = None,
     on_run: Callable[[RunResult], None] | None = None,
+    select_on: str = "selection",
+    repeats: int = 1,
 ) -> SearchResult:
     """Run the whole β search (``on_run`` hears of each run as it finishes, uniform first)."""
     runs = []
-    for result in iter_search(settings, strategy, cancelled):
+    for result in iter_search(settings, strategy, cancelled, select_on, repeats):
         runs.append(result)
         if on_run is not None:
             on_run(result)
-    return summarise(strategy, runs)
+    return summarise(strategy, runs, select_on)

@@ -35,6 +35,10 @@ UNSTRUCTURED = "unstructured"
 NO_QUANTIZATION = "none"
 # N:M groups must tile SparseGPT's 128-column blocks: M is a power of two up to 128.
 PATTERN_GROUPS = (2, 4, 8, 16, 32, 64, 128)
+# Calibration draws per setting (``--repeats``): each is a full run, so a handful is plenty.
+MAX_REPEATS = 20
+# Which text a β search chooses β on (``texts.PARTS``; results.PROTOCOLS says what each means).
+SELECT_ON = ("selection", "report")
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,8 @@ class RunSettings:
     device: str = "auto"
     dtype: str = "auto"
     measure_ppl: bool = True
+    # Also the perplexity on the selection text (a β search chooses on it; see ``texts``).
+    measure_selection: bool = False
     owl_m: float = 5.0
     owl_lambda: float = 0.08
     # None: the value of the authors' scripts for ``method`` (``validate`` fills it in).
@@ -249,3 +255,15 @@ def given_rates(settings: RunSettings, rates: object, num_layers: int, sparsity_
             raise AtpError(f"the rates average {mean:.6g}, not the sparsity {target:g} "
                            f"(within {RATES_MEAN_TOL:g}): fix the rates or leave the sparsity out")
     return replace(settings, allocation="explicit", schedule=tuple(checked), sparsity=mean, beta=0.0)
+
+
+def check_repeats(value: object) -> int:
+    """How many calibration draws (seeds seed, seed + 1, …) a setting is run with."""
+    return whole_number(value, "repeats", 1, MAX_REPEATS)
+
+
+def check_select_on(value: object) -> str:
+    """The text a β search chooses on: ``selection`` (held out) or ``report`` (published)."""
+    if value not in SELECT_ON:
+        raise AtpError(f"select-on must be {' or '.join(SELECT_ON)}, got {_shown(value)}")
+    return str(value)

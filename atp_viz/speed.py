@@ -246,8 +246,8 @@ def layer_shapes(loaded: LoadedModel, pruned: PrunedWeights) -> dict[tuple[int, 
 
 
 def _prompt(loaded: LoadedModel) -> torch.Tensor:
-    """The first PROMPT_TOKENS tokens of the built-in evaluation text."""
-    return token_stream(loaded.tokenizer, "builtin", "evaluation")[:PROMPT_TOKENS].view(1, -1)
+    """The first PROMPT_TOKENS tokens of the built-in report text."""
+    return token_stream(loaded.tokenizer, "builtin", "report")[:PROMPT_TOKENS].view(1, -1)
 
 
 class _StepClock:

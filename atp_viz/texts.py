@@ -1,9 +1,19 @@
 """Text sources and the token windows cut from them.
 
-Sources: ``builtin`` (Python's own documentation, in every CPython: the first half of
-its topics feeds calibration, the second half evaluation, so the two never overlap),
-``wikitext2`` and ``c4`` through ``datasets`` (online only), or a path to a UTF-8 file
-(first half / second half as for the built-in text).
+Every source has three pairwise disjoint parts (``PARTS``):
+
+- **calibration**: the windows the pruners collect statistics on;
+- **selection**: the text a β search chooses β on;
+- **report**: the text whose perplexity a run reports (what was "evaluation" before the
+  selection part existed: the first windows are the same tokens as then).
+
+Sources: ``builtin`` (Python's own documentation, in every CPython) and a path to a UTF-8
+file are cut at paragraph boundaries: the first half is calibration (unchanged since
+before the selection part), and the second half is halved again, its first half the
+report part and its second half the selection part. ``wikitext2`` and ``c4`` come through
+``datasets`` (online only): WikiText-2 train / validation / test; C4 train shard 0 for
+calibration, and validation shard 0's first 20,000 documents (report) and the next 20,000
+(selection).
 """
 
 from __future__ import annotations
@@ -21,7 +31,9 @@ import torch
 from .errors import AtpError
 
 BUILTIN = "builtin"
-PARTS = ("calibration", "evaluation")
+PARTS = ("calibration", "selection", "report")
+# C4 validation documents per held-out part: report is the first block, selection the next.
+C4_DOCUMENTS = 20_000
 # Documents drawn, per window, before giving up on finding one long enough.
 MAX_DOCUMENT_DRAWS = 10_000
 
@@ -33,17 +45,17 @@ def max_text_bytes() -> int:
 
 
 def load_text(source: str, part: str) -> str:
-    """The text of ``part`` (calibration or evaluation) of ``source``."""
+    """The text of ``part`` (one of ``PARTS``) of ``source``."""
     if part not in PARTS:
         raise ValueError(part)
     source = (source or "").strip()
     if source == BUILTIN:
-        return _halve(_builtin_text(), part)
+        return _cut(_builtin_text(), part)
     if source == "wikitext2":
         return _wikitext2(part)
     if source == "c4":
         return _c4(part)
-    return _halve(read_text_file(source), part)
+    return _cut(read_text_file(source), part)
 
 
 def _builtin_text() -> str:
@@ -61,12 +73,21 @@ def _builtin_text() -> str:
     return "\n\n".join(paragraphs)
 
 
-def _halve(text: str, part: str) -> str:
+def _halves(text: str) -> tuple[str, str]:
     # Cut at a paragraph boundary near the middle so no sentence is shared.
     middle = len(text) // 2
     cut = text.find("\n\n", middle)
     cut = middle if cut < 0 else cut
-    return text[:cut] if part == "calibration" else text[cut:]
+    return text[:cut], text[cut:]
+
+
+def _cut(text: str, part: str) -> str:
+    """calibration | report | selection: the first half, then the second half halved."""
+    calibration, held_out = _halves(text)
+    if part == "calibration":
+        return calibration
+    report, selection = _halves(held_out)
+    return report if part == "report" else selection
 
 
 _UTF16_32_BOMS = {b"\xff\xfe\x00\x00": "UTF-32", b"\x00\x00\xfe\xff": "UTF-32", b"\xff\xfe": "UTF-16",
@@ -140,7 +161,7 @@ def _load_dataset(source: str, *args, **kwargs):
 
 
 def _wikitext2(part: str) -> str:
-    split = "train" if part == "calibration" else "test"
+    split = {"calibration": "train", "selection": "validation", "report": "test"}[part]
     data = _load_dataset("wikitext2", "wikitext", "wikitext-2-raw-v1", split=split)
     return "\n\n".join(data["text"])
 
@@ -155,7 +176,8 @@ def _c4_shard(part: str):
 
 
 def _c4(part: str) -> str:
-    return "\n\n".join(_c4_shard(part)["text"][:20000])
+    first = C4_DOCUMENTS if part == "selection" else 0
+    return "\n\n".join(_c4_shard(part)["text"][first : first + C4_DOCUMENTS])
 
 
 def document_windows(documents: Sequence[Document], count: int, seqlen: int, seed: int,
@@ -241,12 +263,13 @@ def calibration_windows(stream: torch.Tensor, count: int, seqlen: int, seed: int
     return torch.stack([stream[s : s + seqlen] for s in starts.tolist()])
 
 
-def evaluation_windows(stream: torch.Tensor, count: int | None, seqlen: int) -> torch.Tensor:
-    """The first ``count`` non-overlapping windows (all of them when ``count`` is None)."""
+def evaluation_windows(stream: torch.Tensor, count: int | None, seqlen: int, part: str = "report") -> torch.Tensor:
+    """The first ``count`` non-overlapping windows (all of them when ``count`` is None) of
+    the ``part`` (report or selection) text."""
     available = stream.numel() // seqlen
     if available == 0 or (count is not None and count > available):
         raise AtpError(
-            f"the evaluation text has {stream.numel()} tokens: {available} windows of {seqlen}, "
+            f"the {part} text has {stream.numel()} tokens: {available} windows of {seqlen}, "
             f"fewer than the {count} asked for"
         )
     count = available if count is None else count

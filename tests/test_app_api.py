@@ -170,10 +170,13 @@ def test_sweep_streams_each_trial_and_marks_the_best_beta(client, tiny_model_dir
     curve = trace(figure(final_fig), "ATP trial")
     assert len(curve["x"]) == trials
     assert set(curve["x"]) <= set(grid_betas(3, sparsity))
-    uniform_ppl = figure(final_fig)["data"][0]["y"][0]
-    points = [(0.0, uniform_ppl), *zip(curve["x"], curve["y"])]
-    assert best == pytest.approx(min(points, key=lambda p: p[1])[0])
-    assert "done" in status
+    # β is chosen on the selection text (uniform at β = 0 included) and reported on the report text.
+    selection = trace(figure(final_fig), "selection text (chooses β)")
+    assert len(selection["x"]) == 1 + trials and selection["x"][0] == 0.0
+    assert selection["y"][1:] != curve["y"]
+    assert best == pytest.approx(min(zip(selection["x"], selection["y"]), key=lambda p: p[1])[0])
+    assert "done" in status and "chosen on the selection text" in status
+    assert "no spread was measured for these settings yet" in status
     rows = [dict(zip(table["headers"], row)) for row in table["data"]]
     assert len([r for r in rows if r["model"] == model]) == 1 + trials
 

@@ -40,10 +40,12 @@ def test_the_endpoint_takes_the_new_arguments_last_with_defaults(client):
     names = [p["parameter_name"] for p in info["parameters"]]
     assert names == ["model", "method", "sparsities", "beta_choice", "beta", "calib_samples", "calib_seqlen",
                      "eval_samples", "eval_seqlen", "seed", "text_file", "owl_m", "owl_lambda", "alpha_eps",
-                     "strategy", "owl_mapping", "alpha_estimator", "evopress"]
+                     "strategy", "owl_mapping", "alpha_estimator", "evopress", "select_on_report", "repeats"]
     defaults = {p["parameter_name"]: p.get("parameter_default") for p in info["parameters"]}
     assert (defaults["strategy"], defaults["owl_mapping"], defaults["alpha_estimator"], defaults["evopress"]) == (
         "grid", "published", "published", False)
+    # β chosen on the held-out selection text, one calibration draw, unless asked.
+    assert (defaults["select_on_report"], defaults["repeats"]) == (False, 1)
 
 
 def saved_results(json_paths: list[str], model: str) -> dict[tuple[float, str], dict]:

@@ -167,7 +167,7 @@ def test_a_short_text_cannot_supply_the_evaluation_windows(client, tiny, still_s
     path = tmp_path / "short.txt"
     path.write_text("a short text. " * 20, encoding="utf-8")
     refusal(lambda: prune(client, tiny, next(_seeds), text_file=handle_file(str(path))),
-            "the evaluation text has .* tokens: 1 windows of 64, fewer than the 2 asked for")
+            "the report text has .* tokens: 0 windows of 64, fewer than the 2 asked for")
 
 
 def test_a_good_utf8_text_file_is_used(client, tiny, tmp_path):
@@ -199,9 +199,9 @@ def _run_pruning_data(tiny: str, text_file, **changes) -> str:
     """The JSON argument list of /run_pruning on the tiny model; ``changes`` (by argument
     name) hold JSON text, so NaN and Infinity can be sent as gradio_client never would."""
     names = ["model", "method", "sparsity", "beta", "calib_samples", "calib_seqlen", "eval_samples", "eval_seqlen",
-             "seed", "text_file", "log_scale", "shown_run", "error_view"]
+             "seed", "text_file", "log_scale", "shown_run", "error_view", "repeats"]
     values = dict(zip(names, [json.dumps(tiny), '"wanda"', "0.7", "0.1", "2", "64", "2", "64", str(next(_seeds)),
-                              json.dumps(text_file), "false", '"ATP"', '"ordinary"']))
+                              json.dumps(text_file), "false", '"ATP"', '"ordinary"', "1"]))
     return "[" + ", ".join({**values, **changes}.values()) + "]"
 
 

@@ -44,6 +44,10 @@ def test_schedule_json_to_stdout():
         (("prune", "--text", "/no/such/file.txt", "--calib-samples", "1"), "not builtin, wikitext2, c4"),
         (("prune", "--calib-samples", "0"), "calibration samples must be a positive integer"),
         (("prune", "--seed", str(2**70)), "seed must be a whole number"),
+        (("prune", "--repeats", "0"), "repeats must be a positive integer"),
+        (("search", "--repeats", "2.5"), "repeats must be a whole number"),
+        (("compare", "--repeats", "21"), "repeats must be a whole number from 1 to 20"),
+        (("search", "--select-on", "test"), "select-on must be selection or report, got 'test'"),
     ],
 )
 def test_failures_exit_nonzero_with_one_line(args, pattern):
@@ -77,10 +81,18 @@ def test_prune_save_and_reload_with_plain_transformers(tiny_model_dir, tmp_path)
 @pytest.mark.slow
 def test_search_grid_json(tiny_model_dir, tmp_path):
     out = tmp_path / "s.json"
-    proc = cli("search", "--model", str(tiny_model_dir("llama")), "--sparsity", "0.7", "--strategy", "grid",
+    # S = 0.97: a 15-point grid (at 0.7 the 3-block model has 150), each trial on two texts.
+    proc = cli("search", "--model", str(tiny_model_dir("llama")), "--sparsity", "0.97", "--strategy", "grid",
                "--calib-samples", "2", "--calib-seqlen", "16", "--eval-samples", "2", "--eval-seqlen", "16",
                "--json", str(out))
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
-    assert result["best_ppl"] == min(result["uniform_ppl"], *(t["ppl"] for t in result["trials"]))
-    assert {"beta", "ppl"} <= set(result["trials"][0])
+    # β is chosen on the selection text and reported on the report text.
+    assert result["select_on"] == "selection" and "selection text" in result["protocol"]
+    candidates = [result["uniform"], *result["trials"]]
+    assert result["best"]["selection_perplexity"] == min(t["selection_perplexity"] for t in candidates)
+    assert result["best_ppl"] == result["best"]["report_perplexity"]
+    assert {"beta", "ppl", "selection_perplexity", "report_perplexity"} <= set(result["trials"][0])
+    assert all(t["ppl"] == t["report_perplexity"] for t in candidates)
+    # Two texts, two curves (a diverged trial is infinite on both).
+    assert [t["selection_perplexity"] for t in candidates] != [t["report_perplexity"] for t in candidates]

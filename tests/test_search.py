@@ -94,12 +94,21 @@ def test_fast_search_agrees_with_grid_on_a_real_model(tiny_model_dir):
     grid = search_beta(settings, "grid")
     fast = search_beta(settings, "fast")
     assert [t.beta for t in grid.trials] == pytest.approx([0.002 * (k + 1) for k in range(grid.grid_size)])
-    # Uniform (β = 0) takes part in the choice: the best is the lowest of it and the trials.
-    assert grid.best_ppl == min(grid.uniform_ppl, *(t.ppl for t in grid.trials))
-    assert (grid.best_beta == 0.0) == (grid.best_ppl == grid.uniform_ppl)
+    # Uniform (β = 0) takes part in the choice: the best is the lowest selection perplexity
+    # of it and the trials, and the search reports that β's report perplexity.
+    candidates = [grid.uniform, *grid.trials]
+    assert grid.best.selection_ppl == min(t.selection_ppl for t in candidates)
+    assert grid.best_ppl == grid.best.ppl == next(t.ppl for t in candidates if t.beta == grid.best_beta)
+    assert (grid.best_beta == 0.0) == (grid.best is grid.uniform)
     assert len(fast.trials) <= grid.grid_size // 2
-    # Every fast trial is a grid point with the same perplexity (same deterministic run).
-    by_beta = {t.beta: t.ppl for t in grid.trials}
+    # Every fast trial is a grid point with the same perplexities (same deterministic run).
+    by_beta = {t.beta: (t.selection_ppl, t.ppl) for t in grid.trials}
     for t in fast.trials:
-        assert t.ppl == pytest.approx(by_beta[t.beta])
-    assert fast.best_ppl <= 1.01 * grid.best_ppl
+        assert (t.selection_ppl, t.ppl) == pytest.approx(by_beta[t.beta])
+    assert fast.best.selection_ppl <= 1.01 * grid.best.selection_ppl
+    # The published protocol chooses on the report text: the old behaviour, on the same runs.
+    published = search_beta(settings, "grid", select_on="report")
+    assert published.select_on == "report" and grid.select_on == "selection"
+    assert published.best_ppl == min(grid.uniform_ppl, *(t.ppl for t in grid.trials))
+    assert published.best_by_protocol["selection"].beta == grid.best_beta
+    assert grid.best_by_protocol["report"].beta == published.best_beta

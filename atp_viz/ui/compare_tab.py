@@ -14,13 +14,21 @@ import plotly.graph_objects as go
 from .. import engine
 from ..allocations import compared_names, get_allocator
 from ..allocators import ALPHA_ESTIMATORS, OWL_MAPPINGS, PUBLISHED_ALPHA_EPS, published_alpha_eps
-from ..compare import allocator_note, full_block_notes, searched_profile_lines, wholly_pruned_blocks
+from ..compare import (
+    allocator_note,
+    full_block_notes,
+    protocol_notes,
+    searched_profile_lines,
+    verdicts,
+    wholly_pruned_blocks,
+)
 from ..compare import compare_allocators as compare_all
 from ..errors import AtpError, Cancelled
+from ..repeats import draws
 from ..results import AllocatorComparison, RunResult
 from ..schedules import check_sparsity, grid_betas
 from ..search import STRATEGIES, rank
-from ..settings import DEFAULTS, RunSettings, validate
+from ..settings import DEFAULTS, RunSettings, check_repeats, validate
 from . import history_tab, plots
 from .adapters import engine_progress, stoppable, user_errors
 from .defaults import SEARCH_CHOICES
@@ -57,10 +65,13 @@ beats allocators that need outlier statistics or spectral fits.
 share of Wanda scores |W|·‖X‖ above M × their mean (outliers); more outliers, less pruning.
 *AlphaPruning* looks at the weights: per block, the heavy-tail exponent α of its linear
 layers' eigenvalue spectra; larger α, more pruning. Both follow their authors' published
-code unless set otherwise below. *ATP* needs one number, β: searched by perplexity (the
-paper's full grid by default; several prunings per S) or taken from the β slider of the
-first tab. A search already run with the same settings, here or in the Search tab, is
-reused: its trials come back from the cache at once.
+code unless set otherwise below. *ATP* needs one number, β: searched by perplexity on the
+held-out selection text (the paper's full grid by default; several prunings per S; every
+perplexity in the table is on the report text) or taken from the β slider of the first tab.
+With *repeats* above 1 on the first tab, every run is repeated with other calibration draws:
+the table gives ± half their range, and the verdict says whether a difference exceeds it.
+A search already run with the same settings, here or in the Search tab, is reused: its
+trials come back from the cache at once.
 """
 # The tab shows two line plots side by side: a legend under each leaves the lines room.
 _LEGEND_BELOW = {"orientation": "h", "x": 0, "xanchor": "left", "y": -0.25, "yanchor": "top"}
@@ -127,11 +138,20 @@ def _full_blocks_cell(by_allocation: dict[str, RunResult]) -> str:
                       for a, r in by_allocation.items() if (blocks := wholly_pruned_blocks(r)))
 
 
+def _ppl_cell(row: dict, allocation: str) -> float | str | None:
+    """The mean perplexity; with repeated draws 'mean ± half the range' as text."""
+    value = _cell(row[allocation], 2)
+    if allocation not in row["spread"] or value is None:
+        return value
+    low, high = row["spread"][allocation]
+    return f"{value:.2f} ± {(high - low) / 2:.2f}"
+
+
 def table(comparison: AllocatorComparison) -> pd.DataFrame:
-    """Perplexity per allocator, one row per target sparsity, with dense, ATP's β and the
-    blocks any allocator prunes at 100%."""
+    """Perplexity per allocator (± half the range over the calibration draws, when repeated),
+    one row per target sparsity, with dense, ATP's β and the blocks any allocator prunes at 100%."""
     allocations = comparison.allocations()
-    rows = [[row["sparsity"], _cell(row["dense"], 2), *(_cell(row[a], 2) for a in allocations),
+    rows = [[row["sparsity"], _cell(row["dense"], 2), *(_ppl_cell(row, a) for a in allocations),
              row["atp_beta"], _full_blocks_cell(comparison.runs[row["sparsity"]])] for row in comparison.rows()]
     return pd.DataFrame(rows, columns=table_columns(allocations))
 
@@ -142,10 +162,10 @@ def empty_table() -> pd.DataFrame:
 
 def _verdict(sparsity: float, by_allocation: dict[str, RunResult]) -> str:
     """One sparsity's perplexities, lowest first, and how ATP fares against OWL and AlphaPruning."""
-    ordered = sorted(by_allocation.values(), key=lambda r: rank(r.ppl))
-    listed = " · ".join(f"{run_name(r)} {ppl(r.ppl)}" for r in ordered)
-    rival = min(("owl", "alphapruning"), key=lambda a: rank(by_allocation[a].ppl))
-    gap = rank(by_allocation["atp"].ppl) - rank(by_allocation[rival].ppl)
+    ordered = sorted(by_allocation.values(), key=lambda r: rank(r.report_ppl))
+    listed = " · ".join(f"{run_name(r)} {ppl(r.report_ppl)}" for r in ordered)
+    rival = min(("owl", "alphapruning"), key=lambda a: rank(by_allocation[a].report_ppl))
+    gap = rank(by_allocation["atp"].report_ppl) - rank(by_allocation[rival].report_ppl)
     claim = ""
     if math.isfinite(gap):
         claim = f" · ATP − {get_allocator(rival).label} (the better of OWL and AlphaPruning) = {gap:+,.2f}"
@@ -181,6 +201,8 @@ def verdict_markdown(comparison: AllocatorComparison) -> str:
     how = (f"ATP's β: {comparison.strategy} search over the 0.002 grid, per sparsity"
            if comparison.strategy else "ATP's β: the slider's value")
     lines = [_verdict(s, by_allocation) for s, by_allocation in comparison.runs.items()]
+    lines += [f"**Noise** {line}" for line in verdicts(comparison)]
+    lines += protocol_notes(comparison) if comparison.strategy else []
     diverged = any(r.diverged for r in comparison.results())
     note = " · a blank table cell is a diverged run (perplexity ∞)" if diverged else ""
     first = comparison.runs[comparison.first]["uniform"]
@@ -196,7 +218,7 @@ def verdict_markdown(comparison: AllocatorComparison) -> str:
 def compare_estimate(model: str, method: str, sparsities: str, beta_choice: str, beta: float,
                      calib_samples: float, calib_seqlen: float, eval_samples: float, eval_seqlen: float,
                      seed: float, text_file: str | None, strategy: str = DEFAULT_STRATEGY,
-                     evopress: bool = False) -> str:
+                     evopress: bool = False, repeats: float = 1) -> str:
     """How long a comparison will take with these settings (a sentence, never an error)."""
     try:
         runs = []
@@ -206,8 +228,10 @@ def compare_estimate(model: str, method: str, sparsities: str, beta_choice: str,
             betas = grid_betas(block_count(base.model), target) if beta_choice == BETA_SEARCH else [base.beta]
             if beta_choice == BETA_SEARCH and strategy != "grid":
                 betas = betas[: (len(betas) + 1) // 2]  # the fast search: at most half the grid
-            runs += [replace(base, allocation=a, beta=0.0) for a in compared_names() if a != "atp"]
-            runs += [replace(base, beta=b) for b in betas]
+            points = [replace(base, allocation=a, beta=0.0) for a in compared_names() if a != "atp"]
+            selection = beta_choice == BETA_SEARCH
+            points += [replace(base, beta=b, measure_selection=selection) for b in betas]
+            runs += [draw for point in points for draw in draws(point, check_repeats(repeats))]
             if evopress:
                 runs.append(replace(base, allocation="evopress", beta=betas[-1] if betas else 0.0))
         estimate = engine.estimate_runs(runs)
@@ -238,6 +262,8 @@ def compare_allocators(
     owl_mapping: str = DEFAULTS.owl_mapping,
     alpha_estimator: str = DEFAULTS.alpha_estimator,
     evopress: bool = False,
+    select_on_report: bool = False,
+    repeats: int = 1,
     progress: gr.Progress = gr.Progress(),
     request: gr.Request = None,
 ):
@@ -265,6 +291,10 @@ def compare_allocators(
         owl_mapping: "published" (the authors' code) or "band" (rates kept within S ± λ).
         alpha_estimator: "published" (the authors' alpha_peak) or "window" (x_min in [0.95, 1.5] × peak).
         evopress: also EvoPress's searched profile as a column (a search per sparsity: slow).
+        select_on_report: choose ATP's β on the report text it is reported on (the published
+            protocol); False (default): on the held-out selection text.
+        repeats: calibration draws per run (seeds seed, seed + 1, ...): the table gives ±
+            and the verdict says whether a difference exceeds the spread.
 
     Returns:
         At the first sparsity: every allocator's schedule, their error propagation, OWL's
@@ -278,6 +308,7 @@ def compare_allocators(
             raise AtpError(f"unknown β choice {beta_choice!r}: use {BETA_SEARCH!r} or {BETA_SLIDER!r}")
         if strategy not in STRATEGIES:
             raise AtpError(f"unknown search strategy {strategy!r}: use {' or '.join(STRATEGIES)}")
+        repeats = check_repeats(repeats)
         settings = run_settings(model, method, targets[0], calib_samples, calib_seqlen, eval_samples, eval_seqlen,
                                 seed, text_file, beta or 0.0)
         # Checked now: the engine would only refuse them after the β search, minutes later.
@@ -287,7 +318,8 @@ def compare_allocators(
         try:
             comparison = compare_all(settings, targets, strategy if beta_choice == BETA_SEARCH else None,
                                      engine_progress(progress), flag.is_set,
-                                     on_result=lambda _s, result: finished.append(result), evopress=bool(evopress))
+                                     on_result=lambda _s, result: finished.append(result), evopress=bool(evopress),
+                                     select_on="report" if select_on_report else "selection", repeats=repeats)
         except Cancelled:
             for result in finished:
                 frame = history_tab.record(frame, result)
@@ -319,6 +351,8 @@ def build(demo: gr.Blocks, shared: Shared) -> None:
         beta_choice = gr.Radio(BETA_CHOICES, value=BETA_SEARCH, label="ATP's β", elem_id="compare-beta")
         strategy = gr.Radio(SEARCH_CHOICES, value=DEFAULT_STRATEGY, label="β search", elem_id="compare-strategy")
         evopress = gr.Checkbox(False, label="EvoPress column", info=EVOPRESS_INFO, elem_id="compare-evopress")
+        select_on_report = gr.Checkbox(False, label="choose β on the report text (the published protocol)",
+                                       info="off: on the held-out selection text", elem_id="compare-select-on-report")
     with gr.Accordion("OWL and AlphaPruning settings", open=False, elem_id="allocator-settings"):
         with gr.Row():
             owl_m = gr.Number(DEFAULTS.owl_m, step=0.5, label="OWL M",
@@ -350,15 +384,16 @@ def build(demo: gr.Blocks, shared: Shared) -> None:
     shared.history_writers.append(run_btn.click(
         compare_allocators,
         [inputs.model, inputs.method, sparsities, beta_choice, inputs.beta, *inputs.measurement, owl_m, owl_lambda,
-         alpha_eps, shared.history.frame, strategy, owl_mapping, alpha_estimator, evopress],
+         alpha_eps, shared.history.frame, strategy, owl_mapping, alpha_estimator, evopress, select_on_report,
+         inputs.repeats],
         [schedule_plot, error_plot, owl_plot, alpha_plot, perplexities, verdict, *shared.history.shown,
          shared.history.frame],
         api_name="compare_allocators", **ENGINE))
     shared.stop_buttons.append(stop_btn)
     measured = [inputs.model, inputs.method, sparsities, beta_choice, inputs.beta, *inputs.measurement, strategy,
-                evopress]
+                evopress, inputs.repeats]
     gr.on([demo.load, sparsities.change, beta_choice.change, strategy.change, evopress.change,
-           *(c.change for c in (inputs.model, inputs.method, inputs.beta, *inputs.measurement))],
+           *(c.change for c in (inputs.model, inputs.method, inputs.beta, *inputs.measurement, inputs.repeats))],
           compare_estimate, measured, estimate, **INSTANT, **UI_ONLY, trigger_mode="always_last",
           api_name="compare_estimate")
     inputs.method.change(published_alpha_eps, inputs.method, alpha_eps, **INSTANT, **UI_ONLY,

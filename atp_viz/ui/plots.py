@@ -358,16 +358,24 @@ def _settings_caption(runs: Mapping[str, RunResult]) -> str | None:
 
 
 def perplexity_figure(dense_ppl: float, runs: Mapping[str, RunResult]) -> go.Figure:
-    """Perplexity of dense and each run (log axis), labelled with achieved sparsity."""
+    """Perplexity of dense and each run (log axis), labelled with achieved sparsity; a run
+    repeated over calibration draws shows its mean with a min–max bar."""
     labels = ["dense", *runs]
-    values = [float(dense_ppl), *(float(r.ppl) for r in runs.values())]
+    values = [float(dense_ppl), *(float(r.report_ppl) for r in runs.values())]
     texts = [f"{_fmt_ppl(values[0])}<br>dense"] + [
-        f"{_fmt_ppl(float(r.ppl))}<br>{r.overall_sparsity:.1%} sparse" for r in runs.values()]
+        f"{_fmt_ppl(float(r.report_ppl))}{'' if r.repeats is None else f' (mean of {len(r.repeats.values)})'}"
+        f"<br>{r.overall_sparsity:.1%} sparse" for r in runs.values()]
     y = [_plottable(v) for v in values]
     shown = [v for v in y if v is not None]
     # Log-axis range is in decades; headroom above keeps the two-line labels inside.
     y_range = ([math.log10(min(shown)) - 0.2, math.log10(max(shown)) + 0.5] if shown else None)
-    data = [go.Bar(x=labels, y=y, text=texts, textposition="outside", cliponaxis=False,
+    spreads = [None, *(r.repeats for r in runs.values())]
+    error = None
+    if any(spread is not None for spread in spreads):
+        error = {"type": "data", "symmetric": False, "color": _TEXT,
+                 "array": [0 if sp is None else sp.high - v for sp, v in zip(spreads, values)],
+                 "arrayminus": [0 if sp is None else v - sp.low for sp, v in zip(spreads, values)]}
+    data = [go.Bar(x=labels, y=y, text=texts, textposition="outside", cliponaxis=False, error_y=error,
                    marker={"color": [colour_for("dense"), *(colour_for(r.allocation) for r in runs.values())]},
                    hovertemplate="%{x}: perplexity %{y:.4g}<extra></extra>")]
     layout = _layout(
@@ -379,13 +387,16 @@ def perplexity_figure(dense_ppl: float, runs: Mapping[str, RunResult]) -> go.Fig
 
 
 def _best_point(betas: Sequence[float], ppls: Sequence[float | None], uniform_ppl: float | None,
-                best_beta: float | None) -> tuple[float, float, str] | None:
-    """Where to put the star: the given best β, else the lowest trial so far."""
+                best_beta: float | None,
+                chosen_by: Sequence[float | None] | None = None) -> tuple[float, float, str] | None:
+    """Where to put the star (on the reported curve): the given best β, else the trial so
+    far lowest in ``chosen_by`` (the values the search chooses on; default the reported ones)."""
     if best_beta is None:
-        finite = [(p, b) for b, p in zip(betas, ppls) if p is not None]
+        ranked = ppls if chosen_by is None else chosen_by
+        finite = [(c, b, p) for b, p, c in zip(betas, ppls, ranked) if p is not None and c is not None]
         if not finite:
             return None
-        ppl, beta = min(finite)
+        _, beta, ppl = min(finite)
         return beta, ppl, f"best so far β = {beta:.4g}"
     # Uniform (β = 0) can win the search; it is then the best point.
     points = list(zip(betas, ppls))
@@ -397,12 +408,30 @@ def _best_point(betas: Sequence[float], ppls: Sequence[float | None], uniform_pp
     return None
 
 
+def _band(betas: list[float], spreads: list, name: str, colour: str) -> list[go.Scatter]:
+    """A filled min–max band over the calibration draws (nothing when no trial was repeated)."""
+    if not spreads or any(s is None or len(s.values) < 2 for s in spreads):
+        return []
+    draws = len(spreads[0].values)
+    return [go.Scatter(x=betas, y=[_plottable(s.high) for s in spreads], mode="lines", line={"width": 0},
+                       showlegend=False, hoverinfo="skip", name=f"{name} max"),
+            go.Scatter(x=betas, y=[_plottable(s.low) for s in spreads], mode="lines", line={"width": 0},
+                       fill="tonexty", fillcolor=colour, opacity=0.25, name=f"{name}: min–max over {draws} draws",
+                       hoverinfo="skip")]
+
+
 def sweep_figure(trials: Sequence[SearchTrial], uniform_ppl: float | None,
-                 best_beta: float | None) -> go.Figure:
-    """Perplexity against β for the trials so far, uniform as a reference, best β starred."""
+                 best_beta: float | None, uniform: SearchTrial | None = None,
+                 select_on: str = "report") -> go.Figure:
+    """Perplexity against β for the trials so far, uniform as a reference, best β starred.
+    The solid line is the report text's perplexity (what the search reports); where the
+    trials measured it, a dotted line is the selection text's (what chooses β when
+    ``select_on`` is "selection"); repeated trials draw their min–max band."""
     ordered = sorted(trials, key=lambda t: t.beta)
     betas = [float(t.beta) for t in ordered]
     ppls = [_plottable(float(t.ppl)) for t in ordered]
+    selection = [_plottable(t.selection_ppl) if t.selection_ppl is not None else None for t in ordered]
+    has_selection = bool(ordered) and all(v is not None for v in selection)
     data = []
     if uniform_ppl is not None:
         # Uniform is β = 0: a marker there, and a dashed level across the trials.
@@ -412,11 +441,25 @@ def sweep_figure(trials: Sequence[SearchTrial], uniform_ppl: float | None,
             line={"color": colour_for("uniform"), "dash": "dash"},
             hovertemplate="uniform: perplexity %{y:.4g}<extra></extra>"))
     if ordered:
+        with_uniform = [uniform, *ordered] if uniform is not None else ordered
+        band_x = [0.0, *betas] if uniform is not None else betas
+        data += _band(band_x, [t.report for t in with_uniform], "report text", colour_for("atp"))
         data.append(go.Scatter(
             x=betas, y=ppls, mode="lines+markers", name="ATP trial",
             line={"color": colour_for("atp")},
-            hovertemplate="β = %{x:.4f}: perplexity %{y:.4g}<extra></extra>"))
-    best = _best_point(betas, ppls, uniform_ppl, best_beta)
+            hovertemplate="β = %{x:.4f}: report perplexity %{y:.4g}<extra></extra>"))
+    if has_selection:
+        with_uniform = [uniform, *ordered] if uniform is not None and uniform.selection_ppl is not None else ordered
+        x = [float(t.beta) for t in with_uniform]
+        chooses = " (chooses β)" if select_on == "selection" else ""
+        data += _band(x, [t.selection for t in with_uniform], "selection text", colour_for("atp"))
+        data.append(go.Scatter(
+            x=x, y=[_plottable(t.selection_ppl) for t in with_uniform], mode="lines+markers",
+            name=f"selection text{chooses}", line={"color": colour_for("atp"), "dash": "dot"},
+            marker={"symbol": "circle-open"},
+            hovertemplate="β = %{x:.4f}: selection perplexity %{y:.4g}<extra></extra>"))
+    chosen_by = selection if has_selection and select_on == "selection" else None
+    best = _best_point(betas, ppls, uniform_ppl, best_beta, chosen_by)
     if best:
         beta, ppl, text = best
         data.append(go.Scatter(
@@ -424,11 +467,12 @@ def sweep_figure(trials: Sequence[SearchTrial], uniform_ppl: float | None,
             textposition="top center",
             marker={"symbol": "star", "size": 18, "color": colour_for("atp"),
                     "line": {"color": _TEXT, "width": 1}},
-            hovertemplate=f"{text}: perplexity %{{y:.4g}}<extra></extra>"))
+            hovertemplate=f"{text}: report perplexity %{{y:.4g}}<extra></extra>"))
+    protocol = {"selection": "β chosen on the selection text", "report": "β chosen on the report text"}[select_on]
     layout = _layout(
         "β search: perplexity against the common difference β",
         "β (sparsity step between consecutive blocks)", AXIS_PPL,
-        subtitle=f"{len(ordered)} trial{'s' if len(ordered) != 1 else ''} · lower is better",
+        subtitle=f"{len(ordered)} trial{'s' if len(ordered) != 1 else ''} · lower is better · {protocol}",
         yaxis={"type": "log"},
         annotations=[] if data else [_note("No trials yet")],
     )

@@ -18,12 +18,24 @@ import plotly.graph_objects as go
 
 from .. import engine
 from ..errors import AtpError, Cancelled
+from ..noise import difference_sentence
 from ..pruners import PRUNERS
 from ..quantize import QUANTIZERS
 from ..rates import parse_rates
+from ..repeats import draws, run_repeated
 from ..results import BlockError, RunResult, load_run
 from ..schedules import atp_schedule, beta_max, bit_schedule
-from ..settings import DEFAULTS, NO_QUANTIZATION, UNSTRUCTURED, RunSettings, given_rates, pattern_sparsity, validate
+from ..settings import (
+    DEFAULTS,
+    MAX_REPEATS,
+    NO_QUANTIZATION,
+    UNSTRUCTURED,
+    RunSettings,
+    check_repeats,
+    given_rates,
+    pattern_sparsity,
+    validate,
+)
 from . import history_tab, plots, recipe_download
 from .adapters import stoppable, streamed, user_errors
 from .defaults import (
@@ -143,17 +155,22 @@ class Pair:
 Report = tuple[str, BlockError | RunResult]
 
 
+def baseline(settings: RunSettings) -> RunSettings:
+    """The uniform run beside ``settings``: same S, pattern and mean bits, nothing progressive."""
+    return replace(settings, allocation="uniform", beta=0.0, bits_beta=0.0, schedule=None)
+
+
 def prune_pair(settings: RunSettings, cancelled: Callable[[], bool] | None = None,
-               report: Callable[[Report], None] | None = None) -> Pair:
-    """Run the uniform baseline and ATP at ``settings.beta`` (the engine reuses unchanged runs)."""
+               report: Callable[[Report], None] | None = None, repeats: int = 1) -> Pair:
+    """Run the uniform baseline and ATP at ``settings.beta`` (the engine reuses unchanged runs),
+    each with ``repeats`` calibration draws (the first draw's curves are drawn)."""
     # Refuse an illegal β (or bit step) before spending minutes on the baseline.
     atp_schedule(block_count(settings.model), settings.sparsity, settings.beta)
     bit_schedule(block_count(settings.model), settings.bits, settings.bits_beta)
     runs = []
-    uniform = replace(settings, allocation="uniform", beta=0.0, bits_beta=0.0, schedule=None)
-    for which, asked in (("uniform", uniform), ("atp", settings)):
+    for which, asked in (("uniform", baseline(settings)), ("atp", settings)):
         on_block = None if report is None else (lambda error, which=which: report((which, error)))
-        runs.append(engine.run_pruning(asked, cancelled=cancelled, on_block=on_block).result)
+        runs.append(run_repeated(asked, repeats, cancelled=cancelled, on_block=on_block).result)
         if report is not None:
             report((which, runs[-1]))
     return Pair(*runs)
@@ -238,7 +255,8 @@ def summary_markdown(pair: Pair) -> str:
         verdict = "" if gain is None else (f" · {short} is **{gain:,.2f} lower**" if gain > 0
                                            else f" · {short} is **{-gain:,.2f} higher**")
         named = f"ATP (β = {a.beta:.4g})" if a.allocation == "atp" else short
-        perplexity = f"uniform {ppl(u.ppl)} · {named} {ppl(a.ppl)}{verdict}"
+        perplexity = (f"uniform {ppl(u.ppl)} · {named} {ppl(a.ppl)}{verdict}  \n"
+                      f"**Noise** {noise_line(u, a, named)}")
         achieved = f"uniform {u.overall_sparsity:.2%} · {short} {a.overall_sparsity:.2%}"
     else:
         perplexity = " · ".join(f"{run_name(r)} {ppl(r.ppl)}" for r in pair.present)
@@ -272,8 +290,17 @@ def compression_line(runs: list[RunResult]) -> str:
     return f"**Compression** {' · '.join(parts)}  \n" if parts else ""
 
 
-def _estimate_line(settings: RunSettings) -> str:
-    estimate = engine.estimate_runs([replace(settings, allocation="uniform", beta=0.0), settings])
+
+def noise_line(uniform: RunResult, other: RunResult, name: str) -> str:
+    """Whether ``other``'s difference from uniform exceeds the spread over their calibration draws."""
+    def values(run: RunResult) -> list[float]:
+        return run.repeats.values if run.repeats is not None else [run.ppl]
+    return difference_sentence(name, values(other), "uniform", values(uniform))
+
+
+def _estimate_line(settings: RunSettings, repeats: int = 1) -> str:
+    pair = [baseline(settings), settings]
+    estimate = engine.estimate_runs([draw for run in pair for draw in draws(run, repeats)])
     if estimate is None:
         return "Time: estimated once the model is loaded and no run is using it."
     return "Ready: both runs are cached." if estimate.seconds == 0 else f"Prune takes {estimate.text()}."
@@ -281,11 +308,11 @@ def _estimate_line(settings: RunSettings) -> str:
 
 def prune_estimate(model: str, method: str, sparsity: float, beta: float, calib_samples: float,
                    calib_seqlen: float, eval_samples: float, eval_seqlen: float, seed: float,
-                   text_file: str | None) -> str:
+                   text_file: str | None, repeats: float = 1) -> str:
     """How long Prune will take with these settings (no run: a sentence, never an error)."""
     try:
         return _estimate_line(run_settings(model, method, sparsity, calib_samples, calib_seqlen, eval_samples,
-                                           eval_seqlen, seed, text_file, beta))
+                                           eval_seqlen, seed, text_file, beta), check_repeats(repeats))
     except AtpError as exc:
         return f"Cannot run yet: {exc}"
 
@@ -457,6 +484,7 @@ def run_pruning(
     quantizer: str = "gptq",
     bits: float = DEFAULTS.bits,
     bits_beta: float = 0.0,
+    repeats: int = 1,
     rates: str = "",
     request: gr.Request = None,
 ):
@@ -486,6 +514,8 @@ def run_pruning(
         quantizer: "rtn" or "gptq", when quantizing.
         bits: mean bit-width B (2..8), when quantizing.
         bits_beta: the bit progression's step (uniform B bits in the baseline run).
+        repeats: calibration draws per run (seeds seed, seed + 1, ...); the summary says
+            whether ATP's difference from uniform exceeds their spread.
         rates: one rate per decoder block (a JSON list or one per line) pruned instead of ATP's
             line, their mean within 0.0005 of ``sparsity``; empty: ATP at β. The page's rates
             field, held in a session state (not an argument of the public endpoint).
@@ -504,6 +534,7 @@ def run_pruning(
         settings = run_settings(model, method, sparsity, calib_samples, calib_seqlen, eval_samples, eval_seqlen,
                                 seed, text_file, beta)
         settings = compression_settings(settings, compression, pattern, quantizer, bits, bits_beta)
+        repeats = check_repeats(repeats)
         num_layers = block_count(settings.model)
         if rates and rates.strip():
             settings = given_rates(settings, parse_rates(rates), num_layers)
@@ -513,8 +544,8 @@ def run_pruning(
             return _schedule(settings, num_layers, current=block)
 
         yield (live.figure(log_scale, error_view), *[keep] * 4, *[keep] * 3, keep, keep,
-               f"⏳ starting · {_estimate_line(settings)}", schedule_at(0), keep, keep)
-        job = streamed(lambda emit: prune_pair(settings, flag.is_set, emit), flag)
+               f"⏳ starting · {_estimate_line(settings, repeats)}", schedule_at(0), keep, keep)
+        job = streamed(lambda emit: prune_pair(settings, flag.is_set, emit, repeats), flag)
         try:
             while True:
                 live.add(*next(job))
@@ -622,7 +653,11 @@ def build_inputs() -> tuple[RunInputs, gr.Button, gr.Button, gr.Markdown, gr.Mar
                                          label="evaluation samples", elem_id="eval-samples")
                 eval_seqlen = gr.Number(DEFAULTS.eval_seqlen, precision=0, minimum=1, label="× tokens",
                                         elem_id="eval-seqlen")
-            seed = gr.Number(DEFAULTS.seed, precision=0, label="seed", elem_id="seed")
+            with gr.Row():
+                seed = gr.Number(DEFAULTS.seed, precision=0, label="seed", elem_id="seed")
+                repeats = gr.Number(1, precision=0, minimum=1, maximum=MAX_REPEATS, label="repeats",
+                                    info="calibration draws (seeds seed, seed+1, …): the noise band; "
+                                         "each costs a full run", elem_id="repeats")
             text_file = gr.File(label="Text (UTF-8 file; empty: built-in Python docs)", type="filepath",
                                 elem_id="text-file")
         with gr.Row():
@@ -630,7 +665,7 @@ def build_inputs() -> tuple[RunInputs, gr.Button, gr.Button, gr.Markdown, gr.Mar
             stop_btn = gr.Button("Stop", variant="stop", elem_id="stop", scale=0, min_width=90)
         estimate = gr.Markdown(elem_id="prune-estimate")
     inputs = RunInputs(model, method, sparsity, beta, calib_samples, calib_seqlen, eval_samples, eval_seqlen,
-                       seed, text_file)
+                       seed, text_file, repeats)
     return inputs, prune_btn, stop_btn, beta_info, estimate, rates
 
 
@@ -699,8 +734,9 @@ def build(demo: gr.Blocks, history: HistoryOutputs) -> Shared:
     gr.Button(visible=False).click(preview_schedule, [inputs.model, inputs.sparsity, inputs.beta],
                                    [schedule_plot, beta_info], **INSTANT, api_name="preview_schedule")
     gr.on([demo.load, *(c.change for c in (inputs.model, inputs.method, inputs.sparsity, inputs.beta,
-                                          *inputs.measurement))],
-          prune_estimate, [inputs.model, inputs.method, inputs.sparsity, inputs.beta, *inputs.measurement], estimate,
+                                          *inputs.measurement, inputs.repeats))],
+          prune_estimate, [inputs.model, inputs.method, inputs.sparsity, inputs.beta, *inputs.measurement,
+                           inputs.repeats], estimate,
           **INSTANT, **UI_ONLY, trigger_mode="always_last", api_name="prune_estimate")
     # The rates reach the run through a session state: /run_pruning's public arguments stay as they were.
     typed_rates = gr.State("")
@@ -709,7 +745,7 @@ def build(demo: gr.Blocks, history: HistoryOutputs) -> Shared:
     run = prune_btn.click(
         run_pruning,
         [inputs.model, inputs.method, inputs.sparsity, inputs.beta, *inputs.measurement, log_scale, shown_run,
-         error_view, pair, history.frame, *compress.all, typed_rates],
+         error_view, pair, history.frame, *compress.all, inputs.repeats, typed_rates],
         [error_plot, ppl_plot, split_plot, heatmap_plot, summary, *history.shown, token_plot, error_note, status,
          schedule_plot, pair, history.frame],
         api_name="run_pruning", show_progress="hidden", **ENGINE)
@@ -723,8 +759,8 @@ def build(demo: gr.Blocks, history: HistoryOutputs) -> Shared:
         [*view.drawn, status, *history.shown, pair, history.frame], api_name="load_runs"))
     shared.history_writers.append(run)
     # After a run the estimate knows this server's speed better.
-    run.then(prune_estimate, [inputs.model, inputs.method, inputs.sparsity, inputs.beta, *inputs.measurement],
-             estimate, **INSTANT, **UI_ONLY)
+    run.then(prune_estimate, [inputs.model, inputs.method, inputs.sparsity, inputs.beta, *inputs.measurement,
+                              inputs.repeats], estimate, **INSTANT, **UI_ONLY)
     # A settings link fills the inputs first; then the slider is narrowed to the model on the page.
     loaded = demo.load(settings_from_link, None, [inputs.model, inputs.method, inputs.sparsity, inputs.beta,
                                          *inputs.measurement[:5]], **INSTANT, **UI_ONLY,

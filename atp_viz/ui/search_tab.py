@@ -12,11 +12,13 @@ import plotly.graph_objects as go
 
 from .. import engine
 from ..errors import AtpError, Cancelled
+from ..noise import difference_sentence
 from ..progress import CancelCheck, Progress
-from ..results import RunResult, SearchTrial
+from ..repeats import draws
+from ..results import RunResult
 from ..schedules import grid_betas
-from ..search import iter_search, summarise
-from ..settings import RunSettings
+from ..search import iter_search, summarise, trials_of
+from ..settings import RunSettings, check_repeats
 from . import history_tab, plots
 from .adapters import engine_progress, stoppable, user_errors
 from .defaults import SEARCH_CHOICES
@@ -36,27 +38,37 @@ class SweepStep:
 
 
 def sweep(settings: RunSettings, strategy: str, progress: Progress | None = None,
-          cancelled: CancelCheck | None = None) -> Iterator[SweepStep]:
-    """The uniform baseline, then each β trial as it finishes; the last step names the best β
-    (uniform takes part: if no β beats it, the best β is 0)."""
+          cancelled: CancelCheck | None = None, select_on: str = "selection",
+          repeats: int = 1) -> Iterator[SweepStep]:
+    """The uniform baseline, then each β trial's draws as they finish; the last step names
+    the best β (uniform takes part: if no β beats it, the best β is 0), chosen on the
+    ``select_on`` text and reported on the report text."""
     grid = grid_betas(block_count(settings.model), settings.sparsity)
     if progress is not None:
         progress(0.0, "uniform baseline")
     runs: list[RunResult] = []
-    for result in iter_search(settings, strategy, cancelled):
+    for result in iter_search(settings, strategy, cancelled, select_on, repeats):
         runs.append(result)
-        uniform, trials = runs[0], [SearchTrial(r.beta, r.ppl, r.overall_sparsity) for r in runs[1:]]
+        uniform, *trials = trials_of(runs)
+        draw = f" (draw {len(uniform.report.values) if not trials else len(trials[-1].report.values)}/{repeats})"
+        draw = draw if repeats > 1 else ""
         if trials:
             if progress is not None:
-                progress(len(trials) / len(grid), f"trial {len(trials)}: β = {result.beta:.4g}")
-            status = f"{len(trials)} trial(s) · last β = {result.beta:.4g}: perplexity {ppl(result.ppl)}"
+                progress(len(trials) / len(grid), f"trial {len(trials)}: β = {result.beta:.4g}{draw}")
+            status = (f"{len(trials)} trial(s) · last β = {result.beta:.4g}{draw}: perplexity selection "
+                      f"{ppl(result.selection_ppl)}, report {ppl(result.ppl)}")
         else:
-            status = f"uniform: perplexity {ppl(uniform.ppl)} · {len(grid)} β on the grid"
-        yield SweepStep(plots.sweep_figure(trials, uniform.ppl, None), status, None, result)
-    found = summarise(strategy, runs)
-    yield SweepStep(plots.sweep_figure(found.trials, found.uniform_ppl, found.best_beta),
-                    f"done: {len(found.trials)} trial(s) ({strategy}) · best β = {found.best_beta:.4g}, perplexity "
-                    f"{ppl(found.best_ppl)} (uniform {ppl(found.uniform_ppl)}) · {settings_line(runs[0])}",
+            status = (f"uniform{draw}: perplexity selection {ppl(result.selection_ppl)}, report {ppl(result.ppl)} "
+                      f"· {len(grid)} β on the grid")
+        yield SweepStep(plots.sweep_figure(trials, uniform.ppl, None, uniform, select_on), status, None, result)
+    found = summarise(strategy, runs, select_on)
+    best, uniform = found.best, found.uniform
+    noise = difference_sentence(f"β = {best.beta:.4g}", best.report.values, "uniform", uniform.report.values)
+    yield SweepStep(plots.sweep_figure(found.trials, found.uniform_ppl, found.best_beta, uniform, select_on),
+                    f"done: {len(found.trials)} trial(s) ({strategy}) · best β = {found.best_beta:.4g} "
+                    f"(chosen on the {select_on} text): report perplexity {ppl(best.ppl)}, selection "
+                    f"{ppl(best.selection_ppl)} (uniform: report {ppl(uniform.ppl)}, selection "
+                    f"{ppl(uniform.selection_ppl)})  \n{noise}  \n{settings_line(runs[0])}",
                     found.best_beta, None)
 
 
@@ -72,6 +84,8 @@ def sweep_beta(
     seed: int,
     text_file: str | None,
     frame: pd.DataFrame,
+    select_on_report: bool = False,
+    repeats: int = 1,
     progress: gr.Progress = gr.Progress(),
     request: gr.Request = None,
 ):
@@ -88,17 +102,24 @@ def sweep_beta(
         eval_seqlen: tokens per evaluation window.
         seed: seed for picking the calibration windows.
         text_file: a UTF-8 text file, or None for the built-in text.
+        frame: the session's history (state).
+        select_on_report: choose β on the report text it is reported on (the published
+            protocol); False (default): choose on the held-out selection text.
+        repeats: calibration draws per β (seeds seed, seed + 1, ...): mean and band.
 
     Returns:
-        Perplexity against β, a status line, the best β (on the last update, uniform
-        included: 0 when no β beats it), the history table, CSV and JSON files.
+        Perplexity against β (selection and report text), a status line, the best β (on
+        the last update, uniform included: 0 when no β beats it), the history table, CSV
+        and JSON files.
     """
     with user_errors(), stoppable(request) as flag:
         settings = run_settings(model, method, sparsity, calib_samples, calib_seqlen, eval_samples, eval_seqlen,
                                 seed, text_file)
+        repeats = check_repeats(repeats)
+        select_on = "report" if select_on_report else "selection"
         trials = 0
         try:
-            for step in sweep(settings, strategy, engine_progress(progress), flag.is_set):
+            for step in sweep(settings, strategy, engine_progress(progress), flag.is_set, select_on, repeats):
                 if step.result is not None:
                     frame = history_tab.record(frame, step.result)
                     trials += step.result.allocation == "atp"
@@ -112,22 +133,25 @@ def sweep_beta(
 
 def search_estimate(model: str, method: str, sparsity: float, strategy: str, calib_samples: float,
                     calib_seqlen: float, eval_samples: float, eval_seqlen: float, seed: float,
-                    text_file: str | None) -> str:
+                    text_file: str | None, repeats: float = 1) -> str:
     """How long a search will take with these settings (a sentence, never an error)."""
     try:
         settings = run_settings(model, method, sparsity, calib_samples, calib_seqlen, eval_samples, eval_seqlen,
                                 seed, text_file)
+        settings = replace(settings, measure_selection=True)
         betas = grid_betas(block_count(settings.model), settings.sparsity)
         # The fast strategy runs at most half of the grid.
         tried = betas if strategy == "grid" else betas[: (len(betas) + 1) // 2]
-        runs = [replace(settings, allocation="uniform", beta=0.0), *(replace(settings, beta=b) for b in tried)]
+        points = [replace(settings, allocation="uniform", beta=0.0), *(replace(settings, beta=b) for b in tried)]
+        runs = [draw for point in points for draw in draws(point, check_repeats(repeats))]
         estimate = engine.estimate_runs(runs)
     except AtpError as exc:
         return f"Cannot search yet: {exc}"
     if estimate is None:
         return "Time: estimated once the model is loaded and no run is using it."
     bound = "" if strategy == "grid" else "at most "
-    return f"{len(runs)} runs ({bound}{len(tried)} β and uniform): {estimate.text()}."
+    per = f", × {len(runs) // len(points)} calibration draws" if len(runs) > len(points) else ""
+    return f"{len(runs)} runs ({bound}{len(tried)} β and uniform{per}): {estimate.text()}."
 
 
 def apply_best_beta(best_beta: float | None, model: str, sparsity: float):
@@ -146,10 +170,16 @@ def apply_best_beta(best_beta: float | None, model: str, sparsity: float):
 
 def build(demo: gr.Blocks, shared: Shared) -> None:
     inputs = shared.inputs
-    gr.Markdown("Prunes and measures perplexity once per β, with the model, method, sparsity "
-                "and calibration settings of the first tab; the plot fills in as trials finish.")
+    gr.Markdown("Prunes and measures perplexity once per β (once per calibration draw, *repeats* on the first "
+                "tab), with the model, method, sparsity and calibration settings of the first tab; the plot fills "
+                "in as trials finish. Each trial is scored on two disjoint texts: the **selection** text chooses "
+                "β, the **report** text gives the perplexity reported, so the choice is not tuned on the number "
+                "shown (docs/noise.md says how the texts are cut).")
     with gr.Row():
         strategy = gr.Radio(SEARCH_CHOICES, value="grid", label="Search", elem_id="strategy")
+        select_on_report = gr.Checkbox(False, label="choose β on the report text (the published protocol)",
+                                       info="off: β is chosen on the held-out selection text and its perplexity "
+                                            "reported on the report text", elem_id="select-on-report")
         # Hidden until a search ends: an empty number box would read as "best β = 0".
         best_beta = gr.Number(None, label="best β", interactive=False, visible=False, elem_id="best-beta")
     with gr.Row():
@@ -164,7 +194,7 @@ def build(demo: gr.Blocks, shared: Shared) -> None:
                    label="perplexity vs beta", show_label=False, elem_id="sweep-plot")
     shared.history_writers.append(sweep_btn.click(
         sweep_beta, [inputs.model, inputs.method, inputs.sparsity, strategy, *inputs.measurement,
-                     shared.history.frame],
+                     shared.history.frame, select_on_report, inputs.repeats],
         [plot, status, best_beta, *shared.history.shown, shared.history.frame],
         api_name="sweep_beta", show_progress="minimal", **ENGINE))
     shared.stop_buttons.append(stop_btn)
@@ -173,6 +203,7 @@ def build(demo: gr.Blocks, shared: Shared) -> None:
     best_beta.change(lambda best: gr.update(interactive=best is not None, value="Apply best β"), best_beta,
                      apply_btn, **INSTANT, **UI_ONLY, api_name="enable_apply")
     gr.on([demo.load, strategy.change, *(c.change for c in (inputs.model, inputs.method, inputs.sparsity,
-                                                           *inputs.measurement))],
-          search_estimate, [inputs.model, inputs.method, inputs.sparsity, strategy, *inputs.measurement], estimate,
+                                                           *inputs.measurement, inputs.repeats))],
+          search_estimate, [inputs.model, inputs.method, inputs.sparsity, strategy, *inputs.measurement,
+                            inputs.repeats], estimate,
           **INSTANT, **UI_ONLY, trigger_mode="always_last", api_name="search_estimate")

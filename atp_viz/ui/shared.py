@@ -28,6 +28,8 @@ class RunInputs:
     eval_seqlen: gr.Number
     seed: gr.Number
     text_file: gr.File
+    # Calibration draws per setting (seeds seed, seed + 1, ...), for the noise band.
+    repeats: gr.Number | None = None
 
     @property
     def measurement(self) -> list:
