@@ -47,11 +47,14 @@ def photograph(drawn: dict[str, object], out: Path) -> None:
         page = browser.new_page(viewport=SIZE)
         for name, figure in drawn.items():
             html = Path(scratch) / f"{name}.html"
-            figure.update_layout(width=SIZE["width"], height=SIZE["height"])
+            # Standalone, plotly sets a multi-line title's first line above the top edge: more room.
+            figure.update_layout(width=SIZE["width"], height=SIZE["height"], title_pad_t=32,
+                                 margin_t=(figure.layout.margin.t or 40) + 20)
             figure.write_html(html, include_plotlyjs=True, full_html=True, config={"displayModeBar": False})
             page.goto(html.as_uri())
+            page.add_style_tag(content="body { margin: 0 }")  # the figure fills the viewport exactly
             page.wait_for_selector(".js-plotly-plot .main-svg")
-            page.locator(".js-plotly-plot").screenshot(path=str(out / f"{name}.png"))
+            page.screenshot(path=str(out / f"{name}.png"))
             print(out / f"{name}.png")
         browser.close()
 
