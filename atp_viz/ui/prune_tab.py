@@ -479,12 +479,12 @@ def run_pruning(
     error_view: str,
     pair: Pair | None,
     frame: pd.DataFrame,
+    repeats: int = 1,
     compression: str = "prune",
     pattern: str = UNSTRUCTURED,
     quantizer: str = "gptq",
     bits: float = DEFAULTS.bits,
     bits_beta: float = 0.0,
-    repeats: int = 1,
     rates: str = "",
     request: gr.Request = None,
 ):
@@ -509,13 +509,13 @@ def run_pruning(
         error_view: "ordinary" (massive-activation tokens left out), "all" (every token, as the
             paper sums) or "absolute" (squared error beside the dense signal).
         frame: the session's history (state).
+        repeats: calibration draws per run (seeds seed, seed + 1, ...); the summary says
+            whether ATP's difference from uniform exceeds their spread.
         compression: "prune", "quantize" (nothing pruned) or "prune+quantize".
         pattern: "unstructured" or N:M (N kept of every M inputs; fixes S at (M−N)/M).
         quantizer: "rtn" or "gptq", when quantizing.
         bits: mean bit-width B (2..8), when quantizing.
         bits_beta: the bit progression's step (uniform B bits in the baseline run).
-        repeats: calibration draws per run (seeds seed, seed + 1, ...); the summary says
-            whether ATP's difference from uniform exceeds their spread.
         rates: one rate per decoder block (a JSON list or one per line) pruned instead of ATP's
             line, their mean within 0.0005 of ``sparsity``; empty: ATP at β. The page's rates
             field, held in a session state (not an argument of the public endpoint).
@@ -745,7 +745,7 @@ def build(demo: gr.Blocks, history: HistoryOutputs) -> Shared:
     run = prune_btn.click(
         run_pruning,
         [inputs.model, inputs.method, inputs.sparsity, inputs.beta, *inputs.measurement, log_scale, shown_run,
-         error_view, pair, history.frame, *compress.all, inputs.repeats, typed_rates],
+         error_view, pair, history.frame, inputs.repeats, *compress.all, typed_rates],
         [error_plot, ppl_plot, split_plot, heatmap_plot, summary, *history.shown, token_plot, error_note, status,
          schedule_plot, pair, history.frame],
         api_name="run_pruning", show_progress="hidden", **ENGINE)
