@@ -103,7 +103,7 @@ def _tiny_settings(tiny_model_dir, tmp_path, **overrides) -> RunSettings:
 
     text = load_text("builtin", "calibration")
     calib.write_text(text[:40_000], encoding="utf-8")
-    report.write_text(load_text("builtin", "evaluation")[:40_000], encoding="utf-8")
+    report.write_text(load_text("builtin", "report")[:40_000], encoding="utf-8")
     fields = dict(model=str(tiny_model_dir("llama")), allocation="evopress", calib_samples=4, calib_seqlen=32,
                   eval_samples=2, eval_seqlen=32, calib_text=str(calib), eval_text=str(report),
                   evopress_generations=2, evopress_offspring=3, beta=0.1)
@@ -121,7 +121,7 @@ def test_the_fitness_reads_calibration_windows_and_never_the_report_text(tiny_mo
     finally:
         hook.remove()
     calibration = calibration_set(loaded.tokenizer, settings.calibration_source, 4, 32, 0)
-    report = evaluation_windows(token_stream(loaded.tokenizer, settings.evaluation_source, "evaluation"), 2, 32)
+    report = evaluation_windows(token_stream(loaded.tokenizer, settings.evaluation_source, "report"), 2, 32)
     # The search scored many candidates: far more forwards than the capture's one.
     assert len(seen) > 2 * 3 * 2
     for ids in seen:
