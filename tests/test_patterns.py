@@ -3,6 +3,7 @@ ATP mixed N:M whose per-block levels keep the mean exact."""
 
 import pytest
 import torch
+from published_sparsegpt import fasterprune
 
 from atp_viz.cli import main
 from atp_viz.pruners import PRUNERS, magnitude_prune, sparsegpt_prune, wanda_prune
@@ -51,51 +52,13 @@ def test_wanda_and_magnitude_match_the_published_n_m_rule():
         assert torch.equal(magnitude_prune(W, 1 - pattern_n / pattern_m, pattern_m) == 0, expected)
 
 
-def _published_sparsegpt(W, H, prunen, prunem, blocksize=128, percdamp=0.01):
-    """IST-DASLab/sparsegpt sparsegpt.py, SparseGPT.fasterprune with prunen != 0, transcribed."""
-    W = W.clone().float()
-    H = H.clone()
-    columns = W.shape[1]
-    dead = torch.diag(H) == 0
-    H[dead, dead] = 1
-    W[:, dead] = 0
-    damp = percdamp * torch.mean(torch.diag(H))
-    diag = torch.arange(columns)
-    H[diag, diag] += damp
-    H = torch.linalg.cholesky(H)
-    H = torch.cholesky_inverse(H)
-    Hinv = torch.linalg.cholesky(H, upper=True)
-    for i1 in range(0, columns, blocksize):
-        i2 = min(i1 + blocksize, columns)
-        W1 = W[:, i1:i2].clone()
-        Q1 = torch.zeros_like(W1)
-        Err1 = torch.zeros_like(W1)
-        Hinv1 = Hinv[i1:i2, i1:i2]
-        mask1 = torch.zeros_like(W1) == 1
-        for i in range(i2 - i1):
-            w = W1[:, i]
-            d = Hinv1[i, i]
-            if i % prunem == 0:
-                tmp = W1[:, i:(i + prunem)] ** 2 / (torch.diag(Hinv1)[i:(i + prunem)].reshape((1, -1))) ** 2
-                mask1.scatter_(1, i + torch.topk(tmp, prunen, dim=1, largest=False)[1], True)
-            q = w.clone()
-            q[mask1[:, i]] = 0
-            Q1[:, i] = q
-            err1 = (w - q) / d
-            W1[:, i:] -= err1.unsqueeze(1).matmul(Hinv1[i, i:].unsqueeze(0))
-            Err1[:, i] = err1
-        W[:, i1:i2] = Q1
-        W[:, i2:] -= Err1.matmul(Hinv[i1:i2, i2:])
-    return W
-
-
 @pytest.mark.parametrize("kept,group", [(2, 4), (4, 8), (3, 8)])
 def test_sparsegpt_matches_the_published_n_m_sweep(kept, group):
     W, X = _layer(rows=16, columns=256, seed=5)
     X[:, 7] = 0  # a dead input
     H = 2.0 / X.shape[0] * X.t() @ X
     ours = sparsegpt_prune(W, H, 1 - kept / group, group=group)
-    published = _published_sparsegpt(W, H, group - kept, group)
+    published = fasterprune(W, H, prunen=group - kept, prunem=group)
     assert torch.equal(ours == 0, published == 0)
     assert torch.allclose(ours, published, atol=1e-5, rtol=1e-4)
 

@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from published_sparsegpt import fasterprune
 
 from atp_viz.pruners import magnitude_prune, sparsegpt_prune, wanda_prune
 
@@ -109,42 +110,13 @@ def test_the_int32_selection_picks_the_same_lowest_values_as_a_float_sort(seed):
     assert torch.equal(scores.flatten()[flat].sort().values, scores.flatten().sort().values[:100])
 
 
-def _official_sparsegpt(W: torch.Tensor, H: torch.Tensor, sparsity: float, blocksize: int = 128) -> torch.Tensor:
-    """The unstructured path of ``SparseGPT.fasterprune`` in wzhuang-xmu/ATP ``lib/sparsegpt.py``,
-    transcribed step by step (threshold at sorted index int(numel·s), mask ``tmp <= thresh``)."""
-    W, H = W.clone().float(), H.clone()
-    dead = torch.diag(H) == 0
-    H[dead, dead] = 1
-    W[:, dead] = 0
-    H[range(H.shape[0]), range(H.shape[0])] += 0.01 * torch.mean(torch.diag(H))
-    Hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True)
-    for i1 in range(0, W.shape[1], blocksize):
-        i2 = min(i1 + blocksize, W.shape[1])
-        W1, Q1, Err1 = W[:, i1:i2].clone(), torch.zeros(W.shape[0], i2 - i1), torch.zeros(W.shape[0], i2 - i1)
-        Hinv1 = Hinv[i1:i2, i1:i2]
-        tmp = W1**2 / (torch.diag(Hinv1).reshape((1, -1))) ** 2
-        thresh = torch.sort(tmp.flatten())[0][int(tmp.numel() * sparsity)]
-        mask1 = tmp <= thresh
-        for i in range(i2 - i1):
-            w, d = W1[:, i], Hinv1[i, i]
-            q = w.clone()
-            q[mask1[:, i]] = 0
-            Q1[:, i] = q
-            err1 = (w - q) / d
-            W1[:, i:] -= err1.unsqueeze(1).matmul(Hinv1[i, i:].unsqueeze(0))
-            Err1[:, i] = err1
-        W[:, i1:i2] = Q1
-        W[:, i2:] -= Err1.matmul(Hinv[i1:i2, i2:])
-    return W
-
-
 @pytest.mark.parametrize("sparsity", [0.3, 0.5, 0.7])
 def test_sparsegpt_mask_matches_the_official_rule_exactly(sparsity):
     torch.manual_seed(3)
     W = torch.randn(12, 200)  # a full 128-column block and a 72-column one
     X = _correlated_inputs(400, 200, 3)
     H = 2.0 / X.shape[0] * X.t() @ X
-    ours, official = sparsegpt_prune(W, H, sparsity), _official_sparsegpt(W, H, sparsity)
+    ours, official = sparsegpt_prune(W, H, sparsity), fasterprune(W, H, sparsity)
     assert torch.equal(ours == 0, official == 0)
     torch.testing.assert_close(ours, official, rtol=1e-4, atol=1e-5)
     # int(numel·s) + 1 zeros per block: 12·128·0.7 = 1075.2 → 1076 in the first block at S = 0.7.
