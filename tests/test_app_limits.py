@@ -199,9 +199,11 @@ def _run_pruning_data(tiny: str, text_file, **changes) -> str:
     """The JSON argument list of /run_pruning on the tiny model; ``changes`` (by argument
     name) hold JSON text, so NaN and Infinity can be sent as gradio_client never would."""
     names = ["model", "method", "sparsity", "beta", "calib_samples", "calib_seqlen", "eval_samples", "eval_seqlen",
-             "seed", "text_file", "log_scale", "shown_run", "error_view", "repeats"]
+             "seed", "text_file", "log_scale", "shown_run", "error_view", "repeats",
+             "compression", "pattern", "quantizer", "bits", "bits_beta"]
     values = dict(zip(names, [json.dumps(tiny), '"wanda"', "0.7", "0.1", "2", "64", "2", "64", str(next(_seeds)),
-                              json.dumps(text_file), "false", '"ATP"', '"ordinary"', "1"]))
+                              json.dumps(text_file), "false", '"ATP"', '"ordinary"', "1",
+                              '"prune"', '"unstructured"', '"gptq"', "4", "0"]))
     return "[" + ", ".join({**values, **changes}.values()) + "]"
 
 
