@@ -85,7 +85,8 @@ def test_results_and_messages_name_no_server_path(client, public_server, offered
         upload(public_server, f"other-{i}.txt", f"other notes {i} ".encode() * 100)
     assert not Path(first).exists()
     text_file = {"path": first, "meta": {"_type": "gradio.FileData"}}
-    data = json.dumps([offered, "wanda", 0.7, 0.1, 2, 64, 2, 64, 8, text_file, False, "ATP", "ordinary"])
+    data = json.dumps([offered, "wanda", 0.7, 0.1, 2, 64, 2, 64, 8, text_file, False, "ATP", "ordinary",
+                       1, "prune", "unstructured", "gptq", 4, 0])
     _, _, lines = raw_call(public_server, "run_pruning", data)
     message = stream_error(lines)
     assert message and "<server path>" in message and "/tmp" not in message, message
