@@ -19,6 +19,16 @@ OPAQUE_ERROR = "has not enabled verbose error reporting"
 TINY_SIZES = {"calib_samples": 2, "calib_seqlen": 64, "eval_samples": 2, "eval_seqlen": 64}
 
 
+# A server busy with a heavy job answers its config slowly: a client waits for it
+# rather than failing its setup with httpx's default five seconds.
+CONNECT_TIMEOUT_S = 120
+
+
+def connect(url: str, **options) -> Client:
+    """A gradio_client for the app at ``url``, quiet, patient with a busy server."""
+    return Client(url, verbose=False, httpx_kwargs={"timeout": CONNECT_TIMEOUT_S}, **options)
+
+
 def prune(client: Client, model: str, seed: int, beta: float = 0.1, text_file=None, **overrides):
     """/run_pruning with small sizes; ``overrides`` replace any argument."""
     args = {"model": model, "method": "wanda", "sparsity": 0.7, "beta": beta, **TINY_SIZES, "seed": seed,

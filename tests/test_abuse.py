@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
-from app_support import TINY_SIZES, refusal, rss_bytes, upload, upload_config
+from app_support import TINY_SIZES, connect, refusal, rss_bytes, upload, upload_config
 from conftest import tiny_config
 from gradio_client import Client
 
@@ -37,14 +37,14 @@ REFUSAL_LIMIT_S = 10
 
 @pytest.fixture(scope="module")
 def client(app_server) -> Client:
-    return Client(app_server, verbose=False)
+    return connect(app_server)
 
 
 class Previews:
     """Another client previewing the embedded model over and over, timing each answer."""
 
     def __init__(self, server: str):
-        self.client = Client(server, verbose=False)
+        self.client = connect(server)
         self.latencies: list[tuple[float, float]] = []  # (finished at, seconds)
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -118,7 +118,7 @@ def test_one_clients_slow_load_does_not_stall_anothers_preview(client, app_serve
     previewed = [shutil.copytree(tiny_model_dir("llama"), tmp_path / f"tiny-{i}") for i in range(8)]
     job = client.submit(str(loading), "wanda", 0.7, 0.0, **TINY_SIZES, seed=1, text_file=None, log_scale=False,
                         shown_run="ATP", api_name="/run_pruning")
-    other = Client(app_server, verbose=False)
+    other = connect(app_server)
     # Running: a streamed run reports PROCESSING, then ITERATING from its first update.
     while job.status().code.name not in ("PROCESSING", "ITERATING", "PROGRESS"):
         assert not job.done(), job.result()
@@ -166,7 +166,7 @@ def test_an_export_of_the_same_settings_is_reused_and_older_ones_are_deleted(app
     # The server's own copies: every export used to leave a new zip (159 MiB for the
     # embedded model) in gradio's cache for a day. This client downloads nothing, so
     # every zip under gradio's folder is the server's.
-    client = Client(app_server, verbose=False, download_files=False)
+    client = connect(app_server, download_files=False)
     model = shutil.copytree(tiny_model_dir("llama"), tmp_path / f"export-{uuid.uuid4().hex[:8]}")
     cache = Path(os.environ.get("GRADIO_TEMP_DIR") or "/tmp/gradio")
 

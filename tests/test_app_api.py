@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from app_support import stop_once_running
+from app_support import connect, stop_once_running
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
@@ -27,7 +27,7 @@ SMALL = {"calib_samples": 2, "calib_seqlen": 64, "eval_samples": 2, "eval_seqlen
 @pytest.fixture(scope="module")
 def client(app_server) -> Client:
     # One client is one browser-like session: its run history persists between calls.
-    return Client(app_server, verbose=False)
+    return connect(app_server)
 
 
 def figure(payload: dict) -> dict:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from app_support import TINY_SIZES, refusal, stop_once_running
+from app_support import TINY_SIZES, connect, refusal, stop_once_running
 from gradio_client import Client
 from zeroshot_task import TASK_NAME, write_task
 
@@ -20,7 +20,7 @@ EMBEDDED_BLOCKS = 30
 
 @pytest.fixture(scope="module")
 def client(app_server) -> Client:
-    return Client(app_server, verbose=False)
+    return connect(app_server)
 
 
 def run_inputs(model: str, beta: float) -> dict:

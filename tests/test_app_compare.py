@@ -7,7 +7,7 @@ import math
 import time
 
 import pytest
-from app_support import stop_once_running
+from app_support import connect, stop_once_running
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 from test_app_api import SMALL, figure
@@ -24,7 +24,7 @@ COLUMN = {"uniform": "uniform", "owl": "OWL", "alphapruning": "AlphaPruning", "a
 
 @pytest.fixture(scope="module")
 def client(app_server) -> Client:
-    return Client(app_server, verbose=False)
+    return connect(app_server)
 
 
 def compare(client: Client, model: str, sparsities: str, beta_choice: str, beta: float = 0.0, **overrides):

@@ -15,6 +15,7 @@ import pytest
 from app_support import (
     OPAQUE_ERROR,
     assert_good_run,
+    connect,
     prune,
     raw_call,
     refusal,
@@ -35,7 +36,7 @@ _seeds = itertools.count(1000)
 
 @pytest.fixture(scope="module")
 def client(app_server) -> Client:
-    return Client(app_server, verbose=False)
+    return connect(app_server)
 
 
 @pytest.fixture(scope="module")

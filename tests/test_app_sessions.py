@@ -14,13 +14,13 @@ from app_support import (
     TINY_SIZES,
     assert_good_run,
     assert_same_as_in_process,
+    connect,
     prune,
     refusal,
     rows,
     save_nan_head,
     stop_once_running,
 )
-from gradio_client import Client
 
 pytestmark = pytest.mark.embedded
 
@@ -36,7 +36,7 @@ def nan_model(tiny_model_dir, tmp_path_factory) -> str:
 
 
 def test_failed_and_stopped_runs_end_with_a_message_and_keep_the_history(app_server, tiny, nan_model):
-    client = Client(app_server, verbose=False)
+    client = connect(app_server)
     earlier = rows(prune(client, tiny, 2001)[5])
     assert len(earlier) == 2
 
@@ -55,7 +55,7 @@ def test_failed_and_stopped_runs_end_with_a_message_and_keep_the_history(app_ser
 
 
 def test_two_sessions_pruning_at_once_each_get_their_own_results(app_server, tiny):
-    sessions = {"a": Client(app_server, verbose=False), "b": Client(app_server, verbose=False)}
+    sessions = {"a": connect(app_server), "b": connect(app_server)}
     seeds = {"a": [3001, 3003], "b": [3002, 3004]}
     # The second round measures perplexity at new lengths, so each session's dense
     # perplexity is measured again after prunes of the same shared model by both.
@@ -76,7 +76,7 @@ def test_two_sessions_pruning_at_once_each_get_their_own_results(app_server, tin
 
 
 def test_stopping_one_sessions_search_lets_the_next_request_run(app_server, tiny):
-    searcher, other = Client(app_server, verbose=False), Client(app_server, verbose=False)
+    searcher, other = connect(app_server), connect(app_server)
     # 150 β on the grid of a 3-block model at S = 0.7: far longer than this test waits.
     search = searcher.submit(tiny, "wanda", 0.7, "grid", 2, 64, 2, 64, 4001, None, api_name="/sweep_beta")
     while len(search.outputs()) < 3:

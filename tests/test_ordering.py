@@ -10,6 +10,7 @@ from collections import Counter
 
 import pytest
 import torch
+from app_support import connect
 from test_cli import assert_one_line_error, cli
 
 from atp_viz.blocks import linear_sublayers, weight_matrix
@@ -172,9 +173,7 @@ def test_order_refuses_bad_shuffles_in_one_line(value, pattern):
 
 @pytest.fixture(scope="module")
 def client(app_server):
-    from gradio_client import Client
-
-    return Client(app_server, verbose=False)
+    return connect(app_server)
 
 
 def order_call(client, model: str, beta: float, shuffles: int = 2, submit: bool = False, **sizes):

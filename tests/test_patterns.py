@@ -142,10 +142,9 @@ def test_the_page_compression_settings(tiny_model_dir):
 def test_the_app_prunes_a_pattern_then_quantizes(app_server, tiny_model_dir):
     """/run_pruning with the appended compression arguments: the baseline is uniform 2:4 at
     uniform bits, the ATP run has its bit progression; a bad pattern is one sentence."""
-    from app_support import TINY_SIZES, prune, refusal, results
-    from gradio_client import Client
+    from app_support import TINY_SIZES, connect, prune, refusal, results
 
-    client = Client(app_server, verbose=False)
+    client = connect(app_server)
     model = str(tiny_model_dir("llama"))
     answer = prune(client, model, seed=3, beta=0.0, sparsity=0.5, compression="prune+quantize", pattern="2:4",
                    quantizer="gptq", bits=3, bits_beta=0.5)

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from app_support import assert_good_run, prune, raw_call, refusal, stream_error, upload, upload_config
+from app_support import assert_good_run, connect, prune, raw_call, refusal, stream_error, upload, upload_config
 from conftest import running_app
 from gradio_client import Client
 
@@ -39,7 +39,7 @@ def public_server(tmp_path_factory, offered):
 
 @pytest.fixture(scope="module")
 def client(public_server) -> Client:
-    return Client(public_server, verbose=False)
+    return connect(public_server)
 
 
 def test_the_model_field_cannot_probe_the_servers_disk(client, public_server, tiny_model_dir):

@@ -15,7 +15,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pytest
-from app_support import OPAQUE_ERROR, assert_good_run, prune, rows, rss_bytes, save_70b_config, save_bert, save_nan_head
+from app_support import (
+    OPAQUE_ERROR,
+    assert_good_run,
+    connect,
+    prune,
+    rows,
+    rss_bytes,
+    save_70b_config,
+    save_bert,
+    save_nan_head,
+)
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
@@ -95,7 +105,7 @@ def soak(app_server, app_server_pid, tiny_model_dir, tmp_path_factory) -> Soak:
     text = where / "data.bin.txt"
     text.write_bytes(b"\x00\x01binary\xff" * 200)
     # One browser-like session per thread for the whole soak; fresh seeds for every request.
-    clients = [Client(app_server, verbose=False) for _ in SESSION_SEEDS]
+    clients = [connect(app_server) for _ in SESSION_SEEDS]
     seeds = [iter(range(first, first + 1000)) for first in SESSION_SEEDS]
 
     records, rss = [], [rss_bytes(app_server_pid)]
@@ -124,7 +134,7 @@ def test_every_good_request_succeeds_and_every_bad_one_is_explained(soak, app_se
             message = r.detail
             assert r.expected in message and OPAQUE_ERROR not in message and "\n" not in message, message
     # Still serving: a new session's prune, computed afresh.
-    answer = prune(Client(app_server, verbose=False), str(tiny_model_dir("llama")), 9999)
+    answer = prune(connect(app_server), str(tiny_model_dir("llama")), 9999)
     assert all(math.isfinite(result["ppl"]) for result in assert_good_run(answer, 9999).values())
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from app_support import connect
 from conftest import running_app
-from gradio_client import Client
 from gradio_client.exceptions import AppError
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
@@ -137,7 +137,7 @@ ACTIONS = {
 def test_every_action_of_a_cold_space_refuses_with_that_sentence(cold_space, endpoint):
     url, _ = cold_space
     with pytest.raises(AppError) as refused:
-        Client(url, verbose=False).predict(**ACTIONS[endpoint], api_name=endpoint)
+        connect(url).predict(**ACTIONS[endpoint], api_name=endpoint)
     assert str(refused.value) == DEFAULT_FROM_UNREACHABLE_HUB
 
 
@@ -146,7 +146,7 @@ def test_zero_shot_without_lm_eval_says_how_to_install_it(cold_space, space_pyth
 
     url, _ = cold_space
     with pytest.raises(AppError) as refused:
-        Client(url, verbose=False).predict(**ACTIONS["/measure_speed"], tasks="paper", tasks_dir="", limit=10,
+        connect(url).predict(**ACTIONS["/measure_speed"], tasks="paper", tasks_dir="", limit=10,
                                            api_name="/zero_shot")
     assert str(refused.value) == MISSING
     # The command line says the same, before it loads or prunes anything.
