@@ -75,7 +75,8 @@ def main() -> None:
         print(f"atp_viz: {exc}", flush=True)
     else:
         if os.environ.get("ATP_VIZ_WARM_START", "1") != "0":
-            warm_start.start(warm_start_runs())
+            grid = os.environ.get("ATP_VIZ_WARM_GRID")  # β grid points after the default pair (unset: all)
+            warm_start.start(warm_start_runs(None if grid is None else int(grid)))
     demo.launch(
         # Room for the threads of the jobs waiting in the engine's line, and for the instant events.
         max_threads=ENGINE_WAITING + 40,

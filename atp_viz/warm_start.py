@@ -68,6 +68,7 @@ class WarmStart:
                     break
                 with self._lock:
                     self.done.append(settings)
+                print(f"atp_viz: warm start: {self.progress()}", flush=True)
                 break
         with self._lock:
             self.finished = True

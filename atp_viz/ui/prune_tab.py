@@ -23,7 +23,7 @@ from ..noise import difference_sentence
 from ..pruners import PRUNERS
 from ..quantize import QUANTIZERS
 from ..rates import parse_rates
-from ..repeats import draws, run_repeated
+from ..repeats import cached_repeated, draws, run_repeated
 from ..results import BlockError, RunResult, load_run
 from ..schedules import atp_schedule, beta_max, bit_schedule, grid_betas
 from ..settings import (
@@ -323,22 +323,21 @@ def _pair_estimate(settings: RunSettings, repeats: int) -> Estimate | None:
     return engine.estimate_runs(_pair_runs(settings, repeats))
 
 
-def warm_start_runs() -> list[RunSettings]:
-    """What a server computes at start-up: the page's default pair, then ATP at every β of
-    the 0.002 grid (so a β dragged to the grid answers at once). The selection text is
-    measured too, so the Search tab's trials are among them."""
+def warm_start_runs(grid_points: int | None = None) -> list[RunSettings]:
+    """What a server computes at start-up: the page's default pair, then ATP on the 0.002
+    grid, nearest the default β first (where a class drags the slider), ``grid_points`` of
+    them (None: all). The selection text is measured too, so the Search tab reuses them."""
     page = replace(validate(replace(DEFAULTS, beta=DEFAULT_BETA)), measure_selection=True)
-    grid = [replace(page, beta=beta) for beta in grid_betas(block_count(page.model), page.sparsity)
-            if abs(beta - page.beta) > 1e-12]
-    return [baseline(page), page, *grid]
+    grid = sorted((beta for beta in grid_betas(block_count(page.model), page.sparsity)
+                   if abs(beta - page.beta) > 1e-12), key=lambda beta: (abs(beta - page.beta), beta))
+    return [baseline(page), page, *(replace(page, beta=beta) for beta in grid[:grid_points])]
 
 
 def cached_pair(settings: RunSettings, repeats: int = 1) -> Pair | None:
     """The pair Prune would show for ``settings``, when every run of it is finished already
     (computed before by anyone, or by the warm start); nothing runs."""
-    if any(engine.cached_result(run) is None for run in _pair_runs(settings, repeats)):
-        return None
-    return prune_pair(settings, repeats=repeats)  # every run is reused: instant
+    uniform, other = cached_repeated(baseline(settings), repeats), cached_repeated(settings, repeats)
+    return None if uniform is None or other is None else Pair(uniform, other)
 
 
 def cached_status(settings: RunSettings, repeats: int = 1) -> str:
@@ -620,7 +619,8 @@ def run_pruning(
             # A finished pair answers at once, without a place in the line.
             for result in cached.present:
                 frame = history_tab.record(frame, result)
-            yield replace(draw(cached, log_scale, error_view, shown_run), status=cached_status(settings, repeats),
+            yield replace(draw(cached, log_scale, error_view, shown_run),
+                          status=f"✔ done at once · {cached_status(settings, repeats)}",
                           schedule=_schedule(settings, num_layers), pair=cached, history=frame)
             return
         live = _Live(settings, num_layers)
