@@ -5,10 +5,10 @@ the error inherited from before, carried with a factor c, plus what the block's 
 pruning introduces. The total error is then Σ_j f_j·(1 + c + … + c^(L−1−j)): an error
 introduced early is counted by every later block, so the order that puts the small f
 first (less pruning early) ends with the least total, the more so the larger c (the
-theorem takes c > 1, where the early weights explode). The picture takes f and c from a real run (``ordering.fit_carry``) and
-replays the recurrence with the same f sorted up and down. It keeps the theorem's own
-assumption that f depends on the rate alone, which real blocks only approximate: the
-Why? tab's ordering experiment prunes the orders for real.
+theorem takes c > 1, where the early weights explode). The picture takes f and c from a
+real run (``ordering.fit_carry``) and replays the recurrence with the same f sorted up
+and down. It keeps the theorem's own assumption that f depends on the rate alone, which
+real blocks only approximate: the Why? tab's ordering experiment prunes the orders for real.
 """
 
 from __future__ import annotations

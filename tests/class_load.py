@@ -119,7 +119,8 @@ def main() -> None:
         print(json.dumps({
             "clients": args.clients, "off_grid_betas": off_grid, "cores": os.cpu_count(),
             "load_before": os.getloadavg()[0], "warm_start_s": round(warm_seconds),
-            "cached_answers": len(cached_s), "cached_p50_s": round(statistics.median(cached_s), 2) if cached_s else None,
+            "cached_answers": len(cached_s),
+            "cached_p50_s": round(statistics.median(cached_s), 2) if cached_s else None,
             "cached_max_s": round(max(cached_s), 2) if cached_s else None,
             "uncached_answers": len(uncached_s),
             "uncached_p50_s": round(percentile(uncached_s, 0.5)) if uncached_s else None,

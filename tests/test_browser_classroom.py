@@ -39,7 +39,7 @@ def kept_runs(results: Path) -> int:
     return len(list(results.glob("*.json"))) if results.exists() else 0
 
 
-def test_a_class_finds_the_pair_drawn_cached_betas_instant_and_its_place_in_the_line(browser, warm_server):
+def test_a_class_finds_the_pair_drawn_cached_betas_instant_and_its_place_in_the_line(browser, warm_server):  # noqa: F811
     url, results = warm_server
     page = open_page(browser, url)
     # First sight: no Prune pressed; the page draws the warm start's pair once it is done.
@@ -108,7 +108,7 @@ def test_a_class_finds_the_pair_drawn_cached_betas_instant_and_its_place_in_the_
     page.close()
 
 
-def test_the_lesson_walks_five_steps_on_desktop_and_phone(browser, warm_server):
+def test_the_lesson_walks_five_steps_on_desktop_and_phone(browser, warm_server):  # noqa: F811
     url, _ = warm_server
     for width in (1280, 420):
         page = open_page(browser, url, width=width)
@@ -116,8 +116,8 @@ def test_the_lesson_walks_five_steps_on_desktop_and_phone(browser, warm_server):
         page.get_by_role("tab", name="Lesson").click()
         seen = []
         for step in range(1, 6):
-            page.wait_for_function(f"() => document.querySelector('#lesson-step').innerText.includes('Step {step} of 5')",
-                                   timeout=30_000)
+            page.wait_for_function("() => document.querySelector('#lesson-step').innerText"
+                                   f".includes('Step {step} of 5')", timeout=30_000)
             page.wait_for_function(f"() => ({PLOT})('lesson-plot')?.data?.length > 0", timeout=30_000)
             text = page.inner_text("#lesson-text")
             assert text and text not in seen and "Press **Prune**" not in text

@@ -27,7 +27,8 @@ def test_jobs_take_turns_in_arrival_order_and_a_client_holds_one_place():
 
 def test_a_waiting_client_is_told_the_jobs_ahead_and_their_estimates():
     line = Line()
-    running, waiting, unknown = line.join("a", 30.0), line.join("b", 20.0), line.join("c")
+    running = line.join("a", 30.0)
+    line.join("b", 20.0), line.join("c")
     mine = line.join("d", 10.0)
     assert line.wait_turn(running, timeout=0)  # its clock starts
     ahead = line.ahead(mine)

@@ -7,7 +7,6 @@ import json
 
 import plotly.graph_objects as go
 
-
 EXPORT_FORMATS = ("png", "svg")
 _INK = "#222222"
 # A projector at the back of a classroom: text and lines this many times larger.

@@ -47,7 +47,8 @@ def step_content(step: int, pair: Pair | None, settings: RunSettings, num_layers
     if step == 0:
         return Step(f"Every decoder block gets its own sparsity: ATP's line starts at "
                     f"{settings.sparsity - settings.beta * (num_layers - 1) / 2:.0%} in block 0 and rises by "
-                    f"β = {settings.beta:g} per block, keeping the mean S = {settings.sparsity:.0%} of uniform pruning.",
+                    f"β = {settings.beta:g} per block, keeping the mean S = {settings.sparsity:.0%} of uniform "
+                    "pruning.",
                     plots.schedule_figure(num_layers, settings.sparsity, settings.beta))
     if pair is None or pair.uniform is None or pair.atp is None:
         return Step(WAITING, plots.placeholder(STEP_TITLES[step], "Waiting for a uniform and an ATP run"))

@@ -37,8 +37,8 @@ from ..settings import (
     pattern_sparsity,
     validate,
 )
-from . import history_tab, plots, recipe_download
 from ..warm_start import WARM
+from . import history_tab, plots, recipe_download
 from .adapters import by_component, engine_turn, stop_flag, streamed, user_errors, waiting
 from .defaults import (
     BETA_STEP,
@@ -656,8 +656,9 @@ def run_pruning(
                 return
     for result in (done.uniform, done.atp):
         frame = history_tab.record(frame, result)
-    yield replace(draw(done, log_scale, error_view, shown_run), status=f"✔ done in {time.monotonic() - live.started:.0f} s",
-                  schedule=schedule_at(None), pair=done, history=frame)
+    yield replace(draw(done, log_scale, error_view, shown_run),
+                  status=f"✔ done in {time.monotonic() - live.started:.0f} s", schedule=schedule_at(None), pair=done,
+                  history=frame)
 
 
 @dataclass
@@ -896,8 +897,8 @@ def build(demo: gr.Blocks, history: HistoryOutputs) -> Shared:
     shared.stop_buttons.append(stop_btn)
     gr.on([log_scale.change, error_view.change], redraw_errors, [log_scale, error_view, pair], error_plot,
           **INSTANT, api_name="redraw_errors")
-    shown_run.change(by_component(show_run, answer), [shown_run, pair], [split_plot, heatmap_plot, token_plot, error_note], **INSTANT,
-                     api_name="show_run")
+    shown_run.change(by_component(show_run, answer), [shown_run, pair],
+                     [split_plot, heatmap_plot, token_plot, error_note], **INSTANT, api_name="show_run")
     shared.history_writers.append(saved_runs.upload(
         by_component(load_runs, answer), [saved_runs, log_scale, error_view, shown_run, history.frame],
         [*view.drawn, status, *history.shown, pair, history.frame], api_name="load_runs"))
