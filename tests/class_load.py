@@ -34,6 +34,9 @@ from atp_viz.ui.defaults import DEFAULT_BETA  # noqa: E402
 
 EMBEDDED_BLOCKS = 30
 REQUEST_TIMEOUT_S = 3600
+# The rest of /show_cached's inputs, as the page sends them by default.
+PAGE_EXTRAS = {"repeats": 1, "compression": "prune", "pattern": "unstructured", "quantizer": "gptq", "bits": 4,
+               "bits_beta": 0.0, "log_scale": False, "error_view": "ordinary", "shown_run": "ATP"}
 
 
 def pair_inputs(beta: float) -> dict:
@@ -58,19 +61,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=30)
     parser.add_argument("--off-grid", type=int, default=6, help="distinct β values off the grid")
+    parser.add_argument("--warm-grid", type=int, default=None, help="grid points the warm start computes (all)")
     args = parser.parse_args()
-    grid = grid_betas(EMBEDDED_BLOCKS, DEFAULTS.sparsity)
-    off_grid = [round(beta + 0.001, 4) for beta in grid][: args.off_grid]
+    everything = grid_betas(EMBEDDED_BLOCKS, DEFAULTS.sparsity)
+    off_grid = [round(beta + 0.001, 4) for beta in everything][: args.off_grid]
+    # The grid points the warm start reaches, in its order (nearest the default β first).
+    grid = [beta for beta in sorted(everything, key=lambda b: (abs(b - DEFAULT_BETA), b))
+            if abs(beta - DEFAULT_BETA) > 1e-12][: args.warm_grid]
     folder = Path(tempfile.mkdtemp(prefix="atp_viz-class-"))
     env = {**os.environ, "ATP_VIZ_WARM_START": "1", "ATP_VIZ_RESULTS_DIR": str(folder / "results")}
     env.pop("ATP_VIZ_WARM_GRID", None)
+    if args.warm_grid is not None:
+        env["ATP_VIZ_WARM_GRID"] = str(args.warm_grid)
     with running_app(sys.executable, folder / "server.log", env) as (url, pid):
         started = time.monotonic()
-        while len(list((folder / "results").glob("*.json"))) < 2 + len(grid) - (DEFAULT_BETA in grid):
+        while len(list((folder / "results").glob("*.json"))) < 2 + len(grid):
             if time.monotonic() - started > REQUEST_TIMEOUT_S:
                 raise SystemExit("the warm start did not finish within the time limit")
             time.sleep(5)
         warm_seconds = time.monotonic() - started
+        # One run alone first: the estimate the page shows before Prune against the real time.
+        solo = connect(url)
+        alone_beta = round(everything[0] + 0.0005, 4)
+        shown = solo.predict(**pair_inputs(alone_beta), **PAGE_EXTRAS, api_name="/show_cached")[0]
+        t = time.monotonic()
+        solo.predict(**pair_inputs(alone_beta), api_name="/run_pruning")
+        alone = {"told": shown, "real_over_told": round((time.monotonic() - t) / told_seconds(shown), 2)}
         cached_s: list[float] = []
         uncached_s: list[float] = []
         lost: list[str] = []
@@ -83,10 +99,7 @@ def main() -> None:
                 client = connect(url)
                 for beta in (DEFAULT_BETA, grid[k % len(grid)]):
                     t = time.monotonic()
-                    answer = client.predict(**pair_inputs(beta), repeats=1, compression="prune",
-                                            pattern="unstructured", quantizer="gptq", bits=4, bits_beta=0.0,
-                                            log_scale=False, error_view="ordinary", shown_run="ATP",
-                                            api_name="/show_cached")
+                    answer = client.predict(**pair_inputs(beta), **PAGE_EXTRAS, api_name="/show_cached")
                     if "cached" not in str(answer[0]):
                         raise RuntimeError(f"β = {beta} was not cached: {answer[0]}")
                     with lock:
@@ -117,7 +130,8 @@ def main() -> None:
             peak.append(rss_bytes(pid))
             time.sleep(1)
         print(json.dumps({
-            "clients": args.clients, "off_grid_betas": off_grid, "cores": os.cpu_count(),
+            "alone": alone, "clients": args.clients, "grid_betas": grid, "off_grid_betas": off_grid,
+            "cores": os.cpu_count(),
             "load_before": os.getloadavg()[0], "warm_start_s": round(warm_seconds),
             "cached_answers": len(cached_s),
             "cached_p50_s": round(statistics.median(cached_s), 2) if cached_s else None,

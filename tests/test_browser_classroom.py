@@ -120,7 +120,7 @@ def test_the_lesson_walks_five_steps_on_desktop_and_phone(browser, warm_server):
                                    f".includes('Step {step} of 5')", timeout=30_000)
             page.wait_for_function(f"() => ({PLOT})('lesson-plot')?.data?.length > 0", timeout=30_000)
             text = page.inner_text("#lesson-text")
-            assert text and text not in seen and "Press **Prune**" not in text
+            assert text and text not in seen and "Press Prune" not in text
             seen.append(text)
             box = page.locator("#lesson-plot").bounding_box()
             assert box["width"] <= width and box["height"] > 200
