@@ -25,7 +25,7 @@ against uniform pruning on a real model (the embedded one runs offline on a CPU)
 # padding keep all of them in view at 420 px.
 CSS = lesson_tab.PRESENTATION_CSS + """
 @media (max-width: 500px) {
-  .tab-container button { padding-left: 6px !important; padding-right: 6px !important; }
+  .tab-container button { padding-left: 3px !important; padding-right: 3px !important; font-size: 13px !important; }
 }
 """
 

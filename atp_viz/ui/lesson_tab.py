@@ -99,9 +99,9 @@ def build(demo: gr.Blocks, shared: Shared) -> None:
     inputs, pair = shared.inputs, shared.pair_view.pair
     step = gr.State(0)
     with gr.Row():
-        back = gr.Button("← Back", elem_id="lesson-back", scale=0, min_width=90)
+        back = gr.Button("← Back", elem_id="lesson-back", scale=0, min_width=110)
         heading = gr.Markdown(elem_id="lesson-step")
-        forward = gr.Button("Next →", variant="primary", elem_id="lesson-next", scale=0, min_width=90)
+        forward = gr.Button("Next →", variant="primary", elem_id="lesson-next", scale=0, min_width=110)
     text = gr.Markdown(elem_id="lesson-text")
     figure = gr.Plot(show_label=False, elem_id="lesson-plot")
     with gr.Row():
