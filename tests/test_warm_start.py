@@ -104,3 +104,19 @@ def test_the_key_holds_what_changes_the_numbers():
     assert len(key) == 16
     result_store.fingerprint.cache_clear()
     assert result_store.fingerprint() == key  # the same code and libraries, the same key
+
+
+@pytest.mark.embedded
+def test_a_restarted_engine_answers_the_embedded_models_runs_from_the_store(store):
+    settings = RunSettings(model="embedded", beta=0.01, seed=913, **SMALL)
+    first = engine.run_pruning(settings).result
+    assert len(list(store.glob("*.json"))) == 1
+    engine.clear_results()  # what a restart forgets
+    assert engine.cached_result(settings) == first
+    again = engine.run_pruning(settings).result
+    assert again == first and again.timings == first.timings, "served from the store, not computed again"
+    # ATP at β = 0 is the uniform run: one file serves both names, each labelled as asked.
+    engine.run_pruning(replace(settings, beta=0.0, allocation="uniform"))
+    engine.clear_results()
+    assert engine.cached_result(replace(settings, beta=0.0)).allocation == "atp"
+    assert len(list(store.glob("*.json"))) == 2

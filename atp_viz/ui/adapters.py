@@ -115,8 +115,12 @@ def by_component(fn: Callable[..., Any], updates: Callable[[Any], dict]) -> Call
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def streaming(*args, **kwargs):
-            for answer in fn(*args, **kwargs):
-                yield updates(answer)
+            answers = fn(*args, **kwargs)
+            try:
+                for answer in answers:
+                    yield updates(answer)
+            finally:
+                answers.close()  # a client gone mid-run: fn's own cleanup (its place in the line) runs now
         return streaming
 
     @functools.wraps(fn)
