@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+from pathlib import Path
 
 # mallopt's M_ARENA_MAX.
 _M_ARENA_MAX = -8
@@ -34,14 +35,17 @@ limit_malloc_arenas()
 from gradio.utils import get_upload_folder  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
 
+from atp_viz import result_store, warm_start  # noqa: E402
 from atp_viz.errors import AtpError  # noqa: E402
+from atp_viz.models import cache_root  # noqa: E402
 from atp_viz.settings import DEFAULTS  # noqa: E402
 from atp_viz.texts import max_text_bytes  # noqa: E402
 from atp_viz.ui import limits, public  # noqa: E402
 from atp_viz.ui.fields import checked_inputs  # noqa: E402
 from atp_viz.ui.gate import FileArguments, UploadBudget  # noqa: E402
 from atp_viz.ui.layout import CSS, build_demo  # noqa: E402
-from atp_viz.ui.shared import block_count  # noqa: E402
+from atp_viz.ui.prune_tab import warm_start_runs  # noqa: E402
+from atp_viz.ui.shared import ENGINE_WAITING, block_count  # noqa: E402
 
 demo = checked_inputs(build_demo())
 
@@ -60,13 +64,22 @@ def main() -> None:
     if public.public_server():
         print("atp_viz: public server: the model field takes 'embedded', Hugging Face ids and the directories "
               "in ATP_VIZ_MODEL_DIRS only", flush=True)
+    # Finished runs outlive a restart (ATP_VIZ_RESULTS=off keeps them in memory only).
+    if os.environ.get("ATP_VIZ_RESULTS", "") != "off":
+        result_store.enable(Path(os.environ.get("ATP_VIZ_RESULTS_DIR", cache_root() / "results")))
     try:
         # Load the default model now, so the first page answers at once.
         block_count(DEFAULTS.model)
     except AtpError as exc:
         # The page shows the same sentence (see ui.layout.default_model_status).
         print(f"atp_viz: {exc}", flush=True)
+    else:
+        if os.environ.get("ATP_VIZ_WARM_START", "1") != "0":
+            grid = os.environ.get("ATP_VIZ_WARM_GRID")  # β grid points after the default pair (unset: all)
+            warm_start.start(warm_start_runs(None if grid is None else int(grid)))
     demo.launch(
+        # Room for the threads of the jobs waiting in the engine's line, and for the instant events.
+        max_threads=ENGINE_WAITING + 40,
         server_name=public.server_name(),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
         # The only upload is a text file, refused by the engine above this size anyway;

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from . import estimates
+from . import estimates, result_store
 from .allocations import allocator_fields, get_allocator, search_forward_tokens
 from .capture import capture_block_inputs
 from .errors import AtpError
@@ -87,6 +87,8 @@ _calibration_cache = _SizedCache(cache_budget_bytes())
 _dense_ppl_cache = _SizedCache(2**20)
 _result_cache = _SizedCache(16 * 2**20)
 _measurement_cache = _SizedCache(2**20)
+# What a finished result is counted as: a token map and per-layer errors.
+_RESULT_BYTES = 256 * 2**10
 
 
 def clear_results() -> None:
@@ -224,21 +226,44 @@ def run_pruning(
             on_block(error)
     if cached is None:
         result, pruned = _compute(settings, progress, cancelled, on_block)
-        _result_cache.put(settings, result, 256 * 2**10)  # a token map and per-layer errors
+        _result_cache.put(settings, result, _RESULT_BYTES)
+        result_store.put(settings, result)
     else:
         result, pruned = cached, None
-    if asked.allocation != settings.allocation:
-        result = replace(result, allocation=asked.allocation, beta=asked.beta)
-    return RunOutcome(result, pruned if keep_weights else None)
+    return RunOutcome(_labelled(result, asked, settings), pruned if keep_weights else None)
+
+
+def _labelled(result: RunResult, asked: RunSettings, computed: RunSettings) -> RunResult:
+    """``result`` under the name it was asked by (ATP at β = 0 is computed as uniform)."""
+    if asked.allocation != computed.allocation:
+        return replace(result, allocation=asked.allocation, beta=asked.beta)
+    return result
 
 
 def _cached_result(settings: RunSettings) -> RunResult | None:
     """A finished result for ``settings``; one that also measured the selection text serves
     a run that did not ask for it."""
-    found = _result_cache.get(settings)
-    if found is None and settings.measure_ppl and not settings.measure_selection:
-        found = _result_cache.get(replace(settings, measure_selection=True))
-    return found
+    candidates = [settings]
+    if settings.measure_ppl and not settings.measure_selection:
+        candidates.append(replace(settings, measure_selection=True))
+    for candidate in candidates:
+        found = _result_cache.get(candidate)
+        if found is None:
+            found = result_store.get(candidate)  # kept by this server before a restart
+            if found is not None:
+                _result_cache.put(candidate, found, _RESULT_BYTES)
+        if found is not None:
+            return found
+    return None
+
+
+def cached_result(settings: RunSettings) -> RunResult | None:
+    """The finished result these settings would reuse, labelled as asked; None if they
+    would compute (nothing runs, no model is loaded)."""
+    asked = validate(settings)
+    computed = computation(asked)
+    found = _cached_result(computed)
+    return None if found is None else _labelled(found, asked, computed)
 
 
 def _compute(settings: RunSettings, progress: Progress | None, cancelled: CancelCheck | None,
@@ -359,7 +384,7 @@ def estimate_runs(runs: list[RunSettings]) -> Estimate | None:
     total, measured = 0.0, True
     for asked in runs:
         settings = computation(validate(asked))
-        if settings in done or _result_cache.get(settings) is not None:
+        if settings in done or _cached_result(settings) is not None:
             continue
         key = _model_key(settings)
         if not estimates.known(key):

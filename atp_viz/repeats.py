@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from .engine import RunOutcome, run_pruning
+from .engine import RunOutcome, cached_result, run_pruning
 from .progress import CancelCheck, Progress
 from .results import BlockError, RunResult, Spread
 from .settings import MAX_SEED, RunSettings, check_repeats, whole_number
@@ -46,4 +46,16 @@ def run_repeated(settings: RunSettings, repeats: int = 1, progress: Progress | N
     if len(runs) == 1:
         return first
     results = [first.result] + [run_pruning(s, share(k), cancelled).result for k, s in enumerate(runs[1:], 1)]
-    return RunOutcome(replace(first.result, repeats=spread_of(results)), first.pruned)
+    return RunOutcome(_combined(results), first.pruned)
+
+
+def cached_repeated(settings: RunSettings, repeats: int = 1) -> RunResult | None:
+    """What ``run_repeated`` would return, when every draw is finished already; None
+    otherwise (nothing runs)."""
+    results = [cached_result(run) for run in draws(settings, repeats)]
+    return None if any(r is None for r in results) else _combined(results)
+
+
+def _combined(results: list[RunResult]) -> RunResult:
+    """The first draw, holding every draw's report perplexity when there are several."""
+    return results[0] if len(results) == 1 else replace(results[0], repeats=spread_of(results))

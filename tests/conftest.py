@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,6 +13,10 @@ import torch
 
 # Tests never reach the hub; say so up front so transformers does not retry.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Servers the tests start compute only what a test asks (tests/test_warm_start.py turns the
+# warm start on) and keep finished runs in a folder of this session, never the user's.
+os.environ.setdefault("ATP_VIZ_WARM_START", "0")
+os.environ.setdefault("ATP_VIZ_RESULTS_DIR", tempfile.mkdtemp(prefix="atp_viz-test-results-"))
 
 TINY_VOCAB = 512
 # Tests left out of the inner loop (pytest -m "not slow"): the real embedded model, a live

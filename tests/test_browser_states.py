@@ -149,7 +149,7 @@ def test_the_time_a_run_takes_is_shown_beside_prune(browser, app_server):
 
 def test_at_phone_width_beta_comes_before_prune_and_the_plots_stack(browser, app_server):
     page = open_page(browser, app_server, width=420)
-    for name in ("Prune", "Search β", "Compare", "Why?", "Beyond", "History"):
+    for name in ("Prune", "Lesson", "Search β", "Compare", "Why?", "Beyond", "History"):
         assert page.get_by_role("tab", name=name).is_visible(), f"tab {name} hidden at 420 px"
     beta = page.locator("#beta").bounding_box()
     prune = page.locator("#prune").bounding_box()

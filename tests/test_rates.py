@@ -88,7 +88,7 @@ def test_the_prune_tab_prunes_the_rates_typed_in_its_field(tiny_model_dir):
                 eval_samples=2, eval_seqlen=32, seed=0, text_file=None, log_scale=False, shown_run="ATP",
                 error_view="ordinary", pair=None, frame=history.empty())
     *_, last = prune_tab.run_pruning(**args, rates="0.6\n0.7\n0.8")
-    pair, schedule = last[-2], last[-3]
+    pair, schedule = last.pair, last.schedule
     assert pair.atp.allocation == "explicit" and pair.atp.schedule == [0.6, 0.7, 0.8]
     assert pair.uniform.schedule == pytest.approx([0.7] * 3)
     assert list(schedule.data[0].y) == [0.6, 0.7, 0.8] and "Given schedule" in schedule.layout.title.text

@@ -3,7 +3,8 @@
 - ``user_errors``: the engine's one-line ``AtpError`` becomes a ``gr.Error`` the page shows;
 - ``engine_progress``: the engine's progress callback drives a ``gr.Progress``;
 - ``stoppable`` / ``stop``: each heavy run of a browser session gets a flag that the
-  session's Stop button sets, and the engine asks it between steps;
+  session's Stop button sets, and the engine asks it between steps; it waits for its turn
+  in the server's line (``turns``), one job per session;
 - ``streamed``: a run in a worker thread whose reports a handler yields as they come;
 - ``new_file``: fresh paths under one temp folder gradio may serve;
 - ``reused_export``: model zips, one per settings, the newest few kept.
@@ -11,6 +12,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import queue
 import shutil
 import tempfile
@@ -25,8 +28,9 @@ from typing import Any, TypeVar
 import gradio as gr
 from gradio.utils import get_upload_folder
 
-from ..errors import AtpError
+from ..errors import AtpError, Cancelled
 from ..progress import Progress
+from ..turns import LINE, Ahead, Ticket
 from .public import scrubbed
 
 T = TypeVar("T")
@@ -58,9 +62,8 @@ def _session(request: gr.Request | None) -> str:
 
 
 @contextmanager
-def stoppable(request: gr.Request | None) -> Iterator[threading.Event]:
-    """A heavy run of this session: yields its stop flag, which Stop sets (``flag.is_set``
-    is the engine's ``cancelled``)."""
+def stop_flag(request: gr.Request | None) -> Iterator[threading.Event]:
+    """This session's flag for one run, which Stop sets (``flag.is_set`` is the engine's ``cancelled``)."""
     flag = threading.Event()
     key = _session(request)
     with _running_lock:
@@ -73,6 +76,57 @@ def stoppable(request: gr.Request | None) -> Iterator[threading.Event]:
             flags.discard(flag)
             if not flags:
                 _running.pop(key, None)
+
+
+@contextmanager
+def engine_turn(request: gr.Request | None, seconds: float | None = None) -> Iterator[Ticket]:
+    """A place in the server's line for this session's job (refused while it holds one)."""
+    ticket = LINE.join(_session(request), seconds)
+    try:
+        yield ticket
+    finally:
+        LINE.leave(ticket)
+
+
+def waiting(ticket: Ticket, flag: threading.Event) -> Iterator[Ahead]:
+    """What is ahead of ``ticket``, about every second, until its turn; Stop leaves the line."""
+    while not LINE.wait_turn(ticket, timeout=1.0):
+        if flag.is_set():
+            raise Cancelled
+        yield LINE.ahead(ticket)
+
+
+@contextmanager
+def stoppable(request: gr.Request | None) -> Iterator[threading.Event]:
+    """A heavy run of this session, once its turn in the line has come: yields its stop flag."""
+    with stop_flag(request) as flag, engine_turn(request) as ticket:
+        try:
+            for _ in waiting(ticket, flag):
+                pass
+        except Cancelled:
+            raise AtpError("stopped while waiting for its turn: nothing ran") from None
+        yield flag
+
+
+def by_component(fn: Callable[..., Any], updates: Callable[[Any], dict]) -> Callable[..., Any]:
+    """``fn`` answering gradio by component: each answer (or streamed answer) of ``fn`` goes
+    through ``updates`` into a ``{component: value}`` dict. The signature and docstring stay
+    ``fn``'s, so the endpoint's API (arguments, docs) is ``fn``'s own."""
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def streaming(*args, **kwargs):
+            answers = fn(*args, **kwargs)
+            try:
+                for answer in answers:
+                    yield updates(answer)
+            finally:
+                answers.close()  # a client gone mid-run: fn's own cleanup (its place in the line) runs now
+        return streaming
+
+    @functools.wraps(fn)
+    def answering(*args, **kwargs):
+        return updates(fn(*args, **kwargs))
+    return answering
 
 
 def streamed(job: Callable[[Callable[[Any], None]], T], flag: threading.Event) -> Generator[Any, None, T]:

@@ -6,7 +6,7 @@ import gradio as gr
 
 from ..errors import AtpError
 from ..settings import DEFAULTS
-from . import beyond_tab, compare_tab, history_tab, prune_tab, search_tab, why_tab
+from . import beyond_tab, compare_tab, history_tab, lesson_tab, prune_tab, search_tab, why_tab
 from .adapters import stop
 from .shared import INSTANT, UI_ONLY, block_count
 
@@ -23,9 +23,9 @@ against uniform pruning on a real model (the embedded one runs offline on a CPU)
 
 # On a phone, tabs that do not fit hide behind a "⋯" menu: short labels and tighter
 # padding keep all of them in view at 420 px.
-CSS = """
+CSS = lesson_tab.PRESENTATION_CSS + """
 @media (max-width: 500px) {
-  .tab-container button { padding-left: 6px !important; padding-right: 6px !important; }
+  .tab-container button { padding-left: 3px !important; padding-right: 3px !important; font-size: 13px !important; }
 }
 """
 
@@ -50,6 +50,8 @@ def build_demo() -> gr.Blocks:
         with gr.Tabs():
             with gr.Tab("Prune", id="prune"):
                 shared = prune_tab.build(demo, history)
+            with gr.Tab("Lesson", id="lesson"):
+                lesson_tab.build(demo, shared)
             with gr.Tab("Search β", id="search"):
                 search_tab.build(demo, shared)
             with gr.Tab("Compare", id="compare"):

@@ -18,13 +18,14 @@ import plotly.graph_objects as go
 
 from .. import engine
 from ..errors import AtpError, Cancelled
+from ..estimates import Estimate
 from ..noise import difference_sentence
 from ..pruners import PRUNERS
 from ..quantize import QUANTIZERS
 from ..rates import parse_rates
-from ..repeats import draws, run_repeated
+from ..repeats import cached_repeated, draws, run_repeated
 from ..results import BlockError, RunResult, load_run
-from ..schedules import atp_schedule, beta_max, bit_schedule
+from ..schedules import atp_schedule, beta_max, bit_schedule, grid_betas
 from ..settings import (
     DEFAULTS,
     MAX_REPEATS,
@@ -36,8 +37,9 @@ from ..settings import (
     pattern_sparsity,
     validate,
 )
+from ..warm_start import WARM
 from . import history_tab, plots, recipe_download
-from .adapters import stoppable, streamed, user_errors
+from .adapters import by_component, engine_turn, stop_flag, streamed, user_errors, waiting
 from .defaults import (
     BETA_STEP,
     DEFAULT_BETA,
@@ -68,6 +70,8 @@ with the error handed to it, $B_i(\tilde h_{i-1}) - B_i(h_{i-1})$. The two add u
 block's error exactly; as vectors they can partly cancel, so the stacked bar (the sum of
 their sizes) stands above the total line where they do.
 """
+# How often an empty page asks whether the warm start has finished its pair.
+WARM_POLL_S = 5.0
 INLINE_LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 
 
@@ -298,9 +302,62 @@ def noise_line(uniform: RunResult, other: RunResult, name: str) -> str:
     return difference_sentence(name, values(other), "uniform", values(uniform))
 
 
+def pair_settings(model: str, method: str, sparsity: float, beta: float, calib_samples: float, calib_seqlen: float,
+                  eval_samples: float, eval_seqlen: float, seed: float, text_file: str | None,
+                  compression: str = "prune", pattern: str = UNSTRUCTURED, quantizer: str = "gptq",
+                  bits: float = DEFAULTS.bits, bits_beta: float = 0.0, rates: str = "") -> RunSettings:
+    """The settings of the ATP run (or the typed rates) that Prune pairs with uniform, checked."""
+    settings = run_settings(model, method, sparsity, calib_samples, calib_seqlen, eval_samples, eval_seqlen, seed,
+                            text_file, beta)
+    settings = compression_settings(settings, compression, pattern, quantizer, bits, bits_beta)
+    if rates and rates.strip():
+        settings = given_rates(settings, parse_rates(rates), block_count(settings.model))
+    return settings
+
+
+def _pair_runs(settings: RunSettings, repeats: int) -> list[RunSettings]:
+    return [draw for run in (baseline(settings), settings) for draw in draws(run, repeats)]
+
+
+def _pair_estimate(settings: RunSettings, repeats: int) -> Estimate | None:
+    return engine.estimate_runs(_pair_runs(settings, repeats))
+
+
+def warm_start_runs(grid_points: int | None = None) -> list[RunSettings]:
+    """What a server computes at start-up: the page's default pair, then ATP on the 0.002
+    grid, nearest the default β first (where a class drags the slider), ``grid_points`` of
+    them (None: all). The selection text is measured too, so the Search tab reuses them."""
+    page = replace(validate(replace(DEFAULTS, beta=DEFAULT_BETA)), measure_selection=True)
+    grid = sorted((beta for beta in grid_betas(block_count(page.model), page.sparsity)
+                   if abs(beta - page.beta) > 1e-12), key=lambda beta: (abs(beta - page.beta), beta))
+    return [baseline(page), page, *(replace(page, beta=beta) for beta in grid[:grid_points])]
+
+
+def cached_pair(settings: RunSettings, repeats: int = 1) -> Pair | None:
+    """The pair Prune would show for ``settings``, when every run of it is finished already
+    (computed before by anyone, or by the warm start); nothing runs."""
+    uniform, other = cached_repeated(baseline(settings), repeats), cached_repeated(settings, repeats)
+    return None if uniform is None or other is None else Pair(uniform, other)
+
+
+def cached_status(settings: RunSettings, repeats: int = 1) -> str:
+    """Where the cached pair of ``settings`` came from, in one line."""
+    if all(WARM.computed(run) for run in _pair_runs(settings, repeats)):
+        return "📌 **Cached**: computed on this server at start-up, with the settings below."
+    return "📌 **Cached**: computed on this server earlier (by you or someone else), with the settings below."
+
+
+def drawn_once_cached(*inputs_and_pair) -> Screen:
+    """While nothing is drawn and the warm start works: the page's pair as soon as it is cached."""
+    *inputs, drawn = inputs_and_pair
+    if drawn is not None:
+        return Screen(poll=False)
+    screen = show_cached(*inputs)
+    return replace(screen, poll=screen.pair is None and not WARM.finished)
+
+
 def _estimate_line(settings: RunSettings, repeats: int = 1) -> str:
-    pair = [baseline(settings), settings]
-    estimate = engine.estimate_runs([draw for run in pair for draw in draws(run, repeats)])
+    estimate = _pair_estimate(settings, repeats)
     if estimate is None:
         return "Time: estimated once the model is loaded and no run is using it."
     return "Ready: both runs are cached." if estimate.seconds == 0 else f"Prune takes {estimate.text()}."
@@ -315,6 +372,28 @@ def prune_estimate(model: str, method: str, sparsity: float, beta: float, calib_
                                            eval_seqlen, seed, text_file, beta), check_repeats(repeats))
     except AtpError as exc:
         return f"Cannot run yet: {exc}"
+
+
+def show_cached(model: str, method: str, sparsity: float, beta: float, calib_samples: float, calib_seqlen: float,
+                eval_samples: float, eval_seqlen: float, seed: float, text_file: str | None, repeats: float,
+                compression: str, pattern: str, quantizer: str, bits: float, bits_beta: float, rates: str,
+                log_scale: bool, error_view: str, shown_run: str) -> Screen:
+    """The pair for the page's settings drawn at once when it is cached; else the time Prune will take.
+
+    Outside the line and instant: nothing runs.
+    """
+    try:
+        settings = pair_settings(model, method, sparsity, beta, calib_samples, calib_seqlen, eval_samples,
+                                 eval_seqlen, seed, text_file, compression, pattern, quantizer, bits, bits_beta,
+                                 rates)
+        repeats = check_repeats(repeats)
+        pair = cached_pair(settings, repeats)
+    except AtpError as exc:
+        return Screen(estimate=f"Cannot run yet: {exc}")
+    if pair is None:
+        return Screen(estimate=_estimate_line(settings, repeats))
+    return replace(draw(pair, log_scale, error_view, shown_run), status=cached_status(settings, repeats),
+                   estimate="Ready: both runs are cached (drawn below).", pair=pair)
 
 
 @dataclass
@@ -526,56 +605,92 @@ def run_pruning(
         table, the history CSV, every run's JSON file, the per-token heatmap, a sentence on
         where the hidden-state norm sits, the run's status line and the schedule.
     """
-    keep = gr.update()
-    with user_errors(), stoppable(request) as flag:
+    with user_errors(), stop_flag(request) as flag:
         # Every input is checked before any run, so a bad one never costs a finished run.
         check_choice("shown_run", shown_run, RUN_CHOICES)
         check_choice("error_view", error_view, plots.ERROR_VIEWS)
-        settings = run_settings(model, method, sparsity, calib_samples, calib_seqlen, eval_samples, eval_seqlen,
-                                seed, text_file, beta)
-        settings = compression_settings(settings, compression, pattern, quantizer, bits, bits_beta)
+        settings = pair_settings(model, method, sparsity, beta, calib_samples, calib_seqlen, eval_samples,
+                                 eval_seqlen, seed, text_file, compression, pattern, quantizer, bits, bits_beta,
+                                 rates)
         repeats = check_repeats(repeats)
         num_layers = block_count(settings.model)
-        if rates and rates.strip():
-            settings = given_rates(settings, parse_rates(rates), num_layers)
+        cached = cached_pair(settings, repeats)
+        if cached is not None:
+            # A finished pair answers at once, without a place in the line.
+            for result in cached.present:
+                frame = history_tab.record(frame, result)
+            yield replace(draw(cached, log_scale, error_view, shown_run),
+                          status=f"✔ done at once · {cached_status(settings, repeats)}",
+                          schedule=_schedule(settings, num_layers), pair=cached, history=frame)
+            return
         live = _Live(settings, num_layers)
 
         def schedule_at(block: int | None) -> go.Figure:
             return _schedule(settings, num_layers, current=block)
 
-        yield (live.figure(log_scale, error_view), *[keep] * 4, *[keep] * 3, keep, keep,
-               f"⏳ starting · {_estimate_line(settings, repeats)}", schedule_at(0), keep, keep)
-        job = streamed(lambda emit: prune_pair(settings, flag.is_set, emit, repeats), flag)
-        try:
-            while True:
-                live.add(*next(job))
-                yield (live.figure(log_scale, error_view), *[keep] * 4, *[keep] * 3, keep, keep, live.status(),
-                       schedule_at(min(live.where()[1], num_layers - 1)), keep, keep)
-        except StopIteration as finished:
-            done: Pair = finished.value
-        except Cancelled:
-            # What finished stays: a completed uniform run goes to the history.
-            for result in live.finished:
-                frame = history_tab.record(frame, result)
-            yield (live.figure(log_scale, error_view, stopped=True), *[keep] * 4, *history_tab.shown(frame), keep,
-                   keep, _stopped_status(live, pair), schedule_at(None), keep, frame)
-            return
+        estimate = _pair_estimate(settings, repeats)
+        with engine_turn(request, None if estimate is None else estimate.seconds) as ticket:
+            try:
+                for ahead in waiting(ticket, flag):
+                    yield Screen(status=f"⏳ queued: {ahead.text()} · {_estimate_line(settings, repeats)}")
+            except Cancelled:
+                yield Screen(status="⏹ **Stopped** before its turn came: nothing ran.")
+                return
+            live.started = time.monotonic()
+            yield Screen(error=live.figure(log_scale, error_view),
+                         status=f"⏳ starting · {_estimate_line(settings, repeats)}", schedule=schedule_at(0))
+            job = streamed(lambda emit: prune_pair(settings, flag.is_set, emit, repeats), flag)
+            try:
+                while True:
+                    live.add(*next(job))
+                    yield Screen(error=live.figure(log_scale, error_view), status=live.status(),
+                                 schedule=schedule_at(min(live.where()[1], num_layers - 1)))
+            except StopIteration as finished:
+                done: Pair = finished.value
+            except Cancelled:
+                # What finished stays: a completed uniform run goes to the history.
+                for result in live.finished:
+                    frame = history_tab.record(frame, result)
+                yield Screen(error=live.figure(log_scale, error_view, stopped=True),
+                             status=_stopped_status(live, pair), schedule=schedule_at(None), history=frame)
+                return
     for result in (done.uniform, done.atp):
         frame = history_tab.record(frame, result)
-    error_fig, ppl_fig, split_fig, heatmap_fig, summary, token_fig, note = draw(done, log_scale, error_view, shown_run)
-    yield (error_fig, ppl_fig, split_fig, heatmap_fig, summary, *history_tab.shown(frame), token_fig, note,
-           f"✔ done in {time.monotonic() - live.started:.0f} s", schedule_at(None), done, frame)
+    yield replace(draw(done, log_scale, error_view, shown_run),
+                  status=f"✔ done in {time.monotonic() - live.started:.0f} s", schedule=schedule_at(None), pair=done,
+                  history=frame)
 
 
-def draw(pair: Pair, log_scale: bool, error_view: str, shown_run: str) -> tuple:
+@dataclass
+class Screen:
+    """What one answer of the tab changes; None leaves a component as it is."""
+
+    error: go.Figure | None = None
+    perplexity: go.Figure | None = None
+    split: go.Figure | None = None
+    heatmap: go.Figure | None = None
+    summary: str | None = None
+    tokens: go.Figure | None = None
+    note: str | None = None
+    status: str | None = None
+    schedule: go.Figure | None = None
+    estimate: str | None = None
+    pair: Pair | None = None
+    history: pd.DataFrame | None = None  # the session's history, shown and kept
+    poll: bool | None = None  # whether the page keeps looking for the warm start's pair
+
+
+def draw(pair: Pair, log_scale: bool, error_view: str, shown_run: str) -> Screen:
     """Everything the tab shows of a finished pair: error, perplexity, split, sublayer and
     token figures, the summary and the sentence on massive activations."""
     shown = pair.pick(shown_run)
-    return (error_figure(pair, log_scale, error_view), perplexity_figure(pair), split_figure(pair, shown_run),
-            heatmap_figure(pair, shown_run), summary_markdown(pair), plots.token_heatmap(shown), massive_note(shown))
+    return Screen(error=error_figure(pair, log_scale, error_view), perplexity=perplexity_figure(pair),
+                  split=split_figure(pair, shown_run), heatmap=heatmap_figure(pair, shown_run),
+                  summary=summary_markdown(pair), tokens=plots.token_heatmap(shown), note=massive_note(shown))
 
 
-def load_runs(files: list[str] | None, log_scale: bool, error_view: str, shown_run: str, frame: pd.DataFrame):
+def load_runs(files: list[str] | None, log_scale: bool, error_view: str, shown_run: str,
+              frame: pd.DataFrame) -> Screen:
     """Draw runs saved as JSON (by the app's history or ``prune --json``) as if just run.
 
     Args:
@@ -589,8 +704,8 @@ def load_runs(files: list[str] | None, log_scale: bool, error_view: str, shown_r
     for result in results:
         frame = history_tab.record(frame, result)
     pair = pair_of(results)
-    return (*draw(pair, log_scale, error_view, shown_run), f"📂 loaded {len(results)} run(s) from file",
-            *history_tab.shown(frame), pair, frame)
+    return replace(draw(pair, log_scale, error_view, shown_run), status=f"📂 loaded {len(results)} run(s) from file",
+                   pair=pair, history=frame)
 
 
 def pair_of(results: list[RunResult]) -> Pair:
@@ -612,17 +727,17 @@ def redraw_errors(log_scale: bool, error_view: str, pair: Pair | None):
         return error_figure(pair, log_scale, error_view)
 
 
-def show_run(shown_run: str, pair: Pair | None):
+def show_run(shown_run: str, pair: Pair | None) -> Screen:
     """Show the introduced-vs-inherited split, the sublayer heatmap and the per-token heatmap of one run.
 
     Args:
         shown_run: "ATP" or "uniform".
     """
     if pair is None:
-        return gr.update(), gr.update(), gr.update(), gr.update()
+        return Screen()
     shown = pair.pick(shown_run)
-    return split_figure(pair, shown_run), heatmap_figure(pair, shown_run), plots.token_heatmap(shown), \
-        massive_note(shown)
+    return Screen(split=split_figure(pair, shown_run), heatmap=heatmap_figure(pair, shown_run),
+                  tokens=plots.token_heatmap(shown), note=massive_note(shown))
 
 
 # ------------------------------------------------------------------ the tab
@@ -673,6 +788,27 @@ def _plot_column(plot_id: str, label: str, value: go.Figure | None = None) -> gr
     # Side by side on a wide screen, stacked on a phone: a column wraps below its min width.
     with gr.Column(min_width=380):
         return gr.Plot(value, label=label, show_label=False, elem_id=plot_id)
+
+
+def screen_updates(view: PairView, history: HistoryOutputs, schedule: gr.Plot, estimate: gr.Markdown,
+                   poll: gr.Timer) -> Callable[[Screen], dict]:
+    """How a ``Screen`` reaches the tab's components."""
+    targets = {"error": view.error_plot, "perplexity": view.ppl_plot, "split": view.split_plot,
+               "heatmap": view.heatmap_plot, "summary": view.summary, "tokens": view.token_plot,
+               "note": view.error_note, "status": view.status, "schedule": schedule, "estimate": estimate,
+               "pair": view.pair}
+
+    def updates(screen: Screen) -> dict:
+        changed = {targets[name]: value for name, value in vars(screen).items()
+                   if name in targets and value is not None}
+        if screen.poll is not None:
+            changed[poll] = gr.Timer(active=screen.poll)
+        if screen.history is not None:
+            changed[history.frame] = screen.history
+            changed.update(zip(history.shown, history_tab.shown(screen.history)))
+        return changed
+
+    return updates
 
 
 def build(demo: gr.Blocks, history: HistoryOutputs) -> Shared:
@@ -733,17 +869,26 @@ def build(demo: gr.Blocks, history: HistoryOutputs) -> Shared:
     # trigger is a button the page never shows.
     gr.Button(visible=False).click(preview_schedule, [inputs.model, inputs.sparsity, inputs.beta],
                                    [schedule_plot, beta_info], **INSTANT, api_name="preview_schedule")
-    gr.on([demo.load, *(c.change for c in (inputs.model, inputs.method, inputs.sparsity, inputs.beta,
-                                          *inputs.measurement, inputs.repeats))],
-          prune_estimate, [inputs.model, inputs.method, inputs.sparsity, inputs.beta, *inputs.measurement,
-                           inputs.repeats], estimate,
-          **INSTANT, **UI_ONLY, trigger_mode="always_last", api_name="prune_estimate")
     # The rates reach the run through a session state: /run_pruning's public arguments stay as they were.
     typed_rates = gr.State("")
     rates.change(lambda text: text, rates, typed_rates, **INSTANT, **UI_ONLY)
+    waiting_for_warm_start = gr.Timer(WARM_POLL_S, active=False)
+    answer = screen_updates(view, history, schedule_plot, estimate, waiting_for_warm_start)
+    # Settings whose pair is finished (by anyone, or the warm start) are drawn at once; else
+    # the estimate says how long Prune takes. A timer keeps looking while the page is empty
+    # and the warm start still works on the default pair.
+    pair_inputs = [inputs.model, inputs.method, inputs.sparsity, inputs.beta, *inputs.measurement, inputs.repeats,
+                   *compress.all, typed_rates]
+    cached = {"fn": by_component(show_cached, answer), "inputs": [*pair_inputs, log_scale, error_view, shown_run],
+              "outputs": [estimate, *view.drawn, status, pair], **INSTANT}
+    gr.on([demo.load, *(c.change for c in pair_inputs)], **cached, trigger_mode="always_last", api_name="show_cached")
+    demo.load(lambda: gr.Timer(active=not WARM.finished), None, waiting_for_warm_start, **INSTANT, **UI_ONLY)
+    waiting_for_warm_start.tick(**{**cached, "fn": by_component(drawn_once_cached, answer),
+                                   "inputs": [*cached["inputs"], pair],
+                                   "outputs": [*cached["outputs"], waiting_for_warm_start]}, **UI_ONLY)
     # Not cancelled by gradio on Stop: the run ends itself, showing what it had drawn.
     run = prune_btn.click(
-        run_pruning,
+        by_component(run_pruning, answer),
         [inputs.model, inputs.method, inputs.sparsity, inputs.beta, *inputs.measurement, log_scale, shown_run,
          error_view, pair, history.frame, inputs.repeats, *compress.all, typed_rates],
         [error_plot, ppl_plot, split_plot, heatmap_plot, summary, *history.shown, token_plot, error_note, status,
@@ -752,10 +897,10 @@ def build(demo: gr.Blocks, history: HistoryOutputs) -> Shared:
     shared.stop_buttons.append(stop_btn)
     gr.on([log_scale.change, error_view.change], redraw_errors, [log_scale, error_view, pair], error_plot,
           **INSTANT, api_name="redraw_errors")
-    shown_run.change(show_run, [shown_run, pair], [split_plot, heatmap_plot, token_plot, error_note], **INSTANT,
-                     api_name="show_run")
+    shown_run.change(by_component(show_run, answer), [shown_run, pair],
+                     [split_plot, heatmap_plot, token_plot, error_note], **INSTANT, api_name="show_run")
     shared.history_writers.append(saved_runs.upload(
-        load_runs, [saved_runs, log_scale, error_view, shown_run, history.frame],
+        by_component(load_runs, answer), [saved_runs, log_scale, error_view, shown_run, history.frame],
         [*view.drawn, status, *history.shown, pair, history.frame], api_name="load_runs"))
     shared.history_writers.append(run)
     # After a run the estimate knows this server's speed better.

@@ -121,9 +121,10 @@ def block_count(model: str) -> int:
     return _cached_count(page_model(model))
 
 
-# Heavy events share one engine slot: a second click waits in the queue instead of
-# competing for the same cores.
-ENGINE = {"concurrency_id": "engine", "concurrency_limit": 1}
+# Heavy events wait in the server's own line (``turns``: one job at a time, one per session,
+# each told its place); gradio lets this many in at once to wait there.
+ENGINE_WAITING = 48
+ENGINE = {"concurrency_id": "engine", "concurrency_limit": ENGINE_WAITING}
 # Light events answer at once, outside the queue, without a spinner.
 INSTANT = {"queue": False, "show_progress": "hidden"}
 # Events the page needs but API callers do not: kept out of the API.
