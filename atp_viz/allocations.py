@@ -17,6 +17,7 @@ from .allocators import Rates, alphapruning_schedule, owl_schedule, published_al
 from .errors import AtpError
 from .evopress import SearchPlan, default_plan
 from .measurements import block_alphas, outlier_ratios
+from .registry import lookup
 from .schedules import atp_schedule, check_schedule, uniform_schedule
 
 if TYPE_CHECKING:
@@ -164,7 +165,4 @@ def compared_names(searched: bool = False) -> tuple[str, ...]:
 
 
 def get_allocator(name: str) -> Allocator:
-    try:
-        return ALLOCATORS[name]
-    except KeyError:
-        raise AtpError(f"unknown allocation {name!r}: use {', '.join(allocation_names(True))}") from None
+    return lookup(ALLOCATORS, name, "allocation", allocation_names(True))

@@ -28,6 +28,7 @@ from .engine import run_pruning
 from .errors import AtpError
 from .models import layer_count
 from .progress import CancelCheck
+from .registry import lookup
 from .repeats import draws, spread_of
 from .results import RunResult, SearchResult, SearchTrial, Spread
 from .schedules import beta_max, grid_betas, pattern_betas
@@ -129,10 +130,7 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
 
 
 def get_strategy(name: str) -> Strategy:
-    try:
-        return STRATEGIES[name]
-    except KeyError:
-        raise AtpError(f"unknown search strategy {name!r}: use {' or '.join(STRATEGIES)}") from None
+    return lookup(STRATEGIES, name, "search strategy", joiner=" or ")
 
 
 def rank(ppl: float | None) -> float:

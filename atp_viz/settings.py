@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from .allocations import allocation_names
 from .allocators import ALPHA_ESTIMATORS, OWL_MAPPINGS, published_alpha_eps
 from .errors import AtpError
-from .pruners import PRUNERS, method_names
+from .pruners import OBS_BLOCK, PRUNERS, method_names
 from .quantize import quantizer_names
 from .schedules import MAX_BITS, MIN_BITS, check_sparsity
 
@@ -33,8 +33,8 @@ MAX_OFFSPRING = 4096
 RATES_MEAN_TOL = 5e-4
 UNSTRUCTURED = "unstructured"
 NO_QUANTIZATION = "none"
-# N:M groups must tile SparseGPT's 128-column blocks: M is a power of two up to 128.
-PATTERN_GROUPS = (2, 4, 8, 16, 32, 64, 128)
+# N:M groups must tile SparseGPT's column blocks: M is a power of two up to their width.
+PATTERN_GROUPS = tuple(2**k for k in range(1, OBS_BLOCK.bit_length()))
 # Calibration draws per setting (``--repeats``): each is a full run, so a handful is plenty.
 MAX_REPEATS = 20
 # Which text a β search chooses β on (``texts.PARTS``; results.PROTOCOLS says what each means).
