@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from .errors import AtpError
+from .registry import lookup
 from .schedules import check_sparsity
 
 # How OWL maps outlier ratios to rates.
@@ -40,6 +41,9 @@ ALPHA_ESTIMATORS: dict[str, str] = {
 # ε of the published scripts (scripts/llama2_7b.sh, and the README's example for Wanda);
 # the scripts for other LLaMA sizes use 0.2-0.5. A method not listed gets Wanda's.
 PUBLISHED_ALPHA_EPS: dict[str, float] = {"wanda": 0.3, "sparsegpt": 0.2, "magnitude": 0.5}
+# OWL: a score is an outlier above M × its block's mean; the rates span 2λ.
+OWL_M_MAX = 1000.0  # M in (0, 1000]: above that no score is an outlier
+OWL_LAMBDA_MAX = 0.5  # a span 2λ over 1 cannot fit in [0, 1]
 
 # Histogram resolution used to locate the peak of the log10 eigenvalue density.
 _HIST_BINS = 100
@@ -63,10 +67,42 @@ def published_alpha_eps(method: str) -> float:
     return PUBLISHED_ALPHA_EPS.get(method, PUBLISHED_ALPHA_EPS["wanda"])
 
 
-def _choice(value: str, options: dict[str, str], what: str) -> str:
-    if value not in options:
-        raise AtpError(f"unknown {what} {value!r}: use {' or '.join(options)}")
-    return value
+# The bounds of the allocators' own parameters, checked here for the math below and by
+# ``settings.validate`` for a run (after it has made each a number).
+
+
+def check_owl_m(m: float) -> float:
+    """OWL's outlier threshold M, in (0, ``OWL_M_MAX``]."""
+    m = float(m)
+    if not 0 < m <= OWL_M_MAX:
+        raise AtpError(f"OWL M must be positive and at most {OWL_M_MAX:g}, got {m:g}")
+    return m
+
+
+def check_owl_lambda(lam: float) -> float:
+    """OWL's spread λ, in [0, ``OWL_LAMBDA_MAX``]."""
+    lam = float(lam)
+    if not 0 <= lam <= OWL_LAMBDA_MAX:
+        raise AtpError(f"OWL λ must be from 0 to {OWL_LAMBDA_MAX:g} (the rates span 2λ), got {lam:g}")
+    return lam
+
+
+def check_alpha_eps(eps: float) -> float:
+    """AlphaPruning's spread ε, in [0, 1): every rate stays positive."""
+    eps = float(eps)
+    if not 0 <= eps < 1:
+        raise AtpError(f"AlphaPruning ε must be in [0, 1), got {eps:g}")
+    return eps
+
+
+def check_owl_mapping(name: str) -> str:
+    lookup(OWL_MAPPINGS, name, "OWL mapping", joiner=" or ")
+    return name
+
+
+def check_alpha_estimator(name: str) -> str:
+    lookup(ALPHA_ESTIMATORS, name, "α estimator", joiner=" or ")
+    return name
 
 
 def _finite_values(values: Sequence[float], what: str) -> np.ndarray:
@@ -96,9 +132,7 @@ def outlier_ratio(scores: Sequence[torch.Tensor], m: float = 5.0) -> float:
     ``scores`` holds the score matrices |W| * ||X||_2 of every linear sublayer of the
     block; they are pooled as if flattened and concatenated.
     """
-    m = float(m)
-    if not m > 0:
-        raise AtpError(f"outlier multiplier m must be positive, got {m:g}")
+    m = check_owl_m(m)
     if len(scores) == 0:
         raise AtpError("no score matrices given for the block")
     # Two passes over the tensors instead of one concatenated copy: a 7B block holds
@@ -127,10 +161,8 @@ def owl_schedule(outlier_ratios: Sequence[float], sparsity: float, lam: float = 
     """
     ratios = _finite_values(outlier_ratios, "outlier ratios")
     sparsity = check_sparsity(sparsity)
-    lam = float(lam)
-    if not (math.isfinite(lam) and lam >= 0):
-        raise AtpError(f"OWL lambda must be a non-negative number, got {lam:g}")
-    mapping = _choice(mapping, OWL_MAPPINGS, "OWL mapping")
+    lam = check_owl_lambda(lam)
+    mapping = check_owl_mapping(mapping)
     unit = _normalised(ratios)
     if unit is None or lam == 0:
         return Rates([sparsity] * len(ratios), sparsity, [])
@@ -174,7 +206,7 @@ def hill_alpha(eigenvalues: Sequence[float] | np.ndarray | torch.Tensor, estimat
     and a candidate whose tail is constant (nothing to fit) is skipped. Raises AtpError
     when fewer than two distinct positive eigenvalues remain.
     """
-    estimator = _choice(estimator, ALPHA_ESTIMATORS, "α estimator")
+    estimator = check_alpha_estimator(estimator)
     if isinstance(eigenvalues, torch.Tensor):
         eigenvalues = eigenvalues.detach().double().flatten().cpu().numpy()
     values = np.sort(np.asarray(eigenvalues, dtype=np.float64).ravel())
@@ -236,9 +268,7 @@ def alphapruning_schedule(
     """
     alphas = _finite_values(block_alphas, "block alphas")
     sparsity = check_sparsity(sparsity)
-    eps = float(eps)
-    if not (0 <= eps < 1):
-        raise AtpError(f"AlphaPruning eps must be in [0, 1), got {eps:g}")
+    eps = check_alpha_eps(eps)
     params = _finite_values(block_params, "block parameter counts")
     if params.size != alphas.size:
         raise AtpError(f"got {alphas.size} block alphas but {params.size} block parameter counts")

@@ -51,6 +51,7 @@ class Strategy:
     name: str
     label: str  # how the app offers it
     next_index: NextIndex
+    budget: Callable[[int], int]  # the most trials it runs over a grid of n points
 
 
 def fast_plan(n: int) -> tuple[list[int], int]:
@@ -124,8 +125,9 @@ def _next_grid_index(n: int, known: dict[int, float]) -> int | None:
 
 
 STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
-    Strategy("grid", "grid: every 0.002 up to β_max (the paper)", _next_grid_index),
-    Strategy("fast", "fast: every third point, then around the best (≤ half the trials)", next_fast_index),
+    Strategy("grid", "grid: every 0.002 up to β_max (the paper)", _next_grid_index, lambda n: n),
+    Strategy("fast", "fast: every third point, then around the best (≤ half the trials)", next_fast_index,
+             lambda n: fast_plan(n)[1]),
 )}
 
 
@@ -163,6 +165,13 @@ def iter_search(settings: RunSettings, strategy: str = "grid", cancelled: Cancel
     known: dict[int, float] = {-1: _chooser(uniform, select_on)}
     while (index := chosen.next_index(len(betas), known)) is not None:
         known[index] = _chooser((yield from _measured(trial("atp", betas[index]))), select_on)
+
+
+def planned_betas(settings: RunSettings, strategy: str, num_layers: int) -> list[float]:
+    """As many grid β as ``strategy`` runs trials at most (the fast search picks which as it
+    goes; these stand in for them in a time estimate)."""
+    betas = _grid(validate(settings), num_layers)
+    return betas[: get_strategy(strategy).budget(len(betas))]
 
 
 def _grid(settings: RunSettings, num_layers: int) -> list[float]:

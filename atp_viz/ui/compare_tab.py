@@ -26,8 +26,8 @@ from ..compare import compare_allocators as compare_all
 from ..errors import AtpError, Cancelled
 from ..repeats import draws
 from ..results import AllocatorComparison, RunResult
-from ..schedules import check_sparsity, grid_betas
-from ..search import STRATEGIES, rank
+from ..schedules import check_sparsity
+from ..search import STRATEGIES, planned_betas, rank
 from ..settings import DEFAULTS, RunSettings, check_repeats, validate
 from . import history_tab, plots
 from .adapters import engine_progress, stoppable, user_errors
@@ -225,9 +225,8 @@ def compare_estimate(model: str, method: str, sparsities: str, beta_choice: str,
         for target in parse_sparsities(sparsities):
             base = run_settings(model, method, target, calib_samples, calib_seqlen, eval_samples, eval_seqlen,
                                 seed, text_file, beta or 0.0)
-            betas = grid_betas(block_count(base.model), target) if beta_choice == BETA_SEARCH else [base.beta]
-            if beta_choice == BETA_SEARCH and strategy != "grid":
-                betas = betas[: (len(betas) + 1) // 2]  # the fast search: at most half the grid
+            betas = (planned_betas(base, strategy, block_count(base.model)) if beta_choice == BETA_SEARCH
+                     else [base.beta])
             points = [replace(base, allocation=a, beta=0.0) for a in compared_names() if a != "atp"]
             selection = beta_choice == BETA_SEARCH
             points += [replace(base, beta=b, measure_selection=selection) for b in betas]

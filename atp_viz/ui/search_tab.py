@@ -17,7 +17,7 @@ from ..progress import CancelCheck, Progress
 from ..repeats import draws
 from ..results import RunResult
 from ..schedules import grid_betas
-from ..search import iter_search, summarise, trials_of
+from ..search import iter_search, planned_betas, summarise, trials_of
 from ..settings import RunSettings, check_repeats
 from . import history_tab, plots
 from .adapters import engine_progress, stoppable, user_errors
@@ -139,9 +139,7 @@ def search_estimate(model: str, method: str, sparsity: float, strategy: str, cal
         settings = run_settings(model, method, sparsity, calib_samples, calib_seqlen, eval_samples, eval_seqlen,
                                 seed, text_file)
         settings = replace(settings, measure_selection=True)
-        betas = grid_betas(block_count(settings.model), settings.sparsity)
-        # The fast strategy runs at most half of the grid.
-        tried = betas if strategy == "grid" else betas[: (len(betas) + 1) // 2]
+        tried = planned_betas(settings, strategy, block_count(settings.model))
         points = [replace(settings, allocation="uniform", beta=0.0), *(replace(settings, beta=b) for b in tried)]
         runs = [draw for point in points for draw in draws(point, check_repeats(repeats))]
         estimate = engine.estimate_runs(runs)
