@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from . import engine, models
-from .allocations import search_forward_tokens
+from .allocators import search_forward_tokens
 from .engine import run_pruning
 from .perplexity import perplexity
 from .propagation import DenseReference, prune_and_measure

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from dataclasses import field as dc_field
 from typing import Sequence
 
-from .allocations import ALLOCATORS, allocation_names
-from .allocators import ALPHA_ESTIMATORS, OWL_MAPPINGS, PUBLISHED_ALPHA_EPS
+from .allocator_math import ALPHA_ESTIMATORS, OWL_MAPPINGS, PUBLISHED_ALPHA_EPS
+from .allocators import ALLOCATORS, allocation_names
 from .errors import AtpError
 from .models import DEVICES, DTYPES
 from .noise import difference_sentence

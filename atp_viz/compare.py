@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from .allocations import compared_names, get_allocator
+from .allocators import compared_names, get_allocator
 from .errors import AtpError
 from .evopress import profile_summary
 from .models import layer_count

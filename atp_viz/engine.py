@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from . import estimates
-from .allocations import allocator_fields, get_allocator, search_forward_tokens
+from .allocators import allocator_fields, get_allocator, search_forward_tokens
 from .capture import capture_block_inputs
 from .errors import AtpError
 from .estimates import Estimate

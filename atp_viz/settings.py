@@ -10,8 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from .allocations import ALLOCATORS
-from .allocators import (
+from .allocator_math import (
     check_alpha_eps,
     check_alpha_estimator,
     check_owl_lambda,
@@ -19,6 +18,7 @@ from .allocators import (
     check_owl_mapping,
     published_alpha_eps,
 )
+from .allocators import ALLOCATORS
 from .errors import AtpError
 from .pruners import OBS_BLOCK, get_pruner
 from .quantize import quantizer_names

@@ -12,8 +12,8 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from .. import engine
-from ..allocations import compared_names, get_allocator
-from ..allocators import ALPHA_ESTIMATORS, OWL_MAPPINGS, PUBLISHED_ALPHA_EPS, published_alpha_eps
+from ..allocator_math import ALPHA_ESTIMATORS, OWL_MAPPINGS, PUBLISHED_ALPHA_EPS, published_alpha_eps
+from ..allocators import compared_names, get_allocator
 from ..compare import (
     allocator_note,
     full_block_notes,

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import plotly.graph_objects as go
 
-from ..allocations import ALLOCATORS
+from ..allocators import ALLOCATORS
 from ..errors import AtpError
 from ..results import BlockError, RunResult, SearchTrial
 from ..schedules import atp_schedule, beta_max, kept_per_group, pattern_schedule
