@@ -1,4 +1,4 @@
-"""Command line: ``python -m atp_viz schedule|prune|search ...``.
+"""Command line: ``python -m atp_viz schedule|prune|search|compare|order|bench|recipe|speed ...``.
 
 Every failure the user can cause ends with one line on stderr and exit status 2.
 """

@@ -30,7 +30,7 @@ from .models import LoadedModel, eval_autocast, load_model, peek_loaded, protect
 from .perplexity import check_window_memory, perplexity
 from .progress import CancelCheck, Progress
 from .propagation import DenseReference, PropagationResult, prune_and_measure
-from .results import BlockError, Measurement, RunResult, TokenMap
+from .results import BlockError, DataSetup, RunResult, TokenMap
 from .schedules import beta_max, bit_schedule, check_schedule, kept_per_group, pattern_schedule
 from .settings import DEFAULTS, NO_QUANTIZATION, RunSettings, validate, whole_number
 from .staging import staged_folder
@@ -334,7 +334,7 @@ def _result(
         errors=propagated.errors,
         sublayer_errors=propagated.sublayer_errors,
         timings=timings,
-        settings=Measurement(
+        settings=DataSetup(
             calib_samples=settings.calib_samples,
             calib_seqlen=settings.calib_seqlen,
             eval_samples=settings.eval_samples,

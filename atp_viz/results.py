@@ -96,8 +96,8 @@ class TokenMap:
 
 
 @dataclass
-class Measurement:
-    """How a run was measured: shown beside every perplexity."""
+class DataSetup:
+    """The texts, windows, seed and precision a run used: shown beside every perplexity."""
 
     calib_samples: int
     calib_seqlen: int
@@ -112,7 +112,7 @@ class Measurement:
     device: str
 
     @classmethod
-    def from_json(cls, data: dict) -> "Measurement":
+    def from_json(cls, data: dict) -> "DataSetup":
         return cls(**_known(cls, data))
 
 
@@ -137,7 +137,7 @@ class RunResult:
     errors: list[BlockError]
     sublayer_errors: list[SublayerError]
     timings: dict[str, float]
-    settings: Measurement
+    settings: DataSetup
     measurements: dict[str, list[float]] = field(default_factory=dict)
     token_errors: TokenMap | None = None
     # OWL and AlphaPruning: the settings that shaped the rates (mapping, α estimator, ε),
@@ -177,7 +177,7 @@ class RunResult:
         values = _known(cls, data)
         values["errors"] = [BlockError.from_json(e) for e in data["errors"]]
         values["sublayer_errors"] = [SublayerError.from_json(e) for e in data.get("sublayer_errors", [])]
-        values["settings"] = Measurement.from_json(data["settings"])
+        values["settings"] = DataSetup.from_json(data["settings"])
         if data.get("token_errors"):
             values["token_errors"] = TokenMap(**_known(TokenMap, data["token_errors"]))
         if data.get("repeats"):

@@ -213,7 +213,7 @@ def _best(trials: list[SearchTrial], select_on: str) -> SearchTrial:
     return min(trials, key=lambda t: (rank(t.selection_ppl if select_on == "selection" else t.ppl), t.beta))
 
 
-def summarise(strategy: str, runs: list[RunResult], select_on: str = "selection") -> SearchResult:
+def search_record(strategy: str, runs: list[RunResult], select_on: str = "selection") -> SearchResult:
     """The search record of ``runs`` (uniform's draws first, then the trials' in the order run)."""
     select_on = check_select_on(select_on)
     uniform, *trials = trials_of(runs)
@@ -249,4 +249,4 @@ def search_beta(
         runs.append(result)
         if on_run is not None:
             on_run(result)
-    return summarise(strategy, runs, select_on)
+    return search_record(strategy, runs, select_on)

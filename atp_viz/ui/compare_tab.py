@@ -1,4 +1,4 @@
-"""The "Compare allocators" tab: uniform, OWL, AlphaPruning and ATP pruned at each target
+"""The "Compare" tab: uniform, OWL, AlphaPruning and ATP pruned at each target
 sparsity, with their schedules, error curves, what OWL and AlphaPruning measure, the
 perplexity table and a verdict."""
 

@@ -1,4 +1,4 @@
-"""The "History and downloads" tab: every run of this browser session, each run's JSON,
+"""The "History" tab: every run of this browser session, each run's JSON,
 the history as CSV, and the pruned model as a zip."""
 
 from __future__ import annotations

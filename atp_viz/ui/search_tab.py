@@ -17,7 +17,7 @@ from ..progress import CancelCheck, Progress
 from ..repeats import draws
 from ..results import RunResult
 from ..schedules import grid_betas
-from ..search import iter_search, planned_betas, summarise, trials_of
+from ..search import iter_search, planned_betas, search_record, trials_of
 from ..settings import RunSettings, check_repeats
 from . import history_tab, plots
 from .adapters import engine_progress, stoppable, user_errors
@@ -61,7 +61,7 @@ def sweep(settings: RunSettings, strategy: str, progress: Progress | None = None
             status = (f"uniform{draw}: perplexity selection {ppl(result.selection_ppl)}, report {ppl(result.ppl)} "
                       f"· {len(grid)} β on the grid")
         yield SweepStep(plots.sweep_figure(trials, uniform.ppl, None, uniform, select_on), status, None, result)
-    found = summarise(strategy, runs, select_on)
+    found = search_record(strategy, runs, select_on)
     best, uniform = found.best, found.uniform
     noise = difference_sentence(f"β = {best.beta:.4g}", best.report.values, "uniform", uniform.report.values)
     yield SweepStep(plots.sweep_figure(found.trials, found.uniform_ppl, found.best_beta, uniform, select_on),

@@ -1,4 +1,4 @@
-"""The "Why it explodes" tab: the error definitions and the paper's argument, and a live
+"""The "Why?" tab: the error definitions and the paper's argument, and a live
 experiment: prune a single block k and follow its error through every later block."""
 
 from __future__ import annotations
