@@ -21,7 +21,7 @@ from .noise import difference_sentence
 from .ordering import DEFAULT_SHUFFLES
 from .pruners import PRUNERS, method_names
 from .quantize import QUANTIZERS
-from .results import PROTOCOLS, RunResult
+from .results import PROTOCOLS, RunResult, ZeroShot
 from .search import STRATEGIES
 from .settings import (
     DEFAULTS,
@@ -402,7 +402,7 @@ def _zero_shot(settings: RunSettings, pruned, request, result: RunResult) -> Non
 
     print(f"zero-shot: {', '.join(request.tasks)} (lm-eval, dense then pruned)", file=sys.stderr, flush=True)
     dense, pruned_scores = dense_and_pruned(settings, pruned, request)
-    result.zero_shot = {"dense": dense.accuracy, "pruned": pruned_scores.accuracy}
+    result.zero_shot = ZeroShot(dense.accuracy, pruned_scores.accuracy)
     result.zero_shot_setup = setup(request, dense.items)
     print("| task | metric | dense | pruned |\n|---|---|---|---|", file=sys.stderr)
     for task, metrics in dense.accuracy.items():
