@@ -63,6 +63,17 @@ class Allocator:
                      tuple[Measurements, dict]] | None = None
 
 
+@dataclass(frozen=True)
+class PlannedSchedule:
+    """A run's per-block rates as checked for the pruning loop, what its allocator measured to
+    choose them, and how it chose them (its settings, the blocks it clamped, the mean they
+    keep: ``RunResult.allocator_details``)."""
+
+    rates: list[float]
+    measurements: Measurements
+    details: dict
+
+
 def _exact(rates: list[float], sparsity: float) -> Rates:
     return Rates(rates, sparsity, [])
 

@@ -373,7 +373,7 @@ def _cmd_bench(args: argparse.Namespace) -> None:
     settings = RunSettings(beta=args.beta, device=args.device)
     figures = run_benchmark(settings, read_targets(Path(args.targets)),
                             log=lambda line: print(f"bench: {line}", file=sys.stderr, flush=True))
-    _write_json(figures, args.json)
+    _write_json(figures.to_json(), args.json)
     print(format_table(figures), file=sys.stderr)
 
 
