@@ -28,20 +28,24 @@ from .errors import AtpError
 from .registry import lookup
 from .schedules import check_sparsity
 
+PUBLISHED = "published"  # the default OWL mapping and α estimator: the authors' own
 # How OWL maps outlier ratios to rates.
 OWL_MAPPINGS: dict[str, str] = {
-    "published": "the authors' code: densities span 2λ, shifted to mean 1 − S (rates may sit off-centre)",
+    PUBLISHED: "the authors' code: densities span 2λ, shifted to mean 1 − S (rates may sit off-centre)",
     "band": "deviations shrunk so every rate stays in [S − λ, S + λ]",
 }
 # How AlphaPruning picks x_min for its power-law fit.
 ALPHA_ESTIMATORS: dict[str, str] = {
-    "published": "the authors' alpha_peak: x_min from log10(0.95 × peak) to 1.5 × peak of the ESD",
+    PUBLISHED: "the authors' alpha_peak: x_min from log10(0.95 × peak) to 1.5 × peak of the ESD",
     "window": "x_min in [0.95, 1.5] × the ESD's peak (this project's earlier default)",
 }
 # ε of the published scripts (scripts/llama2_7b.sh, and the README's example for Wanda);
 # the scripts for other LLaMA sizes use 0.2-0.5. A method not listed gets Wanda's.
 PUBLISHED_ALPHA_EPS: dict[str, float] = {"wanda": 0.3, "sparsegpt": 0.2, "magnitude": 0.5}
-# OWL: a score is an outlier above M × its block's mean; the rates span 2λ.
+# OWL: a score is an outlier above M × its block's mean; the rates span 2λ. M and λ by
+# default as the authors' scripts set them; ``RunSettings`` takes its defaults from here.
+OWL_M_DEFAULT = 5.0
+OWL_LAMBDA_DEFAULT = 0.08
 OWL_M_MAX = 1000.0  # M in (0, 1000]: above that no score is an outlier
 OWL_LAMBDA_MAX = 0.5  # a span 2λ over 1 cannot fit in [0, 1]
 
@@ -126,7 +130,7 @@ def _normalised(values: np.ndarray) -> np.ndarray | None:
     return (values - values.min()) / spread
 
 
-def outlier_ratio(scores: Sequence[torch.Tensor], m: float = 5.0) -> float:
+def outlier_ratio(scores: Sequence[torch.Tensor], m: float = OWL_M_DEFAULT) -> float:
     """OWL outlier ratio of one block: % of its Wanda scores above m x their mean.
 
     ``scores`` holds the score matrices |W| * ||X||_2 of every linear sublayer of the
@@ -148,8 +152,8 @@ def outlier_ratio(scores: Sequence[torch.Tensor], m: float = 5.0) -> float:
     return 100.0 * above / total
 
 
-def owl_schedule(outlier_ratios: Sequence[float], sparsity: float, lam: float = 0.08,
-                 mapping: str = "published") -> Rates:
+def owl_schedule(outlier_ratios: Sequence[float], sparsity: float, lam: float = OWL_LAMBDA_DEFAULT,
+                 mapping: str = PUBLISHED) -> Rates:
     """OWL per-block rates from outlier ratios r_i (more outliers, less pruning).
 
     ``published`` (the authors' code): densities d_i = 2λ (r_i − min r)/(max r − min r),
@@ -188,7 +192,7 @@ def _clamped(raw: np.ndarray, target: float, weights: np.ndarray | None = None) 
     return Rates([float(r) for r in rates], mean, clamped)
 
 
-def hill_alpha(eigenvalues: Sequence[float] | np.ndarray | torch.Tensor, estimator: str = "published") -> float:
+def hill_alpha(eigenvalues: Sequence[float] | np.ndarray | torch.Tensor, estimator: str = PUBLISHED) -> float:
     """Power-law tail exponent of an empirical spectral density (Hill estimator).
 
     Each candidate x_min (an eigenvalue, by position in ascending order, never the
@@ -218,7 +222,7 @@ def hill_alpha(eigenvalues: Sequence[float] | np.ndarray | torch.Tensor, estimat
 
     counts, edges = np.histogram(np.log10(values), bins=_HIST_BINS)
     peak = 10 ** edges[int(np.argmax(counts))]
-    low = math.log10(0.95 * peak) if estimator == "published" else _XMIN_LOW * peak
+    low = math.log10(0.95 * peak) if estimator == PUBLISHED else _XMIN_LOW * peak
     # The largest value cannot be x_min: its tail has no spread to fit.
     positions = np.arange(values.size - 1)
     window = positions[(values[:-1] >= low) & (values[:-1] <= _XMIN_HIGH * peak)]
@@ -242,7 +246,7 @@ def hill_alpha(eigenvalues: Sequence[float] | np.ndarray | torch.Tensor, estimat
     return float(best_alpha)
 
 
-def esd_alpha(weight: torch.Tensor, estimator: str = "published") -> float:
+def esd_alpha(weight: torch.Tensor, estimator: str = PUBLISHED) -> float:
     """Tail exponent alpha of W^T W's eigenvalues (the squared singular values of W, in float32 as published)."""
     if weight.dim() != 2:
         raise AtpError(f"expected a 2-D weight matrix, got shape {tuple(weight.shape)}")
@@ -254,7 +258,7 @@ def alphapruning_schedule(
     block_alphas: Sequence[float],
     sparsity: float,
     block_params: Sequence[int],
-    eps: float = 0.3,
+    eps: float = PUBLISHED_ALPHA_EPS["wanda"],
 ) -> Rates:
     """AlphaPruning per-block rates with parameter-weighted mean exactly ``sparsity``.
 

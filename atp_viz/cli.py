@@ -22,7 +22,7 @@ from .ordering import DEFAULT_SHUFFLES
 from .pruners import PRUNERS, method_names
 from .quantize import QUANTIZERS
 from .results import PROTOCOLS, RunResult, ZeroShot
-from .search import STRATEGIES
+from .search import DEFAULT_STRATEGY, STRATEGIES
 from .settings import (
     DEFAULTS,
     MAX_REPEATS,
@@ -508,7 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     search = sub.add_parser("search", help="search beta (grid: the paper's procedure)")
     _add_run_options(search)
-    search.add_argument("--strategy", default="grid", choices=tuple(STRATEGIES),
+    search.add_argument("--strategy", default=DEFAULT_STRATEGY, choices=tuple(STRATEGIES),
                         help="; ".join(s.label for s in STRATEGIES.values()))
     search.add_argument("--json", default="-")
     search.add_argument("-v", "--verbose", action="store_true")
@@ -519,7 +519,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(compare)
     compare.add_argument("--sparsities", default=None,
                          help="comma-separated (default 0.5,0.6,0.7; with an N:M pattern, its own)")
-    compare.add_argument("--strategy", default="grid", choices=tuple(STRATEGIES), help="ATP's β search")
+    compare.add_argument("--strategy", default=DEFAULT_STRATEGY, choices=tuple(STRATEGIES), help="ATP's β search")
     compare.add_argument("--evopress", action="store_true",
                          help="add EvoPress's searched profile as a column (slow: see --evopress-generations)")
     compare.add_argument("--json", default="-")

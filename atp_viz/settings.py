@@ -11,6 +11,9 @@ import math
 from dataclasses import dataclass, replace
 
 from .allocator_math import (
+    OWL_LAMBDA_DEFAULT,
+    OWL_M_DEFAULT,
+    PUBLISHED,
     check_alpha_eps,
     check_alpha_estimator,
     check_owl_lambda,
@@ -72,12 +75,12 @@ class RunSettings:
     measure_ppl: bool = True
     # Also the perplexity on the selection text (a β search chooses on it; see ``texts``).
     measure_selection: bool = False
-    owl_m: float = 5.0
-    owl_lambda: float = 0.08
+    owl_m: float = OWL_M_DEFAULT
+    owl_lambda: float = OWL_LAMBDA_DEFAULT
     # None: the value of the authors' scripts for ``method`` (``validate`` fills it in).
     alpha_eps: float | None = None
-    owl_mapping: str = "published"
-    alpha_estimator: str = "published"
+    owl_mapping: str = PUBLISHED
+    alpha_estimator: str = PUBLISHED
     # EvoPress's search budget (see docs/evopress.md for why these fit 15 minutes on 2 cores).
     evopress_generations: int = 48
     evopress_offspring: int = 8

@@ -12,7 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from .. import engine
-from ..allocator_math import ALPHA_ESTIMATORS, OWL_MAPPINGS, PUBLISHED_ALPHA_EPS, published_alpha_eps
+from ..allocator_math import ALPHA_ESTIMATORS, OWL_MAPPINGS, PUBLISHED, PUBLISHED_ALPHA_EPS, published_alpha_eps
 from ..allocators import compared_names, get_allocator
 from ..compare import (
     allocator_note,
@@ -27,7 +27,7 @@ from ..errors import AtpError, Cancelled
 from ..repeats import draws
 from ..results import AllocatorComparison, RunResult
 from ..schedules import check_sparsity
-from ..search import STRATEGIES, planned_betas, rank
+from ..search import DEFAULT_STRATEGY, STRATEGIES, planned_betas, rank
 from ..settings import DEFAULTS, RunSettings, check_repeats, validate
 from . import history_tab, plots
 from .adapters import engine_progress, stoppable, user_errors
@@ -42,9 +42,6 @@ BETA_CHOICES: list[tuple[str, str]] = [
     ("search over the 0.002 grid, per S (strategy below)", BETA_SEARCH),
     ("use the β slider value (first tab)", BETA_SLIDER),
 ]
-# The paper's full grid unless the user asks for the fast search: the fast one can miss
-# the best β on a bumpy curve, and would then understate ATP.
-DEFAULT_STRATEGY = "grid"
 OWL_MAPPING_CHOICES: list[tuple[str, str]] = [(f"{name}: {text}", name) for name, text in OWL_MAPPINGS.items()]
 ALPHA_ESTIMATOR_CHOICES: list[tuple[str, str]] = [(f"{name}: {text}", name) for name, text in ALPHA_ESTIMATORS.items()]
 PUBLISHED_EPS_TEXT = ", ".join(f"{method} {eps:g}" for method, eps in PUBLISHED_ALPHA_EPS.items())
@@ -120,7 +117,7 @@ def owl_figure(comparison: AllocatorComparison, settings: RunSettings) -> go.Fig
 
 def alpha_figure(comparison: AllocatorComparison) -> go.Figure:
     result = comparison.runs[comparison.first]["alphapruning"]
-    estimator = result.allocator_details.get("alpha_estimator", "published")
+    estimator = result.allocator_details.get("alpha_estimator", PUBLISHED)
     figure = plots.measurement_figure(result.measurements["alpha"],
                                       f"What AlphaPruning looks at: spectral tail exponent α per block ({estimator})",
                                       "α (mean over the block's linear layers)")

@@ -17,7 +17,7 @@ from ..progress import CancelCheck, Progress
 from ..repeats import draws
 from ..results import RunResult
 from ..schedules import grid_betas
-from ..search import iter_search, planned_betas, search_record, trials_of
+from ..search import DEFAULT_STRATEGY, iter_search, planned_betas, search_record, trials_of
 from ..settings import RunSettings, check_repeats
 from . import history_tab, plots
 from .adapters import engine_progress, stoppable, user_errors
@@ -174,7 +174,7 @@ def build(demo: gr.Blocks, shared: Shared) -> None:
                 "β, the **report** text gives the perplexity reported, so the choice is not tuned on the number "
                 "shown (docs/noise.md says how the texts are cut).")
     with gr.Row():
-        strategy = gr.Radio(SEARCH_CHOICES, value="grid", label="Search", elem_id="strategy")
+        strategy = gr.Radio(SEARCH_CHOICES, value=DEFAULT_STRATEGY, label="Search", elem_id="strategy")
         select_on_report = gr.Checkbox(False, label="choose β on the report text (the published protocol)",
                                        info="off: β is chosen on the held-out selection text and its perplexity "
                                             "reported on the report text", elem_id="select-on-report")
