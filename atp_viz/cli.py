@@ -34,6 +34,7 @@ from .settings import (
     check_repeats,
     check_select_on,
     pattern_sparsity,
+    quantize_choices,
     validate,
 )
 from .zeroshot import PAPER, PAPER_TASKS
@@ -493,7 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--rates", default=None, metavar="FILE",
                        help="prune with this schedule: a JSON list (or a result's 'schedule') or one rate per line, "
                             "one per decoder block; S is their mean (within 0.0005 of --sparsity when given)")
-    prune.add_argument("--quantize", default=DEFAULTS.quantize, choices=(NO_QUANTIZATION, *QUANTIZERS),
+    prune.add_argument("--quantize", default=DEFAULTS.quantize, choices=quantize_choices(),
                        help="then quantize the survivors; "
                        + "; ".join(f"{q.name}: {q.summary}" for q in QUANTIZERS.values()))
     prune.add_argument("--bits", type=_number, default=DEFAULTS.bits, help="mean bit-width B (integer widths 2..8)")

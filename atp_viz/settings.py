@@ -181,6 +181,11 @@ def pattern_sparsity(pattern: str) -> float | None:
     return (group - kept) / group if group else None
 
 
+def quantize_choices() -> tuple[str, ...]:
+    """What ``quantize`` may be: none, or a registered quantizer."""
+    return (NO_QUANTIZATION, *quantizer_names())
+
+
 def validate(settings: RunSettings) -> RunSettings:
     """Refuse nonsense before any loading; return the settings with proper number types."""
     pruner = get_pruner(settings.method)
@@ -201,9 +206,8 @@ def validate(settings: RunSettings) -> RunSettings:
         raise AtpError(f"the pruning method {settings.method!r} has no N:M patterns: use --pattern unstructured")
     if fixed is not None:
         sparsity = fixed
-    if settings.quantize not in (NO_QUANTIZATION, *quantizer_names()):
-        choices = ", ".join((NO_QUANTIZATION, *quantizer_names()))
-        raise AtpError(f"unknown quantizer {settings.quantize!r}: use {choices}")
+    if settings.quantize not in quantize_choices():
+        raise AtpError(f"unknown quantizer {settings.quantize!r}: use {', '.join(quantize_choices())}")
     bits = whole_number(settings.bits, "bits", MIN_BITS, MAX_BITS)
     bits_beta = number(settings.bits_beta, "bit step")
     if bits_beta < 0:
