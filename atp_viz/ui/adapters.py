@@ -6,11 +6,15 @@
   session's Stop button sets, and the engine asks it between steps;
 - ``streamed``: a run in a worker thread whose reports a handler yields as they come;
 - ``new_file``: fresh paths under one temp folder gradio may serve;
-- ``reused_export``: model zips, one per settings, the newest few kept.
+- ``reused_export``: model zips, one per settings, the newest few kept;
+- ``answered_by_name``: a handler that answers ``{output name: value}`` instead of a tuple
+  whose order must match the event's output list.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import queue
 import shutil
 import tempfile
@@ -18,6 +22,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Generator, Hashable, Iterator
 from contextlib import contextmanager
+from dataclasses import fields
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,6 +35,35 @@ from ..progress import Progress
 from .public import scrubbed
 
 T = TypeVar("T")
+
+
+def output_list(outputs: Any) -> list:
+    """The components of ``outputs`` (a dataclass of an event's outputs, by name), in field order."""
+    return [getattr(outputs, f.name) for f in fields(outputs)]
+
+
+def answered_by_name(fn: Callable, outputs: Any) -> Callable:
+    """``fn``, whose answers are ``{name: value}`` dicts naming fields of ``outputs`` (a dataclass of
+    components), as a handler that answers gradio ``{component: value}``; a name left out leaves
+    its component as it is. The handler keeps ``fn``'s signature and docstring, so the endpoint's
+    arguments and its API description stay ``fn``'s."""
+
+    def by_component(answer: dict[str, Any]) -> dict:
+        return {getattr(outputs, name): value for name, value in answer.items()}
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def streaming(*args, **kwargs):
+            for answer in fn(*args, **kwargs):
+                yield by_component(answer)
+
+        return streaming
+
+    @functools.wraps(fn)
+    def answering(*args, **kwargs):
+        return by_component(fn(*args, **kwargs))
+
+    return answering
 
 
 @contextmanager
