@@ -66,6 +66,12 @@ def shown(frame: pd.DataFrame) -> tuple:
     return history.table(frame), str(csv), history.json_files(frame)
 
 
+def answer(frame: pd.DataFrame) -> dict:
+    """The history by output name (``history_*``), for a handler that answers by name."""
+    table, csv, files = shown(frame)
+    return {"history_table": table, "history_csv": csv, "history_files": files, "history_frame": frame}
+
+
 def keep_in_browser(frame: pd.DataFrame) -> list[dict]:
     """The history for the browser's copy."""
     return history.to_records(frame)

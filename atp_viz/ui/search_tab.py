@@ -20,7 +20,7 @@ from ..schedules import grid_betas
 from ..search import DEFAULT_STRATEGY, iter_search, planned_betas, search_record, trials_of
 from ..settings import RunSettings, check_repeats
 from . import history_tab, plots
-from .adapters import engine_progress, stoppable, user_errors
+from .adapters import answered_by_name, engine_progress, output_list, stoppable, user_errors
 from .defaults import SEARCH_CHOICES
 from .format import ppl, settings_line
 from .prune_tab import preview_schedule
@@ -123,12 +123,25 @@ def sweep_beta(
                 if step.result is not None:
                     frame = history_tab.record(frame, step.result)
                     trials += step.result.allocation == "atp"
-                best = gr.update() if step.best_beta is None else gr.update(value=step.best_beta, visible=True)
-                yield step.figure, step.status, best, *history_tab.shown(frame), frame
+                best = {} if step.best_beta is None else {"best_beta": gr.update(value=step.best_beta, visible=True)}
+                yield {"plot": step.figure, "status": step.status, **best, **history_tab.answer(frame)}
         except Cancelled:
             # The plot keeps the trials drawn so far; they are in the history too.
-            yield (gr.update(), f"⏹ **Stopped** after {trials} trial(s): they stay in the plot and the history; "
-                   "no best β was chosen.", gr.update(), *history_tab.shown(frame), frame)
+            yield {"status": f"⏹ **Stopped** after {trials} trial(s): they stay in the plot and the history; "
+                             "no best β was chosen.", **history_tab.answer(frame)}
+
+
+@dataclass
+class SweepOutputs:
+    """What a β search shows, by name, in the endpoint's output order."""
+
+    plot: gr.Plot
+    status: gr.Markdown
+    best_beta: gr.Number
+    history_table: gr.Dataframe
+    history_csv: gr.DownloadButton
+    history_files: gr.File
+    history_frame: gr.State
 
 
 def search_estimate(model: str, method: str, sparsity: float, strategy: str, calib_samples: float,
@@ -190,11 +203,12 @@ def build(demo: gr.Blocks, shared: Shared) -> None:
     plot = gr.Plot(plots.placeholder("β search: perplexity against the common difference β",
                                      "Press Search β: one point per β appears here as each trial finishes"),
                    label="perplexity vs beta", show_label=False, elem_id="sweep-plot")
+    kept = shared.history
+    outputs = SweepOutputs(plot, status, best_beta, kept.table, kept.csv, kept.files, kept.frame)
     shared.history_writers.append(sweep_btn.click(
-        sweep_beta, [inputs.model, inputs.method, inputs.sparsity, strategy, *inputs.measurement,
-                     shared.history.frame, select_on_report, inputs.repeats],
-        [plot, status, best_beta, *shared.history.shown, shared.history.frame],
-        api_name="sweep_beta", show_progress="minimal", **ENGINE))
+        answered_by_name(sweep_beta, outputs), [inputs.model, inputs.method, inputs.sparsity, strategy,
+                                                 *inputs.measurement, kept.frame, select_on_report, inputs.repeats],
+        output_list(outputs), api_name="sweep_beta", show_progress="minimal", **ENGINE))
     shared.stop_buttons.append(stop_btn)
     apply_btn.click(apply_best_beta, [best_beta, inputs.model, inputs.sparsity], [inputs.beta, *shared.schedule_view],
                     **INSTANT, api_name="apply_best_beta")
