@@ -5,7 +5,7 @@ perplexity table and a verdict."""
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import gradio as gr
 import pandas as pd
@@ -27,10 +27,10 @@ from ..errors import AtpError, Cancelled
 from ..repeats import draws
 from ..results import AllocatorComparison, RunResult
 from ..schedules import check_sparsity
-from ..search import DEFAULT_STRATEGY, STRATEGIES, planned_betas, rank
+from ..search import DEFAULT_STRATEGY, get_strategy, planned_betas, rank
 from ..settings import DEFAULTS, RunSettings, check_repeats, validate
 from . import history_tab, plots
-from .adapters import engine_progress, stoppable, user_errors
+from .adapters import answered_by_name, engine_progress, output_list, stoppable, user_errors
 from .defaults import SEARCH_CHOICES
 from .format import method_label, ppl, run_label, run_name, settings_line
 from .shared import ENGINE, INSTANT, UI_ONLY, Shared, block_count, run_settings
@@ -302,8 +302,7 @@ def compare_allocators(
         targets = parse_sparsities(sparsities)
         if beta_choice not in (BETA_SEARCH, BETA_SLIDER):
             raise AtpError(f"unknown β choice {beta_choice!r}: use {BETA_SEARCH!r} or {BETA_SLIDER!r}")
-        if strategy not in STRATEGIES:
-            raise AtpError(f"unknown search strategy {strategy!r}: use {' or '.join(STRATEGIES)}")
+        get_strategy(strategy)
         repeats = check_repeats(repeats)
         settings = run_settings(model, method, targets[0], calib_samples, calib_seqlen, eval_samples, eval_seqlen,
                                 seed, text_file, beta or 0.0)
@@ -319,23 +318,36 @@ def compare_allocators(
         except Cancelled:
             for result in finished:
                 frame = history_tab.record(frame, result)
-            keep = gr.update()
-            return (keep, keep, keep, keep, keep,
-                    f"⏹ **Stopped**: {len(finished)} allocator run(s) had finished and are in the history; the "
-                    "plots and the table still show the previous comparison, if any.",
-                    *history_tab.shown(frame), frame)
+            return {"verdict": f"⏹ **Stopped**: {len(finished)} allocator run(s) had finished and are in the "
+                               "history; the plots and the table still show the previous comparison, if any.",
+                    **history_tab.answer(frame)}
     for result in comparison.results():
         frame = history_tab.record(frame, result)
-    return (
-        schedules_figure(comparison),
-        errors_figure(comparison),
-        owl_figure(comparison, settings),
-        alpha_figure(comparison),
-        table(comparison),
-        verdict_markdown(comparison),
-        *history_tab.shown(frame),
-        frame,
-    )
+    return {
+        "schedules": schedules_figure(comparison),
+        "errors": errors_figure(comparison),
+        "owl": owl_figure(comparison, settings),
+        "alpha": alpha_figure(comparison),
+        "perplexities": table(comparison),
+        "verdict": verdict_markdown(comparison),
+        **history_tab.answer(frame),
+    }
+
+
+@dataclass
+class CompareOutputs:
+    """What a comparison shows, by name, in the endpoint's output order."""
+
+    schedules: gr.Plot
+    errors: gr.Plot
+    owl: gr.Plot
+    alpha: gr.Plot
+    perplexities: gr.Dataframe
+    verdict: gr.Markdown
+    history_table: gr.Dataframe
+    history_csv: gr.DownloadButton
+    history_files: gr.File
+    history_frame: gr.State
 
 
 def build(demo: gr.Blocks, shared: Shared) -> None:
@@ -377,14 +389,14 @@ def build(demo: gr.Blocks, shared: Shared) -> None:
     with gr.Row():
         owl_plot = gr.Plot(label="OWL outlier ratio", show_label=False, elem_id="owl-plot")
         alpha_plot = gr.Plot(label="AlphaPruning alpha", show_label=False, elem_id="alpha-plot")
+    kept = shared.history
+    outputs = CompareOutputs(schedule_plot, error_plot, owl_plot, alpha_plot, perplexities, verdict, kept.table,
+                             kept.csv, kept.files, kept.frame)
     shared.history_writers.append(run_btn.click(
-        compare_allocators,
+        answered_by_name(compare_allocators, outputs),
         [inputs.model, inputs.method, sparsities, beta_choice, inputs.beta, *inputs.measurement, owl_m, owl_lambda,
-         alpha_eps, shared.history.frame, strategy, owl_mapping, alpha_estimator, evopress, select_on_report,
-         inputs.repeats],
-        [schedule_plot, error_plot, owl_plot, alpha_plot, perplexities, verdict, *shared.history.shown,
-         shared.history.frame],
-        api_name="compare_allocators", **ENGINE))
+         alpha_eps, kept.frame, strategy, owl_mapping, alpha_estimator, evopress, select_on_report, inputs.repeats],
+        output_list(outputs), api_name="compare_allocators", **ENGINE))
     shared.stop_buttons.append(stop_btn)
     measured = [inputs.model, inputs.method, sparsities, beta_choice, inputs.beta, *inputs.measurement, strategy,
                 evopress, inputs.repeats]
