@@ -1,3 +1,5 @@
+"""``python -m atp_viz``: the command line (``cli``)."""
+
 import sys
 
 from .cli import main

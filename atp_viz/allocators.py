@@ -1,263 +1,179 @@
-"""Other layer-wise allocators, for side-by-side comparison with ATP (pure math).
+"""The layer-wise allocators by name: how each gives one sparsity rate per decoder block.
 
-Each allocator turns per-block measurements into one sparsity rate per decoder block:
-
-- OWL: rates from each block's outlier ratio of Wanda scores (more outliers, less pruning).
-- AlphaPruning: rates from each block's heavy-tail exponent alpha of the weights'
-  empirical spectral density (larger alpha = lighter tail, more pruning).
-
-Both follow their authors' published code by default (luuyin/OWL ``lib/prune_all.py``;
-haiquanlu/AlphaPruning ``lib/esd_utils.py`` and ``lib/prune.py``); the variants this
-project used before stay available by name. Where a formula would put a rate outside
-[0, 1], the rate is set to the nearest end and the block is reported in ``Rates.clamped``.
-
-Measuring the inputs (Wanda scores, weights) is the caller's job; nothing here touches
-a model.
+The registry every other part reads: the engine dispatches through it, the command line
+takes its ``--allocation`` choices from it, the comparison takes its columns from it
+and the app its names. The math lives in ``schedules`` (ATP, uniform) and
+``allocator_math`` (OWL, AlphaPruning); what OWL and AlphaPruning measure on a model lives
+in ``measurements``.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-
+from .allocator_math import Rates, alphapruning_schedule, owl_schedule, published_alpha_eps
 from .errors import AtpError
-from .schedules import check_sparsity
+from .evopress import SearchPlan, default_plan
+from .measurements import block_alphas, outlier_ratios
+from .registry import lookup
+from .schedules import atp_schedule, check_schedule, uniform_schedule
 
-# How OWL maps outlier ratios to rates.
-OWL_MAPPINGS: dict[str, str] = {
-    "published": "the authors' code: densities span 2λ, shifted to mean 1 − S (rates may sit off-centre)",
-    "band": "deviations shrunk so every rate stays in [S − λ, S + λ]",
-}
-# How AlphaPruning picks x_min for its power-law fit.
-ALPHA_ESTIMATORS: dict[str, str] = {
-    "published": "the authors' alpha_peak: x_min from log10(0.95 × peak) to 1.5 × peak of the ESD",
-    "window": "x_min in [0.95, 1.5] × the ESD's peak (this project's earlier default)",
-}
-# ε of the published scripts (scripts/llama2_7b.sh, and the README's example for Wanda);
-# the scripts for other LLaMA sizes use 0.2-0.5. A method not listed gets Wanda's.
-PUBLISHED_ALPHA_EPS: dict[str, float] = {"wanda": 0.3, "sparsegpt": 0.2, "magnitude": 0.5}
+if TYPE_CHECKING:
+    from torch import nn
 
-# Histogram resolution used to locate the peak of the log10 eigenvalue density.
-_HIST_BINS = 100
-# Candidate x_min window around that peak, as multiples of the peak value.
-_XMIN_LOW, _XMIN_HIGH = 0.95, 1.5
-# A formula's rate this far outside [0, 1] is float noise, not a clamp worth reporting.
-_CLAMP_TOL = 1e-12
+    from .models import LoadedModel
+    from .progress import CancelCheck, Progress
+    from .propagation import DenseReference
+    from .settings import RunSettings
+
+Measurements = dict[str, list]
 
 
 @dataclass(frozen=True)
-class Rates:
-    """One rate per block, the (weighted) mean they keep, and the blocks set to 0 or 1."""
+class Allocator:
+    """One way to hand out per-block rates with mean S."""
+
+    name: str
+    label: str
+    summary: str  # what it looks at
+    compared: bool  # a column of the side-by-side comparison
+    # Rates from the settings, the block count and what ``measure`` found ({} when it has
+    # none), with the mean they keep and the blocks clamped to 0 or 1.
+    schedule: Callable[["RunSettings", int, Measurements], Rates]
+    # What it measures on the model's blocks, if anything, given the dense calibration
+    # reference (kept by the engine and reused, see ``measure_key``).
+    measure: Callable[["RunSettings", "nn.ModuleList", "DenseReference"], Measurements] | None = None
+    # Whether the measurement reads the calibration activations (else the weights alone),
+    # and which settings it depends on besides: it is reused while they stay the same.
+    reads_calibration: bool = False
+    measure_key: Callable[["RunSettings"], tuple] = lambda _settings: ()
+    public: bool = True  # offered to users (explicit schedules are for the engine's own experiments)
+    # Whether its rates average S (weighted by the measured ``block_params`` when there are
+    # any), less only what the blocks it reports clamped took away.
+    keeps_mean: bool = True
+    # The settings that shaped its rates, as every run's result reports them.
+    describe: Callable[["RunSettings"], dict] = lambda _settings: {}
+    # The RunSettings fields of its own it reads (the other allocators' are ignored).
+    reads: tuple[str, ...] = ()
+    # A search in place of ``measure``: it runs the whole model (so it gets the loaded model,
+    # progress and Stop) and returns its measurements with the details a result reports.
+    search: Callable[["RunSettings", "LoadedModel", "DenseReference", "Progress | None", "CancelCheck | None"],
+                     tuple[Measurements, dict]] | None = None
+
+
+@dataclass(frozen=True)
+class PlannedSchedule:
+    """A run's per-block rates as checked for the pruning loop, what its allocator measured to
+    choose them, and how it chose them (its settings, the blocks it clamped, the mean they
+    keep: ``RunResult.allocator_details``)."""
 
     rates: list[float]
-    mean: float  # the target S, less whatever clamping took away
-    clamped: list[int]  # blocks whose formula rate left [0, 1] and was set to the nearest end
+    measurements: Measurements
+    details: dict
 
 
-def published_alpha_eps(method: str) -> float:
-    """AlphaPruning's ε in the authors' scripts for a pruning method."""
-    return PUBLISHED_ALPHA_EPS.get(method, PUBLISHED_ALPHA_EPS["wanda"])
+def _exact(rates: list[float], sparsity: float) -> Rates:
+    return Rates(rates, sparsity, [])
 
 
-def _choice(value: str, options: dict[str, str], what: str) -> str:
-    if value not in options:
-        raise AtpError(f"unknown {what} {value!r}: use {' or '.join(options)}")
-    return value
+def _explicit(settings: "RunSettings", num_layers: int, _measured: Measurements) -> Rates:
+    if settings.schedule is None:
+        raise AtpError("allocation 'explicit' needs a schedule (one rate per block)")
+    rates = check_schedule(settings.schedule, num_layers)
+    return Rates(rates, sum(rates) / num_layers, [])
 
 
-def _finite_values(values: Sequence[float], what: str) -> np.ndarray:
-    """Non-empty 1-D float64 array of finite numbers, else AtpError."""
-    try:
-        array = np.asarray([float(v) for v in values], dtype=np.float64)
-    except (TypeError, ValueError):
-        raise AtpError(f"{what} must be a sequence of numbers") from None
-    if array.size == 0:
-        raise AtpError(f"{what} is empty: need one value per decoder block")
-    if not np.all(np.isfinite(array)):
-        raise AtpError(f"{what} contains a NaN or infinite value")
-    return array
+def _owl_ratios(settings: "RunSettings", blocks: "nn.ModuleList", reference: "DenseReference") -> Measurements:
+    return {"outlier_ratio": outlier_ratios(blocks, reference, settings.owl_m)}
 
 
-def _normalised(values: np.ndarray) -> np.ndarray | None:
-    """Map values linearly onto [0, 1] (min -> 0, max -> 1); None when all are equal."""
-    spread = values.max() - values.min()
-    if spread == 0:
-        return None
-    return (values - values.min()) / spread
+def _block_alphas(settings: "RunSettings", blocks: "nn.ModuleList", _reference: "DenseReference") -> Measurements:
+    alphas, params = block_alphas(blocks, settings.alpha_estimator)
+    return {"alpha": alphas, "block_params": params}
 
 
-def outlier_ratio(scores: Sequence[torch.Tensor], m: float = 5.0) -> float:
-    """OWL outlier ratio of one block: % of its Wanda scores above m x their mean.
-
-    ``scores`` holds the score matrices |W| * ||X||_2 of every linear sublayer of the
-    block; they are pooled as if flattened and concatenated.
-    """
-    m = float(m)
-    if not m > 0:
-        raise AtpError(f"outlier multiplier m must be positive, got {m:g}")
-    if len(scores) == 0:
-        raise AtpError("no score matrices given for the block")
-    # Two passes over the tensors instead of one concatenated copy: a 7B block holds
-    # hundreds of millions of scores.
-    total = sum(int(t.numel()) for t in scores)
-    if total == 0:
-        raise AtpError("the block's score matrices are empty")
-    mean = sum(float(t.double().sum()) for t in scores) / total
-    if not math.isfinite(mean):
-        raise AtpError("the Wanda scores contain a NaN or infinite value")
-    threshold = m * mean
-    above = sum(int((t.double() > threshold).sum()) for t in scores)
-    return 100.0 * above / total
+def _owl_settings(settings: "RunSettings") -> dict:
+    return {"owl_mapping": settings.owl_mapping, "owl_m": settings.owl_m, "owl_lambda": settings.owl_lambda}
 
 
-def owl_schedule(outlier_ratios: Sequence[float], sparsity: float, lam: float = 0.08,
-                 mapping: str = "published") -> Rates:
-    """OWL per-block rates from outlier ratios r_i (more outliers, less pruning).
-
-    ``published`` (the authors' code): densities d_i = 2λ (r_i − min r)/(max r − min r),
-    shifted so that their mean is 1 − S; block i is pruned at 1 − d_i. The rates span
-    exactly 2λ, not necessarily centred on S. A rate outside [0, 1] is clamped (the
-    published code would prune a block past 100% as 100%, and one below 0% at 1%).
-    ``band``: the same deviations, shrunk by one common factor so that every rate lies
-    in [S − λ, S + λ] and [0, 1]; the mean stays S.
-    """
-    ratios = _finite_values(outlier_ratios, "outlier ratios")
-    sparsity = check_sparsity(sparsity)
-    lam = float(lam)
-    if not (math.isfinite(lam) and lam >= 0):
-        raise AtpError(f"OWL lambda must be a non-negative number, got {lam:g}")
-    mapping = _choice(mapping, OWL_MAPPINGS, "OWL mapping")
-    unit = _normalised(ratios)
-    if unit is None or lam == 0:
-        return Rates([sparsity] * len(ratios), sparsity, [])
-    density = 2 * lam * unit
-    # Deviation of each block's density from the mean; the rate is S minus it.
-    deviation = density - density.mean()
-    if mapping == "band":
-        # Shrinking all deviations by one factor keeps the mean and the order, and is a
-        # no-op whenever the published rates already fit the band.
-        above, below = deviation.max(), -deviation.min()
-        deviation = deviation * min(1.0, lam / max(above, below), sparsity / above, (1 - sparsity) / below)
-    return _clamped(sparsity - deviation, sparsity)
+def _alphapruning_settings(settings: "RunSettings") -> dict:
+    published = settings.alpha_eps == published_alpha_eps(settings.method)
+    return {"alpha_estimator": settings.alpha_estimator, "alpha_eps": settings.alpha_eps,
+            "alpha_eps_source": f"published for {settings.method}" if published else "given"}
 
 
-def _clamped(raw: np.ndarray, target: float, weights: np.ndarray | None = None) -> Rates:
-    """``raw`` rates put into [0, 1], with the mean they keep and the blocks that moved."""
-    rates = np.clip(raw, 0.0, 1.0)
-    clamped = [int(i) for i in np.flatnonzero((raw < -_CLAMP_TOL) | (raw > 1 + _CLAMP_TOL))]
-    w = np.ones_like(raw) if weights is None else weights
-    # The target less what the clamps took away: equal to the rates' mean when the
-    # formula's own mean is ``target``, which the engine checks.
-    mean = target + float(np.dot(rates - raw, w) / w.sum()) if clamped else target
-    return Rates([float(r) for r in rates], mean, clamped)
+def evopress_plan(settings: "RunSettings") -> SearchPlan:
+    """The search budget of ``settings`` (stages scaled to its calibration windows)."""
+    return default_plan(settings.evopress_generations, settings.evopress_offspring, settings.calib_seqlen,
+                        settings.calib_samples * settings.calib_seqlen)
 
 
-def hill_alpha(eigenvalues: Sequence[float] | np.ndarray | torch.Tensor, estimator: str = "published") -> float:
-    """Power-law tail exponent of an empirical spectral density (Hill estimator).
-
-    Each candidate x_min (an eigenvalue, by position in ascending order, never the
-    largest) gives alpha = 1 + n / sum(ln(lambda_j / x_min)) over its tail of n values; the
-    candidate whose tail is closest to the fitted power law (Kolmogorov-Smirnov distance)
-    wins. The candidates sit around the peak of the log10 histogram (100 bins; the peak
-    bin's lower edge):
-
-    - ``published``: eigenvalues from log10(0.95 × peak) up to 1.5 × peak, as the
-      authors' ``xmin_peak`` compares them: the lower bound is a log10 value set against
-      raw eigenvalues, so on most spectra there is no lower bound at all;
-    - ``window``: eigenvalues in [0.95, 1.5] × peak.
-
-    If no eigenvalue qualifies, every one is tried. Non-positive eigenvalues are dropped,
-    and a candidate whose tail is constant (nothing to fit) is skipped. Raises AtpError
-    when fewer than two distinct positive eigenvalues remain.
-    """
-    estimator = _choice(estimator, ALPHA_ESTIMATORS, "α estimator")
-    if isinstance(eigenvalues, torch.Tensor):
-        eigenvalues = eigenvalues.detach().double().flatten().cpu().numpy()
-    values = np.sort(np.asarray(eigenvalues, dtype=np.float64).ravel())
-    if not np.all(np.isfinite(values)):
-        raise AtpError("the eigenvalues contain a NaN or infinite value")
-    values = values[values > 0]
-    if np.unique(values).size < 2:
-        raise AtpError("cannot fit a power law: need at least two distinct positive eigenvalues")
-
-    counts, edges = np.histogram(np.log10(values), bins=_HIST_BINS)
-    peak = 10 ** edges[int(np.argmax(counts))]
-    low = math.log10(0.95 * peak) if estimator == "published" else _XMIN_LOW * peak
-    # The largest value cannot be x_min: its tail has no spread to fit.
-    positions = np.arange(values.size - 1)
-    window = positions[(values[:-1] >= low) & (values[:-1] <= _XMIN_HIGH * peak)]
-    candidates = window if window.size else positions
-
-    logs = np.log(values)
-    # Suffix sums of ln(lambda) give each candidate's Hill denominator in O(1).
-    suffix = np.cumsum(logs[::-1])[::-1]
-    best_alpha, best_distance = math.nan, math.inf
-    for start in candidates:
-        tail = values[start:]
-        n = tail.size
-        spread = suffix[start] - n * logs[start]
-        if not spread > 0:
-            continue
-        alpha = 1 + n / spread
-        fitted_cdf = 1 - (tail / tail[0]) ** (1 - alpha)
-        distance = float(np.max(np.abs(fitted_cdf - np.arange(n) / n)))
-        if distance < best_distance:
-            best_alpha, best_distance = alpha, distance
-    return float(best_alpha)
+def search_forward_tokens(settings: "RunSettings") -> int:
+    """Tokens of whole-model forward a search allocator runs (0 for the others): EvoPress's
+    generations, plus about five passes over the calibration windows (the level
+    database's statistics, the dense targets, and scoring three profiles)."""
+    if get_allocator(settings.allocation).search is None:
+        return 0
+    calib = settings.calib_samples * settings.calib_seqlen
+    return evopress_plan(settings).generations * evopress_plan(settings).tokens_per_generation() + 5 * calib
 
 
-def esd_alpha(weight: torch.Tensor, estimator: str = "published") -> float:
-    """Tail exponent alpha of W^T W's eigenvalues (the squared singular values of W, in float32 as published)."""
-    if weight.dim() != 2:
-        raise AtpError(f"expected a 2-D weight matrix, got shape {tuple(weight.shape)}")
-    eigenvalues = torch.square(torch.linalg.svdvals(weight.detach().to(torch.float32)))
-    return hill_alpha(eigenvalues.double(), estimator)
+def _evopress_search(settings: "RunSettings", loaded: "LoadedModel", reference: "DenseReference",
+                     progress: "Progress | None", cancelled: "CancelCheck | None") -> tuple[Measurements, dict]:
+    from .evopress_fitness import search_profile
+    from .models import eval_autocast
+
+    # The fitness reads the calibration windows: the one place to name another text for it.
+    windows = reference.windows
+    atp_rates = atp_schedule(loaded.num_layers, settings.sparsity, settings.beta) if settings.beta > 0 else None
+    key = (settings.model, settings.device, settings.dtype, settings.calibration_source, settings.calib_samples,
+           settings.calib_seqlen)
+    measured, details = search_profile(loaded, reference, windows, settings.method, settings.sparsity,
+                                       evopress_plan(settings), settings.seed, key,
+                                       eval_autocast(settings.dtype, loaded.device), atp_rates, progress, cancelled)
+    if atp_rates is not None:
+        details["atp_beta"] = settings.beta
+    return measured, details
 
 
-def alphapruning_schedule(
-    block_alphas: Sequence[float],
-    sparsity: float,
-    block_params: Sequence[int],
-    eps: float = 0.3,
-) -> Rates:
-    """AlphaPruning per-block rates with parameter-weighted mean exactly ``sparsity``.
+ALLOCATORS: dict[str, Allocator] = {a.name: a for a in (
+    Allocator("uniform", "uniform", "nothing: every block gets S", True,
+              lambda s, n, _m: _exact(uniform_schedule(n, s.sparsity), s.sparsity)),
+    Allocator("owl", "OWL", "activations: the share of Wanda scores above M × the block's mean", True,
+              lambda s, _n, m: owl_schedule(m["outlier_ratio"], s.sparsity, s.owl_lambda, s.owl_mapping),
+              measure=_owl_ratios, reads_calibration=True, measure_key=lambda s: (s.owl_m,),
+              describe=_owl_settings, reads=("owl_m", "owl_lambda", "owl_mapping")),
+    Allocator("alphapruning", "AlphaPruning", "weights: the heavy-tail exponent α of their spectra", True,
+              lambda s, _n, m: alphapruning_schedule(m["alpha"], s.sparsity, m["block_params"], s.alpha_eps),
+              measure=_block_alphas, measure_key=lambda s: (s.alpha_estimator,), describe=_alphapruning_settings,
+              reads=("alpha_eps", "alpha_estimator")),
+    Allocator("atp", "ATP", "one number, β: rates grow linearly with depth", True,
+              lambda s, n, _m: _exact(atp_schedule(n, s.sparsity, s.beta), s.sparsity), reads=("beta",)),
+    Allocator("evopress", "EvoPress", "a search: levels moved between blocks, KL to the dense logits on "
+              "calibration text", False, lambda s, _n, m: _exact(list(m["evopress_rates"]), s.sparsity),
+              reads_calibration=True, reads=("evopress_generations", "evopress_offspring", "beta"),
+              measure_key=lambda s: (s.evopress_generations, s.evopress_offspring, s.beta), search=_evopress_search),
+    Allocator("explicit", "explicit", "a list of rates given by the caller", False, _explicit, public=False,
+              keeps_mean=False),
+)}
 
-    As published: block alpha maps linearly onto [1-eps, 1+eps] (smallest alpha -> 1-eps)
-    and one common factor scales these to the weighted mean S. Where that puts a rate
-    above 1, the published code prunes the block wholly and the model ends below S (its
-    Wanda path; the magnitude and SparseGPT paths fail); here the rate is set to 1, the
-    block reported in ``clamped``, and the shortfall spread over the other blocks by
-    rescaling them again (repeated until none exceeds 1), so every allocator is compared
-    at the same overall sparsity. eps < 1 keeps every rate positive.
-    """
-    alphas = _finite_values(block_alphas, "block alphas")
-    sparsity = check_sparsity(sparsity)
-    eps = float(eps)
-    if not (0 <= eps < 1):
-        raise AtpError(f"AlphaPruning eps must be in [0, 1), got {eps:g}")
-    params = _finite_values(block_params, "block parameter counts")
-    if params.size != alphas.size:
-        raise AtpError(f"got {alphas.size} block alphas but {params.size} block parameter counts")
-    if np.any(params <= 0):
-        raise AtpError("every block must have a positive parameter count")
 
-    unit = _normalised(alphas)
-    if unit is None or sparsity == 0:
-        return Rates([sparsity] * alphas.size, sparsity, [])
-    raw = 1 - eps + 2 * eps * unit
-    rates = np.empty_like(raw)
-    free = np.ones(raw.size, dtype=bool)
-    while True:
-        # Weighted sparsity the unclipped blocks must carry for the overall mean to be S.
-        budget = sparsity * params.sum() - params[~free].sum()
-        rates[free] = raw[free] * budget / (params[free] * raw[free]).sum()
-        over = free & (rates > 1)
-        if not over.any():
-            break
-        rates[over] = 1.0
-        free &= ~over
-    return Rates([float(r) for r in rates], sparsity, [int(i) for i in np.flatnonzero(~free)])
+def allocator_fields() -> tuple[str, ...]:
+    """Every RunSettings field that some allocator reads (OWL's M, AlphaPruning's ε, ...)."""
+    return tuple(dict.fromkeys(name for a in ALLOCATORS.values() for name in a.reads))
+
+
+def allocation_names(public_only: bool = False) -> tuple[str, ...]:
+    return tuple(name for name, a in ALLOCATORS.items() if a.public or not public_only)
+
+
+def compared_names(searched: bool = False) -> tuple[str, ...]:
+    """The allocators of a side-by-side comparison, in their column order; ``searched``
+    adds the slow ones that search (EvoPress), off unless asked for."""
+    return tuple(name for name, a in ALLOCATORS.items() if a.compared or (searched and a.search is not None))
+
+
+def get_allocator(name: str) -> Allocator:
+    return lookup(ALLOCATORS, name, "allocation", allocation_names(True))

@@ -15,13 +15,13 @@ import tempfile
 import time
 import tomllib
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
 
 from . import engine, models
-from .allocations import search_forward_tokens
+from .allocators import search_forward_tokens
 from .engine import run_pruning
 from .perplexity import perplexity
 from .propagation import DenseReference, prune_and_measure
@@ -32,6 +32,79 @@ from .settings import RunSettings
 # The ratios with a goal, in the order they are reported.
 FIGURES = ("prune_over_forward", "trial_over_limit", "preview_ms", "cached_load_over_first_load",
            "fast_over_grid_trials", "fast_ppl_over_grid_ppl", "peak_rss_over_model_bytes", "evopress_over_trial")
+
+
+@dataclass
+class BenchSetup:
+    """What the benchmark's trials prune with."""
+
+    model: str
+    method: str
+    sparsity: float
+    beta: float
+    calib: str  # "samples x seqlen"
+    eval: str
+    dtype: str
+
+
+@dataclass
+class Machine:
+    cpu: str
+    cores: int | None
+    torch_threads: int
+    torch: str
+    python: str
+
+
+@dataclass
+class BenchFigures:
+    """What ``bench`` measured: the ratios with a goal (``FIGURES``) and the timings behind
+    them, in the order of the published JSON; ``targets_met`` follows from ``targets``."""
+
+    prune_over_forward: float
+    trial_over_limit: float
+    peak_rss_over_model_bytes: float
+    dense_block_forward_s: float
+    prune_s: float
+    eval_forward_s: float
+    trial_s: float
+    model_bytes_float32: int
+    peak_rss_bytes: int
+    preview_ms: float
+    grid_search_trials: int
+    fast_search_trials: int
+    fast_over_grid_trials: float
+    grid_best_beta: float
+    grid_best_ppl: float
+    fast_best_beta: float
+    fast_best_ppl: float
+    fast_ppl_over_grid_ppl: float
+    evopress_search_s: float
+    evopress_over_trial: float
+    # Per token of forward, against perplexity's: estimates.SEARCH_OVER_FORWARD.
+    evopress_token_over_eval_token: float
+    evopress_generations: int
+    evopress_offspring: int
+    first_load_s: float
+    cached_load_s: float
+    cached_load_over_first_load: float
+    # Perplexity in float32 and in the default precision: "<run>_<dtype>", their ratio and the eval dtype.
+    perplexity_by_precision: dict[str, float | str]
+    settings: BenchSetup
+    machine: Machine
+    targets: dict[str, float]
+    targets_met: dict[str, bool] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.targets_met = {key: getattr(self, key) <= bound for key, bound in self.targets.items()}
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "BenchFigures":
+        values = {f.name: data[f.name] for f in fields(cls) if f.init}
+        return cls(**{**values, "settings": BenchSetup(**data["settings"]), "machine": Machine(**data["machine"])})
 
 
 def read_targets(pyproject: Path) -> dict[str, float]:
@@ -78,8 +151,8 @@ def _trial_peak_rss(settings: RunSettings) -> int:
         return pool.apply(_one_trial_peak_rss, (settings,))
 
 
-def _load_ratio() -> dict:
-    """GGUF dequantise + cache write + load, against a load from the cache, in a fresh cache dir."""
+def _load_seconds() -> tuple[float, float]:
+    """GGUF dequantise + cache write + load, and a load from the cache, in a fresh cache dir."""
     previous = os.environ.get("ATP_VIZ_CACHE")
     with tempfile.TemporaryDirectory() as scratch:
         os.environ["ATP_VIZ_CACHE"] = scratch
@@ -98,7 +171,7 @@ def _load_ratio() -> dict:
                 os.environ.pop("ATP_VIZ_CACHE", None)
             else:
                 os.environ["ATP_VIZ_CACHE"] = previous
-    return {"first_load_s": first, "cached_load_s": cached, "cached_load_over_first_load": cached / first}
+    return first, cached
 
 
 def _preview_ms(settings: RunSettings, repeats: int = 50) -> float:
@@ -114,11 +187,9 @@ def _preview_ms(settings: RunSettings, repeats: int = 50) -> float:
 
 
 def run_benchmark(settings: RunSettings, targets: dict[str, float],
-                  log: Callable[[str], None] = print) -> dict:
-    """Measure everything in one process; return the figures (ratios first), and which
-    of ``targets`` they meet."""
+                  log: Callable[[str], None] = print) -> BenchFigures:
+    """Measure everything in one process; return the figures, and which of ``targets`` they meet."""
     torch.set_num_threads(os.cpu_count() or 1)
-    out: dict = {}
     loaded = models.load_model(settings.model, settings.device, settings.dtype)
     model_bytes = sum(p.numel() for p in {id(p): p for p in loaded.model.parameters()}.values()) * 4
     reference = engine.calibration(loaded, settings)  # warm: tokenisation, capture, dense cache
@@ -147,61 +218,27 @@ def run_benchmark(settings: RunSettings, targets: dict[str, float],
     log("peak memory of one trial, in a fresh process")
     peak = _trial_peak_rss(settings)
 
-    out.update(
-        {
-            "prune_over_forward": prune_s / forward_s,
-            "trial_over_limit": trial_s / (2 * forward_s + eval_s),
-            "peak_rss_over_model_bytes": peak / model_bytes,
-            "dense_block_forward_s": forward_s,
-            "prune_s": prune_s,
-            "eval_forward_s": eval_s,
-            "trial_s": trial_s,
-            "model_bytes_float32": model_bytes,
-            "peak_rss_bytes": peak,
-        }
-    )
-
     log("schedule preview callback")
-    out["preview_ms"] = _preview_ms(settings)
+    preview_ms = _preview_ms(settings)
 
     log("beta search: grid vs fast")
     engine.clear_results()
     grid = search_beta(settings, "grid")
     engine.clear_results()
     fast = search_beta(settings, "fast")
-    out.update(
-        {
-            "grid_search_trials": len(grid.trials),
-            "fast_search_trials": len(fast.trials),
-            "fast_over_grid_trials": len(fast.trials) / len(grid.trials),
-            "grid_best_beta": grid.best_beta,
-            "grid_best_ppl": grid.best_ppl,
-            "fast_best_beta": fast.best_beta,
-            "fast_best_ppl": fast.best_ppl,
-            "fast_ppl_over_grid_ppl": fast.best_ppl / grid.best_ppl,
-        }
-    )
 
     log("EvoPress search at its default budget, against one ATP trial")
     engine.clear_results()
     searched = run_pruning(replace(settings, method="wanda", allocation="evopress")).result
     search_s = searched.allocator_details["search_seconds"]
     search_tokens = search_forward_tokens(replace(settings, allocation="evopress"))
-    out.update({
-        "evopress_search_s": search_s,
-        "evopress_over_trial": search_s / trial_s,
-        # Per token of forward, against perplexity's: estimates.SEARCH_OVER_FORWARD.
-        "evopress_token_over_eval_token": (search_s / search_tokens) / (eval_s / windows.numel()),
-        "evopress_generations": searched.allocator_details["generations"],
-        "evopress_offspring": searched.allocator_details["offspring"],
-    })
 
     # Last: converting the GGUF file churns memory, which slowed the timings after it.
     log("loading: GGUF conversion vs cached load")
-    out.update(_load_ratio())
+    first_load_s, cached_load_s = _load_seconds()
 
     log("perplexity: float32 vs the default precision")
-    precision = {}
+    precision: dict[str, float | str] = {}
     for label, beta in (("uniform", 0.0), ("atp", settings.beta)):
         for dtype in ("float32", settings.dtype):
             result = run_pruning(replace(settings, beta=beta, dtype=dtype)).result
@@ -209,30 +246,51 @@ def run_benchmark(settings: RunSettings, targets: dict[str, float],
         precision[f"{label}_default_over_float32"] = (precision[f"{label}_{settings.dtype}"]
                                                       / precision[f"{label}_float32"])
     precision["default_eval_dtype"] = str(autocast or loaded.dtype).removeprefix("torch.")
-    out["perplexity_by_precision"] = precision
-    out["settings"] = {
-        "model": settings.model, "method": "wanda", "sparsity": settings.sparsity, "beta": settings.beta,
-        "calib": f"{settings.calib_samples} x {settings.calib_seqlen}",
-        "eval": f"{settings.eval_samples} x {settings.eval_seqlen}",
-        "dtype": settings.dtype,
-    }
-    out["machine"] = {
-        "cpu": models.cpu_name(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__, "python": platform.python_version(),
-    }
-    out["targets"] = targets
-    out["targets_met"] = {key: out[key] <= bound for key, bound in targets.items()}
-    return out
+    return BenchFigures(
+        prune_over_forward=prune_s / forward_s,
+        trial_over_limit=trial_s / (2 * forward_s + eval_s),
+        peak_rss_over_model_bytes=peak / model_bytes,
+        dense_block_forward_s=forward_s,
+        prune_s=prune_s,
+        eval_forward_s=eval_s,
+        trial_s=trial_s,
+        model_bytes_float32=model_bytes,
+        peak_rss_bytes=peak,
+        preview_ms=preview_ms,
+        grid_search_trials=len(grid.trials),
+        fast_search_trials=len(fast.trials),
+        fast_over_grid_trials=len(fast.trials) / len(grid.trials),
+        grid_best_beta=grid.best_beta,
+        grid_best_ppl=grid.best_ppl,
+        fast_best_beta=fast.best_beta,
+        fast_best_ppl=fast.best_ppl,
+        fast_ppl_over_grid_ppl=fast.best_ppl / grid.best_ppl,
+        evopress_search_s=search_s,
+        evopress_over_trial=search_s / trial_s,
+        evopress_token_over_eval_token=(search_s / search_tokens) / (eval_s / windows.numel()),
+        evopress_generations=searched.allocator_details["generations"],
+        evopress_offspring=searched.allocator_details["offspring"],
+        first_load_s=first_load_s,
+        cached_load_s=cached_load_s,
+        cached_load_over_first_load=cached_load_s / first_load_s,
+        perplexity_by_precision=precision,
+        settings=BenchSetup(settings.model, "wanda", settings.sparsity, settings.beta,
+                            f"{settings.calib_samples} x {settings.calib_seqlen}",
+                            f"{settings.eval_samples} x {settings.eval_seqlen}", settings.dtype),
+        machine=Machine(models.cpu_name(), os.cpu_count(), torch.get_num_threads(), torch.__version__,
+                        platform.python_version()),
+        targets=targets,
+    )
 
 
-def format_table(figures: dict) -> str:
+def format_table(figures: BenchFigures) -> str:
     rows = ["| figure | value | target | met |", "|---|---|---|---|"]
     for key in FIGURES:
-        bound = figures["targets"].get(key)
-        goal, met = ("", "") if bound is None else (f"<= {bound:g}", "yes" if figures["targets_met"][key] else "no")
-        rows.append(f"| {key} | {figures[key]:.3g} | {goal} | {met} |")
-    trials = f"{figures['fast_search_trials']} / {figures['grid_search_trials']}"
+        bound = figures.targets.get(key)
+        goal, met = ("", "") if bound is None else (f"<= {bound:g}", "yes" if figures.targets_met[key] else "no")
+        rows.append(f"| {key} | {getattr(figures, key):.3g} | {goal} | {met} |")
+    trials = f"{figures.fast_search_trials} / {figures.grid_search_trials}"
     rows.append(f"| search trials (fast / grid) | {trials} | | |")
-    for key, value in figures["perplexity_by_precision"].items():
+    for key, value in figures.perplexity_by_precision.items():
         rows.append(f"| ppl {key} | {value if isinstance(value, str) else f'{value:.4g}'} | | |")
     return "\n".join(rows)

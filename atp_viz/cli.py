@@ -1,4 +1,4 @@
-"""Command line: ``python -m atp_viz schedule|prune|search ...``.
+"""Command line: ``python -m atp_viz schedule|prune|search|compare|order|bench|recipe|speed ...``.
 
 Every failure the user can cause ends with one line on stderr and exit status 2.
 """
@@ -9,26 +9,32 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from typing import Sequence
 
-from .allocations import ALLOCATORS, allocation_names
-from .allocators import ALPHA_ESTIMATORS, OWL_MAPPINGS, PUBLISHED_ALPHA_EPS
+from .allocator_math import ALPHA_ESTIMATORS, OWL_MAPPINGS, PUBLISHED_ALPHA_EPS
+from .allocators import ALLOCATORS, allocation_names
 from .errors import AtpError
+from .models import DEVICES, DTYPES
 from .noise import difference_sentence
 from .ordering import DEFAULT_SHUFFLES
 from .pruners import PRUNERS, method_names
 from .quantize import QUANTIZERS
-from .results import PROTOCOLS, RunResult
-from .search import STRATEGIES
+from .results import PROTOCOLS, RunResult, ZeroShot
+from .search import DEFAULT_STRATEGY, STRATEGIES
 from .settings import (
     DEFAULTS,
     MAX_REPEATS,
     NO_QUANTIZATION,
+    SELECT_ON,
+    SUGGESTED_BETA,
     UNSTRUCTURED,
     RunSettings,
     check_repeats,
     check_select_on,
     pattern_sparsity,
+    quantize_choices,
     validate,
 )
 from .zeroshot import PAPER, PAPER_TASKS
@@ -115,46 +121,68 @@ def _write_json(payload: dict, target: str) -> None:
         raise AtpError(f"cannot write {target!r}: {exc.strerror}") from None
 
 
-def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="embedded", help="'embedded', a Hugging Face id, or a local directory")
-    parser.add_argument("--method", default="wanda", choices=method_names(),
-                        help="; ".join(f"{p.name}: {p.summary}" for p in PRUNERS.values()))
-    parser.add_argument("--sparsity", type=float, default=None,
-                        help=f"target mean sparsity S in [0, 1) (default {DEFAULTS.sparsity:g}; an N:M pattern "
-                             "fixes it at (M-N)/M; quantizing alone: 0)")
-    parser.add_argument("--pattern", default=UNSTRUCTURED,
-                        help="unstructured, or N:M: keep N of every M consecutive inputs of a row (2:4, 4:8); "
-                             "with --beta each block keeps its own N, the mean N fixed")
-    parser.add_argument("--calib-samples", type=_number, default=8)
-    parser.add_argument("--calib-seqlen", type=_number, default=256)
-    parser.add_argument("--eval-samples", type=_eval_samples, default=16, help="a number, or 'all' windows")
-    parser.add_argument("--eval-seqlen", type=_number, default=256)
-    parser.add_argument("--text", default="builtin", help="builtin | wikitext2 | c4 | PATH to a UTF-8 file")
-    parser.add_argument("--calib-text", default=None, help="calibration source, if not --text")
-    parser.add_argument("--eval-text", default=None, help="source of the report and selection texts, if not --text")
-    parser.add_argument(
-        "--paper-setup",
-        action="store_true",
-        help="the paper's set-up: C4 calibration 128 x 2048 (each window from one document, as the papers' "
-             "code), WikiText-2 test perplexity, all windows",
+@dataclass(frozen=True)
+class _Flag:
+    """One option of the run commands. With a ``field``, it sets that RunSettings field and
+    defaults to the field's value in ``settings.DEFAULTS``; without, it is read by the command."""
+
+    names: tuple[str, ...]
+    field: str | None
+    options: dict = dc_field(default_factory=dict)  # argparse's, less ``default`` for a field
+
+
+def _run_flags() -> tuple[_Flag, ...]:
+    return (
+        _Flag(("--model",), "model", {"help": "'embedded', a Hugging Face id, or a local directory"}),
+        _Flag(("--method",), "method", {"choices": method_names(),
+                                        "help": "; ".join(f"{p.name}: {p.summary}" for p in PRUNERS.values())}),
+        # No default here: ``_sparsity`` decides it from the pattern and the quantizer.
+        _Flag(("--sparsity",), "sparsity", {
+            "type": float, "default": None,
+            "help": f"target mean sparsity S in [0, 1) (default {DEFAULTS.sparsity:g}; an N:M pattern "
+                    "fixes it at (M-N)/M; quantizing alone: 0)"}),
+        _Flag(("--pattern",), "pattern", {
+            "help": "unstructured, or N:M: keep N of every M consecutive inputs of a row (2:4, 4:8); "
+                    "with --beta each block keeps its own N, the mean N fixed"}),
+        _Flag(("--calib-samples",), "calib_samples", {"type": _number}),
+        _Flag(("--calib-seqlen",), "calib_seqlen", {"type": _number}),
+        _Flag(("--eval-samples",), "eval_samples", {"type": _eval_samples, "help": "a number, or 'all' windows"}),
+        _Flag(("--eval-seqlen",), "eval_seqlen", {"type": _number}),
+        _Flag(("--text",), "text", {"help": "builtin | wikitext2 | c4 | PATH to a UTF-8 file"}),
+        _Flag(("--calib-text",), "calib_text", {"help": "calibration source, if not --text"}),
+        _Flag(("--eval-text",), "eval_text", {"help": "source of the report and selection texts, if not --text"}),
+        _Flag(("--paper-setup",), None, {
+            "action": "store_true",
+            "help": "the paper's set-up: C4 calibration 128 x 2048 (each window from one document, as the "
+                    "papers' code), WikiText-2 test perplexity, all windows"}),
+        _Flag(("--seed",), "seed", {"type": _number}),
+        _Flag(("--device",), "device", {"choices": DEVICES}),
+        _Flag(("--dtype",), "dtype", {"choices": DTYPES}),
+        _Flag(("--threads",), None, {"type": int, "default": None, "help": "torch CPU threads (default: all cores)"}),
+        _Flag(("--owl-m",), "owl_m", {"type": float, "help": "OWL outlier threshold M (x mean score)"}),
+        _Flag(("--owl-lambda",), "owl_lambda", {"type": float, "help": "OWL rate spread λ"}),
+        _Flag(("--owl-mapping",), "owl_mapping", {
+            "choices": tuple(OWL_MAPPINGS), "help": "; ".join(f"{k}: {v}" for k, v in OWL_MAPPINGS.items())}),
+        _Flag(("--alpha-eps", "--alpha-epsilon"), "alpha_eps", {
+            "type": float, "help": "AlphaPruning spread ε (default: the authors' value for the method, "
+                                   + ", ".join(f"{m} {e:g}" for m, e in PUBLISHED_ALPHA_EPS.items()) + ")"}),
+        _Flag(("--alpha-estimator",), "alpha_estimator", {
+            "choices": tuple(ALPHA_ESTIMATORS),
+            "help": "; ".join(f"{k}: {v}" for k, v in ALPHA_ESTIMATORS.items())}),
+        _Flag(("--evopress-generations",), "evopress_generations", {
+            "type": _number, "help": "EvoPress search: generations (see docs/evopress.md for the budget)"}),
+        _Flag(("--evopress-offspring",), "evopress_offspring", {
+            "type": _number, "help": "EvoPress search: offspring per generation"}),
     )
-    parser.add_argument("--seed", type=_number, default=0)
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"))
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
-    parser.add_argument("--owl-m", type=float, default=5.0, help="OWL outlier threshold M (x mean score)")
-    parser.add_argument("--owl-lambda", type=float, default=0.08, help="OWL rate spread λ")
-    parser.add_argument("--owl-mapping", default="published", choices=tuple(OWL_MAPPINGS),
-                        help="; ".join(f"{name}: {text}" for name, text in OWL_MAPPINGS.items()))
-    parser.add_argument("--alpha-eps", "--alpha-epsilon", dest="alpha_eps", type=float, default=None,
-                        help="AlphaPruning spread ε (default: the authors' value for the method, "
-                        + ", ".join(f"{m} {e:g}" for m, e in PUBLISHED_ALPHA_EPS.items()) + ")")
-    parser.add_argument("--alpha-estimator", default="published", choices=tuple(ALPHA_ESTIMATORS),
-                        help="; ".join(f"{name}: {text}" for name, text in ALPHA_ESTIMATORS.items()))
-    parser.add_argument("--evopress-generations", type=_number, default=DEFAULTS.evopress_generations,
-                        help="EvoPress search: generations (see docs/evopress.md for the budget)")
-    parser.add_argument("--evopress-offspring", type=_number, default=DEFAULTS.evopress_offspring,
-                        help="EvoPress search: offspring per generation")
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    for flag in _run_flags():
+        if flag.field is None:
+            parser.add_argument(*flag.names, **flag.options)
+        else:
+            parser.add_argument(*flag.names, **{"dest": flag.field, "default": getattr(DEFAULTS, flag.field),
+                                                **flag.options})
 
 
 def _sparsity(args: argparse.Namespace) -> float:
@@ -172,29 +200,8 @@ def _sparsity(args: argparse.Namespace) -> float:
 
 
 def _settings(args: argparse.Namespace, **overrides) -> RunSettings:
-    fields = dict(
-        model=args.model,
-        method=args.method,
-        sparsity=_sparsity(args),
-        pattern=args.pattern,
-        calib_samples=args.calib_samples,
-        calib_seqlen=args.calib_seqlen,
-        eval_samples=args.eval_samples,
-        eval_seqlen=args.eval_seqlen,
-        text=args.text,
-        calib_text=args.calib_text,
-        eval_text=args.eval_text,
-        seed=args.seed,
-        device=args.device,
-        dtype=args.dtype,
-        owl_m=args.owl_m,
-        owl_lambda=args.owl_lambda,
-        alpha_eps=args.alpha_eps,
-        owl_mapping=args.owl_mapping,
-        alpha_estimator=args.alpha_estimator,
-        evopress_generations=args.evopress_generations,
-        evopress_offspring=args.evopress_offspring,
-    )
+    fields = {flag.field: getattr(args, flag.field) for flag in _run_flags() if flag.field is not None}
+    fields["sparsity"] = _sparsity(args)
     if args.paper_setup:
         # Context capped at 2048 as in the paper; shorter-context models use their own.
         fields.update(calib_text="c4", eval_text="wikitext2", calib_samples=128, calib_seqlen=2048,
@@ -226,7 +233,7 @@ def _add_noise_options(parser: argparse.ArgumentParser, select: bool) -> None:
                         help=f"calibration draws per setting (seeds seed, seed+1, ...; at most {MAX_REPEATS}): "
                              "mean, min and max perplexity")
     if select:
-        parser.add_argument("--select-on", default="selection",
+        parser.add_argument("--select-on", default=SELECT_ON[0],
                             help="the text β is chosen on: " + "; ".join(f"{k}: {v}" for k, v in PROTOCOLS.items()))
 
 
@@ -367,7 +374,7 @@ def _cmd_bench(args: argparse.Namespace) -> None:
     settings = RunSettings(beta=args.beta, device=args.device)
     figures = run_benchmark(settings, read_targets(Path(args.targets)),
                             log=lambda line: print(f"bench: {line}", file=sys.stderr, flush=True))
-    _write_json(figures, args.json)
+    _write_json(figures.to_json(), args.json)
     print(format_table(figures), file=sys.stderr)
 
 
@@ -396,7 +403,7 @@ def _zero_shot(settings: RunSettings, pruned, request, result: RunResult) -> Non
 
     print(f"zero-shot: {', '.join(request.tasks)} (lm-eval, dense then pruned)", file=sys.stderr, flush=True)
     dense, pruned_scores = dense_and_pruned(settings, pruned, request)
-    result.zero_shot = {"dense": dense.accuracy, "pruned": pruned_scores.accuracy}
+    result.zero_shot = ZeroShot(dense.accuracy, pruned_scores.accuracy)
     result.zero_shot_setup = setup(request, dense.items)
     print("| task | metric | dense | pruned |\n|---|---|---|---|", file=sys.stderr)
     for task, metrics in dense.accuracy.items():
@@ -446,16 +453,16 @@ def _add_beyond_commands(sub) -> None:
     from .recipe import methods
 
     recipe = sub.add_parser("recipe", help="the ATP schedule as an llm-compressor recipe (YAML)")
-    recipe.add_argument("--model", default="embedded", help="'embedded', a Hugging Face id, or a local directory")
-    recipe.add_argument("--sparsity", type=float, default=0.7, help="target mean sparsity S in [0, 1)")
-    recipe.add_argument("--beta", type=float, default=0.0, help="common difference; 0 = uniform")
-    recipe.add_argument("--method", default="wanda", choices=methods())
+    recipe.add_argument("--model", default=DEFAULTS.model, help="'embedded', a Hugging Face id, or a local directory")
+    recipe.add_argument("--sparsity", type=float, default=DEFAULTS.sparsity, help="target mean sparsity S in [0, 1)")
+    recipe.add_argument("--beta", type=float, default=DEFAULTS.beta, help="common difference; 0 = uniform")
+    recipe.add_argument("--method", default=DEFAULTS.method, choices=methods())
     recipe.add_argument("--out", default=None, help="write the recipe here (default: stdout)")
     recipe.set_defaults(func=_cmd_recipe)
 
     speed = sub.add_parser("speed", help="is the pruned model faster or smaller? dense vs CSR, measured")
     _add_run_options(speed)
-    speed.add_argument("--beta", type=float, default=0.0, help="ATP common difference of the measured model")
+    speed.add_argument("--beta", type=float, default=DEFAULTS.beta, help="ATP common difference of the measured model")
     speed.add_argument("--runtime", default="torch",
                        help="torch: dense vs CSR matmuls and cached decode (the default); onnxruntime: the dense and "
                             "pruned model as ONNX graphs, beside torch; deepsparse: also DeepSparse 1.8 (end-of-life, "
@@ -475,19 +482,19 @@ def build_parser() -> argparse.ArgumentParser:
     schedule = sub.add_parser("schedule", help="print the ATP per-block schedule")
     schedule.add_argument("--layers", type=_number, required=True)
     schedule.add_argument("--sparsity", type=float, required=True)
-    schedule.add_argument("--beta", type=float, default=0.0)
+    schedule.add_argument("--beta", type=float, default=DEFAULTS.beta)
     schedule.add_argument("--json", default="-", help="output file, or - for stdout")
     schedule.set_defaults(func=_cmd_schedule)
 
     prune = sub.add_parser("prune", help="prune a model and measure errors and perplexity")
     _add_run_options(prune)
-    prune.add_argument("--beta", type=float, default=0.0, help="common difference; 0 = uniform")
-    prune.add_argument("--allocation", default="atp", choices=allocation_names(public_only=True),
+    prune.add_argument("--beta", type=float, default=DEFAULTS.beta, help="common difference; 0 = uniform")
+    prune.add_argument("--allocation", default=DEFAULTS.allocation, choices=allocation_names(public_only=True),
                        help="; ".join(f"{a.name}: {a.summary}" for a in ALLOCATORS.values() if a.public))
     prune.add_argument("--rates", default=None, metavar="FILE",
                        help="prune with this schedule: a JSON list (or a result's 'schedule') or one rate per line, "
                             "one per decoder block; S is their mean (within 0.0005 of --sparsity when given)")
-    prune.add_argument("--quantize", default=NO_QUANTIZATION, choices=(NO_QUANTIZATION, *QUANTIZERS),
+    prune.add_argument("--quantize", default=DEFAULTS.quantize, choices=quantize_choices(),
                        help="then quantize the survivors; "
                        + "; ".join(f"{q.name}: {q.summary}" for q in QUANTIZERS.values()))
     prune.add_argument("--bits", type=_number, default=DEFAULTS.bits, help="mean bit-width B (integer widths 2..8)")
@@ -502,7 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     search = sub.add_parser("search", help="search beta (grid: the paper's procedure)")
     _add_run_options(search)
-    search.add_argument("--strategy", default="grid", choices=tuple(STRATEGIES),
+    search.add_argument("--strategy", default=DEFAULT_STRATEGY, choices=tuple(STRATEGIES),
                         help="; ".join(s.label for s in STRATEGIES.values()))
     search.add_argument("--json", default="-")
     search.add_argument("-v", "--verbose", action="store_true")
@@ -513,7 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(compare)
     compare.add_argument("--sparsities", default=None,
                          help="comma-separated (default 0.5,0.6,0.7; with an N:M pattern, its own)")
-    compare.add_argument("--strategy", default="grid", choices=tuple(STRATEGIES), help="ATP's β search")
+    compare.add_argument("--strategy", default=DEFAULT_STRATEGY, choices=tuple(STRATEGIES), help="ATP's β search")
     compare.add_argument("--evopress", action="store_true",
                          help="add EvoPress's searched profile as a column (slow: see --evopress-generations)")
     compare.add_argument("--json", default="-")
@@ -533,8 +540,8 @@ def build_parser() -> argparse.ArgumentParser:
     order.set_defaults(func=_cmd_order)
 
     bench = sub.add_parser("bench", help="speed against the physical limit, on the embedded model")
-    bench.add_argument("--beta", type=float, default=0.012, help="the ATP β of the measured trial")
-    bench.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    bench.add_argument("--beta", type=float, default=SUGGESTED_BETA, help="the ATP β of the measured trial")
+    bench.add_argument("--device", default=DEFAULTS.device, choices=DEVICES)
     bench.add_argument("--targets", default="pyproject.toml",
                        help="a pyproject.toml whose [tool.atp_viz.bench-targets] holds the goals")
     bench.add_argument("--json", default="-")

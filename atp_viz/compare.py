@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from .allocations import compared_names, get_allocator
+from .allocators import compared_names, get_allocator
 from .errors import AtpError
 from .evopress import profile_summary
 from .models import layer_count
@@ -14,14 +14,14 @@ from .progress import CancelCheck, Progress
 from .repeats import run_repeated
 from .results import PROTOCOLS, AllocatorComparison, RunResult
 from .schedules import atp_schedule
-from .search import rank, search_beta
+from .search import DEFAULT_STRATEGY, rank, search_beta
 from .settings import RunSettings, check_repeats, check_select_on, pattern_sparsity, validate
 
 
 def compare_allocators(
     settings: RunSettings,
     sparsities: list[float],
-    strategy: str | None = "grid",
+    strategy: str | None = DEFAULT_STRATEGY,
     progress: Progress | None = None,
     cancelled: CancelCheck | None = None,
     on_result: Callable[[float, RunResult], None] | None = None,

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from . import estimates, result_store
-from .allocations import allocator_fields, get_allocator, search_forward_tokens
+from .allocators import PlannedSchedule, allocator_fields, get_allocator, search_forward_tokens
 from .capture import capture_block_inputs
 from .errors import AtpError
 from .estimates import Estimate
@@ -30,7 +30,7 @@ from .models import LoadedModel, eval_autocast, load_model, peek_loaded, protect
 from .perplexity import check_window_memory, perplexity
 from .progress import CancelCheck, Progress
 from .propagation import DenseReference, PropagationResult, prune_and_measure
-from .results import BlockError, Measurement, RunResult, TokenMap
+from .results import BlockError, DataSetup, RunResult, TokenMap
 from .schedules import beta_max, bit_schedule, check_schedule, kept_per_group, pattern_schedule
 from .settings import DEFAULTS, NO_QUANTIZATION, RunSettings, validate, whole_number
 from .staging import staged_folder
@@ -131,7 +131,7 @@ def _allocator_key(settings: RunSettings) -> tuple:
 
 def schedule_for(settings: RunSettings, loaded: LoadedModel, reference: DenseReference,
                  progress: Progress | None = None,
-                 cancelled: CancelCheck | None = None) -> tuple[list[float], dict, dict]:
+                 cancelled: CancelCheck | None = None) -> PlannedSchedule:
     """The allocator's per-block rates, checked; what it measured to choose them; and how
     it chose them (its settings and the blocks it clamped to 0 or 1)."""
     allocator = get_allocator(settings.allocation)
@@ -161,7 +161,7 @@ def schedule_for(settings: RunSettings, loaded: LoadedModel, reference: DenseRef
     if settings.group:
         # N:M: every block on the pattern's levels, the (unweighted) mean kept exact.
         rates = pattern_schedule(rates, settings.group)
-    return rates, measurements, details
+    return PlannedSchedule(rates, measurements, details)
 
 
 def calibration(loaded: LoadedModel, settings: RunSettings) -> DenseReference:
@@ -283,7 +283,8 @@ def _compute(settings: RunSettings, progress: Progress | None, cancelled: Cancel
                              if settings.measure_ppl and settings.measure_selection else None)
         timings["calibration"] = time.perf_counter() - t
         t = time.perf_counter()
-        schedule, measurements, details = schedule_for(settings, loaded, reference, progress, cancelled)
+        planned = schedule_for(settings, loaded, reference, progress, cancelled)
+        schedule = planned.rates
         # Apart from calibration: a search (EvoPress) must not teach the estimates that a reference is slow.
         timings["allocation"] = time.perf_counter() - t
         t = time.perf_counter()
@@ -309,7 +310,8 @@ def _compute(settings: RunSettings, progress: Progress | None, cancelled: Cancel
                     selection_ppl = perplexity(loaded.model, selection_windows, cancelled, autocast)
                     timings["selection_perplexity"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - started
-    result = _result(settings, loaded, schedule, propagated, dense_ppl, ppl, timings, measurements, details)
+    result = _result(settings, loaded, schedule, propagated, dense_ppl, ppl, timings, planned.measurements,
+                     planned.details)
     if settings.group:
         result.pattern, result.kept_per_group = settings.pattern, kept_per_group(schedule, settings.group)
     if quantizer is not None:
@@ -359,7 +361,7 @@ def _result(
         errors=propagated.errors,
         sublayer_errors=propagated.sublayer_errors,
         timings=timings,
-        settings=Measurement(
+        settings=DataSetup(
             calib_samples=settings.calib_samples,
             calib_seqlen=settings.calib_seqlen,
             eval_samples=settings.eval_samples,

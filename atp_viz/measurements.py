@@ -1,5 +1,5 @@
 """What the competing allocators look at, measured on a model (torch plumbing only;
-the math that turns these into schedules lives in ``allocators``).
+the math that turns these into schedules lives in ``allocator_math``).
 
 - OWL: per block, the outlier ratio of Wanda scores |W|·||X||₂, with X the dense
   model's input to each linear layer on the calibration set (as OWL's reference does).
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from .allocators import esd_alpha, outlier_ratio
+from .allocator_math import esd_alpha, outlier_ratio
 from .blocks import linear_sublayers, weight_matrix
 from .capture import call_block
 from .propagation import DenseReference

@@ -36,6 +36,13 @@ DEFAULT_FROM_UNREACHABLE_HUB = (
 )
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# What ``--device`` and ``--dtype`` accept; ``auto`` decides from the machine.
+DEVICES = ("auto", "cpu", "cuda")
+DTYPES = ("auto", *_DTYPES)
+
+
+def _either(names: tuple[str, ...]) -> str:
+    return f"{', '.join(names[:-1])} or {names[-1]}"
 
 
 def cache_root() -> Path:
@@ -68,8 +75,8 @@ def resolve_device(device: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
         raise AtpError("--device cuda was asked for but no CUDA device is available")
-    if device not in ("cpu", "cuda"):
-        raise AtpError(f"device must be auto, cpu or cuda, got {device!r}")
+    if device not in DEVICES:
+        raise AtpError(f"device must be {_either(DEVICES)}, got {device!r}")
     return torch.device(device)
 
 
@@ -81,7 +88,7 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.float32
     if dtype not in _DTYPES:
-        raise AtpError(f"dtype must be auto, float32, bfloat16 or float16, got {dtype!r}")
+        raise AtpError(f"dtype must be {_either(DTYPES)}, got {dtype!r}")
     return _DTYPES[dtype]
 
 

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from .errors import AtpError
-from .results import BlockError, Measurement, _known
+from .results import BlockError, DataSetup, _known
 from .settings import MAX_SEED, whole_number
 
 INCREASING, DECREASING = "increasing", "decreasing"
@@ -216,7 +216,7 @@ class OrderExperiment:
     orderings: list[OrderingRun]
     carry: CarryFit
     bound: BoundCheck
-    settings: Measurement
+    settings: DataSetup
 
     def run(self, name: str) -> OrderingRun:
         return next(r for r in self.orderings if r.name == name)
@@ -233,7 +233,7 @@ class OrderExperiment:
         values["orderings"] = [OrderingRun.from_json(r) for r in data["orderings"]]
         values["carry"] = CarryFit(**_known(CarryFit, data["carry"]))
         values["bound"] = BoundCheck(**_known(BoundCheck, data["bound"]))
-        values["settings"] = Measurement.from_json(data["settings"])
+        values["settings"] = DataSetup.from_json(data["settings"])
         return cls(**values)
 
 

@@ -27,11 +27,16 @@ from dataclasses import dataclass
 import torch
 
 from .errors import AtpError
+from .registry import lookup
 
 Statistic = Callable[[torch.Tensor], torch.Tensor]
 # prune(weight, statistic, tokens, sparsity) -> pruned weight; a method with N:M patterns
 # also takes the group size M as a fifth argument (``Pruner.patterns``).
 PruneFn = Callable[..., torch.Tensor]
+# SparseGPT's own settings (and GPTQ's, which shares its sweep): 128-column blocks, damping
+# 1% of the mean Hessian diagonal. The llm-compressor recipe names them from here.
+OBS_BLOCK = 128
+OBS_DAMPING = 0.01
 
 
 @dataclass(frozen=True)
@@ -65,10 +70,7 @@ def method_names() -> tuple[str, ...]:
 
 
 def get_pruner(name: str) -> Pruner:
-    try:
-        return PRUNERS[name]
-    except KeyError:
-        raise AtpError(f"unknown pruning method {name!r}: use {', '.join(PRUNERS)}") from None
+    return lookup(PRUNERS, name, "pruning method")
 
 
 def pruned_count(total: int, sparsity: float) -> int:
@@ -142,8 +144,8 @@ ColumnRounding = Callable[[torch.Tensor, torch.Tensor, int, int], torch.Tensor]
 
 
 def obs_sweep(
-    weight: torch.Tensor, hessian: torch.Tensor, rounding: ColumnRounding, blocksize: int = 128,
-    percdamp: float = 0.01,
+    weight: torch.Tensor, hessian: torch.Tensor, rounding: ColumnRounding, blocksize: int = OBS_BLOCK,
+    percdamp: float = OBS_DAMPING,
 ) -> torch.Tensor:
     """The optimal-brain-surgeon sweep SparseGPT and GPTQ share: columns left to right in
     blocks of ``blocksize``, each column replaced by ``rounding(W1, diag, i1, i)`` (column i
@@ -187,8 +189,8 @@ def sparsegpt_prune(
     weight: torch.Tensor,
     hessian: torch.Tensor,
     sparsity: float,
-    blocksize: int = 128,
-    percdamp: float = 0.01,
+    blocksize: int = OBS_BLOCK,
+    percdamp: float = OBS_DAMPING,
     group: int = 0,
 ) -> torch.Tensor:
     """SparseGPT: mask by w²/[H⁻¹]_kk² in column blocks, optimal-brain-surgeon update of the rest.
@@ -267,7 +269,7 @@ register(Pruner(
     patterns=True,
 ))
 register(Pruner(
-    "sparsegpt", "SparseGPT", "mask by w²/[H⁻¹]² in 128-column blocks, the survivors updated (OBS)",
+    "sparsegpt", "SparseGPT", f"mask by w²/[H⁻¹]² in {OBS_BLOCK}-column blocks, the survivors updated (OBS)",
     statistic=_gram,
     prune=lambda weight, gram, tokens, sparsity, group=0: sparsegpt_prune(
         weight, gram * (2.0 / tokens), sparsity, group=group),

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import AtpError
-from .pruners import Statistic, _gram, obs_sweep
+from .pruners import OBS_DAMPING, Statistic, _gram, obs_sweep
+from .registry import lookup
 
 # Inputs sharing one scale and zero point (per output row), as in GPTQ's --groupsize 128.
 GROUP_SIZE = 128
@@ -51,10 +51,7 @@ def quantizer_names() -> tuple[str, ...]:
 
 
 def get_quantizer(name: str) -> Quantizer:
-    try:
-        return QUANTIZERS[name]
-    except KeyError:
-        raise AtpError(f"unknown quantizer {name!r}: use {', '.join(QUANTIZERS)}") from None
+    return lookup(QUANTIZERS, name, "quantizer")
 
 
 def grid(x: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -86,7 +83,7 @@ def rtn_quantize(weight: torch.Tensor, bits: int, zeroed: torch.Tensor | None = 
 
 def gptq_quantize(
     weight: torch.Tensor, hessian: torch.Tensor, bits: int, zeroed: torch.Tensor | None = None,
-    percdamp: float = 0.01,
+    percdamp: float = OBS_DAMPING,
 ) -> torch.Tensor:
     """GPTQ with groups of 128: the OBS sweep with 128-column blocks, each block's grid
     fitted on entering it (block and group coincide), no activation reordering."""

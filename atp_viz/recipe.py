@@ -14,13 +14,14 @@ from dataclasses import dataclass
 
 from . import __version__
 from .errors import AtpError
+from .pruners import OBS_BLOCK, OBS_DAMPING
 from .schedules import atp_schedule, beta_max
 
 # atp_viz method -> llm-compressor modifier and the arguments that match this engine's pruner.
 MODIFIERS: dict[str, tuple[str, dict[str, object]]] = {
     "wanda": ("WandaPruningModifier", {}),
-    # Notes §3: 128-column blocks, dampening 1% of the mean Hessian diagonal.
-    "sparsegpt": ("SparseGPTModifier", {"block_size": 128, "dampening_frac": 0.01}),
+    # Notes §3: the engine's own block width and damping (share of the mean Hessian diagonal).
+    "sparsegpt": ("SparseGPTModifier", {"block_size": OBS_BLOCK, "dampening_frac": OBS_DAMPING}),
 }
 # Digits kept per rate: far below the 1/row-width step at which a pruner can hit a rate.
 _DIGITS = 6

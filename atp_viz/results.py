@@ -96,8 +96,8 @@ class TokenMap:
 
 
 @dataclass
-class Measurement:
-    """How a run was measured: shown beside every perplexity."""
+class DataSetup:
+    """The texts, windows, seed and precision a run used: shown beside every perplexity."""
 
     calib_samples: int
     calib_seqlen: int
@@ -112,7 +112,35 @@ class Measurement:
     device: str
 
     @classmethod
-    def from_json(cls, data: dict) -> "Measurement":
+    def from_json(cls, data: dict) -> "DataSetup":
+        return cls(**_known(cls, data))
+
+
+@dataclass
+class ZeroShot:
+    """lm-eval accuracy of the dense and the pruned model, each {task: {"acc": …, "acc_norm": …}}."""
+
+    dense: dict[str, dict[str, float]]
+    pruned: dict[str, dict[str, float]]
+
+    @classmethod
+    def from_json(cls, data: dict) -> "ZeroShot":
+        return cls(dense=data["dense"], pruned=data["pruned"])
+
+
+@dataclass
+class ZeroShotSetup:
+    """How the zero-shot accuracies were measured."""
+
+    harness: str  # "lm-eval <version>"
+    tasks: list[str]
+    num_fewshot: int
+    limit: int | None  # items per task; None: all
+    items: dict[str, int]  # items scored per task
+    tasks_dir: str | None  # lm-eval's include path, when given
+
+    @classmethod
+    def from_json(cls, data: dict) -> "ZeroShotSetup":
         return cls(**_known(cls, data))
 
 
@@ -137,16 +165,16 @@ class RunResult:
     errors: list[BlockError]
     sublayer_errors: list[SublayerError]
     timings: dict[str, float]
-    settings: Measurement
+    settings: DataSetup
     measurements: dict[str, list[float]] = field(default_factory=dict)
     token_errors: TokenMap | None = None
     # OWL and AlphaPruning: the settings that shaped the rates (mapping, α estimator, ε),
     # the blocks clamped to 0 or 1 and the (weighted) mean the rates keep.
     allocator_details: dict = field(default_factory=dict)
     saved_to: str | None = None
-    # lm-eval accuracy: {"dense": {task: {"acc": …, "acc_norm": …}}, "pruned": {…}}, and how it was measured.
-    zero_shot: dict[str, dict[str, dict[str, float]]] | None = None
-    zero_shot_setup: dict | None = None
+    # lm-eval accuracy of the dense and the pruned model, and how it was measured.
+    zero_shot: ZeroShot | None = None
+    zero_shot_setup: ZeroShotSetup | None = None
     # "unstructured" or the N:M pattern; for N:M, each block's N (kept of every M).
     pattern: str = "unstructured"
     kept_per_group: list[int] | None = None
@@ -177,11 +205,15 @@ class RunResult:
         values = _known(cls, data)
         values["errors"] = [BlockError.from_json(e) for e in data["errors"]]
         values["sublayer_errors"] = [SublayerError.from_json(e) for e in data.get("sublayer_errors", [])]
-        values["settings"] = Measurement.from_json(data["settings"])
+        values["settings"] = DataSetup.from_json(data["settings"])
         if data.get("token_errors"):
             values["token_errors"] = TokenMap(**_known(TokenMap, data["token_errors"]))
         if data.get("repeats"):
             values["repeats"] = Spread.from_json(data["repeats"])
+        if data.get("zero_shot"):
+            values["zero_shot"] = ZeroShot.from_json(data["zero_shot"])
+        if data.get("zero_shot_setup"):
+            values["zero_shot_setup"] = ZeroShotSetup.from_json(data["zero_shot_setup"])
         return cls(**values)
 
     @property

@@ -97,7 +97,7 @@ class RuntimeReport:
     cpu: dict  # {"model": …, "extensions": [...]} from /proc/cpuinfo
     load_average: dict  # 1-minute load before and after: how busy the cores were
     model_sparsity: float
-    bytes: dict
+    bytes: speed.WeightBytes
     semi_structured: dict | list
     versions: dict = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
@@ -108,7 +108,8 @@ class RuntimeReport:
     @classmethod
     def from_json(cls, data: dict) -> "RuntimeReport":
         fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
-        return cls(**{**fields, "engines": [EngineSpeed.from_json(e) for e in data["engines"]]})
+        return cls(**{**fields, "engines": [EngineSpeed.from_json(e) for e in data["engines"]],
+                      "bytes": speed.WeightBytes.from_json(data["bytes"])})
 
     def engine(self, name: str) -> EngineSpeed | None:
         return next((e for e in self.engines if e.engine == name), None)
@@ -260,10 +261,7 @@ def measure_run(settings: RunSettings, runtime: str, threads: int = DEFAULT_THRE
     outcome = run_pruning(replace(settings, measure_ppl=False), part(0.0, 0.3), cancelled, keep_weights=True)
     report = measure_runtimes(loaded, outcome.pruned, runtime, threads, rounds, install, part(0.3, 1.0), cancelled,
                               say)
-    r = outcome.result
-    report.settings.update(model=r.model, method=r.method, allocation=r.allocation, sparsity=r.sparsity,
-                           beta=r.beta, calib_samples=r.settings.calib_samples,
-                           calib_seqlen=r.settings.calib_seqlen, seed=r.settings.seed)
+    report.settings.update(asdict(speed.PrunedRun.of(outcome.result)))
     return report
 
 

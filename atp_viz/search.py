@@ -28,6 +28,7 @@ from .engine import run_pruning
 from .errors import AtpError
 from .models import layer_count
 from .progress import CancelCheck
+from .registry import lookup
 from .repeats import draws, spread_of
 from .results import RunResult, SearchResult, SearchTrial, Spread
 from .schedules import beta_max, grid_betas, pattern_betas
@@ -50,6 +51,7 @@ class Strategy:
     name: str
     label: str  # how the app offers it
     next_index: NextIndex
+    budget: Callable[[int], int]  # the most trials it runs over a grid of n points
 
 
 def fast_plan(n: int) -> tuple[list[int], int]:
@@ -123,16 +125,19 @@ def _next_grid_index(n: int, known: dict[int, float]) -> int | None:
 
 
 STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
-    Strategy("grid", "grid: every 0.002 up to β_max (the paper)", _next_grid_index),
-    Strategy("fast", "fast: every third point, then around the best (≤ half the trials)", next_fast_index),
+    Strategy("grid", "grid: every 0.002 up to β_max (the paper)", _next_grid_index, lambda n: n),
+    Strategy("fast", "fast: every third point, then around the best (≤ half the trials)", next_fast_index,
+             lambda n: fast_plan(n)[1]),
 )}
 
 
+# The paper's procedure, where the command line and the app start: the fast search can miss
+# the best β on a bumpy curve, and would then understate ATP.
+DEFAULT_STRATEGY = "grid"
+
+
 def get_strategy(name: str) -> Strategy:
-    try:
-        return STRATEGIES[name]
-    except KeyError:
-        raise AtpError(f"unknown search strategy {name!r}: use {' or '.join(STRATEGIES)}") from None
+    return lookup(STRATEGIES, name, "search strategy", joiner=" or ")
 
 
 def rank(ppl: float | None) -> float:
@@ -140,7 +145,7 @@ def rank(ppl: float | None) -> float:
     return ppl if ppl is not None and math.isfinite(ppl) else math.inf
 
 
-def iter_search(settings: RunSettings, strategy: str = "grid", cancelled: CancelCheck | None = None,
+def iter_search(settings: RunSettings, strategy: str = DEFAULT_STRATEGY, cancelled: CancelCheck | None = None,
                 select_on: str = "selection", repeats: int = 1) -> Iterator[RunResult]:
     """Yield the uniform baseline's runs, then each β trial's, one per calibration draw, as
     they finish; every run measures the selection and the report text.
@@ -165,6 +170,13 @@ def iter_search(settings: RunSettings, strategy: str = "grid", cancelled: Cancel
     known: dict[int, float] = {-1: _chooser(uniform, select_on)}
     while (index := chosen.next_index(len(betas), known)) is not None:
         known[index] = _chooser((yield from _measured(trial("atp", betas[index]))), select_on)
+
+
+def planned_betas(settings: RunSettings, strategy: str, num_layers: int) -> list[float]:
+    """As many grid β as ``strategy`` runs trials at most (the fast search picks which as it
+    goes; these stand in for them in a time estimate)."""
+    betas = _grid(validate(settings), num_layers)
+    return betas[: get_strategy(strategy).budget(len(betas))]
 
 
 def _grid(settings: RunSettings, num_layers: int) -> list[float]:
@@ -206,7 +218,7 @@ def _best(trials: list[SearchTrial], select_on: str) -> SearchTrial:
     return min(trials, key=lambda t: (rank(t.selection_ppl if select_on == "selection" else t.ppl), t.beta))
 
 
-def summarise(strategy: str, runs: list[RunResult], select_on: str = "selection") -> SearchResult:
+def search_record(strategy: str, runs: list[RunResult], select_on: str = "selection") -> SearchResult:
     """The search record of ``runs`` (uniform's draws first, then the trials' in the order run)."""
     select_on = check_select_on(select_on)
     uniform, *trials = trials_of(runs)
@@ -230,7 +242,7 @@ def summarise(strategy: str, runs: list[RunResult], select_on: str = "selection"
 
 def search_beta(
     settings: RunSettings,
-    strategy: str = "grid",
+    strategy: str = DEFAULT_STRATEGY,
     cancelled: CancelCheck | None = None,
     on_run: Callable[[RunResult], None] | None = None,
     select_on: str = "selection",
@@ -242,4 +254,4 @@ def search_beta(
         runs.append(result)
         if on_run is not None:
             on_run(result)
-    return summarise(strategy, runs, select_on)
+    return search_record(strategy, runs, select_on)

@@ -10,18 +10,26 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from .allocations import allocation_names
-from .allocators import ALPHA_ESTIMATORS, OWL_MAPPINGS, published_alpha_eps
+from .allocator_math import (
+    OWL_LAMBDA_DEFAULT,
+    OWL_M_DEFAULT,
+    PUBLISHED,
+    check_alpha_eps,
+    check_alpha_estimator,
+    check_owl_lambda,
+    check_owl_m,
+    check_owl_mapping,
+    published_alpha_eps,
+)
+from .allocators import ALLOCATORS
 from .errors import AtpError
-from .pruners import PRUNERS, method_names
+from .pruners import OBS_BLOCK, get_pruner
 from .quantize import quantizer_names
+from .registry import lookup
 from .schedules import MAX_BITS, MIN_BITS, check_sparsity
 
 # Seeds travel through JSON (results, the app's API), whose numbers are exact only up to 2^53.
 MAX_SEED = 2**53
-# OWL: a score is an outlier above M × its block's mean; the rates span 2λ.
-OWL_M_RANGE = (0.0, 1000.0)  # M in (0, 1000]: above that no score is an outlier
-OWL_LAMBDA_MAX = 0.5  # a span 2λ over 1 cannot fit in [0, 1]
 # Upper bounds that only keep numbers printable and sane: the text, the model's context and
 # the app's token cap refuse far smaller requests with their own reasons.
 MAX_WINDOWS = 10_000_000
@@ -33,10 +41,13 @@ MAX_OFFSPRING = 4096
 RATES_MEAN_TOL = 5e-4
 UNSTRUCTURED = "unstructured"
 NO_QUANTIZATION = "none"
-# N:M groups must tile SparseGPT's 128-column blocks: M is a power of two up to 128.
-PATTERN_GROUPS = (2, 4, 8, 16, 32, 64, 128)
+# N:M groups must tile SparseGPT's column blocks: M is a power of two up to their width.
+PATTERN_GROUPS = tuple(2**k for k in range(1, OBS_BLOCK.bit_length()))
 # Calibration draws per setting (``--repeats``): each is a full run, so a handful is plenty.
 MAX_REPEATS = 20
+# Near the best β measured on the embedded model at S = 0.7 (README, "Results"): where the
+# app's slider starts and what the benchmark's trial prunes with.
+SUGGESTED_BETA = 0.012
 # Which text a β search chooses β on (``texts.PARTS``; results.PROTOCOLS says what each means).
 SELECT_ON = ("selection", "report")
 
@@ -64,12 +75,12 @@ class RunSettings:
     measure_ppl: bool = True
     # Also the perplexity on the selection text (a β search chooses on it; see ``texts``).
     measure_selection: bool = False
-    owl_m: float = 5.0
-    owl_lambda: float = 0.08
+    owl_m: float = OWL_M_DEFAULT
+    owl_lambda: float = OWL_LAMBDA_DEFAULT
     # None: the value of the authors' scripts for ``method`` (``validate`` fills it in).
     alpha_eps: float | None = None
-    owl_mapping: str = "published"
-    alpha_estimator: str = "published"
+    owl_mapping: str = PUBLISHED
+    alpha_estimator: str = PUBLISHED
     # EvoPress's search budget (see docs/evopress.md for why these fit 15 minutes on 2 cores).
     evopress_generations: int = 48
     evopress_offspring: int = 8
@@ -170,39 +181,33 @@ def pattern_sparsity(pattern: str) -> float | None:
     return (group - kept) / group if group else None
 
 
+def quantize_choices() -> tuple[str, ...]:
+    """What ``quantize`` may be: none, or a registered quantizer."""
+    return (NO_QUANTIZATION, *quantizer_names())
+
+
 def validate(settings: RunSettings) -> RunSettings:
     """Refuse nonsense before any loading; return the settings with proper number types."""
-    if settings.method not in method_names():
-        raise AtpError(f"unknown pruning method {settings.method!r}: use {', '.join(method_names())}")
-    if settings.allocation not in allocation_names():
-        raise AtpError(f"unknown allocation {settings.allocation!r}: use {', '.join(allocation_names())}")
+    pruner = get_pruner(settings.method)
+    lookup(ALLOCATORS, settings.allocation, "allocation")
     sparsity = check_sparsity(number(settings.sparsity, "sparsity"))
     beta = number(settings.beta, "β")
     if beta < 0:
         raise AtpError(f"β must be 0 or more, got {beta:.6g}")
-    m = number(settings.owl_m, "OWL M")
-    if not OWL_M_RANGE[0] < m <= OWL_M_RANGE[1]:
-        raise AtpError(f"OWL M must be positive and at most {OWL_M_RANGE[1]:g}, got {m:g}")
-    lam = number(settings.owl_lambda, "OWL λ")
-    if not 0 <= lam <= OWL_LAMBDA_MAX:
-        raise AtpError(f"OWL λ must be from 0 to {OWL_LAMBDA_MAX:g} (the rates span 2λ), got {lam:g}")
-    eps = (published_alpha_eps(settings.method) if settings.alpha_eps is None
-           else number(settings.alpha_eps, "AlphaPruning ε"))
-    if not 0 <= eps < 1:
-        raise AtpError(f"AlphaPruning ε must be in [0, 1), got {eps:g}")
-    if settings.owl_mapping not in OWL_MAPPINGS:
-        raise AtpError(f"unknown OWL mapping {settings.owl_mapping!r}: use {' or '.join(OWL_MAPPINGS)}")
-    if settings.alpha_estimator not in ALPHA_ESTIMATORS:
-        raise AtpError(f"unknown α estimator {settings.alpha_estimator!r}: use {' or '.join(ALPHA_ESTIMATORS)}")
+    m = check_owl_m(number(settings.owl_m, "OWL M"))
+    lam = check_owl_lambda(number(settings.owl_lambda, "OWL λ"))
+    eps = check_alpha_eps(published_alpha_eps(settings.method) if settings.alpha_eps is None
+                          else number(settings.alpha_eps, "AlphaPruning ε"))
+    check_owl_mapping(settings.owl_mapping)
+    check_alpha_estimator(settings.alpha_estimator)
     pattern = str(settings.pattern).strip()
     fixed = pattern_sparsity(pattern)
-    if fixed is not None and not PRUNERS[settings.method].patterns:
+    if fixed is not None and not pruner.patterns:
         raise AtpError(f"the pruning method {settings.method!r} has no N:M patterns: use --pattern unstructured")
     if fixed is not None:
         sparsity = fixed
-    if settings.quantize not in (NO_QUANTIZATION, *quantizer_names()):
-        choices = ", ".join((NO_QUANTIZATION, *quantizer_names()))
-        raise AtpError(f"unknown quantizer {settings.quantize!r}: use {choices}")
+    if settings.quantize not in quantize_choices():
+        raise AtpError(f"unknown quantizer {settings.quantize!r}: use {', '.join(quantize_choices())}")
     bits = whole_number(settings.bits, "bits", MIN_BITS, MAX_BITS)
     bits_beta = number(settings.bits_beta, "bit step")
     if bits_beta < 0:

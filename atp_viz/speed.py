@@ -24,7 +24,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +34,7 @@ from .engine import run_pruning
 from .errors import AtpError
 from .models import LoadedModel, load_model
 from .progress import CancelCheck, Progress, check_cancelled
+from .results import RunResult
 from .settings import RunSettings
 from .texts import token_stream
 from .weights import PrunedLayer, PrunedWeights, swapped_weights
@@ -61,29 +62,120 @@ class MatrixTiming:
 
 
 @dataclass
+class DecodeSpeed:
+    """Greedy decode, batch 1: tokens/s of the dense model, the pruned one in dense storage
+    and the pruned one as CSR; and whether CSR chose the same tokens as the dense-storage copy."""
+
+    dense_tokens_per_s: float
+    pruned_dense_tokens_per_s: float
+    csr_tokens_per_s: float
+    csr_same_tokens: bool
+    prompt_tokens: int
+    new_tokens: int
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "DecodeSpeed":
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+
+
+@dataclass
+class BlockBytes:
+    block: int
+    dense: int
+    csr: int
+
+
+@dataclass
+class WeightBytes:
+    """Bytes of the pruned layers' weights, dense and CSR, in total and per decoder block."""
+
+    dense: int
+    csr: int
+    per_block: list[BlockBytes]
+    rest_of_model: int  # embeddings, norms, lm_head: the same either way
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "WeightBytes":
+        return cls(data["dense"], data["csr"], [BlockBytes(**b) for b in data["per_block"]], data["rest_of_model"])
+
+
+@dataclass
+class PrunedRun:
+    """Which run's pruned weights a speed report timed (from its result)."""
+
+    model: str
+    method: str
+    allocation: str
+    sparsity: float
+    beta: float | None
+    calib_samples: int
+    calib_seqlen: int
+    seed: int
+
+    @classmethod
+    def of(cls, result: RunResult) -> "PrunedRun":
+        return cls(result.model, result.method, result.allocation, result.sparsity, result.beta,
+                   result.settings.calib_samples, result.settings.calib_seqlen, result.settings.seed)
+
+
+@dataclass
+class SpeedSetup:
+    """Where and how ``speed`` timed, and (after ``measure_run``) the run it timed."""
+
+    device: str
+    dtype: str
+    torch: str
+    threads: int
+    batch: int
+    csr_index_bits: int
+    rounds: int
+    run: PrunedRun | None = None
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        run = data.pop("run")
+        return {**data, **(run or {})}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "SpeedSetup":
+        names = [f for f in cls.__dataclass_fields__ if f != "run"]
+        run = PrunedRun(**{k: data[k] for k in PrunedRun.__dataclass_fields__}) if "model" in data else None
+        return cls(**{k: data[k] for k in names}, run=run)
+
+
+@dataclass
 class SpeedReport:
     """What ``speed`` measured; ``to_json`` gives the published keys."""
 
     matrices: list[MatrixTiming]
-    decode: dict[str, float]
-    bytes: dict
+    decode: DecodeSpeed
+    bytes: WeightBytes
     break_even_sparsity: float | None  # of the model's layer mix, batch 1; None: not on the grid
     break_even_by_shape: dict[str, float | None]
     model_sparsity: float  # zeros over weights of the pruned linear layers
     semi_structured: list[dict] | None = None  # CUDA only
-    settings: dict = field(default_factory=dict)
+    settings: SpeedSetup | None = None
 
     def to_json(self) -> dict:
         data = asdict(self)
         data["matrices"] = [{"shape": list(m.shape), "sparsity": m.sparsity, "dense_us": m.dense_us,
                              "csr_us": m.csr_us} for m in self.matrices]
+        data["settings"] = {} if self.settings is None else self.settings.to_json()
         return data
 
     @classmethod
     def from_json(cls, data: dict) -> "SpeedReport":
         matrices = [MatrixTiming(tuple(m["shape"]), m["sparsity"], m["dense_us"], m["csr_us"])
                     for m in data["matrices"]]
-        return cls(**{**{k: data[k] for k in cls.__dataclass_fields__ if k in data}, "matrices": matrices})
+        return cls(**{**{k: data[k] for k in cls.__dataclass_fields__ if k in data}, "matrices": matrices,
+                      "decode": DecodeSpeed.from_json(data["decode"]), "bytes": WeightBytes.from_json(data["bytes"]),
+                      "settings": SpeedSetup.from_json(data["settings"]) if data.get("settings") else None})
 
 
 # ------------------------------------------------------------------ timing
@@ -228,12 +320,8 @@ def weight_bytes(loaded: LoadedModel, pruned: PrunedWeights, sparse: dict[str, P
     params = {id(p): p for p in loaded.model.parameters()}.values()
     total = sum(p.numel() * p.element_size() for p in params)
     dense = sum(d for d, _ in per_block.values())
-    return {
-        "dense": dense,
-        "csr": sum(c for _, c in per_block.values()),
-        "per_block": [{"block": b, "dense": d, "csr": c} for b, (d, c) in sorted(per_block.items())],
-        "rest_of_model": total - dense,  # embeddings, norms, lm_head: the same either way
-    }
+    return WeightBytes(dense, sum(c for _, c in per_block.values()),
+                       [BlockBytes(b, d, c) for b, (d, c) in sorted(per_block.items())], total - dense)
 
 
 def layer_shapes(loaded: LoadedModel, pruned: PrunedWeights) -> dict[tuple[int, int], int]:
@@ -285,7 +373,7 @@ def decode_seconds(model: nn.Module, prompt: torch.Tensor, new_tokens: int) -> t
 
 
 def decode_speeds(loaded: LoadedModel, pruned: PrunedWeights, sparse: dict[str, PrunedLayer],
-                  cancelled: CancelCheck | None = None) -> dict:
+                  cancelled: CancelCheck | None = None) -> DecodeSpeed:
     """Tokens/s of the dense model, the pruned one in dense storage and the pruned one as CSR,
     the best of alternating rounds; and whether CSR chose the same tokens as the dense-storage copy."""
     prompt = _prompt(loaded)
@@ -301,14 +389,9 @@ def decode_speeds(loaded: LoadedModel, pruned: PrunedWeights, sparse: dict[str, 
                     elapsed, tokens[name] = decode_seconds(loaded.model, prompt, DECODE_TOKENS)
                 seconds[name].append(elapsed)
     steps = DECODE_TOKENS - 1  # timed steps: the first new token comes with the prefill
-    return {
-        "dense_tokens_per_s": steps / min(seconds["dense"]),
-        "pruned_dense_tokens_per_s": steps / min(seconds["pruned_dense"]),
-        "csr_tokens_per_s": steps / min(seconds["csr"]),
-        "csr_same_tokens": tokens["csr"] == tokens["pruned_dense"],
-        "prompt_tokens": PROMPT_TOKENS,
-        "new_tokens": DECODE_TOKENS,
-    }
+    return DecodeSpeed(steps / min(seconds["dense"]), steps / min(seconds["pruned_dense"]),
+                       steps / min(seconds["csr"]), tokens["csr"] == tokens["pruned_dense"], PROMPT_TOKENS,
+                       DECODE_TOKENS)
 
 
 def semi_structured_timings(shapes: Sequence[tuple[int, int]], tokens: int = 64) -> list[dict]:
@@ -366,9 +449,8 @@ def measure(loaded: LoadedModel, pruned: PrunedWeights, sparsities: Sequence[flo
         break_even_by_shape=by_shape,
         model_sparsity=1 - kept / total,
         semi_structured=semi,
-        settings={"device": str(loaded.device), "dtype": str(loaded.dtype).removeprefix("torch."),
-                  "torch": torch.__version__, "threads": torch.get_num_threads(), "batch": 1,
-                  "csr_index_bits": 32, "rounds": ROUNDS},
+        settings=SpeedSetup(str(loaded.device), str(loaded.dtype).removeprefix("torch."), torch.__version__,
+                            torch.get_num_threads(), batch=1, csr_index_bits=32, rounds=ROUNDS),
     )
 
 
@@ -383,10 +465,7 @@ def measure_run(settings: RunSettings, progress: Progress | None = None,
 
     outcome = run_pruning(replace(settings, measure_ppl=False), part(0.0, 0.3), cancelled, keep_weights=True)
     report = measure(loaded, outcome.pruned, progress=part(0.3, 1.0), cancelled=cancelled)
-    r = outcome.result
-    report.settings.update(model=r.model, method=r.method, allocation=r.allocation, sparsity=r.sparsity,
-                           beta=r.beta, calib_samples=r.settings.calib_samples,
-                           calib_seqlen=r.settings.calib_seqlen, seed=r.settings.seed)
+    report.settings = replace(report.settings, run=PrunedRun.of(outcome.result))
     return report
 
 
@@ -397,7 +476,7 @@ def _percent(value: float | None, missing: str) -> str:
 def explain(report: SpeedReport) -> str:
     """What the measurements say, in a few sentences (Markdown)."""
     d, b, s = report.decode, report.bytes, report.settings
-    where = f"{s['device']}, {s['threads']} torch thread{'s' if s['threads'] != 1 else ''}, torch {s['torch']}"
+    where = f"{s.device}, {s.threads} torch thread{'s' if s.threads != 1 else ''}, torch {s.torch}"
     grid_top = max(t.sparsity for t in report.matrices)
     mix = (f"CSR does not beat the dense kernel for this model's mix of layers at any sparsity up to {grid_top:.0%}"
            if report.break_even_sparsity is None else
@@ -406,21 +485,21 @@ def explain(report: SpeedReport) -> str:
     shapes = ", ".join(f"{shape}: {_percent(v, f'>{grid_top:.0%}')}" for shape, v in report.break_even_by_shape.items())
     lines = [
         f"**Break-even sparsity on this machine** ({where}; batch 1, the matrix-vector product of one decode "
-        f"step; each time the best of {s['rounds']} rounds): {mix}. Per layer shape (out × in): {shapes}. CSR "
+        f"step; each time the best of {s.rounds} rounds): {mix}. Per layer shape (out × in): {shapes}. CSR "
         "reads an index for every weight it keeps and gives up the dense kernel's vectorised, cache-blocked "
         "loops, so it wins only once few weights are left.",
-        f"**Decode, greedy, batch 1** ({d['new_tokens']} new tokens after a {d['prompt_tokens']}-token prompt; "
+        f"**Decode, greedy, batch 1** ({d.new_tokens} new tokens after a {d.prompt_tokens}-token prompt; "
         f"this run's pruned layers are {report.model_sparsity:.1%} zeros): dense model "
-        f"{d['dense_tokens_per_s']:.1f} tokens/s; pruned, in dense storage, {d['pruned_dense_tokens_per_s']:.1f} "
-        f"tokens/s ({d['pruned_dense_tokens_per_s'] / d['dense_tokens_per_s']:.2f}×: zeros alone change nothing); "
-        f"pruned, linear layers as CSR, {d['csr_tokens_per_s']:.1f} tokens/s "
-        f"(**{d['csr_tokens_per_s'] / d['dense_tokens_per_s']:.2f}×** the dense model). Timed alone, a small "
+        f"{d.dense_tokens_per_s:.1f} tokens/s; pruned, in dense storage, {d.pruned_dense_tokens_per_s:.1f} "
+        f"tokens/s ({d.pruned_dense_tokens_per_s / d.dense_tokens_per_s:.2f}×: zeros alone change nothing); "
+        f"pruned, linear layers as CSR, {d.csr_tokens_per_s:.1f} tokens/s "
+        f"(**{d.csr_tokens_per_s / d.dense_tokens_per_s:.2f}×** the dense model). Timed alone, a small "
         "matrix stays in the CPU's caches and the dense kernel is bound by arithmetic; inside the model each "
         "weight is fetched from memory once per decode step, where CSR's smaller footprint counts, so the large "
         f"out-of-cache {REFERENCE_SHAPE[0]} × {REFERENCE_SHAPE[1]} layer and the decode itself are the better "
         "guides to a whole model.",
-        f"**Size of the pruned layers' weights**: dense {b['dense'] / 2**20:,.1f} MiB, CSR {b['csr'] / 2**20:,.1f} "
-        f"MiB (**{b['csr'] / b['dense']:.2f}×**); the rest of the model ({b['rest_of_model'] / 2**20:,.1f} MiB: "
+        f"**Size of the pruned layers' weights**: dense {b.dense / 2**20:,.1f} MiB, CSR {b.csr / 2**20:,.1f} "
+        f"MiB (**{b.csr / b.dense:.2f}×**); the rest of the model ({b.rest_of_model / 2**20:,.1f} MiB: "
         "embeddings, norms, output layer) is the same either way. A CSR weight costs its value plus a 32-bit "
         "column index, so with float32 values it is smaller than dense only above 50% sparsity (bfloat16: 67%).",
         "**What the paper's speed-ups used**: 2.63× on a CPU with DeepSparse and 2.23× on a GPU with nm-vllm, "

@@ -18,6 +18,7 @@ from .engine import run_pruning
 from .errors import AtpError
 from .models import LoadedModel, eval_autocast, load_model
 from .progress import CancelCheck, Progress
+from .results import ZeroShotSetup
 from .settings import RunSettings, whole_number
 from .weights import PrunedWeights, swapped_per_block
 
@@ -185,9 +186,9 @@ def dense_and_runs(runs: dict[str, RunSettings], zs: ZeroShotSettings, progress:
     return scores
 
 
-def setup(zs: ZeroShotSettings, items: dict[str, int]) -> dict:
+def setup(zs: ZeroShotSettings, items: dict[str, int]) -> ZeroShotSetup:
     """How the accuracies were measured, for the JSON beside them."""
     import lm_eval
 
-    return {"harness": f"lm-eval {lm_eval.__version__}", "tasks": list(zs.tasks), "num_fewshot": 0,
-            "limit": zs.limit, "items": items, "tasks_dir": zs.tasks_dir}
+    return ZeroShotSetup(harness=f"lm-eval {lm_eval.__version__}", tasks=list(zs.tasks), num_fewshot=0,
+                         limit=zs.limit, items=items, tasks_dir=zs.tasks_dir)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from atp_viz.allocators import (
+from atp_viz.allocator_math import (
     PUBLISHED_ALPHA_EPS,
     alphapruning_schedule,
     esd_alpha,

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from atp_viz.allocations import compared_names
-from atp_viz.allocators import esd_alpha, outlier_ratio
+from atp_viz.allocator_math import esd_alpha, outlier_ratio
+from atp_viz.allocators import compared_names
 from atp_viz.blocks import linear_sublayers, weight_matrix
 from atp_viz.compare import compare_allocators, markdown_table
 from atp_viz.engine import RunSettings, run_pruning

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from atp_viz.allocations import evopress_plan, get_allocator
+from atp_viz.allocators import evopress_plan, get_allocator
 from atp_viz.engine import run_pruning
 from atp_viz.evopress import (
     SearchPlan,

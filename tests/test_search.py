@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from atp_viz.engine import RunSettings
-from atp_viz.search import STRATEGIES, fast_plan, next_fast_index, search_beta
+from atp_viz.schedules import grid_betas
+from atp_viz.search import STRATEGIES, fast_plan, next_fast_index, planned_betas, search_beta
 
 # Issue #11: the grid at S = 0.7 on a second machine (L = 30, β = 0.002 ... 0.020). The
 # golden-section search that "fast" used to be tried .008, .014, .006, .002, .004 and
@@ -78,6 +79,29 @@ def test_fast_uses_at_most_half_the_grid():
     assert fast_plan(10) == ([2, 5, 8], 5)  # β = 0.006, 0.012, 0.018, then two more
     # Grids of up to six points are run whole.
     assert fast_plan(6) == ([0, 1, 2, 3, 4, 5], 6)
+
+
+@pytest.mark.parametrize("n", range(1, 41))
+def test_each_strategy_budget_bounds_its_trials_and_small_grids_run_whole(n):
+    # The app's time estimate counts ``budget`` trials: no search may run more, and a grid
+    # of up to six points (searched whole) runs exactly that many.
+    values = [1 + abs(i - n // 3) for i in range(n)]
+    for strategy in STRATEGIES.values():
+        known, count = {-1: 5.0}, 0
+        while (index := strategy.next_index(n, known)) is not None:
+            known[index], count = values[index], count + 1
+        assert count <= strategy.budget(n)
+        if n <= 6 or strategy.name == "grid":
+            assert count == strategy.budget(n) == n
+
+
+def test_planned_betas_are_the_first_grid_points_up_to_the_budget():
+    settings = RunSettings(sparsity=0.7)
+    for blocks in (4, 30):
+        grid = planned_betas(settings, "grid", blocks)
+        assert grid == grid_betas(blocks, 0.7) and len(grid) > 0
+        assert planned_betas(settings, "fast", blocks) == grid[: STRATEGIES["fast"].budget(len(grid))]
+    assert len(planned_betas(settings, "fast", 30)) == 5  # 5 of the 10 grid points at L = 30
 
 
 def test_fast_without_usable_values_still_ends():

@@ -67,16 +67,16 @@ def test_measure_reports_every_figure_and_leaves_the_dense_model_alone(tiny_run)
     assert {m.shape for m in report.matrices} == shapes | {speed.REFERENCE_SHAPE}
     assert len(report.matrices) == 2 * len(shapes | {speed.REFERENCE_SHAPE})
     assert all(m.dense_us > 0 and m.csr_us > 0 for m in report.matrices)
-    assert report.decode["dense_tokens_per_s"] > 0 and report.decode["csr_tokens_per_s"] > 0
+    assert report.decode.dense_tokens_per_s > 0 and report.decode.csr_tokens_per_s > 0
     # Sizes, counted independently from the pruned weights.
     dense_bytes = csr_bytes = 0
     for name, layer in outcome.pruned.items():
         weight = layer.materialise(loaded.model.get_submodule(name).weight.data)
         dense_bytes += weight.numel() * 4
         csr_bytes += int((weight != 0).sum()) * 8 + (weight.shape[0] + 1) * 4
-    assert report.bytes["dense"] == dense_bytes and report.bytes["csr"] == csr_bytes
-    assert len(report.bytes["per_block"]) == loaded.num_layers
-    assert sum(b["csr"] for b in report.bytes["per_block"]) == csr_bytes
+    assert report.bytes.dense == dense_bytes and report.bytes.csr == csr_bytes
+    assert len(report.bytes.per_block) == loaded.num_layers
+    assert sum(b.csr for b in report.bytes.per_block) == csr_bytes
     assert report.model_sparsity == pytest.approx(outcome.result.overall_sparsity, abs=1e-9)
     assert report.semi_structured is None  # CPU: 2:4 is a CUDA path
     text = speed.explain(report)

@@ -1,1 +1,1 @@
-"""Figures and text for the Gradio app (the only part of atp_viz that may import gradio)."""
+"""The Gradio app: its tabs, figures and words (the only part of atp_viz that may import gradio)."""

@@ -7,7 +7,9 @@
   in the server's line (``turns``), one job per session;
 - ``streamed``: a run in a worker thread whose reports a handler yields as they come;
 - ``new_file``: fresh paths under one temp folder gradio may serve;
-- ``reused_export``: model zips, one per settings, the newest few kept.
+- ``reused_export``: model zips, one per settings, the newest few kept;
+- ``answered_by_name``: a handler that answers ``{output name: value}`` instead of a tuple
+  whose order must match the event's output list.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Generator, Hashable, Iterator
 from contextlib import contextmanager
+from dataclasses import fields
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,6 +37,18 @@ from ..turns import LINE, Ahead, Ticket
 from .public import scrubbed
 
 T = TypeVar("T")
+
+
+def output_list(outputs: Any) -> list:
+    """The components of ``outputs`` (a dataclass of an event's outputs, by name), in field order."""
+    return [getattr(outputs, f.name) for f in fields(outputs)]
+
+
+def answered_by_name(fn: Callable, outputs: Any) -> Callable:
+    """``fn``, whose answers are ``{name: value}`` dicts naming fields of ``outputs`` (a dataclass of
+    components), as a handler that answers gradio ``{component: value}``; a name left out leaves
+    its component as it is (see ``by_component``)."""
+    return by_component(fn, lambda answer: {getattr(outputs, name): value for name, value in answer.items()})
 
 
 @contextmanager

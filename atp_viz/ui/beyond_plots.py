@@ -30,13 +30,13 @@ def zero_shot_figure(scores: Mapping[str, ZeroShotScores], names: Mapping[str, s
 
 def bytes_figure(report: RuntimeReport) -> go.Figure:
     """Bytes of each block's pruned weights, dense against CSR."""
-    blocks = report.bytes["per_block"]
-    x = [b["block"] for b in blocks]
-    data = [go.Bar(x=x, y=[b[kind] / 2**20 for b in blocks], name=label, marker={"color": colour_for(colour)},
+    blocks = report.bytes.per_block
+    x = [b.block for b in blocks]
+    data = [go.Bar(x=x, y=[getattr(b, kind) / 2**20 for b in blocks], name=label, marker={"color": colour_for(colour)},
                    hovertemplate=f"block %{{x}}: %{{y:.2f}} MiB {label}<extra></extra>")
             for kind, label, colour in (("dense", "dense", "dense"), ("csr", "CSR (32-bit indices)", "atp"))]
     total = report.bytes
     layout = _layout("Weights of the pruned layers: dense against CSR", AXIS_BLOCK, "MiB",
-                     subtitle=f"total {total['dense'] / 2**20:,.1f} MiB dense, {total['csr'] / 2**20:,.1f} MiB CSR "
-                              f"({total['csr'] / total['dense']:.2f}×)", barmode="group")
+                     subtitle=f"total {total.dense / 2**20:,.1f} MiB dense, {total.csr / 2**20:,.1f} MiB CSR "
+                              f"({total.csr / total.dense:.2f}×)", barmode="group")
     return go.Figure(data=data, layout=layout)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import gradio as gr
@@ -19,7 +19,7 @@ from ..schedules import atp_schedule
 from ..settings import DEFAULTS, RunSettings
 from ..zeroshot import PAPER, PAPER_TASKS, ZeroShotScores, dense_and_runs, require_lm_eval, zero_shot_settings
 from . import beyond_plots
-from .adapters import engine_progress, new_file, stoppable, user_errors
+from .adapters import answered_by_name, engine_progress, new_file, output_list, stoppable, user_errors
 from .shared import ENGINE, Shared, block_count, run_settings
 
 INTRO = """
@@ -197,12 +197,21 @@ def measure_speed(
                                                progress=engine_progress(progress), cancelled=cancelled.is_set,
                                                say=lambda line: None)
         except Cancelled:
-            keep = gr.update()
-            return f"⏹ **Stopped** before the measurements were complete; {EARLIER}", keep, keep, keep
+            return {"text": f"⏹ **Stopped** before the measurements were complete; {EARLIER}"}
     path = new_file("atp_viz_speed.json")
     path.write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
-    return (runtime_speed.explain(report), pd.DataFrame(runtime_speed.table_rows(report)),
-            beyond_plots.bytes_figure(report), str(path))
+    return {"text": runtime_speed.explain(report), "table": pd.DataFrame(runtime_speed.table_rows(report)),
+            "sizes": beyond_plots.bytes_figure(report), "measurements": str(path)}
+
+
+@dataclass
+class SpeedOutputs:
+    """What the speed measurement shows, by name."""
+
+    text: gr.Markdown
+    table: gr.Dataframe
+    sizes: gr.Plot
+    measurements: gr.File
 
 
 def available_runtime() -> str:
@@ -247,6 +256,7 @@ def build(shared: Shared) -> None:
     # Not cancelled by gradio on Stop: each handler ends itself and says it stopped.
     zs_btn.click(zero_shot, [*run_inputs, tasks, tasks_dir, limit], [zs_table, zs_plot, zs_summary],
                  api_name="zero_shot", **ENGINE)
-    speed_btn.click(measure_speed, run_inputs, [speed_text, speed_table, bytes_plot, speed_json],
+    speed_outputs = SpeedOutputs(speed_text, speed_table, bytes_plot, speed_json)
+    speed_btn.click(answered_by_name(measure_speed, speed_outputs), run_inputs, output_list(speed_outputs),
                     api_name="measure_speed", **ENGINE)
     shared.stop_buttons.extend([zs_stop, speed_stop])

@@ -1,19 +1,19 @@
-"""The "Compare allocators" tab: uniform, OWL, AlphaPruning and ATP pruned at each target
+"""The "Compare" tab: uniform, OWL, AlphaPruning and ATP pruned at each target
 sparsity, with their schedules, error curves, what OWL and AlphaPruning measure, the
 perplexity table and a verdict."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
 
 from .. import engine
-from ..allocations import compared_names, get_allocator
-from ..allocators import ALPHA_ESTIMATORS, OWL_MAPPINGS, PUBLISHED_ALPHA_EPS, published_alpha_eps
+from ..allocator_math import ALPHA_ESTIMATORS, OWL_MAPPINGS, PUBLISHED, PUBLISHED_ALPHA_EPS, published_alpha_eps
+from ..allocators import compared_names, get_allocator
 from ..compare import (
     allocator_note,
     full_block_notes,
@@ -26,11 +26,11 @@ from ..compare import compare_allocators as compare_all
 from ..errors import AtpError, Cancelled
 from ..repeats import draws
 from ..results import AllocatorComparison, RunResult
-from ..schedules import check_sparsity, grid_betas
-from ..search import STRATEGIES, rank
+from ..schedules import check_sparsity
+from ..search import DEFAULT_STRATEGY, get_strategy, planned_betas, rank
 from ..settings import DEFAULTS, RunSettings, check_repeats, validate
 from . import history_tab, plots
-from .adapters import engine_progress, stoppable, user_errors
+from .adapters import answered_by_name, engine_progress, output_list, stoppable, user_errors
 from .defaults import SEARCH_CHOICES
 from .format import method_label, ppl, run_label, run_name, settings_line
 from .shared import ENGINE, INSTANT, UI_ONLY, Shared, block_count, run_settings
@@ -42,9 +42,6 @@ BETA_CHOICES: list[tuple[str, str]] = [
     ("search over the 0.002 grid, per S (strategy below)", BETA_SEARCH),
     ("use the β slider value (first tab)", BETA_SLIDER),
 ]
-# The paper's full grid unless the user asks for the fast search: the fast one can miss
-# the best β on a bumpy curve, and would then understate ATP.
-DEFAULT_STRATEGY = "grid"
 OWL_MAPPING_CHOICES: list[tuple[str, str]] = [(f"{name}: {text}", name) for name, text in OWL_MAPPINGS.items()]
 ALPHA_ESTIMATOR_CHOICES: list[tuple[str, str]] = [(f"{name}: {text}", name) for name, text in ALPHA_ESTIMATORS.items()]
 PUBLISHED_EPS_TEXT = ", ".join(f"{method} {eps:g}" for method, eps in PUBLISHED_ALPHA_EPS.items())
@@ -120,7 +117,7 @@ def owl_figure(comparison: AllocatorComparison, settings: RunSettings) -> go.Fig
 
 def alpha_figure(comparison: AllocatorComparison) -> go.Figure:
     result = comparison.runs[comparison.first]["alphapruning"]
-    estimator = result.allocator_details.get("alpha_estimator", "published")
+    estimator = result.allocator_details.get("alpha_estimator", PUBLISHED)
     figure = plots.measurement_figure(result.measurements["alpha"],
                                       f"What AlphaPruning looks at: spectral tail exponent α per block ({estimator})",
                                       "α (mean over the block's linear layers)")
@@ -225,9 +222,8 @@ def compare_estimate(model: str, method: str, sparsities: str, beta_choice: str,
         for target in parse_sparsities(sparsities):
             base = run_settings(model, method, target, calib_samples, calib_seqlen, eval_samples, eval_seqlen,
                                 seed, text_file, beta or 0.0)
-            betas = grid_betas(block_count(base.model), target) if beta_choice == BETA_SEARCH else [base.beta]
-            if beta_choice == BETA_SEARCH and strategy != "grid":
-                betas = betas[: (len(betas) + 1) // 2]  # the fast search: at most half the grid
+            betas = (planned_betas(base, strategy, block_count(base.model)) if beta_choice == BETA_SEARCH
+                     else [base.beta])
             points = [replace(base, allocation=a, beta=0.0) for a in compared_names() if a != "atp"]
             selection = beta_choice == BETA_SEARCH
             points += [replace(base, beta=b, measure_selection=selection) for b in betas]
@@ -306,8 +302,7 @@ def compare_allocators(
         targets = parse_sparsities(sparsities)
         if beta_choice not in (BETA_SEARCH, BETA_SLIDER):
             raise AtpError(f"unknown β choice {beta_choice!r}: use {BETA_SEARCH!r} or {BETA_SLIDER!r}")
-        if strategy not in STRATEGIES:
-            raise AtpError(f"unknown search strategy {strategy!r}: use {' or '.join(STRATEGIES)}")
+        get_strategy(strategy)
         repeats = check_repeats(repeats)
         settings = run_settings(model, method, targets[0], calib_samples, calib_seqlen, eval_samples, eval_seqlen,
                                 seed, text_file, beta or 0.0)
@@ -323,23 +318,36 @@ def compare_allocators(
         except Cancelled:
             for result in finished:
                 frame = history_tab.record(frame, result)
-            keep = gr.update()
-            return (keep, keep, keep, keep, keep,
-                    f"⏹ **Stopped**: {len(finished)} allocator run(s) had finished and are in the history; the "
-                    "plots and the table still show the previous comparison, if any.",
-                    *history_tab.shown(frame), frame)
+            return {"verdict": f"⏹ **Stopped**: {len(finished)} allocator run(s) had finished and are in the "
+                               "history; the plots and the table still show the previous comparison, if any.",
+                    **history_tab.answer(frame)}
     for result in comparison.results():
         frame = history_tab.record(frame, result)
-    return (
-        schedules_figure(comparison),
-        errors_figure(comparison),
-        owl_figure(comparison, settings),
-        alpha_figure(comparison),
-        table(comparison),
-        verdict_markdown(comparison),
-        *history_tab.shown(frame),
-        frame,
-    )
+    return {
+        "schedules": schedules_figure(comparison),
+        "errors": errors_figure(comparison),
+        "owl": owl_figure(comparison, settings),
+        "alpha": alpha_figure(comparison),
+        "perplexities": table(comparison),
+        "verdict": verdict_markdown(comparison),
+        **history_tab.answer(frame),
+    }
+
+
+@dataclass
+class CompareOutputs:
+    """What a comparison shows, by name, in the endpoint's output order."""
+
+    schedules: gr.Plot
+    errors: gr.Plot
+    owl: gr.Plot
+    alpha: gr.Plot
+    perplexities: gr.Dataframe
+    verdict: gr.Markdown
+    history_table: gr.Dataframe
+    history_csv: gr.DownloadButton
+    history_files: gr.File
+    history_frame: gr.State
 
 
 def build(demo: gr.Blocks, shared: Shared) -> None:
@@ -381,14 +389,14 @@ def build(demo: gr.Blocks, shared: Shared) -> None:
     with gr.Row():
         owl_plot = gr.Plot(label="OWL outlier ratio", show_label=False, elem_id="owl-plot")
         alpha_plot = gr.Plot(label="AlphaPruning alpha", show_label=False, elem_id="alpha-plot")
+    kept = shared.history
+    outputs = CompareOutputs(schedule_plot, error_plot, owl_plot, alpha_plot, perplexities, verdict, kept.table,
+                             kept.csv, kept.files, kept.frame)
     shared.history_writers.append(run_btn.click(
-        compare_allocators,
+        answered_by_name(compare_allocators, outputs),
         [inputs.model, inputs.method, sparsities, beta_choice, inputs.beta, *inputs.measurement, owl_m, owl_lambda,
-         alpha_eps, shared.history.frame, strategy, owl_mapping, alpha_estimator, evopress, select_on_report,
-         inputs.repeats],
-        [schedule_plot, error_plot, owl_plot, alpha_plot, perplexities, verdict, *shared.history.shown,
-         shared.history.frame],
-        api_name="compare_allocators", **ENGINE))
+         alpha_eps, kept.frame, strategy, owl_mapping, alpha_estimator, evopress, select_on_report, inputs.repeats],
+        output_list(outputs), api_name="compare_allocators", **ENGINE))
     shared.stop_buttons.append(stop_btn)
     measured = [inputs.model, inputs.method, sparsities, beta_choice, inputs.beta, *inputs.measurement, strategy,
                 evopress, inputs.repeats]

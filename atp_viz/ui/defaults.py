@@ -11,10 +11,10 @@ from __future__ import annotations
 from ..models import EMBEDDED, EMBEDDED_NAME
 from ..pruners import PRUNERS
 from ..search import STRATEGIES
+from ..settings import SUGGESTED_BETA
 
-# Near the best β measured on the embedded model at S = 0.7 (README, "Results"); clamped
-# to β_max whenever the model or the target sparsity makes it illegal.
-DEFAULT_BETA = 0.012
+# Clamped to β_max whenever the model or the target sparsity makes it illegal.
+DEFAULT_BETA = SUGGESTED_BETA
 # Fine enough that the slider's largest value is β_max itself (to 5 digits), so the box,
 # the slider and the chart always show the same β; far finer than the paper's 0.002 grid.
 BETA_STEP = 0.00001

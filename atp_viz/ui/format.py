@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ..allocations import ALLOCATORS
+from ..allocators import ALLOCATORS
 from ..pruners import PRUNERS
 from ..results import RunResult
 from ..texts import BUILTIN

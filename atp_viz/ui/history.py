@@ -28,8 +28,7 @@ def empty() -> pd.DataFrame:
 
 def run_key(result: RunResult) -> str:
     """Everything that determines a result; the same run is listed once."""
-    # The schedule tells OWL / AlphaPruning runs apart whose M, λ or ε differ (results
-    # do not record those settings).
+    # The schedule tells OWL / AlphaPruning runs apart whose M, λ or ε differ: their rates do.
     data = result.to_json()
     identity = {name: data[name] for name in ("model", "method", "sparsity", "allocation", "beta", "schedule")}
     return json.dumps({**identity, **data["settings"]}, sort_keys=True)

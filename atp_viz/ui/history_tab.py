@@ -1,4 +1,4 @@
-"""The "History and downloads" tab: every run of this browser session, each run's JSON,
+"""The "History" tab: every run of this browser session, each run's JSON,
 the history as CSV, and the pruned model as a zip."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -19,7 +19,16 @@ from ..progress import CancelCheck, Progress
 from ..results import RunResult
 from ..settings import DEFAULTS, RunSettings
 from . import history
-from .adapters import engine_progress, new_file, output_root, reused_export, stoppable, user_errors
+from .adapters import (
+    answered_by_name,
+    engine_progress,
+    new_file,
+    output_list,
+    output_root,
+    reused_export,
+    stoppable,
+    user_errors,
+)
 from .shared import ENGINE, INSTANT, UI_ONLY, HistoryOutputs, Shared, run_settings
 
 DOWNLOAD_NOTE = """
@@ -66,6 +75,12 @@ def shown(frame: pd.DataFrame) -> tuple:
     return history.table(frame), str(csv), history.json_files(frame)
 
 
+def answer(frame: pd.DataFrame) -> dict:
+    """The history by output name (``history_*``), for a handler that answers by name."""
+    table, csv, files = shown(frame)
+    return {"history_table": table, "history_csv": csv, "history_files": files, "history_frame": frame}
+
+
 def keep_in_browser(frame: pd.DataFrame) -> list[dict]:
     """The history for the browser's copy."""
     return history.to_records(frame)
@@ -73,8 +88,17 @@ def keep_in_browser(frame: pd.DataFrame) -> list[dict]:
 
 def restore_from_browser(saved: object):
     """The history the browser kept across a reload (its files, if this server still has them)."""
-    frame = history.from_records(saved, output_root())
-    return frame, *shown(frame)
+    return answer(history.from_records(saved, output_root()))
+
+
+@dataclass
+class RestoredOutputs:
+    """The history a reload restores, by name, in the endpoint's output order."""
+
+    history_frame: gr.State
+    history_table: gr.Dataframe
+    history_csv: gr.DownloadButton
+    history_files: gr.File
 
 
 def export_pruned(settings: RunSettings, out_dir: Path, progress: Progress | None = None,
@@ -136,8 +160,9 @@ def build(demo: gr.Blocks, shared: Shared) -> None:
     kept = shared.history
     for event in shared.history_writers:
         event.then(keep_in_browser, kept.frame, kept.saved, **INSTANT, **UI_ONLY)
-    demo.load(restore_from_browser, kept.saved, [kept.frame, *kept.shown], **INSTANT, **UI_ONLY,
-              api_name="restore_history")
+    restored = RestoredOutputs(kept.frame, kept.table, kept.csv, kept.files)
+    demo.load(answered_by_name(restore_from_browser, restored), kept.saved, output_list(restored), **INSTANT,
+              **UI_ONLY, api_name="restore_history")
     shared.history.table.render()
     with gr.Row(equal_height=False):
         with gr.Column():

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import plotly.graph_objects as go
 
-from ..allocations import ALLOCATORS
+from ..allocators import ALLOCATORS
 from ..errors import AtpError
 from ..lesson import OrderPicture
 from ..results import BlockError, RunResult, SearchTrial

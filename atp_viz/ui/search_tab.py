@@ -17,10 +17,10 @@ from ..progress import CancelCheck, Progress
 from ..repeats import draws
 from ..results import RunResult
 from ..schedules import grid_betas
-from ..search import iter_search, summarise, trials_of
+from ..search import DEFAULT_STRATEGY, iter_search, planned_betas, search_record, trials_of
 from ..settings import RunSettings, check_repeats
 from . import history_tab, plots
-from .adapters import engine_progress, stoppable, user_errors
+from .adapters import answered_by_name, engine_progress, output_list, stoppable, user_errors
 from .defaults import SEARCH_CHOICES
 from .format import ppl, settings_line
 from .prune_tab import preview_schedule
@@ -61,7 +61,7 @@ def sweep(settings: RunSettings, strategy: str, progress: Progress | None = None
             status = (f"uniform{draw}: perplexity selection {ppl(result.selection_ppl)}, report {ppl(result.ppl)} "
                       f"· {len(grid)} β on the grid")
         yield SweepStep(plots.sweep_figure(trials, uniform.ppl, None, uniform, select_on), status, None, result)
-    found = summarise(strategy, runs, select_on)
+    found = search_record(strategy, runs, select_on)
     best, uniform = found.best, found.uniform
     noise = difference_sentence(f"β = {best.beta:.4g}", best.report.values, "uniform", uniform.report.values)
     yield SweepStep(plots.sweep_figure(found.trials, found.uniform_ppl, found.best_beta, uniform, select_on),
@@ -123,12 +123,25 @@ def sweep_beta(
                 if step.result is not None:
                     frame = history_tab.record(frame, step.result)
                     trials += step.result.allocation == "atp"
-                best = gr.update() if step.best_beta is None else gr.update(value=step.best_beta, visible=True)
-                yield step.figure, step.status, best, *history_tab.shown(frame), frame
+                best = {} if step.best_beta is None else {"best_beta": gr.update(value=step.best_beta, visible=True)}
+                yield {"plot": step.figure, "status": step.status, **best, **history_tab.answer(frame)}
         except Cancelled:
             # The plot keeps the trials drawn so far; they are in the history too.
-            yield (gr.update(), f"⏹ **Stopped** after {trials} trial(s): they stay in the plot and the history; "
-                   "no best β was chosen.", gr.update(), *history_tab.shown(frame), frame)
+            yield {"status": f"⏹ **Stopped** after {trials} trial(s): they stay in the plot and the history; "
+                             "no best β was chosen.", **history_tab.answer(frame)}
+
+
+@dataclass
+class SweepOutputs:
+    """What a β search shows, by name, in the endpoint's output order."""
+
+    plot: gr.Plot
+    status: gr.Markdown
+    best_beta: gr.Number
+    history_table: gr.Dataframe
+    history_csv: gr.DownloadButton
+    history_files: gr.File
+    history_frame: gr.State
 
 
 def search_estimate(model: str, method: str, sparsity: float, strategy: str, calib_samples: float,
@@ -139,9 +152,7 @@ def search_estimate(model: str, method: str, sparsity: float, strategy: str, cal
         settings = run_settings(model, method, sparsity, calib_samples, calib_seqlen, eval_samples, eval_seqlen,
                                 seed, text_file)
         settings = replace(settings, measure_selection=True)
-        betas = grid_betas(block_count(settings.model), settings.sparsity)
-        # The fast strategy runs at most half of the grid.
-        tried = betas if strategy == "grid" else betas[: (len(betas) + 1) // 2]
+        tried = planned_betas(settings, strategy, block_count(settings.model))
         points = [replace(settings, allocation="uniform", beta=0.0), *(replace(settings, beta=b) for b in tried)]
         runs = [draw for point in points for draw in draws(point, check_repeats(repeats))]
         estimate = engine.estimate_runs(runs)
@@ -176,7 +187,7 @@ def build(demo: gr.Blocks, shared: Shared) -> None:
                 "β, the **report** text gives the perplexity reported, so the choice is not tuned on the number "
                 "shown (docs/noise.md says how the texts are cut).")
     with gr.Row():
-        strategy = gr.Radio(SEARCH_CHOICES, value="grid", label="Search", elem_id="strategy")
+        strategy = gr.Radio(SEARCH_CHOICES, value=DEFAULT_STRATEGY, label="Search", elem_id="strategy")
         select_on_report = gr.Checkbox(False, label="choose β on the report text (the published protocol)",
                                        info="off: β is chosen on the held-out selection text and its perplexity "
                                             "reported on the report text", elem_id="select-on-report")
@@ -192,11 +203,12 @@ def build(demo: gr.Blocks, shared: Shared) -> None:
     plot = gr.Plot(plots.placeholder("β search: perplexity against the common difference β",
                                      "Press Search β: one point per β appears here as each trial finishes"),
                    label="perplexity vs beta", show_label=False, elem_id="sweep-plot")
+    kept = shared.history
+    outputs = SweepOutputs(plot, status, best_beta, kept.table, kept.csv, kept.files, kept.frame)
     shared.history_writers.append(sweep_btn.click(
-        sweep_beta, [inputs.model, inputs.method, inputs.sparsity, strategy, *inputs.measurement,
-                     shared.history.frame, select_on_report, inputs.repeats],
-        [plot, status, best_beta, *shared.history.shown, shared.history.frame],
-        api_name="sweep_beta", show_progress="minimal", **ENGINE))
+        answered_by_name(sweep_beta, outputs), [inputs.model, inputs.method, inputs.sparsity, strategy,
+                                                 *inputs.measurement, kept.frame, select_on_report, inputs.repeats],
+        output_list(outputs), api_name="sweep_beta", show_progress="minimal", **ENGINE))
     shared.stop_buttons.append(stop_btn)
     apply_btn.click(apply_best_beta, [best_beta, inputs.model, inputs.sparsity], [inputs.beta, *shared.schedule_view],
                     **INSTANT, api_name="apply_best_beta")

@@ -1,9 +1,10 @@
-"""The "Why it explodes" tab: the error definitions and the paper's argument, and a live
+"""The "Why?" tab: the error definitions and the paper's argument, and a live
 experiment: prune a single block k and follow its error through every later block."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
@@ -12,7 +13,7 @@ from .. import engine
 from ..errors import Cancelled
 from ..results import RunResult
 from . import order_section, plots
-from .adapters import engine_progress, stoppable, user_errors
+from .adapters import answered_by_name, engine_progress, output_list, stoppable, user_errors
 from .format import ppl, settings_line
 from .shared import ENGINE, INSTANT, UI_ONLY, Shared, block_count, run_settings
 
@@ -106,15 +107,29 @@ def single_block(
         try:
             result = engine.run_pruning(experiment, engine_progress(progress), flag.is_set).result
         except Cancelled:
-            keep = gr.update()
-            return keep, "⏹ **Stopped**: the plots still show the experiments that finished.", keep, experiments
-    drawn = overlay(experiments, result)
-    return plots.single_block_figure(drawn), overlay_summary(drawn), plots.amplification_figure(drawn), drawn
+            return {"text": "⏹ **Stopped**: the plots still show the experiments that finished.",
+                    "experiments": experiments}
+    return _drawn(overlay(experiments, result))
+
+
+def _drawn(experiments: list[RunResult]) -> dict:
+    return {"plot": plots.single_block_figure(experiments), "text": overlay_summary(experiments),
+            "amplification": plots.amplification_figure(experiments), "experiments": experiments}
 
 
 def clear_experiments():
     """Empty the single-block overlay."""
-    return plots.single_block_figure([]), "", plots.amplification_figure([]), []
+    return _drawn([])
+
+
+@dataclass
+class SingleBlockOutputs:
+    """What the single-block experiment shows, by name."""
+
+    plot: gr.Plot
+    text: gr.Markdown
+    amplification: gr.Plot
+    experiments: gr.State
 
 
 def narrow_block(model: str, block: float):
@@ -144,12 +159,13 @@ def build(demo: gr.Blocks, shared: Shared) -> None:
                                     elem_id="amplification-plot")
     gr.on([demo.load, inputs.model.change], narrow_block, [inputs.model, block], block, **INSTANT, **UI_ONLY,
           api_name="block_range")
+    outputs = SingleBlockOutputs(plot, text, amplification, experiments)
     run_btn.click(
-        single_block, [inputs.model, inputs.method, inputs.sparsity, block, inputs.calib_samples,
-                       inputs.calib_seqlen, inputs.seed, inputs.text_file, inputs.eval_samples,
-                       inputs.eval_seqlen, experiments],
-        [plot, text, amplification, experiments], api_name="single_block", **ENGINE)
+        answered_by_name(single_block, outputs),
+        [inputs.model, inputs.method, inputs.sparsity, block, inputs.calib_samples, inputs.calib_seqlen, inputs.seed,
+         inputs.text_file, inputs.eval_samples, inputs.eval_seqlen, experiments],
+        output_list(outputs), api_name="single_block", **ENGINE)
     shared.stop_buttons.append(stop_btn)
-    clear_btn.click(clear_experiments, None, [plot, text, amplification, experiments], **INSTANT, **UI_ONLY,
+    clear_btn.click(answered_by_name(clear_experiments, outputs), None, output_list(outputs), **INSTANT, **UI_ONLY,
                     api_name="clear_experiments")
     order_section.build(shared)
