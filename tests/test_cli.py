@@ -18,6 +18,40 @@ def cli(*args, **env):
                           env=full_env, timeout=600)
 
 
+def cli_in_process(*args, **env):
+    """What ``cli`` returns, from ``atp_viz.cli.main`` called in this process: for refusals, which
+    would otherwise each pay a fresh interpreter's torch and transformers import. The real process
+    boundary (``python -m atp_viz``'s exit status and stderr) is proven by the ``cli`` tests here.
+    The env overrides, torch's thread count and random state are put back after the call, and
+    finished results are forgotten before it, so every call computes afresh as a new process does."""
+    import contextlib
+    import io
+    import os
+
+    import torch
+
+    from atp_viz.cli import main
+    from atp_viz.engine import clear_results
+
+    saved_env = {name: os.environ.get(name) for name in env}
+    threads, rng = torch.get_num_threads(), torch.random.get_rng_state()
+    stdout, stderr = io.StringIO(), io.StringIO()
+    clear_results()
+    os.environ.update(env)  # HF_HUB_OFFLINE is read at import: conftest sets it for this process
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            code = main(list(args))
+    finally:
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        torch.set_num_threads(threads)
+        torch.random.set_rng_state(rng)
+    return subprocess.CompletedProcess(["atp_viz", *args], code, stdout.getvalue(), stderr.getvalue())
+
+
 def assert_one_line_error(proc, pattern):
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
