@@ -147,9 +147,11 @@ def test_an_interrupted_save_leaves_no_half_written_model(tmp_path, tiny_tokeniz
     AutoModelForCausalLM.from_config(config).save_pretrained(model)
     tiny_tokenizer.save_pretrained(model)
     out = tmp_path / "pruned"
-    args = [sys.executable, "-m", "atp_viz", *_tiny_args(model, "--save", str(out), "--json", str(tmp_path / "r.json"))]
+    args = _tiny_args(model, "--save", str(out), "--json", str(tmp_path / "r.json"))
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    writer = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # A process of its own, to be killed.
+    writer = subprocess.Popen([sys.executable, "-m", "atp_viz", *args], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     # Killed as soon as the first pruned file appears, at the target or beside it.
     deadline = time.monotonic() + 300
     while not (out.exists() or any(p.name.startswith(".pruned.") for p in tmp_path.iterdir())):
@@ -160,7 +162,7 @@ def test_an_interrupted_save_leaves_no_half_written_model(tmp_path, tiny_tokeniz
     # Was: the weights at the target, without the tokenizer.
     assert not out.exists() or {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in out.iterdir()}
     # The next save finishes, and clears what the killed one left.
-    proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+    proc = cli(*args)
     assert proc.returncode == 0, proc.stderr
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in out.iterdir()}
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".pruned.")] == []
