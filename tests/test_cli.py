@@ -100,7 +100,7 @@ def test_prune_save_and_reload_with_plain_transformers(tiny_model_dir, tmp_path)
     out_json, out_dir = tmp_path / "r.json", tmp_path / "pruned"
     proc = cli("prune", "--model", str(tiny_model_dir("llama")), "--method", "wanda", "--sparsity", "0.5",
                "--beta", "0.1", "--calib-samples", "2", "--calib-seqlen", "32", "--eval-samples", "2",
-               "--eval-seqlen", "32", "--save", str(out_dir), "--json", str(out_json))
+               "--eval-seqlen", "32", "--threads", "1", "--save", str(out_dir), "--json", str(out_json))
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out_json.read_text())
     assert REQUIRED_KEYS <= set(result)
@@ -115,10 +115,11 @@ def test_prune_save_and_reload_with_plain_transformers(tiny_model_dir, tmp_path)
 @pytest.mark.slow
 def test_search_grid_json(tiny_model_dir, tmp_path):
     out = tmp_path / "s.json"
-    # S = 0.97: a 15-point grid (at 0.7 the 3-block model has 150), each trial on two texts.
+    # S = 0.97: a 15-point grid (at 0.7 the 3-block model has 150), each trial on two texts. One
+    # thread: a second one makes each tiny matrix product wait for it (a run took 20x as long on a busy host).
     proc = cli("search", "--model", str(tiny_model_dir("llama")), "--sparsity", "0.97", "--strategy", "grid",
                "--calib-samples", "2", "--calib-seqlen", "16", "--eval-samples", "2", "--eval-seqlen", "16",
-               "--json", str(out))
+               "--threads", "1", "--json", str(out))
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
     # β is chosen on the selection text and reported on the report text.
