@@ -1,4 +1,4 @@
-"""The command-line contract, through a real subprocess."""
+"""The command-line contract, through a real subprocess (and ``cli_in_process`` for refusals)."""
 
 import json
 import subprocess
@@ -68,24 +68,28 @@ def test_schedule_json_to_stdout():
     assert out["beta_max"] == pytest.approx(0.6 / 29)
 
 
+# Through a real ``python -m atp_viz`` for each command's path to the exit status (and the hub
+# and text look-ups in a fresh process); the other refusals, all before any model is loaded, in
+# this process: the same main(), without an interpreter start each.
 @pytest.mark.parametrize(
-    "args,pattern",
+    "args,pattern,run",
     [
-        (("schedule", "--layers", "30", "--sparsity", "0.7", "--beta", "0.05"), "beta_max"),
-        (("schedule", "--layers", "30", "--sparsity", "1.0"), "sparsity must be in [0, 1)"),
-        (("prune", "--sparsity", "-0.2"), "sparsity must be in [0, 1)"),
-        (("prune", "--model", "no-such-org/no-such-model"), "cannot reach the Hugging Face hub"),
-        (("prune", "--text", "/no/such/file.txt", "--calib-samples", "1"), "not builtin, wikitext2, c4"),
-        (("prune", "--calib-samples", "0"), "calibration samples must be a positive integer"),
-        (("prune", "--seed", str(2**70)), "seed must be a whole number"),
-        (("prune", "--repeats", "0"), "repeats must be a positive integer"),
-        (("search", "--repeats", "2.5"), "repeats must be a whole number"),
-        (("compare", "--repeats", "21"), "repeats must be a whole number from 1 to 20"),
-        (("search", "--select-on", "test"), "select-on must be selection or report, got 'test'"),
+        (("schedule", "--layers", "30", "--sparsity", "0.7", "--beta", "0.05"), "beta_max", cli),
+        (("schedule", "--layers", "30", "--sparsity", "1.0"), "sparsity must be in [0, 1)", cli_in_process),
+        (("prune", "--sparsity", "-0.2"), "sparsity must be in [0, 1)", cli),
+        (("prune", "--model", "no-such-org/no-such-model"), "cannot reach the Hugging Face hub", cli),
+        (("prune", "--text", "/no/such/file.txt", "--calib-samples", "1"), "not builtin, wikitext2, c4", cli),
+        (("prune", "--calib-samples", "0"), "calibration samples must be a positive integer", cli_in_process),
+        (("prune", "--seed", str(2**70)), "seed must be a whole number", cli_in_process),
+        (("prune", "--repeats", "0"), "repeats must be a positive integer", cli_in_process),
+        (("search", "--repeats", "2.5"), "repeats must be a whole number", cli),
+        (("compare", "--repeats", "21"), "repeats must be a whole number from 1 to 20", cli),
+        (("search", "--select-on", "test"), "select-on must be selection or report, got 'test'", cli_in_process),
     ],
+    ids=lambda value: value.__name__ if callable(value) else None,
 )
-def test_failures_exit_nonzero_with_one_line(args, pattern):
-    assert_one_line_error(cli(*args), pattern)
+def test_failures_exit_nonzero_with_one_line(args, pattern, run):
+    assert_one_line_error(run(*args), pattern)
 
 
 def test_offline_dataset_is_a_clear_error(tiny_model_dir):

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from thread_support import one_torch_thread  # noqa: F401 (a fixture)
 
 from atp_viz.engine import RunSettings
 from atp_viz.search import STRATEGIES, fast_plan, next_fast_index, search_beta
@@ -87,20 +88,9 @@ def test_fast_without_usable_values_still_ends():
     assert next_fast_index(1, {}) == 0 and next_fast_index(1, {0: 3.0}) is None
 
 
-@pytest.fixture
-def one_torch_thread():
-    """Tiny models on one thread: a second one makes each small matrix product wait for it (a run
-    of the 3-block model took 20x as long on a busy host)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.slow
-def test_fast_search_agrees_with_grid_on_a_real_model(tiny_model_dir, one_torch_thread):
+@pytest.mark.usefixtures("one_torch_thread")
+def test_fast_search_agrees_with_grid_on_a_real_model(tiny_model_dir):
     settings = RunSettings(model=str(tiny_model_dir("llama")), sparsity=0.7, calib_samples=2, calib_seqlen=32,
                            eval_samples=2, eval_seqlen=32, device="cpu", dtype="float32")
     grid = search_beta(settings, "grid")
