@@ -18,11 +18,14 @@ import pytest
 import torch
 from app_support import save_nan_head
 from conftest import tiny_config
+from thread_support import one_torch_thread  # noqa: F401 (a fixture)
 
 from atp_viz import engine, models
 from atp_viz.errors import AtpError, Cancelled
 from atp_viz.models import load_model
 from atp_viz.weights import checksum
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 DEEP_BLOCKS = 8
 

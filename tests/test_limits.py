@@ -1,4 +1,7 @@
-"""Bad input through the CLI: a one-line message, non-zero exit, and a good run still works."""
+"""Bad input through the CLI: a one-line message, non-zero exit, and a good run still works.
+
+Through ``atp_viz.cli.main`` in this process (test_cli.py proves the same through a real
+``python -m atp_viz``), except where a process is killed part way."""
 
 import hashlib
 import json
@@ -13,7 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import tiny_config
-from test_cli import assert_one_line_error, cli
+from test_cli import assert_one_line_error
+from test_cli import cli_in_process as cli
 
 
 def _tiny_args(path, *extra):
@@ -133,17 +137,21 @@ def test_a_save_into_the_embedded_models_cache_is_refused_before_loading(tmp_pat
 def test_an_interrupted_save_leaves_no_half_written_model(tmp_path, tiny_tokenizer):
     from transformers import AutoModelForCausalLM
 
-    # Deep enough that writing its weights takes a moment to interrupt.
+    # Heavy enough that writing its weights takes a moment to interrupt: 128 MiB of word
+    # embeddings and output scores (untouched by pruning, so the run itself stays quick; a
+    # 256-block model took as long to save but minutes to prune, twice).
     config = tiny_config("llama")
-    config.num_hidden_layers = 256
+    config.vocab_size = 2**18
     torch.manual_seed(0)
-    model = tmp_path / "deep"
+    model = tmp_path / "heavy"
     AutoModelForCausalLM.from_config(config).save_pretrained(model)
     tiny_tokenizer.save_pretrained(model)
     out = tmp_path / "pruned"
-    args = [sys.executable, "-m", "atp_viz", *_tiny_args(model, "--save", str(out), "--json", str(tmp_path / "r.json"))]
+    args = _tiny_args(model, "--save", str(out), "--json", str(tmp_path / "r.json"))
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    writer = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # A process of its own, to be killed.
+    writer = subprocess.Popen([sys.executable, "-m", "atp_viz", *args], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     # Killed as soon as the first pruned file appears, at the target or beside it.
     deadline = time.monotonic() + 300
     while not (out.exists() or any(p.name.startswith(".pruned.") for p in tmp_path.iterdir())):
@@ -154,7 +162,7 @@ def test_an_interrupted_save_leaves_no_half_written_model(tmp_path, tiny_tokeniz
     # Was: the weights at the target, without the tokenizer.
     assert not out.exists() or {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in out.iterdir()}
     # The next save finishes, and clears what the killed one left.
-    proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+    proc = cli(*args)
     assert proc.returncode == 0, proc.stderr
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in out.iterdir()}
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".pruned.")] == []

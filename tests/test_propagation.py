@@ -5,11 +5,14 @@ import math
 
 import pytest
 import torch
+from thread_support import one_torch_thread  # noqa: F401 (a fixture)
 
 from atp_viz.engine import RunSettings, run_pruning
 from atp_viz.models import load_model
 from atp_viz.texts import calibration_windows, token_stream
 from atp_viz.weights import checksum
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])

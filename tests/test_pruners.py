@@ -6,8 +6,11 @@ import math
 import pytest
 import torch
 from published_sparsegpt import fasterprune
+from thread_support import one_torch_thread  # noqa: F401 (a fixture)
 
 from atp_viz.pruners import magnitude_prune, sparsegpt_prune, wanda_prune
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_wanda_removes_lowest_scores_per_row_brute_force():

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 from app_support import save_70b_config
-from test_cli import assert_one_line_error, cli
+from test_cli import assert_one_line_error
+from test_cli import cli_in_process as cli  # test_cli.py proves the process boundary
 
 from atp_viz.architecture import decoder_stack
 from atp_viz.errors import AtpError

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_cli import assert_one_line_error, cli
+from test_cli import assert_one_line_error, cli, cli_in_process
 
 from atp_viz import deepsparse_venv, onnx_graph, runtime_speed, runtime_timing
 from atp_viz.engine import run_pruning
@@ -85,8 +85,8 @@ def test_speed_runtime_onnxruntime_reports_every_engine_and_ratio(tiny_model_dir
 
 
 def test_a_bad_runtime_or_count_is_refused_in_one_line_before_loading():
-    assert_one_line_error(cli("speed", "--runtime", "tensorrt"), "--runtime must be one of torch, onnxruntime, "
-                                                                 "deepsparse, got 'tensorrt'")
+    assert_one_line_error(cli_in_process("speed", "--runtime", "tensorrt"),
+                          "--runtime must be one of torch, onnxruntime, deepsparse, got 'tensorrt'")
     for rounds, threads in ((0, 1), (2.5, 1), (1, 0)):
         with pytest.raises(AtpError, match="must be a positive integer"):
             runtime_speed.check_counts(rounds, threads)

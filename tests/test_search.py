@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from thread_support import one_torch_thread  # noqa: F401 (a fixture)
 
 from atp_viz.engine import RunSettings
 from atp_viz.schedules import grid_betas
@@ -112,6 +113,7 @@ def test_fast_without_usable_values_still_ends():
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("one_torch_thread")
 def test_fast_search_agrees_with_grid_on_a_real_model(tiny_model_dir):
     settings = RunSettings(model=str(tiny_model_dir("llama")), sparsity=0.7, calib_samples=2, calib_seqlen=32,
                            eval_samples=2, eval_seqlen=32, device="cpu", dtype="float32")

@@ -7,7 +7,8 @@ import json
 
 import pytest
 import torch
-from test_cli import assert_one_line_error, cli
+from test_cli import assert_one_line_error
+from test_cli import cli_in_process as cli  # test_cli.py proves the process boundary
 
 from atp_viz import speed
 from atp_viz.engine import run_pruning

@@ -8,12 +8,15 @@ import math
 
 import pytest
 import torch
+from thread_support import one_torch_thread  # noqa: F401 (a fixture)
 
 from atp_viz.engine import run_pruning
 from atp_viz.models import load_model
 from atp_viz.settings import RunSettings
 from atp_viz.texts import calibration_windows, token_stream
 from atp_viz.token_errors import MASSIVE_MULTIPLE, TokenNorms, summarise
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_a_planted_massive_token_is_flagged_and_set_apart():

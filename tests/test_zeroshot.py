@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_cli import assert_one_line_error, cli
+from test_cli import assert_one_line_error, cli, cli_in_process
 from zeroshot_task import CHANCE, ITEMS, TASK_NAME, write_task
 
 from atp_viz import zeroshot
@@ -65,7 +65,7 @@ def test_unknown_tasks_and_offline_paper_tasks_are_one_sentence(task_dir):
 
 
 def test_cli_refuses_zero_shot_options_without_zero_shot():
-    assert_one_line_error(cli("prune", "--tasks-dir", "/tmp"), "need --zero-shot")
+    assert_one_line_error(cli_in_process("prune", "--tasks-dir", "/tmp"), "need --zero-shot")
 
 
 @pytest.mark.embedded
