@@ -14,6 +14,7 @@ from typing import Sequence
 from .allocations import ALLOCATORS, allocation_names
 from .allocators import ALPHA_ESTIMATORS, OWL_MAPPINGS, PUBLISHED_ALPHA_EPS
 from .errors import AtpError
+from .evopress import fitness_sentences
 from .noise import difference_sentence
 from .ordering import DEFAULT_SHUFFLES
 from .pruners import PRUNERS, method_names
@@ -277,6 +278,8 @@ def _cmd_prune(args: argparse.Namespace) -> None:
         + ("" if r.repeats is None else _spread_line(r.repeats)),
         file=sys.stderr,
     )
+    for line in fitness_sentences(r.allocator_details):  # EvoPress: its profile's fitness against ATP's line
+        print(line, file=sys.stderr)
 
 
 def _rates_settings(settings: RunSettings, args: argparse.Namespace) -> RunSettings:
