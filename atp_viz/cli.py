@@ -16,6 +16,7 @@ from typing import Sequence
 from .allocator_math import ALPHA_ESTIMATORS, OWL_MAPPINGS, PUBLISHED_ALPHA_EPS
 from .allocators import ALLOCATORS, allocation_names
 from .errors import AtpError
+from .evopress import fitness_sentences
 from .models import DEVICES, DTYPES
 from .noise import difference_sentence
 from .ordering import DEFAULT_SHUFFLES
@@ -284,6 +285,8 @@ def _cmd_prune(args: argparse.Namespace) -> None:
         + ("" if r.repeats is None else _spread_line(r.repeats)),
         file=sys.stderr,
     )
+    for line in fitness_sentences(r.allocator_details):  # EvoPress: its profile's fitness against ATP's line
+        print(line, file=sys.stderr)
 
 
 def _rates_settings(settings: RunSettings, args: argparse.Namespace) -> RunSettings:
@@ -353,13 +356,15 @@ def _cmd_order(args: argparse.Namespace) -> None:
 
     _check_json_target(args.json)
     check_shuffles(args.shuffles, args.shuffle_seed)  # refused before any loading
+    repeats = check_repeats(args.repeats)
 
     def report(run) -> None:
-        print(f"{run.name} order: perplexity {run.report_perplexity:.2f}, total error {run.total_error:.4g}",
+        first = "" if repeats == 1 else f" (draw 1 of {repeats})"
+        print(f"{run.name} order{first}: perplexity {run.report_perplexity:.2f}, total error {run.total_error:.4g}",
               file=sys.stderr, flush=True)
 
     experiment = run_order_experiment(_settings(args, beta=args.beta), args.shuffles, args.shuffle_seed,
-                                      progress=_progress if args.verbose else None, on_run=report)
+                                      progress=_progress if args.verbose else None, on_run=report, repeats=repeats)
     _write_json(experiment.to_json(), args.json)
     print(markdown_table(experiment), file=sys.stderr)
     print(verdict(experiment).replace("**", ""), file=sys.stderr)
@@ -537,6 +542,7 @@ def build_parser() -> argparse.ArgumentParser:
     order.add_argument("--shuffle-seed", type=_number, default=0, help="seed of the random orders")
     order.add_argument("--json", default="-", help="result file, or - for stdout")
     order.add_argument("-v", "--verbose", action="store_true", help="progress per block on stderr")
+    _add_noise_options(order, select=False)
     order.set_defaults(func=_cmd_order)
 
     bench = sub.add_parser("bench", help="speed against the physical limit, on the embedded model")

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from .allocators import compared_names, get_allocator
 from .errors import AtpError
-from .evopress import profile_summary
+from .evopress import fitness_sentences, profile_summary
 from .models import layer_count
 from .noise import difference_sentence
 from .progress import CancelCheck, Progress
@@ -126,6 +126,7 @@ def searched_profile_lines(comparison: AllocatorComparison) -> list[str]:
         named = f" (ATP at β = {atp_beta:g})" if atp_beta is not None else ""
         lines.append(f"**EvoPress at S = {sparsity:g}**: {profile_summary(result.schedule, sparsity)} · fitness "
                      f"(KL to dense on the calibration text, lower is better){named}: {scored}")
+        lines += [f"S = {sparsity:g}: {line}" for line in fitness_sentences(result.allocator_details)]
     return lines
 
 
@@ -151,19 +152,23 @@ def draws_of(result: RunResult) -> list[float]:
 
 
 def verdicts(comparison: AllocatorComparison) -> list[str]:
-    """Per sparsity: ATP against uniform, and against the best other allocator, each with
-    whether the difference exceeds the spread measured over the calibration draws."""
+    """Per sparsity: ATP against uniform, against the better of OWL and AlphaPruning, and
+    EvoPress (when a column) against ATP, each with whether the difference exceeds the
+    spread measured over the calibration draws."""
     lines = []
     for sparsity, by_allocation in comparison.runs.items():
         atp = by_allocation["atp"]
         name = f"ATP (β = {atp.beta:g})"
         lines.append(f"S = {sparsity:g}: " + difference_sentence(name, draws_of(atp), "uniform",
                                                                  draws_of(by_allocation["uniform"])))
-        others = [r for a, r in by_allocation.items() if a not in ("atp", "uniform")]
+        others = [r for a, r in by_allocation.items() if a not in ("atp", "uniform", "evopress")]
         if others:
             rival = min(others, key=lambda r: rank(r.report_ppl))
             lines.append(f"S = {sparsity:g}: " + difference_sentence(
                 name, draws_of(atp), get_allocator(rival.allocation).label, draws_of(rival)))
+        if "evopress" in by_allocation:
+            lines.append(f"S = {sparsity:g}: " + difference_sentence(
+                "EvoPress", draws_of(by_allocation["evopress"]), name, draws_of(atp)))
     return lines
 
 

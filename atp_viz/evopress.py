@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .errors import AtpError
+from .noise import difference_sentence
 from .progress import CancelCheck, Progress, check_cancelled
 
 # Published defaults (scripts/run_sparse_gpt.sh, run_prune_search.sh): 8 levels each side;
@@ -237,3 +238,19 @@ def profile_summary(rates: Sequence[float], sparsity: float) -> str:
     trend = "flat" if rho is None else f"Spearman ρ with depth {rho:+.2f}"
     shape = "monotone" if is_monotone(rates) else "not monotone"
     return f"{trend}; {shape}; block 0 pruned {first_block_side(rates, sparsity)} S ({rates[0]:.1%} vs {sparsity:.0%})"
+
+
+FITNESS = "fitness (KL to dense on the calibration text)"
+
+
+def fitness_sentences(details: dict) -> list[str]:
+    """The searched profile's fitness against ATP's line and uniform's, each with whether the
+    difference exceeds a measured spread (``noise``'s rule; the search scores each profile
+    once, so none is measured and the sentence says so)."""
+    scored = details.get("fitness_of", {})
+    if "evopress" not in scored:
+        return []
+    atp_beta = details.get("atp_beta")
+    rivals = [("atp", f"ATP (β = {atp_beta:g})" if atp_beta is not None else "ATP"), ("uniform", "uniform")]
+    return [difference_sentence("EvoPress", [scored["evopress"]], label, [scored[name]], FITNESS)
+            for name, label in rivals if name in scored]

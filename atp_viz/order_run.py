@@ -26,6 +26,7 @@ from .models import layer_count, load_model
 from .ordering import (
     DEFAULT_SHUFFLES,
     INCREASING,
+    CarryFit,
     OrderExperiment,
     OrderingRun,
     check_bound,
@@ -35,9 +36,10 @@ from .ordering import (
     orderings,
 )
 from .progress import CancelCheck, Progress
-from .results import BlockError, RunResult
+from .repeats import draws
+from .results import BlockError, RunResult, Spread
 from .schedules import atp_schedule
-from .settings import RunSettings, validate
+from .settings import RunSettings, check_repeats, validate
 from .weights import PrunedWeights, swapped_weights
 
 
@@ -84,40 +86,64 @@ def run_order_experiment(
     cancelled: CancelCheck | None = None,
     on_block: Callable[[str, BlockError], None] | None = None,
     on_run: Callable[[OrderingRun], None] | None = None,
+    repeats: object = 1,
 ) -> OrderExperiment:
     """ATP's rates at ``settings.beta`` in increasing, decreasing and ``shuffles`` random
-    orders, each pruned and measured (``on_block`` hears each block's error by order name,
-    ``on_run`` each finished order); c and Theorem 3.2's bound from the increasing run."""
+    orders, each pruned and measured, once per calibration draw (``repeats``: seeds seed,
+    seed + 1, …; the random orders are the same in every draw). The first draw is the full
+    record (``on_block`` hears each of its blocks' errors by order name, ``on_run`` each of
+    its finished orders; c and Theorem 3.2's bound from its increasing run); with more than
+    one draw every order also holds its perplexity and total error per draw, and the
+    experiment c per draw."""
     settings = validate(replace(settings, allocation="atp", schedule=None))
     shuffles, shuffle_seed = check_shuffles(shuffles, shuffle_seed)
+    repeats = check_repeats(repeats)
     num_layers = layer_count(settings.model, settings.device, settings.dtype)
     orders = orderings(atp_schedule(num_layers, settings.sparsity, settings.beta), shuffles, shuffle_seed)
-    runs: list[OrderingRun] = []
+    drawn = draws(settings, repeats)
+    per_draw: list[list[OrderingRun]] = []
     first: RunResult | None = None
     sigmas: list[float] = []
     readers: list[str] = []
-    for index, (name, rates) in enumerate(orders.items()):
-        # The increasing order is ATP's own schedule: run as ATP, it is the Prune tab's run.
-        asked = settings if name == INCREASING else replace(settings, allocation="explicit", schedule=tuple(rates))
-        scaled = None if progress is None else (
-            lambda fraction, message, index=index, name=name:
-            progress((index + fraction) / len(orders), f"{name} order: {message}"))
-        heard = None if on_block is None else (lambda error, name=name: on_block(name, error))
-        outcome = run_pruning(asked, scaled, cancelled, keep_weights=name == INCREASING, on_block=heard)
-        result = outcome.result
-        if name == INCREASING:
-            first = result
-            readers, sigmas = _sigmas(settings, outcome.pruned)
-        runs.append(OrderingRun.of(name, result.schedule, result.errors, result.ppl, result.overall_sparsity))
-        if on_run is not None:
-            on_run(runs[-1])
-    increasing = runs[0].errors
+    for k, draw in enumerate(drawn):
+        runs: list[OrderingRun] = []
+        prefix = "" if repeats == 1 else f"draw {k + 1}/{repeats} (seed {draw.seed}): "
+        for index, (name, rates) in enumerate(orders.items()):
+            # The increasing order is ATP's own schedule: run as ATP, it is the Prune tab's run.
+            asked = draw if name == INCREASING else replace(draw, allocation="explicit", schedule=tuple(rates))
+            step = k * len(orders) + index
+            scaled = None if progress is None else (
+                lambda fraction, message, step=step, name=name:
+                progress((step + fraction) / (len(orders) * repeats), f"{prefix}{name} order: {message}"))
+            heard = None if on_block is None or k else (lambda error, name=name: on_block(name, error))
+            keep = k == 0 and name == INCREASING
+            outcome = run_pruning(asked, scaled, cancelled, keep_weights=keep, on_block=heard)
+            result = outcome.result
+            if keep:
+                first = result
+                readers, sigmas = _sigmas(draw, outcome.pruned)
+            runs.append(OrderingRun.of(name, result.schedule, result.errors, result.ppl, result.overall_sparsity))
+            if on_run is not None and k == 0:
+                on_run(runs[-1])
+        per_draw.append(runs)
+    carries = [_carry(runs[0].errors) for runs in per_draw]
+    seeds = [draw.seed for draw in drawn]
+    orderings_run = per_draw[0]
+    if repeats > 1:
+        for index, run in enumerate(orderings_run):
+            run.repeats = Spread(seeds, [runs[index].report_perplexity for runs in per_draw])
+            run.total_error_repeats = Spread(seeds, [runs[index].total_error for runs in per_draw])
     return OrderExperiment(
         model=first.model, model_source=first.model_source, num_layers=num_layers, method=settings.method,
         sparsity=settings.sparsity, beta=settings.beta, shuffle_seed=shuffle_seed, dense_perplexity=first.dense_ppl,
-        orderings=runs, carry=fit_carry([e.total_sq for e in increasing], [introduced_sq(e) for e in increasing]),
-        bound=check_bound(increasing, readers, sigmas), settings=first.settings,
+        orderings=orderings_run, carry=carries[0], bound=check_bound(orderings_run[0].errors, readers, sigmas),
+        settings=first.settings, seeds=seeds,
+        carry_repeats=Spread(seeds, [fit.c for fit in carries]) if repeats > 1 else None,
     )
+
+
+def _carry(increasing: list[BlockError]) -> CarryFit:
+    return fit_carry([e.total_sq for e in increasing], [introduced_sq(e) for e in increasing])
 
 
 def _sigmas(settings: RunSettings, pruned: PrunedWeights) -> tuple[list[str], list[float]]:

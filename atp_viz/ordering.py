@@ -23,11 +23,12 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 from .errors import AtpError
-from .results import BlockError, DataSetup, _known
+from .noise import difference_sentence
+from .results import BlockError, DataSetup, Spread, _known
 from .settings import MAX_SEED, whole_number
 
 INCREASING, DECREASING = "increasing", "decreasing"
@@ -177,10 +178,23 @@ class OrderingRun:
     report_perplexity: float
     overall_sparsity: float
     errors: list[BlockError] = field(default_factory=list)
+    # With several calibration draws: report perplexity and Σ L_i per draw (the fields above: the first draw's).
+    repeats: Spread | None = None
+    total_error_repeats: Spread | None = None
 
     @property
     def mean_rate(self) -> float:
         return sum(self.rates) / len(self.rates)
+
+    @property
+    def perplexities(self) -> list[float]:
+        """The report perplexity of every calibration draw (one value when not repeated)."""
+        return list(self.repeats.values) if self.repeats is not None else [self.report_perplexity]
+
+    @property
+    def total_errors(self) -> list[float]:
+        """Σ L_i of every calibration draw (one value when not repeated)."""
+        return list(self.total_error_repeats.values) if self.total_error_repeats is not None else [self.total_error]
 
     @classmethod
     def of(cls, name: str, rates: Sequence[float], errors: list[BlockError], perplexity: float,
@@ -192,13 +206,25 @@ class OrderingRun:
     def to_json(self) -> dict:
         data = asdict(self)
         data["mean_rate"] = self.mean_rate
+        for name in ("repeats", "total_error_repeats"):
+            data[name] = _spread_json(getattr(self, name))
         return data
 
     @classmethod
     def from_json(cls, data: dict) -> "OrderingRun":
         values = _known(cls, data)
         values["errors"] = [BlockError.from_json(e) for e in data.get("errors", [])]
+        for name in ("repeats", "total_error_repeats"):
+            values[name] = _spread_of(data.get(name))
         return cls(**values)
+
+
+def _spread_json(spread: Spread | None) -> dict | None:
+    return None if spread is None else spread.to_json()
+
+
+def _spread_of(data: dict | None) -> Spread | None:
+    return None if data is None else Spread.from_json(data)
 
 
 @dataclass
@@ -217,13 +243,20 @@ class OrderExperiment:
     carry: CarryFit
     bound: BoundCheck
     settings: DataSetup
+    seeds: list[int] = field(default_factory=list)  # the calibration draws' seeds, the first is the record's
+    carry_repeats: Spread | None = None  # c fitted from each draw's increasing run
 
     def run(self, name: str) -> OrderingRun:
         return next(r for r in self.orderings if r.name == name)
 
+    @property
+    def draws(self) -> int:
+        return max(len(self.seeds), 1)
+
     def to_json(self) -> dict:
         data = asdict(self)
         data["orderings"] = [r.to_json() for r in self.orderings]
+        data["carry_repeats"] = _spread_json(self.carry_repeats)
         data["verdict"] = verdict(self)
         return data
 
@@ -234,6 +267,7 @@ class OrderExperiment:
         values["carry"] = CarryFit(**_known(CarryFit, data["carry"]))
         values["bound"] = BoundCheck(**_known(BoundCheck, data["bound"]))
         values["settings"] = DataSetup.from_json(data["settings"])
+        values["carry_repeats"] = _spread_of(data.get("carry_repeats"))
         return cls(**values)
 
 
@@ -245,69 +279,67 @@ def _rank(value: float | None) -> float:
     return value if value is not None and math.isfinite(value) else math.inf
 
 
+def _mean_rank(values: Sequence[float]) -> float:
+    """The mean of one order's perplexities over the draws, a diverged draw ranking it last."""
+    ranked = [_rank(v) for v in values]
+    return sum(ranked) / len(ranked)
+
+
 def _ppl(value: float | None) -> str:
     return "∞ (diverged)" if not math.isfinite(_rank(value)) else f"{value:,.2f}"
 
 
-NO_SPREAD = ("No spread over calibration draws was measured for these settings, so this run alone cannot tell "
-             "a gap from noise (at 70% sparsity float order alone moves perplexity by about 3%).")
-
-
-def beyond_spread(low: float, high: float, spread: float) -> str:
-    """Whether ``high`` − ``low`` is more than ``spread``, a relative range of perplexity
-    ((max − min) / mean) measured over calibration draws with these settings. (The
-    project's shared noise-band rule replaces this once there is one.)"""
-    gap = (high - low) / low if low > 0 else math.inf
-    if gap > spread:
-        return f"larger than the measured spread ({spread:.1%})"
-    return f"within the measured spread ({spread:.1%}): not a result"
-
-
-def _gap(low: float, high: float, spread: float | None) -> str:
-    """'by 12.30 (7.2%)', or '(×86.7)' for a gap larger than the lower value, with what the
-    spread says of it when one was measured."""
-    share = f"×{high / low:,.1f}" if high >= 2 * low else f"{(high - low) / low:.1%}"
-    text = f"by {high - low:,.2f} ({share})"
-    return text if spread is None else f"{text}, {beyond_spread(low, high, spread)}"
-
-
-def verdict(experiment: OrderExperiment, spread: float | None = None) -> str:
-    """Which order won (perplexity, and total error Σ L_i), by how much, whether the fitted c
-    is above 1, and how often the measured error exceeds Theorem 3.2's bound; ``spread``:
-    the relative range of perplexity over calibration draws, None when none was measured."""
+def verdict(experiment: OrderExperiment) -> str:
+    """Which order won (mean perplexity over the draws, and total error Σ L_i), by how much
+    and whether that exceeds the spread over the calibration draws (``noise``'s one rule),
+    whether the fitted c is above 1, and how often the measured error exceeds Theorem 3.2's bound."""
     runs = experiment.orderings
-    by_ppl = sorted(runs, key=lambda r: _rank(r.report_perplexity))
+    by_ppl = sorted(runs, key=lambda r: _mean_rank(r.perplexities))
     best, second = by_ppl[0], by_ppl[1]
     increasing, decreasing = experiment.run(INCREASING), experiment.run(DECREASING)
-    listed = " · ".join(f"{r.name} {_ppl(r.report_perplexity)}" for r in by_ppl)
-    lines = [f"**Lowest perplexity: {best.name}** ({listed})."]
-    low, high = _rank(best.report_perplexity), _rank(second.report_perplexity)
-    if math.isfinite(high):
-        lines[0] += f" It beats the next order ({second.name}) {_gap(low, high, spread)}."
-    a, b = _rank(increasing.report_perplexity), _rank(decreasing.report_perplexity)
+    draws = "" if experiment.draws == 1 else f", mean over {experiment.draws} calibration draws"
+    listed = " · ".join(f"{r.name} {_ppl(_mean_rank(r.perplexities))}" for r in by_ppl)
+    lines = [f"**Lowest perplexity: {best.name}** ({listed}{draws})."]
+    if math.isfinite(_mean_rank(second.perplexities)):
+        lines[0] += " " + difference_sentence(best.name, best.perplexities, second.name, second.perplexities)
+    a, b = _mean_rank(increasing.perplexities), _mean_rank(decreasing.perplexities)
     if math.isfinite(a) and math.isfinite(b) and a != b:
         winner = INCREASING if a < b else DECREASING
-        lines.append(f"Increasing (ATP) against decreasing: **{winner}** is lower {_gap(min(a, b), max(a, b), spread)}."
+        lines.append(f"Increasing (ATP) against decreasing: **{winner}** is lower. "
+                     + difference_sentence(INCREASING, increasing.perplexities, DECREASING, decreasing.perplexities)
                      + (" Here the order the paper argues against gives the lower perplexity."
                         if winner == DECREASING else ""))
-    by_error = min(runs, key=lambda r: r.total_error)
+    by_error = min(runs, key=lambda r: sum(r.total_errors) / len(r.total_errors))
     by_ordinary = min(runs, key=lambda r: r.total_error_ordinary)
     theorem = "as Theorem 3.5 predicts" if by_error.name == INCREASING else "against Theorem 3.5's prediction"
-    lines.append(f"Least total error Σ L_i (all tokens, the paper's sum): **{by_error.name}** ({theorem}); "
-                 f"over ordinary tokens: **{by_ordinary.name}**.")
+    mean = "" if experiment.draws == 1 else f", mean over {experiment.draws} draws"
+    lines.append(f"Least total error Σ L_i (all tokens, the paper's sum{mean}): **{by_error.name}** ({theorem}); "
+                 f"over ordinary tokens (first draw): **{by_ordinary.name}**.")
     c = experiment.carry.c
+    spread = experiment.carry_repeats
+    if spread is not None:
+        c = spread.mean
+        fitted = (f"Fitted c = **{c:.3g}** (min {spread.low:.3g}, max {spread.high:.3g} over {len(spread.values)} "
+                  f"draws) from the increasing runs (R² of the first {experiment.carry.r2:.3f})")
+    else:
+        fitted = f"Fitted c = **{c:.3g}** from the increasing run (R² = {experiment.carry.r2:.3f})"
     premise = ("above 1: the error a block receives comes out enlarged, the premise of Theorem 3.5"
                if c > 1 else "not above 1: the premise of Theorem 3.5 (c > 1) does not hold here")
     if c <= 1 and by_error.name == INCREASING:
         premise += ", yet the increasing order still has the least total error: the conclusion holds without it"
-    lines.append(f"Fitted c = **{c:.3g}** from the increasing run (R² = {experiment.carry.r2:.3f}), {premise}.")
+    lines.append(f"{fitted}, {premise}.")
     bound = experiment.bound
     lines.append(f"The inherited error exceeds Theorem 3.2's bound σ_min(Ŵᵢ₊₁)²·Lᵢ in "
                  f"{bound.inherited_exceeds:.0%} of {bound.blocks_compared} blocks; the total error in "
-                 f"{bound.total_exceeds:.0%}.")
-    if spread is None:
-        lines.append(NO_SPREAD)
+                 f"{bound.total_exceeds:.0%}" + ("" if experiment.draws == 1 else " (first draw)") + ".")
     return "  \n".join(lines)
+
+
+def _with_range(first: float, spread: Spread | None, fmt: Callable[[float], str]) -> str:
+    """One draw's value, or the mean [min–max] over the draws."""
+    if spread is None:
+        return fmt(first)
+    return f"{fmt(_mean_rank(spread.values))} [{fmt(spread.low)}–{fmt(spread.high)}]"
 
 
 def markdown_table(experiment: OrderExperiment) -> str:
@@ -317,6 +349,11 @@ def markdown_table(experiment: OrderExperiment) -> str:
              "| perplexity |", "|---|---|---|---|---|---|"]
     for r in experiment.orderings:
         ordinary = "n/a" if r.last_relative_ordinary is None else f"{r.last_relative_ordinary:.3f}"
-        lines.append(f"| {r.name} | {r.mean_rate:.4f} | {r.total_error:.4g} | {r.total_error_ordinary:.4g} | "
-                     f"{r.last_relative:.3f} / {ordinary} | {_ppl(r.report_perplexity)} |")
+        total = _with_range(r.total_error, r.total_error_repeats, lambda v: f"{v:.4g}")
+        lines.append(f"| {r.name} | {r.mean_rate:.4f} | {total} | {r.total_error_ordinary:.4g} | "
+                     f"{r.last_relative:.3f} / {ordinary} | {_with_range(r.report_perplexity, r.repeats, _ppl)} |")
+    if experiment.draws > 1:
+        seeds = experiment.seeds
+        lines.append(f"\nΣ L_i (all tokens) and perplexity: mean [min–max] over {len(seeds)} calibration draws "
+                     f"(seeds {', '.join(map(str, seeds))}); the other columns from the first draw (seed {seeds[0]}).")
     return "\n".join(lines)

@@ -177,3 +177,18 @@ def test_compare_adds_evopress_as_a_column_only_when_asked(tiny_model_dir, tmp_p
     assert searched.allocator_details["atp_beta"] == comparison.runs[0.7]["atp"].beta == 0.1
     assert "**EvoPress at S = 0.7**: Spearman ρ with depth" in verdict_markdown(comparison) or \
         "**EvoPress at S = 0.7**: flat" in verdict_markdown(comparison)
+    # EvoPress against ATP, in perplexity and in fitness, each judged by the noise rule.
+    text = markdown_table(comparison)
+    assert "S = 0.7: EvoPress's perplexity" in text and "than ATP (β = 0.1)'s" in text
+    assert "S = 0.7: EvoPress's fitness (KL to dense on the calibration text)" in verdict_markdown(comparison)
+
+
+def test_the_fitness_sentences_compare_the_profile_with_atp_and_uniform_without_a_spread():
+    from atp_viz.evopress import fitness_sentences
+
+    atp, uniform = fitness_sentences({"fitness_of": {"evopress": 2.0, "uniform": 3.0, "atp": 2.5}, "atp_beta": 0.01})
+    assert atp.startswith("EvoPress's fitness (KL to dense on the calibration text) 2.00 is 0.50 (20.0%) lower "
+                          "than ATP (β = 0.01)'s 2.50; no spread was measured")
+    assert "1.00 (33.3%) lower than uniform's 3.00" in uniform
+    assert fitness_sentences({}) == []
+    assert len(fitness_sentences({"fitness_of": {"evopress": 1.0, "uniform": 1.0}})) == 1

@@ -26,6 +26,7 @@ from atp_viz.ordering import (
     fit_carry,
     inherited_sq,
     introduced_sq,
+    markdown_table,
     orderings,
     ordinary_sq,
     verdict,
@@ -139,15 +140,72 @@ def test_the_json_round_trips_and_the_verdict_follows_the_numbers(experiment):
     best = min(experiment.orderings, key=lambda r: r.report_perplexity)
     assert f"Lowest perplexity: {best.name}" in text
     assert ("above 1" in text) == (experiment.carry.c > 1)
-    # Told the spread, the sentence weighs the gap against it.
-    assert "within the measured spread" in verdict(experiment, spread=10.0)
-    assert "No spread" in text and "No spread" not in verdict(experiment, spread=10.0)
+    # One draw: the gap is stated, and that no spread judges it (noise.difference_sentence).
+    assert "no spread was measured for these settings yet" in text
+
+
+@pytest.fixture(scope="module")
+def repeated(tiny_model_dir) -> OrderExperiment:
+    settings = RunSettings(model=str(tiny_model_dir("llama")), sparsity=0.7, beta=0.1, seed=3, **TINY)
+    return run_order_experiment(settings, shuffles=1, shuffle_seed=1, repeats=2)
+
+
+def test_repeats_prune_every_order_once_per_calibration_draw(repeated, tiny_model_dir):
+    model = str(tiny_model_dir("llama"))
+    assert repeated.seeds == [3, 4] and repeated.settings.seed == 3
+    for run in repeated.orderings:
+        # The record is the first draw; the second draw is the same order pruned with seed 4.
+        again = run_pruning(RunSettings(model=model, sparsity=0.7, allocation="explicit", schedule=tuple(run.rates),
+                                        seed=4, **TINY)).result
+        assert run.repeats.seeds == [3, 4] and run.repeats.values[0] == run.report_perplexity
+        assert run.repeats.values[1] == again.ppl
+        assert run.total_error_repeats.values == pytest.approx([run.total_error, sum(e.total_sq for e in again.errors)])
+    second = run_pruning(RunSettings(model=model, sparsity=0.7, beta=0.1, seed=4, **TINY)).result
+    fit = fit_carry([e.total_sq for e in second.errors], [introduced_sq(e) for e in second.errors])
+    assert repeated.carry_repeats.values == pytest.approx([repeated.carry.c, fit.c])
+
+
+def test_a_repeated_experiment_judges_each_gap_by_the_spread(repeated):
+    data = json.loads(json.dumps(repeated.to_json()))
+    assert OrderExperiment.from_json(data).to_json() == data
+    increasing = data["orderings"][0]
+    assert increasing["repeats"]["values"] == repeated.run(INCREASING).perplexities
+    assert increasing["repeats"]["min"] <= increasing["repeats"]["mean"] <= increasing["repeats"]["max"]
+    text = verdict(repeated)
+    assert "no spread was measured" not in text and "measured over 2 calibration draws" in text
+    low, high = repeated.run(INCREASING).perplexities, repeated.run(DECREASING).perplexities
+    gap = abs(sum(low) / 2 - sum(high) / 2)
+    spread = max(max(low) - min(low), max(high) - min(high))
+    assert ("larger than the spread" in text.split("Increasing (ATP) against decreasing")[1].split("\n")[0]) == (
+        gap > spread)
+    assert "over 2 calibration draws (seeds 3, 4)" in markdown_table(repeated)
+
+
+def test_the_why_tab_section_runs_every_draw_and_draws_the_mean_with_its_range(tiny_model_dir):
+    from atp_viz.ui.order_section import order_experiment
+
+    # The section's own generator (what /order_experiment streams), with 2 calibration draws
+    # (seeds 5 and 6: not run before in this module, so the second draw reports its progress).
+    updates = list(order_experiment(str(tiny_model_dir("llama")), "wanda", 0.7, 0.1, 2, 64, 2, 64, 5, None,
+                                    shuffles=1, shuffle_seed=1, repeats=2))
+    statuses = [u[4] for u in updates]
+    assert statuses[0].startswith("⏳ starting · 6 pruning runs") and statuses[-1].startswith("✔ done")
+    assert any(s.startswith("⏳ draw 2/2 (seed 6)") for s in statuses)
+    result = OrderExperiment.from_json(json.loads(open(updates[-1][5], encoding="utf-8").read()))
+    assert result.seeds == [5, 6] and all(len(r.perplexities) == 2 for r in result.orderings)
+    bars = updates[-1][2].data[0]
+    means = [sum(r.perplexities) / 2 for r in result.orderings]
+    assert list(bars.y[1:]) == pytest.approx(means)
+    assert list(bars.error_y.array[1:]) == pytest.approx([max(r.perplexities) - m
+                                                         for r, m in zip(result.orderings, means)])
+    assert "2 calibration draws (seeds 5, 6" in updates[-1][3] and "measured over 2 calibration draws" in updates[-1][3]
 
 
 def test_order_json_holds_the_rates_errors_perplexities_and_c(tiny_model_dir, tmp_path):
     out = tmp_path / "order.json"
     proc = cli("order", "--model", str(tiny_model_dir("llama")), "--sparsity", "0.7", "--beta", "0.1",
-               "--shuffles", "1", *sum((("--" + k.replace("_", "-"), str(v)) for k, v in TINY.items()), ()),
+               "--shuffles", "1", "--repeats", "2",
+               *sum((("--" + k.replace("_", "-"), str(v)) for k, v in TINY.items()), ()),
                "--json", str(out))
     assert proc.returncode == 0, proc.stderr
     data = json.loads(out.read_text())
@@ -159,7 +217,9 @@ def test_order_json_holds_the_rates_errors_perplexities_and_c(tiny_model_dir, tm
         assert len(run["errors"]) == 3
     assert math.isfinite(data["carry"]["c"]) and "introduced" in data["carry"]["f_method"]
     assert len(data["bound"]["sigma_min"]) == 3 and data["verdict"]
-    assert "| increasing |" in proc.stderr
+    assert data["seeds"] == [0, 1] and len(data["carry_repeats"]["values"]) == 2
+    assert all(len(run["repeats"]["values"]) == 2 for run in data["orderings"])
+    assert "| increasing |" in proc.stderr and "over 2 calibration draws" in proc.stderr
 
 
 # The other refusals (-1, β = 0, too many for the blocks) are the engine's, tested above.

@@ -83,19 +83,29 @@ def order_errors_figure(curves: Mapping[str, Sequence[BlockError]], num_layers: 
 
 
 def order_perplexity_figure(runs: Sequence[OrderingRun], dense_ppl: float | None = None) -> go.Figure:
-    """Each finished order's perplexity as a bar (log axis), dense beside them when known."""
+    """Each finished order's perplexity as a bar (log axis), dense beside them when known; with
+    several calibration draws the bar is their mean and its whisker spans min to max."""
     names = [r.name for r in runs]
-    values = [r.report_perplexity for r in runs]
+    draws = [r.perplexities for r in runs]
+    values = [sum(d) / len(d) for d in draws]
     colours = [order_style(r.name, i)["color"] for i, r in enumerate(runs)]
     if dense_ppl is not None:
         names, values, colours = ["dense", *names], [dense_ppl, *values], [colour_for("dense"), *colours]
+        draws = [[dense_ppl], *draws]
     y = [_plottable(float(v)) for v in values]
     texts = [f"{v:,.1f}" if math.isfinite(v) else "∞ (diverged)" for v in values]
-    shown = [v for v in y if v is not None]
+    shown = [v for d in draws for v in d if _plottable(float(v)) is not None]
     y_range = [math.log10(min(shown)) - 0.2, math.log10(max(shown)) + 0.4] if shown else None
+    whiskers = {}
+    if any(len(d) > 1 for d in draws) and all(v is not None for v in y):
+        whiskers = {"error_y": {"type": "data", "symmetric": False, "array": [max(d) - v for d, v in zip(draws, y)],
+                                "arrayminus": [v - min(d) for d, v in zip(draws, y)]}}
     data = [go.Bar(x=names, y=y, text=texts, textposition="outside", cliponaxis=False, marker={"color": colours},
-                   hovertemplate="%{x}: perplexity %{y:.4g}<extra></extra>")] if runs else []
+                   hovertemplate="%{x}: perplexity %{y:.4g}<extra></extra>", **whiskers)] if runs else []
+    subtitle = "the report text: the evaluation windows"
+    if whiskers:
+        subtitle += f"; mean of {max(len(d) for d in draws)} calibration draws, whiskers min to max"
     return go.Figure(data=data, layout=_layout(
         "Perplexity of each order (lower is better)", "order of the rates", AXIS_PPL,
-        subtitle="the report text: the evaluation windows", yaxis={"type": "log", "range": y_range},
+        subtitle=subtitle, yaxis={"type": "log", "range": y_range},
         showlegend=False, annotations=[] if runs else [_note("After a run: one bar per order")]))

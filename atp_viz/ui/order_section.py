@@ -24,9 +24,10 @@ from ..ordering import (
     orderings,
 )
 from ..ordering import verdict as order_verdict
+from ..repeats import draws
 from ..results import BlockError
 from ..schedules import atp_schedule
-from ..settings import RunSettings
+from ..settings import RunSettings, check_repeats
 from . import order_plots
 from .adapters import new_file, stoppable, streamed, user_errors
 from .format import method_label, ppl
@@ -53,14 +54,26 @@ class _Live:
     orders: dict[str, list[float]]
     num_layers: int
     started: float = field(default_factory=time.monotonic)
+    repeats: int = 1
     curves: dict[str, list[BlockError]] = field(default_factory=dict)
     finished: list[OrderingRun] = field(default_factory=list)
+    # After the first draw (drawn live), the later draws report only their progress.
+    later: tuple[float, str] | None = None
 
-    def add(self, name: str, report: BlockError | OrderingRun) -> None:
+    def add(self, name: str, report: BlockError | OrderingRun | tuple[float, str]) -> None:
         if isinstance(report, OrderingRun):
             self.finished.append(report)
+        elif isinstance(report, tuple):
+            self.later = report
         else:
             self.curves.setdefault(name, []).append(report)
+
+    @property
+    def stage(self) -> str:
+        """Where the experiment is, for a stopped or failed message."""
+        if self.current is not None:
+            return f"the {self.current} order" + ("" if self.repeats == 1 else " (draw 1)")
+        return self.later[1].split(":")[0] if self.later else "the fit of c"
 
     @property
     def current(self) -> str | None:
@@ -78,6 +91,10 @@ class _Live:
     def status(self) -> str:
         name = self.current
         elapsed = time.monotonic() - self.started
+        if name is None and self.later is not None:
+            fraction, message = self.later
+            left = f" · about {elapsed / fraction * (1 - fraction):.0f} s left" if fraction > 0 else ""
+            return f"⏳ {message} · {elapsed:.0f} s{left}"
         blocks = len(self.curves.get(name, [])) if name else 0
         step = (f"{name} order ({len(self.finished) + 1} of {len(self.orders)}): "
                 + (f"pruning block {blocks + 1} of {self.num_layers}" if blocks < self.num_layers
@@ -90,14 +107,16 @@ class _Live:
 
 def _kept(live: _Live) -> str:
     kept = ", ".join(r.name for r in live.finished) or "none"
-    return (f"Finished orders, drawn: {kept}. The verdict needs every order: it still shows the previous "
+    draw = "" if live.repeats == 1 else " of the first calibration draw"
+    return (f"Finished orders{draw}, drawn: {kept}. The verdict needs every order: it still shows the previous "
             "experiment, if any.")
 
 
-def _estimate(settings: RunSettings, orders: dict[str, list[float]]) -> str:
+def _estimate(settings: RunSettings, orders: dict[str, list[float]], repeats: int = 1) -> str:
     # The first order, increasing, is ATP's own schedule and runs as ATP.
-    runs = [settings] + [replace(settings, allocation="explicit", schedule=tuple(rates))
-                         for rates in list(orders.values())[1:]]
+    runs = [draw for asked in [settings] + [replace(settings, allocation="explicit", schedule=tuple(rates))
+                                            for rates in list(orders.values())[1:]]
+            for draw in draws(asked, repeats)]
     estimate = engine.estimate_runs(runs)
     return f"{len(runs)} pruning runs" + ("" if estimate is None else f": {estimate.text()}")
 
@@ -110,7 +129,9 @@ def summary_markdown(experiment: OrderExperiment) -> str:
             f"**Measured with** {method_label(experiment.method)} · S = {experiment.sparsity:g} · "
             f"β = {experiment.beta:g} · dense perplexity {ppl(experiment.dense_perplexity)} · seed {s.seed} · "
             f"calibration {s.calib_samples} × {s.calib_seqlen} tokens · evaluation {evaluation} × {s.eval_seqlen} "
-            f"tokens · random orders from shuffle seed {experiment.shuffle_seed}")
+            f"tokens · random orders from shuffle seed {experiment.shuffle_seed}"
+            + ("" if experiment.draws == 1 else f" · {experiment.draws} calibration draws (seeds "
+               f"{', '.join(map(str, experiment.seeds))}; curves from the first)"))
 
 
 def order_experiment(
@@ -126,6 +147,7 @@ def order_experiment(
     text_file: str | None,
     shuffles: int = DEFAULT_SHUFFLES,
     shuffle_seed: int = 0,
+    repeats: int = 1,
     request: gr.Request = None,
 ):
     """Prune ATP's rates at β in increasing, decreasing and random orders (Theorem 3.5).
@@ -146,6 +168,8 @@ def order_experiment(
         text_file: a UTF-8 text file, or None for the built-in text.
         shuffles: how many random orders besides increasing and decreasing (0 to 20).
         shuffle_seed: seed of the random orders.
+        repeats: calibration draws (seeds seed, seed + 1, ...): every order pruned once per draw,
+            the verdict judging each gap by the spread; the curves are the first draw's.
 
     Returns:
         The orders' schedules, their error curves, their perplexities, the verdict (which
@@ -156,14 +180,24 @@ def order_experiment(
         settings = run_settings(model, method, sparsity, calib_samples, calib_seqlen, eval_samples, eval_seqlen,
                                 seed, text_file, beta)
         shuffles, shuffle_seed = check_shuffles(shuffles, shuffle_seed)
+        repeats = check_repeats(repeats)
         num_layers = block_count(settings.model)
         # Refused here (β = 0, too many shuffles), before any run.
         orders = orderings(atp_schedule(num_layers, settings.sparsity, settings.beta), shuffles, shuffle_seed)
-        live = _Live(orders, num_layers)
-        yield (*live.figures(), keep, f"⏳ starting · {_estimate(settings, orders)}", keep)
-        job = streamed(lambda emit: run_order_experiment(
-            settings, shuffles, shuffle_seed, cancelled=flag.is_set,
-            on_block=lambda name, error: emit((name, error)), on_run=lambda run: emit((run.name, run))), flag)
+        live = _Live(orders, num_layers, repeats)
+        yield (*live.figures(), keep, f"⏳ starting · {_estimate(settings, orders, repeats)}", keep)
+
+        def work(emit):
+            def later(fraction: float, message: str) -> None:
+                if fraction >= 1 / repeats:  # the first draw is drawn block by block instead
+                    emit(("", (fraction, message)))
+
+            return run_order_experiment(
+                settings, shuffles, shuffle_seed, cancelled=flag.is_set,
+                on_block=lambda name, error: emit((name, error)), on_run=lambda run: emit((run.name, run)),
+                progress=None if repeats == 1 else later, repeats=repeats)
+
+        job = streamed(work, flag)
         try:
             while True:
                 live.add(*next(job))
@@ -171,13 +205,11 @@ def order_experiment(
         except StopIteration as finished:
             experiment: OrderExperiment = finished.value
         except Cancelled:
-            yield (*live.figures("stopped"), keep, f"⏹ **Stopped** during the {live.current} order. "
-                   f"{_kept(live)}", keep)
+            yield (*live.figures("stopped"), keep, f"⏹ **Stopped** during {live.stage}. {_kept(live)}", keep)
             return
         except Exception:
             # The page says the run ended; the message (user_errors) says why.
-            yield (*live.figures("failed"), keep, f"✖ **Failed** during the {live.current} order. {_kept(live)}",
-                   keep)
+            yield (*live.figures("failed"), keep, f"✖ **Failed** during {live.stage}. {_kept(live)}", keep)
             raise
     path = new_file("order_experiment.json")
     path.write_text(json.dumps(experiment.to_json(), indent=2), encoding="utf-8")
@@ -217,7 +249,8 @@ def build(shared: Shared) -> None:
                                elem_id="order-json")
     run_btn.click(
         order_experiment,
-        [inputs.model, inputs.method, inputs.sparsity, inputs.beta, *inputs.measurement, shuffles, shuffle_seed],
+        [inputs.model, inputs.method, inputs.sparsity, inputs.beta, *inputs.measurement, shuffles, shuffle_seed,
+         *([] if inputs.repeats is None else [inputs.repeats])],
         [schedule_plot, error_plot, ppl_plot, verdict, status, download],
         api_name="order_experiment", show_progress="hidden", **ENGINE)
     shared.stop_buttons.append(stop_btn)
