@@ -25,6 +25,9 @@ class Ticket:
 
     client: str
     seconds: float | None
+    # What the job computes (hashable keys, e.g. settings): a job whose work is all done by
+    # jobs ahead of it finds their results cached and costs nothing.
+    work: frozenset = frozenset()
     joined: float = field(default_factory=time.monotonic)
     started: float | None = None
 
@@ -60,12 +63,12 @@ class Line:
         self._changed = threading.Condition()
         self._tickets: list[Ticket] = []
 
-    def join(self, client: str, seconds: float | None = None) -> Ticket:
+    def join(self, client: str, seconds: float | None = None, work: frozenset = frozenset()) -> Ticket:
         """A place at the end of the line; refused while ``client`` holds one ("" is never refused)."""
         with self._changed:
             if client and any(t.client == client for t in self._tickets):
                 raise AtpError(ONE_JOB)
-            ticket = Ticket(client, seconds)
+            ticket = Ticket(client, seconds, work)
             self._tickets.append(ticket)
             return ticket
 
@@ -86,9 +89,16 @@ class Line:
     def ahead(self, ticket: Ticket) -> Ahead:
         with self._changed:
             before = self._tickets[:self._tickets.index(ticket)] if ticket in self._tickets else []
-            now = time.monotonic()
-            known = [t.left(now) for t in before if t.seconds is not None]
-            return Ahead(len(before), sum(known), len(before) - len(known))
+            now, done, seconds, unknown = time.monotonic(), set(), 0.0, 0
+            for t in before:
+                if t.work and t.work <= done:
+                    continue  # its results will be cached by the time its turn comes
+                done |= t.work
+                if t.seconds is None:
+                    unknown += 1
+                else:
+                    seconds += t.left(now)
+            return Ahead(len(before), seconds, unknown)
 
     def busy(self) -> bool:
         """Whether any job is queued or running."""

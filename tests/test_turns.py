@@ -62,3 +62,13 @@ def test_leaving_wakes_the_next_job_and_an_empty_line_is_idle():
 
 def test_the_refusal_is_one_sentence():
     assert "\n" not in ONE_JOB and ONE_JOB.count(".") == 0
+
+
+def test_work_done_by_a_job_ahead_costs_nothing_in_the_wait_told():
+    line = Line()
+    line.join("a", 30.0, frozenset({"uniform", "atp 0.003"}))
+    line.join("b", 30.0, frozenset({"uniform", "atp 0.003"}))  # the same runs: cached once a's are done
+    line.join("c", 20.0, frozenset({"uniform", "atp 0.005"}))  # uniform is shared, its ATP run is not
+    mine = line.join("d", 10.0)
+    ahead = line.ahead(mine)
+    assert (ahead.jobs, ahead.seconds, ahead.unknown) == (3, 50.0, 0)

@@ -94,9 +94,10 @@ def stop_flag(request: gr.Request | None) -> Iterator[threading.Event]:
 
 
 @contextmanager
-def engine_turn(request: gr.Request | None, seconds: float | None = None) -> Iterator[Ticket]:
+def engine_turn(request: gr.Request | None, seconds: float | None = None,
+                work: frozenset = frozenset()) -> Iterator[Ticket]:
     """A place in the server's line for this session's job (refused while it holds one)."""
-    ticket = LINE.join(_session(request), seconds)
+    ticket = LINE.join(_session(request), seconds, work)
     try:
         yield ticket
     finally:

@@ -629,7 +629,8 @@ def run_pruning(
             return _schedule(settings, num_layers, current=block)
 
         estimate = _pair_estimate(settings, repeats)
-        with engine_turn(request, None if estimate is None else estimate.seconds) as ticket:
+        with engine_turn(request, None if estimate is None else estimate.seconds,
+                         frozenset(map(engine.computation, _pair_runs(settings, repeats)))) as ticket:
             try:
                 for ahead in waiting(ticket, flag):
                     yield Screen(status=f"⏳ queued: {ahead.text()} · {_estimate_line(settings, repeats)}")
