@@ -172,7 +172,7 @@ def prune_block(
         zeroed = pruned == 0
         if quantizer is not None:
             pruned = quantizer.quantize(pruned, s.quant_statistic, s.tokens, bits, zeroed if rate > 0 else None)
-        layer_zeros = int(zeroed.sum())
+        layer_zeros = int(zeroed.count_nonzero())
         zeros, total = zeros + layer_zeros, total + pruned.numel()
         errors.append(_sublayer_error(index, name, pruned, s, layer_zeros))
         weight = PrunedLayer(weight=as_stored(module, pruned.to(dense.dtype)))
@@ -186,9 +186,14 @@ def prune_block(
 def _sublayer_error(layer: int, name: str, pruned: torch.Tensor, stats: LayerStatistics, zeros: int) -> SublayerError:
     """Relative output error of this layer alone, on the sample of its own input: the
     sample's dense output against the pruned weight's."""
-    x, dense_out = torch.cat(stats.inputs), torch.cat(stats.outputs)
+    x, dense_out = _joined(stats.inputs), _joined(stats.outputs)
     denom = dense_out.norm().item() or 1.0
     return SublayerError(layer, name, (dense_out - x @ pruned.t()).norm().item() / denom, zeros / pruned.numel())
+
+
+def _joined(parts: list[torch.Tensor]) -> torch.Tensor:
+    # One micro-batch usually fills the sample: no copy then.
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 def _sq_norm(t: torch.Tensor) -> float:
@@ -248,7 +253,7 @@ class PropagationResult:
 def _count_zeros(matrices) -> tuple[int, int]:
     zeros = total = 0
     for w in matrices:
-        zeros += int((w == 0).sum())
+        zeros += int((w == 0).count_nonzero())
         total += w.numel()
     return zeros, total
 

@@ -24,6 +24,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .errors import AtpError
@@ -102,26 +103,45 @@ def _check_groups(columns: int, group: int) -> None:
                        f"a layer has {columns} inputs")
 
 
+def _kept_above_kth(keys: torch.Tensor, k: int, dim: int) -> torch.Tensor | None:
+    """Where int32 ``keys`` lie above their ``k``-th lowest along ``dim``: every weight but
+    the k lowest, or None when a tie straddles the k-th place (which of the tied ones go is
+    then topk's choice) or the keys are not on the CPU.
+
+    np.partition finds the k-th value with AVX-512 where the CPU has it, ~10x faster here
+    than topk; without a straddling tie the k lowest are one set, the one topk picks.
+    """
+    if keys.device.type != "cpu":
+        return None
+    kth = torch.from_numpy(np.take(np.partition(keys.detach().numpy(), k - 1, axis=dim), [k - 1], axis=dim))
+    kept = keys > kth
+    units = keys.numel() // keys.shape[dim]
+    return kept if int(kept.count_nonzero()) == keys.numel() - k * units else None
+
+
 def _zero_lowest(weight: torch.Tensor, scores: torch.Tensor, sparsity: float, per_row: bool,
                  group: int = 0) -> torch.Tensor:
     """Zero the lowest-scoring weights: in each group of ``group`` inputs of a row (N:M),
     per output row (Wanda) or over the whole matrix."""
-    pruned = weight.float().clone(memory_format=torch.contiguous_format)
+    rows, columns = scores.shape
     if group:
-        rows, columns = scores.shape
         _check_groups(columns, group)
-        k = removed_per_group(sparsity, group)
-        if k > 0:
-            grouped = scores.reshape(rows, columns // group, group)
-            pruned.view(rows, columns // group, group).scatter_(2, lowest(grouped, k, dim=2), 0.0)
+        k, shape = removed_per_group(sparsity, group), (rows, columns // group, group)
     elif per_row:
-        k = pruned_count(scores.shape[1], sparsity)
-        if k > 0:
-            pruned.scatter_(1, lowest(scores, k, dim=1), 0.0)
+        k, shape = pruned_count(columns, sparsity), (rows, columns)
     else:
-        k = pruned_count(scores.numel(), sparsity)
-        if k > 0:
-            pruned.view(-1)[lowest(scores.flatten(), k)] = 0.0
+        k, shape = pruned_count(scores.numel(), sparsity), (scores.numel(),)
+    dim = len(shape) - 1
+    if k > 0:
+        keys = scores.float().contiguous().view(torch.int32).view(shape)
+        kept = _kept_above_kth(keys, k, dim)
+        if kept is not None:
+            # The weights' bits where kept, else 0 (+0.0): what scattering 0.0 writes.
+            bits = weight.detach().float().contiguous().view(torch.int32).view(shape)
+            return (bits & kept.to(torch.int32).neg_()).view(torch.float32).view(rows, columns)
+    pruned = weight.float().clone(memory_format=torch.contiguous_format)
+    if k > 0:
+        pruned.view(shape).scatter_(dim, lowest(scores.reshape(shape), k, dim=dim), 0.0)
     return pruned
 
 
@@ -132,7 +152,8 @@ def magnitude_prune(weight: torch.Tensor, sparsity: float, group: int = 0) -> to
 
 def wanda_scores(weight: torch.Tensor, input_sq_norms: torch.Tensor) -> torch.Tensor:
     """|W_jk| · ||X_k||₂ with ``input_sq_norms[k] = Σ_tokens X_k²``."""
-    return weight.abs().float() * input_sq_norms.float().sqrt().unsqueeze(0)
+    # In place on the fresh |W| (float32): one matrix allocated, not two.
+    return weight.abs().float().mul_(input_sq_norms.float().sqrt().unsqueeze(0))
 
 
 def wanda_prune(weight: torch.Tensor, input_sq_norms: torch.Tensor, sparsity: float, group: int = 0) -> torch.Tensor:

@@ -15,7 +15,7 @@ Pure tensor math on per-token squared norms; no model here.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -28,6 +28,9 @@ class TokenNorms:
 
     dense_sq: torch.Tensor  # ||h_{i,t}||²
     error_sq: torch.Tensor  # ||h̃_{i,t} - h_{i,t}||²
+    # massive() and relative(), computed once: the summary and the token map both read them.
+    _massive: torch.Tensor | None = field(default=None, init=False, repr=False, compare=False)
+    _relative: torch.Tensor | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def of(cls, dense: list[torch.Tensor], error: list[torch.Tensor] | None) -> "TokenNorms":
@@ -39,12 +42,17 @@ class TokenNorms:
 
     def massive(self) -> torch.Tensor:
         """True for the tokens whose norm exceeds MASSIVE_MULTIPLE × the block's median token norm."""
-        norms = self.dense_sq.sqrt()
-        return norms > MASSIVE_MULTIPLE * _median(norms)
+        if self._massive is None:
+            norms = self.dense_sq.sqrt()
+            self._massive = norms > MASSIVE_MULTIPLE * _median(norms)
+        return self._massive
 
     def relative(self) -> torch.Tensor:
         """Per-token relative error ||h̃_t - h_t|| / ||h_t|| (0 where h_t is 0)."""
-        return torch.where(self.dense_sq > 0, (self.error_sq / self.dense_sq.clamp_min(1e-30)).sqrt(), 0.0)
+        if self._relative is None:
+            self._relative = torch.where(self.dense_sq > 0, (self.error_sq / self.dense_sq.clamp_min(1e-30)).sqrt(),
+                                         0.0)
+        return self._relative
 
 
 def _per_token_sq(t: torch.Tensor) -> torch.Tensor:

@@ -134,3 +134,33 @@ def test_sparsegpt_mask_keeps_ties_with_the_threshold_and_handles_the_edges():
     assert sparsegpt_block_mask(scores, 0.3).sum() == 4
     assert not sparsegpt_block_mask(scores, 0.0).any()
     assert sparsegpt_block_mask(scores, 1.0).all()
+
+
+def _by_topk(weight: torch.Tensor, scores: torch.Tensor, k: int, shape: tuple) -> torch.Tensor:
+    """Zeroing by topk's indices, as the pruners did before the partition path."""
+    from atp_viz.pruners import lowest
+
+    pruned = weight.float().clone()
+    pruned.view(shape).scatter_(len(shape) - 1, lowest(scores.reshape(shape), k, dim=len(shape) - 1), 0.0)
+    return pruned
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_the_partition_selection_writes_the_bits_topk_writes(ties):
+    from atp_viz.pruners import _kept_above_kth, _zero_lowest
+
+    g = torch.Generator().manual_seed(7)
+    W = torch.randn(24, 64, generator=g)
+    W[0, 0] = W[1, 7] = -0.0  # signed zeros (scored 0, so pruned): the bits of the rest are kept
+    scores = W.abs() * torch.rand(64, generator=g)
+    if ties:  # coarse scores: ties across the k-th place in most rows and groups
+        scores = (scores * 4).floor()
+    for per_row, group, k, shape in ((True, 0, 44, (24, 64)), (False, 0, 1075, (24 * 64,)),
+                                     (True, 4, 2, (24, 16, 4))):
+        sparsity = k / shape[-1]
+        ours = _zero_lowest(W, scores, sparsity, per_row=per_row, group=group)
+        assert torch.equal(ours.view(torch.int32), _by_topk(W, scores, k, shape).view(torch.int32))
+        keys = scores.contiguous().view(torch.int32).view(shape)
+        # Without ties the fast path decided; with them it stood aside for topk.
+        assert (_kept_above_kth(keys, k, len(shape) - 1) is None) == ties
+    assert torch.equal(_zero_lowest(W, scores, 0.0, per_row=True), W)
