@@ -37,8 +37,10 @@ def test_model_too_big_is_refused_before_loading(tmp_path):
     assert "GiB" in proc.stderr
 
 
-def test_limit_is_configurable(tiny_model_dir):
-    proc = cli(*_tiny_args(tiny_model_dir("llama")), ATP_VIZ_MAX_MODEL_GB="0.0001")
+def test_limit_is_configurable(tiny_model_dir, tmp_path):
+    # A copy: the in-process CLI keeps loaded models, and the limit is checked before a load.
+    model = shutil.copytree(tiny_model_dir("llama"), tmp_path / "model")
+    proc = cli(*_tiny_args(model), ATP_VIZ_MAX_MODEL_GB="0.0001")
     assert_one_line_error(proc, "over this host's limit of 0.0 GiB")
 
 
