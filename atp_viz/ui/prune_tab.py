@@ -357,7 +357,10 @@ def drawn_once_cached(*inputs_and_pair) -> Screen:
 
 
 def _estimate_line(settings: RunSettings, repeats: int = 1) -> str:
-    estimate = _pair_estimate(settings, repeats)
+    return _estimate_sentence(_pair_estimate(settings, repeats))
+
+
+def _estimate_sentence(estimate: Estimate | None) -> str:
     if estimate is None:
         return "Time: estimated once the model is loaded and no run is using it."
     return "Ready: both runs are cached." if estimate.seconds == 0 else f"Prune takes {estimate.text()}."
@@ -632,8 +635,10 @@ def run_pruning(
         with engine_turn(request, None if estimate is None else estimate.seconds,
                          frozenset(map(engine.computation, _pair_runs(settings, repeats)))) as ticket:
             try:
+                # The estimate the ticket carries, said once a second (not recomputed each time).
+                told = _estimate_sentence(estimate)
                 for ahead in waiting(ticket, flag):
-                    yield Screen(status=f"⏳ queued: {ahead.text()} · {_estimate_line(settings, repeats)}")
+                    yield Screen(status=f"⏳ queued: {ahead.text()} · {told}")
             except Cancelled:
                 yield Screen(status="⏹ **Stopped** before its turn came: nothing ran.")
                 return
