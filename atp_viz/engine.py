@@ -225,7 +225,9 @@ def run_pruning(
         for error in cached.errors:
             on_block(error)
     if cached is None:
-        result, pruned = _compute(settings, progress, cancelled, on_block)
+        with estimates.RunPace() as run_pace:
+            result, pruned = _compute(settings, progress, cancelled, on_block)
+        estimates.learn(_model_key(settings), result, run_pace.seconds)
         _result_cache.put(settings, result, _RESULT_BYTES)
         result_store.put(settings, result)
     else:
@@ -319,7 +321,6 @@ def _compute(settings: RunSettings, progress: Progress | None, cancelled: Cancel
         result.bit_schedule, result.bits_per_weight = widths, propagated.stored_bits / propagated.total
     result.selection_ppl = selection_ppl
     result.token_errors = _token_map(loaded, reference, propagated)
-    estimates.learn(_model_key(settings), result)
     return result, propagated.pruned
 
 

@@ -8,6 +8,11 @@ finished run adds a point (``learn``); before a model has run, two timed forward
 at two lengths stand in (``probe``), with the benchmark's ratio (a prune costs about 2.1
 dense forwards). The fixed part matters: a small run is mostly overhead, and a purely
 proportional guess from it would make a large run look hours long.
+
+The cores are shared (a Space's neighbours, a teacher's other windows), so every point is
+kept in units of the machine's *pace* when it was taken: a fixed matmul timed then
+(``pace``). An estimate is the fit times the pace now, so a run learned on an idle
+machine is told slower once other work has taken the cores, and the other way round.
 """
 
 from __future__ import annotations
@@ -30,6 +35,12 @@ PRUNE_OVER_FORWARD = 2.1
 SEARCH_OVER_FORWARD = 1.8
 # Points kept per part: recent runs describe the machine as it is now.
 _KEPT = 12
+# The pace probe: a float32 matmul of this size, timed this many times (the median is kept:
+# a few milliseconds each, long enough to feel a neighbour on the core, short enough to
+# run on every estimate), and reused for this many seconds.
+_PACE_SIZE = 192
+_PACE_REPEATS = 7
+_PACE_FRESH_S = 3.0
 
 
 @dataclass
@@ -85,18 +96,72 @@ _speeds: dict[tuple, Speed] = {}
 _lock = threading.Lock()
 
 
-def learn(key: tuple, result: RunResult) -> None:
-    """Add the times a finished (not reused) run measured."""
+@dataclass
+class _PaceState:
+    seconds: float | None = None  # the last pace measured outside this process's runs
+    at: float = float("-inf")  # when (time.monotonic)
+    runs: int = 0  # runs of this process in progress
+
+
+_pace = _PaceState()
+_pace_lock = threading.Lock()
+
+
+def _time_matmul() -> float:
+    a = torch.ones(_PACE_SIZE, _PACE_SIZE)
+    times = []
+    for _ in range(_PACE_REPEATS):
+        start = time.perf_counter()
+        torch.mm(a, a)
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def pace() -> float:
+    """Seconds a fixed matmul takes on this process's threads now: how busy the cores are.
+    While a run of this process is going its own work would count as load, so the pace
+    last measured outside runs stands (a queued run starts when the running one ends)."""
+    with _pace_lock:
+        now = time.monotonic()
+        if _pace.seconds is not None and (_pace.runs or now - _pace.at < _PACE_FRESH_S):
+            return _pace.seconds
+        _pace.seconds, _pace.at = _time_matmul(), now
+        return _pace.seconds
+
+
+class RunPace:
+    """The pace during one run: measured as it starts and as it ends (the mean is kept),
+    and while it goes, ``pace`` is not re-measured (the run itself is not load)."""
+
+    def __enter__(self) -> RunPace:
+        self.start = pace()
+        with _pace_lock:
+            _pace.runs += 1
+        return self
+
+    def __exit__(self, *exc) -> None:
+        with _pace_lock:
+            _pace.runs -= 1
+            _pace.at = float("-inf")  # measure afresh: the machine may have changed meanwhile
+        self.end = pace()
+
+    @property
+    def seconds(self) -> float:
+        return (self.start + self.end) / 2
+
+
+def learn(key: tuple, result: RunResult, run_pace: float) -> None:
+    """Add the times a finished (not reused) run measured, at the pace it ran at."""
     t, s = result.timings, result.settings
     calib, evaluated = s.calib_samples * s.calib_seqlen, (s.eval_samples or 0) * s.eval_seqlen
     with _lock:
         speed = _speeds.setdefault(key, Speed(result.num_layers))
-        speed.prune.add(calib, t["prune"] / result.num_layers, measured=True)
+        speed.prune.add(calib, t["prune"] / result.num_layers / run_pace, measured=True)
         # A calibration step under a millisecond per block was a cache hit: it says nothing.
         if t.get("calibration", 0) > 1e-3 * result.num_layers:
-            speed.reference.add(calib, t["calibration"] / result.num_layers, measured=True)
+            speed.reference.add(calib, t["calibration"] / result.num_layers / run_pace, measured=True)
         if evaluated and "perplexity" in t:
-            speed.evaluation.add(evaluated, t["perplexity"], measured=True)
+            speed.evaluation.add(evaluated, t["perplexity"] / run_pace, measured=True)
 
 
 def probe(key: tuple, model: torch.nn.Module, num_layers: int) -> None:
@@ -105,13 +170,14 @@ def probe(key: tuple, model: torch.nn.Module, num_layers: int) -> None:
     device = model.get_input_embeddings().weight.device
     vocabulary = model.get_input_embeddings().weight.shape[0]
     speed = Speed(num_layers)
+    at = pace()
     with torch.inference_mode():
         for tokens in (32, 128):
             ids = torch.randint(0, vocabulary, (1, tokens), device=device)
             model(input_ids=ids, use_cache=False)  # warm up: kernels are set up per shape
             start = time.perf_counter()
             model(input_ids=ids, use_cache=False)
-            seconds = time.perf_counter() - start
+            seconds = (time.perf_counter() - start) / at
             speed.evaluation.add(tokens, seconds, measured=False)
             speed.reference.add(tokens, seconds / num_layers, measured=False)
             speed.prune.add(tokens, PRUNE_OVER_FORWARD * seconds / num_layers, measured=False)
@@ -125,8 +191,10 @@ def known(key: tuple) -> bool:
 
 
 def trial(key: tuple, calib_tokens: int, eval_tokens: int, *, reference_cached: bool,
-          dense_ppl_cached: bool) -> Estimate:
-    """One prune + errors + perplexity run (the dense reference and perplexity when not cached)."""
+          dense_ppl_cached: bool, at_pace: float | None = None) -> Estimate:
+    """One prune + errors + perplexity run (the dense reference and perplexity when not
+    cached), at ``at_pace`` (None: the pace now)."""
+    at = pace() if at_pace is None else at_pace
     with _lock:
         speed = _speeds[key]
         parts = [(speed.prune, speed.prune.seconds(calib_tokens) * speed.num_layers)]
@@ -134,13 +202,14 @@ def trial(key: tuple, calib_tokens: int, eval_tokens: int, *, reference_cached: 
             parts.append((speed.reference, speed.reference.seconds(calib_tokens) * speed.num_layers))
         if eval_tokens:
             parts.append((speed.evaluation, speed.evaluation.seconds(eval_tokens) * (1 if dense_ppl_cached else 2)))
-        return Estimate(sum(seconds for _, seconds in parts), all(line.measured for line, _ in parts))
+        return Estimate(at * sum(seconds for _, seconds in parts), all(line.measured for line, _ in parts))
 
 
-
-def search(key: tuple, tokens: int) -> Estimate:
+def search(key: tuple, tokens: int, at_pace: float | None = None) -> Estimate:
     """A search's whole-model forwards over ``tokens`` tokens (EvoPress): timed like
-    perplexity, the same forward, times what scoring each forward adds."""
+    perplexity, the same forward, times what scoring each forward adds; at ``at_pace``
+    (None: the pace now)."""
+    at = pace() if at_pace is None else at_pace
     with _lock:
         line = _speeds[key].evaluation
-        return Estimate(line.seconds(tokens) * SEARCH_OVER_FORWARD, line.measured)
+        return Estimate(at * line.seconds(tokens) * SEARCH_OVER_FORWARD, line.measured)

@@ -50,3 +50,26 @@ def test_the_engine_estimates_from_a_probe_then_from_its_runs(tiny_model_dir):
     assert engine.estimate_runs([settings]).seconds == 0, "a cached result takes no time"
     after = engine.estimate_runs([replace(settings, seed=8102)])
     assert after.measured and after.seconds > 0 and estimates.known(key)
+
+
+def test_an_estimate_scales_with_the_pace_the_machine_runs_at(tiny_model_dir):
+    """A run learned at one pace, told at twice that pace, takes twice as long (busy cores)."""
+    path = str(tiny_model_dir("llama"))
+    settings = RunSettings(model=path, sparsity=0.5, beta=0.1, calib_samples=2, calib_seqlen=32, eval_samples=2,
+                           eval_seqlen=32, device="cpu", dtype="float32", seed=8103)
+    result = engine.run_pruning(settings).result
+    key = ("pace-test", "cpu", "float32")
+    estimates.learn(key, result, run_pace=0.004)
+    calm = estimates.trial(key, 64, 64, reference_cached=True, dense_ppl_cached=True, at_pace=0.004)
+    busy = estimates.trial(key, 64, 64, reference_cached=True, dense_ppl_cached=True, at_pace=0.008)
+    assert calm.measured and calm.seconds > 0
+    assert busy.seconds == pytest.approx(2 * calm.seconds)
+    # Told at the pace it ran at, the estimate is the run's own measured time.
+    t = result.timings
+    assert calm.seconds == pytest.approx(t["prune"] + t["perplexity"])
+
+
+def test_the_pace_is_not_remeasured_while_a_run_of_this_process_goes():
+    with estimates.RunPace() as run:
+        assert estimates.pace() == run.start, "the run's own work is not load"
+    assert run.end > 0 and run.seconds == pytest.approx((run.start + run.end) / 2)
