@@ -10,7 +10,7 @@ dense forwards). The fixed part matters: a small run is mostly overhead, and a p
 proportional guess from it would make a large run look hours long.
 
 The cores are shared (a Space's neighbours, a teacher's other windows), so every point is
-kept in units of the machine's *pace* when it was taken: a fixed matmul timed then
+kept in units of the machine's *pace* when it was taken: a fixed burst of matmuls timed then
 (``pace``). An estimate is the fit times the pace now, so a run learned on an idle
 machine is told slower once other work has taken the cores, and the other way round.
 """
@@ -35,11 +35,14 @@ PRUNE_OVER_FORWARD = 2.1
 SEARCH_OVER_FORWARD = 1.8
 # Points kept per part: recent runs describe the machine as it is now.
 _KEPT = 12
-# The pace probe: a float32 matmul of this size, timed this many times (the median is kept:
-# a few milliseconds each, long enough to feel a neighbour on the core, short enough to
-# run on every estimate), and reused for this many seconds.
-_PACE_SIZE = 192
-_PACE_REPEATS = 7
+# The pace probe: a burst of matmuls of a small model's shape (a 128-token block input
+# times a 576 × 1536 weight), after one untimed op (waking the worker threads is not
+# pace), at this process's thread count; the median of a few bursts, reused a while. A
+# run is one long burst of such ops, so the burst slows as the run would when other work
+# shares the cores (one tiny op would measure only the threads' wake-up).
+_PACE_SHAPE = (128, 576, 1536)
+_PACE_OPS = 4
+_PACE_BURSTS = 3
 _PACE_FRESH_S = 3.0
 
 
@@ -107,25 +110,28 @@ _pace = _PaceState()
 _pace_lock = threading.Lock()
 
 
-def _time_matmul() -> float:
-    a = torch.ones(_PACE_SIZE, _PACE_SIZE)
+def _time_bursts() -> float:
+    rows, inner, cols = _PACE_SHAPE
+    x, w = torch.ones(rows, inner), torch.ones(inner, cols)
     times = []
-    for _ in range(_PACE_REPEATS):
+    for _ in range(_PACE_BURSTS):
+        torch.mm(x, w)
         start = time.perf_counter()
-        torch.mm(a, a)
+        for _ in range(_PACE_OPS):
+            torch.mm(x, w)
         times.append(time.perf_counter() - start)
     return sorted(times)[len(times) // 2]
 
 
 def pace() -> float:
-    """Seconds a fixed matmul takes on this process's threads now: how busy the cores are.
+    """Seconds a fixed burst of matmuls takes on this process's threads now: how busy the cores are.
     While a run of this process is going its own work would count as load, so the pace
     last measured outside runs stands (a queued run starts when the running one ends)."""
     with _pace_lock:
         now = time.monotonic()
         if _pace.seconds is not None and (_pace.runs or now - _pace.at < _PACE_FRESH_S):
             return _pace.seconds
-        _pace.seconds, _pace.at = _time_matmul(), now
+        _pace.seconds, _pace.at = _time_bursts(), now
         return _pace.seconds
 
 
