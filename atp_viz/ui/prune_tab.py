@@ -52,7 +52,8 @@ from .defaults import (
     SPARSITY_STEP,
 )
 from .format import massive_note, method_label, ppl, run_label, run_name, settings_line, text_name
-from .shared import ENGINE, INSTANT, UI_ONLY, HistoryOutputs, PairView, RunInputs, Shared, block_count, run_settings
+from .run_inputs import ATP_RUN, Page, RunInput, inputs_of, takes_run_inputs
+from .shared import ENGINE, INSTANT, UI_ONLY, HistoryOutputs, PairView, RunInputs, Shared, block_count
 
 # gradio refuses slider values outside the slider's range, and a range set by an event
 # sticks to that session. The built-in range admits any model (β_max <= 1/(L-1) <= 1), so
@@ -72,6 +73,23 @@ their sizes) stands above the total line where they do.
 """
 # How often an empty page asks whether the warm start has finished its pair.
 WARM_POLL_S = 5.0
+# The pattern and quantization inputs of Prune's runs, in their endpoints' order.
+COMPRESSION = ("compression", "pattern", "quantizer", "bits", "bits_beta")
+# Prune's inputs beside the run inputs, declared once for its endpoints (run_pruning, show_cached).
+PRUNE_INPUTS = {i.name: i for i in (
+    RunInput("log_scale", bool, "draw the error-propagation plot on a log axis."),
+    RunInput("shown_run", str, '"ATP" or "uniform": the run shown in the split figure and the heatmaps.'),
+    RunInput("error_view", str, '"ordinary" (massive-activation tokens left out), "all" (every token, as the\n'
+                                'paper sums) or "absolute" (squared error beside the dense signal).'),
+    RunInput("compression", str, '"prune", "quantize" (nothing pruned) or "prune+quantize".', "prune"),
+    RunInput("pattern", str, f'"{UNSTRUCTURED}" or N:M (N kept of every M inputs; fixes S at (M−N)/M).', UNSTRUCTURED),
+    RunInput("quantizer", str, '"rtn" or "gptq", when quantizing.', "gptq"),
+    RunInput("bits", float, "mean bit-width B (2..8), when quantizing.", DEFAULTS.bits),
+    RunInput("bits_beta", float, "the bit progression's step (uniform B bits in the baseline run).", 0.0),
+    RunInput("rates", str, "one rate per decoder block (a JSON list or one per line) pruned instead of ATP's\n"
+                           "line, their mean within 0.0005 of ``sparsity``; empty: ATP at β. The page's rates\n"
+                           "field, held in a session state (not an argument of the public endpoint).", ""),
+)}
 INLINE_LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 
 
@@ -153,6 +171,25 @@ class Pair:
         """The run asked for ("uniform" or "ATP"), or the one there is."""
         wanted = self.uniform if which.lower() == "uniform" else self.atp
         return wanted if wanted is not None else self.present[0]
+
+
+@dataclass
+class Screen:
+    """What one answer of the tab changes; None leaves a component as it is."""
+
+    error: go.Figure | None = None
+    perplexity: go.Figure | None = None
+    split: go.Figure | None = None
+    heatmap: go.Figure | None = None
+    summary: str | None = None
+    tokens: go.Figure | None = None
+    note: str | None = None
+    status: str | None = None
+    schedule: go.Figure | None = None
+    estimate: str | None = None
+    pair: Pair | None = None
+    history: pd.DataFrame | None = None  # the session's history, shown and kept
+    poll: bool | None = None  # whether the page keeps looking for the warm start's pair
 
 
 # What the pair's runs report as they go: (which run, a block's error or the finished result).
@@ -302,14 +339,10 @@ def noise_line(uniform: RunResult, other: RunResult, name: str) -> str:
     return difference_sentence(name, values(other), "uniform", values(uniform))
 
 
-def pair_settings(model: str, method: str, sparsity: float, beta: float, calib_samples: float, calib_seqlen: float,
-                  eval_samples: float, eval_seqlen: float, seed: float, text_file: str | None,
-                  compression: str = "prune", pattern: str = UNSTRUCTURED, quantizer: str = "gptq",
+def pair_settings(page: Page, compression: str = "prune", pattern: str = UNSTRUCTURED, quantizer: str = "gptq",
                   bits: float = DEFAULTS.bits, bits_beta: float = 0.0, rates: str = "") -> RunSettings:
     """The settings of the ATP run (or the typed rates) that Prune pairs with uniform, checked."""
-    settings = run_settings(model, method, sparsity, calib_samples, calib_seqlen, eval_samples, eval_seqlen, seed,
-                            text_file, beta)
-    settings = compression_settings(settings, compression, pattern, quantizer, bits, bits_beta)
+    settings = compression_settings(page.settings(), compression, pattern, quantizer, bits, bits_beta)
     if rates and rates.strip():
         settings = given_rates(settings, parse_rates(rates), block_count(settings.model))
     return settings
@@ -366,30 +399,26 @@ def _estimate_sentence(estimate: Estimate | None) -> str:
     return "Ready: both runs are cached." if estimate.seconds == 0 else f"Prune takes {estimate.text()}."
 
 
-def prune_estimate(model: str, method: str, sparsity: float, beta: float, calib_samples: float,
-                   calib_seqlen: float, eval_samples: float, eval_seqlen: float, seed: float,
-                   text_file: str | None, repeats: float = 1) -> str:
+@takes_run_inputs(*ATP_RUN, "repeats")
+def prune_estimate(page: Page) -> str:
     """How long Prune will take with these settings (no run: a sentence, never an error)."""
     try:
-        return _estimate_line(run_settings(model, method, sparsity, calib_samples, calib_seqlen, eval_samples,
-                                           eval_seqlen, seed, text_file, beta), check_repeats(repeats))
+        return _estimate_line(page.settings(), check_repeats(page.repeats))
     except AtpError as exc:
         return f"Cannot run yet: {exc}"
 
 
-def show_cached(model: str, method: str, sparsity: float, beta: float, calib_samples: float, calib_seqlen: float,
-                eval_samples: float, eval_seqlen: float, seed: float, text_file: str | None, repeats: float,
-                compression: str, pattern: str, quantizer: str, bits: float, bits_beta: float, rates: str,
-                log_scale: bool, error_view: str, shown_run: str) -> Screen:
+@takes_run_inputs(*ATP_RUN, "repeats", *COMPRESSION, "rates", "log_scale", "error_view", "shown_run",
+                  declared=PRUNE_INPUTS)
+def show_cached(page: Page, compression, pattern, quantizer, bits, bits_beta, rates, log_scale, error_view,
+                shown_run) -> Screen:
     """The pair for the page's settings drawn at once when it is cached; else the time Prune will take.
 
     Outside the line and instant: nothing runs.
     """
     try:
-        settings = pair_settings(model, method, sparsity, beta, calib_samples, calib_seqlen, eval_samples,
-                                 eval_seqlen, seed, text_file, compression, pattern, quantizer, bits, bits_beta,
-                                 rates)
-        repeats = check_repeats(repeats)
+        settings = pair_settings(page, compression, pattern, quantizer, bits, bits_beta, rates)
+        repeats = check_repeats(page.repeats)
         pair = cached_pair(settings, repeats)
     except AtpError as exc:
         return Screen(estimate=f"Cannot run yet: {exc}")
@@ -482,8 +511,13 @@ class CompressionInputs:
     bits_beta: gr.Number
 
     @property
+    def named(self) -> dict:
+        """The controls by the name of the argument each fills (``COMPRESSION``)."""
+        return {name: getattr(self, name) for name in COMPRESSION}
+
+    @property
     def all(self) -> list:
-        return [self.compression, self.pattern, self.quantizer, self.bits, self.bits_beta]
+        return list(self.named.values())
 
 
 def compression_settings(settings: RunSettings, compression: str, pattern: str, quantizer: str, bits: float,
@@ -545,62 +579,19 @@ def check_choice(name: str, value: object, choices) -> None:
         raise AtpError(f"{name} must be {' or '.join(map(repr, choices))}, got {value!r}")
 
 
-def run_pruning(
-    model: str,
-    method: str,
-    sparsity: float,
-    beta: float,
-    calib_samples: int,
-    calib_seqlen: int,
-    eval_samples: int,
-    eval_seqlen: int,
-    seed: int,
-    text_file: str | None,
-    log_scale: bool,
-    shown_run: str,
-    error_view: str,
-    pair: Pair | None,
-    frame: pd.DataFrame,
-    repeats: int = 1,
-    compression: str = "prune",
-    pattern: str = UNSTRUCTURED,
-    quantizer: str = "gptq",
-    bits: float = DEFAULTS.bits,
-    bits_beta: float = 0.0,
-    rates: str = "",
-    request: gr.Request = None,
-):
+@takes_run_inputs(*ATP_RUN, "log_scale", "shown_run", "error_view", "pair", "frame", "repeats", *COMPRESSION, "rates",
+                  declared=PRUNE_INPUTS)
+def run_pruning(page: Page, log_scale, shown_run, error_view, pair: Pair | None, compression, pattern, quantizer,
+                bits, bits_beta, rates, request: gr.Request = None):
     """Prune with the uniform baseline and with ATP at β (or the rates given); compare errors and perplexity.
 
     Streams: the error curve grows block by block while the runs go (the uniform curve
     stays while ATP runs); the last update is the finished comparison.
 
     Args:
-        model: "embedded", a Hugging Face model id, or a local model directory.
-        method: a pruning method ("wanda", "sparsegpt" or "magnitude").
-        sparsity: target mean sparsity S in [0, 1).
-        beta: ATP common difference, 0 <= β <= beta_max.
-        calib_samples: calibration windows.
-        calib_seqlen: tokens per calibration window.
-        eval_samples: evaluation windows for perplexity.
-        eval_seqlen: tokens per evaluation window.
-        seed: seed for picking the calibration windows.
-        text_file: a UTF-8 text file for calibration and evaluation, or None for the built-in text.
-        log_scale: draw the error-propagation plot on a log axis.
-        shown_run: "ATP" or "uniform": the run shown in the split figure and the heatmaps.
-        error_view: "ordinary" (massive-activation tokens left out), "all" (every token, as the
-            paper sums) or "absolute" (squared error beside the dense signal).
-        frame: the session's history (state).
+        pair: the session's last pair of runs (state).
         repeats: calibration draws per run (seeds seed, seed + 1, ...); the summary says
             whether ATP's difference from uniform exceeds their spread.
-        compression: "prune", "quantize" (nothing pruned) or "prune+quantize".
-        pattern: "unstructured" or N:M (N kept of every M inputs; fixes S at (M−N)/M).
-        quantizer: "rtn" or "gptq", when quantizing.
-        bits: mean bit-width B (2..8), when quantizing.
-        bits_beta: the bit progression's step (uniform B bits in the baseline run).
-        rates: one rate per decoder block (a JSON list or one per line) pruned instead of ATP's
-            line, their mean within 0.0005 of ``sparsity``; empty: ATP at β. The page's rates
-            field, held in a session state (not an argument of the public endpoint).
 
     Returns:
         Error propagation, perplexity, introduced-vs-inherited and sublayer figures, a
@@ -612,10 +603,9 @@ def run_pruning(
         # Every input is checked before any run, so a bad one never costs a finished run.
         check_choice("shown_run", shown_run, RUN_CHOICES)
         check_choice("error_view", error_view, plots.ERROR_VIEWS)
-        settings = pair_settings(model, method, sparsity, beta, calib_samples, calib_seqlen, eval_samples,
-                                 eval_seqlen, seed, text_file, compression, pattern, quantizer, bits, bits_beta,
-                                 rates)
-        repeats = check_repeats(repeats)
+        settings = pair_settings(page, compression, pattern, quantizer, bits, bits_beta, rates)
+        repeats = check_repeats(page.repeats)
+        frame = page.frame
         num_layers = block_count(settings.model)
         cached = cached_pair(settings, repeats)
         if cached is not None:
@@ -665,25 +655,6 @@ def run_pruning(
     yield replace(draw(done, log_scale, error_view, shown_run),
                   status=f"✔ done in {time.monotonic() - live.started:.0f} s", schedule=schedule_at(None), pair=done,
                   history=frame)
-
-
-@dataclass
-class Screen:
-    """What one answer of the tab changes; None leaves a component as it is."""
-
-    error: go.Figure | None = None
-    perplexity: go.Figure | None = None
-    split: go.Figure | None = None
-    heatmap: go.Figure | None = None
-    summary: str | None = None
-    tokens: go.Figure | None = None
-    note: str | None = None
-    status: str | None = None
-    schedule: go.Figure | None = None
-    estimate: str | None = None
-    pair: Pair | None = None
-    history: pd.DataFrame | None = None  # the session's history, shown and kept
-    poll: bool | None = None  # whether the page keeps looking for the warm start's pair
 
 
 def draw(pair: Pair, log_scale: bool, error_view: str, shown_run: str) -> Screen:
@@ -883,9 +854,11 @@ def build(demo: gr.Blocks, history: HistoryOutputs) -> Shared:
     # Settings whose pair is finished (by anyone, or the warm start) are drawn at once; else
     # the estimate says how long Prune takes. A timer keeps looking while the page is empty
     # and the warm start still works on the default pair.
-    pair_inputs = [inputs.model, inputs.method, inputs.sparsity, inputs.beta, *inputs.measurement, inputs.repeats,
-                   *compress.all, typed_rates]
-    cached = {"fn": by_component(show_cached, answer), "inputs": [*pair_inputs, log_scale, error_view, shown_run],
+    viewing = {"log_scale": log_scale, "error_view": error_view, "shown_run": shown_run}
+    page_inputs = {**compress.named, "rates": typed_rates}
+    cached_inputs = inputs_of(show_cached, inputs, **page_inputs, **viewing)
+    pair_inputs = [c for c in cached_inputs if c not in viewing.values()]
+    cached = {"fn": by_component(show_cached, answer), "inputs": cached_inputs,
               "outputs": [estimate, *view.drawn, status, pair], **INSTANT}
     gr.on([demo.load, *(c.change for c in pair_inputs)], **cached, trigger_mode="always_last", api_name="show_cached")
     demo.load(lambda: gr.Timer(active=not WARM.finished), None, waiting_for_warm_start, **INSTANT, **UI_ONLY)
@@ -895,8 +868,7 @@ def build(demo: gr.Blocks, history: HistoryOutputs) -> Shared:
     # Not cancelled by gradio on Stop: the run ends itself, showing what it had drawn.
     run = prune_btn.click(
         by_component(run_pruning, answer),
-        [inputs.model, inputs.method, inputs.sparsity, inputs.beta, *inputs.measurement, log_scale, shown_run,
-         error_view, pair, history.frame, inputs.repeats, *compress.all, typed_rates],
+        inputs_of(run_pruning, inputs, **page_inputs, **viewing, pair=pair, frame=history.frame),
         [error_plot, ppl_plot, split_plot, heatmap_plot, summary, *history.shown, token_plot, error_note, status,
          schedule_plot, pair, history.frame],
         api_name="run_pruning", show_progress="hidden", **ENGINE)
@@ -910,8 +882,7 @@ def build(demo: gr.Blocks, history: HistoryOutputs) -> Shared:
         [*view.drawn, status, *history.shown, pair, history.frame], api_name="load_runs"))
     shared.history_writers.append(run)
     # After a run the estimate knows this server's speed better.
-    run.then(prune_estimate, [inputs.model, inputs.method, inputs.sparsity, inputs.beta, *inputs.measurement,
-                              inputs.repeats], estimate, **INSTANT, **UI_ONLY)
+    run.then(prune_estimate, inputs_of(prune_estimate, inputs), estimate, **INSTANT, **UI_ONLY)
     # A settings link fills the inputs first; then the slider is narrowed to the model on the page.
     loaded = demo.load(settings_from_link, None, [inputs.model, inputs.method, inputs.sparsity, inputs.beta,
                                          *inputs.measurement[:5]], **INSTANT, **UI_ONLY,
