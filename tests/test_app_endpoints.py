@@ -195,3 +195,25 @@ def test_every_public_parameter_has_its_description_where_gradio_reads_it(demo):
             assert parameter in public, (name, parameter)
             if name != "/stop" and hasattr(handler, "run_inputs"):
                 assert arguments[parameter], (name, parameter)
+
+
+def test_a_plot_added_to_the_prune_tab_is_drawn_and_appended_to_each_event_that_draws_it(monkeypatch, tiny_model_dir):
+    """A new figure of the pair is one entry of ``OF_PAIR`` (and one component named like it):
+    every event that draws a pair answers it, after its public outputs, which keep their order."""
+    import gradio as gr
+
+    from atp_viz.ui import prune_tab
+    from atp_viz.ui.shared import run_settings
+
+    public = dict(prune_tab.OUTPUTS)
+    monkeypatch.setitem(prune_tab.OF_PAIR, "extra", lambda pair, _log, _view: f"{len(pair.present)} runs")
+    for event in ("run_pruning", "show_cached", "load_runs"):
+        assert prune_tab.outputs(event) == (*public[event], "extra")
+    assert prune_tab.outputs("show_run") == public["show_run"]
+
+    pair = prune_tab.prune_pair(run_settings(str(tiny_model_dir("llama")), "wanda", 0.7, 2, 32, 2, 32, 0, None, 0.1))
+    screen = prune_tab.draw(pair, False, "ordinary", "ATP")
+    assert set(screen.drawn) == {*prune_tab.OF_PAIR, *prune_tab.OF_SHOWN_RUN} and screen.drawn["extra"] == "2 runs"
+    with gr.Blocks():
+        targets = {name: gr.Markdown() for name in (*screen.drawn, "status", "schedule", "estimate", "pair")}
+    assert prune_tab.screen_updates(targets)(screen)[targets["extra"]] == "2 runs"

@@ -225,6 +225,7 @@ def test_order_json_holds_the_rates_errors_perplexities_and_c(tiny_model_dir, tm
 
 # The other refusals (-1, β = 0, too many for the blocks) are the engine's, tested above.
 @pytest.mark.parametrize("value,pattern", [("2.5", "shuffles must be a whole number"), ("21", "from 0 to 20")])
+@pytest.mark.slow  # a real ``python -m atp_viz`` subprocess
 def test_order_refuses_bad_shuffles_in_one_line(value, pattern):
     assert_one_line_error(cli("order", "--beta", "0.012", "--shuffles", value), pattern)
 

@@ -68,18 +68,15 @@ def record(frame: pd.DataFrame, result: RunResult) -> pd.DataFrame:
     return history.add_run(frame, result, path, datetime.now())
 
 
-def shown(frame: pd.DataFrame) -> tuple:
-    """The history table, its CSV file and every run's JSON file."""
-    if frame.empty:
-        return history.table(frame), None, None
-    csv = history.write_csv(frame, new_file("atp_viz_history.csv"))
-    return history.table(frame), str(csv), history.json_files(frame)
-
-
 def answer(frame: pd.DataFrame) -> dict:
-    """The history by output name (``history_*``), for a handler that answers by name."""
-    table, csv, files = shown(frame)
-    return {"history_table": table, "history_csv": csv, "history_files": files, "history_frame": frame}
+    """The history by output name (``history_*``), for a handler that answers by name: the
+    table, its CSV file, every run's JSON file and the session's state."""
+    if frame.empty:
+        return {"history_table": history.table(frame), "history_csv": None, "history_files": None,
+                "history_frame": frame}
+    csv = history.write_csv(frame, new_file("atp_viz_history.csv"))
+    return {"history_table": history.table(frame), "history_csv": str(csv), "history_files": history.json_files(frame),
+            "history_frame": frame}
 
 
 def keep_in_browser(frame: pd.DataFrame) -> list[dict]:
