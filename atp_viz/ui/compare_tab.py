@@ -118,7 +118,8 @@ def owl_figure(comparison: AllocatorComparison, settings: RunSettings) -> go.Fig
 
 def alpha_figure(comparison: AllocatorComparison) -> go.Figure:
     result = comparison.runs[comparison.first]["alphapruning"]
-    estimator = result.allocator_details.get("alpha_estimator", PUBLISHED)
+    details = result.allocator_details
+    estimator = details.part.alpha_estimator if details is not None else PUBLISHED
     figure = plots.measurement_figure(result.measurements["alpha"],
                                       f"What AlphaPruning looks at: spectral tail exponent α per block ({estimator})",
                                       "α (mean over the block's linear layers)")
