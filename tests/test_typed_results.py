@@ -148,20 +148,13 @@ SAVED_DETAILS = {
                  'atp_beta': 0.1,
                  'clamped_blocks': [],
                  'schedule_mean': 0.7},
-    'evopress_no_atp': {'generations': 2,
-                        'offspring': 3,
-                        'survivors': [1, 1],
-                        'tokens_per_selection': [16, 32],
-                        'num_levels': 8,
-                        'level_step': 0.018750000000000003,
-                        'generations_done': 2,
-                        'fitness': 'KL(dense ‖ pruned) per token, level database from dense-input statistics',
-                        'fitness_tokens': 124,
-                        'fitness_of': {'evopress': 0.003753071831118676, 'uniform': 0.003916948913566528},
-                        'search_seconds': 3.526186029997916,
-                        'clamped_blocks': [],
-                        'schedule_mean': 0.7},
     'uniform': {},
+}
+# The same search without ATP's line: no atp_beta, and only two profiles scored.
+SAVED_DETAILS["evopress_no_atp"] = {
+    **{key: value for key, value in SAVED_DETAILS["evopress"].items() if key != "atp_beta"},
+    "fitness_of": {"evopress": 0.003753071831118676, "uniform": 0.003916948913566528},
+    "search_seconds": 3.526186029997916,
 }
 PARTS = {"owl": OwlDetails, "alphapruning": AlphaPruningDetails, "evopress": EvoPressDetails,
          "evopress_no_atp": EvoPressDetails}

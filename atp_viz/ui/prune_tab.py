@@ -1,4 +1,4 @@
-"""The "Prune and compare" tab: the run inputs every tab uses, the live schedule, and one
+"""The "Prune" tab: the run inputs every tab uses, the live schedule, and one
 press of Prune: the uniform baseline against ATP at the slider's β, drawn block by block
 as it runs, then their error propagation, perplexities, introduced/inherited split and
 per-layer and per-token errors."""
