@@ -167,6 +167,14 @@ def test_the_public_endpoints_are_exactly_these(endpoints):
     assert set(endpoints) == set(PARAMETERS)
 
 
+def test_a_page_holds_exactly_the_declared_run_inputs():
+    from dataclasses import fields
+
+    from atp_viz.ui.run_inputs import RUN_INPUTS, Page
+
+    assert [f.name for f in fields(Page)] == list(RUN_INPUTS)
+
+
 @pytest.mark.parametrize("name", sorted(PARAMETERS))
 def test_each_endpoint_takes_its_parameters_in_order_with_their_defaults(endpoints, name):
     parameters = endpoints[name]["parameters"]

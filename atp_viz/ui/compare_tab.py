@@ -33,7 +33,7 @@ from . import history_tab, plots
 from .adapters import answered_by_name, engine_progress, output_list, stoppable, user_errors
 from .defaults import SEARCH_CHOICES
 from .format import method_label, ppl, run_label, run_name, settings_line
-from .run_inputs import MEASUREMENT, Page, inputs_of, takes_run_inputs
+from .run_inputs import DATA_SETUP, Page, inputs_of, takes_run_inputs
 from .shared import ENGINE, INSTANT, UI_ONLY, Shared, block_count
 
 # How ATP's β is chosen: a search over the paper's grid per sparsity (grid or fast, the
@@ -214,7 +214,7 @@ def verdict_markdown(comparison: AllocatorComparison) -> str:
                         f"**Measured with** {method_label(first.method)} · {settings_line(first)}"])
 
 
-@takes_run_inputs("model", "method", "sparsities", "beta_choice", "beta", *MEASUREMENT, "strategy", "evopress",
+@takes_run_inputs("model", "method", "sparsities", "beta_choice", "beta", *DATA_SETUP, "strategy", "evopress",
                   "repeats")
 def compare_estimate(page: Page, sparsities: str, beta_choice: str, strategy: str = DEFAULT_STRATEGY,
                      evopress: bool = False) -> str:
@@ -246,7 +246,7 @@ def compare_estimate(page: Page, sparsities: str, beta_choice: str, strategy: st
     return f"Up to {len(runs)} runs: {estimate.text()}."
 
 
-@takes_run_inputs("model", "method", "sparsities", "beta_choice", "beta", *MEASUREMENT, "owl_m", "owl_lambda",
+@takes_run_inputs("model", "method", "sparsities", "beta_choice", "beta", *DATA_SETUP, "owl_m", "owl_lambda",
                   "alpha_eps", "frame", "strategy", "owl_mapping", "alpha_estimator", "evopress", "select_on_report",
                   "repeats")
 def compare_allocators(

@@ -15,7 +15,7 @@ import inspect
 import re
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
@@ -29,7 +29,7 @@ EMPTY = inspect.Parameter.empty
 
 @dataclass(frozen=True)
 class RunInput:
-    """One input every tab may take: what a handler's signature and its ``Args:`` line say of it."""
+    """One input several endpoints take: what a handler's signature and its ``Args:`` line say of it."""
 
     name: str
     annotation: Any
@@ -54,10 +54,11 @@ RUN_INPUTS: dict[str, RunInput] = {i.name: i for i in (
     RunInput("frame", pd.DataFrame, "the session's history (state)."),
     RunInput("repeats", int, "calibration draws per run (seeds seed, seed + 1, ...).", 1),
 )}
-# Calibration, evaluation, seed and text: in this order wherever an endpoint takes them all.
-MEASUREMENT = ("calib_samples", "calib_seqlen", "eval_samples", "eval_seqlen", "seed", "text_file")
+# The data a run is measured on (calibration, evaluation, seed, text; ``results.DataSetup``), in
+# this order wherever an endpoint takes them all.
+DATA_SETUP = ("calib_samples", "calib_seqlen", "eval_samples", "eval_seqlen", "seed", "text_file")
 # What an ATP run with its perplexity takes (Prune, the ordering experiment), in this order.
-ATP_RUN = ("model", "method", "sparsity", "beta", *MEASUREMENT)
+ATP_RUN = ("model", "method", "sparsity", "beta", *DATA_SETUP)
 # What a run that measures no perplexity takes (an export, zero-shot scores, speed): ATP at β.
 PRUNED = ("model", "method", "sparsity", "beta", "calib_samples", "calib_seqlen", "seed", "text_file")
 
@@ -93,8 +94,6 @@ class Page:
                             given(page.beta, 0.0))
 
 
-_PAGE_FIELDS = {f.name for f in fields(Page)}
-assert _PAGE_FIELDS == set(RUN_INPUTS), "Page holds exactly the run inputs"  # noqa: S101
 _FILLED_BY_GRADIO = ("progress", "request")
 _ARG = re.compile(r"^    (\w+):")
 

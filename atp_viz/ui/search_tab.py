@@ -23,7 +23,7 @@ from .adapters import answered_by_name, engine_progress, output_list, stoppable,
 from .defaults import SEARCH_CHOICES
 from .format import ppl, settings_line
 from .prune_tab import preview_schedule
-from .run_inputs import MEASUREMENT, Page, inputs_of, takes_run_inputs
+from .run_inputs import DATA_SETUP, Page, inputs_of, takes_run_inputs
 from .shared import ENGINE, INSTANT, UI_ONLY, Shared, block_count
 
 
@@ -72,7 +72,7 @@ def sweep(settings: RunSettings, strategy: str, progress: Progress | None = None
                     found.best_beta, None)
 
 
-@takes_run_inputs("model", "method", "sparsity", "strategy", *MEASUREMENT, "frame", "select_on_report", "repeats")
+@takes_run_inputs("model", "method", "sparsity", "strategy", *DATA_SETUP, "frame", "select_on_report", "repeats")
 def sweep_beta(page: Page, strategy: str, select_on_report: bool = False, progress: gr.Progress = gr.Progress(),
                request: gr.Request = None):
     """Search β: prune and measure perplexity per β, live; the last update names the best β.
@@ -119,7 +119,7 @@ class SweepOutputs:
     history_frame: gr.State
 
 
-@takes_run_inputs("model", "method", "sparsity", "strategy", *MEASUREMENT, "repeats")
+@takes_run_inputs("model", "method", "sparsity", "strategy", *DATA_SETUP, "repeats")
 def search_estimate(page: Page, strategy: str) -> str:
     """How long a search will take with these settings (a sentence, never an error).
 
