@@ -10,7 +10,7 @@ in ``measurements``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from .allocator_math import Rates, alphapruning_schedule, owl_schedule, published_alpha_eps
@@ -18,6 +18,7 @@ from .errors import AtpError
 from .evopress import SearchPlan, default_plan
 from .measurements import block_alphas, outlier_ratios
 from .registry import lookup
+from .results import AllocatorDetails, AllocatorPart, AlphaPruningDetails, EvoPressDetails, OwlDetails
 from .schedules import atp_schedule, check_schedule, uniform_schedule
 
 if TYPE_CHECKING:
@@ -53,25 +54,25 @@ class Allocator:
     # Whether its rates average S (weighted by the measured ``block_params`` when there are
     # any), less only what the blocks it reports clamped took away.
     keeps_mean: bool = True
-    # The settings that shaped its rates, as every run's result reports them.
-    describe: Callable[["RunSettings"], dict] = lambda _settings: {}
+    # The settings that shaped its rates, as every run's result reports them (None: none do).
+    describe: Callable[["RunSettings"], AllocatorPart | None] = lambda _settings: None
     # The RunSettings fields of its own it reads (the other allocators' are ignored).
     reads: tuple[str, ...] = ()
     # A search in place of ``measure``: it runs the whole model (so it gets the loaded model,
     # progress and Stop) and returns its measurements with the details a result reports.
     search: Callable[["RunSettings", "LoadedModel", "DenseReference", "Progress | None", "CancelCheck | None"],
-                     tuple[Measurements, dict]] | None = None
+                     tuple[Measurements, EvoPressDetails]] | None = None
 
 
 @dataclass(frozen=True)
 class PlannedSchedule:
     """A run's per-block rates as checked for the pruning loop, what its allocator measured to
     choose them, and how it chose them (its settings, the blocks it clamped, the mean they
-    keep: ``RunResult.allocator_details``)."""
+    keep: ``RunResult.allocator_details``, None for an allocator that measures nothing)."""
 
     rates: list[float]
     measurements: Measurements
-    details: dict
+    details: AllocatorDetails | None
 
 
 def _exact(rates: list[float], sparsity: float) -> Rates:
@@ -94,14 +95,14 @@ def _block_alphas(settings: "RunSettings", blocks: "nn.ModuleList", _reference: 
     return {"alpha": alphas, "block_params": params}
 
 
-def _owl_settings(settings: "RunSettings") -> dict:
-    return {"owl_mapping": settings.owl_mapping, "owl_m": settings.owl_m, "owl_lambda": settings.owl_lambda}
+def _owl_settings(settings: "RunSettings") -> OwlDetails:
+    return OwlDetails(settings.owl_mapping, settings.owl_m, settings.owl_lambda)
 
 
-def _alphapruning_settings(settings: "RunSettings") -> dict:
+def _alphapruning_settings(settings: "RunSettings") -> AlphaPruningDetails:
     published = settings.alpha_eps == published_alpha_eps(settings.method)
-    return {"alpha_estimator": settings.alpha_estimator, "alpha_eps": settings.alpha_eps,
-            "alpha_eps_source": f"published for {settings.method}" if published else "given"}
+    return AlphaPruningDetails(settings.alpha_estimator, settings.alpha_eps,
+                               f"published for {settings.method}" if published else "given")
 
 
 def evopress_plan(settings: "RunSettings") -> SearchPlan:
@@ -121,7 +122,8 @@ def search_forward_tokens(settings: "RunSettings") -> int:
 
 
 def _evopress_search(settings: "RunSettings", loaded: "LoadedModel", reference: "DenseReference",
-                     progress: "Progress | None", cancelled: "CancelCheck | None") -> tuple[Measurements, dict]:
+                     progress: "Progress | None",
+                     cancelled: "CancelCheck | None") -> tuple[Measurements, EvoPressDetails]:
     from .evopress_fitness import search_profile
     from .models import eval_autocast
 
@@ -133,9 +135,7 @@ def _evopress_search(settings: "RunSettings", loaded: "LoadedModel", reference: 
     measured, details = search_profile(loaded, reference, windows, settings.method, settings.sparsity,
                                        evopress_plan(settings), settings.seed, key,
                                        eval_autocast(settings.dtype, loaded.device), atp_rates, progress, cancelled)
-    if atp_rates is not None:
-        details["atp_beta"] = settings.beta
-    return measured, details
+    return measured, details if atp_rates is None else replace(details, atp_beta=settings.beta)
 
 
 ALLOCATORS: dict[str, Allocator] = {a.name: a for a in (

@@ -25,6 +25,7 @@ from .allocators import search_forward_tokens
 from .engine import run_pruning
 from .perplexity import perplexity
 from .propagation import DenseReference, prune_and_measure
+from .results import evopress_details
 from .schedules import atp_schedule
 from .search import search_beta
 from .settings import RunSettings
@@ -230,7 +231,8 @@ def run_benchmark(settings: RunSettings, targets: dict[str, float],
     log("EvoPress search at its default budget, against one ATP trial")
     engine.clear_results()
     searched = run_pruning(replace(settings, method="wanda", allocation="evopress")).result
-    search_s = searched.allocator_details["search_seconds"]
+    search = evopress_details(searched)
+    search_s = search.search_seconds
     search_tokens = search_forward_tokens(replace(settings, allocation="evopress"))
 
     # Last: converting the GGUF file churns memory, which slowed the timings after it.
@@ -268,8 +270,8 @@ def run_benchmark(settings: RunSettings, targets: dict[str, float],
         evopress_search_s=search_s,
         evopress_over_trial=search_s / trial_s,
         evopress_token_over_eval_token=(search_s / search_tokens) / (eval_s / windows.numel()),
-        evopress_generations=searched.allocator_details["generations"],
-        evopress_offspring=searched.allocator_details["offspring"],
+        evopress_generations=search.generations,
+        evopress_offspring=search.offspring,
         first_load_s=first_load_s,
         cached_load_s=cached_load_s,
         cached_load_over_first_load=cached_load_s / first_load_s,

@@ -22,7 +22,7 @@ from .noise import difference_sentence
 from .ordering import DEFAULT_SHUFFLES
 from .pruners import PRUNERS, method_names
 from .quantize import QUANTIZERS
-from .results import PROTOCOLS, RunResult, ZeroShot
+from .results import PROTOCOLS, RunResult, ZeroShot, evopress_details
 from .search import DEFAULT_STRATEGY, STRATEGIES
 from .settings import (
     DEFAULTS,
@@ -285,7 +285,7 @@ def _cmd_prune(args: argparse.Namespace) -> None:
         + ("" if r.repeats is None else _spread_line(r.repeats)),
         file=sys.stderr,
     )
-    for line in fitness_sentences(r.allocator_details):  # EvoPress: its profile's fitness against ATP's line
+    for line in fitness_sentences(evopress_details(r)):  # EvoPress: its profile's fitness against ATP's line
         print(line, file=sys.stderr)
 
 

@@ -12,7 +12,7 @@ from .models import layer_count
 from .noise import difference_sentence
 from .progress import CancelCheck, Progress
 from .repeats import run_repeated
-from .results import PROTOCOLS, AllocatorComparison, RunResult
+from .results import PROTOCOLS, AllocatorComparison, RunResult, evopress_details
 from .schedules import atp_schedule
 from .search import DEFAULT_STRATEGY, rank, search_beta
 from .settings import RunSettings, check_repeats, check_select_on, pattern_sparsity, validate
@@ -120,13 +120,14 @@ def searched_profile_lines(comparison: AllocatorComparison) -> list[str]:
         result = by_allocation.get("evopress")
         if result is None:
             continue
-        fitness = result.allocator_details.get("fitness_of", {})
+        searched = evopress_details(result)
+        fitness = {} if searched is None else searched.fitness_of
         scored = " · ".join(f"{name} {value:.4g}" for name, value in sorted(fitness.items(), key=lambda kv: kv[1]))
-        atp_beta = result.allocator_details.get("atp_beta")
+        atp_beta = None if searched is None else searched.atp_beta
         named = f" (ATP at β = {atp_beta:g})" if atp_beta is not None else ""
         lines.append(f"**EvoPress at S = {sparsity:g}**: {profile_summary(result.schedule, sparsity)} · fitness "
                      f"(KL to dense on the calibration text, lower is better){named}: {scored}")
-        lines += [f"S = {sparsity:g}: {line}" for line in fitness_sentences(result.allocator_details)]
+        lines += [f"S = {sparsity:g}: {line}" for line in fitness_sentences(searched)]
     return lines
 
 

@@ -30,7 +30,7 @@ from .models import LoadedModel, eval_autocast, load_model, peek_loaded, protect
 from .perplexity import check_window_memory, perplexity
 from .progress import CancelCheck, Progress
 from .propagation import DenseReference, PropagationResult, prune_and_measure
-from .results import BlockError, DataSetup, RunResult, TokenMap
+from .results import AllocatorDetails, BlockError, DataSetup, EvoPressDetails, RunResult, TokenMap
 from .schedules import beta_max, bit_schedule, check_schedule, kept_per_group, pattern_schedule
 from .settings import DEFAULTS, NO_QUANTIZATION, RunSettings, validate, whole_number
 from .staging import staged_folder
@@ -136,7 +136,7 @@ def schedule_for(settings: RunSettings, loaded: LoadedModel, reference: DenseRef
     it chose them (its settings and the blocks it clamped to 0 or 1)."""
     allocator = get_allocator(settings.allocation)
     measurements: dict = {}
-    found: dict = {}
+    found: EvoPressDetails | None = None  # what a search reports of itself
     if allocator.measure is not None or allocator.search is not None:
         key = _allocator_key(settings)
         cached = _measurement_cache.get(key)
@@ -144,7 +144,7 @@ def schedule_for(settings: RunSettings, loaded: LoadedModel, reference: DenseRef
             if allocator.search is not None:
                 cached = allocator.search(settings, loaded, reference, progress, cancelled)
             else:
-                cached = (allocator.measure(settings, loaded.blocks, reference), {})
+                cached = (allocator.measure(settings, loaded.blocks, reference), None)
             _measurement_cache.put(key, cached, 64 * loaded.num_layers * len(cached[0]))
         measurements, found = cached
     planned = allocator.schedule(settings, loaded.num_layers, measurements)
@@ -154,9 +154,8 @@ def schedule_for(settings: RunSettings, loaded: LoadedModel, reference: DenseRef
     if allocator.keeps_mean:
         mean = planned.mean if planned.clamped else settings.sparsity
     weights = measurements.get("block_params")
-    details = {**allocator.describe(settings), **found}
-    if details:
-        details = {**details, "clamped_blocks": planned.clamped, "schedule_mean": planned.mean}
+    part = found if found is not None else allocator.describe(settings)
+    details = None if part is None else AllocatorDetails(part, planned.clamped, planned.mean)
     rates = check_schedule(planned.rates, loaded.num_layers, mean, weights)
     if settings.group:
         # N:M: every block on the pattern's levels, the (unweighted) mean kept exact.
@@ -341,7 +340,7 @@ def _result(
     ppl: float | None,
     timings: dict[str, float],
     measurements: dict,
-    details: dict,
+    details: AllocatorDetails | None,
 ) -> RunResult:
     beta = {"atp": settings.beta, "uniform": 0.0}.get(settings.allocation)
     return RunResult(

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from .errors import AtpError
 from .noise import difference_sentence
 from .progress import CancelCheck, Progress, check_cancelled
+from .results import EvoPressDetails
 
 # Published defaults (scripts/run_sparse_gpt.sh, run_prune_search.sh): 8 levels each side;
 # 400 generations of 64 offspring, survivors 8 → 2 → 1 on 2,048 → 16,384 → 65,536 tokens.
@@ -243,14 +244,14 @@ def profile_summary(rates: Sequence[float], sparsity: float) -> str:
 FITNESS = "fitness (KL to dense on the calibration text)"
 
 
-def fitness_sentences(details: dict) -> list[str]:
+def fitness_sentences(details: EvoPressDetails | None) -> list[str]:
     """The searched profile's fitness against ATP's line and uniform's, each with whether the
     difference exceeds a measured spread (``noise``'s rule; the search scores each profile
-    once, so none is measured and the sentence says so)."""
-    scored = details.get("fitness_of", {})
+    once, so none is measured and the sentence says so); none for another allocator (None)."""
+    scored = {} if details is None else details.fitness_of
     if "evopress" not in scored:
         return []
-    atp_beta = details.get("atp_beta")
+    atp_beta = details.atp_beta
     rivals = [("atp", f"ATP (β = {atp_beta:g})" if atp_beta is not None else "ATP"), ("uniform", "uniform")]
     return [difference_sentence("EvoPress", [scored["evopress"]], label, [scored[name]], FITNESS)
             for name, label in rivals if name in scored]

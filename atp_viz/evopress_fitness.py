@@ -28,6 +28,7 @@ from .perplexity import EVAL_BATCH_TOKENS, LOSS_CHUNK_TOKENS
 from .progress import CancelCheck, Progress, check_cancelled
 from .propagation import DenseReference, LayerStatistics, collect_statistics, prune_block
 from .pruners import get_pruner
+from .results import EvoPressDetails
 from .weights import PrunedLayer, swapped_per_block
 
 # Pruned levels kept in memory (masks for Wanda/magnitude, weights for SparseGPT).
@@ -169,7 +170,7 @@ def search_profile(
     atp_rates: Sequence[float] | None = None,
     progress: Progress | None = None,
     cancelled: CancelCheck | None = None,
-) -> tuple[dict[str, list], dict]:
+) -> tuple[dict[str, list], EvoPressDetails]:
     """EvoPress's searched rates for ``loaded`` at ``sparsity``, the fitness read on
     ``windows`` only (the engine passes the calibration windows), with that fitness on all
     of ``windows`` for the found profile, uniform and ``atp_rates`` when given. Returns
@@ -192,14 +193,14 @@ def search_profile(
     scored = {"evopress": fitness.full(rates), "uniform": fitness.full([sparsity] * loaded.num_layers)}
     if atp_rates is not None:
         scored["atp"] = fitness.full(atp_rates)
-    details = {
-        "generations": plan.generations, "offspring": plan.offspring, "survivors": list(plan.survivors),
-        "tokens_per_selection": list(plan.tokens), "num_levels": plan.num_levels,
-        "level_step": level_step(sparsity, plan.num_levels), "generations_done": done,
-        "fitness": "KL(dense ‖ pruned) per token, level database from dense-input statistics",
-        "fitness_tokens": int(windows.numel() - windows.shape[0]),
-        "fitness_of": scored, "search_seconds": time.perf_counter() - started,
-    }
+    details = EvoPressDetails(
+        generations=plan.generations, offspring=plan.offspring, survivors=list(plan.survivors),
+        tokens_per_selection=list(plan.tokens), num_levels=plan.num_levels,
+        level_step=level_step(sparsity, plan.num_levels), generations_done=done,
+        fitness="KL(dense ‖ pruned) per token, level database from dense-input statistics",
+        fitness_tokens=int(windows.numel() - windows.shape[0]),
+        fitness_of=scored, search_seconds=time.perf_counter() - started,
+    )
     return {"evopress_levels": levels, "evopress_rates": rates, "fitness_history": history}, details
 
 

@@ -145,6 +145,87 @@ class ZeroShotSetup:
 
 
 @dataclass
+class OwlDetails:
+    """The settings that shaped OWL's rates."""
+
+    owl_mapping: str
+    owl_m: float
+    owl_lambda: float
+
+
+@dataclass
+class AlphaPruningDetails:
+    """The settings that shaped AlphaPruning's rates, and where its ε came from."""
+
+    alpha_estimator: str
+    alpha_eps: float
+    alpha_eps_source: str  # "published for <method>" or "given"
+
+
+@dataclass
+class EvoPressDetails:
+    """How EvoPress searched: its budget, what it ran, and the fitness (KL to the dense
+    model on the calibration text) of the found profile, uniform's and ATP's line."""
+
+    generations: int
+    offspring: int
+    survivors: list[int]
+    tokens_per_selection: list[int]
+    num_levels: int
+    level_step: float
+    generations_done: int
+    fitness: str
+    fitness_tokens: int
+    fitness_of: dict[str, float]
+    search_seconds: float
+    atp_beta: float | None = None  # the β of the ATP line scored beside it (None: none was)
+
+
+# An allocator's own part of the details, as the JSON holds it (flat, beside the clamp).
+AllocatorPart = OwlDetails | AlphaPruningDetails | EvoPressDetails
+_PARTS: tuple[type, ...] = (OwlDetails, AlphaPruningDetails, EvoPressDetails)
+
+
+@dataclass
+class AllocatorDetails:
+    """How an allocator that measures or searches chose its rates: its own settings or search
+    (``part``), the blocks clamped to 0 or 1 where its formula left [0, 1], and the (weighted)
+    mean the rates keep. The JSON is one flat object: the part's keys, then these two."""
+
+    part: AllocatorPart
+    clamped_blocks: list[int]
+    schedule_mean: float | None
+
+    @property
+    def settings(self) -> dict:
+        """The part's entries (what shaped the rates), as the JSON names them."""
+        data = asdict(self.part)
+        if isinstance(self.part, EvoPressDetails) and self.part.atp_beta is None:
+            del data["atp_beta"]
+        return data
+
+    def to_json(self) -> dict:
+        return {**self.settings, "clamped_blocks": self.clamped_blocks, "schedule_mean": self.schedule_mean}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "AllocatorDetails | None":
+        """The details of a saved run; None for an allocator without any (``{}``)."""
+        if not data:
+            return None
+        for part in _PARTS:
+            names = {f.name for f in fields(part) if f.default is not None}
+            if names <= set(data):
+                return cls(part(**_known(part, data)), data["clamped_blocks"], data["schedule_mean"])
+        raise AtpError(f"unknown allocator details with the keys {sorted(data)}")
+
+
+def evopress_details(result: "RunResult") -> EvoPressDetails | None:
+    """EvoPress's search details of ``result`` (None for another allocator)."""
+    details = result.allocator_details
+    return details.part if details is not None and isinstance(details.part, EvoPressDetails) else None
+
+
+@dataclass
 class RunResult:
     """One pruning run: the schedule, what it achieved, its errors and its perplexity."""
 
@@ -168,9 +249,9 @@ class RunResult:
     settings: DataSetup
     measurements: dict[str, list[float]] = field(default_factory=dict)
     token_errors: TokenMap | None = None
-    # OWL and AlphaPruning: the settings that shaped the rates (mapping, α estimator, ε),
-    # the blocks clamped to 0 or 1 and the (weighted) mean the rates keep.
-    allocator_details: dict = field(default_factory=dict)
+    # OWL, AlphaPruning and EvoPress: what shaped the rates (mapping, α estimator, ε, the
+    # search), the blocks clamped to 0 or 1 and the (weighted) mean the rates keep.
+    allocator_details: AllocatorDetails | None = None
     saved_to: str | None = None
     # lm-eval accuracy of the dense and the pruned model, and how it was measured.
     zero_shot: ZeroShot | None = None
@@ -193,6 +274,7 @@ class RunResult:
 
     def to_json(self) -> dict:
         data = asdict(self)
+        data["allocator_details"] = {} if self.allocator_details is None else self.allocator_details.to_json()
         if self.repeats is not None:
             data["repeats"] = self.repeats.to_json()
         for optional in ("saved_to", "zero_shot", "zero_shot_setup", "selection_ppl", "repeats"):
@@ -206,6 +288,7 @@ class RunResult:
         values["errors"] = [BlockError.from_json(e) for e in data["errors"]]
         values["sublayer_errors"] = [SublayerError.from_json(e) for e in data.get("sublayer_errors", [])]
         values["settings"] = DataSetup.from_json(data["settings"])
+        values["allocator_details"] = AllocatorDetails.from_json(data.get("allocator_details") or {})
         if data.get("token_errors"):
             values["token_errors"] = TokenMap(**_known(TokenMap, data["token_errors"]))
         if data.get("repeats"):
@@ -328,14 +411,14 @@ class AllocatorComparison:
 
     def allocator_settings(self) -> dict[str, dict]:
         """Per allocator, the settings that shaped its rates (the same at every sparsity)."""
-        return {allocation: {k: v for k, v in result.allocator_details.items()
-                             if k not in ("clamped_blocks", "schedule_mean")}
-                for allocation, result in self.runs[self.first].items() if result.allocator_details}
+        return {allocation: result.allocator_details.settings
+                for allocation, result in self.runs[self.first].items() if result.allocator_details is not None}
 
     def clamped_blocks(self) -> dict[float, dict[str, list[int]]]:
         """Per sparsity, the blocks each allocator set to 0 or 1 where its formula left [0, 1]."""
-        return {s: {a: r.allocator_details["clamped_blocks"] for a, r in by.items()
-                    if r.allocator_details.get("clamped_blocks")} for s, by in self.runs.items()}
+        return {s: {a: r.allocator_details.clamped_blocks for a, r in by.items()
+                    if r.allocator_details is not None and r.allocator_details.clamped_blocks}
+                for s, by in self.runs.items()}
 
     def to_json(self) -> dict:
         return {

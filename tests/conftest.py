@@ -20,8 +20,9 @@ os.environ.setdefault("ATP_VIZ_RESULTS_DIR", tempfile.mkdtemp(prefix="atp_viz-te
 
 TINY_VOCAB = 512
 # Tests left out of the inner loop (pytest -m "not slow"): the real embedded model, a live
-# app or browser, virtual environments of their own.
-SLOW_MARKERS = ("embedded", "soak", "llmcompressor")
+# app or browser, virtual environments of their own. Tests that start ``python -m atp_viz``
+# in a subprocess, or run seconds of real work, carry ``@pytest.mark.slow`` themselves.
+SLOW_MARKERS = ("embedded", "soak", "llmcompressor", "deepsparse")
 SLOW_FIXTURES = ("app_server", "cold_space", "space_python")
 
 

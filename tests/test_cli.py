@@ -18,6 +18,10 @@ def cli(*args, **env):
                           env=full_env, timeout=600)
 
 
+# A case through a real ``python -m atp_viz``: seconds each, so out of the inner loop (-m "not slow").
+SUBPROCESS = pytest.mark.slow
+
+
 def cli_in_process(*args, **env):
     """What ``cli`` returns, from ``atp_viz.cli.main`` called in this process: for refusals, which
     would otherwise each pay a fresh interpreter's torch and transformers import. The real process
@@ -59,6 +63,7 @@ def assert_one_line_error(proc, pattern):
     assert lines and lines[-1].startswith("error: ") and pattern in lines[-1], proc.stderr
 
 
+@pytest.mark.slow  # a real ``python -m atp_viz`` subprocess
 def test_schedule_json_to_stdout():
     proc = cli("schedule", "--layers", "30", "--sparsity", "0.7", "--beta", "0.012", "--json", "-")
     assert proc.returncode == 0, proc.stderr
@@ -73,7 +78,7 @@ def test_schedule_json_to_stdout():
 # this process: the same main(), without an interpreter start each.
 @pytest.mark.parametrize(
     "args,pattern,run",
-    [
+    [pytest.param(*case, marks=SUBPROCESS) if case[2] is cli else case for case in [
         (("schedule", "--layers", "30", "--sparsity", "0.7", "--beta", "0.05"), "beta_max", cli),
         (("schedule", "--layers", "30", "--sparsity", "1.0"), "sparsity must be in [0, 1)", cli_in_process),
         (("prune", "--sparsity", "-0.2"), "sparsity must be in [0, 1)", cli),
@@ -85,13 +90,14 @@ def test_schedule_json_to_stdout():
         (("search", "--repeats", "2.5"), "repeats must be a whole number", cli),
         (("compare", "--repeats", "21"), "repeats must be a whole number from 1 to 20", cli),
         (("search", "--select-on", "test"), "select-on must be selection or report, got 'test'", cli_in_process),
-    ],
+    ]],
     ids=lambda value: value.__name__ if callable(value) else None,
 )
 def test_failures_exit_nonzero_with_one_line(args, pattern, run):
     assert_one_line_error(run(*args), pattern)
 
 
+@pytest.mark.slow  # a real ``python -m atp_viz`` subprocess
 def test_offline_dataset_is_a_clear_error(tiny_model_dir):
     proc = cli("prune", "--model", str(tiny_model_dir("llama")), "--text", "wikitext2", "--calib-samples", "1")
     assert_one_line_error(proc, "wikitext")

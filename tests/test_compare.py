@@ -54,24 +54,24 @@ def test_owl_measurement_matches_a_plain_forward(tiny_model_dir):
     assert result.schedule == pytest.approx((1 - (density - density.mean() + 0.4)).tolist(), abs=1e-12)
     assert max(result.schedule) - min(result.schedule) == pytest.approx(0.16)
     assert sum(result.schedule) / 3 == pytest.approx(0.6)
-    assert result.allocator_details == {"owl_mapping": "published", "owl_m": 3.0, "owl_lambda": 0.08,
-                                        "clamped_blocks": [], "schedule_mean": 0.6}
+    assert result.allocator_details.to_json() == {"owl_mapping": "published", "owl_m": 3.0, "owl_lambda": 0.08,
+                                                  "clamped_blocks": [], "schedule_mean": 0.6}
     # The band mapping keeps every rate within S ± λ.
     band = run_pruning(_settings(path, allocation="owl", owl_m=3.0, owl_mapping="band")).result
     assert band.measurements == result.measurements
     assert all(0.6 - 0.08 - 1e-9 <= x <= 0.6 + 0.08 + 1e-9 for x in band.schedule)
-    assert sum(band.schedule) / 3 == pytest.approx(0.6) and band.allocator_details["owl_mapping"] == "band"
+    assert sum(band.schedule) / 3 == pytest.approx(0.6) and band.allocator_details.part.owl_mapping == "band"
 
 
 def test_owl_clamped_past_100_percent_is_reported_and_passes_the_mean_check(tiny_model_dir):
     # At S = 0.95 the published shift puts the block with fewest outliers past 100%.
     result = run_pruning(_settings(tiny_model_dir("llama"), allocation="owl", sparsity=0.95, owl_m=3.0)).result
     details = result.allocator_details
-    assert details["clamped_blocks"] and all(result.schedule[i] == 1.0 for i in details["clamped_blocks"])
+    assert details.clamped_blocks and all(result.schedule[i] == 1.0 for i in details.clamped_blocks)
     # The mean the rates keep is what the clamp left of S, and the weights agree with it.
-    assert details["schedule_mean"] == pytest.approx(sum(result.schedule) / 3, abs=1e-9)
-    assert details["schedule_mean"] < 0.95
-    assert result.overall_sparsity == pytest.approx(details["schedule_mean"], abs=0.01)
+    assert details.schedule_mean == pytest.approx(sum(result.schedule) / 3, abs=1e-9)
+    assert details.schedule_mean < 0.95
+    assert result.overall_sparsity == pytest.approx(details.schedule_mean, abs=0.01)
 
 
 def test_alphapruning_weighted_mean_and_alphas(tiny_model_dir):
@@ -87,14 +87,14 @@ def test_alphapruning_weighted_mean_and_alphas(tiny_model_dir):
     assert sum(result.schedule) / 3 == pytest.approx(0.6)
     assert result.overall_sparsity == pytest.approx(0.6, abs=0.01)
     # Wanda's ε of the published scripts, and the published α estimator, unless asked otherwise.
-    assert result.allocator_details == {"alpha_estimator": "published", "alpha_eps": 0.3,
-                                        "alpha_eps_source": "published for wanda", "clamped_blocks": [],
-                                        "schedule_mean": 0.6}
+    assert result.allocator_details.to_json() == {"alpha_estimator": "published", "alpha_eps": 0.3,
+                                                  "alpha_eps_source": "published for wanda", "clamped_blocks": [],
+                                                  "schedule_mean": 0.6}
     window = run_pruning(_settings(path, allocation="alphapruning", alpha_estimator="window", alpha_eps=0.1)).result
     for b, block in enumerate(loaded.blocks):
         values = [esd_alpha(weight_matrix(m), "window") for m in linear_sublayers(block).values()]
         assert window.measurements["alpha"][b] == pytest.approx(sum(values) / len(values))
-    assert window.allocator_details["alpha_eps_source"] == "given"
+    assert window.allocator_details.part.alpha_eps_source == "given"
 
 
 @pytest.mark.parametrize("method, eps", [("wanda", 0.3), ("sparsegpt", 0.2), ("magnitude", 0.5)])

@@ -127,8 +127,8 @@ def test_the_fitness_reads_calibration_windows_and_never_the_report_text(tiny_mo
     for ids in seen:
         assert any(torch.equal(ids, window[: len(ids)]) for window in calibration)
         assert not any(torch.equal(ids[:8], window[:8]) for window in report)
-    assert result.allocator_details["fitness_tokens"] == 4 * 31
-    assert set(result.allocator_details["fitness_of"]) == {"evopress", "uniform", "atp"}
+    assert result.allocator_details.part.fitness_tokens == 4 * 31
+    assert set(result.allocator_details.part.fitness_of) == {"evopress", "uniform", "atp"}
 
 
 def test_a_tiny_search_runs_end_to_end_and_is_reused(tiny_model_dir, tmp_path):
@@ -136,12 +136,12 @@ def test_a_tiny_search_runs_end_to_end_and_is_reused(tiny_model_dir, tmp_path):
     first = run_pruning(settings).result
     assert len(first.schedule) == 3 and sum(first.schedule) / 3 == pytest.approx(0.7)
     assert first.schedule == first.measurements["evopress_rates"]
-    assert first.allocator_details["generations_done"] == 2
+    assert first.allocator_details.part.generations_done == 2
     assert evopress_plan(settings).tokens == (16, 32)
     # Another β only rescores ATP's line beside it: the searched profile is reused.
     again = run_pruning(replace(settings, beta=0.2)).result
     assert again.schedule == first.schedule
-    assert again.allocator_details["fitness_of"]["evopress"] == first.allocator_details["fitness_of"]["evopress"]
+    assert again.allocator_details.part.fitness_of["evopress"] == first.allocator_details.part.fitness_of["evopress"]
     assert get_allocator("evopress").search is not None
 
 
@@ -174,7 +174,7 @@ def test_compare_adds_evopress_as_a_column_only_when_asked(tiny_model_dir, tmp_p
     assert "EvoPress" in table(comparison).columns
     # The ATP column's β is the one whose fitness is read beside the search's.
     searched = comparison.runs[0.7]["evopress"]
-    assert searched.allocator_details["atp_beta"] == comparison.runs[0.7]["atp"].beta == 0.1
+    assert searched.allocator_details.part.atp_beta == comparison.runs[0.7]["atp"].beta == 0.1
     assert "**EvoPress at S = 0.7**: Spearman ρ with depth" in verdict_markdown(comparison) or \
         "**EvoPress at S = 0.7**: flat" in verdict_markdown(comparison)
     # EvoPress against ATP, in perplexity and in fitness, each judged by the noise rule.
@@ -185,10 +185,14 @@ def test_compare_adds_evopress_as_a_column_only_when_asked(tiny_model_dir, tmp_p
 
 def test_the_fitness_sentences_compare_the_profile_with_atp_and_uniform_without_a_spread():
     from atp_viz.evopress import fitness_sentences
+    from atp_viz.results import EvoPressDetails
 
-    atp, uniform = fitness_sentences({"fitness_of": {"evopress": 2.0, "uniform": 3.0, "atp": 2.5}, "atp_beta": 0.01})
+    def searched(fitness_of: dict, atp_beta: float | None = None) -> EvoPressDetails:
+        return EvoPressDetails(2, 3, [1, 1], [16, 32], 8, 0.01875, 2, "KL", 124, fitness_of, 1.0, atp_beta)
+
+    atp, uniform = fitness_sentences(searched({"evopress": 2.0, "uniform": 3.0, "atp": 2.5}, 0.01))
     assert atp.startswith("EvoPress's fitness (KL to dense on the calibration text) 2.00 is 0.50 (20.0%) lower "
                           "than ATP (β = 0.01)'s 2.50; no spread was measured")
     assert "1.00 (33.3%) lower than uniform's 3.00" in uniform
-    assert fitness_sentences({}) == []
-    assert len(fitness_sentences({"fitness_of": {"evopress": 1.0, "uniform": 1.0}})) == 1
+    assert fitness_sentences(None) == []
+    assert len(fitness_sentences(searched({"evopress": 1.0, "uniform": 1.0}))) == 1

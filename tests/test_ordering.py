@@ -188,17 +188,18 @@ def test_the_why_tab_section_runs_every_draw_and_draws_the_mean_with_its_range(t
     # (seeds 5 and 6: not run before in this module, so the second draw reports its progress).
     updates = list(order_experiment(str(tiny_model_dir("llama")), "wanda", 0.7, 0.1, 2, 64, 2, 64, 5, None,
                                     shuffles=1, shuffle_seed=1, repeats=2))
-    statuses = [u[4] for u in updates]
+    statuses = [u["status"] for u in updates]
     assert statuses[0].startswith("⏳ starting · 6 pruning runs") and statuses[-1].startswith("✔ done")
     assert any(s.startswith("⏳ draw 2/2 (seed 6)") for s in statuses)
-    result = OrderExperiment.from_json(json.loads(open(updates[-1][5], encoding="utf-8").read()))
+    result = OrderExperiment.from_json(json.loads(open(updates[-1]["download"], encoding="utf-8").read()))
     assert result.seeds == [5, 6] and all(len(r.perplexities) == 2 for r in result.orderings)
-    bars = updates[-1][2].data[0]
+    bars = updates[-1]["perplexities"].data[0]
     means = [sum(r.perplexities) / 2 for r in result.orderings]
     assert list(bars.y[1:]) == pytest.approx(means)
     assert list(bars.error_y.array[1:]) == pytest.approx([max(r.perplexities) - m
                                                          for r, m in zip(result.orderings, means)])
-    assert "2 calibration draws (seeds 5, 6" in updates[-1][3] and "measured over 2 calibration draws" in updates[-1][3]
+    verdict = updates[-1]["verdict"]
+    assert "2 calibration draws (seeds 5, 6" in verdict and "measured over 2 calibration draws" in verdict
 
 
 def test_order_json_holds_the_rates_errors_perplexities_and_c(tiny_model_dir, tmp_path):
@@ -224,6 +225,7 @@ def test_order_json_holds_the_rates_errors_perplexities_and_c(tiny_model_dir, tm
 
 # The other refusals (-1, β = 0, too many for the blocks) are the engine's, tested above.
 @pytest.mark.parametrize("value,pattern", [("2.5", "shuffles must be a whole number"), ("21", "from 0 to 20")])
+@pytest.mark.slow  # a real ``python -m atp_viz`` subprocess
 def test_order_refuses_bad_shuffles_in_one_line(value, pattern):
     assert_one_line_error(cli("order", "--beta", "0.012", "--shuffles", value), pattern)
 

@@ -54,11 +54,13 @@ def test_every_rate_is_checked(rates, pattern):
     ("[0.7, NaN, 0.7]", (), "rate 1 must be a finite number"),
     ("[0.7, 1.2, 0.5]", (), "rate 1 is 1.2: every rate must be in [0, 1]"),
 ])
+@pytest.mark.slow  # a real ``python -m atp_viz`` subprocess
 def test_wrong_rates_are_refused_with_one_line(tiny_model_dir, rates_file, text, extra, pattern):
     proc = cli("prune", "--model", str(tiny_model_dir("llama")), "--rates", rates_file(text), *extra)
     assert_one_line_error(proc, pattern)
 
 
+@pytest.mark.slow  # a real ``python -m atp_viz`` subprocess
 def test_rates_found_by_evopress_reproduce_its_perplexity(tiny_model_dir, tmp_path):
     model = str(tiny_model_dir("llama"))
     small = ("--calib-samples", "4", "--calib-seqlen", "32", "--eval-samples", "2", "--eval-seqlen", "32")

@@ -57,6 +57,7 @@ def test_the_onnx_graph_computes_torchs_logits_dense_and_pruned(tiny_run, tmp_pa
     assert np.abs(got - dense).max() > 1e-2
 
 
+@pytest.mark.slow  # a real ``python -m atp_viz speed`` subprocess timing every engine
 def test_speed_runtime_onnxruntime_reports_every_engine_and_ratio(tiny_model_dir, tmp_path):
     out = tmp_path / "speed.json"
     proc = cli("speed", "--runtime", "onnxruntime", "--model", str(tiny_model_dir("llama")), "--beta", "0.2",

@@ -8,7 +8,15 @@ from atp_viz import bench, speed
 from atp_viz.allocators import PlannedSchedule
 from atp_viz.engine import RunSettings, schedule_for
 from atp_viz.models import load_model
-from atp_viz.results import RunResult, ZeroShot, ZeroShotSetup
+from atp_viz.results import (
+    AllocatorDetails,
+    AlphaPruningDetails,
+    EvoPressDetails,
+    OwlDetails,
+    RunResult,
+    ZeroShot,
+    ZeroShotSetup,
+)
 from atp_viz.runtime_speed import EngineSpeed, RuntimeReport
 from tests.test_plots import make_result
 
@@ -105,5 +113,66 @@ def test_the_planned_schedule_of_an_owl_run_carries_its_measurements_and_details
     planned = schedule_for(settings, loaded, calibration(loaded, settings))
     assert isinstance(planned, PlannedSchedule) and len(planned.rates) == loaded.num_layers
     assert len(planned.measurements["outlier_ratio"]) == loaded.num_layers
-    assert planned.details["owl_m"] == settings.owl_m and "clamped_blocks" in planned.details
-    assert abs(sum(planned.rates) / loaded.num_layers - planned.details["schedule_mean"]) < 1e-9
+    assert planned.details.part == OwlDetails(settings.owl_mapping, settings.owl_m, settings.owl_lambda)
+    assert planned.details.clamped_blocks == []
+    assert abs(sum(planned.rates) / loaded.num_layers - planned.details.schedule_mean) < 1e-9
+
+
+# ``allocator_details`` as the code before its typed record wrote it (tiny LLaMA, calibration
+# 4 × 32 tokens; OWL at S = 0.95 with M = 3 clamps two blocks; EvoPress 2 generations × 3
+# offspring, with and without ATP's line at β = 0.1 scored beside it; uniform has none).
+SAVED_DETAILS = {
+    'owl': {'owl_mapping': 'published',
+            'owl_m': 3.0,
+            'owl_lambda': 0.08,
+            'clamped_blocks': [0, 2],
+            'schedule_mean': 0.948005698005698},
+    'alphapruning': {'alpha_estimator': 'published',
+                     'alpha_eps': 0.3,
+                     'alpha_eps_source': 'published for wanda',
+                     'clamped_blocks': [],
+                     'schedule_mean': 0.7},
+    'evopress': {'generations': 2,
+                 'offspring': 3,
+                 'survivors': [1, 1],
+                 'tokens_per_selection': [16, 32],
+                 'num_levels': 8,
+                 'level_step': 0.018750000000000003,
+                 'generations_done': 2,
+                 'fitness': 'KL(dense ‖ pruned) per token, level database from dense-input statistics',
+                 'fitness_tokens': 124,
+                 'fitness_of': {'evopress': 0.003753071831118676,
+                                'uniform': 0.003916948913566528,
+                                'atp': 0.003394286238378094},
+                 'search_seconds': 6.956395652003266,
+                 'atp_beta': 0.1,
+                 'clamped_blocks': [],
+                 'schedule_mean': 0.7},
+    'uniform': {},
+}
+# The same search without ATP's line: no atp_beta, and only two profiles scored.
+SAVED_DETAILS["evopress_no_atp"] = {
+    **{key: value for key, value in SAVED_DETAILS["evopress"].items() if key != "atp_beta"},
+    "fitness_of": {"evopress": 0.003753071831118676, "uniform": 0.003916948913566528},
+    "search_seconds": 3.526186029997916,
+}
+PARTS = {"owl": OwlDetails, "alphapruning": AlphaPruningDetails, "evopress": EvoPressDetails,
+         "evopress_no_atp": EvoPressDetails}
+
+
+def test_allocator_details_saved_before_they_were_typed_load_and_round_trip_identically():
+    for allocation, saved in SAVED_DETAILS.items():
+        data = {**make_result().to_json(), "allocator_details": saved}
+        loaded = RunResult.from_json(through_json(data))
+        if allocation == "uniform":
+            assert loaded.allocator_details is None
+        else:
+            assert isinstance(loaded.allocator_details.part, PARTS[allocation])
+            assert loaded.allocator_details.clamped_blocks == saved["clamped_blocks"]
+        # The same keys, in the same order, with the same values.
+        assert json.dumps(loaded.to_json()) == json.dumps(data), allocation
+    evopress = RunResult.from_json(through_json({**make_result().to_json(),
+                                                 "allocator_details": SAVED_DETAILS["evopress"]}))
+    assert evopress.allocator_details.part.atp_beta == 0.1
+    assert evopress.allocator_details.part.fitness_of["atp"] < evopress.allocator_details.part.fitness_of["uniform"]
+    assert AllocatorDetails.from_json(SAVED_DETAILS["evopress_no_atp"]).part.atp_beta is None

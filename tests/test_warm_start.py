@@ -44,6 +44,7 @@ def test_the_warm_start_computes_its_runs_into_the_engine_cache(tiny_runs):
     assert warm.progress() == "all 3 start-up runs done"
 
 
+@pytest.mark.slow  # waits on a real job in the line: ~25 s on 2 cores
 def test_the_warm_start_gives_way_to_a_job_in_the_line_and_resumes_after_it(tiny_runs):
     engine.clear_results()
     line = Line()

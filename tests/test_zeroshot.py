@@ -54,6 +54,7 @@ def test_the_tiny_model_is_scored_dense_and_pruned_and_the_dense_model_comes_bac
     assert zeroshot.score(loaded, request, None, autocast).accuracy == dense.accuracy
 
 
+@pytest.mark.slow  # real ``python -m atp_viz`` subprocesses importing lm-eval
 def test_unknown_tasks_and_offline_paper_tasks_are_one_sentence(task_dir):
     request = zeroshot.zero_shot_settings("paper", str(task_dir))
     # Every one of the paper's tasks is known to lm-eval by name (its data need the hub).

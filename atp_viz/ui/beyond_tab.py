@@ -16,11 +16,12 @@ import pandas as pd
 from .. import deepsparse_venv, onnx_graph, runtime_speed
 from ..errors import AtpError, Cancelled
 from ..schedules import atp_schedule
-from ..settings import DEFAULTS, RunSettings
+from ..settings import RunSettings
 from ..zeroshot import PAPER, PAPER_TASKS, ZeroShotScores, dense_and_runs, require_lm_eval, zero_shot_settings
 from . import beyond_plots
 from .adapters import answered_by_name, engine_progress, new_file, output_list, stoppable, user_errors
-from .shared import ENGINE, Shared, block_count, run_settings
+from .run_inputs import PRUNED, Page, inputs_of, takes_run_inputs
+from .shared import ENGINE, Shared, block_count
 
 INTRO = """
 Perplexity is what this app measures everywhere else. Papers on pruning also report
@@ -74,12 +75,10 @@ def check_task_folder(folder: str | None) -> None:
                                "command line (prune --zero-shot --tasks-dir) for such tasks")
 
 
-def _atp_settings(model: str, method: str, sparsity: float, beta: float, calib_samples: int, calib_seqlen: int,
-                  seed: int, text_file: str | None) -> RunSettings:
+def _atp_settings(page: Page) -> RunSettings:
     """The page's ATP settings (no perplexity is measured here), β checked against this model's
     β_max before minutes of work."""
-    settings = run_settings(model, method, sparsity, calib_samples, calib_seqlen, DEFAULTS.eval_samples,
-                            DEFAULTS.eval_seqlen, seed, text_file, beta)
+    settings = page.settings()
     atp_schedule(block_count(settings.model), settings.sparsity, settings.beta)
     return settings
 
@@ -112,32 +111,12 @@ def zero_shot_summary(scores: dict[str, ZeroShotScores], settings: RunSettings) 
             f"{settings.calib_samples} × {settings.calib_seqlen} tokens, seed {settings.seed}")
 
 
-def zero_shot(
-    model: str,
-    method: str,
-    sparsity: float,
-    beta: float,
-    calib_samples: int,
-    calib_seqlen: int,
-    seed: int,
-    text_file: str | None,
-    tasks: str,
-    tasks_dir: str | None,
-    limit: int | None,
-    progress: gr.Progress = gr.Progress(track_tqdm=True),
-    request: gr.Request = None,
-):
+@takes_run_inputs(*PRUNED, "tasks", "tasks_dir", "limit")
+def zero_shot(page: Page, tasks: str, tasks_dir: str | None, limit: int | None,
+              progress: gr.Progress = gr.Progress(track_tqdm=True), request: gr.Request = None):
     """Zero-shot accuracy (lm-eval) of the dense model, uniform pruning and ATP at β.
 
     Args:
-        model: "embedded", a Hugging Face model id, or a local model directory.
-        method: a pruning method ("wanda", "sparsegpt" or "magnitude").
-        sparsity: target mean sparsity S in [0, 1).
-        beta: ATP common difference, 0 <= β <= beta_max.
-        calib_samples: calibration windows.
-        calib_seqlen: tokens per calibration window.
-        seed: seed for picking the calibration windows.
-        text_file: a UTF-8 text file for calibration, or None for the built-in text.
         tasks: comma-separated lm-eval task names; "paper" for the paper's seven.
         tasks_dir: a folder of local lm-eval task YAMLs on the server (include path), or empty.
         limit: items per task; 0 or empty for all.
@@ -149,7 +128,7 @@ def zero_shot(
         require_lm_eval()
         zs = zero_shot_settings(tasks, tasks_dir, limit)
         check_task_folder(zs.tasks_dir)
-        settings = _atp_settings(model, method, sparsity, beta, calib_samples, calib_seqlen, seed, text_file)
+        settings = _atp_settings(page)
         try:
             scores = dense_and_runs(_runs(settings), zs, engine_progress(progress), cancelled.is_set)
         except Cancelled:
@@ -160,30 +139,10 @@ def zero_shot(
             zero_shot_summary(scores, settings))
 
 
-def measure_speed(
-    model: str,
-    method: str,
-    sparsity: float,
-    beta: float,
-    calib_samples: int,
-    calib_seqlen: int,
-    seed: int,
-    text_file: str | None,
-    progress: gr.Progress = gr.Progress(),
-    request: gr.Request = None,
-):
+@takes_run_inputs(*PRUNED)
+def measure_speed(page: Page, progress: gr.Progress = gr.Progress(), request: gr.Request = None):
     """Prune with ATP at β, then time the dense and the pruned model on torch (dense, CSR),
     onnxruntime and DeepSparse (where installed), and measure the weights' size.
-
-    Args:
-        model: "embedded", a Hugging Face model id, or a local model directory.
-        method: a pruning method ("wanda", "sparsegpt" or "magnitude").
-        sparsity: target mean sparsity S in [0, 1).
-        beta: ATP common difference, 0 <= β <= beta_max.
-        calib_samples: calibration windows.
-        calib_seqlen: tokens per calibration window.
-        seed: seed for picking the calibration windows.
-        text_file: a UTF-8 text file for calibration, or None for the built-in text.
 
     Returns:
         The verdict (does this CPU gain anything) and what was measured, the table of engines
@@ -191,7 +150,7 @@ def measure_speed(
         (the CLI's ``speed --runtime … --json``).
     """
     with user_errors(), stoppable(request) as cancelled:
-        settings = _atp_settings(model, method, sparsity, beta, calib_samples, calib_seqlen, seed, text_file)
+        settings = _atp_settings(page)
         try:
             report = runtime_speed.measure_run(settings, available_runtime(), install=False,
                                                progress=engine_progress(progress), cancelled=cancelled.is_set,
@@ -225,8 +184,6 @@ def available_runtime() -> str:
 
 def build(shared: Shared) -> None:
     inputs = shared.inputs
-    run_inputs = [inputs.model, inputs.method, inputs.sparsity, inputs.beta, inputs.calib_samples,
-                  inputs.calib_seqlen, inputs.seed, inputs.text_file]
     gr.Markdown(INTRO)
     gr.Markdown(ZERO_SHOT_NOTE)
     with gr.Row():
@@ -254,9 +211,11 @@ def build(shared: Shared) -> None:
     bytes_plot = gr.Plot(label="weight size", show_label=False, elem_id="bytes-plot")
     speed_json = gr.File(label="speed measurements (JSON)", interactive=False, elem_id="speed-json")
     # Not cancelled by gradio on Stop: each handler ends itself and says it stopped.
-    zs_btn.click(zero_shot, [*run_inputs, tasks, tasks_dir, limit], [zs_table, zs_plot, zs_summary],
+    zs_btn.click(zero_shot, inputs_of(zero_shot, inputs, tasks=tasks, tasks_dir=tasks_dir, limit=limit),
+                 [zs_table, zs_plot, zs_summary],
                  api_name="zero_shot", **ENGINE)
     speed_outputs = SpeedOutputs(speed_text, speed_table, bytes_plot, speed_json)
-    speed_btn.click(answered_by_name(measure_speed, speed_outputs), run_inputs, output_list(speed_outputs),
+    speed_btn.click(answered_by_name(measure_speed, speed_outputs), inputs_of(measure_speed, inputs),
+                    output_list(speed_outputs),
                     api_name="measure_speed", **ENGINE)
     shared.stop_buttons.extend([zs_stop, speed_stop])

@@ -33,7 +33,8 @@ from . import history_tab, plots
 from .adapters import answered_by_name, engine_progress, output_list, stoppable, user_errors
 from .defaults import SEARCH_CHOICES
 from .format import method_label, ppl, run_label, run_name, settings_line
-from .shared import ENGINE, INSTANT, UI_ONLY, Shared, block_count, run_settings
+from .run_inputs import DATA_SETUP, Page, inputs_of, takes_run_inputs
+from .shared import ENGINE, INSTANT, UI_ONLY, Shared, block_count
 
 # How ATP's β is chosen: a search over the paper's grid per sparsity (grid or fast, the
 # user's pick), or the β slider of the first tab.
@@ -117,7 +118,8 @@ def owl_figure(comparison: AllocatorComparison, settings: RunSettings) -> go.Fig
 
 def alpha_figure(comparison: AllocatorComparison) -> go.Figure:
     result = comparison.runs[comparison.first]["alphapruning"]
-    estimator = result.allocator_details.get("alpha_estimator", PUBLISHED)
+    details = result.allocator_details
+    estimator = details.part.alpha_estimator if details is not None else PUBLISHED
     figure = plots.measurement_figure(result.measurements["alpha"],
                                       f"What AlphaPruning looks at: spectral tail exponent α per block ({estimator})",
                                       "α (mean over the block's linear layers)")
@@ -212,22 +214,28 @@ def verdict_markdown(comparison: AllocatorComparison) -> str:
                         f"**Measured with** {method_label(first.method)} · {settings_line(first)}"])
 
 
-def compare_estimate(model: str, method: str, sparsities: str, beta_choice: str, beta: float,
-                     calib_samples: float, calib_seqlen: float, eval_samples: float, eval_seqlen: float,
-                     seed: float, text_file: str | None, strategy: str = DEFAULT_STRATEGY,
-                     evopress: bool = False, repeats: float = 1) -> str:
-    """How long a comparison will take with these settings (a sentence, never an error)."""
+@takes_run_inputs("model", "method", "sparsities", "beta_choice", "beta", *DATA_SETUP, "strategy", "evopress",
+                  "repeats")
+def compare_estimate(page: Page, sparsities: str, beta_choice: str, strategy: str = DEFAULT_STRATEGY,
+                     evopress: bool = False) -> str:
+    """How long a comparison will take with these settings (a sentence, never an error).
+
+    Args:
+        sparsities: target mean sparsities, comma-separated.
+        beta_choice: "search" or "slider".
+        strategy: "grid" or "fast", when searching.
+        evopress: also EvoPress's searched profile.
+    """
     try:
         runs = []
         for target in parse_sparsities(sparsities):
-            base = run_settings(model, method, target, calib_samples, calib_seqlen, eval_samples, eval_seqlen,
-                                seed, text_file, beta or 0.0)
+            base = page.settings(sparsity=target)
             betas = (planned_betas(base, strategy, block_count(base.model)) if beta_choice == BETA_SEARCH
                      else [base.beta])
             points = [replace(base, allocation=a, beta=0.0) for a in compared_names() if a != "atp"]
             selection = beta_choice == BETA_SEARCH
             points += [replace(base, beta=b, measure_selection=selection) for b in betas]
-            runs += [draw for point in points for draw in draws(point, check_repeats(repeats))]
+            runs += [draw for point in points for draw in draws(point, check_repeats(page.repeats))]
             if evopress:
                 runs.append(replace(base, allocation="evopress", beta=betas[-1] if betas else 0.0))
         estimate = engine.estimate_runs(runs)
@@ -238,51 +246,35 @@ def compare_estimate(model: str, method: str, sparsities: str, beta_choice: str,
     return f"Up to {len(runs)} runs: {estimate.text()}."
 
 
+@takes_run_inputs("model", "method", "sparsities", "beta_choice", "beta", *DATA_SETUP, "owl_m", "owl_lambda",
+                  "alpha_eps", "frame", "strategy", "owl_mapping", "alpha_estimator", "evopress", "select_on_report",
+                  "repeats")
 def compare_allocators(
-    model: str,
-    method: str,
+    page: Page,
     sparsities: str,
     beta_choice: str,
-    beta: float,
-    calib_samples: int,
-    calib_seqlen: int,
-    eval_samples: int,
-    eval_seqlen: int,
-    seed: int,
-    text_file: str | None,
     owl_m: float,
     owl_lambda: float,
     alpha_eps: float | None,
-    frame: pd.DataFrame,
     strategy: str = DEFAULT_STRATEGY,
     owl_mapping: str = DEFAULTS.owl_mapping,
     alpha_estimator: str = DEFAULTS.alpha_estimator,
     evopress: bool = False,
     select_on_report: bool = False,
-    repeats: int = 1,
     progress: gr.Progress = gr.Progress(),
     request: gr.Request = None,
 ):
     """Prune with uniform, OWL, AlphaPruning and ATP at each target sparsity; compare them.
 
     Args:
-        model: "embedded", a Hugging Face model id, or a local model directory.
-        method: a pruning method ("wanda", "sparsegpt" or "magnitude").
         sparsities: target mean sparsities, comma-separated, e.g. "0.7" or "0.5, 0.7".
         beta_choice: "search" (ATP's β by a search over the 0.002 grid, per sparsity, with
             ``strategy``) or "slider" (ATP at ``beta`` at every sparsity).
         beta: ATP common difference used when beta_choice is "slider".
-        calib_samples: calibration windows.
-        calib_seqlen: tokens per calibration window.
-        eval_samples: evaluation windows for perplexity.
-        eval_seqlen: tokens per evaluation window.
-        seed: seed for picking the calibration windows.
-        text_file: a UTF-8 text file, or None for the built-in text.
         owl_m: OWL's outlier threshold M (a score is an outlier above M × the block's mean).
         owl_lambda: OWL's λ (the block rates span 2λ).
         alpha_eps: AlphaPruning's ε (rates span S × [1 − ε, 1 + ε] before rescaling), 0 <= ε < 1;
             None: the authors' value for the method (Wanda 0.3, SparseGPT 0.2, magnitude 0.5).
-        frame: the session's history (state).
         strategy: "grid" (every 0.002 up to β_max, the paper) or "fast" (at most half the trials).
         owl_mapping: "published" (the authors' code) or "band" (rates kept within S ± λ).
         alpha_estimator: "published" (the authors' alpha_peak) or "window" (x_min in [0.95, 1.5] × peak).
@@ -298,14 +290,14 @@ def compare_allocators(
         row per sparsity), a verdict, the history table, CSV and JSON files.
     """
     finished: list[RunResult] = []
+    frame = page.frame
     with user_errors(), stoppable(request) as flag:
         targets = parse_sparsities(sparsities)
         if beta_choice not in (BETA_SEARCH, BETA_SLIDER):
             raise AtpError(f"unknown β choice {beta_choice!r}: use {BETA_SEARCH!r} or {BETA_SLIDER!r}")
         get_strategy(strategy)
-        repeats = check_repeats(repeats)
-        settings = run_settings(model, method, targets[0], calib_samples, calib_seqlen, eval_samples, eval_seqlen,
-                                seed, text_file, beta or 0.0)
+        repeats = check_repeats(page.repeats)
+        settings = page.settings(sparsity=targets[0])
         # Checked now: the engine would only refuse them after the β search, minutes later.
         settings = validate(replace(settings, owl_m=owl_m, owl_lambda=owl_lambda,
                                     alpha_eps=None if alpha_eps in (None, "") else alpha_eps,
@@ -390,19 +382,18 @@ def build(demo: gr.Blocks, shared: Shared) -> None:
         owl_plot = gr.Plot(label="OWL outlier ratio", show_label=False, elem_id="owl-plot")
         alpha_plot = gr.Plot(label="AlphaPruning alpha", show_label=False, elem_id="alpha-plot")
     kept = shared.history
+    own = {"sparsities": sparsities, "beta_choice": beta_choice, "strategy": strategy, "evopress": evopress}
     outputs = CompareOutputs(schedule_plot, error_plot, owl_plot, alpha_plot, perplexities, verdict, kept.table,
                              kept.csv, kept.files, kept.frame)
     shared.history_writers.append(run_btn.click(
         answered_by_name(compare_allocators, outputs),
-        [inputs.model, inputs.method, sparsities, beta_choice, inputs.beta, *inputs.measurement, owl_m, owl_lambda,
-         alpha_eps, kept.frame, strategy, owl_mapping, alpha_estimator, evopress, select_on_report, inputs.repeats],
+        inputs_of(compare_allocators, inputs, **own, owl_m=owl_m, owl_lambda=owl_lambda, alpha_eps=alpha_eps,
+                  frame=kept.frame, owl_mapping=owl_mapping, alpha_estimator=alpha_estimator,
+                  select_on_report=select_on_report),
         output_list(outputs), api_name="compare_allocators", **ENGINE))
     shared.stop_buttons.append(stop_btn)
-    measured = [inputs.model, inputs.method, sparsities, beta_choice, inputs.beta, *inputs.measurement, strategy,
-                evopress, inputs.repeats]
-    gr.on([demo.load, sparsities.change, beta_choice.change, strategy.change, evopress.change,
-           *(c.change for c in (inputs.model, inputs.method, inputs.beta, *inputs.measurement, inputs.repeats))],
-          compare_estimate, measured, estimate, **INSTANT, **UI_ONLY, trigger_mode="always_last",
-          api_name="compare_estimate")
+    measured = inputs_of(compare_estimate, inputs, **own)
+    gr.on([demo.load, *(c.change for c in measured)], compare_estimate, measured, estimate, **INSTANT, **UI_ONLY,
+          trigger_mode="always_last", api_name="compare_estimate")
     inputs.method.change(published_alpha_eps, inputs.method, alpha_eps, **INSTANT, **UI_ONLY,
                          api_name="published_alpha_eps")

@@ -17,7 +17,7 @@ from .. import engine
 from ..errors import Cancelled
 from ..progress import CancelCheck, Progress
 from ..results import RunResult
-from ..settings import DEFAULTS, RunSettings
+from ..settings import RunSettings
 from . import history
 from .adapters import (
     answered_by_name,
@@ -29,7 +29,8 @@ from .adapters import (
     stoppable,
     user_errors,
 )
-from .shared import ENGINE, INSTANT, UI_ONLY, HistoryOutputs, Shared, run_settings
+from .run_inputs import PRUNED, Page, inputs_of, takes_run_inputs
+from .shared import ENGINE, INSTANT, UI_ONLY, HistoryOutputs, Shared
 
 DOWNLOAD_NOTE = """
 **About the pruned model.** The zip holds a plain transformers model directory, pruned
@@ -67,18 +68,15 @@ def record(frame: pd.DataFrame, result: RunResult) -> pd.DataFrame:
     return history.add_run(frame, result, path, datetime.now())
 
 
-def shown(frame: pd.DataFrame) -> tuple:
-    """The history table, its CSV file and every run's JSON file."""
-    if frame.empty:
-        return history.table(frame), None, None
-    csv = history.write_csv(frame, new_file("atp_viz_history.csv"))
-    return history.table(frame), str(csv), history.json_files(frame)
-
-
 def answer(frame: pd.DataFrame) -> dict:
-    """The history by output name (``history_*``), for a handler that answers by name."""
-    table, csv, files = shown(frame)
-    return {"history_table": table, "history_csv": csv, "history_files": files, "history_frame": frame}
+    """The history by output name (``history_*``), for a handler that answers by name: the
+    table, its CSV file, every run's JSON file and the session's state."""
+    if frame.empty:
+        return {"history_table": history.table(frame), "history_csv": None, "history_files": None,
+                "history_frame": frame}
+    csv = history.write_csv(frame, new_file("atp_viz_history.csv"))
+    return {"history_table": history.table(frame), "history_csv": str(csv), "history_files": history.json_files(frame),
+            "history_frame": frame}
 
 
 def keep_in_browser(frame: pd.DataFrame) -> list[dict]:
@@ -116,36 +114,15 @@ def export_pruned(settings: RunSettings, out_dir: Path, progress: Progress | Non
     return Path(archive)
 
 
-def download_pruned_model(
-    model: str,
-    method: str,
-    sparsity: float,
-    beta: float,
-    calib_samples: int,
-    calib_seqlen: int,
-    seed: int,
-    text_file: str | None,
-    progress: gr.Progress = gr.Progress(),
-    request: gr.Request = None,
-):
+@takes_run_inputs(*PRUNED)
+def download_pruned_model(page: Page, progress: gr.Progress = gr.Progress(), request: gr.Request = None):
     """Prune with ATP at β again, keeping the weights, and return the model directory as a zip.
-
-    Args:
-        model: "embedded", a Hugging Face model id, or a local model directory.
-        method: a pruning method ("wanda", "sparsegpt" or "magnitude").
-        sparsity: target mean sparsity S in [0, 1).
-        beta: ATP common difference, 0 <= β <= beta_max.
-        calib_samples: calibration windows.
-        calib_seqlen: tokens per calibration window.
-        seed: seed for picking the calibration windows.
-        text_file: a UTF-8 text file, or None for the built-in text.
 
     Returns:
         The zip of the pruned model directory, and a line saying what was built (or that it was stopped).
     """
     with user_errors(), stoppable(request) as flag:
-        settings = run_settings(model, method, sparsity, calib_samples, calib_seqlen,
-                                DEFAULTS.eval_samples, DEFAULTS.eval_seqlen, seed, text_file, beta)
+        settings = page.settings()
         try:
             # The same settings give the same weights: a repeated export hands back the same zip.
             archive = reused_export(settings, lambda folder: export_pruned(settings, folder, engine_progress(progress),
@@ -176,8 +153,6 @@ def build(demo: gr.Blocks, shared: Shared) -> None:
             export_status = gr.Markdown(elem_id="export-status")
             model_zip = gr.File(label="Pruned model", interactive=False, elem_id="model-zip")
     export_btn.click(
-        download_pruned_model,
-        [inputs.model, inputs.method, inputs.sparsity, inputs.beta, inputs.calib_samples, inputs.calib_seqlen,
-         inputs.seed, inputs.text_file],
-        [model_zip, export_status], api_name="download_pruned_model", **ENGINE)
+        download_pruned_model, inputs_of(download_pruned_model, inputs), [model_zip, export_status],
+        api_name="download_pruned_model", **ENGINE)
     shared.stop_buttons.append(stop_btn)

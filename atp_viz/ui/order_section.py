@@ -29,9 +29,10 @@ from ..results import BlockError
 from ..schedules import atp_schedule
 from ..settings import RunSettings, check_repeats
 from . import order_plots
-from .adapters import new_file, stoppable, streamed, user_errors
+from .adapters import answered_by_name, new_file, output_list, stoppable, streamed, user_errors
 from .format import method_label, ppl
-from .shared import ENGINE, Shared, block_count, run_settings
+from .run_inputs import ATP_RUN, Page, inputs_of, takes_run_inputs
+from .shared import ENGINE, Shared, block_count
 
 ORDER_NOTE = r"""
 ### Does the order matter?
@@ -79,14 +80,14 @@ class _Live:
     def current(self) -> str | None:
         return next((name for name in self.orders if name not in {r.name for r in self.finished}), None)
 
-    def figures(self, ended: str | None = None) -> tuple[go.Figure, go.Figure, go.Figure]:
-        """The three figures; ``ended`` ("stopped", "failed"): the experiment ended early, and
-        the unfinished order's partial curve is dropped (only whole runs are kept)."""
+    def figures(self, ended: str | None = None) -> dict[str, go.Figure]:
+        """The three figures by output name; ``ended`` ("stopped", "failed"): the experiment ended
+        early, and the unfinished order's partial curve is dropped (only whole runs are kept)."""
         curves = {r.name: r.errors for r in self.finished} if ended else self.curves
         note = f"{ended}: the unfinished order's blocks are not kept" if ended else None
-        return (order_plots.order_schedules_figure(self.orders, None if ended else self.current),
-                order_plots.order_errors_figure(curves, self.num_layers, note=note),
-                order_plots.order_perplexity_figure(self.finished))
+        return {"schedules": order_plots.order_schedules_figure(self.orders, None if ended else self.current),
+                "errors": order_plots.order_errors_figure(curves, self.num_layers, note=note),
+                "perplexities": order_plots.order_perplexity_figure(self.finished)}
 
     def status(self) -> str:
         name = self.current
@@ -134,38 +135,16 @@ def summary_markdown(experiment: OrderExperiment) -> str:
                f"{', '.join(map(str, experiment.seeds))}; curves from the first)"))
 
 
-def order_experiment(
-    model: str,
-    method: str,
-    sparsity: float,
-    beta: float,
-    calib_samples: int,
-    calib_seqlen: int,
-    eval_samples: int,
-    eval_seqlen: int,
-    seed: int,
-    text_file: str | None,
-    shuffles: int = DEFAULT_SHUFFLES,
-    shuffle_seed: int = 0,
-    repeats: int = 1,
-    request: gr.Request = None,
-):
+@takes_run_inputs(*ATP_RUN, "shuffles", "shuffle_seed", "repeats")
+def order_experiment(page: Page, shuffles: int = DEFAULT_SHUFFLES, shuffle_seed: int = 0,
+                     request: gr.Request = None):
     """Prune ATP's rates at β in increasing, decreasing and random orders (Theorem 3.5).
 
     Streams: the error curves grow block by block and a perplexity bar appears per order;
     the last update holds the verdict and the experiment's JSON.
 
     Args:
-        model: "embedded", a Hugging Face model id, or a local model directory.
-        method: a pruning method ("wanda", "sparsegpt" or "magnitude").
-        sparsity: target mean sparsity S in [0, 1).
         beta: ATP common difference whose rates are reordered, 0 < β <= beta_max.
-        calib_samples: calibration windows.
-        calib_seqlen: tokens per calibration window.
-        eval_samples: evaluation windows for perplexity.
-        eval_seqlen: tokens per evaluation window.
-        seed: seed for picking the calibration windows.
-        text_file: a UTF-8 text file, or None for the built-in text.
         shuffles: how many random orders besides increasing and decreasing (0 to 20).
         shuffle_seed: seed of the random orders.
         repeats: calibration draws (seeds seed, seed + 1, ...): every order pruned once per draw,
@@ -175,17 +154,15 @@ def order_experiment(
         The orders' schedules, their error curves, their perplexities, the verdict (which
         order won, by how much, the fitted c), a status line and the experiment's JSON file.
     """
-    keep = gr.update()
     with user_errors(), stoppable(request) as flag:
-        settings = run_settings(model, method, sparsity, calib_samples, calib_seqlen, eval_samples, eval_seqlen,
-                                seed, text_file, beta)
+        settings = page.settings()
         shuffles, shuffle_seed = check_shuffles(shuffles, shuffle_seed)
-        repeats = check_repeats(repeats)
+        repeats = check_repeats(page.repeats)
         num_layers = block_count(settings.model)
         # Refused here (β = 0, too many shuffles), before any run.
         orders = orderings(atp_schedule(num_layers, settings.sparsity, settings.beta), shuffles, shuffle_seed)
         live = _Live(orders, num_layers, repeats)
-        yield (*live.figures(), keep, f"⏳ starting · {_estimate(settings, orders, repeats)}", keep)
+        yield {**live.figures(), "status": f"⏳ starting · {_estimate(settings, orders, repeats)}"}
 
         def work(emit):
             def later(fraction: float, message: str) -> None:
@@ -201,22 +178,35 @@ def order_experiment(
         try:
             while True:
                 live.add(*next(job))
-                yield (*live.figures(), keep, live.status(), keep)
+                yield {**live.figures(), "status": live.status()}
         except StopIteration as finished:
             experiment: OrderExperiment = finished.value
         except Cancelled:
-            yield (*live.figures("stopped"), keep, f"⏹ **Stopped** during {live.stage}. {_kept(live)}", keep)
+            yield {**live.figures("stopped"), "status": f"⏹ **Stopped** during {live.stage}. {_kept(live)}"}
             return
         except Exception:
             # The page says the run ended; the message (user_errors) says why.
-            yield (*live.figures("failed"), keep, f"✖ **Failed** during {live.stage}. {_kept(live)}", keep)
+            yield {**live.figures("failed"), "status": f"✖ **Failed** during {live.stage}. {_kept(live)}"}
             raise
     path = new_file("order_experiment.json")
     path.write_text(json.dumps(experiment.to_json(), indent=2), encoding="utf-8")
-    yield (order_plots.order_schedules_figure(orders),
-           order_plots.order_errors_figure({r.name: r.errors for r in experiment.orderings}, num_layers),
-           order_plots.order_perplexity_figure(experiment.orderings, experiment.dense_perplexity),
-           summary_markdown(experiment), f"✔ done in {time.monotonic() - live.started:.0f} s", str(path))
+    yield {"schedules": order_plots.order_schedules_figure(orders),
+           "errors": order_plots.order_errors_figure({r.name: r.errors for r in experiment.orderings}, num_layers),
+           "perplexities": order_plots.order_perplexity_figure(experiment.orderings, experiment.dense_perplexity),
+           "verdict": summary_markdown(experiment), "status": f"✔ done in {time.monotonic() - live.started:.0f} s",
+           "download": str(path)}
+
+
+@dataclass
+class OrderOutputs:
+    """What the ordering experiment shows, by name, in the endpoint's output order."""
+
+    schedules: gr.Plot
+    errors: gr.Plot
+    perplexities: gr.Plot
+    verdict: gr.Markdown
+    status: gr.Markdown
+    download: gr.File
 
 
 def build(shared: Shared) -> None:
@@ -247,10 +237,9 @@ def build(shared: Shared) -> None:
         with gr.Column(min_width=380):
             download = gr.File(label="the experiment as JSON (as order --json writes it)", interactive=False,
                                elem_id="order-json")
+    outputs = OrderOutputs(schedule_plot, error_plot, ppl_plot, verdict, status, download)
     run_btn.click(
-        order_experiment,
-        [inputs.model, inputs.method, inputs.sparsity, inputs.beta, *inputs.measurement, shuffles, shuffle_seed,
-         *([] if inputs.repeats is None else [inputs.repeats])],
-        [schedule_plot, error_plot, ppl_plot, verdict, status, download],
+        answered_by_name(order_experiment, outputs),
+        inputs_of(order_experiment, inputs, shuffles=shuffles, shuffle_seed=shuffle_seed), output_list(outputs),
         api_name="order_experiment", show_progress="hidden", **ENGINE)
     shared.stop_buttons.append(stop_btn)

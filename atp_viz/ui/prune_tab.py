@@ -1,4 +1,4 @@
-"""The "Prune and compare" tab: the run inputs every tab uses, the live schedule, and one
+"""The "Prune" tab: the run inputs every tab uses, the live schedule, and one
 press of Prune: the uniform baseline against ATP at the slider's β, drawn block by block
 as it runs, then their error propagation, perplexities, introduced/inherited split and
 per-layer and per-token errors."""
@@ -52,7 +52,8 @@ from .defaults import (
     SPARSITY_STEP,
 )
 from .format import massive_note, method_label, ppl, run_label, run_name, settings_line, text_name
-from .shared import ENGINE, INSTANT, UI_ONLY, HistoryOutputs, PairView, RunInputs, Shared, block_count, run_settings
+from .run_inputs import ATP_RUN, Page, RunInput, inputs_of, takes_run_inputs
+from .shared import ENGINE, INSTANT, UI_ONLY, HistoryOutputs, PairView, RunInputs, Shared, block_count
 
 # gradio refuses slider values outside the slider's range, and a range set by an event
 # sticks to that session. The built-in range admits any model (β_max <= 1/(L-1) <= 1), so
@@ -72,6 +73,23 @@ their sizes) stands above the total line where they do.
 """
 # How often an empty page asks whether the warm start has finished its pair.
 WARM_POLL_S = 5.0
+# The pattern and quantization inputs of Prune's runs, in their endpoints' order.
+COMPRESSION = ("compression", "pattern", "quantizer", "bits", "bits_beta")
+# Prune's inputs beside the run inputs, declared once for its endpoints (run_pruning, show_cached).
+PRUNE_INPUTS = {i.name: i for i in (
+    RunInput("log_scale", bool, "draw the error-propagation plot on a log axis."),
+    RunInput("shown_run", str, '"ATP" or "uniform": the run shown in the split figure and the heatmaps.'),
+    RunInput("error_view", str, '"ordinary" (massive-activation tokens left out), "all" (every token, as the\n'
+                                'paper sums) or "absolute" (squared error beside the dense signal).'),
+    RunInput("compression", str, '"prune", "quantize" (nothing pruned) or "prune+quantize".', "prune"),
+    RunInput("pattern", str, f'"{UNSTRUCTURED}" or N:M (N kept of every M inputs; fixes S at (M−N)/M).', UNSTRUCTURED),
+    RunInput("quantizer", str, '"rtn" or "gptq", when quantizing.', "gptq"),
+    RunInput("bits", float, "mean bit-width B (2..8), when quantizing.", DEFAULTS.bits),
+    RunInput("bits_beta", float, "the bit progression's step (uniform B bits in the baseline run).", 0.0),
+    RunInput("rates", str, "one rate per decoder block (a JSON list or one per line) pruned instead of ATP's\n"
+                           "line, their mean within 0.0005 of ``sparsity``; empty: ATP at β. The page's rates\n"
+                           "field, held in a session state (not an argument of the public endpoint).", ""),
+)}
 INLINE_LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 
 
@@ -155,6 +173,20 @@ class Pair:
         return wanted if wanted is not None else self.present[0]
 
 
+@dataclass
+class Screen:
+    """What one answer of the tab changes; None, or a name left out of ``drawn``, leaves a
+    component as it is."""
+
+    drawn: dict[str, object] = field(default_factory=dict)  # of a pair, by the names of OF_PAIR and OF_SHOWN_RUN
+    status: str | None = None
+    schedule: go.Figure | None = None
+    estimate: str | None = None
+    pair: Pair | None = None
+    history: pd.DataFrame | None = None  # the session's history, shown and kept
+    poll: bool | None = None  # whether the page keeps looking for the warm start's pair
+
+
 # What the pair's runs report as they go: (which run, a block's error or the finished result).
 Report = tuple[str, BlockError | RunResult]
 
@@ -233,21 +265,27 @@ def _method(name: str) -> str:
     return name
 
 
-def settings_from_link(request: gr.Request):
-    """The run inputs a settings link names (?model=…&method=…&S=…&beta=…&calib=8x256&eval=16x256&seed=0);
-    what it does not name, or names wrongly, stays as it is (the run checks the values)."""
+# What a settings link names: each run input's query key, which part of it ("8x256": 0 or 1), how it is read.
+LINK: dict[str, tuple[str, int | None, Callable[[str], object]]] = {
+    "model": ("model", None, str), "method": ("method", None, _method), "sparsity": ("S", None, float),
+    "beta": ("beta", None, float), "calib_samples": ("calib", 0, int), "calib_seqlen": ("calib", 1, int),
+    "eval_samples": ("eval", 0, int), "eval_seqlen": ("eval", 1, int), "seed": ("seed", None, int),
+}
+
+
+def settings_from_link(request: gr.Request) -> dict:
+    """The run inputs a settings link names (?model=…&method=…&S=…&beta=…&calib=8x256&eval=16x256&seed=0),
+    by name; what it does not name, or names wrongly, stays as it is (the run checks the values)."""
     query = dict(getattr(request, "query_params", None) or {})
 
-    def given(key: str, parse, part: int | None = None):
+    def given(key: str, part: int | None, parse):
         try:
             text = query[key] if part is None else query[key].split("x")[part]
             return gr.update(value=parse(text))
         except (KeyError, IndexError, ValueError):
             return gr.update()
 
-    return (given("model", str), given("method", _method), given("S", float), given("beta", float),
-            given("calib", int, 0), given("calib", int, 1), given("eval", int, 0), given("eval", int, 1),
-            given("seed", int))
+    return {name: given(*read) for name, read in LINK.items()}
 
 
 def summary_markdown(pair: Pair) -> str:
@@ -302,14 +340,10 @@ def noise_line(uniform: RunResult, other: RunResult, name: str) -> str:
     return difference_sentence(name, values(other), "uniform", values(uniform))
 
 
-def pair_settings(model: str, method: str, sparsity: float, beta: float, calib_samples: float, calib_seqlen: float,
-                  eval_samples: float, eval_seqlen: float, seed: float, text_file: str | None,
-                  compression: str = "prune", pattern: str = UNSTRUCTURED, quantizer: str = "gptq",
+def pair_settings(page: Page, compression: str = "prune", pattern: str = UNSTRUCTURED, quantizer: str = "gptq",
                   bits: float = DEFAULTS.bits, bits_beta: float = 0.0, rates: str = "") -> RunSettings:
     """The settings of the ATP run (or the typed rates) that Prune pairs with uniform, checked."""
-    settings = run_settings(model, method, sparsity, calib_samples, calib_seqlen, eval_samples, eval_seqlen, seed,
-                            text_file, beta)
-    settings = compression_settings(settings, compression, pattern, quantizer, bits, bits_beta)
+    settings = compression_settings(page.settings(), compression, pattern, quantizer, bits, bits_beta)
     if rates and rates.strip():
         settings = given_rates(settings, parse_rates(rates), block_count(settings.model))
     return settings
@@ -366,30 +400,26 @@ def _estimate_sentence(estimate: Estimate | None) -> str:
     return "Ready: both runs are cached." if estimate.seconds == 0 else f"Prune takes {estimate.text()}."
 
 
-def prune_estimate(model: str, method: str, sparsity: float, beta: float, calib_samples: float,
-                   calib_seqlen: float, eval_samples: float, eval_seqlen: float, seed: float,
-                   text_file: str | None, repeats: float = 1) -> str:
+@takes_run_inputs(*ATP_RUN, "repeats")
+def prune_estimate(page: Page) -> str:
     """How long Prune will take with these settings (no run: a sentence, never an error)."""
     try:
-        return _estimate_line(run_settings(model, method, sparsity, calib_samples, calib_seqlen, eval_samples,
-                                           eval_seqlen, seed, text_file, beta), check_repeats(repeats))
+        return _estimate_line(page.settings(), check_repeats(page.repeats))
     except AtpError as exc:
         return f"Cannot run yet: {exc}"
 
 
-def show_cached(model: str, method: str, sparsity: float, beta: float, calib_samples: float, calib_seqlen: float,
-                eval_samples: float, eval_seqlen: float, seed: float, text_file: str | None, repeats: float,
-                compression: str, pattern: str, quantizer: str, bits: float, bits_beta: float, rates: str,
-                log_scale: bool, error_view: str, shown_run: str) -> Screen:
+@takes_run_inputs(*ATP_RUN, "repeats", *COMPRESSION, "rates", "log_scale", "error_view", "shown_run",
+                  declared=PRUNE_INPUTS)
+def show_cached(page: Page, compression, pattern, quantizer, bits, bits_beta, rates, log_scale, error_view,
+                shown_run) -> Screen:
     """The pair for the page's settings drawn at once when it is cached; else the time Prune will take.
 
     Outside the line and instant: nothing runs.
     """
     try:
-        settings = pair_settings(model, method, sparsity, beta, calib_samples, calib_seqlen, eval_samples,
-                                 eval_seqlen, seed, text_file, compression, pattern, quantizer, bits, bits_beta,
-                                 rates)
-        repeats = check_repeats(repeats)
+        settings = pair_settings(page, compression, pattern, quantizer, bits, bits_beta, rates)
+        repeats = check_repeats(page.repeats)
         pair = cached_pair(settings, repeats)
     except AtpError as exc:
         return Screen(estimate=f"Cannot run yet: {exc}")
@@ -482,8 +512,13 @@ class CompressionInputs:
     bits_beta: gr.Number
 
     @property
+    def named(self) -> dict:
+        """The controls by the name of the argument each fills (``COMPRESSION``)."""
+        return {name: getattr(self, name) for name in COMPRESSION}
+
+    @property
     def all(self) -> list:
-        return [self.compression, self.pattern, self.quantizer, self.bits, self.bits_beta]
+        return list(self.named.values())
 
 
 def compression_settings(settings: RunSettings, compression: str, pattern: str, quantizer: str, bits: float,
@@ -545,62 +580,19 @@ def check_choice(name: str, value: object, choices) -> None:
         raise AtpError(f"{name} must be {' or '.join(map(repr, choices))}, got {value!r}")
 
 
-def run_pruning(
-    model: str,
-    method: str,
-    sparsity: float,
-    beta: float,
-    calib_samples: int,
-    calib_seqlen: int,
-    eval_samples: int,
-    eval_seqlen: int,
-    seed: int,
-    text_file: str | None,
-    log_scale: bool,
-    shown_run: str,
-    error_view: str,
-    pair: Pair | None,
-    frame: pd.DataFrame,
-    repeats: int = 1,
-    compression: str = "prune",
-    pattern: str = UNSTRUCTURED,
-    quantizer: str = "gptq",
-    bits: float = DEFAULTS.bits,
-    bits_beta: float = 0.0,
-    rates: str = "",
-    request: gr.Request = None,
-):
+@takes_run_inputs(*ATP_RUN, "log_scale", "shown_run", "error_view", "pair", "frame", "repeats", *COMPRESSION, "rates",
+                  declared=PRUNE_INPUTS)
+def run_pruning(page: Page, log_scale, shown_run, error_view, pair: Pair | None, compression, pattern, quantizer,
+                bits, bits_beta, rates, request: gr.Request = None):
     """Prune with the uniform baseline and with ATP at β (or the rates given); compare errors and perplexity.
 
     Streams: the error curve grows block by block while the runs go (the uniform curve
     stays while ATP runs); the last update is the finished comparison.
 
     Args:
-        model: "embedded", a Hugging Face model id, or a local model directory.
-        method: a pruning method ("wanda", "sparsegpt" or "magnitude").
-        sparsity: target mean sparsity S in [0, 1).
-        beta: ATP common difference, 0 <= β <= beta_max.
-        calib_samples: calibration windows.
-        calib_seqlen: tokens per calibration window.
-        eval_samples: evaluation windows for perplexity.
-        eval_seqlen: tokens per evaluation window.
-        seed: seed for picking the calibration windows.
-        text_file: a UTF-8 text file for calibration and evaluation, or None for the built-in text.
-        log_scale: draw the error-propagation plot on a log axis.
-        shown_run: "ATP" or "uniform": the run shown in the split figure and the heatmaps.
-        error_view: "ordinary" (massive-activation tokens left out), "all" (every token, as the
-            paper sums) or "absolute" (squared error beside the dense signal).
-        frame: the session's history (state).
+        pair: the session's last pair of runs (state).
         repeats: calibration draws per run (seeds seed, seed + 1, ...); the summary says
             whether ATP's difference from uniform exceeds their spread.
-        compression: "prune", "quantize" (nothing pruned) or "prune+quantize".
-        pattern: "unstructured" or N:M (N kept of every M inputs; fixes S at (M−N)/M).
-        quantizer: "rtn" or "gptq", when quantizing.
-        bits: mean bit-width B (2..8), when quantizing.
-        bits_beta: the bit progression's step (uniform B bits in the baseline run).
-        rates: one rate per decoder block (a JSON list or one per line) pruned instead of ATP's
-            line, their mean within 0.0005 of ``sparsity``; empty: ATP at β. The page's rates
-            field, held in a session state (not an argument of the public endpoint).
 
     Returns:
         Error propagation, perplexity, introduced-vs-inherited and sublayer figures, a
@@ -612,10 +604,9 @@ def run_pruning(
         # Every input is checked before any run, so a bad one never costs a finished run.
         check_choice("shown_run", shown_run, RUN_CHOICES)
         check_choice("error_view", error_view, plots.ERROR_VIEWS)
-        settings = pair_settings(model, method, sparsity, beta, calib_samples, calib_seqlen, eval_samples,
-                                 eval_seqlen, seed, text_file, compression, pattern, quantizer, bits, bits_beta,
-                                 rates)
-        repeats = check_repeats(repeats)
+        settings = pair_settings(page, compression, pattern, quantizer, bits, bits_beta, rates)
+        repeats = check_repeats(page.repeats)
+        frame = page.frame
         num_layers = block_count(settings.model)
         cached = cached_pair(settings, repeats)
         if cached is not None:
@@ -643,13 +634,13 @@ def run_pruning(
                 yield Screen(status="⏹ **Stopped** before its turn came: nothing ran.")
                 return
             live.started = time.monotonic()
-            yield Screen(error=live.figure(log_scale, error_view),
+            yield Screen(drawn={"error": live.figure(log_scale, error_view)},
                          status=f"⏳ starting · {_estimate_line(settings, repeats)}", schedule=schedule_at(0))
             job = streamed(lambda emit: prune_pair(settings, flag.is_set, emit, repeats), flag)
             try:
                 while True:
                     live.add(*next(job))
-                    yield Screen(error=live.figure(log_scale, error_view), status=live.status(),
+                    yield Screen(drawn={"error": live.figure(log_scale, error_view)}, status=live.status(),
                                  schedule=schedule_at(min(live.where()[1], num_layers - 1)))
             except StopIteration as finished:
                 done: Pair = finished.value
@@ -657,7 +648,7 @@ def run_pruning(
                 # What finished stays: a completed uniform run goes to the history.
                 for result in live.finished:
                     frame = history_tab.record(frame, result)
-                yield Screen(error=live.figure(log_scale, error_view, stopped=True),
+                yield Screen(drawn={"error": live.figure(log_scale, error_view, stopped=True)},
                              status=_stopped_status(live, pair), schedule=schedule_at(None), history=frame)
                 return
     for result in (done.uniform, done.atp):
@@ -667,32 +658,51 @@ def run_pruning(
                   history=frame)
 
 
-@dataclass
-class Screen:
-    """What one answer of the tab changes; None leaves a component as it is."""
-
-    error: go.Figure | None = None
-    perplexity: go.Figure | None = None
-    split: go.Figure | None = None
-    heatmap: go.Figure | None = None
-    summary: str | None = None
-    tokens: go.Figure | None = None
-    note: str | None = None
-    status: str | None = None
-    schedule: go.Figure | None = None
-    estimate: str | None = None
-    pair: Pair | None = None
-    history: pd.DataFrame | None = None  # the session's history, shown and kept
-    poll: bool | None = None  # whether the page keeps looking for the warm start's pair
+# What the tab draws of a pair, by name (each name is a component of the tab): of the pair as
+# a whole, drawn as the page asks (log scale, which error) ...
+OF_PAIR: dict[str, Callable[[Pair, bool, str], object]] = {
+    "error": error_figure,
+    "perplexity": lambda pair, _log_scale, _view: perplexity_figure(pair),
+    "summary": lambda pair, _log_scale, _view: summary_markdown(pair),
+}
+# ... and of the run the page shows ("ATP" or "uniform"), drawn again when that switches.
+OF_SHOWN_RUN: dict[str, Callable[[Pair, str], object]] = {
+    "split": split_figure,
+    "heatmap": heatmap_figure,
+    "tokens": lambda pair, which: plots.token_heatmap(pair.pick(which)),
+    "note": lambda pair, which: massive_note(pair.pick(which)),
+}
 
 
 def draw(pair: Pair, log_scale: bool, error_view: str, shown_run: str) -> Screen:
-    """Everything the tab shows of a finished pair: error, perplexity, split, sublayer and
-    token figures, the summary and the sentence on massive activations."""
-    shown = pair.pick(shown_run)
-    return Screen(error=error_figure(pair, log_scale, error_view), perplexity=perplexity_figure(pair),
-                  split=split_figure(pair, shown_run), heatmap=heatmap_figure(pair, shown_run),
-                  summary=summary_markdown(pair), tokens=plots.token_heatmap(shown), note=massive_note(shown))
+    """Everything the tab shows of a finished pair (``OF_PAIR`` and ``OF_SHOWN_RUN``)."""
+    return Screen(drawn={**{name: figure(pair, log_scale, error_view) for name, figure in OF_PAIR.items()},
+                         **of_shown_run(pair, shown_run)})
+
+
+def of_shown_run(pair: Pair, shown_run: str) -> dict[str, object]:
+    return {name: figure(pair, shown_run) for name, figure in OF_SHOWN_RUN.items()}
+
+
+_HISTORY = ("history_table", "history_csv", "history_files")
+# Each public event's outputs by name, in the order API callers receive them (public API: a
+# name is only ever appended). What the tab draws beyond these, a plot added to ``OF_PAIR``
+# or ``OF_SHOWN_RUN`` later, is appended by ``outputs``.
+OUTPUTS: dict[str, tuple[str, ...]] = {
+    "run_pruning": ("error", "perplexity", "split", "heatmap", "summary", *_HISTORY, "tokens", "note", "status",
+                    "schedule", "pair", "history_frame"),
+    "show_cached": ("estimate", "error", "perplexity", "split", "heatmap", "summary", "tokens", "note", "status",
+                    "pair"),
+    "load_runs": ("error", "perplexity", "split", "heatmap", "summary", "tokens", "note", "status", *_HISTORY, "pair",
+                  "history_frame"),
+    "show_run": ("split", "heatmap", "tokens", "note"),
+}
+
+
+def outputs(event: str) -> tuple[str, ...]:
+    """The names ``event`` answers, in order: its public ones, then what else it draws."""
+    drawn = OF_SHOWN_RUN if event == "show_run" else {**OF_PAIR, **OF_SHOWN_RUN}
+    return OUTPUTS[event] + tuple(name for name in drawn if name not in OUTPUTS[event])
 
 
 def load_runs(files: list[str] | None, log_scale: bool, error_view: str, shown_run: str,
@@ -739,11 +749,7 @@ def show_run(shown_run: str, pair: Pair | None) -> Screen:
     Args:
         shown_run: "ATP" or "uniform".
     """
-    if pair is None:
-        return Screen()
-    shown = pair.pick(shown_run)
-    return Screen(split=split_figure(pair, shown_run), heatmap=heatmap_figure(pair, shown_run),
-                  tokens=plots.token_heatmap(shown), note=massive_note(shown))
+    return Screen() if pair is None else Screen(drawn=of_shown_run(pair, shown_run))
 
 
 # ------------------------------------------------------------------ the tab
@@ -796,23 +802,17 @@ def _plot_column(plot_id: str, label: str, value: go.Figure | None = None) -> gr
         return gr.Plot(value, label=label, show_label=False, elem_id=plot_id)
 
 
-def screen_updates(view: PairView, history: HistoryOutputs, schedule: gr.Plot, estimate: gr.Markdown,
-                   poll: gr.Timer) -> Callable[[Screen], dict]:
-    """How a ``Screen`` reaches the tab's components."""
-    targets = {"error": view.error_plot, "perplexity": view.ppl_plot, "split": view.split_plot,
-               "heatmap": view.heatmap_plot, "summary": view.summary, "tokens": view.token_plot,
-               "note": view.error_note, "status": view.status, "schedule": schedule, "estimate": estimate,
-               "pair": view.pair}
+def screen_updates(targets: dict[str, gr.components.Component]) -> Callable[[Screen], dict]:
+    """How a ``Screen`` reaches the tab's components (``targets``: each by its name in ``OUTPUTS``)."""
 
     def updates(screen: Screen) -> dict:
-        changed = {targets[name]: value for name, value in vars(screen).items()
-                   if name in targets and value is not None}
+        named = {**screen.drawn, **{name: getattr(screen, name) for name in ("status", "schedule", "estimate", "pair")}}
+        named = {name: value for name, value in named.items() if value is not None}
         if screen.poll is not None:
-            changed[poll] = gr.Timer(active=screen.poll)
+            named["poll"] = gr.Timer(active=screen.poll)
         if screen.history is not None:
-            changed[history.frame] = screen.history
-            changed.update(zip(history.shown, history_tab.shown(screen.history)))
-        return changed
+            named.update(history_tab.answer(screen.history))  # an empty CSV (None) is shown as none
+        return {targets[name]: value for name, value in named.items()}
 
     return updates
 
@@ -827,40 +827,41 @@ def build(demo: gr.Blocks, history: HistoryOutputs) -> Shared:
             schedule_plot = gr.Plot(label="schedule", show_label=False, elem_id="schedule-plot")
             recipe = recipe_download.button()
     status = gr.Markdown(elem_id="run-status")
-    summary = gr.Markdown("*Press **Prune**: the summary of both runs appears here.*", label="summary",
-                          elem_id="summary")
+    # What the tab draws of a pair, by the names of OF_PAIR and OF_SHOWN_RUN.
+    drawn: dict[str, gr.components.Component] = {}
+    drawn["summary"] = gr.Markdown("*Press **Prune**: the summary of both runs appears here.*", label="summary",
+                                   elem_id="summary")
     with gr.Row(equal_height=False):
         with gr.Column(min_width=380):
-            error_plot = gr.Plot(plots.placeholder("Error explosion: block-output error by depth",
-                                                   "Press Prune: the error of every block appears here, "
-                                                   "block by block"),
-                                 label="error propagation", show_label=False, elem_id="error-plot")
+            drawn["error"] = gr.Plot(plots.placeholder("Error explosion: block-output error by depth",
+                                                       "Press Prune: the error of every block appears here, "
+                                                       "block by block"),
+                                     label="error propagation", show_label=False, elem_id="error-plot")
             with gr.Row():
                 error_view = gr.Radio(ERROR_VIEW_CHOICES, value="ordinary", label="Error of", elem_id="error-view")
                 log_scale = gr.Checkbox(False, label="log scale", elem_id="log-scale")
-            error_note = gr.Markdown(elem_id="error-note")
-        ppl_plot = _plot_column("ppl-plot", "perplexity", plots.perplexity_placeholder())
+            drawn["note"] = gr.Markdown(elem_id="error-note")
+        drawn["perplexity"] = _plot_column("ppl-plot", "perplexity", plots.perplexity_placeholder())
     shown_run = gr.Radio(list(RUN_CHOICES), value=DEFAULT_RUN, label="The plots below show the run",
                          elem_id="shown-run")
     with gr.Row(equal_height=False):
         with gr.Column(min_width=380):
-            split_plot = gr.Plot(plots.placeholder("Introduced vs inherited error",
-                                                   "After a run: each block's error, split in two"),
-                                 label="introduced vs inherited", show_label=False, elem_id="split-plot")
+            drawn["split"] = gr.Plot(plots.placeholder("Introduced vs inherited error",
+                                                       "After a run: each block's error, split in two"),
+                                     label="introduced vs inherited", show_label=False, elem_id="split-plot")
             gr.Markdown(SPLIT_NOTE, latex_delimiters=INLINE_LATEX, elem_id="split-note")
-        heatmap_plot = _plot_column("heatmap-plot", "sublayer heatmap", plots.placeholder(
+        drawn["heatmap"] = _plot_column("heatmap-plot", "sublayer heatmap", plots.placeholder(
             "Relative error of each linear layer", "After a run: one cell per linear layer of every block"))
-    token_plot = gr.Plot(plots.placeholder("Error of each token", "After a run: one calibration window, "
-                                           "token by token, massive activations marked"),
-                         label="per-token heatmap", show_label=False, elem_id="token-plot")
+    drawn["tokens"] = gr.Plot(plots.placeholder("Error of each token", "After a run: one calibration window, "
+                                                "token by token, massive activations marked"),
+                              label="per-token heatmap", show_label=False, elem_id="token-plot")
     with gr.Accordion("Load saved runs (JSON)", open=False, elem_id="load-runs"):
         gr.Markdown("A run's JSON from the History tab, a colleague's, or `python -m atp_viz prune --json`: "
                     "drawn here as if just run (load a uniform run and an ATP run together to compare them).")
         saved_runs = gr.File(label="run JSON files", file_types=[".json"], file_count="multiple", type="filepath",
                              elem_id="load-runs-file")
 
-    view = PairView(error_plot, ppl_plot, split_plot, heatmap_plot, summary, token_plot, error_note, status, pair,
-                    log_scale, error_view, shown_run)
+    view = PairView(drawn, status, pair, log_scale, error_view, shown_run)
     shared = Shared(inputs, history, [schedule_plot, beta_info], view)
     # The slider's range follows the model and S; a typed β above it is set to β_max; the bars follow.
     # On β's *input* (a person's drag or typing), not its change: setting a typed β to β_max
@@ -879,14 +880,23 @@ def build(demo: gr.Blocks, history: HistoryOutputs) -> Shared:
     typed_rates = gr.State("")
     rates.change(lambda text: text, rates, typed_rates, **INSTANT, **UI_ONLY)
     waiting_for_warm_start = gr.Timer(WARM_POLL_S, active=False)
-    answer = screen_updates(view, history, schedule_plot, estimate, waiting_for_warm_start)
+    targets = {**drawn, "status": status, "schedule": schedule_plot, "estimate": estimate, "pair": pair,
+               "history_table": history.table, "history_csv": history.csv, "history_files": history.files,
+               "history_frame": history.frame, "poll": waiting_for_warm_start}
+    answer = screen_updates(targets)
+
+    def answered(event: str) -> list:
+        return [targets[name] for name in outputs(event)]
+
     # Settings whose pair is finished (by anyone, or the warm start) are drawn at once; else
     # the estimate says how long Prune takes. A timer keeps looking while the page is empty
     # and the warm start still works on the default pair.
-    pair_inputs = [inputs.model, inputs.method, inputs.sparsity, inputs.beta, *inputs.measurement, inputs.repeats,
-                   *compress.all, typed_rates]
-    cached = {"fn": by_component(show_cached, answer), "inputs": [*pair_inputs, log_scale, error_view, shown_run],
-              "outputs": [estimate, *view.drawn, status, pair], **INSTANT}
+    viewing = {"log_scale": log_scale, "error_view": error_view, "shown_run": shown_run}
+    page_inputs = {**compress.named, "rates": typed_rates}
+    cached_inputs = inputs_of(show_cached, inputs, **page_inputs, **viewing)
+    pair_inputs = [c for c in cached_inputs if c not in viewing.values()]
+    cached = {"fn": by_component(show_cached, answer), "inputs": cached_inputs, "outputs": answered("show_cached"),
+              **INSTANT}
     gr.on([demo.load, *(c.change for c in pair_inputs)], **cached, trigger_mode="always_last", api_name="show_cached")
     demo.load(lambda: gr.Timer(active=not WARM.finished), None, waiting_for_warm_start, **INSTANT, **UI_ONLY)
     waiting_for_warm_start.tick(**{**cached, "fn": by_component(drawn_once_cached, answer),
@@ -895,27 +905,23 @@ def build(demo: gr.Blocks, history: HistoryOutputs) -> Shared:
     # Not cancelled by gradio on Stop: the run ends itself, showing what it had drawn.
     run = prune_btn.click(
         by_component(run_pruning, answer),
-        [inputs.model, inputs.method, inputs.sparsity, inputs.beta, *inputs.measurement, log_scale, shown_run,
-         error_view, pair, history.frame, inputs.repeats, *compress.all, typed_rates],
-        [error_plot, ppl_plot, split_plot, heatmap_plot, summary, *history.shown, token_plot, error_note, status,
-         schedule_plot, pair, history.frame],
-        api_name="run_pruning", show_progress="hidden", **ENGINE)
+        inputs_of(run_pruning, inputs, **page_inputs, **viewing, pair=pair, frame=history.frame),
+        answered("run_pruning"), api_name="run_pruning", show_progress="hidden", **ENGINE)
     shared.stop_buttons.append(stop_btn)
-    gr.on([log_scale.change, error_view.change], redraw_errors, [log_scale, error_view, pair], error_plot,
+    gr.on([log_scale.change, error_view.change], redraw_errors, [log_scale, error_view, pair], drawn["error"],
           **INSTANT, api_name="redraw_errors")
-    shown_run.change(by_component(show_run, answer), [shown_run, pair],
-                     [split_plot, heatmap_plot, token_plot, error_note], **INSTANT, api_name="show_run")
+    shown_run.change(by_component(show_run, answer), [shown_run, pair], answered("show_run"), **INSTANT,
+                     api_name="show_run")
     shared.history_writers.append(saved_runs.upload(
         by_component(load_runs, answer), [saved_runs, log_scale, error_view, shown_run, history.frame],
-        [*view.drawn, status, *history.shown, pair, history.frame], api_name="load_runs"))
+        answered("load_runs"), api_name="load_runs"))
     shared.history_writers.append(run)
     # After a run the estimate knows this server's speed better.
-    run.then(prune_estimate, [inputs.model, inputs.method, inputs.sparsity, inputs.beta, *inputs.measurement,
-                              inputs.repeats], estimate, **INSTANT, **UI_ONLY)
+    run.then(prune_estimate, inputs_of(prune_estimate, inputs), estimate, **INSTANT, **UI_ONLY)
     # A settings link fills the inputs first; then the slider is narrowed to the model on the page.
-    loaded = demo.load(settings_from_link, None, [inputs.model, inputs.method, inputs.sparsity, inputs.beta,
-                                         *inputs.measurement[:5]], **INSTANT, **UI_ONLY,
-              api_name="settings_from_link").then(**narrowing, api_name="beta_range_on_load")
+    linked = by_component(settings_from_link, lambda answer: {getattr(inputs, n): v for n, v in answer.items()})
+    loaded = demo.load(linked, None, [getattr(inputs, name) for name in LINK], **INSTANT, **UI_ONLY,
+                       api_name="settings_from_link").then(**narrowing, api_name="beta_range_on_load")
     recipe_download.wire([narrowed, loaded], inputs, recipe)
     # An N:M pattern sets S; the schedule then shows each block's N:M and bit-width.
     compress.pattern.change(pattern_rate, [compress.pattern, inputs.sparsity], inputs.sparsity, **INSTANT, **UI_ONLY)

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 import gradio as gr
-import pandas as pd
 import plotly.graph_objects as go
 
 from .. import engine
@@ -24,7 +23,8 @@ from .adapters import answered_by_name, engine_progress, output_list, stoppable,
 from .defaults import SEARCH_CHOICES
 from .format import ppl, settings_line
 from .prune_tab import preview_schedule
-from .shared import ENGINE, INSTANT, UI_ONLY, Shared, block_count, run_settings
+from .run_inputs import DATA_SETUP, Page, inputs_of, takes_run_inputs
+from .shared import ENGINE, INSTANT, UI_ONLY, Shared, block_count
 
 
 @dataclass
@@ -72,37 +72,13 @@ def sweep(settings: RunSettings, strategy: str, progress: Progress | None = None
                     found.best_beta, None)
 
 
-def sweep_beta(
-    model: str,
-    method: str,
-    sparsity: float,
-    strategy: str,
-    calib_samples: int,
-    calib_seqlen: int,
-    eval_samples: int,
-    eval_seqlen: int,
-    seed: int,
-    text_file: str | None,
-    frame: pd.DataFrame,
-    select_on_report: bool = False,
-    repeats: int = 1,
-    progress: gr.Progress = gr.Progress(),
-    request: gr.Request = None,
-):
+@takes_run_inputs("model", "method", "sparsity", "strategy", *DATA_SETUP, "frame", "select_on_report", "repeats")
+def sweep_beta(page: Page, strategy: str, select_on_report: bool = False, progress: gr.Progress = gr.Progress(),
+               request: gr.Request = None):
     """Search β: prune and measure perplexity per β, live; the last update names the best β.
 
     Args:
-        model: "embedded", a Hugging Face model id, or a local model directory.
-        method: a pruning method ("wanda", "sparsegpt" or "magnitude").
-        sparsity: target mean sparsity S in [0, 1).
         strategy: "grid" (every 0.002 up to beta_max, as the paper) or "fast" (fewer trials).
-        calib_samples: calibration windows.
-        calib_seqlen: tokens per calibration window.
-        eval_samples: evaluation windows for perplexity.
-        eval_seqlen: tokens per evaluation window.
-        seed: seed for picking the calibration windows.
-        text_file: a UTF-8 text file, or None for the built-in text.
-        frame: the session's history (state).
         select_on_report: choose β on the report text it is reported on (the published
             protocol); False (default): choose on the held-out selection text.
         repeats: calibration draws per β (seeds seed, seed + 1, ...): mean and band.
@@ -113,11 +89,10 @@ def sweep_beta(
         and JSON files.
     """
     with user_errors(), stoppable(request) as flag:
-        settings = run_settings(model, method, sparsity, calib_samples, calib_seqlen, eval_samples, eval_seqlen,
-                                seed, text_file)
-        repeats = check_repeats(repeats)
+        settings = page.settings(beta=None)
+        repeats = check_repeats(page.repeats)
         select_on = "report" if select_on_report else "selection"
-        trials = 0
+        frame, trials = page.frame, 0
         try:
             for step in sweep(settings, strategy, engine_progress(progress), flag.is_set, select_on, repeats):
                 if step.result is not None:
@@ -144,17 +119,18 @@ class SweepOutputs:
     history_frame: gr.State
 
 
-def search_estimate(model: str, method: str, sparsity: float, strategy: str, calib_samples: float,
-                    calib_seqlen: float, eval_samples: float, eval_seqlen: float, seed: float,
-                    text_file: str | None, repeats: float = 1) -> str:
-    """How long a search will take with these settings (a sentence, never an error)."""
+@takes_run_inputs("model", "method", "sparsity", "strategy", *DATA_SETUP, "repeats")
+def search_estimate(page: Page, strategy: str) -> str:
+    """How long a search will take with these settings (a sentence, never an error).
+
+    Args:
+        strategy: "grid" or "fast".
+    """
     try:
-        settings = run_settings(model, method, sparsity, calib_samples, calib_seqlen, eval_samples, eval_seqlen,
-                                seed, text_file)
-        settings = replace(settings, measure_selection=True)
+        settings = replace(page.settings(beta=None), measure_selection=True)
         tried = planned_betas(settings, strategy, block_count(settings.model))
         points = [replace(settings, allocation="uniform", beta=0.0), *(replace(settings, beta=b) for b in tried)]
-        runs = [draw for point in points for draw in draws(point, check_repeats(repeats))]
+        runs = [draw for point in points for draw in draws(point, check_repeats(page.repeats))]
         estimate = engine.estimate_runs(runs)
     except AtpError as exc:
         return f"Cannot search yet: {exc}"
@@ -206,16 +182,14 @@ def build(demo: gr.Blocks, shared: Shared) -> None:
     kept = shared.history
     outputs = SweepOutputs(plot, status, best_beta, kept.table, kept.csv, kept.files, kept.frame)
     shared.history_writers.append(sweep_btn.click(
-        answered_by_name(sweep_beta, outputs), [inputs.model, inputs.method, inputs.sparsity, strategy,
-                                                 *inputs.measurement, kept.frame, select_on_report, inputs.repeats],
+        answered_by_name(sweep_beta, outputs),
+        inputs_of(sweep_beta, inputs, strategy=strategy, frame=kept.frame, select_on_report=select_on_report),
         output_list(outputs), api_name="sweep_beta", show_progress="minimal", **ENGINE))
     shared.stop_buttons.append(stop_btn)
     apply_btn.click(apply_best_beta, [best_beta, inputs.model, inputs.sparsity], [inputs.beta, *shared.schedule_view],
                     **INSTANT, api_name="apply_best_beta")
     best_beta.change(lambda best: gr.update(interactive=best is not None, value="Apply best β"), best_beta,
                      apply_btn, **INSTANT, **UI_ONLY, api_name="enable_apply")
-    gr.on([demo.load, strategy.change, *(c.change for c in (inputs.model, inputs.method, inputs.sparsity,
-                                                           *inputs.measurement, inputs.repeats))],
-          search_estimate, [inputs.model, inputs.method, inputs.sparsity, strategy, *inputs.measurement,
-                            inputs.repeats], estimate,
+    measured = inputs_of(search_estimate, inputs, strategy=strategy)
+    gr.on([demo.load, *(c.change for c in measured)], search_estimate, measured, estimate,
           **INSTANT, **UI_ONLY, trigger_mode="always_last", api_name="search_estimate")

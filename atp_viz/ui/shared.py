@@ -29,13 +29,7 @@ class RunInputs:
     seed: gr.Number
     text_file: gr.File
     # Calibration draws per setting (seeds seed, seed + 1, ...), for the noise band.
-    repeats: gr.Number | None = None
-
-    @property
-    def measurement(self) -> list:
-        """Calibration, evaluation, seed and text, in the order the endpoints take them."""
-        return [self.calib_samples, self.calib_seqlen, self.eval_samples, self.eval_seqlen, self.seed,
-                self.text_file]
+    repeats: gr.Number
 
 
 @dataclass
@@ -49,33 +43,17 @@ class HistoryOutputs:
     csv: gr.DownloadButton
     files: gr.File
 
-    @property
-    def shown(self) -> list:
-        return [self.table, self.csv, self.files]
-
 
 @dataclass
 class PairView:
     """Where the first tab draws a pair of runs, and the controls of how."""
 
-    error_plot: gr.Plot
-    ppl_plot: gr.Plot
-    split_plot: gr.Plot
-    heatmap_plot: gr.Plot
-    summary: gr.Markdown
-    token_plot: gr.Plot
-    error_note: gr.Markdown
+    drawn: dict[str, gr.components.Component]  # by the names of ``prune_tab.OF_PAIR`` and ``OF_SHOWN_RUN``
     status: gr.Markdown
     pair: gr.State
     log_scale: gr.Checkbox
     error_view: gr.Radio
     shown_run: gr.Radio
-
-    @property
-    def drawn(self) -> list:
-        """In the order ``prune_tab.draw`` returns them."""
-        return [self.error_plot, self.ppl_plot, self.split_plot, self.heatmap_plot, self.summary, self.token_plot,
-                self.error_note]
 
 
 @dataclass

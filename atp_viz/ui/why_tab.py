@@ -15,7 +15,8 @@ from ..results import RunResult
 from . import order_section, plots
 from .adapters import answered_by_name, engine_progress, output_list, stoppable, user_errors
 from .format import ppl, settings_line
-from .shared import ENGINE, INSTANT, UI_ONLY, Shared, block_count, run_settings
+from .run_inputs import Page, inputs_of, takes_run_inputs
+from .shared import ENGINE, INSTANT, UI_ONLY, Shared, block_count
 
 WHY_IT_EXPLODES = Path(__file__).resolve().parents[2] / "assets" / "why_it_explodes.md"
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
@@ -65,35 +66,18 @@ def _ordinary(error) -> float:
     return error.relative if error.relative_ordinary is None else error.relative_ordinary
 
 
-def single_block(
-    model: str,
-    method: str,
-    sparsity: float,
-    block: int,
-    calib_samples: int,
-    calib_seqlen: int,
-    seed: int,
-    text_file: str | None,
-    eval_samples: int,
-    eval_seqlen: int,
-    experiments: list[RunResult],
-    progress: gr.Progress = gr.Progress(),
-    request: gr.Request = None,
-):
+@takes_run_inputs("model", "method", "sparsity", "block", "calib_samples", "calib_seqlen", "seed", "text_file",
+                  "eval_samples", "eval_seqlen", "experiments")
+def single_block(page: Page, block: int, experiments: list[RunResult], progress: gr.Progress = gr.Progress(),
+                 request: gr.Request = None):
     """Prune only one decoder block; follow its error through every later block, beside the
     session's earlier experiments with the same settings.
 
     Args:
-        model: "embedded", a Hugging Face model id, or a local model directory.
-        method: a pruning method ("wanda", "sparsegpt" or "magnitude").
         sparsity: sparsity of the one pruned block, in [0, 1).
         block: index of the block to prune, 0 .. L-1.
-        calib_samples: calibration windows.
-        calib_seqlen: tokens per calibration window.
-        seed: seed for picking the calibration windows.
-        text_file: a UTF-8 text file, or None for the built-in text.
         eval_samples: evaluation windows for the perplexity of the model with one block pruned.
-        eval_seqlen: tokens per evaluation window.
+        experiments: the session's earlier single-block experiments (state).
 
     Returns:
         The error of every block for each experiment (ordinary tokens), a summary of the error
@@ -101,8 +85,7 @@ def single_block(
         amplification ratio.
     """
     with user_errors(), stoppable(request) as flag:
-        settings = run_settings(model, method, sparsity, calib_samples, calib_seqlen, eval_samples, eval_seqlen,
-                                seed, text_file)
+        settings = page.settings(beta=None)
         experiment = engine.single_block_settings(settings, block, block_count(settings.model))
         try:
             result = engine.run_pruning(experiment, engine_progress(progress), flag.is_set).result
@@ -162,9 +145,8 @@ def build(demo: gr.Blocks, shared: Shared) -> None:
     outputs = SingleBlockOutputs(plot, text, amplification, experiments)
     run_btn.click(
         answered_by_name(single_block, outputs),
-        [inputs.model, inputs.method, inputs.sparsity, block, inputs.calib_samples, inputs.calib_seqlen, inputs.seed,
-         inputs.text_file, inputs.eval_samples, inputs.eval_seqlen, experiments],
-        output_list(outputs), api_name="single_block", **ENGINE)
+        inputs_of(single_block, inputs, block=block, experiments=experiments), output_list(outputs),
+        api_name="single_block", **ENGINE)
     shared.stop_buttons.append(stop_btn)
     clear_btn.click(answered_by_name(clear_experiments, outputs), None, output_list(outputs), **INSTANT, **UI_ONLY,
                     api_name="clear_experiments")
