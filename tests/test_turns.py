@@ -72,3 +72,17 @@ def test_work_done_by_a_job_ahead_costs_nothing_in_the_wait_told():
     mine = line.join("d", 10.0)
     ahead = line.ahead(mine)
     assert (ahead.jobs, ahead.seconds, ahead.unknown) == (3, 50.0, 0)
+
+
+def test_a_tab_waiting_in_the_line_says_its_place_on_its_progress_bar():
+    """Compare, Search, Beyond, export and single-block runs wait through ``stoppable``: their
+    progress bar says what is ahead until their turn comes."""
+    from atp_viz.turns import LINE
+    from atp_viz.ui.adapters import stoppable
+
+    ahead = LINE.join("someone else", 30.0)
+    said: list[str] = []
+    threading.Timer(1.5, LINE.leave, (ahead,)).start()
+    with stoppable(None, lambda fraction, desc: said.append(desc)) as flag:
+        assert not flag.is_set()
+    assert said and said[0].startswith("queued: 1 run ahead of yours (about")

@@ -113,12 +113,14 @@ def waiting(ticket: Ticket, flag: threading.Event) -> Iterator[Ahead]:
 
 
 @contextmanager
-def stoppable(request: gr.Request | None) -> Iterator[threading.Event]:
-    """A heavy run of this session, once its turn in the line has come: yields its stop flag."""
+def stoppable(request: gr.Request | None, progress: gr.Progress | None = None) -> Iterator[threading.Event]:
+    """A heavy run of this session, once its turn in the line has come: yields its stop flag.
+    While it waits, ``progress`` (the event's progress bar) says its place in the line."""
     with stop_flag(request) as flag, engine_turn(request) as ticket:
         try:
-            for _ in waiting(ticket, flag):
-                pass
+            for ahead in waiting(ticket, flag):
+                if progress is not None:
+                    progress(0.0, desc=f"queued: {ahead.text()}")
         except Cancelled:
             raise AtpError("stopped while waiting for its turn: nothing ran") from None
         yield flag

@@ -124,7 +124,7 @@ def zero_shot(page: Page, tasks: str, tasks_dir: str | None, limit: int | None,
     Returns:
         A table of acc and acc_norm per task and model, a bar chart of acc, and a summary.
     """
-    with user_errors(), stoppable(request) as cancelled:
+    with user_errors(), stoppable(request, progress) as cancelled:
         require_lm_eval()
         zs = zero_shot_settings(tasks, tasks_dir, limit)
         check_task_folder(zs.tasks_dir)
@@ -149,7 +149,7 @@ def measure_speed(page: Page, progress: gr.Progress = gr.Progress(), request: gr
         with their ratios to onnxruntime dense, the size figure, and every measurement as JSON
         (the CLI's ``speed --runtime … --json``).
     """
-    with user_errors(), stoppable(request) as cancelled:
+    with user_errors(), stoppable(request, progress) as cancelled:
         settings = _atp_settings(page)
         try:
             report = runtime_speed.measure_run(settings, available_runtime(), install=False,

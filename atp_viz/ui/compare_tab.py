@@ -291,7 +291,7 @@ def compare_allocators(
     """
     finished: list[RunResult] = []
     frame = page.frame
-    with user_errors(), stoppable(request) as flag:
+    with user_errors(), stoppable(request, progress) as flag:
         targets = parse_sparsities(sparsities)
         if beta_choice not in (BETA_SEARCH, BETA_SLIDER):
             raise AtpError(f"unknown β choice {beta_choice!r}: use {BETA_SEARCH!r} or {BETA_SLIDER!r}")

@@ -121,7 +121,7 @@ def download_pruned_model(page: Page, progress: gr.Progress = gr.Progress(), req
     Returns:
         The zip of the pruned model directory, and a line saying what was built (or that it was stopped).
     """
-    with user_errors(), stoppable(request) as flag:
+    with user_errors(), stoppable(request, progress) as flag:
         settings = page.settings()
         try:
             # The same settings give the same weights: a repeated export hands back the same zip.

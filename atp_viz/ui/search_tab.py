@@ -88,7 +88,7 @@ def sweep_beta(page: Page, strategy: str, select_on_report: bool = False, progre
         the last update, uniform included: 0 when no β beats it), the history table, CSV
         and JSON files.
     """
-    with user_errors(), stoppable(request) as flag:
+    with user_errors(), stoppable(request, progress) as flag:
         settings = page.settings(beta=None)
         repeats = check_repeats(page.repeats)
         select_on = "report" if select_on_report else "selection"

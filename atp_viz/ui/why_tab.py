@@ -84,7 +84,7 @@ def single_block(page: Page, block: int, experiments: list[RunResult], progress:
         that reaches the last block and the perplexity of each, and each later block's
         amplification ratio.
     """
-    with user_errors(), stoppable(request) as flag:
+    with user_errors(), stoppable(request, progress) as flag:
         settings = page.settings(beta=None)
         experiment = engine.single_block_settings(settings, block, block_count(settings.model))
         try:
