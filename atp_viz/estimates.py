@@ -136,8 +136,9 @@ def pace() -> float:
 
 
 class RunPace:
-    """The pace during one run: measured as it starts and as it ends (the mean is kept),
-    and while it goes, ``pace`` is not re-measured (the run itself is not load)."""
+    """The pace during one run: as it starts and as it ends (the mean is kept; a run shorter
+    than the pace is kept gets the start's twice), and while it goes, ``pace`` is not
+    re-measured (the run itself is not load)."""
 
     def __enter__(self) -> RunPace:
         self.start = pace()
@@ -148,8 +149,7 @@ class RunPace:
     def __exit__(self, *exc) -> None:
         with _pace_lock:
             _pace.runs -= 1
-            _pace.at = float("-inf")  # measure afresh: the machine may have changed meanwhile
-        self.end = pace()
+        self.end = pace()  # measured afresh after a run longer than the pace is kept
 
     @property
     def seconds(self) -> float:
@@ -211,11 +211,10 @@ def trial(key: tuple, calib_tokens: int, eval_tokens: int, *, reference_cached: 
         return Estimate(at * sum(seconds for _, seconds in parts), all(line.measured for line, _ in parts))
 
 
-def search(key: tuple, tokens: int, at_pace: float | None = None) -> Estimate:
+def search(key: tuple, tokens: int) -> Estimate:
     """A search's whole-model forwards over ``tokens`` tokens (EvoPress): timed like
-    perplexity, the same forward, times what scoring each forward adds; at ``at_pace``
-    (None: the pace now)."""
-    at = pace() if at_pace is None else at_pace
+    perplexity, the same forward, times what scoring each forward adds; at the pace now."""
+    at = pace()
     with _lock:
         line = _speeds[key].evaluation
         return Estimate(at * line.seconds(tokens) * SEARCH_OVER_FORWARD, line.measured)
