@@ -1,4 +1,4 @@
-"""Side by side: every compared allocator (uniform, OWL, AlphaPruning, ATP) at several sparsities."""
+"""Side by side: every compared allocator (uniform, OWL, AlphaPruning, ATP; EvoPress when asked) at several S."""
 
 from __future__ import annotations
 

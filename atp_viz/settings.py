@@ -234,6 +234,11 @@ def validate(settings: RunSettings) -> RunSettings:
     )
 
 
+def uniform_baseline(settings: RunSettings) -> RunSettings:
+    """The uniform run beside ``settings``: same S, pattern and mean bits, nothing progressive."""
+    return replace(settings, allocation="uniform", beta=0.0, bits_beta=0.0, schedule=None)
+
+
 def given_rates(settings: RunSettings, rates: object, num_layers: int, sparsity_given: bool = True) -> RunSettings:
     """Settings that prune with a schedule a person gave (one rate per decoder block).
 

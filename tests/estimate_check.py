@@ -28,9 +28,8 @@ from dataclasses import replace
 
 from atp_viz import engine, estimates
 from atp_viz.models import load_model
-from atp_viz.settings import DEFAULTS, validate
+from atp_viz.settings import DEFAULTS, uniform_baseline, validate
 from atp_viz.ui.defaults import DEFAULT_BETA
-from atp_viz.ui.prune_tab import baseline
 
 BURN = "import time\nend = time.monotonic() + 1800\nwhile time.monotonic() < end: pass"
 
@@ -49,7 +48,7 @@ def burning(count: int):
 
 def pair(seed: int):
     atp = validate(replace(DEFAULTS, beta=DEFAULT_BETA, seed=seed))
-    return [baseline(atp), atp]
+    return [uniform_baseline(atp), atp]
 
 
 def told_and_run(seed: int) -> dict:

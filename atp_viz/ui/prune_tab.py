@@ -35,6 +35,7 @@ from ..settings import (
     check_repeats,
     given_rates,
     pattern_sparsity,
+    uniform_baseline,
     validate,
 )
 from ..warm_start import WARM
@@ -191,11 +192,6 @@ class Screen:
 Report = tuple[str, BlockError | RunResult]
 
 
-def baseline(settings: RunSettings) -> RunSettings:
-    """The uniform run beside ``settings``: same S, pattern and mean bits, nothing progressive."""
-    return replace(settings, allocation="uniform", beta=0.0, bits_beta=0.0, schedule=None)
-
-
 def prune_pair(settings: RunSettings, cancelled: Callable[[], bool] | None = None,
                report: Callable[[Report], None] | None = None, repeats: int = 1) -> Pair:
     """Run the uniform baseline and ATP at ``settings.beta`` (the engine reuses unchanged runs),
@@ -204,7 +200,7 @@ def prune_pair(settings: RunSettings, cancelled: Callable[[], bool] | None = Non
     atp_schedule(block_count(settings.model), settings.sparsity, settings.beta)
     bit_schedule(block_count(settings.model), settings.bits, settings.bits_beta)
     runs = []
-    for which, asked in (("uniform", baseline(settings)), ("atp", settings)):
+    for which, asked in (("uniform", uniform_baseline(settings)), ("atp", settings)):
         on_block = None if report is None else (lambda error, which=which: report((which, error)))
         runs.append(run_repeated(asked, repeats, cancelled=cancelled, on_block=on_block).result)
         if report is not None:
@@ -350,7 +346,7 @@ def pair_settings(page: Page, compression: str = "prune", pattern: str = UNSTRUC
 
 
 def _pair_runs(settings: RunSettings, repeats: int) -> list[RunSettings]:
-    return [draw for run in (baseline(settings), settings) for draw in draws(run, repeats)]
+    return [draw for run in (uniform_baseline(settings), settings) for draw in draws(run, repeats)]
 
 
 def _pair_estimate(settings: RunSettings, repeats: int) -> Estimate | None:
@@ -364,13 +360,13 @@ def warm_start_runs(grid_points: int | None = None) -> list[RunSettings]:
     page = replace(validate(replace(DEFAULTS, beta=DEFAULT_BETA)), measure_selection=True)
     grid = sorted((beta for beta in grid_betas(block_count(page.model), page.sparsity)
                    if abs(beta - page.beta) > 1e-12), key=lambda beta: (abs(beta - page.beta), beta))
-    return [baseline(page), page, *(replace(page, beta=beta) for beta in grid[:grid_points])]
+    return [uniform_baseline(page), page, *(replace(page, beta=beta) for beta in grid[:grid_points])]
 
 
 def cached_pair(settings: RunSettings, repeats: int = 1) -> Pair | None:
     """The pair Prune would show for ``settings``, when every run of it is finished already
     (computed before by anyone, or by the warm start); nothing runs."""
-    uniform, other = cached_repeated(baseline(settings), repeats), cached_repeated(settings, repeats)
+    uniform, other = cached_repeated(uniform_baseline(settings), repeats), cached_repeated(settings, repeats)
     return None if uniform is None or other is None else Pair(uniform, other)
 
 
