@@ -38,7 +38,8 @@ class PrunedLayer:
             return dense.masked_fill(zeroed, 0)
         # A product into a reused tensor: on CPU, masked_fill's select and a fresh tensor's
         # page faults cost ~2.5x as much. Adding 0.0 turns the -0.0 of negative weights into
-        # masked_fill's +0.0, so the bits are the same.
+        # masked_fill's +0.0, so the bits are the same (for finite weights: an inf times 0
+        # is NaN, in a model whose outputs are not finite anyway).
         return torch.mul(dense, ~zeroed, out=out).add_(0.0)
 
 
