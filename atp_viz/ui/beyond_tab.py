@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import gradio as gr
@@ -16,7 +16,7 @@ import pandas as pd
 from .. import deepsparse_venv, onnx_graph, runtime_speed
 from ..errors import AtpError, Cancelled
 from ..schedules import atp_schedule
-from ..settings import RunSettings, uniform_baseline
+from ..settings import RunSettings
 from ..zeroshot import PAPER, PAPER_TASKS, ZeroShotScores, dense_and_runs, require_lm_eval, zero_shot_settings
 from . import beyond_plots
 from .adapters import answered_by_name, engine_progress, new_file, output_list, stoppable, user_errors
@@ -84,7 +84,7 @@ def _atp_settings(page: Page) -> RunSettings:
 
 
 def _runs(settings: RunSettings) -> dict[str, RunSettings]:
-    return {"uniform": uniform_baseline(settings), "atp": settings}
+    return {"uniform": replace(settings, allocation="uniform", beta=0.0), "atp": settings}
 
 
 def _names(settings: RunSettings) -> dict[str, str]:

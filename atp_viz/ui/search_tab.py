@@ -17,7 +17,7 @@ from ..repeats import draws
 from ..results import RunResult
 from ..schedules import grid_betas
 from ..search import DEFAULT_STRATEGY, iter_search, planned_betas, search_record, trials_of
-from ..settings import RunSettings, check_repeats, uniform_baseline
+from ..settings import RunSettings, check_repeats
 from . import history_tab, plots
 from .adapters import answered_by_name, engine_progress, output_list, stoppable, user_errors
 from .defaults import SEARCH_CHOICES
@@ -129,7 +129,7 @@ def search_estimate(page: Page, strategy: str) -> str:
     try:
         settings = replace(page.settings(beta=None), measure_selection=True)
         tried = planned_betas(settings, strategy, block_count(settings.model))
-        points = [uniform_baseline(settings), *(replace(settings, beta=b) for b in tried)]
+        points = [replace(settings, allocation="uniform", beta=0.0), *(replace(settings, beta=b) for b in tried)]
         runs = [draw for point in points for draw in draws(point, check_repeats(page.repeats))]
         estimate = engine.estimate_runs(runs)
     except AtpError as exc:
