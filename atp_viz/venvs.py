@@ -3,7 +3,9 @@ environment (DeepSparse pins an old onnx; the tests' Space and llm-compressor ve
 
 Each lives under a root folder as ``{prefix}-{key}``, the key a hash of what it was made from
 and of the Python that made it; a stale one of the same prefix is replaced, and a failed
-install is removed, so a half-made venv is never used.
+install is removed, so a half-made venv is never used. Making and removing happen under a
+file lock per prefix (``{prefix}.lock`` in the root), so two processes that need the same
+venv at once make it once: the second waits, then uses the first one's.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from filelock import FileLock
 
 from .errors import AtpError
 
@@ -53,6 +57,18 @@ def kept_venv(root: Path, prefix: str, made_from: bytes, pip_args: list[str], wh
     if ready is not None:
         return ready
     root.mkdir(parents=True, exist_ok=True)
+    # Another process may be making this very venv (or a sibling of the prefix, which this
+    # one would remove as stale): wait for it, then look again.
+    with FileLock(root / f"{prefix}.lock"):
+        ready = venv_python(venv)
+        if ready is not None:
+            return ready
+        return _make(root, prefix, venv, pip_args, what, constraints, python, timeout)
+
+
+def _make(root: Path, prefix: str, venv: Path, pip_args: list[str], what: str, constraints: str, python: str,
+          timeout: float) -> Path:
+    """Make ``venv`` afresh (the caller holds the prefix's lock), removing the prefix's others."""
     for stale in root.glob(f"{prefix}-*"):
         shutil.rmtree(stale, ignore_errors=True)
     subprocess.run([python, "-m", "venv", str(venv)], check=True, timeout=300)
