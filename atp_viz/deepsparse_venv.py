@@ -21,6 +21,7 @@ from pathlib import Path
 
 from . import runtime_timing
 from .errors import AtpError
+from .models import cache_root
 from .progress import CancelCheck, check_cancelled
 from .venvs import kept_venv, venv_path, venv_python
 
@@ -34,7 +35,8 @@ SCRIPT_SECONDS = 1800
 
 
 def venv_root() -> Path:
-    return Path(os.environ.get("ATP_VIZ_VENVS", Path.home() / ".cache" / "atp_viz" / "venvs"))
+    """``venvs`` in atp_viz's cache (moved with it by ``ATP_VIZ_CACHE``); ``ATP_VIZ_VENVS`` moves it alone."""
+    return Path(os.environ.get("ATP_VIZ_VENVS") or cache_root() / "venvs")
 
 
 def _interpreter() -> str:

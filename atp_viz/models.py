@@ -46,7 +46,9 @@ def _either(names: tuple[str, ...]) -> str:
 
 
 def cache_root() -> Path:
-    """Where converted weights are kept (``ATP_VIZ_CACHE`` overrides)."""
+    """The one folder everything atp_viz caches lives in (``ATP_VIZ_CACHE`` moves it): the
+    embedded model's converted weights, DeepSparse's venv (``venvs``), a server's kept runs
+    (``results``). Every other cached path is derived from this one."""
     return Path(os.environ.get("ATP_VIZ_CACHE", Path.home() / ".cache" / "atp_viz"))
 
 

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from atp_viz.models import cache_root
 from atp_viz.venvs import VenvError, kept_venv
 
-SPACE_VENV_ROOT = Path(os.environ.get("ATP_VIZ_TEST_VENVS", Path.home() / ".cache" / "atp_viz" / "test-venvs"))
+# In atp_viz's cache (ATP_VIZ_CACHE moves it) unless ATP_VIZ_TEST_VENVS names another folder.
+SPACE_VENV_ROOT = Path(os.environ.get("ATP_VIZ_TEST_VENVS") or cache_root() / "test-venvs")
 
 
 def cached_venv(prefix: str, made_from: bytes, pip_args: list[str], what: str, constraints: str = "") -> str:
