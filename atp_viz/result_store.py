@@ -3,11 +3,12 @@
 Only runs whose every input is fixed by the installation are kept: the embedded model on
 the built-in text. Their file name is a hash of the settings and of everything else that
 changes the numbers (the code a run executes, torch, transformers, the CPU's kernels, the
-model package), so an upgrade never serves a result the new code would not give. The code
-is the engine's module and every module of the package it imports, sub-packages included,
-found and hashed from their syntax trees without docstrings: an edit of a comment or a
-docstring, or of the CLI or the UI, keeps the results; an edit of that code drops them. The
-store is off until a server turns it on (``enable``): the CLI computes what it is asked.
+model package, Python, whose documentation is the built-in text), so an upgrade never
+serves a result the new code would not give. The code is the engine's module and every
+module of the package it imports, sub-packages included, found and hashed from their
+syntax trees without docstrings: an edit of a comment or a docstring, or of the CLI or the
+UI, keeps the results; an edit of that code drops them. The store is off until a server
+turns it on (``enable``): the CLI computes what it is asked.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import platform
 import threading
 from dataclasses import asdict
 from functools import lru_cache
@@ -148,8 +150,10 @@ def fingerprint() -> str:
     except importlib.metadata.PackageNotFoundError:
         model_package = "hub"
     cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no cuda"
+    # Python's version too: the built-in text is its own documentation (pydoc_data), rewritten
+    # by each release, patch releases included.
     for part in (torch.__version__, transformers.__version__, torch.backends.cpu.get_cpu_capability(), cuda,
-                 model_package):
+                 model_package, platform.python_version()):
         digest.update(part.encode())
     return digest.hexdigest()[:16]
 
