@@ -41,12 +41,14 @@ MAX_KEPT = 400
 
 _folder: Path | None = None
 _lock = threading.Lock()
+_fingerprint_lock = threading.Lock()
 
 
 def enable(folder: Path) -> None:
     """Keep and reuse finished runs under ``folder`` (created if needed)."""
     global _folder
     folder.mkdir(parents=True, exist_ok=True)
+    fingerprint()  # now, before a server's threads need it
     _folder = folder
 
 
@@ -139,10 +141,18 @@ def code_fingerprint(folder: Path, name: str, root: str) -> str:
     return digest.hexdigest()[:16]
 
 
-@lru_cache(maxsize=1)
 def fingerprint() -> str:
     """What besides the settings determines a result: the code a run executes (the engine and
     every module of atp_viz it imports; not the CLI nor the UI) and the libraries under it."""
+    # Computed once, by one thread: Python 3.11's ast module is not safe to use from two
+    # threads at once ("AST constructor recursion depth mismatch", seen on a server whose
+    # first requests came together).
+    with _fingerprint_lock:
+        return _fingerprint()
+
+
+@lru_cache(maxsize=1)
+def _fingerprint() -> str:
     digest = hashlib.sha256()
     digest.update(code_fingerprint(PACKAGE_FOLDER, PACKAGE, ENGINE).encode())
     try:

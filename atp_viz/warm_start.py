@@ -34,6 +34,11 @@ class WarmStart:
     finished: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
+    @property
+    def running(self) -> bool:
+        """Whether a warm start was started and has runs left (a server without one has none)."""
+        return bool(self.runs) and not self.finished
+
     def computed(self, settings: RunSettings) -> bool:
         """Whether ``settings`` (as the engine computes them) were run by the warm start."""
         wanted = _plain(settings)
@@ -72,6 +77,7 @@ class WarmStart:
                 break
         with self._lock:
             self.finished = True
+        print(f"atp_viz: warm start: {self.progress()}", flush=True)
 
 
 def _plain(settings: RunSettings) -> RunSettings:

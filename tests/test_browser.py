@@ -63,30 +63,39 @@ def bars(page: Page, plot_id: str) -> list[float]:
     return page.evaluate(ALL_BARS, plot_id)
 
 
+def legal_limit(sparsity: float) -> float:
+    """β_max for the embedded model at ``sparsity`` as the page shows it (5 digits, rounded down)."""
+    return math.floor(beta_max(EMBEDDED_BLOCKS, sparsity) * 1e5) / 1e5
+
+
 def test_page_shows_the_schedule_with_the_legal_beta_range(page):
-    limit = beta_max(EMBEDDED_BLOCKS, 0.7)
+    # The slider ends where any S allows (β_max at S = 0.5); the legal range at S is said beside it.
     slider_max = float(page.get_attribute("#beta input[type=range]", "max"))
-    assert limit - 1e-5 < slider_max <= limit
+    assert slider_max == pytest.approx(legal_limit(0.5), abs=1e-9)
     beta = float(page.input_value("#beta input[type=number]"))
     assert bars(page, "schedule-plot") == pytest.approx(atp_schedule(EMBEDDED_BLOCKS, 0.7, beta))
-    assert "one rate per decoder block" in page.inner_text("#beta-info")
+    info = page.inner_text("#beta-info")
+    assert "one rate per decoder block" in info and f"β_max = {beta_max(EMBEDDED_BLOCKS, 0.7):.4f}" in info
 
 
-def test_the_beta_range_follows_the_target_sparsity(page):
+def test_the_legal_beta_follows_the_target_sparsity(page):
+    slider_max = float(page.get_attribute("#beta input[type=range]", "max"))
     page.fill("#sparsity input[type=number]", "0.9")
     page.press("#sparsity input[type=number]", "Enter")
-    limit = beta_max(EMBEDDED_BLOCKS, 0.9)
-    page.wait_for_function(f"() => Number(document.querySelector('#beta input[type=range]').max) < {limit}")
-    assert float(page.get_attribute("#beta input[type=range]", "max")) > limit - 1e-5
-    # The β in use was above the new limit: it is lowered to it, and the bars follow.
-    beta = float(page.input_value("#beta input[type=number]"))
-    assert beta == pytest.approx(float(page.get_attribute("#beta input[type=range]", "max")))
-    expected = atp_schedule(EMBEDDED_BLOCKS, 0.9, beta)
+    limit = legal_limit(0.9)
+    # The β in use was above the new limit: it is lowered to it, the sentence says so, the bars follow.
+    page.wait_for_function(f"() => Number(document.querySelector('#beta input[type=number]').value) <= {limit}")
+    assert float(page.input_value("#beta input[type=number]")) == pytest.approx(limit, abs=1e-9)
+    assert "set to β_max" in page.inner_text("#beta-info")
+    expected = atp_schedule(EMBEDDED_BLOCKS, 0.9, limit)
     page.wait_for_function(f"() => Math.abs(({ALL_BARS})('schedule-plot')[0] - {expected[0]}) < 1e-9")
     assert bars(page, "schedule-plot") == pytest.approx(expected)
+    # The slider's range never moves with S (gradio's slider loops on a range written with its value).
+    assert float(page.get_attribute("#beta input[type=range]", "max")) == slider_max
     page.fill("#sparsity input[type=number]", "0.7")
     page.press("#sparsity input[type=number]", "Enter")
-    page.wait_for_function(f"() => Number(document.querySelector('#beta input[type=range]').max) > {limit}")
+    page.wait_for_function("() => document.querySelector('#beta-info').innerText.includes('S = 0.7')")
+    assert float(page.input_value("#beta input[type=number]")) == pytest.approx(limit, abs=1e-9)
 
 
 def test_dragging_beta_redraws_the_schedule(page):

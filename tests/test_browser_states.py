@@ -11,9 +11,7 @@ from pathlib import Path
 import pytest
 from app_support import fill_settled
 from playwright.sync_api import Page, sync_playwright
-from test_browser import CHROMIUM, CHROMIUM_ARGS, EMBEDDED_BLOCKS, readme_picture, screenshot
-
-from atp_viz.schedules import beta_max
+from test_browser import CHROMIUM, CHROMIUM_ARGS, EMBEDDED_BLOCKS, legal_limit, readme_picture, screenshot
 
 pytestmark = pytest.mark.embedded
 
@@ -82,8 +80,7 @@ def test_the_curve_is_drawn_while_the_run_goes_and_stop_keeps_it(browser, app_se
 
 def test_a_beta_typed_beyond_its_limit_is_the_same_everywhere(browser, app_server):
     page = open_page(browser, app_server)
-    limit = float(page.get_attribute("#beta input[type=range]", "max"))
-    assert limit == pytest.approx(beta_max(EMBEDDED_BLOCKS, 0.7), abs=1e-5)
+    limit = legal_limit(0.7)
     page.fill("#beta input[type=number]", "0.05")
     page.press("#beta input[type=number]", "Enter")
     page.wait_for_function("() => document.querySelector('#beta-info').innerText.includes('set to β_max')",

@@ -34,7 +34,7 @@ from .adapters import answered_by_name, engine_progress, output_list, stoppable,
 from .defaults import SEARCH_CHOICES
 from .format import method_label, ppl, run_label, run_name, settings_line
 from .run_inputs import DATA_SETUP, Page, inputs_of, takes_run_inputs
-from .shared import ENGINE, INSTANT, UI_ONLY, Shared, block_count
+from .shared import ENGINE, INSTANT, UI_ONLY, Shared, block_count, changes_beside_settled
 
 # How ATP's β is chosen: a search over the paper's grid per sparsity (grid or fast, the
 # user's pick), or the β slider of the first tab.
@@ -342,7 +342,7 @@ class CompareOutputs:
     history_frame: gr.State
 
 
-def build(demo: gr.Blocks, shared: Shared) -> None:
+def build(shared: Shared) -> None:
     inputs = shared.inputs
     gr.Markdown(COMPARE_NOTE)
     with gr.Row():
@@ -393,7 +393,9 @@ def build(demo: gr.Blocks, shared: Shared) -> None:
         output_list(outputs), api_name="compare_allocators", **ENGINE))
     shared.stop_buttons.append(stop_btn)
     measured = inputs_of(compare_estimate, inputs, **own)
-    gr.on([demo.load, *(c.change for c in measured)], compare_estimate, measured, estimate, **INSTANT, **UI_ONLY,
-          trigger_mode="always_last", api_name="compare_estimate")
+    estimating = {"fn": compare_estimate, "inputs": measured, "outputs": estimate}
+    gr.on(changes_beside_settled(inputs, measured), **estimating, **INSTANT, **UI_ONLY, trigger_mode="always_last",
+          api_name="compare_estimate")
+    shared.settings_views.append(estimating)
     inputs.method.change(published_alpha_eps, inputs.method, alpha_eps, **INSTANT, **UI_ONLY,
                          api_name="published_alpha_eps")

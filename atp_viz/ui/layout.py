@@ -8,7 +8,7 @@ from ..errors import AtpError
 from ..settings import DEFAULTS
 from . import beyond_tab, compare_tab, history_tab, lesson_tab, prune_tab, search_tab, why_tab
 from .adapters import stop
-from .shared import INSTANT, UI_ONLY, block_count
+from .shared import INSTANT, UI_ONLY, block_count, redraw_views
 
 INTRO = """
 # Layer-wise sparsity by arithmetic progression (ATP)
@@ -51,17 +51,19 @@ def build_demo() -> gr.Blocks:
             with gr.Tab("Prune", id="prune"):
                 shared = prune_tab.build(demo, history)
             with gr.Tab("Lesson", id="lesson"):
-                lesson_tab.build(demo, shared)
+                lesson_tab.build(shared)
             with gr.Tab("Search β", id="search"):
-                search_tab.build(demo, shared)
+                search_tab.build(shared)
             with gr.Tab("Compare", id="compare"):
-                compare_tab.build(demo, shared)
+                compare_tab.build(shared)
             with gr.Tab("Why?", id="why"):
                 why_tab.build(demo, shared)
             with gr.Tab("Beyond", id="beyond"):
                 beyond_tab.build(shared)
             with gr.Tab("History", id="history"):
                 history_tab.build(demo, shared)
+        # Every view that follows the model, S and β, after each event that settles them.
+        redraw_views(shared)
         demo.load(default_model_status, None, model_status, **INSTANT, **UI_ONLY, api_name="default_model_status")
         gr.on([button.click for button in shared.stop_buttons], stop, None, None, queue=False, api_name="stop")
     demo.queue(default_concurrency_limit=1)

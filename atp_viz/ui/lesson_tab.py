@@ -95,7 +95,7 @@ def render(step: int, pair: Pair | None, model: str, sparsity: float, beta: floa
     return f"**Step {step + 1} of 5: {STEP_TITLES[step]}**", content.text, figure
 
 
-def build(demo: gr.Blocks, shared: Shared) -> None:
+def build(shared: Shared) -> None:
     inputs, pair = shared.inputs, shared.pair_view.pair
     step = gr.State(0)
     with gr.Row():
@@ -113,10 +113,13 @@ def build(demo: gr.Blocks, shared: Shared) -> None:
                 "(the browser draws the file: no server-side export).", elem_id="lesson-export-note")
     shown = {"fn": render, "inputs": [step, pair, inputs.model, inputs.sparsity, inputs.beta, presentation,
                                       export_format],
-             "outputs": [heading, text, figure], **INSTANT, **UI_ONLY}
-    back.click(lambda s: max(s - 1, 0), step, step, **INSTANT, **UI_ONLY).then(**shown)
-    forward.click(lambda s: min(s + 1, len(STEP_TITLES) - 1), step, step, **INSTANT, **UI_ONLY).then(**shown)
-    gr.on([demo.load, pair.change, inputs.model.change, inputs.sparsity.change, inputs.beta.change,
-           export_format.change, presentation.change], **shown, trigger_mode="always_last")
+             "outputs": [heading, text, figure]}
+    back.click(lambda s: max(s - 1, 0), step, step, **INSTANT, **UI_ONLY).then(**shown, **INSTANT, **UI_ONLY)
+    forward.click(lambda s: min(s + 1, len(STEP_TITLES) - 1), step, step, **INSTANT, **UI_ONLY).then(
+        **shown, **INSTANT, **UI_ONLY)
+    # The model, S and β: after the page settles them (shared.settings_views).
+    gr.on([pair.change, export_format.change, presentation.change], **shown, **INSTANT, **UI_ONLY,
+          trigger_mode="always_last")
+    shared.settings_views.append(shown)
     presentation.change(None, presentation, None,
                         js="(on) => { document.body.classList.toggle('presentation', on); }")

@@ -54,15 +54,25 @@ from .defaults import (
 )
 from .format import massive_note, method_label, ppl, run_label, run_name, settings_line, text_name
 from .run_inputs import ATP_RUN, Page, RunInput, inputs_of, takes_run_inputs
-from .shared import ENGINE, INSTANT, UI_ONLY, HistoryOutputs, PairView, RunInputs, Shared, block_count
+from .shared import (
+    ENGINE,
+    INSTANT,
+    UI_ONLY,
+    HistoryOutputs,
+    PairView,
+    RunInputs,
+    Shared,
+    block_count,
+    changes_beside_settled,
+    edits,
+)
 
-# gradio refuses slider values outside the slider's range, and a range set by an event
-# sticks to that session. The built-in range admits any model (β_max <= 1/(L-1) <= 1), so
-# API callers reach the engine, which checks β against the model they name and explains
-# β_max. In the browser, a private event narrows the slider to the model on the page.
+# gradio refuses slider values outside the slider's range. The built-in range admits any model
+# (β_max <= 1/(L-1) <= 1), so API callers reach the engine, which checks β against the model
+# they name and explains β_max. In the browser the slider ends at the model's ceiling.
 BETA_STATIC_MAX = 1.0
-# Digits of the β slider's maximum: rounded down, so the slider never offers an illegal β
-# (nor shows β_max with 17 digits).
+# Digits of the β slider's end and of a lowered β: rounded down, so the page never offers an
+# illegal β (nor shows β_max with 17 digits).
 _SLIDER_DIGITS = 5
 ERROR_VIEW_CHOICES = [(label, name) for name, label in plots.ERROR_VIEWS.items()]
 SPLIT_NOTE = r"""
@@ -97,41 +107,89 @@ INLINE_LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "r
 # ------------------------------------------------------------------ the schedule
 
 
+def _rounded_down(value: float) -> float:
+    scale = 10**_SLIDER_DIGITS
+    return math.floor(value * scale) / scale
+
+
+def beta_ceiling(num_layers: int) -> float:
+    """Where the β slider ends for a model: β_max at S = 0.5, the largest any S allows. The
+    range depends on the model only, so a change of S never rewrites it (a range written
+    while the value changes is what gradio's slider loops on, gradio issue #12995)."""
+    return _rounded_down(beta_max(num_layers, 0.5))
+
+
 @dataclass
-class BetaRange:
+class Settled:
+    """The page's S and β brought into their legal ranges, and the sentence saying what moved."""
+
     num_layers: int
-    slider_max: float  # β_max rounded down to _SLIDER_DIGITS
-    beta: float  # the requested β, clamped into [0, slider_max]
+    sparsity: float
+    beta: float
     figure: go.Figure
     info: str
 
 
-def legal_beta(model: str, sparsity: float, beta: float) -> BetaRange:
-    """The legal β range for this model and target, the β to show, and its schedule."""
+def settle(model: str, sparsity: float, beta: float) -> Settled:
+    """S within the slider's range and β within [0, β_max] for this model and S (both lowered
+    or raised to the nearest legal value, visibly), with the schedule they give."""
     num_layers = block_count(model)
-    scale = 10**_SLIDER_DIGITS
-    slider_max = math.floor(beta_max(num_layers, sparsity) * scale) / scale
-    clamped = min(max(float(beta or 0.0), 0.0), slider_max)
-    info = schedule_info(num_layers, sparsity, clamped)
-    if float(beta or 0.0) > slider_max + 1e-12:
-        info = (f"β = {float(beta):.6g} is above β_max = {slider_max:.5g} for {num_layers} blocks at "
-                f"S = {float(sparsity):g}: set to β_max.  \n" + info)
-    return BetaRange(num_layers, slider_max, clamped, plots.schedule_figure(num_layers, sparsity, clamped), info)
+    asked_s, asked_beta = _number("S", sparsity), _number("β", beta)
+    moved = []
+    settled_s = min(max(asked_s, SPARSITY_MIN), SPARSITY_MAX)
+    if settled_s != asked_s:
+        moved.append(f"S = {asked_s:g} is outside the page's {SPARSITY_MIN:g} … {SPARSITY_MAX:g}: "
+                     f"set to {settled_s:g}.")
+    limit = _rounded_down(beta_max(num_layers, settled_s))
+    settled_beta = min(max(asked_beta, 0.0), limit)
+    if asked_beta > limit + 1e-12:
+        moved.append(f"β = {asked_beta:.6g} is above β_max = {limit:.5g} for {num_layers} blocks at "
+                     f"S = {settled_s:g}: set to β_max.")
+    elif asked_beta < 0:
+        moved.append(f"β = {asked_beta:.6g} is below 0 (a decreasing schedule is not ATP's): set to 0.")
+    info = "  \n".join([*moved, schedule_info(num_layers, settled_s, settled_beta)])
+    return Settled(num_layers, settled_s, settled_beta, plots.schedule_figure(num_layers, settled_s, settled_beta),
+                   info)
+
+
+def _number(name: str, value: object) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number):
+        raise AtpError(f"{name} must be a number, got {value!r}")
+    return number
 
 
 def schedule_info(num_layers: int, sparsity: float, beta: float) -> str:
     rates = atp_schedule(num_layers, sparsity, beta)
     return (f"**{num_layers} decoder blocks**, one rate per decoder block · "
-            f"β_max = {beta_max(num_layers, sparsity):.4f} · "
+            f"legal β at S = {float(sparsity):g}: 0 … β_max = {beta_max(num_layers, sparsity):.4f} · "
             f"block 0: {rates[0]:.1%} → block {num_layers - 1}: {rates[-1]:.1%} · mean {float(sparsity):.1%}")
 
 
-def narrow_beta(model: str, sparsity: float, beta: float):
-    """The β slider narrowed to the legal range of this model and S (a typed β above it is
-    set to β_max, visibly), with its schedule."""
+def _written(asked: object, settled: float):
+    """A write of a slider only where its value moved: each write is an update the page must apply."""
+    try:
+        unchanged = float(asked) == settled
+    except (TypeError, ValueError):
+        unchanged = False
+    return gr.update() if unchanged else gr.update(value=settled)
+
+
+def settle_page(model: str, sparsity: float, beta: float):
+    """S and β brought into their legal ranges (written back only where they moved), the
+    sentence and the schedule."""
     with user_errors():
-        allowed = legal_beta(model, sparsity, beta)
-    return gr.update(maximum=allowed.slider_max, value=allowed.beta), allowed.info, allowed.figure
+        settled = settle(model, sparsity, beta)
+    return _written(sparsity, settled.sparsity), _written(beta, settled.beta), settled.info, settled.figure
+
+
+def beta_range(model: str):
+    """The β slider's range for the model on the page (its value is settled after)."""
+    with user_errors():
+        return gr.update(maximum=beta_ceiling(block_count(model)))
 
 
 def preview_schedule(model: str, sparsity: float, beta: float):
@@ -383,7 +441,7 @@ def drawn_once_cached(*inputs_and_pair) -> Screen:
     if drawn is not None:
         return Screen(poll=False)
     screen = show_cached(*inputs)
-    return replace(screen, poll=screen.pair is None and not WARM.finished)
+    return replace(screen, poll=screen.pair is None and WARM.running)
 
 
 def _estimate_line(settings: RunSettings, repeats: int = 1) -> str:
@@ -859,15 +917,20 @@ def build(demo: gr.Blocks, history: HistoryOutputs) -> Shared:
 
     view = PairView(drawn, status, pair, log_scale, error_view, shown_run)
     shared = Shared(inputs, history, [schedule_plot, beta_info], view)
-    # The slider's range follows the model and S; a typed β above it is set to β_max; the bars follow.
-    # On β's *input* (a person's drag or typing), not its change: setting a typed β to β_max
-    # must not call this again and lose the sentence saying so. preprocess=False: gradio
-    # would refuse a typed β above the narrowed range before this handler could set it.
-    narrowing = {"fn": narrow_beta, "inputs": [inputs.model, inputs.sparsity, inputs.beta],
-                 "outputs": [inputs.beta, beta_info, schedule_plot], **INSTANT, **UI_ONLY,
-                 "preprocess": False}
-    narrowed = gr.on([inputs.model.change, inputs.sparsity.change, inputs.beta.input], **narrowing,
-                     trigger_mode="always_last", api_name="beta_range")
+    # S and β are settled (brought into their legal ranges, the bars and the sentence drawn)
+    # after each person's edit of them, then every view is drawn from the settled values
+    # (``shared.redraw_views``). preprocess=False: gradio would refuse a typed β or S outside
+    # the slider's range before this handler could set it to the nearest legal value.
+    shared.settling = {"fn": settle_page, "inputs": [inputs.model, inputs.sparsity, inputs.beta],
+                       "outputs": [inputs.sparsity, inputs.beta, beta_info, schedule_plot], **INSTANT, **UI_ONLY,
+                       "preprocess": False}
+    ranging = {"fn": beta_range, "inputs": inputs.model, "outputs": inputs.beta, **INSTANT, **UI_ONLY}
+    shared.settled.append(gr.on([*edits(inputs.sparsity), *edits(inputs.beta)], **shared.settling,
+                                trigger_mode="always_last", api_name="settle"))
+    # A model's own β range first, in an answer of its own (a range written with the value is
+    # what gradio's slider loops on), then its legal β.
+    shared.settled.append(inputs.model.change(**ranging, trigger_mode="always_last", api_name="beta_range")
+                          .then(**shared.settling))
     # The strict preview (an illegal β is refused, not clamped) is for API callers: its
     # trigger is a button the page never shows.
     gr.Button(visible=False).click(preview_schedule, [inputs.model, inputs.sparsity, inputs.beta],
@@ -891,13 +954,14 @@ def build(demo: gr.Blocks, history: HistoryOutputs) -> Shared:
     page_inputs = {**compress.named, "rates": typed_rates}
     cached_inputs = inputs_of(show_cached, inputs, **page_inputs, **viewing)
     pair_inputs = [c for c in cached_inputs if c not in viewing.values()]
-    cached = {"fn": by_component(show_cached, answer), "inputs": cached_inputs, "outputs": answered("show_cached"),
-              **INSTANT}
-    gr.on([demo.load, *(c.change for c in pair_inputs)], **cached, trigger_mode="always_last", api_name="show_cached")
-    demo.load(lambda: gr.Timer(active=not WARM.finished), None, waiting_for_warm_start, **INSTANT, **UI_ONLY)
+    cached = {"fn": by_component(show_cached, answer), "inputs": cached_inputs, "outputs": answered("show_cached")}
+    shared.settings_views.append(cached)
+    gr.on(changes_beside_settled(inputs, pair_inputs), **cached, **INSTANT, trigger_mode="always_last",
+          api_name="show_cached")
+    demo.load(lambda: gr.Timer(active=WARM.running), None, waiting_for_warm_start, **INSTANT, **UI_ONLY)
     waiting_for_warm_start.tick(**{**cached, "fn": by_component(drawn_once_cached, answer),
                                    "inputs": [*cached["inputs"], pair],
-                                   "outputs": [*cached["outputs"], waiting_for_warm_start]}, **UI_ONLY)
+                                   "outputs": [*cached["outputs"], waiting_for_warm_start]}, **INSTANT, **UI_ONLY)
     # Not cancelled by gradio on Stop: the run ends itself, showing what it had drawn.
     run = prune_btn.click(
         by_component(run_pruning, answer),
@@ -914,15 +978,19 @@ def build(demo: gr.Blocks, history: HistoryOutputs) -> Shared:
     shared.history_writers.append(run)
     # After a run the estimate knows this server's speed better.
     run.then(prune_estimate, inputs_of(prune_estimate, inputs), estimate, **INSTANT, **UI_ONLY)
-    # A settings link fills the inputs first; then the slider is narrowed to the model on the page.
+    # A settings link fills the inputs first; then β's range and the settled values follow.
     linked = by_component(settings_from_link, lambda answer: {getattr(inputs, n): v for n, v in answer.items()})
-    loaded = demo.load(linked, None, [getattr(inputs, name) for name in LINK], **INSTANT, **UI_ONLY,
-                       api_name="settings_from_link").then(**narrowing, api_name="beta_range_on_load")
-    recipe_download.wire([narrowed, loaded], inputs, recipe)
-    # An N:M pattern sets S; the schedule then shows each block's N:M and bit-width.
-    compress.pattern.change(pattern_rate, [compress.pattern, inputs.sparsity], inputs.sparsity, **INSTANT, **UI_ONLY)
-    redraw = {"fn": compression_schedule, "outputs": schedule_plot, **INSTANT, **UI_ONLY,
+    shared.settled.append(demo.load(linked, None, [getattr(inputs, name) for name in LINK], **INSTANT, **UI_ONLY,
+                                    api_name="settings_from_link")
+                          .then(**ranging, api_name="beta_range_on_load").then(**shared.settling))
+    recipe_download.wire(shared, recipe)
+    # An N:M pattern sets S (a program's write: settled, then every view redrawn); the schedule
+    # shows each block's N:M and bit-width.
+    shared.settled.append(compress.pattern.change(pattern_rate, [compress.pattern, inputs.sparsity], inputs.sparsity,
+                                                  **INSTANT, **UI_ONLY).then(**shared.settling))
+    redraw = {"fn": compression_schedule, "outputs": schedule_plot,
               "inputs": [inputs.model, inputs.sparsity, inputs.beta, *compress.all]}
-    gr.on([c.change for c in compress.all], **redraw, trigger_mode="always_last", api_name="compression_schedule")
-    narrowed.then(**redraw)
+    gr.on([c.change for c in compress.all], **redraw, **INSTANT, **UI_ONLY, trigger_mode="always_last",
+          api_name="compression_schedule")
+    shared.settings_views.append(redraw)
     return shared

@@ -1,7 +1,7 @@
 """The button under the schedule: the schedule on the page as an llm-compressor recipe.
 
 The recipe file follows the page: it is rewritten whenever the model, the method, S or β
-changes (after the β slider has been narrowed to what is legal), so the button always
+changes (after S and β have been settled into their legal ranges), so the button always
 downloads the schedule shown above it.
 """
 
@@ -15,7 +15,7 @@ from ..architecture import DecoderStack, decoder_stack
 from ..recipe import RecipeSource, methods, recipe_yaml
 from ..settings import number
 from .adapters import new_file, user_errors
-from .shared import INSTANT, UI_ONLY, RunInputs
+from .shared import INSTANT, Shared
 
 LABEL = "Download this schedule as an llm-compressor recipe (YAML)"
 
@@ -57,11 +57,10 @@ def button() -> gr.DownloadButton:
     return gr.DownloadButton(LABEL, size="sm", elem_id="recipe-download")
 
 
-def wire(narrowings: list, inputs: RunInputs, recipe: gr.DownloadButton) -> None:
-    """Rewrite the recipe after the β slider was narrowed (page load, model or S changed),
-    and whenever β or the method changes."""
-    args = ([inputs.model, inputs.method, inputs.sparsity, inputs.beta], recipe)
-    gr.on([inputs.beta.change, inputs.method.change], download_recipe, *args, **INSTANT,
-          trigger_mode="always_last", api_name="download_recipe")
-    for narrowed in narrowings:
-        narrowed.then(download_recipe, *args, **INSTANT, **UI_ONLY)
+def wire(shared: Shared, recipe: gr.DownloadButton) -> None:
+    """Rewrite the recipe when the method changes and whenever S and β are settled."""
+    inputs = shared.inputs
+    writing = {"fn": download_recipe, "inputs": [inputs.model, inputs.method, inputs.sparsity, inputs.beta],
+               "outputs": recipe}
+    inputs.method.change(**writing, **INSTANT, trigger_mode="always_last", api_name="download_recipe")
+    shared.settings_views.append(writing)

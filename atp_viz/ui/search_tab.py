@@ -24,7 +24,7 @@ from .defaults import SEARCH_CHOICES
 from .format import ppl, settings_line
 from .prune_tab import preview_schedule
 from .run_inputs import DATA_SETUP, Page, inputs_of, takes_run_inputs
-from .shared import ENGINE, INSTANT, UI_ONLY, Shared, block_count
+from .shared import ENGINE, INSTANT, UI_ONLY, Shared, block_count, changes_beside_settled
 
 
 @dataclass
@@ -155,7 +155,7 @@ def apply_best_beta(best_beta: float | None, model: str, sparsity: float):
     return gr.update(value=best_beta), figure, info
 
 
-def build(demo: gr.Blocks, shared: Shared) -> None:
+def build(shared: Shared) -> None:
     inputs = shared.inputs
     gr.Markdown("Prunes and measures perplexity once per β (once per calibration draw, *repeats* on the first "
                 "tab), with the model, method, sparsity and calibration settings of the first tab; the plot fills "
@@ -186,10 +186,14 @@ def build(demo: gr.Blocks, shared: Shared) -> None:
         inputs_of(sweep_beta, inputs, strategy=strategy, frame=kept.frame, select_on_report=select_on_report),
         output_list(outputs), api_name="sweep_beta", show_progress="minimal", **ENGINE))
     shared.stop_buttons.append(stop_btn)
-    apply_btn.click(apply_best_beta, [best_beta, inputs.model, inputs.sparsity], [inputs.beta, *shared.schedule_view],
-                    **INSTANT, api_name="apply_best_beta")
+    # Writing β is a program's change: the page settles it, then redraws every view.
+    shared.settled.append(apply_btn.click(apply_best_beta, [best_beta, inputs.model, inputs.sparsity],
+                                          [inputs.beta, *shared.schedule_view], **INSTANT, api_name="apply_best_beta")
+                          .then(**shared.settling))
     best_beta.change(lambda best: gr.update(interactive=best is not None, value="Apply best β"), best_beta,
                      apply_btn, **INSTANT, **UI_ONLY, api_name="enable_apply")
     measured = inputs_of(search_estimate, inputs, strategy=strategy)
-    gr.on([demo.load, *(c.change for c in measured)], search_estimate, measured, estimate,
-          **INSTANT, **UI_ONLY, trigger_mode="always_last", api_name="search_estimate")
+    estimating = {"fn": search_estimate, "inputs": measured, "outputs": estimate}
+    gr.on(changes_beside_settled(inputs, measured), **estimating, **INSTANT, **UI_ONLY, trigger_mode="always_last",
+          api_name="search_estimate")
+    shared.settings_views.append(estimating)

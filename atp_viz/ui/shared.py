@@ -67,6 +67,41 @@ class Shared:
     stop_buttons: list = field(default_factory=list)
     # Events that change the session's history: the history tab keeps it in the browser after each.
     history_writers: list = field(default_factory=list)
+    # What the tabs redraw from the model, S and β once the page has settled them: each the
+    # keyword arguments of one event listener (``fn``, ``inputs``, ``outputs``...).
+    settings_views: list[dict] = field(default_factory=list)
+    # The event that settles S and β (``prune_tab.settle_page``), to chain after a program's write of them.
+    settling: dict = field(default_factory=dict)
+    # Events after which the model, S and β on the page are settled (β lowered into its legal
+    # range): every view above is drawn again after each of them.
+    settled: list = field(default_factory=list)
+
+
+def edits(component: gr.components.Component) -> list:
+    """The events by which a person changes ``component``: a slider's ``input`` (typing,
+    dragging) and ``release``, never its ``change``.
+
+    gradio 6.31's page dispatches a slider's ``change`` again by itself, with the same value:
+    once the server had written a slider (β lowered to its limit), the S and β sliders kept
+    re-firing ``change`` while the S box held the focus, 30-80 requests in 4 idle seconds,
+    and every listener that wrote β fed the loop (docs/app.md). What reacts to a program's
+    write of S or β is chained after that write instead (``Shared.settled``).
+    """
+    return [component.input, component.release] if isinstance(component, gr.Slider) else [component.change]
+
+
+def changes_beside_settled(inputs: RunInputs, components: list) -> list:
+    """The change events of ``components`` other than the model, S and β: a view redraws on
+    these by itself, and after the settling of those three (``Shared.settled``)."""
+    settled = (inputs.model, inputs.sparsity, inputs.beta)
+    return [c.change for c in components if all(c is not s for s in settled)]
+
+
+def redraw_views(shared: Shared) -> None:
+    """Chain every settings view after every settling event (call once all tabs are built)."""
+    for event in shared.settled:
+        for view in shared.settings_views:
+            event.then(**view, **INSTANT, **UI_ONLY)
 
 
 def page_model(model: object) -> str:

@@ -1,0 +1,73 @@
+"""The page's S and β settled into their legal ranges (``prune_tab.settle``): what is moved,
+the sentence that says so, and what is left alone."""
+
+from __future__ import annotations
+
+import math
+
+import gradio as gr
+import pytest
+
+from atp_viz.schedules import atp_schedule, beta_max
+from atp_viz.ui.defaults import SPARSITY_MAX, SPARSITY_MIN
+from atp_viz.ui.prune_tab import beta_ceiling, settle, settle_page
+
+BLOCKS = 3  # the tiny models of conftest
+
+
+@pytest.fixture
+def tiny(tiny_model_dir) -> str:
+    return str(tiny_model_dir("llama"))
+
+
+def limit(sparsity: float) -> float:
+    return math.floor(beta_max(BLOCKS, sparsity) * 1e5) / 1e5
+
+
+def test_a_legal_pair_is_left_as_it_is_and_nothing_is_written(tiny):
+    settled = settle(tiny, 0.7, 0.1)
+    assert (settled.sparsity, settled.beta) == (0.7, 0.1)
+    assert "set to" not in settled.info and f"β_max = {beta_max(BLOCKS, 0.7):.4f}" in settled.info
+    assert list(settled.figure.data[0].y) == pytest.approx(atp_schedule(BLOCKS, 0.7, 0.1))
+    s_update, beta_update, _info, _figure = settle_page(tiny, 0.7, 0.1)
+    assert "value" not in s_update and "value" not in beta_update  # no write, no event on the page
+
+
+def test_a_beta_above_its_limit_is_lowered_to_it_with_a_sentence(tiny):
+    settled = settle(tiny, 0.9, 0.5)
+    assert settled.beta == limit(0.9) and settled.beta <= beta_max(BLOCKS, 0.9)
+    assert f"β = 0.5 is above β_max = {limit(0.9):.5g}" in settled.info
+    _s, beta_update, _info, _figure = settle_page(tiny, 0.9, 0.5)
+    assert beta_update["value"] == limit(0.9)
+
+
+def test_a_negative_beta_is_raised_to_zero_with_a_sentence(tiny):
+    settled = settle(tiny, 0.7, -0.01)
+    assert settled.beta == 0.0 and "below 0" in settled.info
+
+
+@pytest.mark.parametrize("typed, kept", [(0.99, SPARSITY_MAX), (1.5, SPARSITY_MAX), (0.0, SPARSITY_MIN),
+                                         (-0.2, SPARSITY_MIN)])
+def test_an_s_outside_the_slider_is_set_to_its_end_and_beta_follows_that_s(tiny, typed, kept):
+    # S = 0.99 typed in the box: the box, the schedule, β's limit and the run all take 0.95.
+    settled = settle(tiny, typed, 0.5)
+    assert settled.sparsity == kept
+    assert f"S = {typed:g} is outside" in settled.info and f"set to {kept:g}" in settled.info
+    assert settled.beta == limit(kept)
+    assert list(settled.figure.data[0].y) == pytest.approx(atp_schedule(BLOCKS, kept, limit(kept)))
+    s_update, _beta, _info, _figure = settle_page(tiny, typed, 0.5)
+    assert s_update["value"] == kept
+
+
+@pytest.mark.parametrize("bad", [None, "", "abc", float("nan"), float("inf")])
+def test_what_is_no_number_is_refused_with_a_sentence(tiny, bad):
+    with pytest.raises(gr.Error, match="must be a number"):
+        settle_page(tiny, bad, 0.01)
+    with pytest.raises(gr.Error, match="must be a number"):
+        settle_page(tiny, 0.7, bad)
+
+
+def test_the_slider_ends_at_the_largest_beta_any_s_allows():
+    # β_max = 2 min(S, 1 - S) / (L - 1) is largest at S = 0.5: 1 / (L - 1), rounded down.
+    assert beta_ceiling(30) == math.floor(1e5 / 29) / 1e5
+    assert all(beta_max(30, s / 100) <= beta_ceiling(30) + 1e-5 for s in range(5, 96))
