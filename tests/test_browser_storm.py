@@ -128,7 +128,7 @@ def _assert_no_storm(loads: list[dict]) -> None:
 def test_no_page_loops_while_the_warm_start_runs(browser, tmp_path_factory, results_dir, tiny_model_dir):
     """A fresh server, its warm start computing the default pair and the β grid (a Space
     just restarted, when a class opens the link)."""
-    serving, _log = _server(tmp_path_factory, results_dir)
+    serving, _log = _server(tmp_path_factory, results_dir, ATP_VIZ_WARM_START="1")
     with serving as (url, _pid):
         timer = _timer_id(url)
         loads = [_one_load(browser, url, tiny_model_dir("llama"), timer) for _ in range(LOADS)]
@@ -139,7 +139,7 @@ def test_no_page_loops_while_the_warm_start_runs(browser, tmp_path_factory, resu
 
 def test_no_page_loops_once_the_warm_start_is_done(browser, tmp_path_factory, results_dir, tiny_model_dir):
     """The same store, the default pair in it: a warm start of that pair alone ends at once."""
-    serving, log = _server(tmp_path_factory, results_dir, ATP_VIZ_WARM_GRID="0")
+    serving, log = _server(tmp_path_factory, results_dir, ATP_VIZ_WARM_START="1", ATP_VIZ_WARM_GRID="0")
     with serving as (url, _pid):
         deadline = time.monotonic() + 600
         while "warm start: all " not in log.read_text(errors="replace"):

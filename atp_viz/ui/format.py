@@ -8,6 +8,7 @@ from pathlib import Path
 from ..allocators import ALLOCATORS
 from ..pruners import PRUNERS
 from ..results import RunResult
+from ..settings import RunSettings
 from ..texts import BUILTIN
 
 
@@ -51,6 +52,32 @@ def settings_line(result: RunResult) -> str:
     return (f"seed {s.seed} · calibration {s.calib_samples} × {s.calib_seqlen} tokens · "
             f"evaluation {evaluation} × {s.eval_seqlen} tokens · text: {text_name(s.text)} · "
             f"{precision} on {s.device}")
+
+
+# What a person sets on the page that can make the pair on screen another than the one asked
+# for, each with how the line names it.
+_ASKED = {"model": "model", "method": "method", "sparsity": "S", "beta": "β", "schedule": "rates",
+          "calib_samples": "calibration samples", "calib_seqlen": "calibration tokens",
+          "eval_samples": "evaluation samples", "eval_seqlen": "evaluation tokens", "seed": "seed", "text": "text",
+          "pattern": "pattern", "quantize": "quantizer", "bits": "bits", "bits_beta": "bit step"}
+
+
+def mismatch_line(asked: RunSettings, shown: RunSettings) -> str:
+    """One line when the pair on screen was computed with other settings than the page asks
+    for (what differs, both ways), else nothing."""
+    def named(settings: RunSettings, name: str) -> str:
+        value = getattr(settings, name)
+        if name == "text":
+            return text_name(value)
+        return "given" if name == "schedule" and value is not None else f"{value:g}" if isinstance(
+            value, float) else str(value)
+
+    differ = [name for name in _ASKED if named(asked, name) != named(shown, name)]
+    if not differ:
+        return ""
+    shown_as = ", ".join(f"{_ASKED[n]} = {named(shown, n)}" for n in differ)
+    asked_as = ", ".join(f"{_ASKED[n]} = {named(asked, n)}" for n in differ)
+    return f"⚠️ **Shown below: {shown_as}.** The controls ask for {asked_as}: press **Prune** to compute them."
 
 
 def _span(values: list[float]) -> str:

@@ -52,7 +52,16 @@ from .defaults import (
     SPARSITY_MIN,
     SPARSITY_STEP,
 )
-from .format import massive_note, method_label, ppl, run_label, run_name, settings_line, text_name
+from .format import (
+    massive_note,
+    method_label,
+    mismatch_line,
+    ppl,
+    run_label,
+    run_name,
+    settings_line,
+    text_name,
+)
 from .run_inputs import ATP_RUN, Page, RunInput, inputs_of, takes_run_inputs
 from .shared import (
     ENGINE,
@@ -244,6 +253,8 @@ class Screen:
     pair: Pair | None = None
     history: pd.DataFrame | None = None  # the session's history, shown and kept
     poll: bool | None = None  # whether the page keeps looking for the warm start's pair
+    # The page's pair set to none (``pair`` None leaves it as it is): while a run replaces it.
+    clear_pair: bool = False
 
 
 # What the pair's runs report as they go: (which run, a block's error or the finished result).
@@ -483,6 +494,25 @@ def show_cached(page: Page, compression, pattern, quantizer, bits, bits_beta, ra
                    estimate="Ready: both runs are cached (drawn below).", pair=pair)
 
 
+@takes_run_inputs(*ATP_RUN, "repeats", *COMPRESSION, "rates", "log_scale", "error_view", "shown_run",
+                  declared=PRUNE_INPUTS)
+def _asked(page: Page, compression, pattern, quantizer, bits, bits_beta, rates, log_scale, error_view,
+           shown_run) -> RunSettings | None:
+    try:
+        return pair_settings(page, compression, pattern, quantizer, bits, bits_beta, rates)
+    except AtpError:
+        return None  # the estimate line says why
+
+
+def shown_line(*inputs_and_pair) -> str:
+    """One line above the results when the pair drawn is not the one the controls ask for."""
+    *inputs, drawn = inputs_and_pair
+    asked = _asked(*inputs)
+    if drawn is None or asked is None:
+        return ""
+    return mismatch_line(asked, drawn.pick("ATP").settings)
+
+
 @dataclass
 class _Live:
     """What the page shows while the pair runs."""
@@ -536,6 +566,15 @@ class _Live:
             # Blocks so far at the pace seen; perplexity (a few blocks' worth) is in that pace.
             left = f" · about {elapsed / done * (total - done):.0f} s left"
         return f"⏳ {step} · {elapsed:.0f} s{left}"
+
+
+def running_views(settings: RunSettings) -> dict[str, object]:
+    """What stands below the curve while a pair runs: what will appear there, for which settings."""
+    words = f"⏳ Prune is running S = {settings.sparsity:g}, β = {settings.beta:g}: drawn when both runs are done"
+    return {"perplexity": plots.placeholder("Perplexity", words),
+            "split": plots.placeholder("Introduced vs inherited error", words),
+            "heatmap": plots.placeholder("Relative error of each linear layer", words),
+            "tokens": plots.placeholder("Error of each token", words), "summary": f"*{words}.*", "note": ""}
 
 
 def _stopped_status(live: _Live, previous: Pair | None) -> str:
@@ -688,8 +727,10 @@ def run_pruning(page: Page, log_scale, shown_run, error_view, pair: Pair | None,
                 yield Screen(status="⏹ **Stopped** before its turn came: nothing ran.")
                 return
             live.started = time.monotonic()
-            yield Screen(drawn={"error": live.figure(log_scale, error_view)},
-                         status=f"⏳ starting · {_estimate_line(settings, repeats)}", schedule=schedule_at(0))
+            # No finished run of other settings stays beside the curve being drawn.
+            yield Screen(drawn={**running_views(settings), "error": live.figure(log_scale, error_view)},
+                         status=f"⏳ starting · {_estimate_line(settings, repeats)}", schedule=schedule_at(0),
+                         clear_pair=True)
             job = streamed(lambda emit: prune_pair(settings, flag.is_set, emit, repeats), flag)
             try:
                 while True:
@@ -702,8 +743,11 @@ def run_pruning(page: Page, log_scale, shown_run, error_view, pair: Pair | None,
                 # What finished stays: a completed uniform run goes to the history.
                 for result in live.finished:
                     frame = history_tab.record(frame, result)
-                yield Screen(drawn={"error": live.figure(log_scale, error_view, stopped=True)},
-                             status=_stopped_status(live, pair), schedule=schedule_at(None), history=frame)
+                # The previous pair comes back below the stopped curve (its status line says so).
+                below = {} if pair is None else draw(pair, log_scale, error_view, shown_run).drawn
+                yield Screen(drawn={**below, "error": live.figure(log_scale, error_view, stopped=True)},
+                             status=_stopped_status(live, pair), schedule=schedule_at(None), history=frame,
+                             pair=pair)
                 return
     for result in (done.uniform, done.atp):
         frame = history_tab.record(frame, result)
@@ -864,6 +908,8 @@ def screen_updates(targets: dict[str, gr.components.Component]) -> Callable[[Scr
         named = {name: value for name, value in named.items() if value is not None}
         if screen.poll is not None:
             named["poll"] = gr.Timer(active=screen.poll)
+        if screen.clear_pair:
+            named["pair"] = None
         if screen.history is not None:
             named.update(history_tab.answer(screen.history))  # an empty CSV (None) is shown as none
         return {targets[name]: value for name, value in named.items()}
@@ -881,6 +927,7 @@ def build(demo: gr.Blocks, history: HistoryOutputs) -> Shared:
             schedule_plot = gr.Plot(label="schedule", show_label=False, elem_id="schedule-plot")
             recipe = recipe_download.button()
     status = gr.Markdown(elem_id="run-status")
+    shown = gr.Markdown(elem_id="shown-line")
     # What the tab draws of a pair, by the names of OF_PAIR and OF_SHOWN_RUN.
     drawn: dict[str, gr.components.Component] = {}
     drawn["summary"] = gr.Markdown("*Press **Prune**: the summary of both runs appears here.*", label="summary",
@@ -958,6 +1005,11 @@ def build(demo: gr.Blocks, history: HistoryOutputs) -> Shared:
     shared.settings_views.append(cached)
     gr.on(changes_beside_settled(inputs, pair_inputs), **cached, **INSTANT, trigger_mode="always_last",
           api_name="show_cached")
+    # What is drawn against what the controls ask for: after every change of either.
+    comparing = {"fn": shown_line, "inputs": [*cached_inputs, pair], "outputs": shown}
+    shared.settings_views.append(comparing)
+    gr.on([pair.change, *changes_beside_settled(inputs, pair_inputs)], **comparing, **INSTANT, **UI_ONLY,
+          trigger_mode="always_last")
     demo.load(lambda: gr.Timer(active=WARM.running), None, waiting_for_warm_start, **INSTANT, **UI_ONLY)
     waiting_for_warm_start.tick(**{**cached, "fn": by_component(drawn_once_cached, answer),
                                    "inputs": [*cached["inputs"], pair],
