@@ -118,9 +118,9 @@ class Generation:
     def to_json(self) -> dict:
         return {"prompt": self.prompt, "chat_template": self.chat_template, "prompt_ids": self.prompt_ids,
                 "max_new_tokens": self.max_new_tokens, "greedy": True,
-                "continuations": [c.to_json() for c in self.continuations], "seconds": self.seconds}
+                "continuations": {c.model: c.to_json() for c in self.continuations}, "seconds": self.seconds}
 
     @classmethod
     def from_json(cls, data: dict) -> "Generation":
         return cls(data["prompt"], bool(data["chat_template"]), list(data["prompt_ids"]), int(data["max_new_tokens"]),
-                   [Continuation.from_json(c) for c in data["continuations"]], data.get("seconds"))
+                   [Continuation.from_json(c) for c in data["continuations"].values()], data.get("seconds"))

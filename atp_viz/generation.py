@@ -176,6 +176,9 @@ def generate_pair(settings: RunSettings, prompt: str, chat: bool = True, max_new
     """Greedy continuations of ``prompt`` by the dense model, the uniform run and the run of
     ``settings``, each pruned run scored teacher-forced on the dense continuation."""
     settings = validate(settings)
+    if settings.allocation == "uniform":
+        raise AtpError("the uniform run is always continued beside the other run of the pair: choose another "
+                       "allocation (atp, owl, ...)")
     max_new_tokens = check_new_tokens(max_new_tokens)
     check_prompt(prompt)
     loaded = load_model(settings.model, settings.device, settings.dtype)
