@@ -67,6 +67,8 @@ class Shared:
     stop_buttons: list = field(default_factory=list)
     # Events that change the session's history: the history tab keeps it in the browser after each.
     history_writers: list = field(default_factory=list)
+    # What the pair said for the last prompt (``continuations.Generation``), for the lesson.
+    said: gr.State | None = None
 
 
 def page_model(model: object) -> str:
