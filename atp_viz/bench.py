@@ -32,7 +32,11 @@ from .settings import RunSettings
 
 # The ratios with a goal, in the order they are reported.
 FIGURES = ("prune_over_forward", "trial_over_limit", "preview_ms", "cached_load_over_first_load",
-           "fast_over_grid_trials", "fast_ppl_over_grid_ppl", "peak_rss_over_model_bytes", "evopress_over_trial")
+           "fast_over_grid_trials", "fast_ppl_over_grid_ppl", "peak_rss_over_model_bytes", "evopress_over_trial",
+           "generate_s", "generate_over_prompt_forward")
+
+# Figures measured since a release: a file written before holds none of them.
+_ADDED_LATER = ("generate_s", "generate_over_prompt_forward", "generate_new_tokens")
 
 
 @dataclass
@@ -89,6 +93,11 @@ class BenchFigures:
     first_load_s: float
     cached_load_s: float
     cached_load_over_first_load: float
+    # Three greedy continuations of a ready prompt (dense, uniform, ATP; the pair's weights kept)
+    # with their scoring, and that time over one forward of the prompt; None in older files.
+    generate_s: float | None
+    generate_over_prompt_forward: float | None
+    generate_new_tokens: int | None
     # Perplexity in float32 and in the default precision: "<run>_<dtype>", their ratio and the eval dtype.
     perplexity_by_precision: dict[str, float | str]
     settings: BenchSetup
@@ -97,14 +106,16 @@ class BenchFigures:
     targets_met: dict[str, bool] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.targets_met = {key: getattr(self, key) <= bound for key, bound in self.targets.items()}
+        self.targets_met = {key: getattr(self, key) is not None and getattr(self, key) <= bound
+                            for key, bound in self.targets.items()}
 
     def to_json(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_json(cls, data: dict) -> "BenchFigures":
-        values = {f.name: data[f.name] for f in fields(cls) if f.init}
+        values = {f.name: data[f.name] if f.name in data or f.name not in _ADDED_LATER else None
+                  for f in fields(cls) if f.init}
         return cls(**{**values, "settings": BenchSetup(**data["settings"]), "machine": Machine(**data["machine"])})
 
 
@@ -187,6 +198,20 @@ def _preview_ms(settings: RunSettings, repeats: int = 50) -> float:
     return 1000 * _median_time(preview, repeats)
 
 
+def _generation_seconds(settings: RunSettings) -> tuple[float, int, float]:
+    """What Generate costs once the pair is pruned: the seconds of the three continuations of
+    the first ready prompt (40 tokens at most each) with their scoring, the tokens they made,
+    and the median seconds of one forward of the prompt."""
+    from .generation import READY_PROMPTS, generate_pair, prompt_forward_seconds
+
+    pair = replace(settings, method="wanda")
+    generate_pair(pair, READY_PROMPTS[0])  # prunes whatever of the pair is not kept yet
+    said = generate_pair(pair, READY_PROMPTS[0])
+    loaded = models.load_model(settings.model, settings.device, settings.dtype)
+    return said.seconds, sum(len(c.token_ids) for c in said.continuations), prompt_forward_seconds(loaded,
+                                                                                                 said.prompt_ids)
+
+
 def run_benchmark(settings: RunSettings, targets: dict[str, float],
                   log: Callable[[str], None] = print) -> BenchFigures:
     """Measure everything in one process; return the figures, and which of ``targets`` they meet."""
@@ -235,6 +260,9 @@ def run_benchmark(settings: RunSettings, targets: dict[str, float],
     search_s = search.search_seconds
     search_tokens = search_forward_tokens(replace(settings, allocation="evopress"))
 
+    log("three greedy continuations of a ready prompt, once the pair's weights are kept")
+    said_s, said_tokens, prompt_s = _generation_seconds(settings)
+
     # Last: converting the GGUF file churns memory, which slowed the timings after it.
     log("loading: GGUF conversion vs cached load")
     first_load_s, cached_load_s = _load_seconds()
@@ -275,6 +303,9 @@ def run_benchmark(settings: RunSettings, targets: dict[str, float],
         first_load_s=first_load_s,
         cached_load_s=cached_load_s,
         cached_load_over_first_load=cached_load_s / first_load_s,
+        generate_s=said_s,
+        generate_over_prompt_forward=said_s / prompt_s,
+        generate_new_tokens=said_tokens,
         perplexity_by_precision=precision,
         settings=BenchSetup(settings.model, "wanda", settings.sparsity, settings.beta,
                             f"{settings.calib_samples} x {settings.calib_seqlen}",
@@ -290,7 +321,8 @@ def format_table(figures: BenchFigures) -> str:
     for key in FIGURES:
         bound = figures.targets.get(key)
         goal, met = ("", "") if bound is None else (f"<= {bound:g}", "yes" if figures.targets_met[key] else "no")
-        rows.append(f"| {key} | {getattr(figures, key):.3g} | {goal} | {met} |")
+        value = getattr(figures, key)
+        rows.append(f"| {key} | {'' if value is None else f'{value:.3g}'} | {goal} | {met} |")
     trials = f"{figures.fast_search_trials} / {figures.grid_search_trials}"
     rows.append(f"| search trials (fast / grid) | {trials} | | |")
     for key, value in figures.perplexity_by_precision.items():

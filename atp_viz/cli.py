@@ -1,4 +1,4 @@
-"""Command line: ``python -m atp_viz schedule|prune|search|compare|order|bench|recipe|speed ...``.
+"""Command line: ``python -m atp_viz schedule|prune|generate|search|compare|order|bench|recipe|speed ...``.
 
 Every failure the user can cause ends with one line on stderr and exit status 2.
 """
@@ -511,6 +511,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_noise_options(prune, select=False)
     _add_zero_shot_options(prune)
     prune.set_defaults(func=_cmd_prune)
+    from .cli_generate import add_command as add_generate
+
+    add_generate(sub, prune)
 
     search = sub.add_parser("search", help="search beta (grid: the paper's procedure)")
     _add_run_options(search)

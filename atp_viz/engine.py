@@ -28,6 +28,7 @@ from .allocators import PlannedSchedule, allocator_fields, get_allocator, search
 from .capture import capture_block_inputs
 from .errors import AtpError
 from .estimates import Estimate
+from .kept_weights import KEPT
 from .models import LoadedModel, eval_autocast, load_model, peek_loaded, protected_folders
 from .perplexity import check_window_memory, perplexity
 from .progress import CancelCheck, Progress
@@ -215,10 +216,10 @@ def run_pruning(
     """Prune a copy of the model's weights per ``settings``; measure errors and perplexity.
 
     The dense model is never modified. With ``keep_weights`` the pruned weights are
-    returned (for saving); otherwise they are dropped and an identical earlier result
-    is reused. The result is the caller's own copy, free to change, labelled as asked
-    (ATP at β = 0 stays "atp"). ``on_block`` hears of each block's error as it is measured
-    (all at once for a reused result).
+    returned (for saving); otherwise an identical earlier result is reused. Either way a
+    computed run's weights are kept packed (``kept_weights.KEPT``) while they fit. The result
+    is the caller's own copy, free to change, labelled as asked (ATP at β = 0 stays "atp").
+    ``on_block`` hears of each block's error as it is measured (all at once for a reused result).
     """
     asked = validate(settings)
     settings = computation(asked)
@@ -227,6 +228,8 @@ def run_pruning(
         with estimates.RunPace() as run_pace:
             result, pruned = _compute(settings, progress, cancelled, on_block)
         estimates.learn(_model_key(settings), result, run_pace.seconds)
+        # Packed beside the result: what the run produced can be used again without pruning again.
+        KEPT.keep(settings, pruned)
         _result_cache.put(settings, result, _RESULT_BYTES)
         result_store.put(settings, result)
         result = _own_copy(result)

@@ -11,6 +11,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 
+from .continuations import Generation
 from .errors import AtpError
 
 
@@ -271,13 +272,17 @@ class RunResult:
     selection_ppl: float | None = None
     # With repeats: the report perplexity over K calibration draws (this run is the first draw).
     repeats: "Spread | None" = None
+    # What the pair said for a prompt (dense, uniform and this run's pair), when asked (``generation``).
+    generation: Generation | None = None
 
     def to_json(self) -> dict:
         data = asdict(self)
         data["allocator_details"] = {} if self.allocator_details is None else self.allocator_details.to_json()
         if self.repeats is not None:
             data["repeats"] = self.repeats.to_json()
-        for optional in ("saved_to", "zero_shot", "zero_shot_setup", "selection_ppl", "repeats"):
+        if self.generation is not None:
+            data["generation"] = self.generation.to_json()
+        for optional in ("saved_to", "zero_shot", "zero_shot_setup", "selection_ppl", "repeats", "generation"):
             if data[optional] is None:
                 del data[optional]
         return data
@@ -295,6 +300,8 @@ class RunResult:
             values["repeats"] = Spread.from_json(data["repeats"])
         if data.get("zero_shot"):
             values["zero_shot"] = ZeroShot.from_json(data["zero_shot"])
+        if data.get("generation"):
+            values["generation"] = Generation.from_json(data["generation"])
         if data.get("zero_shot_setup"):
             values["zero_shot_setup"] = ZeroShotSetup.from_json(data["zero_shot_setup"])
         return cls(**values)

@@ -31,6 +31,10 @@ PARAMETERS = {
     "/download_recipe": (
         'model', 'method', 'sparsity', 'beta',
     ),
+    "/generate": (
+        'model', 'method', 'sparsity', 'beta', 'calib_samples', 'calib_seqlen', 'eval_samples', 'eval_seqlen',
+        'seed', 'text_file', 'prompt', 'chat_template', 'max_new_tokens',
+    ),
     "/load_runs": (
         'files', 'log_scale', 'error_view', 'shown_run',
     ),
@@ -95,6 +99,10 @@ RETURNS = {
     ],
     "/download_recipe": [
         ('Downloadbutton', 'Download this schedule as an llm-compressor recipe (YAML)'),
+    ],
+    "/generate": [
+        ('Html', None), ('Markdown', None), ('Dataframe', 'Runs of this session'),
+        ('Downloadbutton', 'Download history (CSV)'), ('File', "Each run's full result (JSON), newest first"),
     ],
     "/load_runs": [
         ('Plot', 'error propagation'), ('Plot', 'perplexity'), ('Plot', 'introduced vs inherited'),

@@ -119,7 +119,7 @@ def test_the_lesson_walks_five_steps_on_desktop_and_phone(browser, app_server): 
         seen = []
         for step in range(1, 6):
             page.wait_for_function("() => document.querySelector('#lesson-step').innerText"
-                                   f".includes('Step {step} of 5')", timeout=30_000)
+                                   f".includes('Step {step} of 6')", timeout=30_000)
             page.wait_for_function(f"() => ({PLOT})('lesson-plot')?.data?.length > 0", timeout=30_000)
             text = page.inner_text("#lesson-text")
             assert text and text not in seen and "Press Prune" not in text
@@ -140,6 +140,6 @@ def test_the_lesson_walks_five_steps_on_desktop_and_phone(browser, app_server): 
         page.wait_for_function(f"() => ({PLOT})('lesson-plot').layout.font.size > 12", timeout=30_000)
         screenshot(page, f"lesson-{width}px-presentation.png")
         page.click("#lesson-back")
-        page.wait_for_function("() => document.querySelector('#lesson-step').innerText.includes('Step 4 of 5')",
+        page.wait_for_function("() => document.querySelector('#lesson-step').innerText.includes('Step 4 of 6')",
                                timeout=30_000)
         page.close()

@@ -63,6 +63,14 @@ def add_run(history: pd.DataFrame, result: RunResult, json_path: str | Path, whe
     return frame if history.empty else pd.concat([history, frame], ignore_index=True)
 
 
+def with_json(history: pd.DataFrame, result: RunResult, json_path: str | Path) -> pd.DataFrame:
+    """``history`` with the JSON file of ``result``'s row (listed already) replaced by ``json_path``
+    (the same run, its result grown: e.g. what it said for a prompt)."""
+    frame = history.copy()
+    frame.loc[frame[_KEY] == run_key(result), _JSON] = str(json_path)
+    return frame
+
+
 # Short headers for the on-screen table (the CSV keeps the column names above).
 _HEADERS = {"sparsity": "S", "beta": "β", "dense_ppl": "dense ppl", "overall_sparsity": "achieved",
             "calibration": "calib", "evaluation": "eval"}

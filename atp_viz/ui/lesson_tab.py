@@ -1,4 +1,4 @@
-"""The "Lesson" tab: the story of error explosion in five steps a teacher can project,
+"""The "Lesson" tab: the story of error explosion in six steps a teacher can project,
 each one sentence and one figure from the pair on the Prune tab (Next / Back), each figure
 saved by the plot's camera button as PNG or SVG with its settings caption."""
 
@@ -9,17 +9,19 @@ from dataclasses import dataclass
 import gradio as gr
 import plotly.graph_objects as go
 
+from ..continuations import Generation
 from ..errors import AtpError
 from ..lesson import order_picture
 from ..settings import RunSettings, validate
 from . import plots
 from .format import settings_line
+from .generate_section import said_figure
 from .lesson_plots import EXPORT_FORMATS, slide
 from .prune_tab import Pair
 from .shared import INSTANT, UI_ONLY, Shared, block_count, page_model
 
 STEP_TITLES = ("The schedule", "Uniform pruning: error grows", "ATP's curve beside it", "Perplexity",
-               "Why increasing order wins")
+               "Why increasing order wins", "What the model says")
 # Before a pair exists: what each step needs.
 WAITING = "Press **Prune** on the Prune tab (or wait for this server's start-up runs): this step draws that pair."
 # The page's look for a projector: larger text in the lesson.
@@ -42,8 +44,25 @@ def _caption(pair: Pair | None, settings: RunSettings) -> str:
     return f"{run.model} · {run.method} · S = {run.sparsity:g} · {settings_line(run)}"[:160]
 
 
-def step_content(step: int, pair: Pair | None, settings: RunSettings, num_layers: int) -> Step:
-    """Step ``step`` (0-4) of the lesson for the page's settings and the pair on screen."""
+def said_step(said: Generation | None) -> Step:
+    """What the pair said for the last prompt of the Prune tab's Generate."""
+    if said is None or not said.dense.token_ids:
+        return Step("Press **Generate** under the perplexity on the Prune tab: this step shows what the dense "
+                    "model, uniform and ATP say for the prompt.",
+                    plots.placeholder(STEP_TITLES[5], "Waiting for a generation"))
+    lines = [f"Asked {said.prompt!r}, the dense model says {said.dense.text!r}."]
+    for c in said.pruned:
+        where = ("says the same" if c.first_divergence is None
+                 else f"leaves it at token {c.first_divergence + 1}: {c.text!r}")
+        lines.append(f"{c.label} {where} (agreement {c.scores.agreement:.0%}, mean KL {c.scores.mean_kl:.2f} nats).")
+    return Step(" ".join(lines), said_figure(said))
+
+
+def step_content(step: int, pair: Pair | None, settings: RunSettings, num_layers: int,
+                 said: Generation | None = None) -> Step:
+    """Step ``step`` (0-5) of the lesson for the page's settings, the pair on screen and what it said."""
+    if step == 5:
+        return said_step(said)
     if step == 0:
         return Step(f"Every decoder block gets its own sparsity: ATP's line starts at "
                     f"{settings.sparsity - settings.beta * (num_layers - 1) / 2:.0%} in block 0 and rises by "
@@ -80,19 +99,20 @@ def step_content(step: int, pair: Pair | None, settings: RunSettings, num_layers
 
 
 def render(step: int, pair: Pair | None, model: str, sparsity: float, beta: float, presentation: bool,
-           export_format: str):
+           export_format: str, said: Generation | None = None):
     """The lesson at ``step``: its heading, sentence and figure (a slide)."""
     step = min(max(int(step or 0), 0), len(STEP_TITLES) - 1)
+    steps = len(STEP_TITLES)
     try:
         settings = validate(RunSettings(model=page_model(model), sparsity=sparsity, beta=beta))
         num_layers = block_count(settings.model)
     except AtpError as exc:
-        return f"**Step {step + 1} of 5**", f"Cannot draw the lesson yet: {exc}", gr.update()
-    content = step_content(step, pair, settings, num_layers)
+        return f"**Step {step + 1} of {steps}**", f"Cannot draw the lesson yet: {exc}", gr.update()
+    content = step_content(step, pair, settings, num_layers, said)
     figure = slide(content.figure, _caption(pair, settings), presentation=bool(presentation),
                    export_format=export_format if export_format in EXPORT_FORMATS else "png",
                    filename=f"atp-lesson-{step + 1}")
-    return f"**Step {step + 1} of 5: {STEP_TITLES[step]}**", content.text, figure
+    return f"**Step {step + 1} of {steps}: {STEP_TITLES[step]}**", content.text, figure
 
 
 def build(shared: Shared) -> None:
@@ -112,13 +132,13 @@ def build(shared: Shared) -> None:
     gr.Markdown("The camera button at the top right of the figure saves it with its caption "
                 "(the browser draws the file: no server-side export).", elem_id="lesson-export-note")
     shown = {"fn": render, "inputs": [step, pair, inputs.model, inputs.sparsity, inputs.beta, presentation,
-                                      export_format],
+                                      export_format, shared.said],
              "outputs": [heading, text, figure]}
     back.click(lambda s: max(s - 1, 0), step, step, **INSTANT, **UI_ONLY).then(**shown, **INSTANT, **UI_ONLY)
     forward.click(lambda s: min(s + 1, len(STEP_TITLES) - 1), step, step, **INSTANT, **UI_ONLY).then(
         **shown, **INSTANT, **UI_ONLY)
     # The model, S and β: after the page settles them (shared.settings_views).
-    gr.on([pair.change, export_format.change, presentation.change], **shown, **INSTANT, **UI_ONLY,
+    gr.on([pair.change, shared.said.change, export_format.change, presentation.change], **shown, **INSTANT, **UI_ONLY,
           trigger_mode="always_last")
     shared.settings_views.append(shown)
     presentation.change(None, presentation, None,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 from ..errors import AtpError
+from . import public
 
 # The paper's calibration set: 128 windows of 2048 tokens.
 DEFAULT_MAX_TOKENS = 128 * 2048
@@ -44,3 +45,16 @@ def uploads_per_client() -> int:
 def max_upload_bytes() -> int:
     """Uploaded files kept in all, oldest deleted first (``ATP_VIZ_MAX_UPLOADS_MB``)."""
     return int(float(os.environ.get("ATP_VIZ_MAX_UPLOADS_MB", DEFAULT_MAX_UPLOADS_MB)) * 2**20)
+
+
+# A prompt to continue: a few paragraphs. Its tokens are fed to three models, and a class's
+# shared server must not spend minutes on one person's essay.
+DEFAULT_MAX_PROMPT_CHARS = 2000
+
+
+def check_prompt_length(prompt: str) -> None:
+    """On a public server, refuse a prompt over ``ATP_VIZ_MAX_PROMPT_CHARS`` characters."""
+    limit = int(float(os.environ.get("ATP_VIZ_MAX_PROMPT_CHARS", DEFAULT_MAX_PROMPT_CHARS)))
+    if public.public_server() and len(prompt) > limit:
+        raise AtpError(f"the prompt has {len(prompt):,} characters, over this public server's limit of {limit:,} "
+                       "(set ATP_VIZ_MAX_PROMPT_CHARS to change it)")

@@ -39,7 +39,7 @@ from ..settings import (
     validate,
 )
 from ..warm_start import WARM
-from . import history_tab, plots, recipe_download
+from . import generate_section, history_tab, plots, recipe_download
 from .adapters import by_component, engine_turn, stop_flag, streamed, user_errors, waiting
 from .defaults import (
     BETA_STEP,
@@ -943,6 +943,7 @@ def build(demo: gr.Blocks, history: HistoryOutputs) -> Shared:
                 log_scale = gr.Checkbox(False, label="log scale", elem_id="log-scale")
             drawn["note"] = gr.Markdown(elem_id="error-note")
         drawn["perplexity"] = _plot_column("ppl-plot", "perplexity", plots.perplexity_placeholder())
+    said = generate_section.build(inputs, history)
     shown_run = gr.Radio(list(RUN_CHOICES), value=DEFAULT_RUN, label="The plots below show the run",
                          elem_id="shown-run")
     with gr.Row(equal_height=False):
@@ -964,6 +965,7 @@ def build(demo: gr.Blocks, history: HistoryOutputs) -> Shared:
 
     view = PairView(drawn, status, pair, log_scale, error_view, shown_run)
     shared = Shared(inputs, history, [schedule_plot, beta_info], view)
+    said.register(shared)
     # S and β are settled (brought into their legal ranges, the bars and the sentence drawn)
     # after each person's edit of them, then every view is drawn from the settled values
     # (``shared.redraw_views``). preprocess=False: gradio would refuse a typed β or S outside

@@ -1,0 +1,44 @@
+"""What the pruned model says, in a real browser: the three continuations side by side at
+desktop width and stacked at phone width, each pruned one with its numbers."""
+
+from __future__ import annotations
+
+import pytest
+from app_support import fill_settled
+from test_browser import SCREENSHOTS
+from test_browser_states import SMALL, browser, open_page, set_sizes  # noqa: F401
+
+pytestmark = pytest.mark.embedded
+
+CARDS = ("dense", "uniform", "atp")
+
+
+def test_the_three_continuations_at_desktop_and_phone_width(browser, app_server):  # noqa: F811
+    for width in (1280, 420):
+        page = open_page(browser, app_server, width=width)
+        set_sizes(page, SMALL, seed=8301)  # the phone reuses the weights the desktop's runs kept
+        page.click("#prune")  # the pair first (its perplexity is shown beside what it says)
+        page.wait_for_function("() => document.querySelector('#run-status').innerText.includes('done')",
+                               timeout=600_000)
+        fill_settled(page, "#said-budget input", 16)
+        assert "chat template" in page.inner_text("#said-note")
+        page.click("#said-generate")
+        page.wait_for_function("() => document.querySelector('#said-status').innerText.includes('done')",
+                               timeout=900_000)
+        boxes = []
+        for name in CARDS:
+            card = page.locator(f"#said-{name}")
+            assert card.inner_text().strip()
+            boxes.append(card.bounding_box())
+        assert all(box["x"] >= 0 and box["x"] + box["width"] <= width for box in boxes)
+        tops = [box["y"] for box in boxes]
+        # Side by side on a desktop, one under the other on a phone.
+        assert (max(tops) - min(tops) < 5) if width == 1280 else (tops[0] < tops[1] < tops[2])
+        for name in CARDS[1:]:
+            stats = page.inner_text(f"#said-{name} .said-stats")
+            assert "perplexity" in stats and "agreement" in stats and "mean KL" in stats
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        section = page.locator("#said-view")
+        section.scroll_into_view_if_needed()
+        section.screenshot(path=str(SCREENSHOTS / f"generate-{width}px.png"))
+        page.close()
