@@ -38,7 +38,7 @@ from .settings import (
     quantize_choices,
     validate,
 )
-from .zeroshot import PAPER, PAPER_TASKS
+from .zeroshot import OFFLINE_TASK, PAPER, PAPER_TASKS
 
 
 class _UsageError(Exception):
@@ -386,7 +386,9 @@ def _cmd_bench(args: argparse.Namespace) -> None:
 def _add_zero_shot_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--zero-shot", nargs="?", const=PAPER, default=None, metavar="TASK[,TASK...]",
                         help="zero-shot accuracy of the dense and the pruned model with lm-eval (pip install "
-                             f"lm-eval); alone or '{PAPER}': the paper's tasks {','.join(PAPER_TASKS)}")
+                             f"lm-eval); alone or '{PAPER}': the paper's tasks {','.join(PAPER_TASKS)} (their data "
+                             f"need the Hugging Face hub); '{OFFLINE_TASK}': a small task shipped with atp_viz, "
+                             "offline")
     parser.add_argument("--tasks-dir", default=None, help="lm-eval's include path: a folder of local task YAMLs")
     parser.add_argument("--zero-shot-limit", type=int, default=None, help="items per task (default: all)")
 

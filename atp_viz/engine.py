@@ -396,11 +396,23 @@ def _result(
 def estimate_runs(runs: list[RunSettings]) -> Estimate | None:
     """How long these runs, one after the other, will take here (what earlier ones cache,
     later ones reuse); None while no run of the model was measured and it is not loaded."""
+    planned = estimate_stages(runs)
+    if planned is None:
+        return None
+    stages, measured = planned
+    return Estimate(sum(stage.seconds for stage in stages), measured)
+
+
+def estimate_stages(runs: list[RunSettings]) -> tuple[list[estimates.Stages], bool] | None:
+    """``estimate_runs`` run by run, in seconds per stage (``estimates.Stages``: all 0 for a run
+    the cache already holds or an earlier one of ``runs`` computes), and whether every part
+    comes from finished runs; None as for ``estimate_runs``."""
     calibrated, evaluated, done = set(), set(), set()
-    total, measured = 0.0, True
+    stages, measured = [], True
     for asked in runs:
         settings = computation(validate(asked))
         if settings in done or _cached_result(settings) is not None:
+            stages.append(estimates.Stages())
             continue
         key = _model_key(settings)
         if not estimates.known(key):
@@ -415,20 +427,22 @@ def estimate_runs(runs: list[RunSettings]) -> Estimate | None:
         calibration_key, evaluation_key = _calibration_key(settings), _evaluation_key(settings)
         eval_tokens = (settings.eval_samples or 0) * settings.eval_seqlen if settings.measure_ppl else 0
         eval_tokens *= 2 if settings.measure_selection else 1  # the selection text is as long as the report's
-        one = estimates.trial(
+        one, from_runs = estimates.trial_stages(
             key, settings.calib_samples * settings.calib_seqlen, eval_tokens,
             reference_cached=calibration_key in calibrated or _calibration_cache.get(calibration_key) is not None,
             dense_ppl_cached=evaluation_key in evaluated or _dense_ppl_cache.get(evaluation_key) is not None,
         )
-        total, measured = total + one.seconds, measured and one.measured
+        measured = measured and from_runs
         searched = search_forward_tokens(settings)
         if searched and _measurement_cache.get(_allocator_key(settings)) is None:
             search = estimates.search(key, searched)
-            total, measured = total + search.seconds, measured and search.measured
+            one = replace(one, before=one.before + search.seconds)  # the search runs before the blocks
+            measured = measured and search.measured
+        stages.append(one)
         calibrated.add(calibration_key)
         evaluated.add(evaluation_key)
         done.add(settings)
-    return Estimate(total, measured)
+    return stages, measured
 
 
 def check_save_target(model: str, out_dir: str | Path) -> Path:

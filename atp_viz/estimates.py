@@ -89,10 +89,15 @@ class Estimate:
 
     def text(self) -> str:
         """'about 40 s (from this server's last runs)' and the like."""
-        s = self.seconds
-        shown = f"{s:.0f} s" if s < 90 else f"{s / 60:.0f} min" if s < 5400 else f"{s / 3600:.1f} h"
+        shown = duration(self.seconds)
         origin = "from this server's last runs" if self.measured else "rough: from a speed probe, refined after a run"
         return f"about {shown} ({origin})"
+
+
+def duration(seconds: float) -> str:
+    """'40 s', '3 min', '1.5 h': a time as a person says it."""
+    s = seconds
+    return f"{s:.0f} s" if s < 90 else f"{s / 60:.0f} min" if s < 5400 else f"{s / 3600:.1f} h"
 
 
 _speeds: dict[tuple, Speed] = {}
@@ -196,19 +201,46 @@ def known(key: tuple) -> bool:
         return key in _speeds
 
 
+@dataclass(frozen=True)
+class Stages:
+    """One run's estimated seconds by stage, in the order it goes through them: before its
+    first block (the dense reference), its blocks (pruning and errors), after its last
+    block (perplexity). All 0 for a run the cache answers."""
+
+    before: float = 0.0
+    blocks: float = 0.0
+    after: float = 0.0
+
+    @property
+    def seconds(self) -> float:
+        return self.before + self.blocks + self.after
+
+
+def trial_stages(key: tuple, calib_tokens: int, eval_tokens: int, *, reference_cached: bool,
+                 dense_ppl_cached: bool, at_pace: float | None = None) -> tuple[Stages, bool]:
+    """``trial`` by stage, and whether every part comes from finished runs."""
+    at = pace() if at_pace is None else at_pace
+    with _lock:
+        speed = _speeds[key]
+        blocks = speed.prune.seconds(calib_tokens) * speed.num_layers
+        lines = [speed.prune]
+        before = after = 0.0
+        if not reference_cached:
+            before = speed.reference.seconds(calib_tokens) * speed.num_layers
+            lines.append(speed.reference)
+        if eval_tokens:
+            after = speed.evaluation.seconds(eval_tokens) * (1 if dense_ppl_cached else 2)
+            lines.append(speed.evaluation)
+        return Stages(at * before, at * blocks, at * after), all(line.measured for line in lines)
+
+
 def trial(key: tuple, calib_tokens: int, eval_tokens: int, *, reference_cached: bool,
           dense_ppl_cached: bool, at_pace: float | None = None) -> Estimate:
     """One prune + errors + perplexity run (the dense reference and perplexity when not
     cached), at ``at_pace`` (None: the pace now)."""
-    at = pace() if at_pace is None else at_pace
-    with _lock:
-        speed = _speeds[key]
-        parts = [(speed.prune, speed.prune.seconds(calib_tokens) * speed.num_layers)]
-        if not reference_cached:
-            parts.append((speed.reference, speed.reference.seconds(calib_tokens) * speed.num_layers))
-        if eval_tokens:
-            parts.append((speed.evaluation, speed.evaluation.seconds(eval_tokens) * (1 if dense_ppl_cached else 2)))
-        return Estimate(at * sum(seconds for _, seconds in parts), all(line.measured for line, _ in parts))
+    stages, measured = trial_stages(key, calib_tokens, eval_tokens, reference_cached=reference_cached,
+                                    dense_ppl_cached=dense_ppl_cached, at_pace=at_pace)
+    return Estimate(stages.seconds, measured)
 
 
 def search(key: tuple, tokens: int) -> Estimate:
@@ -218,3 +250,38 @@ def search(key: tuple, tokens: int) -> Estimate:
     with _lock:
         line = _speeds[key].evaluation
         return Estimate(at * line.seconds(tokens) * SEARCH_OVER_FORWARD, line.measured)
+
+
+# How fast the told time left trusts the pace seen over the estimate's: at a share f of the
+# estimated work done, the seen pace weighs f / (f + _TRUST_AFTER) (one half at 10 %).
+_TRUST_AFTER = 0.1
+
+
+def time_left(elapsed: float, done: float, total: float, told: float | None = None,
+              estimated: bool = True) -> float | None:
+    """Seconds left of work estimated at ``total`` seconds before it started, ``done`` of
+    them finished (by that same estimate) after ``elapsed`` real seconds; ``told``: what the
+    last call said (None for the first).
+
+    The estimate's remaining work (total − done) is taken at a pace that blends the estimate's
+    own (1) with the pace seen so far (elapsed / done), the latter weighing more as work is
+    done, so a wrong estimate is corrected within the first blocks and one slow block does not
+    swing it. What is said only moves towards the end: never more than ``told``, and never
+    under one second while work remains (a stage without progress, such as a perplexity,
+    keeps the last figure rather than counting to 0).
+
+    Without an estimate (``estimated`` False: ``total`` and ``done`` count work in any unit,
+    blocks say), only the pace seen counts, and nothing is said (None) before some work is done.
+    """
+    if total <= 0 or done >= total:
+        return 0.0
+    done, elapsed = max(done, 0.0), max(elapsed, 0.0)
+    if not estimated and done == 0:
+        return told
+    share = done / total
+    weight = share / (share + _TRUST_AFTER) if estimated else 1.0
+    seen = elapsed / done if done > 0 else 1.0
+    left = (total - done) * ((1 - weight) + weight * seen)
+    if told is not None:
+        left = min(left, told)
+    return max(left, 1.0)

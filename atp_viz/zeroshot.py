@@ -21,10 +21,13 @@ from .progress import CancelCheck, Progress
 from .results import ZeroShotSetup
 from .settings import RunSettings, whole_number
 from .weights import PrunedWeights, swapped_per_block
+from .zeroshot_facts import TASK_NAME, bundled_folder
 
 # The seven tasks the paper (and Wanda, SparseGPT, OWL) report, by their lm-eval names.
 PAPER_TASKS = ("boolq", "rte", "hellaswag", "winogrande", "arc_easy", "arc_challenge", "openbookqa")
 PAPER = "paper"  # stands for PAPER_TASKS in a task list
+# The task that runs with no network (``zeroshot_facts``): the app's default.
+OFFLINE_TASK = TASK_NAME
 METRICS = ("acc", "acc_norm")
 # Requests per forward: on a CPU this is about as fast as larger batches, and keeps the
 # logits (batch × tokens × vocabulary) small.
@@ -79,28 +82,35 @@ def require_lm_eval() -> None:
 
 
 # Indexing lm-eval's ~15,000 built-in task configs takes ~20 s: do it once per folder.
-_managers: dict[tuple[str | None, bool], object] = {}
+_managers: dict[tuple[tuple[str, ...], bool], object] = {}
 _managers_lock = threading.Lock()
 
 
-def _manager(tasks_dir: str | None, defaults: bool):
+def _manager(folders: tuple[str, ...], defaults: bool):
     from lm_eval.tasks import TaskManager
 
-    key = (tasks_dir, defaults)
+    key = (folders, defaults)
     with _managers_lock:
         if key not in _managers:
-            _managers[key] = TaskManager(include_path=tasks_dir, include_defaults=defaults)
+            _managers[key] = TaskManager(include_path=list(folders), include_defaults=defaults)
         return _managers[key]
 
 
+def include_path(zs: ZeroShotSettings) -> tuple[str, ...]:
+    """lm-eval's include path: the offline task atp_viz ships (``OFFLINE_TASK``), then the
+    given folder (whose tasks win over a bundled one of the same name)."""
+    return (str(bundled_folder()), *((zs.tasks_dir,) if zs.tasks_dir is not None else ()))
+
+
 def task_manager(zs: ZeroShotSettings):
-    """The TaskManager that knows every asked task: the local folder alone when it holds
-    them all (fast), else lm-eval's built-in tasks with the folder on top."""
-    if zs.tasks_dir is not None:
-        local = _manager(zs.tasks_dir, defaults=False)
-        if all(task in local.all_tasks for task in zs.tasks):
-            return local
-    manager = _manager(zs.tasks_dir, defaults=True)
+    """The TaskManager that knows every asked task: the local folders alone when they hold
+    them all (fast: the bundled offline task, a given folder), else lm-eval's built-in tasks
+    with the folders on top."""
+    folders = include_path(zs)
+    local = _manager(folders, defaults=False)
+    if all(task in local.all_tasks for task in zs.tasks):
+        return local
+    manager = _manager(folders, defaults=True)
     unknown = [task for task in zs.tasks if task not in manager.all_tasks]
     if unknown:
         where = f" nor in {zs.tasks_dir!r}" if zs.tasks_dir else " (a local task needs its folder: --tasks-dir)"
@@ -116,7 +126,8 @@ def _check_loadable(manager, zs: ZeroShotSettings) -> None:
     except Exception as exc:  # network, hub and format failures all land here
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise AtpError(f"lm-eval cannot load the data of {', '.join(zs.tasks)}: {first} (the paper's tasks "
-                       "download from the Hugging Face hub; offline, use a local task folder)") from None
+                       f"download from the Hugging Face hub; offline, use {OFFLINE_TASK!r}, shipped with atp_viz, or a "
+                       "local task folder)") from None
 
 
 def score(loaded: LoadedModel, zs: ZeroShotSettings, pruned: PrunedWeights | None = None,

@@ -41,6 +41,8 @@ def test_the_recipe_button_downloads_the_schedule_shown(page):  # noqa: F811
 def test_the_beyond_tab_offers_both_measurements_off_until_pressed(page):  # noqa: F811
     page.get_by_role("tab", name="Beyond").click()
     assert page.locator("#zero-shot").is_visible() and page.locator("#measure-speed").is_visible()
-    assert page.input_value("#zs-tasks textarea, #zs-tasks input") == "paper"
+    # The default task runs offline; the page says the paper's tasks need network.
+    assert page.input_value("#zs-tasks textarea, #zs-tasks input") == "atp_facts"
+    assert "need network" in page.inner_text("#zs-tasks")
     # Nothing has run: no results are shown until a button is pressed.
     assert page.inner_text("#zs-summary").strip() == "" and page.inner_text("#speed-text").strip() == ""

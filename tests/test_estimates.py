@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import pytest
@@ -73,3 +74,71 @@ def test_the_pace_is_not_remeasured_while_a_run_of_this_process_goes():
     with estimates.RunPace() as run:
         assert estimates.pace() == run.start, "the run's own work is not load"
     assert run.end > 0 and run.seconds == pytest.approx((run.start + run.end) / 2)
+
+
+def test_the_time_left_blends_the_estimate_with_the_pace_seen_and_only_goes_down():
+    # Before any work: the estimate itself.
+    assert estimates.time_left(0.0, 0.0, 40.0) == 40.0
+    # Running twice as slow as estimated, half done: the pace seen weighs 5/6.
+    assert estimates.time_left(40.0, 20.0, 40.0) == pytest.approx(20 * (1 / 6 + 5 / 6 * 2))
+    # ... but what was said last is never exceeded, and work left is never "0 s".
+    assert estimates.time_left(40.0, 20.0, 40.0, told=25.0) == 25.0
+    assert estimates.time_left(100.0, 39.9, 40.0, told=0.4) == 1.0
+    assert estimates.time_left(30.0, 40.0, 40.0) == 0.0
+    # Without an estimate: nothing before the first work, then the pace seen alone.
+    assert estimates.time_left(3.0, 0.0, 60.0, estimated=False) is None
+    assert estimates.time_left(10.0, 15.0, 60.0, estimated=False) == pytest.approx(30.0)
+
+
+@pytest.mark.parametrize("slower", [0.5, 1.0, 1.9])
+def test_the_running_line_counts_down_within_twice_the_real_time_when_uniform_is_cached(
+        tiny_model_dir, monkeypatch, slower):
+    """The Prune tab's running line for a pair whose uniform half is cached: its blocks all
+    arrive at once and are worth nothing; ATP then takes ``slower`` × the estimate (blocks, then
+    a perplexity without progress). The time left said never rises, never says 0 s while work
+    remains, and stays within 2x of the real time left once a block of ATP is done."""
+    from types import SimpleNamespace
+
+    from atp_viz.settings import uniform_baseline
+    from atp_viz.ui import prune_tab
+
+    path = str(tiny_model_dir("llama"))
+    atp = RunSettings(model=path, sparsity=0.5, beta=0.1, calib_samples=2, calib_seqlen=32, eval_samples=2,
+                      eval_seqlen=32, device="cpu", dtype="float32", seed=8111)
+    uniform = engine.run_pruning(uniform_baseline(atp)).result
+    result = engine.run_pruning(replace(atp, seed=8112)).result  # any ATP result: its errors are replayed
+    layers = result.num_layers
+    plan = [estimates.Stages(), estimates.Stages(before=2.0, blocks=12.0, after=6.0)]  # uniform cached
+    clock = SimpleNamespace(now=100.0)
+    monkeypatch.setattr(prune_tab, "time", SimpleNamespace(monotonic=lambda: clock.now))
+    live = prune_tab._Live(atp, layers)
+    live.plan, live.repeats = plan, 1
+    live.started = live.last_report = clock.now
+    said = []
+
+    def event(which, report):
+        live.add(which, report)
+        said.append((clock.now, live.status()))
+
+    for error in uniform.errors:
+        event("uniform", error)
+    event("uniform", uniform)
+    clock.now += 2.0 * slower  # the reference
+    for error in result.errors:
+        clock.now += 12.0 * slower / layers
+        event("atp", error)
+    perplexity_from = clock.now
+    while clock.now < perplexity_from + 6.0 * slower - 0.5:  # the page redraws about once a second
+        clock.now += 0.5
+        said.append((clock.now, live.status()))
+    end = perplexity_from + 6.0 * slower
+    told = []
+    for at, line in said:
+        assert "about 0 s" not in line, line
+        found = re.search(r"about (\d+) s left", line)
+        assert found, line
+        told.append((at, float(found.group(1))))
+    values = [left for _, left in told]
+    assert values == sorted(values, reverse=True), values
+    for at, left in told[layers + 2:]:  # from ATP's first block on (the line rounds to whole seconds)
+        assert 0.5 * (end - at) - 1 <= left <= 2.0 * (end - at) + 1, (at, left, end - at, said)

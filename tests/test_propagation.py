@@ -156,3 +156,27 @@ def test_layers_reading_one_input_share_one_reduction():
     q.update(wanda, x, x, shared)
     k.update(wanda, x, x, shared)
     assert len(shared) == 1 and torch.equal(q.statistic, k.statistic)
+
+
+def test_the_single_block_sentence_says_what_the_plot_draws_after_the_pruned_block(tiny_model_dir):
+    """The Why? tab's experiment: the text says whether the plotted error (ordinary tokens)
+    grows or falls from block k to the last block, as the run's numbers do, and when it falls
+    while the carried error grows, that the dense hidden state grew faster (both factors)."""
+    from dataclasses import replace as changed
+
+    from atp_viz import engine
+    from atp_viz.ui import why_tab
+
+    settings = RunSettings(model=str(tiny_model_dir("llama")), sparsity=0.7, calib_samples=2, calib_seqlen=32,
+                           eval_samples=2, eval_seqlen=32, device="cpu", dtype="float32", seed=5)
+    result = engine.run_pruning(engine.single_block_settings(settings, 0, 3)).result
+    start, end = (why_tab._ordinary(result.errors[i]) for i in (0, -1))
+    text = why_tab.overlay_summary([result])
+    assert f"{'grows' if end > start else 'falls'} from {start:.3g} at block 0 to {end:.3g} at block 2" in text
+    # A falling case: the error carried on grows (× 2 per block), the dense hidden state more
+    # (× 5 per block), so the relative error drawn falls.
+    falling = [changed(e, total_sq=1.0 * 4 ** i, dense_sq=1.0 * 25 ** i, relative=0.5 * (2 / 5) ** i,
+                       relative_ordinary=0.5 * (2 / 5) ** i) for i, e in enumerate(result.errors)]
+    text = why_tab.overlay_summary([changed(result, errors=falling)])
+    assert "the relative error falls from 0.5 at block 0 to 0.08 at block 2" in text
+    assert "the dense hidden state grows faster" in text and "‖Δh‖ × 4, ‖h‖ × 25" in text

@@ -4,6 +4,7 @@ small multiple-choice task written by the test (tests/zeroshot_task.py)."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 from test_cli import assert_one_line_error, cli, cli_in_process
@@ -52,6 +53,48 @@ def test_the_tiny_model_is_scored_dense_and_pruned_and_the_dense_model_comes_bac
     # The same dense model scored again gives the same numbers: nothing was left swapped in.
     autocast = eval_autocast(settings.dtype, loaded.device)
     assert zeroshot.score(loaded, request, None, autocast).accuracy == dense.accuracy
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """No Hugging Face hub for datasets (as on a machine without network), and a fresh
+    atp_viz cache: nothing of the bundled task is there yet."""
+    import datasets.config
+
+    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.setenv(name, "1")
+        monkeypatch.setattr(datasets.config, name, True)
+    monkeypatch.setenv("ATP_VIZ_CACHE", str(tmp_path / "cache"))
+
+
+def test_the_pages_default_tasks_score_offline_without_a_tasks_folder(tiny_model_dir, offline):
+    # What the Beyond tab (and /zero_shot called without ``tasks``) asks for by default,
+    # with the tasks folder left empty, as the page leaves it.
+    from atp_viz.ui.layout import build_demo
+
+    parameters = build_demo().get_api_info()["named_endpoints"]["/zero_shot"]["parameters"]
+    default = {p["parameter_name"]: p.get("parameter_default") for p in parameters}
+    assert default["tasks_dir"] in ("", None)
+    settings = RunSettings(model=str(tiny_model_dir("llama")), **TINY_RUN)
+    request = zeroshot.zero_shot_settings(default["tasks"], default["tasks_dir"], 4)
+    scores = zeroshot.dense_and_runs({"uniform": replace(settings, allocation="uniform", beta=0.0),
+                                      "atp": settings}, request)
+    assert set(scores) == {"dense", "uniform", "atp"}
+    for found in scores.values():
+        assert found.items and all(n == 4 for n in found.items.values())
+        assert all(0 <= v <= 1 for metrics in found.accuracy.values() for v in metrics.values())
+
+
+def test_the_offline_task_needs_no_folder_and_a_given_folder_still_adds_its_own(task_dir, offline, tmp_path):
+    assert zeroshot.task_manager(zeroshot.zero_shot_settings(zeroshot.OFFLINE_TASK)) is not None
+    other = tmp_path / "more"
+    other.mkdir()
+    (other / "atp_facts_again.yaml").write_text((task_dir / f"{TASK_NAME}.yaml").read_text().replace(
+        f"task: {TASK_NAME}", "task: atp_facts_again"), encoding="utf-8")
+    both = zeroshot.zero_shot_settings(f"{zeroshot.OFFLINE_TASK},atp_facts_again", str(other))
+    manager = zeroshot.task_manager(both)
+    assert {zeroshot.OFFLINE_TASK, "atp_facts_again"} <= set(manager.all_tasks)
+    zeroshot._check_loadable(manager, both)  # both load, with no network
 
 
 @pytest.mark.slow  # real ``python -m atp_viz`` subprocesses importing lm-eval

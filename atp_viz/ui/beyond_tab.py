@@ -17,7 +17,16 @@ from .. import deepsparse_venv, onnx_graph, runtime_speed
 from ..errors import AtpError, Cancelled
 from ..schedules import atp_schedule
 from ..settings import RunSettings
-from ..zeroshot import PAPER, PAPER_TASKS, ZeroShotScores, dense_and_runs, require_lm_eval, zero_shot_settings
+from ..zeroshot import (
+    OFFLINE_TASK,
+    PAPER,
+    PAPER_TASKS,
+    ZeroShotScores,
+    dense_and_runs,
+    require_lm_eval,
+    zero_shot_settings,
+)
+from ..zeroshot_facts import ITEMS
 from . import beyond_plots
 from .adapters import answered_by_name, engine_progress, new_file, output_list, stoppable, user_errors
 from .run_inputs import PRUNED, Page, inputs_of, takes_run_inputs
@@ -33,11 +42,16 @@ ZERO_SHOT_NOTE = f"""
 ### Zero-shot accuracy (lm-evaluation-harness)
 
 Scores the dense model, uniform pruning and ATP at β with `lm-eval`, 0-shot, on the pruned
-model in memory. `{PAPER}` stands for the paper's seven tasks ({", ".join(PAPER_TASKS)}), whose
-data come from the Hugging Face hub (online only). A folder of local task YAMLs on the server
-can be named as lm-eval's include path (no Python in it: the app runs no code from there).
-Needs the optional extra: `pip install lm-eval`.
+model in memory. The default task, `{OFFLINE_TASK}`, ships with the app and runs offline:
+{len(ITEMS)} easy general-knowledge questions with four answers each (chance 25 %), enough to
+see pruning make a model forget, too few to rank uniform against ATP. `{PAPER}` stands for
+the paper's seven tasks ({", ".join(PAPER_TASKS)}); they and lm-eval's other built-in tasks
+**need network**: their data download from the Hugging Face hub. A folder of local task YAMLs
+on the server can be named as lm-eval's include path (no Python in it: the app runs no code
+from there). Needs the optional extra: `pip install lm-eval`.
 """
+# The page's task list: one that runs with no network (the hub's tasks are typed in).
+DEFAULT_TASKS = OFFLINE_TASK
 SPEED_NOTE = f"""
 ### Is it faster? Is it smaller?
 
@@ -117,7 +131,8 @@ def zero_shot(page: Page, tasks: str, tasks_dir: str | None, limit: int | None,
     """Zero-shot accuracy (lm-eval) of the dense model, uniform pruning and ATP at β.
 
     Args:
-        tasks: comma-separated lm-eval task names; "paper" for the paper's seven.
+        tasks: comma-separated lm-eval task names; "atp_facts" (the page's default) runs offline,
+            "paper" for the paper's seven (their data need the Hugging Face hub).
         tasks_dir: a folder of local lm-eval task YAMLs on the server (include path), or empty.
         limit: items per task; 0 or empty for all.
 
@@ -187,7 +202,9 @@ def build(shared: Shared) -> None:
     gr.Markdown(INTRO)
     gr.Markdown(ZERO_SHOT_NOTE)
     with gr.Row():
-        tasks = gr.Textbox(PAPER, label="lm-eval tasks (comma-separated)", elem_id="zs-tasks", scale=2)
+        tasks = gr.Textbox(DEFAULT_TASKS, label="lm-eval tasks (comma-separated)", elem_id="zs-tasks", scale=2,
+                           info=f"{OFFLINE_TASK}: offline, shipped with the app · {PAPER}: the paper's seven "
+                                "(need network)")
         tasks_dir = gr.Textbox("", label="local task folder on the server (optional)", elem_id="zs-tasks-dir",
                                scale=2)
         limit = gr.Number(DEFAULT_LIMIT, precision=0, minimum=0, label="items per task (0 = all)",

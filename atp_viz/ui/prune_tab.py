@@ -18,7 +18,7 @@ import plotly.graph_objects as go
 
 from .. import engine
 from ..errors import AtpError, Cancelled
-from ..estimates import Estimate
+from ..estimates import Estimate, Stages, duration, time_left
 from ..noise import difference_sentence
 from ..pruners import PRUNERS
 from ..quantize import QUANTIZERS
@@ -522,8 +522,15 @@ class _Live:
     started: float = field(default_factory=time.monotonic)
     drawings: dict[str, Drawing] = field(default_factory=dict)
     finished: list[RunResult] = field(default_factory=list)
+    # The estimate's seconds per stage of each run of the pair (uniform's draws, then ATP's; 0
+    # for a run the cache holds), taken as the turn came; None when there is no estimate.
+    plan: list[Stages] | None = None
+    repeats: int = 1
+    told: float | None = None  # the time left said last (it only ever goes down)
+    last_report: float = field(default_factory=time.monotonic)  # when the runs last reported
 
     def add(self, which: str, report: BlockError | RunResult) -> None:
+        self.last_report = time.monotonic()
         if isinstance(report, RunResult):
             self.finished.append(report)
             return
@@ -531,10 +538,6 @@ class _Live:
             label = "uniform" if which == "uniform" else f"atp β = {self.settings.beta:.4g}"
             self.drawings[which] = Drawing(which, label)
         self.drawings[which].errors.append(report)
-
-    @property
-    def blocks_done(self) -> int:
-        return sum(len(d.errors) for d in self.drawings.values())
 
     def where(self) -> tuple[str, int]:
         """The run being worked on and its next block."""
@@ -551,20 +554,48 @@ class _Live:
                                   yref="paper", x=0.5, y=1.0, showarrow=False, font={"size": 13})
         return figure
 
+    def progress(self) -> tuple[float, float, bool]:
+        """(work done, work in all), in the estimate's seconds: whole runs as they finish, the
+        running one's reference and blocks as its blocks arrive (a cached run is worth nothing),
+        and, between two reports, the time since the last one at the pace seen so far, up to the
+        end of the stage under way (a perplexity reports nothing until it ends). In blocks, and
+        False, when there is no estimate."""
+        plan = self.plan or [Stages(blocks=1.0)] * (2 * self.repeats)
+        names = ("uniform", "atp")
+        by_run = {"uniform": plan[:self.repeats], "atp": plan[self.repeats:]}
+        done = sum(stage.seconds for which in names[:len(self.finished)] for stage in by_run[which])
+        total = sum(stage.seconds for stage in plan)
+        if len(self.finished) >= len(names) or self.plan is None:
+            return done, total, self.plan is not None
+        runs = by_run[names[len(self.finished)]]
+        blocks = min(len(self.drawings[names[len(self.finished)]].errors)
+                     if names[len(self.finished)] in self.drawings else 0, self.num_layers)
+        first = runs[0]
+        if blocks:
+            done += first.before + first.blocks * blocks / self.num_layers
+        # Where the stage under way ends: the next block, else the end of this run's draws.
+        block = first.blocks / self.num_layers
+        if blocks < self.num_layers:
+            stage_end = done + block + (0.0 if blocks else first.before)
+        else:
+            stage_end = done + first.after + sum(run.seconds for run in runs[1:])
+        now = time.monotonic()
+        pace = (self.last_report - self.started) / done if done > 0 else 1.0
+        if pace > 0:
+            done = min(done + (now - self.last_report) / pace, stage_end)
+        return done, total, True
+
     def status(self) -> str:
         which, block = self.where()
-        total = 2 * self.num_layers
-        done = self.blocks_done
         elapsed = time.monotonic() - self.started
         name = "uniform" if which == "uniform" else f"ATP β = {self.settings.beta:g}"
         if block >= self.num_layers:
             step = f"{name}: measuring perplexity"
         else:
             step = f"{name}: pruning block {block + 1} of {self.num_layers}"
-        left = ""
-        if done:
-            # Blocks so far at the pace seen; perplexity (a few blocks' worth) is in that pace.
-            left = f" · about {elapsed / done * (total - done):.0f} s left"
+        done, total, estimated = self.progress()
+        self.told = time_left(elapsed, done, total, self.told, estimated)
+        left = f" · about {duration(self.told)} left" if self.told else ""
         return f"⏳ {step} · {elapsed:.0f} s{left}"
 
 
@@ -710,7 +741,7 @@ def run_pruning(page: Page, log_scale, shown_run, error_view, pair: Pair | None,
                           status=f"✔ done at once · {cached_status(settings, repeats)}",
                           schedule=_schedule(settings, num_layers), pair=cached, history=frame)
             return
-        live = _Live(settings, num_layers)
+        live = _Live(settings, num_layers, repeats=repeats)
 
         def schedule_at(block: int | None) -> go.Figure:
             return _schedule(settings, num_layers, current=block)
@@ -726,10 +757,15 @@ def run_pruning(page: Page, log_scale, shown_run, error_view, pair: Pair | None,
             except Cancelled:
                 yield Screen(status="⏹ **Stopped** before its turn came: nothing ran.")
                 return
-            live.started = time.monotonic()
+            live.started = live.last_report = time.monotonic()
+            # Taken now: a job ahead in the line may have computed part of the pair meanwhile.
+            planned = engine.estimate_stages(_pair_runs(settings, repeats))
+            if planned is not None:
+                live.plan = planned[0]
+                planned = Estimate(sum(stage.seconds for stage in planned[0]), planned[1])
             # No finished run of other settings stays beside the curve being drawn.
             yield Screen(drawn={**running_views(settings), "error": live.figure(log_scale, error_view)},
-                         status=f"⏳ starting · {_estimate_line(settings, repeats)}", schedule=schedule_at(0),
+                         status=f"⏳ starting · {_estimate_sentence(planned)}", schedule=schedule_at(0),
                          clear_pair=True)
             job = streamed(lambda emit: prune_pair(settings, flag.is_set, emit, repeats), flag)
             try:

@@ -3,6 +3,7 @@ experiment: prune a single block k and follow its error through every later bloc
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +50,8 @@ def overlay(experiments: list[RunResult], result: RunResult) -> list[RunResult]:
 
 
 def overlay_summary(experiments: list[RunResult]) -> str:
-    """What reaches the last block from each pruned block, and the perplexity it leaves."""
+    """What reaches the last block from each pruned block, and the perplexity it leaves; then,
+    per experiment, whether the plotted error grows or falls after the pruned block, and why."""
     if not experiments:
         return ""
     first = experiments[0]
@@ -57,9 +59,41 @@ def overlay_summary(experiments: list[RunResult]) -> str:
     parts = [f"block {plots.pruned_block(r)}: **{_ordinary(r.errors[-1]):.3g}** (perplexity {ppl(r.ppl)})"
              for r in experiments]
     dense = f"; dense perplexity {ppl(first.dense_ppl)}" if first.dense_ppl is not None else ""
+    travels = "  \n".join(sentence for r in experiments if (sentence := after_the_pruned_block(r)))
     return (f"Error reaching the last block ({last}), ordinary tokens, with only one block pruned to "
             f"{first.sparsity:.0%} ({first.method}): " + " · ".join(parts) + f"{dense}.  \n"
-            f"Measured with {settings_line(first)}.")
+            + (f"{travels}  \n" if travels else "") + f"Measured with {settings_line(first)}.")
+
+
+def after_the_pruned_block(result: RunResult) -> str:
+    """Whether the relative error drawn (ordinary tokens) grows or falls from the pruned block k
+    to the last block, and why, from the run's own norms: the error ‖Δh‖ the later blocks carry
+    against the dense hidden state ‖h‖ it is divided by (all tokens)."""
+    k = plots.pruned_block(result)
+    at_k, end = result.errors[k], result.errors[-1]
+    if end.layer == k:
+        return ""
+    start, final = _ordinary(at_k), _ordinary(end)
+    trend = "grows" if final > start else "falls" if final < start else "stays"
+    sentence = (f"Block {k} pruned: the relative error {trend} from {start:.3g} at block {k} to {final:.3g} at "
+                f"block {end.layer}")
+    if None in (at_k.dense_sq, end.dense_sq) or not (at_k.total_sq > 0 and at_k.dense_sq > 0):
+        return sentence + "."
+    carried = math.sqrt(end.total_sq / at_k.total_sq)
+    signal = math.sqrt(end.dense_sq / at_k.dense_sq)
+    norms = f"‖Δh‖ × {carried:.3g}, ‖h‖ × {signal:.3g} from block {k} to block {end.layer}, all tokens"
+    if (carried > signal) != (final > start) and final != start:
+        other = "grows" if carried > signal else "falls"
+        return sentence + (f"; over all tokens it {other} instead ({norms}): the few massive-activation tokens "
+                           "weigh there, see above.")
+    if final >= start:
+        return sentence + f": the later blocks enlarge the error faster than the hidden state grows ({norms})."
+    if carried >= 1:
+        why = ("the later blocks carry the error on and enlarge it, but the dense hidden state grows faster "
+               "(each block adds its output to the residual stream)")
+    else:
+        why = "the later blocks damp the error itself, while the hidden state it is divided by does not shrink as much"
+    return sentence + f": {why}, so the error's share of it falls ({norms})."
 
 
 def _ordinary(error) -> float:
