@@ -71,3 +71,18 @@ def test_the_slider_ends_at_the_largest_beta_any_s_allows():
     # β_max = 2 min(S, 1 - S) / (L - 1) is largest at S = 0.5: 1 / (L - 1), rounded down.
     assert beta_ceiling(30) == math.floor(1e5 / 29) / 1e5
     assert all(beta_max(30, s / 100) <= beta_ceiling(30) + 1e-5 for s in range(5, 96))
+
+
+def test_nothing_on_the_page_listens_to_a_slider_of_the_run_inputs_changing():
+    # gradio re-dispatched these sliders' change by itself: every listener of it looped (docs/app.md).
+    from atp_viz.ui.layout import build_demo
+
+    demo = build_demo()
+    config = demo.get_config_file()
+    sliders = {c["id"]: c["props"]["elem_id"] for c in config["components"]
+               if c["type"] == "slider" and c["props"].get("elem_id") in ("sparsity", "beta")}
+    assert sorted(sliders.values()) == ["beta", "sparsity"]
+    listened = [(sliders[target], event, dependency.get("api_name"))
+                for dependency in config["dependencies"] for target, event in dependency["targets"]
+                if target in sliders]
+    assert listened and all(event in ("input", "release") for _, event, _ in listened), listened

@@ -246,11 +246,13 @@ class Section:
     said: gr.State
     stop: gr.Button
     writer: object  # the Generate event, which changes the history
+    estimating: dict  # the estimate's listener, redrawn once the page settles the model, S and β
 
     def register(self, shared: Shared) -> None:
         shared.said = self.said
         shared.stop_buttons.append(self.stop)
         shared.history_writers.append(self.writer)
+        shared.settings_views.append(self.estimating)
 
 
 def build(inputs: RunInputs, kept: HistoryOutputs) -> Section:
@@ -280,8 +282,9 @@ def build(inputs: RunInputs, kept: HistoryOutputs) -> Section:
                           output_list(outputs), api_name="generate", show_progress="hidden", **ENGINE)
     estimated = [inputs.model, inputs.method, inputs.sparsity, inputs.beta, inputs.calib_samples, inputs.calib_seqlen,
                  inputs.seed, inputs.text_file, budget]
-    gr.on([budget.change, *(getattr(inputs, name).change for name in ("model", "method", "sparsity", "beta"))],
-          generate_estimate, estimated, estimate, **INSTANT, **UI_ONLY, trigger_mode="always_last")
+    estimating = {"fn": generate_estimate, "inputs": estimated, "outputs": estimate}
+    # The model, S and β: after the page settles them (``Shared.settings_views``, see ``register``).
+    gr.on([budget.change, inputs.method.change], **estimating, **INSTANT, **UI_ONLY, trigger_mode="always_last")
     # After a generation the estimate knows this server's pace (and which weights are kept).
-    writer.then(generate_estimate, estimated, estimate, **INSTANT, **UI_ONLY)
-    return Section(said, stop, writer)
+    writer.then(**estimating, **INSTANT, **UI_ONLY)
+    return Section(said, stop, writer, estimating)
