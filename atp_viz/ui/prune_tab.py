@@ -19,6 +19,7 @@ import plotly.graph_objects as go
 from .. import engine
 from ..errors import AtpError, Cancelled
 from ..estimates import Estimate
+from ..lesson import perplexities, search_hint
 from ..noise import difference_sentence
 from ..pruners import PRUNERS
 from ..quantize import QUANTIZERS
@@ -221,24 +222,20 @@ def error_figure(pair: Pair | None, log_scale: bool, view: str = "ordinary") -> 
     return plots.error_propagation_figure(pair.runs() if pair else {}, log_scale, view)
 
 
-def split_figure(pair: Pair, which: str) -> go.Figure:
-    """Introduced vs inherited for one run, on a y range shared by both runs so switching compares."""
-    figure = plots.error_split_figure(pair.pick(which))
-    heights = [max(e.introduced + e.inherited, e.relative) for run in pair.present for e in run.errors]
-    top = max((h for h in heights if math.isfinite(h)), default=0.0)
-    if top > 0:
-        figure.update_yaxes(range=[0, 1.05 * top])
-    return figure
+def split_figure(pair: Pair, which: str, view: str = "ordinary", log_scale: bool = False) -> go.Figure:
+    """Introduced vs inherited for one run in the error plot's view, on a y range shared by both
+    runs so switching compares."""
+    return plots.error_split_figure(pair.pick(which), view, log_scale, pair.present)
 
 
 def heatmap_figure(pair: Pair, which: str) -> go.Figure:
     """Sublayer heatmap of one run, on a colour scale shared by both runs."""
-    figure = plots.sublayer_heatmap(pair.pick(which))
-    values = [e.relative for run in pair.present for e in run.sublayer_errors]
-    finite = [v for v in values if math.isfinite(v)]
-    if finite:
-        figure.update_traces(zmax=max(finite))
-    return figure
+    return plots.sublayer_heatmap(pair.pick(which), pair.present)
+
+
+def tokens_figure(pair: Pair, which: str) -> go.Figure:
+    """Per-token heatmap of one run, on a colour scale shared by both runs."""
+    return plots.token_heatmap(pair.pick(which), pair.present)
 
 
 def perplexity_figure(pair: Pair) -> go.Figure:
@@ -293,8 +290,9 @@ def summary_markdown(pair: Pair) -> str:
         verdict = "" if gain is None else (f" · {short} is **{gain:,.2f} lower**" if gain > 0
                                            else f" · {short} is **{-gain:,.2f} higher**")
         named = f"ATP (β = {a.beta:.4g})" if a.allocation == "atp" else short
+        hint = search_hint(u, a)
         perplexity = (f"uniform {ppl(u.ppl)} · {named} {ppl(a.ppl)}{verdict}  \n"
-                      f"**Noise** {noise_line(u, a, named)}")
+                      f"**Noise** {noise_line(u, a, named)}" + (f"  \n{hint}" if hint else ""))
         achieved = f"uniform {u.overall_sparsity:.2%} · {short} {a.overall_sparsity:.2%}"
     else:
         perplexity = " · ".join(f"{run_name(r)} {ppl(r.ppl)}" for r in pair.present)
@@ -331,9 +329,7 @@ def compression_line(runs: list[RunResult]) -> str:
 
 def noise_line(uniform: RunResult, other: RunResult, name: str) -> str:
     """Whether ``other``'s difference from uniform exceeds the spread over their calibration draws."""
-    def values(run: RunResult) -> list[float]:
-        return run.repeats.values if run.repeats is not None else [run.ppl]
-    return difference_sentence(name, values(other), "uniform", values(uniform))
+    return difference_sentence(name, perplexities(other), "uniform", perplexities(uniform))
 
 
 def pair_settings(page: Page, compression: str = "prune", pattern: str = UNSTRUCTURED, quantizer: str = "gptq",
@@ -665,7 +661,7 @@ OF_PAIR: dict[str, Callable[[Pair, bool, str], object]] = {
 OF_SHOWN_RUN: dict[str, Callable[[Pair, str], object]] = {
     "split": split_figure,
     "heatmap": heatmap_figure,
-    "tokens": lambda pair, which: plots.token_heatmap(pair.pick(which)),
+    "tokens": tokens_figure,
     "note": lambda pair, which: massive_note(pair.pick(which)),
 }
 
