@@ -14,9 +14,10 @@ _CAPTION = "#555555"
 # A projector at the back of a classroom: text, lines, margins and height this many times larger.
 PRESENTATION_SCALE = 1.6
 # A slide's height and its bottom margin (x axis title and the legend under the plot), unscaled, in px.
-SLIDE_HEIGHT, SLIDE_BOTTOM = 520, 110
-# The caption's font size and line height (px), and its line length: readable on a 420 px phone.
-CAPTION_SIZE, CAPTION_LINE, CAPTION_CHARS = 10, 14, 70
+SLIDE_HEIGHT, SLIDE_BOTTOM = 560, 110
+# The caption's font size, the height of a title line it adds (px: plotly spaces title lines by the
+# title's own font) and its line length (characters: readable on a 420 px phone).
+CAPTION_SIZE, CAPTION_LINE, CAPTION_CHARS = 10, 22, 70
 
 
 class Slide(go.Figure):
