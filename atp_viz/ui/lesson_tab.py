@@ -30,10 +30,12 @@ WAITING = "Press **Prune** on the Prune tab (or wait for this server's start-up 
 # The lesson's error figures leave the massive-activation tokens out, as the Prune tab's default view does.
 LESSON_VIEW = "ordinary"
 # The page's look for a projector: larger text in the lesson (the figures scale themselves, see ``slide``).
+# rem, on every element: gradio's markdown sets its own sizes inside, which an em on the box would not reach.
 PRESENTATION_CSS = """
-.presentation #lesson-text { font-size: 1.6em !important; line-height: 1.4; }
-.presentation #lesson-step { font-size: 1.3em !important; }
-.presentation #lesson-text .lesson-shown { font-size: 0.8em; }
+.presentation #lesson-text, .presentation #lesson-text * { font-size: 1.6rem !important; line-height: 1.4; }
+.presentation #lesson-step, .presentation #lesson-step * { font-size: 1.4rem !important; }
+.presentation #lesson-text .lesson-shown { font-size: 1.2rem !important; }
+#lesson-text .lesson-shown { font-size: 0.9em; }
 """
 
 
