@@ -26,7 +26,7 @@ from .progress import CancelCheck, Progress, check_cancelled
 from .pruners import Pruner, get_pruner
 from .quantize import Quantizer, bits_per_weight, get_quantizer, index_bits
 from .results import BlockError, SublayerError
-from .token_errors import TokenNorms, summarise
+from .token_errors import TokenNorms, per_token_sq, summarise
 from .weights import PrunedLayer, swapped_weights
 
 # Tokens per linear layer kept to measure its own output error (a diagnostic: a sample
@@ -213,11 +213,20 @@ def measure_errors(
     tokens = TokenNorms.of(dense, deltas)
     dense_sq, delta_sq = float(tokens.dense_sq.sum()), float(tokens.error_sq.sum())
     intro_sq = inher_sq = 0.0
+    # The split over the ordinary tokens (massive-activation tokens left out), for the views that leave them out.
+    intro_ordinary = inher_ordinary = 0.0
+    ordinary = ~tokens.massive()
     if sparse is not None:
+        intro_tokens, inher_tokens = [], []
         for h, h_sparse, h_mixed in zip(dense, sparse, mixed):
             intro_sq += _sq_norm(h_sparse - h_mixed)
             inher_sq += _sq_norm(h_mixed - h)
+            intro_tokens.append(per_token_sq(h_sparse - h_mixed))
+            inher_tokens.append(per_token_sq(h_mixed - h))
+        intro_ordinary = float(torch.cat(intro_tokens)[ordinary].sum())
+        inher_ordinary = float(torch.cat(inher_tokens)[ordinary].sum())
     norm = math.sqrt(dense_sq) or 1.0
+    ordinary_norm = math.sqrt(float(tokens.dense_sq[ordinary].sum())) or 1.0
     summary = summarise(tokens)
     error = BlockError(
         layer=index,
@@ -226,6 +235,8 @@ def measure_errors(
         introduced=math.sqrt(intro_sq) / norm,
         inherited=math.sqrt(inher_sq) / norm,
         amplification=math.sqrt(inher_sq / previous_sq) if previous_sq > 0 else None,
+        introduced_ordinary=math.sqrt(intro_ordinary) / ordinary_norm,
+        inherited_ordinary=math.sqrt(inher_ordinary) / ordinary_norm,
         **asdict(summary),
     )
     return error, tokens

@@ -65,6 +65,9 @@ class BlockError:
     massive_error_share: float | None = None  # their share of ||h~_i - h_i||^2
     relative_ordinary: float | None = None  # relative error over the other tokens
     median_token_relative: float | None = None  # median over tokens of the per-token relative error
+    # The introduced / inherited split over the ordinary tokens, relative to their ||h||; None in older results.
+    introduced_ordinary: float | None = None
+    inherited_ordinary: float | None = None
 
     @classmethod
     def from_json(cls, data: dict) -> "BlockError":

@@ -36,8 +36,8 @@ class TokenNorms:
     def of(cls, dense: list[torch.Tensor], error: list[torch.Tensor] | None) -> "TokenNorms":
         """From the dense outputs and the errors per micro-batch, each (batch, tokens, hidden);
         ``error=None`` when the block's output is still exactly dense."""
-        dense_sq = torch.cat([_per_token_sq(h) for h in dense])
-        error_sq = torch.zeros_like(dense_sq) if error is None else torch.cat([_per_token_sq(d) for d in error])
+        dense_sq = torch.cat([per_token_sq(h) for h in dense])
+        error_sq = torch.zeros_like(dense_sq) if error is None else torch.cat([per_token_sq(d) for d in error])
         return cls(dense_sq, error_sq)
 
     def massive(self) -> torch.Tensor:
@@ -55,7 +55,7 @@ class TokenNorms:
         return self._relative
 
 
-def _per_token_sq(t: torch.Tensor) -> torch.Tensor:
+def per_token_sq(t: torch.Tensor) -> torch.Tensor:
     """Σ over the hidden dimension of t², in float32: (batch, tokens)."""
     return t.float().square().sum(-1)
 

@@ -62,7 +62,7 @@ PARAMETERS = {
         'error_view', 'shown_run',
     ),
     "/show_run": (
-        'shown_run',
+        'shown_run', 'log_scale', 'error_view',
     ),
     "/single_block": (
         'model', 'method', 'sparsity', 'block', 'calib_samples', 'calib_seqlen', 'seed', 'text_file', 'eval_samples',

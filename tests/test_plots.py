@@ -367,9 +367,56 @@ def test_each_error_view_draws_its_own_figure():
     absolute = plots.error_propagation_figure(runs, view="absolute")
     assert list(by_name(absolute, "atp").y) == [e.total_sq for e in result.errors]
     assert list(by_name(absolute, "‖h‖² (dense output)").y) == [e.dense_sq for e in result.errors]
-    assert absolute.layout.yaxis.type == "log"
+    # The log box works in every view, the absolute one too.
+    assert absolute.layout.yaxis.type == "linear"
+    for view in plots.ERROR_VIEWS:
+        logged = plots.error_propagation_figure(runs, log_scale=True, view=view)
+        assert logged.layout.yaxis.type == "log" and "log scale" in logged.layout.yaxis.title.text, view
     with pytest.raises(AtpError, match="error view"):
         plots.error_propagation_figure(runs, view="median")
+
+
+def test_the_split_follows_the_error_view_and_its_log_box():
+    result = with_token_figures(make_result())
+    for e in result.errors:
+        e.introduced_ordinary, e.inherited_ordinary = e.introduced / 2, e.inherited / 3
+    ordinary = plots.error_split_figure(result, "ordinary")
+    introduced, inherited, total = ordinary.data
+    assert list(introduced.y) == [e.introduced_ordinary for e in result.errors]
+    assert list(inherited.y) == [e.inherited_ordinary for e in result.errors]
+    assert list(total.y) == [e.relative_ordinary for e in result.errors], "the error plot's ordinary curve"
+    assert list(plots.error_split_figure(result, "all").data[0].y) == [e.introduced for e in result.errors]
+    absolute = plots.error_split_figure(result, "absolute")
+    assert absolute.layout.barmode == "group", "squared norms do not add up"
+    assert list(absolute.data[2].y) == [e.total_sq for e in result.errors]
+    assert list(absolute.data[0].y) == pytest.approx([e.introduced ** 2 * e.dense_sq for e in result.errors])
+    assert absolute.layout.yaxis.type == "linear"
+    logged = plots.error_split_figure(result, "absolute", log_scale=True)
+    assert logged.layout.yaxis.type == "log" and logged.layout.barmode == "group"
+    # A result saved before the ordinary split was measured says it shows all tokens.
+    older = make_result()
+    assert "no ordinary-token split" in title_of(plots.error_split_figure(older, "ordinary"))
+    with pytest.raises(AtpError, match="error view"):
+        plots.error_split_figure(result, "median")
+
+
+def test_compared_runs_share_their_axis_and_colour_scale():
+    small, large = make_result("atp"), make_result("uniform", beta=0.0)
+    for e in large.errors:
+        e.introduced, e.inherited, e.relative = 3 * e.introduced, 3 * e.inherited, 3 * e.relative
+    for s in large.sublayer_errors:
+        s.relative *= 4
+    alone = plots.error_split_figure(small, "all")
+    shared = plots.error_split_figure(small, "all", scale_with=[small, large])
+    top = max(e.introduced + e.inherited for e in large.errors)
+    assert shared.layout.yaxis.range[1] == pytest.approx(1.05 * top)
+    assert shared.layout.yaxis.range[1] > alone.layout.yaxis.range[1]
+    assert plots.sublayer_heatmap(small, [small, large]).data[0].zmax == max(s.relative for s in large.sublayer_errors)
+    with_tokens = with_token_figures(make_result())
+    hotter = with_token_figures(make_result())
+    hotter.token_errors.relative = [[10 * v for v in row] for row in hotter.token_errors.relative]
+    assert (plots.token_heatmap(with_tokens, [with_tokens, hotter]).data[0].zmax
+            == plots.token_heatmap(hotter).data[0].zmax > plots.token_heatmap(with_tokens).data[0].zmax)
 
 
 def test_a_run_still_drawing_grows_into_a_fixed_frame():

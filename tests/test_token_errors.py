@@ -129,3 +129,24 @@ def test_the_first_token_of_each_window_is_massive_from_the_middle_blocks_on():
     assert early.massive_tokens == 0 and early.relative_ordinary == pytest.approx(early.relative)
     # Where the sink dominates, leaving it out tells a different (lower) error.
     assert result.errors[28].relative_ordinary < 0.8 * result.errors[28].relative
+
+
+def test_the_split_over_ordinary_tokens_leaves_the_massive_token_out():
+    from atp_viz.propagation import measure_errors
+
+    torch.manual_seed(0)
+    dense = torch.ones(2, 5, 4)
+    dense[0, 0] *= 50.0  # massive: its error must not enter the ordinary split
+    mixed = dense + 0.1 * torch.randn(2, 5, 4)  # B_i on the pruned input: the inherited part
+    sparse = mixed + 0.2 * torch.randn(2, 5, 4)  # the pruned block: adds the introduced part
+    mixed[0, 0] += 30.0  # a huge inherited error on the massive token alone
+    error, tokens = measure_errors(3, [dense], [sparse], [mixed], previous_sq=1.0)
+    ordinary = ~tokens.massive()
+    assert int((~ordinary).sum()) == 1
+    norm = dense.pow(2).sum(-1)[ordinary].sum().sqrt()
+    assert error.introduced_ordinary == pytest.approx(
+        ((sparse - mixed).pow(2).sum(-1)[ordinary].sum().sqrt() / norm).item(), rel=1e-5)
+    assert error.inherited_ordinary == pytest.approx(
+        ((mixed - dense).pow(2).sum(-1)[ordinary].sum().sqrt() / norm).item(), rel=1e-5)
+    # Over all tokens the massive token's inherited error dominates; over the ordinary ones it is gone.
+    assert error.inherited > 0.5 > error.inherited_ordinary

@@ -4,17 +4,22 @@ saved by the plot's camera button as PNG or SVG with its settings caption."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import gradio as gr
 import plotly.graph_objects as go
 
 from ..continuations import Generation
 from ..errors import AtpError
-from ..lesson import order_picture
+from ..lesson import carry_sentence, order_picture, order_sentence, perplexities, same_pair, search_hint
+from ..noise import difference_sentence
+from ..ordering import DECREASING, INCREASING, OrderExperiment
+from ..results import RunResult
 from ..settings import RunSettings, validate
 from . import plots
-from .format import settings_line
+from .format import method_label, ppl, run_name, settings_line
 from .generate_section import said_figure
 from .lesson_plots import EXPORT_FORMATS, slide
 from .prune_tab import Pair
@@ -24,10 +29,15 @@ STEP_TITLES = ("The schedule", "Uniform pruning: error grows", "ATP's curve besi
                "Why increasing order wins", "What the model says")
 # Before a pair exists: what each step needs.
 WAITING = "Press **Prune** on the Prune tab (or wait for this server's start-up runs): this step draws that pair."
-# The page's look for a projector: larger text in the lesson.
+# The lesson's error figures leave the massive-activation tokens out, as the Prune tab's default view does.
+LESSON_VIEW = "ordinary"
+# The page's look for a projector: larger text in the lesson (the figures scale themselves, see ``slide``).
+# rem, on every element: gradio's markdown sets its own sizes inside, which an em on the box would not reach.
 PRESENTATION_CSS = """
-.presentation #lesson-text { font-size: 1.6em !important; line-height: 1.4; }
-.presentation #lesson-step { font-size: 1.3em !important; }
+.presentation #lesson-text, .presentation #lesson-text * { font-size: 1.6rem !important; line-height: 1.4; }
+.presentation #lesson-step, .presentation #lesson-step * { font-size: 1.4rem !important; }
+.presentation #lesson-text .lesson-shown { font-size: 1.2rem !important; }
+#lesson-text .lesson-shown { font-size: 0.9em; }
 """
 
 
@@ -35,84 +45,200 @@ PRESENTATION_CSS = """
 class Step:
     text: str
     figure: go.Figure
+    caption: str
 
 
-def _caption(pair: Pair | None, settings: RunSettings) -> str:
-    if pair is None or not pair.present:
-        return f"{settings.model} · S = {settings.sparsity:g} · β = {settings.beta:g} (schedule only)"
-    run = pair.present[-1]
-    return f"{run.model} · {run.method} · S = {run.sparsity:g} · {settings_line(run)}"[:160]
+def _settings_caption(runs: Sequence[RunResult]) -> str:
+    """The settings of the runs a step draws: what a saved figure needs to be read later."""
+    run = runs[-1]
+    names = " and ".join(run_name(r) for r in runs)
+    return f"{run.model} · {method_label(run.method)} · S = {run.sparsity:g} · {names} · {settings_line(run)}"
 
 
-def said_step(said: Generation | None) -> Step:
+def shown_line(drawn: RunResult, settings: RunSettings) -> str | None:
+    """One line when the page's model, S or β differ from the drawn pair's: what is shown, what the
+    controls say, and what draws them (None when they agree)."""
+    shown, asked = [], []
+    if drawn.model != settings.model:
+        shown.append(drawn.model)
+        asked.append(settings.model)
+    if not math.isclose(drawn.sparsity, settings.sparsity, abs_tol=1e-9):
+        shown.append(f"S = {drawn.sparsity:g}")
+        asked.append(f"S = {settings.sparsity:g}")
+    if drawn.allocation != "atp" or not math.isclose(drawn.beta or 0.0, settings.beta, abs_tol=1e-9):
+        shown.append("the given rates" if drawn.allocation != "atp" else f"β = {drawn.beta:g}")
+        asked.append(f"β = {settings.beta:g}")
+    if not shown:
+        return None
+    return (f"Shown: {', '.join(shown)}; the controls say {', '.join(asked)} — press **Prune** on the Prune tab "
+            "to draw them.")
+
+
+def _blocks(indices: Sequence[int]) -> str:
+    """Block indices as ranges: 'blocks 0–17 and 25'."""
+    spans: list[list[int]] = []
+    for i in indices:
+        if spans and i == spans[-1][1] + 1:
+            spans[-1][1] = i
+        else:
+            spans.append([i, i])
+    parts = [f"{a}" if a == b else f"{a}–{b}" for a, b in spans]
+    words = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    return ("block " if len(indices) == 1 else "blocks ") + words
+
+
+def schedule_step(atp: RunResult | None, settings: RunSettings, num_layers: int) -> Step:
+    """Step 1: the drawn ATP run's schedule, or the page's when nothing was pruned yet."""
+    if atp is None:
+        figure = plots.schedule_figure(num_layers, settings.sparsity, settings.beta)
+        caption = (f"{settings.model} · S = {settings.sparsity:g} · β = {settings.beta:g} · "
+                   "schedule only, nothing pruned yet")
+        beta = settings.beta
+    else:
+        given = atp.allocation != "atp"
+        figure = plots.schedule_figure(atp.num_layers, atp.sparsity, atp.beta or 0.0,
+                                       rates=atp.schedule if given else None)
+        caption, beta = _settings_caption([atp]), None if given else atp.beta
+    rates = list(figure.data[0].y)
+    mean = sum(rates) / len(rates)
+    if beta == 0:
+        text = (f"Every decoder block gets the same sparsity {rates[0]:.1%}: β = 0 is uniform pruning itself. "
+                "Drag β on the Prune tab to tilt the line.")
+    else:
+        rise = "rises by β = " + f"{beta:g} per block" if beta is not None else "runs, as the rates were given,"
+        text = (f"Every decoder block gets its own sparsity: ATP's line starts at {rates[0]:.1%} in block 0 and "
+                f"{rise} to {rates[-1]:.1%} in block {len(rates) - 1}; the mean stays {mean:.1%}, the rate "
+                "uniform pruning gives every block.")
+    return Step(text, figure, caption)
+
+
+def split_step(pair: Pair) -> Step:
+    """Step 2: uniform's error, block by block, split into what each block introduces and inherits."""
+    uniform = pair.uniform
+    figure = plots.error_split_figure(uniform, LESSON_VIEW, scale_with=pair.present)
+    parts = [plots.split_parts(e, LESSON_VIEW) for e in uniform.errors]
+    (_, _, first), (introduced, inherited, last) = parts[0], parts[-1]
+    tokens = "the ordinary tokens'" if uniform.errors[-1].introduced_ordinary is not None else "the"
+    course = (f"grows from {first:.2f} in block 0 to {last:.2f} in block {len(parts) - 1}" if last > first
+              else f"ends at {last:.2f} in block {len(parts) - 1}, not above block 0's {first:.2f}")
+    share = ("most of it inherited from earlier blocks" if inherited > introduced
+             else "most of it its own, not inherited")
+    return Step(f"Pruned uniformly (every block at {uniform.sparsity:.0%}), {tokens} relative error {course}. "
+                f"The last block inherits {inherited:.2f} and introduces {introduced:.2f}: {share}.",
+                figure, _settings_caption([uniform]))
+
+
+def curves_step(pair: Pair) -> Step:
+    """Step 3: ATP's error curve beside uniform's, and where it is below or above."""
+    uniform, atp = pair.uniform, pair.atp
+    figure = plots.error_propagation_figure(pair.runs(), False, LESSON_VIEW)
+    u = [plots.view_value(e, LESSON_VIEW) for e in uniform.errors]
+    a = [plots.view_value(e, LESSON_VIEW) for e in atp.errors]
+    below = [i for i, (x, y) in enumerate(zip(a, u)) if x < y]
+    above = [i for i, (x, y) in enumerate(zip(a, u)) if x > y]
+    if not above:
+        where = "ATP's error is below uniform's in every block" if below else "ATP's error is uniform's in every block"
+    elif not below:
+        where = "ATP's error is above uniform's in every block"
+    else:
+        where = f"ATP's error is below uniform's in {_blocks(below)} and above it in {_blocks(above)}"
+    last = len(a) - 1
+    ending = ("lower" if a[-1] < u[-1] else "higher" if a[-1] > u[-1] else "the same")
+    text = (f"ATP prunes block 0 at {atp.schedule[0]:.1%} and block {last} at {atp.schedule[-1]:.1%} "
+            f"(uniform: {uniform.sparsity:.0%} everywhere). {where}; the last block ends at {a[-1]:.2f} "
+            f"against uniform's {u[-1]:.2f}, {ending}.")
+    if a[-1] > u[-1]:
+        text += " Here ATP ends with more error than uniform; step 4 shows whether the perplexity follows."
+    return Step(text, figure, _settings_caption(pair.present))
+
+
+def perplexity_step(pair: Pair) -> Step:
+    """Step 4: the perplexities, who wins by how much, against the measured spread."""
+    uniform, atp = pair.uniform, pair.atp
+    figure = plots.perplexity_figure(atp.dense_ppl, pair.runs())
+    name = run_name(atp)
+    text = (f"What it costs the model: perplexity on held-out text, dense {ppl(atp.dense_ppl)}, uniform "
+            f"{ppl(uniform.report_ppl)}, {name} {ppl(atp.report_ppl)}; lower is better. "
+            + difference_sentence(name, perplexities(atp), "uniform", perplexities(uniform)))
+    hint = search_hint(uniform, atp)
+    return Step(text + (f" {hint}" if hint else ""), figure, _settings_caption(pair.present))
+
+
+def order_step(pair: Pair, ordering: OrderExperiment | None = None) -> Step:
+    """Step 5: the paper's recurrence with the ATP run's own c and introduced errors, and the
+    ordering experiment's real perplexities when it was run on this pair's settings."""
+    atp = pair.atp
+    try:
+        picture = order_picture(atp)
+    except AtpError as exc:
+        return Step(f"The order argument needs errors in more than one block: {exc}.",
+                    plots.placeholder(STEP_TITLES[4], "No error to carry"), _settings_caption([atp]))
+    measured = ordering if ordering is not None and same_pair(ordering, atp) else None
+    figure = plots.order_picture_figure(picture, None if measured is None else {
+        run.name: sum(run.perplexities) / len(run.perplexities) for run in measured.orderings
+        if run.name in (INCREASING, DECREASING)})
+    text = f"{carry_sentence(picture.c, atp.num_layers)} " + order_sentence(picture)
+    if measured is None:
+        text += (" This is the recurrence's arithmetic, not a pruning run: the Why? tab's *Does the order "
+                 "matter?* prunes the increasing, decreasing and random orders for real at these settings.")
+    else:
+        increasing, decreasing = measured.run(INCREASING), measured.run(DECREASING)
+        text += (" Pruned for real (the Why? tab's ordering experiment): "
+                 + difference_sentence(INCREASING, increasing.perplexities, DECREASING, decreasing.perplexities))
+    return Step(text, figure, _settings_caption([atp]))
+
+
+def said_step(said: Generation | None, caption: str) -> Step:
     """What the pair said for the last prompt of the Prune tab's Generate."""
     if said is None or not said.dense.token_ids:
         return Step("Press **Generate** under the perplexity on the Prune tab: this step shows what the dense "
                     "model, uniform and ATP say for the prompt.",
-                    plots.placeholder(STEP_TITLES[5], "Waiting for a generation"))
+                    plots.placeholder(STEP_TITLES[5], "Waiting for a generation"), caption)
     lines = [f"Asked {said.prompt!r}, the dense model says {said.dense.text!r}."]
     for c in said.pruned:
         where = ("says the same" if c.first_divergence is None
                  else f"leaves it at token {c.first_divergence + 1}: {c.text!r}")
         lines.append(f"{c.label} {where} (agreement {c.scores.agreement:.0%}, mean KL {c.scores.mean_kl:.2f} nats).")
-    return Step(" ".join(lines), said_figure(said))
+    return Step(" ".join(lines), said_figure(said), caption)
 
 
 def step_content(step: int, pair: Pair | None, settings: RunSettings, num_layers: int,
-                 said: Generation | None = None) -> Step:
-    """Step ``step`` (0-5) of the lesson for the page's settings, the pair on screen and what it said."""
+                 ordering: OrderExperiment | None = None, said: Generation | None = None) -> Step:
+    """Step ``step`` (0-5) of the lesson: the pair on screen when there is one (the page's
+    settings only for the schedule before anything was pruned), with its sentence computed from
+    the figure's own numbers and, when the page's settings differ from the pair's, a line that says so."""
+    complete = pair is not None and pair.uniform is not None and pair.atp is not None
     if step == 5:
-        return said_step(said)
+        return said_step(said, _settings_caption(pair.present) if complete else "")
     if step == 0:
-        return Step(f"Every decoder block gets its own sparsity: ATP's line starts at "
-                    f"{settings.sparsity - settings.beta * (num_layers - 1) / 2:.0%} in block 0 and rises by "
-                    f"β = {settings.beta:g} per block, keeping the mean S = {settings.sparsity:.0%} of uniform "
-                    "pruning.",
-                    plots.schedule_figure(num_layers, settings.sparsity, settings.beta))
-    if pair is None or pair.uniform is None or pair.atp is None:
-        return Step(WAITING, plots.placeholder(STEP_TITLES[step], "Waiting for a uniform and an ATP run"))
-    uniform, atp = pair.uniform, pair.atp
-    if step == 1:
-        last = uniform.errors[-1]
-        return Step(f"Pruned uniformly, each block adds error of its own (introduced) and passes on what it "
-                    f"received (inherited): by the last block the relative error is {last.relative:.2f}, "
-                    f"most of it inherited.", plots.error_split_figure(uniform))
-    if step == 2:
-        return Step(f"ATP prunes early blocks less, so less error enters at the start, where every later block "
-                    f"carries it: last block {atp.errors[-1].relative:.2f} against uniform's "
-                    f"{uniform.errors[-1].relative:.2f}.",
-                    plots.error_propagation_figure(pair.runs(), False, "ordinary"))
-    if step == 3:
-        return Step(f"What it costs the model: perplexity {uniform.ppl:,.1f} after uniform pruning, "
-                    f"{atp.ppl:,.1f} with ATP (dense {atp.dense_ppl:,.1f}); lower is better.",
-                    plots.perplexity_figure(atp.dense_ppl, pair.runs()))
-    try:
-        picture = order_picture(atp)
-    except AtpError as exc:
-        return Step(f"The order argument needs errors in more than one block: {exc}.",
-                    plots.placeholder(STEP_TITLES[step], "No error to carry"))
-    return Step(f"The paper's argument: if each block carries c times the error it receives (fitted here: "
-                f"c = {picture.c:.2f}), an error made early is carried by every later block, so the same "
-                f"per-block errors in increasing order add up to {picture.ratio:.2f}× less than in decreasing "
-                f"order. The Why? tab's ordering experiment prunes the orders for real.",
-                plots.order_picture_figure(picture))
+        content = schedule_step(pair.atp if complete else None, settings, num_layers)
+    elif not complete:
+        return Step(WAITING, plots.placeholder(STEP_TITLES[step], "Waiting for a uniform and an ATP run"),
+                    f"{settings.model} · S = {settings.sparsity:g} · β = {settings.beta:g} · nothing pruned yet")
+    else:
+        content = (split_step, curves_step, perplexity_step)[step - 1](pair) if step < 4 else order_step(pair, ordering)
+    differs = shown_line(pair.atp, settings) if complete else None
+    if differs is None:
+        return content
+    return replace(content, text=f'<span class="lesson-shown">⚠ {differs}</span>\n\n{content.text}')
 
 
 def render(step: int, pair: Pair | None, model: str, sparsity: float, beta: float, presentation: bool,
-           export_format: str, said: Generation | None = None):
-    """The lesson at ``step``: its heading, sentence and figure (a slide)."""
+           export_format: str, said: Generation | None = None, ordering: OrderExperiment | None = None):
+    """The lesson at ``step``: its heading, sentence and figure (a slide). ``said``: the Prune tab's
+    last generation (step 6); ``ordering``: the Why? tab's finished ordering experiment, drawn in
+    step 5 when it was run on the pair's settings."""
     step = min(max(int(step or 0), 0), len(STEP_TITLES) - 1)
-    steps = len(STEP_TITLES)
     try:
         settings = validate(RunSettings(model=page_model(model), sparsity=sparsity, beta=beta))
         num_layers = block_count(settings.model)
     except AtpError as exc:
-        return f"**Step {step + 1} of {steps}**", f"Cannot draw the lesson yet: {exc}", gr.update()
-    content = step_content(step, pair, settings, num_layers, said)
-    figure = slide(content.figure, _caption(pair, settings), presentation=bool(presentation),
+        return f"**Step {step + 1} of {len(STEP_TITLES)}**", f"Cannot draw the lesson yet: {exc}", gr.update()
+    content = step_content(step, pair, settings, num_layers, ordering, said)
+    figure = slide(content.figure, content.caption, presentation=bool(presentation),
                    export_format=export_format if export_format in EXPORT_FORMATS else "png",
                    filename=f"atp-lesson-{step + 1}")
-    return f"**Step {step + 1} of {steps}: {STEP_TITLES[step]}**", content.text, figure
+    return f"**Step {step + 1} of {len(STEP_TITLES)}: {STEP_TITLES[step]}**", content.text, figure
 
 
 def build(shared: Shared) -> None:

@@ -24,8 +24,8 @@ from .plots import (
     _layout,
     _note,
     _plottable,
-    _view_value,
     colour_for,
+    view_value,
 )
 
 _LEGEND_BELOW = {"orientation": "h", "x": 0, "xanchor": "left", "y": -0.25, "yanchor": "top"}
@@ -65,7 +65,7 @@ def order_errors_figure(curves: Mapping[str, Sequence[BlockError]], num_layers: 
     curves (why the experiment ended early)."""
     data = []
     for position, (name, errors) in enumerate(curves.items()):
-        data.append(go.Scatter(x=[e.layer for e in errors], y=[_view_value(e, view) for e in errors],
+        data.append(go.Scatter(x=[e.layer for e in errors], y=[view_value(e, view) for e in errors],
                                mode="lines+markers", name=name, line=order_style(name, position),
                                hovertemplate=f"{name}<br>block %{{x}}: %{{y:.3g}}<extra></extra>"))
     absolute = view == "absolute"

@@ -42,7 +42,7 @@ _DASHES = ("solid", "dash", "dot", "dashdot", "longdash")
 AXIS_BLOCK = "decoder block (index)"
 AXIS_SPARSITY = "sparsity (fraction of weights removed)"
 AXIS_RELATIVE = "relative error ‖Δh‖ / ‖h‖"
-AXIS_ABSOLUTE = "squared norm (log scale)"
+AXIS_ABSOLUTE = "squared norm"
 AXIS_PPL = "perplexity (log scale)"
 
 _AXIS_STYLE = {"showgrid": True, "gridcolor": _GRID, "zerolinecolor": _AXIS_LINE,
@@ -80,6 +80,13 @@ def _lines(text: str, width: int) -> str:
                        for line in (textwrap.wrap(part, width, break_on_hyphens=False) or [part]))
 
 
+# The plot's toolbar (modebar) floats over the top of the figure; the title starts below it,
+# so a long title line on a narrow screen runs beside the toolbar's band, never under it.
+TOOLBAR_BAND = 30
+# Legends sit under the plot, across: beside it they take a third of a phone's width.
+LEGEND_BELOW = {"orientation": "h", "x": 0, "xanchor": "left", "y": 0, "yref": "container", "yanchor": "bottom"}
+
+
 def _layout(title: str, x_title: str, y_title: str, *, subtitle: str | None = None,
             xaxis: dict | None = None, yaxis: dict | None = None, **extra: Any) -> dict:
     # A <sup> line instead of title.subtitle: older plotly.js bundles ignore subtitle.
@@ -88,12 +95,13 @@ def _layout(title: str, x_title: str, y_title: str, *, subtitle: str | None = No
     if subtitle:
         text += "".join(f"<br><sup>{line}</sup>" for line in _lines(subtitle, _SUBTITLE_CHARS).split("<br>"))
     # Room above the plot for every line of the title, so none runs into the data.
-    extra.setdefault("margin", {"t": 40 + 18 * text.count("<br>")})
+    extra.setdefault("margin", {"t": TOOLBAR_BAND + 40 + 18 * text.count("<br>")})
+    extra.setdefault("legend", LEGEND_BELOW)
     return {
         "template": _TEMPLATE,
         # Hung from the top of the figure, so extra lines grow into the margin, not the data.
         "title": {"text": text, "x": 0.02, "xanchor": "left", "y": 1, "yref": "container", "yanchor": "top",
-                  "pad": {"t": 12}},
+                  "pad": {"t": TOOLBAR_BAND + 12}},
         "xaxis": {"title": {"text": x_title}, **(xaxis or {})},
         "yaxis": {"title": {"text": y_title}, **(yaxis or {})},
         **extra,
@@ -168,7 +176,7 @@ def schedule_figure(num_layers: int, sparsity: float, beta: float, current: int 
         title,
         AXIS_BLOCK, AXIS_SPARSITY, subtitle=subtitle,
         xaxis={"range": [-0.5, count - 0.5]}, yaxis={"range": [0, 1]}, bargap=0.15,
-        legend={"orientation": "h", "x": 0, "xanchor": "left", "y": -0.22, "yanchor": "top"}, **extra,
+        **extra,
     )
     return go.Figure(data=data, layout=layout)
 
@@ -203,7 +211,7 @@ class ErrorCurve(Protocol):
     errors: list[BlockError]
 
 
-def _view_value(error: BlockError, view: str) -> float | None:
+def view_value(error: BlockError, view: str) -> float | None:
     if view == "ordinary":
         # Results saved before per-token errors were measured have only the all-token figure.
         return error.relative if error.relative_ordinary is None else error.relative_ordinary
@@ -221,7 +229,6 @@ def error_propagation_figure(runs: Mapping[str, ErrorCurve], log_scale: bool = F
     if view not in ERROR_VIEWS:
         raise AtpError(f"unknown error view {view!r}: use one of {', '.join(ERROR_VIEWS)}")
     absolute = view == "absolute"
-    log_axis = log_scale or absolute
     data = []
     dash_count: dict[str, int] = {}
     blocks: set[int] = set(range(num_layers)) if num_layers else set()
@@ -232,7 +239,7 @@ def error_propagation_figure(runs: Mapping[str, ErrorCurve], log_scale: bool = F
         x = [e.layer for e in run.errors]
         blocks.update(x)
         data.append(go.Scatter(
-            x=x, y=[_view_value(e, view) for e in run.errors], mode="lines+markers", name=label,
+            x=x, y=[view_value(e, view) for e in run.errors], mode="lines+markers", name=label,
             line={"color": colour_for(key), "dash": dash},
             hovertemplate=f"{label}<br>block %{{x}}: %{{y:.3g}}<extra></extra>"))
     first = next(iter(runs.values()), None)
@@ -242,7 +249,9 @@ def error_propagation_figure(runs: Mapping[str, ErrorCurve], log_scale: bool = F
             name="‖h‖² (dense output)", line={"color": colour_for("dense"), "dash": "dash"},
             hovertemplate="block %{x}: ‖h‖² %{y:.3g}<extra></extra>"))
     if absolute:
-        y_title, subtitle = AXIS_ABSOLUTE, "all tokens · ‖Δh‖² beside the dense ‖h‖²: error growth vs signal growth"
+        y_title = AXIS_ABSOLUTE + (" (log scale)" if log_scale else "")
+        subtitle = ("all tokens · ‖Δh‖² beside the dense ‖h‖²: error growth vs signal growth"
+                    + ("" if log_scale else " · tick log scale to see both at every depth"))
     else:
         tokens = ("ordinary tokens (massive-activation tokens left out)" if view == "ordinary"
                   else "all tokens, as the paper's L_i sums them")
@@ -255,43 +264,99 @@ def error_propagation_figure(runs: Mapping[str, ErrorCurve], log_scale: bool = F
     xaxis = {"range": [-0.5, max(blocks) + 0.5]} if blocks else {}
     layout = _layout(
         "Error explosion: block-output error by depth", AXIS_BLOCK, y_title, subtitle=subtitle,
-        xaxis=xaxis, yaxis={"type": "log" if log_axis else "linear"},
+        xaxis=xaxis, yaxis={"type": "log" if log_scale else "linear"},
         annotations=[] if runs else [_note("Press Prune: the error of every block appears here, block by block")],
     )
     return go.Figure(data=data, layout=layout)
 
 
-def error_split_figure(result: RunResult) -> go.Figure:
-    """Per block: introduced and inherited error stacked, total error on top."""
+def split_parts(error: BlockError, view: str) -> tuple[float | None, float | None, float | None]:
+    """One block's (introduced, inherited, total) in ``view``: relative to ‖h‖ over all tokens or over the
+    ordinary ones (all tokens for a result saved before the ordinary split was measured), or as squared norms."""
+    if view == "absolute":
+        if error.dense_sq is None:
+            return None, None, None
+        return (_plottable(error.introduced ** 2 * error.dense_sq), _plottable(error.inherited ** 2 * error.dense_sq),
+                _plottable(error.total_sq))
+    if view == "ordinary" and error.introduced_ordinary is not None and error.inherited_ordinary is not None:
+        return error.introduced_ordinary, error.inherited_ordinary, view_value(error, view)
+    return error.introduced, error.inherited, error.relative
+
+
+def _split_heights(result: RunResult, view: str, stacked: bool) -> list[float]:
+    """Every value the split figure of ``result`` reaches up to: its bars' tops and its line."""
+    heights = []
+    for error in result.errors:
+        introduced, inherited, total = split_parts(error, view)
+        bars = [v for v in (introduced, inherited) if v is not None]
+        heights += [sum(bars)] if stacked else bars
+        heights += [total] if total is not None else []
+    return [h for h in heights if math.isfinite(h) and h > 0]
+
+
+def error_split_figure(result: RunResult, view: str = "ordinary", log_scale: bool = False,
+                       scale_with: Sequence[RunResult] = ()) -> go.Figure:
+    """Per block: introduced and inherited error (stacked on a linear axis, side by side on a log one:
+    a stack has no meaning there), total error on top, in one of ``ERROR_VIEWS``; the y axis spans
+    ``scale_with`` too, so the runs it is compared with read on the same scale."""
+    if view not in ERROR_VIEWS:
+        raise AtpError(f"unknown error view {view!r}: use one of {', '.join(ERROR_VIEWS)}")
+    absolute = view == "absolute"
+    # Squared norms do not add (‖a + b‖² ≠ ‖a‖² + ‖b‖²): they stand side by side.
+    stacked = not (absolute or log_scale)
     errors = result.errors
+    parts = [split_parts(e, view) for e in errors]
     x = [e.layer for e in errors]
     colour = colour_for(result.allocation)
     amplification = ["n/a" if e.amplification is None else f"{e.amplification:.3g}×" for e in errors]
+    square = "²" if absolute else ""
     data = [
-        go.Bar(x=x, y=[e.introduced for e in errors], name="introduced (this block's pruning)",
+        go.Bar(x=x, y=[p[0] for p in parts], name=f"introduced{square} (this block's pruning)",
                marker={"color": colour},
                hovertemplate="block %{x}: introduced %{y:.3g}<extra></extra>"),
-        go.Bar(x=x, y=[e.inherited for e in errors], name="inherited (earlier error carried on)",
+        go.Bar(x=x, y=[p[1] for p in parts], name=f"inherited{square} (earlier error carried on)",
                marker={"color": colour, "pattern": {"shape": "/", "solidity": 0.5}},
                customdata=amplification,
                hovertemplate="block %{x}: inherited %{y:.3g}<br>"
-                             "amplification %{customdata}<extra></extra>"),
-        go.Scatter(x=x, y=[e.relative for e in errors], mode="lines+markers",
-                   name="total ‖Δh‖ / ‖h‖", line={"color": _TEXT},
+                             "amplification (all tokens) %{customdata}<extra></extra>"),
+        go.Scatter(x=x, y=[p[2] for p in parts], mode="lines+markers",
+                   name="total ‖Δh‖²" if absolute else "total ‖Δh‖ / ‖h‖", line={"color": _TEXT},
                    hovertemplate="block %{x}: total %{y:.3g}<extra></extra>"),
     ]
+    measured_ordinary = all(e.introduced_ordinary is not None for e in errors)
+    if absolute:
+        tokens = "all tokens · squared norms side by side: they differ from ‖Δh‖² by a cross term"
+        y_title = AXIS_ABSOLUTE
+    elif view == "ordinary" and measured_ordinary:
+        tokens = "ordinary tokens (massive-activation tokens left out)"
+        y_title = "error relative to ‖h‖ (ordinary tokens)"
+    else:
+        tokens = "all tokens" + ("" if view == "all" else " (this result has no ordinary-token split)")
+        y_title = "error relative to ‖h‖ (dense output)"
+    if stacked:
+        tokens += " · bar = ‖introduced‖ + ‖inherited‖, at least the total (triangle inequality) · line = total"
+    heights = [h for run in (result, *scale_with) for h in _split_heights(run, view, stacked)]
+    if log_scale:
+        y_title += " (log scale)"
+        yaxis: dict = {"type": "log"}
+        if heights:
+            yaxis["range"] = [math.log10(min(heights)) - 0.1, math.log10(max(heights)) + 0.1]
+    else:
+        yaxis = {"type": "linear", **({"range": [0, 1.05 * max(heights)]} if heights else {})}
     layout = _layout(
-        "Introduced vs inherited error",
-        AXIS_BLOCK, "error relative to ‖h‖ (dense output)",
-        subtitle=f"{_run_title(result)} · bar height = ‖introduced‖ + ‖inherited‖, at least the total "
-                 "(triangle inequality) · line = total",
-        barmode="stack",
+        "Introduced vs inherited error", AXIS_BLOCK, y_title,
+        subtitle=f"{_run_title(result)} · {tokens}", yaxis=yaxis, barmode="stack" if stacked else "group",
     )
     return go.Figure(data=data, layout=layout)
 
 
-def sublayer_heatmap(result: RunResult) -> go.Figure:
-    """Blocks × linear layers, coloured by each layer's relative error."""
+def _finite(values) -> list[float]:
+    return [v for v in values if v is not None and math.isfinite(v)]
+
+
+def sublayer_heatmap(result: RunResult, scale_with: Sequence[RunResult] = ()) -> go.Figure:
+    """Blocks × linear layers, coloured by each layer's relative error, on a colour scale that
+    spans ``scale_with`` too (the runs it is compared with)."""
     cells = {(entry.layer, entry.sublayer.rsplit(".", 1)[-1]): entry for entry in result.sublayer_errors}
     names = list(dict.fromkeys(name for _, name in cells))  # first-seen order
     blocks = sorted({block for block, _ in cells})
@@ -300,6 +365,7 @@ def sublayer_heatmap(result: RunResult) -> go.Figure:
         z=[[c.relative if c else None for c in row] for row in grid],
         customdata=[[c.sparsity if c else None for c in row] for row in grid],
         x=names, y=blocks, colorscale="Viridis", zmin=0, xgap=1, ygap=1,
+        zmax=max(_finite(e.relative for run in (result, *scale_with) for e in run.sublayer_errors), default=None),
         colorbar={"title": {"text": "relative error"}},
         hovertemplate="block %{y} · %{x}<br>relative error %{z:.3g}<br>"
                       "sparsity %{customdata:.3f}<extra></extra>")]
@@ -312,21 +378,26 @@ def sublayer_heatmap(result: RunResult) -> go.Figure:
     return go.Figure(data=data, layout=layout)
 
 
-def token_heatmap(result: RunResult) -> go.Figure:
+def _colour_top(maps: Sequence[list[list[float]]]) -> float:
+    """Where the token heatmaps' colour scale stops: the 99th percentile of every map's cells
+    (a few huge cells would wash out the rest)."""
+    values = sorted(_finite(v for rows in maps for row in rows for v in row))
+    return (values[int(0.99 * (len(values) - 1))] if values else 0.0) or 1.0
+
+
+def token_heatmap(result: RunResult, scale_with: Sequence[RunResult] = ()) -> go.Figure:
     """Per-token relative error of one calibration window: blocks × positions, the massive
-    tokens marked; hover shows each token's text."""
+    tokens marked; hover shows each token's text. The colour scale spans ``scale_with``'s maps too."""
     tokens = result.token_errors
     if tokens is None:
         return go.Figure(layout=_layout("Error of each token", "token position in the window", AXIS_BLOCK,
                                         annotations=[_note("This result has no per-token errors")]))
     rows = tokens.relative
-    values = sorted(v for row in rows for v in row)
-    # The colour scale stops at the 99th percentile: a few huge cells would wash out the rest.
-    top = values[int(0.99 * (len(values) - 1))] if values else 1.0
+    top = _colour_top([rows, *(run.token_errors.relative for run in scale_with if run.token_errors is not None)])
     shown = [text.replace("\n", "⏎") or "∅" for text in tokens.tokens]
     data = [go.Heatmap(
         z=rows, x=list(range(len(shown))), y=list(range(len(rows))), customdata=[shown] * len(rows),
-        colorscale="Viridis", zmin=0, zmax=top or 1.0, colorbar={"title": {"text": "‖Δh_t‖ / ‖h_t‖"}},
+        colorscale="Viridis", zmin=0, zmax=top, colorbar={"title": {"text": "‖Δh_t‖ / ‖h_t‖"}},
         hovertemplate="block %{y} · position %{x}: “%{customdata}”<br>relative error %{z:.3g}<extra></extra>")]
     marks = [(position, block) for block, positions in enumerate(tokens.massive) for position in positions]
     if marks:
@@ -492,7 +563,7 @@ def single_block_figure(results: Sequence[RunResult], view: str = "ordinary") ->
     for n, result in enumerate(results):
         k = pruned_block(result)
         colour = _PALETTE[n % len(_PALETTE)]
-        y = [_view_value(e, view) for e in result.errors]
+        y = [view_value(e, view) for e in result.errors]
         data.append(go.Scatter(x=[e.layer for e in result.errors], y=y, mode="lines+markers",
                                name=f"only block {k} pruned", line={"color": colour},
                                hovertemplate=f"block {k} pruned<br>block %{{x}}: %{{y:.3g}}<extra></extra>"))
@@ -573,8 +644,9 @@ def measurement_figure(values: Sequence[float], title: str, y_label: str) -> go.
     return go.Figure(data=data, layout=layout)
 
 
-def order_picture_figure(picture: OrderPicture) -> go.Figure:
-    """The recurrence's error by depth with the measured introduced errors in increasing and decreasing order."""
+def order_picture_figure(picture: OrderPicture, measured: Mapping[str, float] | None = None) -> go.Figure:
+    """The recurrence's error by depth with the measured introduced errors in increasing and decreasing order;
+    ``measured``: the ordering experiment's real perplexity of each order, by name, written beside the curves."""
     blocks = list(range(len(picture.increasing)))
     figure = go.Figure([
         go.Scatter(x=blocks, y=picture.increasing, mode="lines+markers", name="smallest first (increasing)",
@@ -585,7 +657,12 @@ def order_picture_figure(picture: OrderPicture) -> go.Figure:
     figure.update_layout(**_layout(
         "Why increasing order wins: the same errors, two orders",
         AXIS_BLOCK, "accumulated error L_i (log scale)",
-        subtitle=(f"L_(i+1) = c·L_i + f_(i+1), c = {picture.c:.2f} fitted on the ATP run; total error "
+        subtitle=(f"L_(i+1) = c·L_i + f_(i+1), c = {picture.c:.3f} fitted on the ATP run; total error "
                   f"{picture.ratio:.2f}× larger when the big errors come first"),
         yaxis={"type": "log"}))
+    if measured:
+        lines = "<br>".join(f"{name}: {_fmt_ppl(value)}" for name, value in measured.items())
+        figure.add_annotation(text=f"<b>pruned for real</b> (perplexity)<br>{lines}", xref="paper", yref="paper",
+                              x=0.98, y=0.04, xanchor="right", yanchor="bottom", showarrow=False, align="left",
+                              bgcolor="rgba(255,255,255,0.8)", bordercolor=_AXIS_LINE, borderwidth=1)
     return figure

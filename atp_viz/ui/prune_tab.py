@@ -19,6 +19,7 @@ import plotly.graph_objects as go
 from .. import engine
 from ..errors import AtpError, Cancelled
 from ..estimates import Estimate, Stages, duration, time_left
+from ..lesson import perplexities, search_hint
 from ..noise import difference_sentence
 from ..pruners import PRUNERS
 from ..quantize import QUANTIZERS
@@ -290,24 +291,20 @@ def error_figure(pair: Pair | None, log_scale: bool, view: str = "ordinary") -> 
     return plots.error_propagation_figure(pair.runs() if pair else {}, log_scale, view)
 
 
-def split_figure(pair: Pair, which: str) -> go.Figure:
-    """Introduced vs inherited for one run, on a y range shared by both runs so switching compares."""
-    figure = plots.error_split_figure(pair.pick(which))
-    heights = [max(e.introduced + e.inherited, e.relative) for run in pair.present for e in run.errors]
-    top = max((h for h in heights if math.isfinite(h)), default=0.0)
-    if top > 0:
-        figure.update_yaxes(range=[0, 1.05 * top])
-    return figure
+def split_figure(pair: Pair, which: str, view: str = "ordinary", log_scale: bool = False) -> go.Figure:
+    """Introduced vs inherited for one run in the error plot's view, on a y range shared by both
+    runs so switching compares."""
+    return plots.error_split_figure(pair.pick(which), view, log_scale, pair.present)
 
 
 def heatmap_figure(pair: Pair, which: str) -> go.Figure:
     """Sublayer heatmap of one run, on a colour scale shared by both runs."""
-    figure = plots.sublayer_heatmap(pair.pick(which))
-    values = [e.relative for run in pair.present for e in run.sublayer_errors]
-    finite = [v for v in values if math.isfinite(v)]
-    if finite:
-        figure.update_traces(zmax=max(finite))
-    return figure
+    return plots.sublayer_heatmap(pair.pick(which), pair.present)
+
+
+def tokens_figure(pair: Pair, which: str) -> go.Figure:
+    """Per-token heatmap of one run, on a colour scale shared by both runs."""
+    return plots.token_heatmap(pair.pick(which), pair.present)
 
 
 def perplexity_figure(pair: Pair) -> go.Figure:
@@ -362,8 +359,9 @@ def summary_markdown(pair: Pair) -> str:
         verdict = "" if gain is None else (f" · {short} is **{gain:,.2f} lower**" if gain > 0
                                            else f" · {short} is **{-gain:,.2f} higher**")
         named = f"ATP (β = {a.beta:.4g})" if a.allocation == "atp" else short
+        hint = search_hint(u, a)
         perplexity = (f"uniform {ppl(u.ppl)} · {named} {ppl(a.ppl)}{verdict}  \n"
-                      f"**Noise** {noise_line(u, a, named)}")
+                      f"**Noise** {noise_line(u, a, named)}" + (f"  \n{hint}" if hint else ""))
         achieved = f"uniform {u.overall_sparsity:.2%} · {short} {a.overall_sparsity:.2%}"
     else:
         perplexity = " · ".join(f"{run_name(r)} {ppl(r.ppl)}" for r in pair.present)
@@ -400,9 +398,7 @@ def compression_line(runs: list[RunResult]) -> str:
 
 def noise_line(uniform: RunResult, other: RunResult, name: str) -> str:
     """Whether ``other``'s difference from uniform exceeds the spread over their calibration draws."""
-    def values(run: RunResult) -> list[float]:
-        return run.repeats.values if run.repeats is not None else [run.ppl]
-    return difference_sentence(name, values(other), "uniform", values(uniform))
+    return difference_sentence(name, perplexities(other), "uniform", perplexities(uniform))
 
 
 def pair_settings(page: Page, compression: str = "prune", pattern: str = UNSTRUCTURED, quantizer: str = "gptq",
@@ -800,22 +796,23 @@ OF_PAIR: dict[str, Callable[[Pair, bool, str], object]] = {
     "summary": lambda pair, _log_scale, _view: summary_markdown(pair),
 }
 # ... and of the run the page shows ("ATP" or "uniform"), drawn again when that switches.
-OF_SHOWN_RUN: dict[str, Callable[[Pair, str], object]] = {
-    "split": split_figure,
-    "heatmap": heatmap_figure,
-    "tokens": lambda pair, which: plots.token_heatmap(pair.pick(which)),
-    "note": lambda pair, which: massive_note(pair.pick(which)),
+# The split follows the error plot's view and log scale too.
+OF_SHOWN_RUN: dict[str, Callable[[Pair, str, bool, str], object]] = {
+    "split": lambda pair, which, log_scale, view: split_figure(pair, which, view, log_scale),
+    "heatmap": lambda pair, which, _log_scale, _view: heatmap_figure(pair, which),
+    "tokens": lambda pair, which, _log_scale, _view: tokens_figure(pair, which),
+    "note": lambda pair, which, _log_scale, _view: massive_note(pair.pick(which)),
 }
 
 
 def draw(pair: Pair, log_scale: bool, error_view: str, shown_run: str) -> Screen:
     """Everything the tab shows of a finished pair (``OF_PAIR`` and ``OF_SHOWN_RUN``)."""
     return Screen(drawn={**{name: figure(pair, log_scale, error_view) for name, figure in OF_PAIR.items()},
-                         **of_shown_run(pair, shown_run)})
+                         **of_shown_run(pair, shown_run, log_scale, error_view)})
 
 
-def of_shown_run(pair: Pair, shown_run: str) -> dict[str, object]:
-    return {name: figure(pair, shown_run) for name, figure in OF_SHOWN_RUN.items()}
+def of_shown_run(pair: Pair, shown_run: str, log_scale: bool, error_view: str) -> dict[str, object]:
+    return {name: figure(pair, shown_run, log_scale, error_view) for name, figure in OF_SHOWN_RUN.items()}
 
 
 _HISTORY = ("history_table", "history_csv", "history_files")
@@ -877,13 +874,24 @@ def redraw_errors(log_scale: bool, error_view: str, pair: Pair | None):
         return error_figure(pair, log_scale, error_view)
 
 
-def show_run(shown_run: str, pair: Pair | None) -> Screen:
+def show_run(shown_run: str, pair: Pair | None, log_scale: bool = False, error_view: str = "ordinary") -> Screen:
     """Show the introduced-vs-inherited split, the sublayer heatmap and the per-token heatmap of one run.
 
     Args:
         shown_run: "ATP" or "uniform".
+        log_scale: the split on a log axis, as the error plot (default False).
+        error_view: the split of "ordinary" tokens, "all" or "absolute", as the error plot (default "ordinary").
     """
-    return Screen() if pair is None else Screen(drawn=of_shown_run(pair, shown_run))
+    with user_errors():
+        check_choice("error_view", error_view, plots.ERROR_VIEWS)
+    return Screen() if pair is None else Screen(drawn=of_shown_run(pair, shown_run, bool(log_scale), error_view))
+
+
+def redraw_split(shown_run: str, pair: Pair | None, log_scale: bool, error_view: str):
+    """The split of the shown run in the error plot's view (after a change of the view or log scale)."""
+    with user_errors():
+        check_choice("error_view", error_view, plots.ERROR_VIEWS)
+        return gr.update() if pair is None else split_figure(pair, shown_run, error_view, bool(log_scale))
 
 
 # ------------------------------------------------------------------ the tab
@@ -1060,8 +1068,10 @@ def build(demo: gr.Blocks, history: HistoryOutputs) -> Shared:
     shared.stop_buttons.append(stop_btn)
     gr.on([log_scale.change, error_view.change], redraw_errors, [log_scale, error_view, pair], drawn["error"],
           **INSTANT, api_name="redraw_errors")
-    shown_run.change(by_component(show_run, answer), [shown_run, pair], answered("show_run"), **INSTANT,
-                     api_name="show_run")
+    gr.on([log_scale.change, error_view.change], redraw_split, [shown_run, pair, log_scale, error_view],
+          drawn["split"], **INSTANT, **UI_ONLY)
+    shown_run.change(by_component(show_run, answer), [shown_run, pair, log_scale, error_view], answered("show_run"),
+                     **INSTANT, api_name="show_run")
     shared.history_writers.append(saved_runs.upload(
         by_component(load_runs, answer), [saved_runs, log_scale, error_view, shown_run, history.frame],
         answered("load_runs"), api_name="load_runs"))

@@ -12,6 +12,7 @@ import gradio as gr
 
 from .. import engine
 from ..errors import Cancelled
+from ..lesson import CARRY_MEANING
 from ..results import RunResult
 from . import order_section, plots
 from .adapters import answered_by_name, engine_progress, output_list, stoppable, user_errors
@@ -28,10 +29,15 @@ _FORMULA = re.compile(r"(\$\$.+?\$\$|\$[^$]+?\$)", re.DOTALL)
 BLOCK_STATIC_MAX = 511
 
 
+# Where the text says what a measured c means (the lesson's step 5 says it with the run's own c).
+CARRY_MARK = "<!-- carry -->"
+
+
 def teaching_text() -> str:
-    """assets/why_it_explodes.md, ready for gr.Markdown: underscores outside the formulas
-    would pair up into italics, so they are escaped there."""
-    parts = _FORMULA.split(WHY_IT_EXPLODES.read_text(encoding="utf-8"))
+    """assets/why_it_explodes.md, ready for gr.Markdown, with what a measured c means: underscores
+    outside the formulas would pair up into italics, so they are escaped there."""
+    text = WHY_IT_EXPLODES.read_text(encoding="utf-8").replace(CARRY_MARK, CARRY_MEANING)
+    parts = _FORMULA.split(text)
     # re.split with one group: the formulas sit at the odd places.
     return "".join(part if i % 2 else part.replace("_", r"\_") for i, part in enumerate(parts))
 
