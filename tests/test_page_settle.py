@@ -86,3 +86,19 @@ def test_nothing_on_the_page_listens_to_a_slider_of_the_run_inputs_changing():
                 for dependency in config["dependencies"] for target, event in dependency["targets"]
                 if target in sliders]
     assert listened and all(event in ("input", "release") for _, event, _ in listened), listened
+
+
+def test_the_line_above_the_results_names_what_differs_from_the_pair_drawn(tiny):
+    from dataclasses import replace
+
+    from atp_viz import engine
+    from atp_viz.settings import RunSettings
+    from atp_viz.ui.format import mismatch_line
+
+    asked = RunSettings(model=tiny, sparsity=0.5, beta=0.1, calib_samples=2, calib_seqlen=16, eval_samples=2,
+                        eval_seqlen=16)
+    drawn = engine.run_pruning(asked).result
+    assert mismatch_line(asked, drawn) == ""
+    line = mismatch_line(replace(asked, beta=0.05, seed=3), drawn)
+    assert "Shown below: β = 0.1, seed = 0." in line and "ask for β = 0.05, seed = 3" in line
+    assert "S =" not in line and "model" not in line

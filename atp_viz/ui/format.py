@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 from ..allocators import ALLOCATORS
 from ..pruners import PRUNERS
 from ..results import RunResult
-from ..settings import RunSettings
+from ..settings import NO_QUANTIZATION, RunSettings
 from ..texts import BUILTIN
 
 
@@ -54,29 +55,43 @@ def settings_line(result: RunResult) -> str:
             f"{precision} on {s.device}")
 
 
+def _number(value: object) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _bits(run: RunSettings | RunResult) -> str:
+    return "none" if run.quantize == NO_QUANTIZATION else f"{run.quantize} {run.bits} bits, step {run.bits_beta:g}"
+
+
 # What a person sets on the page that can make the pair on screen another than the one asked
-# for, each with how the line names it.
-_ASKED = {"model": "model", "method": "method", "sparsity": "S", "beta": "β", "schedule": "rates",
-          "calib_samples": "calibration samples", "calib_seqlen": "calibration tokens",
-          "eval_samples": "evaluation samples", "eval_seqlen": "evaluation tokens", "seed": "seed", "text": "text",
-          "pattern": "pattern", "quantize": "quantizer", "bits": "bits", "bits_beta": "bit step"}
+# for: how the line names it, its value in the page's settings, its value in a finished run.
+_ASKED: dict[str, tuple[Callable[[RunSettings], object], Callable[[RunResult], object]]] = {
+    "model": (lambda s: s.model, lambda r: r.model),
+    "method": (lambda s: s.method, lambda r: r.method),
+    "S": (lambda s: s.sparsity, lambda r: r.sparsity),
+    "β": (lambda s: s.beta if s.allocation == "atp" else "given rates",
+          lambda r: r.beta if r.allocation == "atp" else "given rates"),
+    "calibration": (lambda s: f"{s.calib_samples} × {s.calib_seqlen}",
+                    lambda r: f"{r.settings.calib_samples} × {r.settings.calib_seqlen}"),
+    "evaluation": (lambda s: f"{s.eval_samples} × {s.eval_seqlen}",
+                   lambda r: f"{r.settings.eval_samples} × {r.settings.eval_seqlen}"),
+    "seed": (lambda s: s.seed, lambda r: r.settings.seed),
+    "text": (lambda s: text_name(s.text), lambda r: text_name(r.settings.text)),
+    "pattern": (lambda s: s.pattern, lambda r: r.pattern),
+    "quantization": (_bits, _bits),
+}
 
 
-def mismatch_line(asked: RunSettings, shown: RunSettings) -> str:
-    """One line when the pair on screen was computed with other settings than the page asks
+def mismatch_line(asked: RunSettings, shown: RunResult) -> str:
+    """One line when the run on screen was computed with other settings than the page asks
     for (what differs, both ways), else nothing."""
-    def named(settings: RunSettings, name: str) -> str:
-        value = getattr(settings, name)
-        if name == "text":
-            return text_name(value)
-        return "given" if name == "schedule" and value is not None else f"{value:g}" if isinstance(
-            value, float) else str(value)
-
-    differ = [name for name in _ASKED if named(asked, name) != named(shown, name)]
+    values = {name: (_number(of_settings(asked)), _number(of_run(shown)))
+              for name, (of_settings, of_run) in _ASKED.items()}
+    differ = {name: pair for name, pair in values.items() if pair[0] != pair[1]}
     if not differ:
         return ""
-    shown_as = ", ".join(f"{_ASKED[n]} = {named(shown, n)}" for n in differ)
-    asked_as = ", ".join(f"{_ASKED[n]} = {named(asked, n)}" for n in differ)
+    shown_as = ", ".join(f"{name} = {values[1]}" for name, values in differ.items())
+    asked_as = ", ".join(f"{name} = {values[0]}" for name, values in differ.items())
     return f"⚠️ **Shown below: {shown_as}.** The controls ask for {asked_as}: press **Prune** to compute them."
 
 

@@ -506,7 +506,7 @@ def shown_line(*inputs_and_pair) -> str:
     asked = _asked(*inputs)
     if drawn is None or asked is None:
         return ""
-    return mismatch_line(asked, drawn.pick("ATP").settings)
+    return mismatch_line(asked, drawn.pick("ATP"))
 
 
 @dataclass
