@@ -271,13 +271,15 @@ class RunResult:
     selection_ppl: float | None = None
     # With repeats: the report perplexity over K calibration draws (this run is the first draw).
     repeats: "Spread | None" = None
+    # Where the result was computed when not on this machine (``atlas.provenance_line``).
+    precomputed: str | None = None
 
     def to_json(self) -> dict:
         data = asdict(self)
         data["allocator_details"] = {} if self.allocator_details is None else self.allocator_details.to_json()
         if self.repeats is not None:
             data["repeats"] = self.repeats.to_json()
-        for optional in ("saved_to", "zero_shot", "zero_shot_setup", "selection_ppl", "repeats"):
+        for optional in ("saved_to", "zero_shot", "zero_shot_setup", "selection_ppl", "repeats", "precomputed"):
             if data[optional] is None:
                 del data[optional]
         return data
