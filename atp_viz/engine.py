@@ -6,7 +6,8 @@ Expensive intermediate products are cached and reused across runs:
   block outputs (``DenseReference``), evicted by size;
 - per (model, report or selection set): the dense perplexity;
 - what OWL and AlphaPruning measure;
-- finished results, so an unchanged uniform baseline is never recomputed.
+- finished results, so an unchanged uniform baseline is never recomputed;
+- on a server, the shipped atlas of the embedded model's grid (``atlas``), asked last.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from . import estimates, result_store
+from . import atlas, estimates, result_store
 from .allocators import PlannedSchedule, allocator_fields, get_allocator, search_forward_tokens
 from .capture import capture_block_inputs
 from .errors import AtpError
@@ -209,6 +210,7 @@ def run_pruning(
     cancelled: CancelCheck | None = None,
     keep_weights: bool = False,
     on_block: Callable[[BlockError], None] | None = None,
+    use_atlas: bool = True,
 ) -> RunOutcome:
     """Prune a copy of the model's weights per ``settings``; measure errors and perplexity.
 
@@ -216,10 +218,12 @@ def run_pruning(
     returned (for saving); otherwise they are dropped and an identical earlier result
     is reused. The result is labelled as asked (ATP at β = 0 stays "atp"). ``on_block``
     hears of each block's error as it is measured (all at once for a reused result).
+    Without ``use_atlas`` (Prune's press) an atlas point is computed here, and the
+    result replaces the atlas's for later lookups.
     """
     asked = validate(settings)
     settings = computation(asked)
-    cached = None if keep_weights else _cached_result(settings)
+    cached = None if keep_weights else _cached_result(settings, use_atlas)
     if cached is not None and on_block is not None:
         for error in cached.errors:
             on_block(error)
@@ -241,9 +245,10 @@ def _labelled(result: RunResult, asked: RunSettings, computed: RunSettings) -> R
     return result
 
 
-def _cached_result(settings: RunSettings) -> RunResult | None:
+def _cached_result(settings: RunSettings, use_atlas: bool = True) -> RunResult | None:
     """A finished result for ``settings``; one that also measured the selection text serves
-    a run that did not ask for it."""
+    a run that did not ask for it. The atlas (when on) answers last: a result computed here
+    wins over the one computed elsewhere."""
     candidates = [settings]
     if settings.measure_ppl and not settings.measure_selection:
         candidates.append(replace(settings, measure_selection=True))
@@ -255,7 +260,7 @@ def _cached_result(settings: RunSettings) -> RunResult | None:
                 _result_cache.put(candidate, found, _RESULT_BYTES)
         if found is not None:
             return found
-    return None
+    return atlas.answer(settings) if use_atlas else None
 
 
 def cached_result(settings: RunSettings) -> RunResult | None:
@@ -379,14 +384,15 @@ def _result(
     )
 
 
-def estimate_runs(runs: list[RunSettings]) -> Estimate | None:
+def estimate_runs(runs: list[RunSettings], use_atlas: bool = True) -> Estimate | None:
     """How long these runs, one after the other, will take here (what earlier ones cache,
-    later ones reuse); None while no run of the model was measured and it is not loaded."""
+    later ones reuse); None while no run of the model was measured and it is not loaded.
+    Without ``use_atlas``: as ``run_pruning`` without it computes them."""
     calibrated, evaluated, done = set(), set(), set()
     total, measured = 0.0, True
     for asked in runs:
         settings = computation(validate(asked))
-        if settings in done or _cached_result(settings) is not None:
+        if settings in done or _cached_result(settings, use_atlas) is not None:
             continue
         key = _model_key(settings)
         if not estimates.known(key):
