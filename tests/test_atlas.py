@@ -131,3 +131,20 @@ def test_the_engine_answers_a_point_only_when_every_setting_equals_it(built, bas
 def test_the_command_line_has_the_atlas_command(tmp_path):
     args = build_parser().parse_args(["atlas", "--out", str(tmp_path), "--threads", "1"])
     assert args.out == tmp_path and args.threads == 1
+
+
+def test_the_landscape_draws_each_sparsity_with_its_best_beta_and_the_other_allocators(built):
+    from atp_viz.ui.atlas_plots import landscape_figure
+
+    out, _ = built
+    results = list(read(out).points.values())
+    figure = landscape_figure(results, "wanda")
+    by_name = {trace.name: trace for trace in figure.data}
+    curve = by_name["S = 0.9: uniform (β = 0) and ATP"]
+    assert list(curve.x) == pytest.approx([0.0, 0.002])
+    ranked = sorted((r for r in results if r.allocation != "owl"), key=lambda r: r.selection_ppl)
+    star = next(t for name, t in by_name.items() if "β*" in name)
+    assert star.x[0] == ranked[0].beta and star.y[0] == ranked[0].ppl
+    owl = by_name["S = 0.9: OWL"]
+    assert owl.y[0] == next(r.ppl for r in results if r.allocation == "owl") and owl.line.dash == "dot"
+    assert not landscape_figure(results, "sparsegpt").data
