@@ -21,7 +21,6 @@ from . import __version__
 from .atlas import GRID, HEADER, POINT_SUFFIX, Grid, pack, point_name, read_header
 from .engine import computation, run_pruning
 from .errors import AtpError
-from .estimates import Estimate
 from .models import layer_count
 from .schedules import grid_betas
 from .settings import DEFAULTS, RunSettings, validate
@@ -58,15 +57,22 @@ def plan(grid: Grid, num_layers: int, base: RunSettings = DEFAULTS) -> list[RunS
     return points
 
 
-def remaining(seconds: dict[str, list[float]], todo: list[RunSettings]) -> Estimate | None:
-    """How long ``todo`` will take at the pace measured so far (``seconds`` per method): each
+def remaining(seconds: dict[str, list[float]], todo: list[RunSettings]) -> float | None:
+    """Seconds ``todo`` will take at the pace measured so far (``seconds`` per method): each
     point at its method's mean, a method not yet run at the mean of all; None before any run."""
     every = [s for times in seconds.values() for s in times]
     if not every:
         return None
     overall = sum(every) / len(every)
     mean = {method: sum(times) / len(times) for method, times in seconds.items() if times}
-    return Estimate(sum(mean.get(point.method, overall) for point in todo), True)
+    return sum(mean.get(point.method, overall) for point in todo)
+
+
+def duration(seconds: float) -> str:
+    """'40 s', '12 min', '3.5 h'."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
 def _header(out: Path, base: RunSettings, tokens: list[str] | None) -> dict:
@@ -115,7 +121,7 @@ def build(out: Path, grid: Grid = GRID, base: RunSettings = DEFAULTS, points: li
         left = remaining(seconds, todo[done:])
         log(f"atlas: [{done}/{len(todo)}] {point_name(settings).removesuffix(POINT_SUFFIX)}: perplexity "
             f"{result.ppl:.2f}, {seconds[settings.method][-1]:.0f} s; "
-            + ("done" if left is None or done == len(todo) else f"about {left.text()} left"))
+            + ("done" if left is None or done == len(todo) else f"about {duration(left)} left at this pace"))
     return len(todo)
 
 

@@ -11,7 +11,7 @@ from thread_support import one_torch_thread  # noqa: F401  (the fixture, taken b
 
 from atp_viz import atlas, engine
 from atp_viz.atlas import GRID, Grid, canonical, pack, point_name, read, unpack
-from atp_viz.atlas_build import build, plan, remaining
+from atp_viz.atlas_build import build, duration, plan, remaining
 from atp_viz.cli import build_parser
 from atp_viz.errors import AtpError
 from atp_viz.settings import RunSettings
@@ -56,9 +56,9 @@ def test_the_grid_is_the_papers_beta_grid_for_every_method_and_sparsity():
 def test_remaining_time_counts_each_method_at_its_own_pace():
     todo = plan(Grid(("wanda", "sparsegpt"), (0.8,), ()), 30)  # 7 points each
     assert remaining({}, todo) is None
-    estimate = remaining({"wanda": [10.0, 20.0]}, todo)
-    assert estimate.seconds == pytest.approx(14 * 15.0)  # sparsegpt, not run yet: the mean of all
-    assert remaining({"wanda": [10.0], "sparsegpt": [40.0]}, todo).seconds == pytest.approx(7 * 10 + 7 * 40)
+    assert remaining({"wanda": [10.0, 20.0]}, todo) == pytest.approx(14 * 15.0)  # sparsegpt: the mean of all
+    assert remaining({"wanda": [10.0], "sparsegpt": [40.0]}, todo) == pytest.approx(7 * 10 + 7 * 40)
+    assert [duration(s) for s in (40, 720, 12600)] == ["40 s", "12 min", "3.5 h"]
 
 
 def test_a_build_writes_complete_points_and_says_how_long_is_left(built, tiny_points):
