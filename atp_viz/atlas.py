@@ -122,23 +122,39 @@ def read_header(folder: Path) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
 
+def _read_point(folder: Path, header: dict, name: str) -> tuple[RunSettings, RunResult]:
+    settings, result = unpack((folder / name).read_bytes(), header.get("tokens"))
+    return canonical(settings), replace(result, precomputed=provenance_line(header))
+
+
 def read(folder: Path) -> Atlas:
     """Every point in ``folder`` (an empty atlas when it has no header)."""
     header = read_header(folder)
     if header is None:
         return Atlas({}, {})
-    line = provenance_line(header)
-    points = {}
-    for path in sorted(folder.glob(f"*{POINT_SUFFIX}")):
-        settings, result = unpack(path.read_bytes(), header.get("tokens"))
-        points[canonical(settings)] = replace(result, precomputed=line)
-    return Atlas(header, points)
+    return Atlas(header, dict(_read_point(folder, header, path.name)
+                              for path in sorted(folder.glob(f"*{POINT_SUFFIX}"))))
 
 
 @lru_cache(maxsize=4)
 def loaded(folder: Path) -> Atlas:
-    """``folder``'s atlas, read on first use and kept (it is read-only)."""
+    """``folder``'s atlas whole (for a figure of every point), read on first use and kept."""
     return read(folder)
+
+
+@lru_cache(maxsize=4)
+def _header(folder: Path) -> dict | None:
+    return read_header(folder)
+
+
+# Points kept decoded: the whole shipped grid (174), a few hundred kB each.
+@lru_cache(maxsize=256)
+def _point(folder: Path, name: str) -> tuple[RunSettings, RunResult] | None:
+    """One point, read on its first lookup and kept: a lookup never reads the whole atlas."""
+    header = _header(folder)
+    if header is None or not (folder / name).is_file():
+        return None
+    return _read_point(folder, header, name)
 
 
 _folder: Path | None = None
@@ -164,4 +180,7 @@ def answer(settings: RunSettings) -> RunResult | None:
     folder = _folder
     if folder is None or not settings.measure_ppl:
         return None
-    return loaded(folder).points.get(canonical(settings))
+    wanted = canonical(settings)
+    found = _point(folder, point_name(wanted))
+    # The name holds β to 3 decimals: the settings themselves must equal the point's.
+    return found[1] if found is not None and found[0] == wanted else None
