@@ -10,7 +10,7 @@ window in every point, kept once in ``header.json``), beside the header: the CPU
 the atp_viz and torch versions. ``atlas_build`` makes the files; this module only reads.
 
 A server turns the atlas on (``enable``); the engine then answers a run whose every
-setting equals a point's from it (``answer``), and the result says so (``precomputed``).
+setting equals a point's from it (``answer``) on a CPU, and the result says so (``precomputed``).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
+from .models import resolve_device
 from .results import RunResult
 from .settings import RunSettings
 
@@ -178,7 +179,8 @@ def answer(settings: RunSettings) -> RunResult | None:
     """The atlas's result for these computed settings (``engine.computation``), when the
     atlas is on and every setting equals a point's; None otherwise."""
     folder = _folder
-    if folder is None or not settings.measure_ppl:
+    # The atlas holds CPU runs: where "auto" picks a GPU, the run is another computation.
+    if folder is None or not settings.measure_ppl or resolve_device(settings.device).type != "cpu":
         return None
     wanted = canonical(settings)
     found = _point(folder, point_name(wanted))

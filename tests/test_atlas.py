@@ -116,7 +116,7 @@ def test_the_engine_answers_a_point_only_when_every_setting_equals_it(built, bas
         assert engine.cached_result(replace(tiny_points[0], allocation="atp")).allocation == "atp"
         for other in (replace(asked, seed=1), replace(asked, beta=atp.beta + 1e-6), replace(asked, calib_samples=3),
                       replace(asked, pattern="2:4"), replace(asked, quantize="rtn"), replace(asked, owl_m=6.0,
-                      allocation="owl"), replace(asked, measure_ppl=False)):
+                      allocation="owl"), replace(asked, measure_ppl=False), replace(asked, device="auto")):
             assert engine.cached_result(other) is None, other
         assert engine.run_pruning(asked).result.precomputed is not None  # answered, not run
         # Prune's press computes here; the result computed here then wins over the atlas's.
