@@ -25,8 +25,8 @@ from .models import layer_count
 from .schedules import grid_betas
 from .settings import DEFAULTS, RunSettings, validate
 
-# What a header must share with this machine for a build to add points to it.
-_SAME = ("cpu", "atp_viz", "torch", "base")
+# What a header must share with this build for it to add points (threads: the float order of sums).
+_SAME = ("cpu", "atp_viz", "torch", "threads", "base")
 
 
 def cpu_name() -> str:
