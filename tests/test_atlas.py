@@ -119,6 +119,8 @@ def test_the_engine_answers_a_point_only_when_every_setting_equals_it(built, bas
                       allocation="owl"), replace(asked, measure_ppl=False), replace(asked, device="auto")):
             assert engine.cached_result(other) is None, other
         assert engine.run_pruning(asked).result.precomputed is not None  # answered, not run
+        assert engine.estimate_runs([asked]).seconds == 0
+        assert engine.estimate_runs([asked], use_atlas=False).seconds > 0
         # Prune's press computes here; the result computed here then wins over the atlas's.
         here = engine.run_pruning(asked, use_atlas=False).result
         assert here.precomputed is None
