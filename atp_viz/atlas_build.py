@@ -102,7 +102,10 @@ def build(out: Path, grid: Grid = GRID, base: RunSettings = DEFAULTS, points: li
           log: Callable[[str], None] = print) -> int:
     """Run every point of ``grid`` (or ``points``) not yet in ``out`` and write it there;
     returns how many were run. ``log`` hears one line per point with the time left."""
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AtpError(f"cannot build the atlas in {str(out)!r}: {exc.strerror or exc}") from None
     for stale in out.glob("*.part"):
         stale.unlink()  # a point a killed build was writing
     header = _header(out, base, None)

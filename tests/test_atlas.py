@@ -12,7 +12,7 @@ from thread_support import one_torch_thread  # noqa: F401  (the fixture, taken b
 from atp_viz import atlas, engine
 from atp_viz.atlas import GRID, Grid, canonical, pack, point_name, read, unpack
 from atp_viz.atlas_build import build, duration, plan, remaining
-from atp_viz.cli import build_parser
+from atp_viz.cli import build_parser, main
 from atp_viz.errors import AtpError
 from atp_viz.settings import RunSettings
 
@@ -130,9 +130,12 @@ def test_the_engine_answers_a_point_only_when_every_setting_equals_it(built, bas
         engine.clear_results()
 
 
-def test_the_command_line_has_the_atlas_command(tmp_path):
+def test_the_command_line_has_the_atlas_command(tmp_path, capsys):
     args = build_parser().parse_args(["atlas", "--out", str(tmp_path), "--threads", "1"])
     assert args.out == tmp_path and args.threads == 1
+    (tmp_path / "a file").write_text("")
+    assert main(["atlas", "--out", str(tmp_path / "a file")]) == 2
+    assert capsys.readouterr().err.startswith("error: cannot build the atlas in")
 
 
 def test_the_landscape_draws_each_sparsity_with_its_best_beta_and_the_other_allocators(built):
