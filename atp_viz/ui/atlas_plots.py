@@ -41,7 +41,8 @@ def landscape_figure(results: Sequence[RunResult], method: str) -> go.Figure:
                 hovertemplate=f"{group}, β = %{{x:.3f}}: perplexity %{{y:.4g}}<extra></extra>"))
             best = min(curve, key=lambda r: (_chooser(r), r.beta))
             if _plottable(best.ppl) is not None:
-                text = f"β* = {best.beta:.3f} (β*/β_max = {best.beta / limit:.2f})" if limit else "β* = 0"
+                text = (f"β* = {best.beta:.3f} (β*/β_max = {best.beta / limit:.2f})" if best.beta
+                        else "β* = 0 (uniform)")
                 data.append(go.Scatter(
                     x=[best.beta], y=[best.ppl], mode="markers", name=f"{group}: {text}", legendgroup=group,
                     marker={"symbol": "star", "size": 16, "color": colour, "line": {"color": "#777777", "width": 1}},
