@@ -18,7 +18,6 @@ from __future__ import annotations
 import gzip
 import json
 import math
-import threading
 from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -158,21 +157,19 @@ def _point(folder: Path, name: str) -> tuple[RunSettings, RunResult] | None:
     return _read_point(folder, header, name)
 
 
+# The folder a server answers from; None: the atlas is off (the CLI, the tests).
 _folder: Path | None = None
-_lock = threading.Lock()
 
 
 def enable(folder: Path = ATLAS_DIR) -> None:
     """Answer runs from the atlas in ``folder`` (read on the first lookup)."""
     global _folder
-    with _lock:
-        _folder = folder
+    _folder = folder
 
 
 def disable() -> None:
     global _folder
-    with _lock:
-        _folder = None
+    _folder = None
 
 
 def answer(settings: RunSettings) -> RunResult | None:
