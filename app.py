@@ -35,7 +35,7 @@ limit_malloc_arenas()
 from gradio.utils import get_upload_folder  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
 
-from atp_viz import result_store, warm_start  # noqa: E402
+from atp_viz import atlas, result_store, warm_start  # noqa: E402
 from atp_viz.errors import AtpError  # noqa: E402
 from atp_viz.models import cache_root  # noqa: E402
 from atp_viz.settings import DEFAULTS  # noqa: E402
@@ -67,6 +67,9 @@ def main() -> None:
     # Finished runs outlive a restart (ATP_VIZ_RESULTS=off keeps them in memory only).
     if os.environ.get("ATP_VIZ_RESULTS", "") != "off":
         result_store.enable(Path(os.environ.get("ATP_VIZ_RESULTS_DIR", cache_root() / "results")))
+    # The shipped atlas answers the embedded model's grid at once (ATP_VIZ_ATLAS=off: compute it here).
+    if os.environ.get("ATP_VIZ_ATLAS", "") != "off":
+        atlas.enable()
     try:
         # Load the default model now, so the first page answers at once.
         block_count(DEFAULTS.model)

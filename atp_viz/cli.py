@@ -1,4 +1,4 @@
-"""Command line: ``python -m atp_viz schedule|prune|generate|search|compare|order|bench|recipe|speed ...``.
+"""Command line: ``python -m atp_viz schedule|prune|generate|search|compare|order|bench|recipe|speed|atlas ...``.
 
 Every failure the user can cause ends with one line on stderr and exit status 2.
 """
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from dataclasses import field as dc_field
 from typing import Sequence
 
+from . import atlas_build
 from .allocator_math import ALPHA_ESTIMATORS, OWL_MAPPINGS, PUBLISHED_ALPHA_EPS
 from .allocators import ALLOCATORS, allocation_names
 from .errors import AtpError
@@ -558,6 +559,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", default="-")
     bench.set_defaults(func=_cmd_bench)
     _add_beyond_commands(sub)
+    atlas_build.add_command(sub)
     return parser
 
 

@@ -7,7 +7,8 @@ Expensive intermediate products are cached and reused across runs:
 - per (model, report or selection set): the dense perplexity;
 - what OWL and AlphaPruning measure;
 - finished results, so an unchanged uniform baseline is never recomputed (each caller gets
-  a copy of its own: what one caller writes into a result never reaches the next).
+  a copy of its own: what one caller writes into a result never reaches the next);
+- on a server, the shipped atlas of the embedded model's grid (``atlas``), asked last.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from . import estimates, result_store
+from . import atlas, estimates, result_store
 from .allocators import PlannedSchedule, allocator_fields, get_allocator, search_forward_tokens
 from .capture import capture_block_inputs
 from .errors import AtpError
@@ -212,6 +213,7 @@ def run_pruning(
     cancelled: CancelCheck | None = None,
     keep_weights: bool = False,
     on_block: Callable[[BlockError], None] | None = None,
+    use_atlas: bool = True,
 ) -> RunOutcome:
     """Prune a copy of the model's weights per ``settings``; measure errors and perplexity.
 
@@ -220,10 +222,12 @@ def run_pruning(
     computed run's weights are kept packed (``kept_weights.KEPT``) while they fit. The result
     is the caller's own copy, free to change, labelled as asked (ATP at β = 0 stays "atp").
     ``on_block`` hears of each block's error as it is measured (all at once for a reused result).
+    Without ``use_atlas`` (Prune's press) an atlas point is computed here, and the result
+    replaces the atlas's for later lookups.
     """
     asked = validate(settings)
     settings = computation(asked)
-    cached = None if keep_weights else _cached_result(settings)
+    cached = None if keep_weights else _cached_result(settings, use_atlas)
     if cached is None:
         with estimates.RunPace() as run_pace:
             result, pruned = _compute(settings, progress, cancelled, on_block)
@@ -255,9 +259,10 @@ def _labelled(result: RunResult, asked: RunSettings, computed: RunSettings) -> R
     return result
 
 
-def _cached_result(settings: RunSettings) -> RunResult | None:
+def _cached_result(settings: RunSettings, use_atlas: bool = True) -> RunResult | None:
     """A finished result for ``settings``; one that also measured the selection text serves
-    a run that did not ask for it."""
+    a run that did not ask for it. The atlas (when on) answers last: a result computed here
+    wins over the one computed elsewhere."""
     candidates = [settings]
     if settings.measure_ppl and not settings.measure_selection:
         candidates.append(replace(settings, measure_selection=True))
@@ -269,15 +274,16 @@ def _cached_result(settings: RunSettings) -> RunResult | None:
                 _result_cache.put(candidate, found, _RESULT_BYTES)
         if found is not None:
             return found
-    return None
+    return atlas.answer(settings) if use_atlas else None
 
 
-def cached_result(settings: RunSettings) -> RunResult | None:
+def cached_result(settings: RunSettings, use_atlas: bool = True) -> RunResult | None:
     """The finished result these settings would reuse (the caller's own copy), labelled as
-    asked; None if they would compute (nothing runs, no model is loaded)."""
+    asked; None if they would compute (nothing runs, no model is loaded). ``use_atlas``: as
+    for ``run_pruning``."""
     asked = validate(settings)
     computed = computation(asked)
-    found = _cached_result(computed)
+    found = _cached_result(computed, use_atlas)
     return None if found is None else _labelled(_own_copy(found), asked, computed)
 
 
@@ -393,17 +399,18 @@ def _result(
     )
 
 
-def estimate_runs(runs: list[RunSettings]) -> Estimate | None:
+def estimate_runs(runs: list[RunSettings], use_atlas: bool = True) -> Estimate | None:
     """How long these runs, one after the other, will take here (what earlier ones cache,
-    later ones reuse); None while no run of the model was measured and it is not loaded."""
-    planned = estimate_stages(runs)
+    later ones reuse); None while no run of the model was measured and it is not loaded.
+    Without ``use_atlas``: as ``run_pruning`` without it computes them."""
+    planned = estimate_stages(runs, use_atlas)
     if planned is None:
         return None
     stages, measured = planned
     return Estimate(sum(stage.seconds for stage in stages), measured)
 
 
-def estimate_stages(runs: list[RunSettings]) -> tuple[list[estimates.Stages], bool] | None:
+def estimate_stages(runs: list[RunSettings], use_atlas: bool = True) -> tuple[list[estimates.Stages], bool] | None:
     """``estimate_runs`` run by run, in seconds per stage (``estimates.Stages``: all 0 for a run
     the cache already holds or an earlier one of ``runs`` computes), and whether every part
     comes from finished runs; None as for ``estimate_runs``."""
@@ -411,7 +418,7 @@ def estimate_stages(runs: list[RunSettings]) -> tuple[list[estimates.Stages], bo
     stages, measured = [], True
     for asked in runs:
         settings = computation(validate(asked))
-        if settings in done or _cached_result(settings) is not None:
+        if settings in done or _cached_result(settings, use_atlas) is not None:
             stages.append(estimates.Stages())
             continue
         key = _model_key(settings)

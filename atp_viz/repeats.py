@@ -31,9 +31,10 @@ def spread_of(results: list[RunResult]) -> Spread:
 
 def run_repeated(settings: RunSettings, repeats: int = 1, progress: Progress | None = None,
                  cancelled: CancelCheck | None = None, keep_weights: bool = False,
-                 on_block: Callable[[BlockError], None] | None = None) -> RunOutcome:
+                 on_block: Callable[[BlockError], None] | None = None, use_atlas: bool = True) -> RunOutcome:
     """The first draw's full outcome (weights, per-block errors as asked), its ``repeats``
-    holding the report perplexity of every draw when there is more than one."""
+    holding the report perplexity of every draw when there is more than one (``use_atlas``:
+    as ``engine.run_pruning``'s)."""
     runs = draws(settings, repeats)
 
     def share(k: int) -> Progress | None:
@@ -42,17 +43,18 @@ def run_repeated(settings: RunSettings, repeats: int = 1, progress: Progress | N
         return lambda fraction, message: progress((k + fraction) / len(runs),
                                                   message if len(runs) == 1 else f"draw {k + 1}/{len(runs)}: {message}")
 
-    first = run_pruning(runs[0], share(0), cancelled, keep_weights, on_block)
+    first = run_pruning(runs[0], share(0), cancelled, keep_weights, on_block, use_atlas)
     if len(runs) == 1:
         return first
-    results = [first.result] + [run_pruning(s, share(k), cancelled).result for k, s in enumerate(runs[1:], 1)]
+    results = [first.result] + [run_pruning(s, share(k), cancelled, use_atlas=use_atlas).result
+                                  for k, s in enumerate(runs[1:], 1)]
     return RunOutcome(_combined(results), first.pruned)
 
 
-def cached_repeated(settings: RunSettings, repeats: int = 1) -> RunResult | None:
+def cached_repeated(settings: RunSettings, repeats: int = 1, use_atlas: bool = True) -> RunResult | None:
     """What ``run_repeated`` would return, when every draw is finished already; None
     otherwise (nothing runs)."""
-    results = [cached_result(run) for run in draws(settings, repeats)]
+    results = [cached_result(run, use_atlas) for run in draws(settings, repeats)]
     return None if any(r is None for r in results) else _combined(results)
 
 

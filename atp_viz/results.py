@@ -277,6 +277,8 @@ class RunResult:
     repeats: "Spread | None" = None
     # What the pair said for a prompt (dense, uniform and this run's pair), when asked (``generation``).
     generation: Generation | None = None
+    # Where the result was computed when not on this machine (``atlas.provenance_line``).
+    precomputed: str | None = None
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -285,7 +287,8 @@ class RunResult:
             data["repeats"] = self.repeats.to_json()
         if self.generation is not None:
             data["generation"] = self.generation.to_json()
-        for optional in ("saved_to", "zero_shot", "zero_shot_setup", "selection_ppl", "repeats", "generation"):
+        for optional in ("saved_to", "zero_shot", "zero_shot_setup", "selection_ppl", "repeats", "generation",
+                         "precomputed"):
             if data[optional] is None:
                 del data[optional]
         return data

@@ -17,6 +17,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # warm start on) and keep finished runs in a folder of this session, never the user's.
 os.environ.setdefault("ATP_VIZ_WARM_START", "0")
 os.environ.setdefault("ATP_VIZ_RESULTS_DIR", tempfile.mkdtemp(prefix="atp_viz-test-results-"))
+# ... and compute every run rather than answer it from the shipped atlas (tests/test_atlas.py
+# turns the atlas on in-process).
+os.environ.setdefault("ATP_VIZ_ATLAS", "off")
 
 TINY_VOCAB = 512
 # Tests left out of the inner loop (pytest -m "not slow"): the real embedded model, a live

@@ -272,7 +272,8 @@ def prune_pair(settings: RunSettings, cancelled: Callable[[], bool] | None = Non
     runs = []
     for which, asked in (("uniform", uniform_baseline(settings)), ("atp", settings)):
         on_block = None if report is None else (lambda error, which=which: report((which, error)))
-        runs.append(run_repeated(asked, repeats, cancelled=cancelled, on_block=on_block).result)
+        # A press of Prune computes here what the shipped atlas holds (its answer was shown before).
+        runs.append(run_repeated(asked, repeats, cancelled=cancelled, on_block=on_block, use_atlas=False).result)
         if report is not None:
             report((which, runs[-1]))
     return Pair(*runs)
@@ -375,7 +376,14 @@ def summary_markdown(pair: Pair) -> str:
         f"{compression_line(pair.present)}"
         f"**Measured with** {settings_line(last)}  \n"
         f"**Weights** {last.model_source} · [these settings as a link]({settings_link(last)}){text}"
+        f"{precomputed_line(pair.present)}"
     )
+
+
+def precomputed_line(runs: list[RunResult]) -> str:
+    """Where runs computed on another machine come from (the shipped atlas), else nothing."""
+    elsewhere = sorted({run.precomputed for run in runs if run.precomputed})
+    return f"  \n**Precomputed** {'; '.join(elsewhere)}" if elsewhere else ""
 
 
 def compression_line(runs: list[RunResult]) -> str:
@@ -415,7 +423,8 @@ def _pair_runs(settings: RunSettings, repeats: int) -> list[RunSettings]:
 
 
 def _pair_estimate(settings: RunSettings, repeats: int) -> Estimate | None:
-    return engine.estimate_runs(_pair_runs(settings, repeats))
+    """How long a press of Prune takes: what the atlas holds is computed too."""
+    return engine.estimate_runs(_pair_runs(settings, repeats), use_atlas=False)
 
 
 def warm_start_runs(grid_points: int | None = None) -> list[RunSettings]:
@@ -428,15 +437,18 @@ def warm_start_runs(grid_points: int | None = None) -> list[RunSettings]:
     return [uniform_baseline(page), page, *(replace(page, beta=beta) for beta in grid[:grid_points])]
 
 
-def cached_pair(settings: RunSettings, repeats: int = 1) -> Pair | None:
+def cached_pair(settings: RunSettings, repeats: int = 1, use_atlas: bool = True) -> Pair | None:
     """The pair Prune would show for ``settings``, when every run of it is finished already
-    (computed before by anyone, or by the warm start); nothing runs."""
-    uniform, other = cached_repeated(uniform_baseline(settings), repeats), cached_repeated(settings, repeats)
+    (computed before by anyone, by the warm start, or by ``atlas`` elsewhere); nothing runs."""
+    uniform = cached_repeated(uniform_baseline(settings), repeats, use_atlas)
+    other = cached_repeated(settings, repeats, use_atlas)
     return None if uniform is None or other is None else Pair(uniform, other)
 
 
-def cached_status(settings: RunSettings, repeats: int = 1) -> str:
+def cached_status(settings: RunSettings, repeats: int = 1, pair: Pair | None = None) -> str:
     """Where the cached pair of ``settings`` came from, in one line."""
+    if pair is not None and precomputed_line(pair.present):
+        return "📌 **Precomputed** elsewhere (see the summary); Prune recomputes it here."
     if all(WARM.computed(run) for run in _pair_runs(settings, repeats)):
         return "📌 **Cached**: computed on this server at start-up, with the settings below."
     return "📌 **Cached**: computed on this server earlier (by you or someone else), with the settings below."
@@ -486,8 +498,10 @@ def show_cached(page: Page, compression, pattern, quantizer, bits, bits_beta, ra
         return Screen(estimate=f"Cannot run yet: {exc}")
     if pair is None:
         return Screen(estimate=_estimate_line(settings, repeats))
-    return replace(draw(pair, log_scale, error_view, shown_run), status=cached_status(settings, repeats),
-                   estimate="Ready: both runs are cached (drawn below).", pair=pair)
+    ready = ("Ready: both runs are cached (drawn below)." if not any(run.precomputed for run in pair.present)
+             else f"Drawn below as precomputed; {_estimate_line(settings, repeats)}")
+    return replace(draw(pair, log_scale, error_view, shown_run), status=cached_status(settings, repeats, pair),
+                   estimate=ready, pair=pair)
 
 
 @takes_run_inputs(*ATP_RUN, "repeats", *COMPRESSION, "rates", "log_scale", "error_view", "shown_run",
@@ -728,13 +742,13 @@ def run_pruning(page: Page, log_scale, shown_run, error_view, pair: Pair | None,
         repeats = check_repeats(page.repeats)
         frame = page.frame
         num_layers = block_count(settings.model)
-        cached = cached_pair(settings, repeats)
+        cached = cached_pair(settings, repeats, use_atlas=False)
         if cached is not None:
             # A finished pair answers at once, without a place in the line.
             for result in cached.present:
                 frame = history_tab.record(frame, result)
             yield replace(draw(cached, log_scale, error_view, shown_run),
-                          status=f"✔ done at once · {cached_status(settings, repeats)}",
+                          status=f"✔ done at once · {cached_status(settings, repeats, cached)}",
                           schedule=_schedule(settings, num_layers), pair=cached, history=frame)
             return
         live = _Live(settings, num_layers, repeats=repeats)

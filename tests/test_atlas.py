@@ -1,0 +1,176 @@
+"""The atlas: its plan, its files (pack, resume, header), and the engine answering from it,
+on a tiny random model (the shipped atlas's own check against a recomputation is
+tests/test_atlas_embedded.py)."""
+
+import gzip
+import json
+from dataclasses import replace
+
+import pytest
+from thread_support import one_torch_thread  # noqa: F401  (the fixture, taken below)
+
+from atp_viz import atlas, engine
+from atp_viz.atlas import GRID, Grid, canonical, pack, point_name, read, unpack
+from atp_viz.atlas_build import build, duration, plan, remaining
+from atp_viz.cli import build_parser, main
+from atp_viz.errors import AtpError
+from atp_viz.settings import RunSettings
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+TINY_GRID = Grid(methods=("wanda",), sparsities=(0.9,), beside=("owl",))
+
+
+@pytest.fixture(scope="module")
+def base(tiny_model_dir):
+    return RunSettings(model=str(tiny_model_dir("llama")), calib_samples=2, calib_seqlen=32, eval_samples=2,
+                       eval_seqlen=32, device="cpu", dtype="float32")
+
+
+@pytest.fixture(scope="module")
+def tiny_points(base):
+    """Uniform, ATP at the grid's first β and OWL (of 53 points at S = 0.9 on 3 blocks)."""
+    every = plan(TINY_GRID, 3, base)
+    return [every[0], every[1], every[-1]]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, base, tiny_points):
+    out = tmp_path_factory.mktemp("atlas")
+    lines: list[str] = []
+    assert build(out, base=base, points=tiny_points, log=lines.append) == 3
+    return out, lines
+
+
+def test_the_grid_is_the_papers_beta_grid_for_every_method_and_sparsity():
+    points = plan(GRID, 30)
+    # β_max = min(2S, 2(1−S))/29: 17, 13, 10 and 6 grid points at S = 0.5 … 0.8.
+    assert len(points) == 3 * (4 * 3 + 17 + 13 + 10 + 6) == 174
+    assert [p.method for p in points[:58]] == ["magnitude"] * 58  # cheapest first
+    at_07 = [p for p in points if p.method == "wanda" and p.sparsity == 0.7]
+    assert [p.allocation for p in at_07] == ["uniform", *["atp"] * 10, "owl", "alphapruning"]
+    assert [p.beta for p in at_07[1:11]] == pytest.approx([0.002 * k for k in range(1, 11)])
+    assert len({point_name(p) for p in points}) == len(points)
+
+
+def test_remaining_time_counts_each_method_at_its_own_pace():
+    todo = plan(Grid(("wanda", "sparsegpt"), (0.8,), ()), 30)  # 7 points each
+    assert remaining({}, todo) is None
+    assert remaining({"wanda": [10.0, 20.0]}, todo) == pytest.approx(14 * 15.0)  # sparsegpt: the mean of all
+    assert remaining({"wanda": [10.0], "sparsegpt": [40.0]}, todo) == pytest.approx(7 * 10 + 7 * 40)
+    assert [duration(s) for s in (40, 720, 12600)] == ["40 s", "12 min", "3.5 h"]
+
+
+def test_a_build_writes_complete_points_and_says_how_long_is_left(built, tiny_points):
+    out, lines = built
+    assert sorted(p.name for p in out.iterdir()) == sorted(["header.json", *map(point_name, tiny_points)])
+    assert "3 points to run" in lines[0] and "[1/3]" in lines[1] and "left" in lines[1] and "done" in lines[-1]
+    header = json.loads((out / "header.json").read_text())
+    assert {"cpu", "date", "atp_viz", "torch"} <= set(header) and header["tokens"]
+    stored = read(out)
+    assert set(stored.points) == {canonical(p) for p in tiny_points}
+    for result in stored.points.values():
+        assert len(result.errors) == 3 and result.sublayer_errors and result.token_errors.tokens == header["tokens"]
+        assert result.ppl > 0 and result.selection_ppl > 0 and result.precomputed.startswith("precomputed by `atlas`")
+
+
+def test_a_build_resumes_where_it_stopped(tmp_path, base, tiny_points):
+    assert build(tmp_path, base=base, points=tiny_points[:1], log=lambda _: None) == 1
+    (tmp_path / "x.json.gz.part").write_bytes(b"half a point")
+    assert build(tmp_path, base=base, points=tiny_points[:2], log=lambda _: None) == 1  # the first is kept
+    assert build(tmp_path, base=base, points=tiny_points[:2], log=lambda _: None) == 0
+    assert not list(tmp_path.glob("*.part"))
+
+
+def test_a_build_refuses_to_mix_another_machines_points(tmp_path, base, tiny_points):
+    build(tmp_path, base=base, points=tiny_points[:1], log=lambda _: None)
+    header = json.loads((tmp_path / "header.json").read_text())
+    (tmp_path / "header.json").write_text(json.dumps({**header, "cpu": "another CPU"}))
+    with pytest.raises(AtpError, match="another cpu"):
+        build(tmp_path, base=base, points=tiny_points, log=lambda _: None)
+
+
+def test_packing_rounds_to_float32_and_keeps_the_tokens_once(built):
+    out, _ = built
+    header = json.loads((out / "header.json").read_text())
+    path = sorted(out.glob("*_atp_*"))[0]
+    settings, result = unpack(path.read_bytes(), header["tokens"])
+    assert json.loads(gzip.decompress(path.read_bytes()))["result"]["token_errors"]["tokens"] is None
+    again = unpack(pack(settings, result, header["tokens"]), header["tokens"])
+    assert again[0] == settings and again[1].to_json() == result.to_json()  # rounding twice changes nothing
+    exact = replace(result, ppl=result.ppl * (1 + 1e-12))
+    assert unpack(pack(settings, exact, None), None)[1].ppl == result.ppl
+
+
+def test_the_engine_answers_a_point_only_when_every_setting_equals_it(built, base, tiny_points):
+    out, _ = built
+    engine.clear_results()
+    atp = tiny_points[1]
+    asked = replace(atp, beta=atp.beta + 1e-12, measure_selection=False)
+    assert engine.cached_result(asked) is None  # the atlas is off until a server turns it on
+    atlas.enable(out)
+    try:
+        found = engine.cached_result(asked)
+        assert found is not None and found.precomputed and found.ppl == read(out).points[canonical(atp)].ppl
+        # ATP at β = 0 is the uniform point, labelled as asked.
+        assert engine.cached_result(replace(tiny_points[0], allocation="atp")).allocation == "atp"
+        for other in (replace(asked, seed=1), replace(asked, beta=atp.beta + 1e-6), replace(asked, calib_samples=3),
+                      replace(asked, pattern="2:4"), replace(asked, quantize="rtn"), replace(asked, owl_m=6.0,
+                      allocation="owl"), replace(asked, measure_ppl=False), replace(asked, device="auto")):
+            assert engine.cached_result(other) is None, other
+        assert engine.run_pruning(asked).result.precomputed is not None  # answered, not run
+        assert engine.estimate_runs([asked]).seconds == 0
+        assert engine.estimate_runs([asked], use_atlas=False).seconds > 0
+        # Prune's press computes here; the result computed here then wins over the atlas's.
+        here = engine.run_pruning(asked, use_atlas=False).result
+        assert here.precomputed is None
+        assert engine.cached_result(asked).precomputed is None
+    finally:
+        atlas.disable()
+        engine.clear_results()
+
+
+def test_the_command_line_has_the_atlas_command(tmp_path, capsys):
+    args = build_parser().parse_args(["atlas", "--out", str(tmp_path), "--threads", "1"])
+    assert args.out == tmp_path and args.threads == 1
+    (tmp_path / "a file").write_text("")
+    assert main(["atlas", "--out", str(tmp_path / "a file")]) == 2
+    assert capsys.readouterr().err.startswith("error: cannot build the atlas in")
+
+
+def test_the_landscape_draws_each_sparsity_with_its_best_beta_and_the_other_allocators(built):
+    from atp_viz.ui.atlas_plots import landscape_figure
+
+    out, _ = built
+    results = list(read(out).points.values())
+    figure = landscape_figure(results, "wanda")
+    by_name = {trace.name: trace for trace in figure.data}
+    curve = by_name["S = 0.9: uniform (β = 0) and ATP"]
+    assert list(curve.x) == pytest.approx([0.0, 0.002])
+    ranked = sorted((r for r in results if r.allocation != "owl"), key=lambda r: r.selection_ppl)
+    star = next(t for name, t in by_name.items() if "β*" in name)
+    assert star.x[0] == ranked[0].beta and star.y[0] == ranked[0].ppl
+    owl = by_name["S = 0.9: OWL"]
+    assert owl.y[0] == next(r.ppl for r in results if r.allocation == "owl") and owl.line.dash == "dot"
+    assert not landscape_figure(results, "sparsegpt").data
+
+
+def test_the_prune_tab_labels_an_atlas_pair_and_its_press_computes_here(built, tiny_points):
+    from atp_viz.ui.prune_tab import cached_pair, cached_status, prune_pair, summary_markdown
+
+    out, _ = built
+    engine.clear_results()
+    atp = replace(tiny_points[1], measure_selection=False)
+    atlas.enable(out)
+    try:
+        shown = cached_pair(atp)
+        assert shown is not None and all(run.precomputed for run in shown.present)
+        assert "**Precomputed** precomputed by `atlas` on" in summary_markdown(shown)
+        assert "Prune recomputes it here" in cached_status(atp, 1, shown)
+        assert cached_pair(atp, use_atlas=False) is None  # what a press of Prune looks for first
+        pressed = prune_pair(atp)
+        assert all(run.precomputed is None for run in pressed.present)
+        assert "Precomputed" not in summary_markdown(pressed)
+    finally:
+        atlas.disable()
+        engine.clear_results()
