@@ -21,7 +21,7 @@ def test_the_three_continuations_at_desktop_and_phone_width(browser, app_server)
         page.wait_for_function("() => document.querySelector('#run-status').innerText.includes('done')",
                                timeout=600_000)
         fill_settled(page, "#said-budget input", 16)
-        assert "chat template" in page.inner_text("#said-note")
+        assert "chat template" in page.inner_text("#said-chat")
         page.click("#said-generate")
         page.wait_for_function("() => document.querySelector('#said-status').innerText.includes('done')",
                                timeout=900_000)

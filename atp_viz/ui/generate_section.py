@@ -26,9 +26,8 @@ from .format import ppl
 from .run_inputs import ATP_RUN, Page, inputs_of, takes_run_inputs
 from .shared import ENGINE, INSTANT, UI_ONLY, HistoryOutputs, RunInputs, Shared, block_count, run_settings
 
+TITLE = "### What the pruned model says"
 NOTE = """
-### What the pruned model says
-
 A prompt continued by the dense model, the uniform run and the ATP run of the pair above
 (the first tab's model, method, S, β and calibration; unstructured), from exactly the weights
 those runs produced: greedy (no sampling), at most the number of new tokens asked for, each
@@ -257,7 +256,10 @@ class Section:
 
 def build(inputs: RunInputs, kept: HistoryOutputs) -> Section:
     """The section's components and events (placed where it is called, below the perplexity)."""
-    gr.Markdown(NOTE, elem_id="said-note")
+    gr.Markdown(TITLE, elem_id="said-title")
+    # How to read it, folded: the page stays short enough to take in at a glance.
+    with gr.Accordion("How the texts are made and coloured", open=False, elem_id="said-help"):
+        gr.Markdown(NOTE, elem_id="said-note")
     with gr.Row(equal_height=False):
         ready = gr.Dropdown(list(generation.READY_PROMPTS), value=generation.READY_PROMPTS[0],
                             label="Ready prompts", elem_id="said-ready", scale=1, min_width=240)
