@@ -64,6 +64,14 @@ def told_seconds(status: str) -> float | None:
     return sum(float(v) * {"s": 1, "min": 60, "h": 3600}[unit] for v, unit in found) if found else None
 
 
+def server_alive(pid: int) -> bool:
+    """Whether the server process still runs (a process that died is a zombie until reaped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -122,6 +130,9 @@ def main() -> None:
         while len(list((folder / "results").glob("*.json"))) < 2 + len(grid):
             if time.monotonic() - started > REQUEST_TIMEOUT_S:
                 raise SystemExit("the warm start did not finish within the time limit")
+            if not server_alive(pid):
+                tail = (folder / "server.log").read_text(errors="replace")[-2000:]
+                raise SystemExit(f"the server died during its warm start:\n{tail}")
             time.sleep(5)
         warm_seconds = time.monotonic() - started
         # One run alone first: the estimate the page shows before Prune against the real time.
