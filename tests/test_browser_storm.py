@@ -64,9 +64,19 @@ def _timer_id(url: str) -> int:
     return timers[0]
 
 
-def _one_load(browser, url: str, other_model: Path, timer: int) -> dict:
-    """One page load and the person's sequence; what the idle page sent afterwards."""
+def _one_load(browser, url: str, other_model: Path, timer: int, patience: float = 1.0) -> dict:
+    """One page load and the person's sequence; what the idle page sent afterwards.
+    ``patience`` stretches every wait (tests/class_load.py loads pages beside a busy class)."""
     page: Page = browser.new_page(viewport={"width": 1280, "height": 900})
+    try:
+        return _sequence(page, url, other_model, timer, round(patience * 1000))
+    finally:
+        page.close()
+
+
+def _sequence(page: Page, url: str, other_model: Path, timer: int, ms: int) -> dict:
+    """The load and the sequence on an open page; ``ms`` is a second of waiting."""
+    page.set_default_timeout(30 * ms)
     sent: list[tuple[float, object]] = []
 
     def count(request) -> None:
@@ -81,7 +91,7 @@ def _one_load(browser, url: str, other_model: Path, timer: int) -> dict:
     page.goto(url)
     page.wait_for_function("() => document.querySelector('#schedule-plot .js-plotly-plot')?.data "
                            "&& document.querySelector('#beta-info')?.innerText.includes('decoder blocks')",
-                           timeout=120_000)
+                           timeout=120 * ms)
     page.wait_for_timeout(SETTLE_MS)
     s_box, beta_box = "#sparsity input[type=number]", "#beta input[type=number]"
     # The S round trip: β is lowered to β_max at 0.9 (a server's write of β), then S goes back.
@@ -89,7 +99,7 @@ def _one_load(browser, url: str, other_model: Path, timer: int) -> dict:
     page.press(s_box, "Enter")
     lowered = beta_max(EMBEDDED_BLOCKS, 0.9)
     page.wait_for_function(f"() => Number(document.querySelector('{beta_box}').value) <= {lowered}",
-                           timeout=30_000)
+                           timeout=30 * ms)
     page.fill(s_box, "0.7")
     page.press(s_box, "Enter")
     page.wait_for_timeout(SETTLE_MS)
@@ -105,7 +115,7 @@ def _one_load(browser, url: str, other_model: Path, timer: int) -> dict:
     page.fill("#model input", str(other_model))
     page.press("#model input", "Enter")
     page.wait_for_function("() => document.querySelector('#beta-info').innerText.includes('3 decoder blocks')",
-                           timeout=60_000)
+                           timeout=60 * ms)
     page.fill(beta_box, TYPED_BETA)
     page.press(beta_box, "Enter")
     page.wait_for_timeout(3 * SETTLE_MS)
@@ -113,7 +123,6 @@ def _one_load(browser, url: str, other_model: Path, timer: int) -> dict:
     page.wait_for_timeout(IDLE_S * 1000)
     idle = [trigger for at, trigger in sent if at >= start]
     kept = page.input_value(beta_box)
-    page.close()
     return {"idle": len(idle), "polls": sum(1 for t in idle if t == timer), "beta": kept,
             "saw_poll": any(t == timer for _, t in sent)}
 
