@@ -51,7 +51,7 @@ def test_every_action_has_a_named_endpoint(client):
     assert names == {"/preview_schedule", "/run_pruning", "/redraw_errors", "/show_run", "/sweep_beta",
                      "/apply_best_beta", "/single_block", "/download_pruned_model", "/compare_allocators",
                      "/load_runs", "/stop", "/zero_shot", "/measure_speed", "/download_recipe",
-                     "/order_experiment", "/show_cached"}
+                     "/order_experiment", "/show_cached", "/generate"}
 
 
 @pytest.mark.parametrize("sparsity, beta", [(0.7, 0.0), (0.7, 0.01), (0.5, 0.02), (0.7, beta_max(30, 0.7))])
