@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 from conftest import running_app
-from playwright.sync_api import Page, sync_playwright
-from test_browser import CHROMIUM, CHROMIUM_ARGS, EMBEDDED_BLOCKS
+from playwright.sync_api import Page
+from test_browser import EMBEDDED_BLOCKS
+from test_browser_states import browser  # noqa: F401  (the fixture, taken below)
 
 from atp_viz.schedules import beta_max
 
@@ -33,16 +34,6 @@ IDLE_S = 4.0
 HANDFUL = 3
 TYPED_BETA = "0.008"
 SETTLE_MS = 600
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is not installed")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +55,7 @@ def _timer_id(url: str) -> int:
     return timers[0]
 
 
-def _one_load(browser, url: str, other_model: Path, timer: int, patience: float = 1.0) -> dict:
+def _one_load(browser, url: str, other_model: Path, timer: int, patience: float = 1.0) -> dict:  # noqa: F811
     """One page load and the person's sequence; what the idle page sent afterwards.
     ``patience`` stretches every wait (tests/class_load.py loads pages beside a busy class)."""
     page: Page = browser.new_page(viewport={"width": 1280, "height": 900})
@@ -134,7 +125,7 @@ def _assert_no_storm(loads: list[dict]) -> None:
     assert not undone, f"a typed β was not kept on {len(undone)} of {len(loads)} pages: {undone}"
 
 
-def test_no_page_loops_while_the_warm_start_runs(browser, tmp_path_factory, results_dir, tiny_model_dir):
+def test_no_page_loops_while_the_warm_start_runs(browser, tmp_path_factory, results_dir, tiny_model_dir):  # noqa: F811
     """A fresh server, its warm start computing the default pair and the β grid (a Space
     just restarted, when a class opens the link)."""
     serving, _log = _server(tmp_path_factory, results_dir, ATP_VIZ_WARM_START="1")
@@ -146,7 +137,8 @@ def test_no_page_loops_while_the_warm_start_runs(browser, tmp_path_factory, resu
     assert sum(load["saw_poll"] for load in loads) >= LOADS // 2, loads
 
 
-def test_no_page_loops_once_the_warm_start_is_done(browser, tmp_path_factory, results_dir, tiny_model_dir):
+def test_no_page_loops_once_the_warm_start_is_done(browser, tmp_path_factory, results_dir,  # noqa: F811
+                                                   tiny_model_dir):
     """The same store, the default pair in it: a warm start of that pair alone ends at once."""
     serving, log = _server(tmp_path_factory, results_dir, ATP_VIZ_WARM_START="1", ATP_VIZ_WARM_GRID="0")
     with serving as (url, _pid):
