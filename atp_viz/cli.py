@@ -248,17 +248,7 @@ def _cmd_prune(args: argparse.Namespace) -> None:
     from .engine import check_save_target, save_pruned
     from .repeats import run_repeated
 
-    quantizing = args.quantize != NO_QUANTIZATION
-    bits_beta = args.bits_beta
-    beta = args.beta
-    if quantizing and bits_beta is None:
-        # Quantizing alone, --beta is the bit progression's step (there is no pruning to spread).
-        prunes = _sparsity(args) > 0
-        bits_beta, beta = (0.0, beta) if prunes else (beta, 0.0)
-    settings = _settings(args, allocation=args.allocation, beta=beta, quantize=args.quantize, bits=args.bits,
-                         bits_beta=bits_beta or 0.0)
-    if args.rates is not None:
-        settings = _rates_settings(settings, args)
+    settings = _pruned_settings(args)
     repeats = check_repeats(args.repeats)
     zero_shot = _zero_shot_request(args)  # refused here, before any pruning, without lm-eval
     # Both targets are checked before minutes of pruning, not after.
@@ -288,6 +278,17 @@ def _cmd_prune(args: argparse.Namespace) -> None:
     )
     for line in fitness_sentences(evopress_details(r)):  # EvoPress: its profile's fitness against ATP's line
         print(line, file=sys.stderr)
+
+
+def _pruned_settings(args: argparse.Namespace) -> RunSettings:
+    """The run that ``prune``'s options describe (``generate`` reads the same options)."""
+    bits_beta, beta = args.bits_beta, args.beta
+    if args.quantize != NO_QUANTIZATION and bits_beta is None:
+        # Quantizing alone, --beta is the bit progression's step (there is no pruning to spread).
+        bits_beta, beta = (0.0, beta) if _sparsity(args) > 0 else (beta, 0.0)
+    settings = _settings(args, allocation=args.allocation, beta=beta, quantize=args.quantize, bits=args.bits,
+                         bits_beta=bits_beta or 0.0)
+    return settings if args.rates is None else _rates_settings(settings, args)
 
 
 def _rates_settings(settings: RunSettings, args: argparse.Namespace) -> RunSettings:

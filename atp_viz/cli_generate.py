@@ -9,7 +9,6 @@ import argparse
 import sys
 
 from .generation import DEFAULT_NEW_TOKENS, MAX_NEW_TOKENS, check_new_tokens, check_prompt, generate_pair
-from .settings import NO_QUANTIZATION
 
 # The options of ``prune`` that say which pair is pruned (the rest of prune's are about its output).
 _PAIR_OPTIONS = ("beta", "allocation", "rates", "quantize", "bits", "bits_beta")
@@ -36,27 +35,14 @@ def add_command(sub, prune: argparse.ArgumentParser) -> None:
     generate.set_defaults(func=_cmd_generate)
 
 
-def _pair_settings(args: argparse.Namespace):
-    """The settings of the pair's other run, as ``prune`` builds them from the same options."""
-    from .cli import _rates_settings, _settings, _sparsity
-
-    bits_beta, beta = args.bits_beta, args.beta
-    if args.quantize != NO_QUANTIZATION and bits_beta is None:
-        # Quantizing alone, --beta is the bit progression's step (as in prune).
-        bits_beta, beta = (0.0, beta) if _sparsity(args) > 0 else (beta, 0.0)
-    settings = _settings(args, allocation=args.allocation, beta=beta, quantize=args.quantize, bits=args.bits,
-                         bits_beta=bits_beta or 0.0)
-    return settings if args.rates is None else _rates_settings(settings, args)
-
-
 def _cmd_generate(args: argparse.Namespace) -> None:
-    from .cli import _check_json_target, _progress, _write_json
+    from .cli import _check_json_target, _progress, _pruned_settings, _write_json
 
     # Refused before minutes of pruning: the prompt, the budget, the result file.
     check_prompt(args.prompt)
     check_new_tokens(args.max_new_tokens)
     _check_json_target(args.json)
-    settings = _pair_settings(args)
+    settings = _pruned_settings(args)
     said = generate_pair(settings, args.prompt, chat=not args.raw, max_new_tokens=args.max_new_tokens,
                          progress=_progress if args.verbose else None)
     _write_json({"model": settings.model, "method": settings.method, "sparsity": settings.sparsity,
