@@ -91,8 +91,8 @@ def test_the_sixth_step_says_what_the_pair_said(tiny_pair):
     waiting = lesson_tab.render(5, pair, settings.model, settings.sparsity, settings.beta, False, "png")
     assert waiting[0].startswith("**Step 6 of 6: What the model says") and "Press **Generate**" in waiting[1]
     said = generate_pair(settings, "The result of a function call is", chat=False, max_new_tokens=6)
-    heading, text, figure = lesson_tab.render(5, pair, settings.model, settings.sparsity, settings.beta, False, "png",
-                                              said)
+    heading, text, figure = lesson_tab.render(5, pair.with_said(said), settings.model, settings.sparsity,
+                                              settings.beta, False, "png")
     assert said.dense.text in text or repr(said.dense.text) in text
     assert "agreement" in text and len(json.loads(figure.to_json())["data"]) == 2
 
@@ -124,7 +124,7 @@ def made_run(allocation: str, sparsity: float, beta: float, totals: list[float],
 
 
 def pair_where(atp_wins: bool):
-    from atp_viz.ui.prune_tab import Pair
+    from atp_viz.ui.pair import Pair
 
     sparsity, beta = (0.7, 0.1) if atp_wins else (0.5, 0.12)
     uniform = made_run("uniform", sparsity, 0.0, [0.1, 0.2, 0.3, 0.4, 0.5, 0.6], [0.1] * 6,

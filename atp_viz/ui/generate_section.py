@@ -22,7 +22,8 @@ from ..schedules import atp_schedule
 from ..settings import DEFAULTS, RunSettings
 from . import history, history_tab, limits, plots
 from .adapters import answered_by_name, engine_turn, new_file, output_list, stop_flag, streamed, user_errors, waiting
-from .format import ppl
+from .format import mismatch_line, ppl
+from .pair import Pair
 from .run_inputs import ATP_RUN, Page, inputs_of, takes_run_inputs
 from .shared import ENGINE, INSTANT, UI_ONLY, HistoryOutputs, RunInputs, Shared, block_count, run_settings
 
@@ -41,6 +42,8 @@ first token where its own text leaves the dense one is boxed, and what follows i
 prompts were chosen by measurement (docs/app.md says the rule).
 """
 EMPTY_VIEW = "<div id='said-empty'><em>Press <b>Generate</b>: the three continuations appear here.</em></div>"
+OTHER_PAIR = ("<p class='said-other' id='said-other'>⚠️ These continuations are of the runs the controls ask for, "
+              "not of the pair drawn above: press <b>Prune</b> to draw that pair.</p>")
 
 
 def _colour(prob: float) -> str:
@@ -100,6 +103,7 @@ CSS = """
 .said-tok { border-radius: 3px; }
 .said-diverge { outline: 2px solid #cf222e; background: #ffebe9; font-weight: 600; }
 .said-after { color: #8c959f; }
+.said-other { font-weight: 600; }
 """
 
 
@@ -163,9 +167,21 @@ def _told(estimate: Estimate | None) -> str:
     return f"Generate takes {estimate.text()}"
 
 
-@takes_run_inputs(*ATP_RUN, "prompt", "chat_template", "max_new_tokens", "frame")
+def said_view(pair: Pair | None) -> str:
+    """The section's view of the pair on screen: what it said, when it was asked (or loaded with it)."""
+    said = None if pair is None else pair.said
+    return EMPTY_VIEW if said is None else view_html(said, {run.allocation: run for run in pair.present})
+
+
+def _drawn(pair: Pair | None, settings: RunSettings) -> bool:
+    """Whether the pair on screen is the pair of ``settings`` (a uniform run and the other, nothing differing)."""
+    return (pair is not None and pair.uniform is not None and pair.atp is not None
+            and not mismatch_line(settings, pair.atp))
+
+
+@takes_run_inputs(*ATP_RUN, "prompt", "chat_template", "max_new_tokens", "frame", "pair")
 def generate(page: Page, prompt: str, chat_template: bool = True, max_new_tokens: int = generation.DEFAULT_NEW_TOKENS,
-             request: gr.Request = None):
+             pair: Pair | None = None, request: gr.Request = None):
     """Greedy continuations of a prompt by the dense model, uniform and ATP at β, from the weights
     those runs produced (pruned first where they are not kept), scored on the dense continuation.
 
@@ -173,11 +189,12 @@ def generate(page: Page, prompt: str, chat_template: bool = True, max_new_tokens
         prompt: the text to continue (a user turn in the model's chat template unless chat_template is False).
         chat_template: True: the prompt as a user's turn in the model's chat template; False: raw text.
         max_new_tokens: greedy tokens per model (1..512; each stops earlier at the end of its turn).
+        pair: the pair on screen (state): when it is the pair of these settings, it carries the generation.
 
     Returns:
         The three continuations as HTML, a status line, the generation (state: prompt ids, and
-        each model's new token ids, text and per-token scores), and the history (table, CSV,
-        JSON files: both runs' JSON carry the generation).
+        each model's new token ids, text and per-token scores), the pair on screen carrying it,
+        and the history (table, CSV, JSON files: both runs' JSON carry the generation).
     """
     with user_errors(), stop_flag(request) as flag:
         settings = page.settings()
@@ -210,7 +227,10 @@ def generate(page: Page, prompt: str, chat_template: bool = True, max_new_tokens
                 return
     results = _results(settings)
     frame = _recorded(page.frame, said, results)
-    yield {"view": view_html(said, results), "said": said, **history_tab.answer(frame),
+    # The pair on screen carries what it said (its views follow it); another pair is left as it is.
+    shown = {"pair": pair.with_said(said)} if _drawn(pair, settings) else {}
+    yield {"view": view_html(said, results) + ("" if shown else OTHER_PAIR), "said": said, **shown,
+           **history_tab.answer(frame),
            "status": f"✔ done in {time.monotonic() - started:.0f} s (generation and scoring {said.seconds:.1f} s)"}
 
 
@@ -232,6 +252,7 @@ class SaidOutputs:
     view: gr.HTML
     status: gr.Markdown
     said: gr.State
+    pair: gr.State
     history_frame: gr.State
     history_table: gr.Dataframe
     history_csv: gr.DownloadButton
@@ -242,20 +263,19 @@ class SaidOutputs:
 class Section:
     """The built section: what the tab registers once its ``Shared`` exists."""
 
-    said: gr.State
     stop: gr.Button
     writer: object  # the Generate event, which changes the history
     estimating: dict  # the estimate's listener, redrawn once the page settles the model, S and β
 
     def register(self, shared: Shared) -> None:
-        shared.said = self.said
         shared.stop_buttons.append(self.stop)
         shared.history_writers.append(self.writer)
         shared.settings_views.append(self.estimating)
 
 
-def build(inputs: RunInputs, kept: HistoryOutputs) -> Section:
-    """The section's components and events (placed where it is called, below the perplexity)."""
+def build(inputs: RunInputs, kept: HistoryOutputs, pair: gr.State) -> Section:
+    """The section's components and events (placed where it is called, below the perplexity),
+    its view following ``pair``, the pair on screen."""
     gr.Markdown(TITLE, elem_id="said-title")
     # How to read it, folded: the page stays short enough to take in at a glance.
     with gr.Accordion("How the texts are made and coloured", open=False, elem_id="said-help"):
@@ -277,11 +297,13 @@ def build(inputs: RunInputs, kept: HistoryOutputs) -> Section:
     view = gr.HTML(EMPTY_VIEW, elem_id="said-view", css_template=CSS)
     said = gr.State(None)
     ready.input(lambda text: text, ready, prompt, **INSTANT, **UI_ONLY)
-    outputs = SaidOutputs(view, status, said, kept.frame, kept.table, kept.csv, kept.files)
+    outputs = SaidOutputs(view, status, said, pair, kept.frame, kept.table, kept.csv, kept.files)
     writer = button.click(answered_by_name(generate, outputs),
                           inputs_of(generate, inputs, prompt=prompt, chat_template=chat, max_new_tokens=budget,
-                                    frame=kept.frame),
+                                    frame=kept.frame, pair=pair),
                           output_list(outputs), api_name="generate", show_progress="hidden", **ENGINE)
+    # What is shown is what the pair on screen said: a new pair clears it, a loaded run brings its own.
+    pair.change(said_view, pair, view, **INSTANT, **UI_ONLY)
     estimated = [inputs.model, inputs.method, inputs.sparsity, inputs.beta, inputs.calib_samples, inputs.calib_seqlen,
                  inputs.seed, inputs.text_file, budget]
     estimating = {"fn": generate_estimate, "inputs": estimated, "outputs": estimate}
@@ -289,4 +311,4 @@ def build(inputs: RunInputs, kept: HistoryOutputs) -> Section:
     gr.on([budget.change, inputs.method.change], **estimating, **INSTANT, **UI_ONLY, trigger_mode="always_last")
     # After a generation the estimate knows this server's pace (and which weights are kept).
     writer.then(**estimating, **INSTANT, **UI_ONLY)
-    return Section(said, stop, writer, estimating)
+    return Section(stop, writer, estimating)

@@ -22,7 +22,7 @@ from . import plots
 from .format import method_label, ppl, run_name, settings_line
 from .generate_section import said_figure
 from .lesson_plots import EXPORT_FORMATS, slide
-from .prune_tab import Pair
+from .pair import Pair
 from .shared import INSTANT, UI_ONLY, Shared, block_count, page_model
 
 STEP_TITLES = ("The schedule", "Uniform pruning: error grows", "ATP's curve beside it", "Perplexity",
@@ -224,17 +224,17 @@ def step_content(step: int, pair: Pair | None, settings: RunSettings, num_layers
 
 
 def render(step: int, pair: Pair | None, model: str, sparsity: float, beta: float, presentation: bool,
-           export_format: str, said: Generation | None = None, ordering: OrderExperiment | None = None):
-    """The lesson at ``step``: its heading, sentence and figure (a slide). ``said``: the Prune tab's
-    last generation (step 6); ``ordering``: the Why? tab's finished ordering experiment, drawn in
-    step 5 when it was run on the pair's settings."""
+           export_format: str, ordering: OrderExperiment | None = None):
+    """The lesson at ``step``: its heading, sentence and figure (a slide); step 6 shows what the
+    pair said, when it was asked; ``ordering``: the Why? tab's finished ordering experiment,
+    drawn in step 5 when it was run on the pair's settings."""
     step = min(max(int(step or 0), 0), len(STEP_TITLES) - 1)
     try:
         settings = validate(RunSettings(model=page_model(model), sparsity=sparsity, beta=beta))
         num_layers = block_count(settings.model)
     except AtpError as exc:
         return f"**Step {step + 1} of {len(STEP_TITLES)}**", f"Cannot draw the lesson yet: {exc}", gr.update()
-    content = step_content(step, pair, settings, num_layers, ordering, said)
+    content = step_content(step, pair, settings, num_layers, ordering, None if pair is None else pair.said)
     figure = slide(content.figure, content.caption, presentation=bool(presentation),
                    export_format=export_format if export_format in EXPORT_FORMATS else "png",
                    filename=f"atp-lesson-{step + 1}")
@@ -258,13 +258,13 @@ def build(shared: Shared) -> None:
     gr.Markdown("The camera button at the top right of the figure saves it with its caption "
                 "(the browser draws the file: no server-side export).", elem_id="lesson-export-note")
     shown = {"fn": render, "inputs": [step, pair, inputs.model, inputs.sparsity, inputs.beta, presentation,
-                                      export_format, shared.said],
+                                      export_format],
              "outputs": [heading, text, figure]}
     back.click(lambda s: max(s - 1, 0), step, step, **INSTANT, **UI_ONLY).then(**shown, **INSTANT, **UI_ONLY)
     forward.click(lambda s: min(s + 1, len(STEP_TITLES) - 1), step, step, **INSTANT, **UI_ONLY).then(
         **shown, **INSTANT, **UI_ONLY)
     # The model, S and β: after the page settles them (shared.settings_views).
-    gr.on([pair.change, shared.said.change, export_format.change, presentation.change], **shown, **INSTANT, **UI_ONLY,
+    gr.on([pair.change, export_format.change, presentation.change], **shown, **INSTANT, **UI_ONLY,
           trigger_mode="always_last")
     shared.settings_views.append(shown)
     presentation.change(None, presentation, None,

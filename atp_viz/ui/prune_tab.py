@@ -58,11 +58,11 @@ from .format import (
     method_label,
     mismatch_line,
     ppl,
-    run_label,
     run_name,
     settings_line,
     text_name,
 )
+from .pair import Pair
 from .run_inputs import ATP_RUN, Page, RunInput, inputs_of, takes_run_inputs
 from .shared import (
     ENGINE,
@@ -219,27 +219,6 @@ def preview_schedule(model: str, sparsity: float, beta: float):
 
 
 # ------------------------------------------------------------------ uniform against ATP
-
-
-@dataclass
-class Pair:
-    """The uniform baseline and the ATP run of one press of Prune (same settings otherwise);
-    a run loaded from a file may come alone (the other is None)."""
-
-    uniform: RunResult | None
-    atp: RunResult | None
-
-    @property
-    def present(self) -> list[RunResult]:
-        return [run for run in (self.uniform, self.atp) if run is not None]
-
-    def runs(self) -> dict[str, RunResult]:
-        return {run_label(run): run for run in self.present}
-
-    def pick(self, which: str) -> RunResult:
-        """The run asked for ("uniform" or "ATP"), or the one there is."""
-        wanted = self.uniform if which.lower() == "uniform" else self.atp
-        return wanted if wanted is not None else self.present[0]
 
 
 @dataclass
@@ -1001,7 +980,7 @@ def build(demo: gr.Blocks, history: HistoryOutputs) -> Shared:
                 log_scale = gr.Checkbox(False, label="log scale", elem_id="log-scale")
             drawn["note"] = gr.Markdown(elem_id="error-note")
         drawn["perplexity"] = _plot_column("ppl-plot", "perplexity", plots.perplexity_placeholder())
-    said = generate_section.build(inputs, history)
+    said = generate_section.build(inputs, history, pair)
     shown_run = gr.Radio(list(RUN_CHOICES), value=DEFAULT_RUN, label="The plots below show the run",
                          elem_id="shown-run")
     with gr.Row(equal_height=False):

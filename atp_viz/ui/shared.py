@@ -67,8 +67,6 @@ class Shared:
     stop_buttons: list = field(default_factory=list)
     # Events that change the session's history: the history tab keeps it in the browser after each.
     history_writers: list = field(default_factory=list)
-    # What the pair said for the last prompt (``continuations.Generation``), for the lesson.
-    said: gr.State | None = None
     # What the tabs redraw from the model, S and β once the page has settled them: each the
     # keyword arguments of one event listener (``fn``, ``inputs``, ``outputs``...).
     settings_views: list[dict] = field(default_factory=list)
