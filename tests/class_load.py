@@ -27,6 +27,8 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -87,6 +89,20 @@ def tiny_llama(folder: Path) -> Path:
     AutoModelForCausalLM.from_config(tiny_config("llama")).save_pretrained(path)
     _tiny_tokenizer().save_pretrained(path)
     return path
+
+
+def event_names(url: str) -> tuple[dict[int, str], dict[int, str]]:
+    """The page's components by id (their elem_id, else type) and its events by index (api name,
+    else the first target's event): how an idle request's trigger and event are printed."""
+    with urllib.request.urlopen(url + "config", timeout=30) as answer:
+        config = json.load(answer)
+    components = {c["id"]: c.get("props", {}).get("elem_id") or c["type"] for c in config["components"]}
+    events = {}
+    for index, dependency in enumerate(config["dependencies"]):
+        target = (dependency.get("targets") or [[None, "?"]])[0]
+        events[dependency.get("id", index)] = (dependency.get("api_name")
+                                               or f"{components.get(target[0], target[0])}.{target[1]}")
+    return components, events
 
 
 def start_chromium(folder: Path) -> tuple[subprocess.Popen, str]:
@@ -233,6 +249,12 @@ def main() -> None:
                 except subprocess.TimeoutExpired:
                     chromium.kill()
         idle = [load["idle"] for load in loads]
+        components, events = event_names(url) if loads else ({}, {})
+        # Which trigger and event sent each idle request, over every page, and on the storms alone.
+        sent_by = Counter(f"{components.get(t, t)} -> {events.get(fn, fn)}"
+                          for load in loads for _, t, fn in load["idle_requests"])
+        storm_requests = [[(at, components.get(t, t), events.get(fn, fn)) for at, t, fn in load["idle_requests"]]
+                          for load in loads if load["idle"] > HANDFUL]
         print(json.dumps({
             "alone": alone, "clients": args.clients, "grid_betas": grid, "off_grid_betas": off_grid,
             "cores": os.cpu_count(),
@@ -251,6 +273,8 @@ def main() -> None:
             "idle_requests_p50": statistics.median(idle) if idle else None,
             "idle_requests_max": max(idle) if idle else None,
             "storms": sum(1 for n in idle if n > HANDFUL),
+            "idle_requests_by_trigger": dict(sent_by.most_common()),
+            "storm_requests": storm_requests[:10],
             "typed_beta_undone": sum(1 for load in loads if load["beta"] != TYPED_BETA),
             "lost_requests": sum(1 for line in lost if line.startswith("client")),
             "lost_pages": sum(1 for line in lost if line.startswith("page")),

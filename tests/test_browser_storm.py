@@ -73,10 +73,10 @@ def _sequence(page: Page, url: str, other_model: Path, timer: int, ms: int) -> d
     def count(request) -> None:
         if request.method == "POST" and "/gradio_api/" in request.url:
             try:
-                trigger = (request.post_data_json or {}).get("trigger_id")
+                posted = request.post_data_json or {}
             except ValueError:
-                trigger = None
-            sent.append((time.monotonic(), trigger))
+                posted = {}
+            sent.append((time.monotonic(), posted.get("trigger_id"), posted.get("fn_index")))
 
     page.on("request", count)
     page.goto(url)
@@ -112,10 +112,11 @@ def _sequence(page: Page, url: str, other_model: Path, timer: int, ms: int) -> d
     page.wait_for_timeout(3 * SETTLE_MS)
     start = time.monotonic()
     page.wait_for_timeout(IDLE_S * 1000)
-    idle = [trigger for at, trigger in sent if at >= start]
+    idle = [(round(at - start, 2), trigger, fn) for at, trigger, fn in sent if at >= start]
     kept = page.input_value(beta_box)
-    return {"idle": len(idle), "polls": sum(1 for t in idle if t == timer), "beta": kept,
-            "saw_poll": any(t == timer for _, t in sent)}
+    # Each idle request as (seconds into the idle wait, trigger component, event): what sent it.
+    return {"idle": len(idle), "polls": sum(1 for _, t, _ in idle if t == timer), "beta": kept,
+            "saw_poll": any(t == timer for _, t, _ in sent), "idle_requests": idle}
 
 
 def _assert_no_storm(loads: list[dict]) -> None:
