@@ -1,19 +1,21 @@
 """What the pruned model says, in a real browser: the three continuations side by side at
-desktop width and stacked at phone width, each pruned one with its numbers."""
+desktop width and stacked at phone width, each pruned one with its numbers; the History's
+JSON files bring them back after a reload, and the Lesson's sixth step draws them."""
 
 from __future__ import annotations
 
 import pytest
 from app_support import fill_settled
 from test_browser import SCREENSHOTS
-from test_browser_states import SMALL, browser, open_page, set_sizes  # noqa: F401
+from test_browser_states import PLOT, SMALL, browser, open_page, set_sizes  # noqa: F401
 
 pytestmark = pytest.mark.embedded
 
 CARDS = ("dense", "uniform", "atp")
 
 
-def test_the_three_continuations_at_desktop_and_phone_width(browser, app_server):  # noqa: F811
+def test_three_continuations_at_desktop_and_phone_width_and_after_a_reload(browser, app_server,  # noqa: F811
+                                                                           tmp_path):
     for width in (1280, 420):
         page = open_page(browser, app_server, width=width)
         set_sizes(page, SMALL, seed=8301)  # the phone reuses the weights the desktop's runs kept
@@ -41,4 +43,38 @@ def test_the_three_continuations_at_desktop_and_phone_width(browser, app_server)
         section = page.locator("#said-view")
         section.scroll_into_view_if_needed()
         section.screenshot(path=str(SCREENSHOTS / f"generate-{width}px.png"))
+        if width == 1280:
+            kept = {name: page.inner_text(f"#said-{name} .said-text") for name in CARDS}
+            saved = saved_history(page, tmp_path)
         page.close()
+    # A new page: the History's JSON files, loaded, bring the texts back, and the Lesson draws them.
+    page = open_page(browser, app_server)
+    page.locator("#load-runs").get_by_text("Load saved runs (JSON)").click()
+    page.set_input_files("#load-runs-file input[type=file]", [str(path) for path in saved])
+    page.wait_for_function("() => document.querySelector('#said-atp')", timeout=60_000)
+    assert {name: page.inner_text(f"#said-{name} .said-text") for name in CARDS} == kept
+    page.get_by_role("tab", name="Lesson").click()
+    for _ in range(5):
+        page.click("#lesson-next")
+    page.wait_for_function("() => document.querySelector('#lesson-step').innerText.includes('Step 6 of 6')",
+                           timeout=30_000)
+    page.wait_for_function(f"() => ({PLOT})('lesson-plot')?.data?.length === 2", timeout=30_000)
+    assert "agreement" in page.inner_text("#lesson-text")
+    page.close()
+
+
+def saved_history(page, folder) -> list:
+    """The History tab's JSON files of the pair, downloaded as a person would."""
+    page.get_by_role("tab", name="History").click()
+    links = page.locator("#run-json a")
+    links.first.wait_for(timeout=30_000)
+    saved = []
+    for k in range(links.count()):
+        with page.expect_download() as download:
+            links.nth(k).click()
+        path = folder / download.value.suggested_filename
+        download.value.save_as(path)
+        saved.append(path)
+    assert len(saved) == 2, saved
+    page.get_by_role("tab", name="Prune").click()
+    return saved

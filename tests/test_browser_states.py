@@ -78,7 +78,7 @@ def test_the_curve_is_drawn_while_the_run_goes_and_stop_keeps_it(browser, app_se
     page.close()
 
 
-def test_a_beta_typed_beyond_its_limit_is_the_same_everywhere(browser, app_server):
+def test_a_beta_typed_beyond_its_limit_then_changed_during_the_run_is_the_same_everywhere(browser, app_server):
     page = open_page(browser, app_server)
     limit = legal_limit(0.7)
     page.fill("#beta input[type=number]", "0.05")
@@ -92,10 +92,35 @@ def test_a_beta_typed_beyond_its_limit_is_the_same_everywhere(browser, app_serve
     assert f"β = {limit:.4f}" in title
     set_sizes(page, SMALL, seed=7002)
     page.click("#prune")
+    # β changed while the run goes: the run, and all that is drawn of it, stay at the limit.
+    page.wait_for_function("() => /pruning block/.test(document.querySelector('#run-status').innerText)",
+                           timeout=240_000)
+    page.fill("#beta input[type=number]", "0.004")
+    page.press("#beta input[type=number]", "Enter")
     page.wait_for_function("() => document.querySelector('#run-status').innerText.includes('done')",
                            timeout=240_000)
     assert f"ATP (β = {limit:.4g})" in page.inner_text("#summary")
     assert f"atp β = {limit:.4g}" in traces(page, "error-plot")
+    assert f"atp β = {limit:.4g}" in page.evaluate(f"() => ({PLOT})('ppl-plot').data.flatMap(t => t.x || []).join()")
+    page.wait_for_function("() => document.querySelector('#shown-line').innerText.includes('0.004')", timeout=15_000)
+    assert f"Shown below: β = {limit:g}." in page.inner_text("#shown-line")
+    # S changed between runs: the line names it too, and the Lesson's every step is of the run drawn.
+    page.fill("#sparsity input[type=number]", "0.6")
+    page.press("#sparsity input[type=number]", "Enter")
+    page.wait_for_function("() => document.querySelector('#shown-line').innerText.includes('S = 0.6')",
+                           timeout=15_000)
+    assert f"Shown below: S = 0.7, β = {limit:g}." in page.inner_text("#shown-line")
+    page.get_by_role("tab", name="Lesson").click()
+    for step in range(1, 6):
+        page.wait_for_function("() => document.querySelector('#lesson-step').innerText"
+                               f".includes('Step {step} of 6')", timeout=30_000)
+        page.wait_for_function(f"() => ({PLOT})('lesson-plot')?.layout?.title?.text?.includes('S = 0.7')",
+                               timeout=30_000)
+        caption = page.evaluate(f"() => ({PLOT})('lesson-plot').layout.title.text")
+        # A step drawn from the uniform run alone has no β to name.
+        assert "S = 0.6" not in caption and ("uniform," in caption or f"β = {limit:.4g}" in caption), (step, caption)
+        assert "Shown: S = 0.7" in page.inner_text("#lesson-text"), step
+        page.click("#lesson-next")
     page.close()
 
 
