@@ -3,8 +3,9 @@
     PYTHONPATH=. python tests/readme_pictures.py [--out assets]
 
 Prunes uniform and ATP (β = 0.012) at the app's default settings, draws the app's own
-figures (schedule, error curve in its three views, perplexity) and photographs each in
-headless Debian chromium, since plotly's static export (kaleido) needs a browser of its
+figures (schedule, error curve in its three views, perplexity) and the Prune tab's view of
+what the pruned model says (the first ready prompt), and photographs each in headless Debian
+chromium, since plotly's static export (kaleido) needs a browser of its
 own that cannot be downloaded here. The app's screenshots come from the browser tests:
 ``ATP_VIZ_README_PICTURES=1 python -m pytest tests/test_browser.py tests/test_browser_states.py``.
 """
@@ -19,19 +20,20 @@ from pathlib import Path
 from playwright.sync_api import sync_playwright
 
 from atp_viz.engine import run_pruning
+from atp_viz.generation import READY_PROMPTS, generate_pair
+from atp_viz.results import RunResult
 from atp_viz.settings import DEFAULTS
-from atp_viz.ui import plots
+from atp_viz.ui import generate_section, plots
 from atp_viz.ui.defaults import DEFAULT_BETA
 from atp_viz.ui.format import run_label
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 SIZE = {"width": 760, "height": 430}
+SAID_WIDTH = 960  # the three continuations side by side
 
 
-def figures() -> dict[str, object]:
-    atp = run_pruning(replace(DEFAULTS, beta=DEFAULT_BETA)).result
-    uniform = run_pruning(replace(DEFAULTS, allocation="uniform")).result
+def figures(atp: RunResult, uniform: RunResult) -> dict[str, object]:
     runs = {run_label(uniform): uniform, run_label(atp): atp}
     drawn = {"lesson_schedule": plots.schedule_figure(atp.num_layers, atp.sparsity, atp.beta)}
     for view in plots.ERROR_VIEWS:
@@ -40,7 +42,15 @@ def figures() -> dict[str, object]:
     return drawn
 
 
-def photograph(drawn: dict[str, object], out: Path) -> None:
+def said_html(atp: RunResult, uniform: RunResult) -> str:
+    """The app's view of dense, uniform and ATP continuing the first ready prompt, as a page."""
+    said = generate_pair(replace(DEFAULTS, beta=DEFAULT_BETA), READY_PROMPTS[0])
+    view = generate_section.view_html(said, {"uniform": uniform, "atp": atp})
+    return (f"<html><head><style>body {{ margin: 12px; font-family: sans-serif }} {generate_section.CSS}</style>"
+            f"</head><body><p><b>Prompt:</b> {READY_PROMPTS[0]}</p>{view}</body></html>")
+
+
+def photograph(drawn: dict[str, object], said: str, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
@@ -56,13 +66,20 @@ def photograph(drawn: dict[str, object], out: Path) -> None:
             page.wait_for_selector(".js-plotly-plot .main-svg")
             page.screenshot(path=str(out / f"{name}.png"))
             print(out / f"{name}.png")
+        page.set_viewport_size({"width": SAID_WIDTH, "height": SIZE["height"]})
+        page.set_content(said)
+        page.screenshot(path=str(out / "lesson_said.png"), full_page=True)
+        print(out / "lesson_said.png")
         browser.close()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=str(ROOT / "assets"))
-    photograph(figures(), Path(parser.parse_args().out))
+    out = Path(parser.parse_args().out)
+    atp = run_pruning(replace(DEFAULTS, beta=DEFAULT_BETA)).result
+    uniform = run_pruning(replace(DEFAULTS, allocation="uniform")).result
+    photograph(figures(atp, uniform), said_html(atp, uniform), out)
 
 
 if __name__ == "__main__":

@@ -135,11 +135,18 @@ def test_the_lesson_walks_five_steps_on_desktop_and_phone(browser, app_server): 
             page.click("#lesson-plot [data-title='Download plot as a PNG']")
         assert download.value.suggested_filename == "atp-lesson-5.png"
         assert download.value.path().read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        # Presentation mode on a projector (1024 × 768) and on the phone: every step walked back.
+        shown = 1024 if width == 1280 else width
+        page.set_viewport_size({"width": shown, "height": 768})
         page.click("#presentation input")
         page.wait_for_function("() => document.body.classList.contains('presentation')", timeout=10_000)
-        page.wait_for_function(f"() => ({PLOT})('lesson-plot').layout.font.size > 12", timeout=30_000)
-        screenshot(page, f"lesson-{width}px-presentation.png")
-        page.click("#lesson-back")
-        page.wait_for_function("() => document.querySelector('#lesson-step').innerText.includes('Step 4 of 6')",
-                               timeout=30_000)
+        for step in range(5, 0, -1):
+            page.wait_for_function("() => document.querySelector('#lesson-step').innerText"
+                                   f".includes('Step {step} of 6')", timeout=30_000)
+            page.wait_for_function(f"() => ({PLOT})('lesson-plot')?.layout?.font?.size > 12", timeout=30_000)
+            box = page.locator("#lesson-plot").bounding_box()
+            assert box["width"] <= shown, (step, box)
+            screenshot(page, f"lesson-{shown}px-presentation-step{step}.png")
+            if step > 1:
+                page.click("#lesson-back")
         page.close()
