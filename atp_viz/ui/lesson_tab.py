@@ -1,4 +1,4 @@
-"""The "Lesson" tab: the story of error explosion in six steps a teacher can project,
+"""The "Lesson" tab: the story of error explosion in seven steps a teacher can project,
 each one sentence and one figure from the pair on the Prune tab (Next / Back), each figure
 saved by the plot's camera button as PNG or SVG with its settings caption."""
 
@@ -18,15 +18,17 @@ from ..noise import difference_sentence
 from ..ordering import DECREASING, INCREASING, OrderExperiment
 from ..results import RunResult
 from ..settings import RunSettings, validate
-from . import plots
+from ..where_it_breaks import DEFAULT_FACTOR, break_sentence, levels_on_hand
+from . import breaking_plots, plots
 from .format import method_label, ppl, run_name, settings_line
 from .generate_section import said_figure
 from .lesson_plots import EXPORT_FORMATS, slide
 from .pair import Pair
+from .plots import view_value
 from .shared import INSTANT, UI_ONLY, Shared, block_count, page_model
 
 STEP_TITLES = ("The schedule", "Uniform pruning: error grows", "ATP's curve beside it", "Perplexity",
-               "Why increasing order wins", "What the model says")
+               "Why increasing order wins", "What the model says", "Where does it break?")
 # Before a pair exists: what each step needs.
 WAITING = "Press **Prune** on the Prune tab (or wait for this server's start-up runs): this step draws that pair."
 # The lesson's error figures leave the massive-activation tokens out, as the Prune tab's default view does.
@@ -202,9 +204,24 @@ def said_step(said: Generation | None, caption: str) -> Step:
     return Step(" ".join(lines), said_figure(said), caption)
 
 
+def breaking_step(pair: Pair) -> Step:
+    """Step 7: the pair's settings at every S this server has run, perplexity against S."""
+    levels = levels_on_hand(pair.uniform, pair.atp)
+    ends = "; ".join(f"S = {level.sparsity:g}: {view_value(level.atp.errors[-1], LESSON_VIEW):.2f}"
+                     for level in levels if level.atp is not None and level.atp.errors)
+    text = break_sentence(levels, DEFAULT_FACTOR)
+    if len(levels) > 1:
+        text += (f" ATP's error at the last block (ordinary tokens) — {ends}: the curve keeps its rising shape "
+                 "and moves up with S; perplexity is where the break shows.")
+    atp = pair.atp
+    caption = (f"{atp.model} · {method_label(atp.method)} · S = {', '.join(f'{level.sparsity:g}' for level in levels)}"
+               f" · uniform and {run_name(atp)} · {settings_line(atp)}")
+    return Step(text, breaking_plots.perplexity_by_sparsity_figure(levels, DEFAULT_FACTOR), caption)
+
+
 def step_content(step: int, pair: Pair | None, settings: RunSettings, num_layers: int,
                  ordering: OrderExperiment | None = None, said: Generation | None = None) -> Step:
-    """Step ``step`` (0-5) of the lesson: the pair on screen when there is one (the page's
+    """Step ``step`` (0-6) of the lesson: the pair on screen when there is one (the page's
     settings only for the schedule before anything was pruned), with its sentence computed from
     the figure's own numbers and, when the page's settings differ from the pair's, a line that says so."""
     complete = pair is not None and pair.uniform is not None and pair.atp is not None
@@ -216,7 +233,8 @@ def step_content(step: int, pair: Pair | None, settings: RunSettings, num_layers
         return Step(WAITING, plots.placeholder(STEP_TITLES[step], "Waiting for a uniform and an ATP run"),
                     f"{settings.model} · S = {settings.sparsity:g} · β = {settings.beta:g} · nothing pruned yet")
     else:
-        content = (split_step, curves_step, perplexity_step)[step - 1](pair) if step < 4 else order_step(pair, ordering)
+        content = ((split_step, curves_step, perplexity_step)[step - 1](pair) if step < 4
+                   else order_step(pair, ordering) if step == 4 else breaking_step(pair))
     differs = shown_line(pair.atp, settings) if complete else None
     if differs is None:
         return content

@@ -40,7 +40,7 @@ from ..settings import (
     validate,
 )
 from ..warm_start import WARM
-from . import generate_section, history_tab, plots, recipe_download
+from . import breaking_section, generate_section, history_tab, plots, recipe_download
 from .adapters import by_component, engine_turn, stop_flag, streamed, user_errors, waiting
 from .defaults import (
     BETA_STEP,
@@ -980,6 +980,7 @@ def build(demo: gr.Blocks, history: HistoryOutputs) -> Shared:
                 log_scale = gr.Checkbox(False, label="log scale", elem_id="log-scale")
             drawn["note"] = gr.Markdown(elem_id="error-note")
         drawn["perplexity"] = _plot_column("ppl-plot", "perplexity", plots.perplexity_placeholder())
+    breaking_section.build(pair, error_view)
     said = generate_section.build(inputs, history, pair)
     shown_run = gr.Radio(list(RUN_CHOICES), value=DEFAULT_RUN, label="The plots below show the run",
                          elem_id="shown-run")
