@@ -56,7 +56,7 @@ def test_three_continuations_at_desktop_and_phone_width_and_after_a_reload(brows
     page.get_by_role("tab", name="Lesson").click()
     for _ in range(5):
         page.click("#lesson-next")
-    page.wait_for_function("() => document.querySelector('#lesson-step').innerText.includes('Step 6 of 6')",
+    page.wait_for_function("() => document.querySelector('#lesson-step').innerText.includes('Step 6 of 7')",
                            timeout=30_000)
     page.wait_for_function(f"() => ({PLOT})('lesson-plot')?.data?.length === 2", timeout=30_000)
     assert "agreement" in page.inner_text("#lesson-text")

@@ -113,7 +113,7 @@ def test_a_beta_typed_beyond_its_limit_then_changed_during_the_run_is_the_same_e
     page.get_by_role("tab", name="Lesson").click()
     for step in range(1, 6):
         page.wait_for_function("() => document.querySelector('#lesson-step').innerText"
-                               f".includes('Step {step} of 6')", timeout=30_000)
+                               f".includes('Step {step} of 7')", timeout=30_000)
         page.wait_for_function(f"() => ({PLOT})('lesson-plot')?.layout?.title?.text?.includes('S = 0.7')",
                                timeout=30_000)
         caption = page.evaluate(f"() => ({PLOT})('lesson-plot').layout.title.text")
