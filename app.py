@@ -36,7 +36,7 @@ from gradio.utils import get_upload_folder  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
 
 from atp_viz import atlas, result_store, warm_start  # noqa: E402
-from atp_viz.errors import AtpError  # noqa: E402
+from atp_viz.base.errors import AtpError  # noqa: E402
 from atp_viz.models import cache_root  # noqa: E402
 from atp_viz.settings import DEFAULTS  # noqa: E402
 from atp_viz.texts import max_text_bytes  # noqa: E402

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .errors import AtpError
-from .registry import lookup
+from .base.errors import AtpError
+from .base.registry import lookup
 from .schedules import check_sparsity
 
 PUBLISHED = "published"  # the default OWL mapping and α estimator: the authors' own

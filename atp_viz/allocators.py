@@ -14,18 +14,18 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from .allocator_math import Rates, alphapruning_schedule, owl_schedule, published_alpha_eps
-from .errors import AtpError
+from .base.errors import AtpError
+from .base.registry import lookup
 from .evopress import SearchPlan, default_plan
 from .measurements import block_alphas, outlier_ratios
-from .registry import lookup
 from .results import AllocatorDetails, AllocatorPart, AlphaPruningDetails, EvoPressDetails, OwlDetails
 from .schedules import atp_schedule, check_schedule, uniform_schedule
 
 if TYPE_CHECKING:
     from torch import nn
 
+    from .base.progress import CancelCheck, Progress
     from .models import LoadedModel
-    from .progress import CancelCheck, Progress
     from .propagation import DenseReference
     from .settings import RunSettings
 

@@ -19,8 +19,8 @@ import torch
 
 from . import __version__
 from .atlas import GRID, HEADER, POINT_SUFFIX, Grid, pack, point_name, read_header
+from .base.errors import AtpError
 from .engine import computation, run_pruning
-from .errors import AtpError
 from .models import layer_count
 from .schedules import grid_betas
 from .settings import DEFAULTS, RunSettings, validate

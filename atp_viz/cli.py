@@ -16,7 +16,7 @@ from typing import Sequence
 from . import atlas_build
 from .allocator_math import ALPHA_ESTIMATORS, OWL_MAPPINGS, PUBLISHED_ALPHA_EPS
 from .allocators import ALLOCATORS, allocation_names
-from .errors import AtpError
+from .base.errors import AtpError
 from .evopress import fitness_sentences
 from .models import DEVICES, DTYPES
 from .noise import difference_sentence

@@ -6,11 +6,11 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from .allocators import compared_names, get_allocator
-from .errors import AtpError
+from .base.errors import AtpError
+from .base.progress import CancelCheck, Progress
 from .evopress import fitness_sentences, profile_summary
 from .models import layer_count
 from .noise import difference_sentence
-from .progress import CancelCheck, Progress
 from .repeats import run_repeated
 from .results import PROTOCOLS, AllocatorComparison, RunResult, evopress_details
 from .schedules import atp_schedule

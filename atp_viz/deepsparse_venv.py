@@ -20,9 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import runtime_timing
-from .errors import AtpError
+from .base.errors import AtpError
+from .base.progress import CancelCheck, check_cancelled
 from .models import cache_root
-from .progress import CancelCheck, check_cancelled
 from .venvs import kept_venv, venv_path, venv_python
 
 # What the venv holds, pinned: onnxruntime as in the project's extra, so both processes' dense

@@ -26,18 +26,18 @@ import torch
 
 from . import atlas, estimates, result_store
 from .allocators import PlannedSchedule, allocator_fields, get_allocator, search_forward_tokens
+from .base.atomic_folder import staged_folder
+from .base.errors import AtpError
+from .base.progress import CancelCheck, Progress
 from .capture import capture_block_inputs
-from .errors import AtpError
 from .estimates import Estimate
 from .kept_weights import KEPT
 from .models import LoadedModel, eval_autocast, load_model, peek_loaded, protected_folders
 from .perplexity import check_window_memory, perplexity
-from .progress import CancelCheck, Progress
 from .propagation import DenseReference, PropagationResult, prune_and_measure
 from .results import AllocatorDetails, BlockError, DataSetup, EvoPressDetails, RunResult, TokenMap
 from .schedules import beta_max, bit_schedule, check_schedule, kept_per_group, pattern_schedule
 from .settings import DEFAULTS, NO_QUANTIZATION, RunSettings, validate, whole_number
-from .staging import staged_folder
 from .texts import calibration_set, check_context, evaluation_windows, token_stream
 from .token_errors import MASSIVE_MULTIPLE
 from .weights import PrunedWeights, swapped_per_block, swapped_weights

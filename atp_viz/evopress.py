@@ -22,9 +22,9 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .errors import AtpError
+from .base.errors import AtpError
+from .base.progress import CancelCheck, Progress, check_cancelled
 from .noise import difference_sentence
-from .progress import CancelCheck, Progress, check_cancelled
 from .results import EvoPressDetails
 
 # Published defaults (scripts/run_sparse_gpt.sh, run_prune_search.sh): 8 levels each side;

@@ -20,12 +20,12 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from .base.errors import AtpError
+from .base.progress import CancelCheck, Progress, check_cancelled
 from .blocks import linear_sublayers
-from .errors import AtpError
 from .evopress import Minibatch, SearchPlan, evolve, level_rates, level_step
 from .models import LoadedModel
 from .perplexity import EVAL_BATCH_TOKENS, LOSS_CHUNK_TOKENS
-from .progress import CancelCheck, Progress, check_cancelled
 from .propagation import DenseReference, LayerStatistics, collect_statistics, prune_block
 from .pruners import get_pruner
 from .results import EvoPressDetails

@@ -20,12 +20,12 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from . import engine
+from .base.errors import AtpError, Cancelled
+from .base.progress import CancelCheck, Progress
 from .continuations import Continuation, Generation, TokenScores, first_divergence, teacher_forced_scores
-from .errors import AtpError, Cancelled
 from .estimates import Estimate
 from .kept_weights import KEPT
 from .models import LoadedModel, load_model
-from .progress import CancelCheck, Progress
 from .settings import RunSettings, uniform_baseline, validate, whole_number
 from .weights import PrunedWeights, swapped_weights
 

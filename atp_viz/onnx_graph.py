@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import AtpError
+from .base.errors import AtpError
 from .models import LoadedModel
 from .weights import PrunedWeights, swapped_weights
 

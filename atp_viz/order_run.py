@@ -19,6 +19,7 @@ from dataclasses import replace
 import torch
 from torch import nn
 
+from .base.progress import CancelCheck, Progress
 from .blocks import linear_sublayers, weight_matrix
 from .capture import BlockCall, call_block
 from .engine import calibration, run_pruning
@@ -35,7 +36,6 @@ from .ordering import (
     introduced_sq,
     orderings,
 )
-from .progress import CancelCheck, Progress
 from .repeats import draws
 from .results import BlockError, RunResult, Spread
 from .schedules import atp_schedule

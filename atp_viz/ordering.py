@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
-from .errors import AtpError
+from .base.errors import AtpError
 from .noise import difference_sentence
 from .results import BlockError, DataSetup, Spread, _known
 from .settings import MAX_SEED, whole_number

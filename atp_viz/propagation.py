@@ -20,9 +20,9 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from .base.progress import CancelCheck, Progress, check_cancelled
 from .blocks import as_stored, linear_sublayers, weight_matrix
 from .capture import BlockCall, call_block
-from .progress import CancelCheck, Progress, check_cancelled
 from .pruners import Pruner, get_pruner
 from .quantize import Quantizer, bits_per_weight, get_quantizer, index_bits
 from .results import BlockError, SublayerError

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 
 from . import __version__
-from .errors import AtpError
+from .base.errors import AtpError
 from .pruners import OBS_BLOCK, OBS_DAMPING
 from .schedules import atp_schedule, beta_max
 

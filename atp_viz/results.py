@@ -11,8 +11,8 @@ import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 
+from .base.errors import AtpError
 from .continuations import Generation
-from .errors import AtpError
 
 
 def _known(cls, data: dict) -> dict:

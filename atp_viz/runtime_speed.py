@@ -30,10 +30,10 @@ import numpy as np
 import torch
 
 from . import deepsparse_venv, onnx_graph, runtime_timing, speed
+from .base.errors import AtpError
+from .base.progress import CancelCheck, Progress, check_cancelled
 from .engine import run_pruning
-from .errors import AtpError
 from .models import LoadedModel, cpu_flags, cpu_name, load_model
-from .progress import CancelCheck, Progress, check_cancelled
 from .settings import RunSettings
 from .texts import token_stream
 from .weights import PrunedWeights, swapped_weights

@@ -24,11 +24,11 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
+from .base.errors import AtpError
+from .base.progress import CancelCheck
+from .base.registry import lookup
 from .engine import run_pruning
-from .errors import AtpError
 from .models import layer_count
-from .progress import CancelCheck
-from .registry import lookup
 from .repeats import draws, spread_of
 from .results import RunResult, SearchResult, SearchTrial, Spread
 from .schedules import beta_max, grid_betas, pattern_betas

@@ -22,10 +22,10 @@ from .allocator_math import (
     published_alpha_eps,
 )
 from .allocators import ALLOCATORS
-from .errors import AtpError
+from .base.errors import AtpError
+from .base.registry import lookup
 from .pruners import OBS_BLOCK, get_pruner
 from .quantize import quantizer_names
-from .registry import lookup
 from .schedules import MAX_BITS, MIN_BITS, check_sparsity
 
 # Seeds travel through JSON (results, the app's API), whose numbers are exact only up to 2^53.

@@ -30,10 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .base.errors import AtpError
+from .base.progress import CancelCheck, Progress, check_cancelled
 from .engine import run_pruning
-from .errors import AtpError
 from .models import LoadedModel, load_model
-from .progress import CancelCheck, Progress, check_cancelled
 from .results import RunResult
 from .settings import RunSettings
 from .texts import token_stream

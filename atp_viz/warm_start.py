@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field, replace
 
 from . import engine
-from .errors import AtpError, Cancelled
+from .base.errors import AtpError, Cancelled
 from .settings import RunSettings
 from .turns import LINE, Line
 

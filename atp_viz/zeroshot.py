@@ -14,10 +14,10 @@ import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from .base.errors import AtpError
+from .base.progress import CancelCheck, Progress
 from .engine import run_pruning
-from .errors import AtpError
 from .models import LoadedModel, eval_autocast, load_model
-from .progress import CancelCheck, Progress
 from .results import ZeroShotSetup
 from .settings import RunSettings, whole_number
 from .weights import PrunedWeights, swapped_per_block

@@ -16,7 +16,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from .errors import AtpError
+from .base.errors import AtpError
 from .models import cache_root
 
 TASK_NAME = "atp_facts"

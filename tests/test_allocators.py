@@ -13,7 +13,7 @@ from atp_viz.allocator_math import (
     owl_schedule,
     published_alpha_eps,
 )
-from atp_viz.errors import AtpError
+from atp_viz.base.errors import AtpError
 
 TOL = 1e-12
 

@@ -12,8 +12,8 @@ from thread_support import one_torch_thread  # noqa: F401  (the fixture, taken b
 from atp_viz import atlas, engine
 from atp_viz.atlas import GRID, Grid, canonical, pack, point_name, read, unpack
 from atp_viz.atlas_build import build, duration, plan, remaining
+from atp_viz.base.errors import AtpError
 from atp_viz.cli import build_parser, main
-from atp_viz.errors import AtpError
 from atp_viz.settings import RunSettings
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

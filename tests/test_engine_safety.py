@@ -21,7 +21,7 @@ from conftest import tiny_config
 from thread_support import one_torch_thread  # noqa: F401 (a fixture)
 
 from atp_viz import engine, models
-from atp_viz.errors import AtpError, Cancelled
+from atp_viz.base.errors import AtpError, Cancelled
 from atp_viz.models import load_model
 from atp_viz.weights import checksum
 
@@ -199,7 +199,7 @@ def _finished_process_id() -> int:
 
 
 def test_a_staging_folder_goes_only_when_its_writer_is_gone(tmp_path):
-    from atp_viz.staging import OWNER_FILE, UNKNOWN_OWNER_GRACE_S, remove_stale, staged_folder
+    from atp_viz.base.atomic_folder import OWNER_FILE, UNKNOWN_OWNER_GRACE_S, remove_stale, staged_folder
 
     target = tmp_path / "model"
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
@@ -231,7 +231,7 @@ def test_a_staging_folder_goes_only_when_its_writer_is_gone(tmp_path):
 
 
 def test_a_staged_save_over_an_existing_folder_keeps_its_other_files(tmp_path):
-    from atp_viz.staging import staged_folder
+    from atp_viz.base.atomic_folder import staged_folder
 
     target = tmp_path / "out"
     target.mkdir()

@@ -5,7 +5,7 @@ import re
 import plotly.graph_objects as go
 import pytest
 
-from atp_viz.errors import AtpError
+from atp_viz.base.errors import AtpError
 from atp_viz.results import RunResult, SearchTrial
 from atp_viz.schedules import atp_schedule, beta_max
 from atp_viz.ui import plots

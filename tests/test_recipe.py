@@ -9,7 +9,7 @@ from test_cli import assert_one_line_error
 from test_cli import cli_in_process as cli  # test_cli.py proves the process boundary
 
 from atp_viz.architecture import decoder_stack
-from atp_viz.errors import AtpError
+from atp_viz.base.errors import AtpError
 from atp_viz.recipe import RecipeSource, recipe_yaml
 from atp_viz.schedules import atp_schedule, beta_max
 

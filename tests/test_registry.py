@@ -8,10 +8,10 @@ import json
 import pytest
 import torch
 
+from atp_viz.base.errors import AtpError
 from atp_viz.blocks import linear_sublayers, weight_matrix
 from atp_viz.cli import main
 from atp_viz.engine import run_pruning
-from atp_viz.errors import AtpError
 from atp_viz.pruners import PRUNERS, Pruner, method_names, pruned_count, register
 from atp_viz.settings import RunSettings, validate
 

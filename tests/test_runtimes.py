@@ -17,8 +17,8 @@ import torch
 from test_cli import assert_one_line_error, cli, cli_in_process
 
 from atp_viz import deepsparse_venv, onnx_graph, runtime_speed, runtime_timing
+from atp_viz.base.errors import AtpError
 from atp_viz.engine import run_pruning
-from atp_viz.errors import AtpError
 from atp_viz.models import load_model
 from atp_viz.settings import RunSettings
 from atp_viz.weights import swapped_weights
@@ -163,7 +163,7 @@ def test_deepsparse_times_both_graphs_in_its_own_venv(tiny_run):
 
 
 def test_the_venv_script_says_why_it_failed_and_stops_when_asked(tmp_path):
-    from atp_viz.errors import Cancelled
+    from atp_viz.base.errors import Cancelled
 
     request = {"graphs": {"dense": str(tmp_path / "none.onnx")}, "ids": [1, 2], "threads": 1, "rounds": 1,
                "round_seconds": 0.01, "engines": ["deepsparse"]}

@@ -1,6 +1,6 @@
 import pytest
 
-from atp_viz.errors import AtpError
+from atp_viz.base.errors import AtpError
 from atp_viz.schedules import atp_schedule, beta_max, check_schedule, grid_betas, uniform_schedule
 
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from atp_viz.errors import AtpError
+from atp_viz.base.errors import AtpError
 from atp_viz.texts import calibration_windows, evaluation_windows, load_text, read_text_file
 
 

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from atp_viz.errors import AtpError
+from atp_viz.base.errors import AtpError
 from atp_viz.turns import ONE_JOB, Ahead, Line
 
 

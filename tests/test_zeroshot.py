@@ -11,8 +11,8 @@ from test_cli import assert_one_line_error, cli, cli_in_process
 from zeroshot_task import CHANCE, ITEMS, TASK_NAME, write_task
 
 from atp_viz import zeroshot
+from atp_viz.base.errors import AtpError
 from atp_viz.engine import run_pruning
-from atp_viz.errors import AtpError
 from atp_viz.models import eval_autocast, load_model
 from atp_viz.settings import RunSettings
 from atp_viz.weights import checksum

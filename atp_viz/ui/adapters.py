@@ -31,8 +31,8 @@ from typing import Any, TypeVar
 import gradio as gr
 from gradio.utils import get_upload_folder
 
-from ..errors import AtpError, Cancelled
-from ..progress import Progress
+from ..base.errors import AtpError, Cancelled
+from ..base.progress import Progress
 from ..turns import LINE, Ahead, Ticket
 from .public import scrubbed
 

@@ -14,7 +14,7 @@ import gradio as gr
 import pandas as pd
 
 from .. import deepsparse_venv, onnx_graph, runtime_speed
-from ..errors import AtpError, Cancelled
+from ..base.errors import AtpError, Cancelled
 from ..schedules import atp_schedule
 from ..settings import RunSettings
 from ..zeroshot import (

@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 from .. import engine
 from ..allocator_math import ALPHA_ESTIMATORS, OWL_MAPPINGS, PUBLISHED, PUBLISHED_ALPHA_EPS, published_alpha_eps
 from ..allocators import compared_names, get_allocator
+from ..base.errors import AtpError, Cancelled
 from ..compare import (
     allocator_note,
     full_block_notes,
@@ -23,7 +24,6 @@ from ..compare import (
     wholly_pruned_blocks,
 )
 from ..compare import compare_allocators as compare_all
-from ..errors import AtpError, Cancelled
 from ..repeats import draws
 from ..results import AllocatorComparison, RunResult
 from ..schedules import check_sparsity

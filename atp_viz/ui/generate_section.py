@@ -14,8 +14,8 @@ import gradio as gr
 import plotly.graph_objects as go
 
 from .. import engine, generation
+from ..base.errors import AtpError, Cancelled
 from ..continuations import Continuation, Generation
-from ..errors import AtpError, Cancelled
 from ..estimates import Estimate
 from ..results import RunResult
 from ..schedules import atp_schedule

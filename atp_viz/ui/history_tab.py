@@ -14,8 +14,8 @@ import gradio as gr
 import pandas as pd
 
 from .. import engine
-from ..errors import Cancelled
-from ..progress import CancelCheck, Progress
+from ..base.errors import Cancelled
+from ..base.progress import CancelCheck, Progress
 from ..results import RunResult
 from ..settings import RunSettings
 from . import history

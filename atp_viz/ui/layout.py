@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from ..errors import AtpError
+from ..base.errors import AtpError
 from ..settings import DEFAULTS
 from . import beyond_tab, compare_tab, history_tab, lesson_tab, prune_tab, search_tab, why_tab
 from .adapters import stop

@@ -11,8 +11,8 @@ from dataclasses import dataclass, replace
 import gradio as gr
 import plotly.graph_objects as go
 
+from ..base.errors import AtpError
 from ..continuations import Generation
-from ..errors import AtpError
 from ..lesson import carry_sentence, order_picture, order_sentence, perplexities, same_pair, search_hint
 from ..noise import difference_sentence
 from ..ordering import DECREASING, INCREASING, OrderExperiment

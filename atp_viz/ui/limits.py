@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from ..errors import AtpError
+from ..base.errors import AtpError
 from . import public
 
 # The paper's calibration set: 128 windows of 2048 tokens.

@@ -12,7 +12,7 @@ import gradio as gr
 import plotly.graph_objects as go
 
 from .. import engine
-from ..errors import Cancelled
+from ..base.errors import Cancelled
 from ..order_run import run_order_experiment
 from ..ordering import (
     DEFAULT_SHUFFLES,

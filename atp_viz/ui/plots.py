@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import plotly.graph_objects as go
 
 from ..allocators import ALLOCATORS
-from ..errors import AtpError
+from ..base.errors import AtpError
 from ..lesson import OrderPicture
 from ..results import BlockError, RunResult, SearchTrial
 from ..schedules import atp_schedule, beta_max, kept_per_group, pattern_schedule

@@ -17,7 +17,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from .. import engine
-from ..errors import AtpError, Cancelled
+from ..base.errors import AtpError, Cancelled
 from ..estimates import Estimate, Stages, duration, time_left
 from ..lesson import perplexities, search_hint
 from ..noise import difference_sentence

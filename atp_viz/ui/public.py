@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 
-from ..errors import AtpError
+from ..base.errors import AtpError
 from ..models import EMBEDDED
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")

@@ -10,9 +10,9 @@ import gradio as gr
 import plotly.graph_objects as go
 
 from .. import engine
-from ..errors import AtpError, Cancelled
+from ..base.errors import AtpError, Cancelled
+from ..base.progress import CancelCheck, Progress
 from ..noise import difference_sentence
-from ..progress import CancelCheck, Progress
 from ..repeats import draws
 from ..results import RunResult
 from ..schedules import grid_betas

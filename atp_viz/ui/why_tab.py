@@ -11,7 +11,7 @@ from pathlib import Path
 import gradio as gr
 
 from .. import engine
-from ..errors import Cancelled
+from ..base.errors import Cancelled
 from ..lesson import CARRY_MEANING
 from ..results import RunResult
 from . import order_section, plots
