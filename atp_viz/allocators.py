@@ -13,13 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from .allocator_math import Rates, alphapruning_schedule, owl_schedule, published_alpha_eps
 from .base.errors import AtpError
 from .base.registry import lookup
 from .evopress import SearchPlan, default_plan
+from .math.allocator_math import Rates, alphapruning_schedule, owl_schedule, published_alpha_eps
+from .math.schedules import atp_schedule, check_schedule, uniform_schedule
 from .measurements import block_alphas, outlier_ratios
 from .results import AllocatorDetails, AllocatorPart, AlphaPruningDetails, EvoPressDetails, OwlDetails
-from .schedules import atp_schedule, check_schedule, uniform_schedule
 
 if TYPE_CHECKING:
     from torch import nn

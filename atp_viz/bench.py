@@ -23,10 +23,10 @@ import torch
 from . import engine, models
 from .allocators import search_forward_tokens
 from .engine import run_pruning
+from .math.schedules import atp_schedule
 from .perplexity import perplexity
 from .propagation import DenseReference, prune_and_measure
 from .results import evopress_details
-from .schedules import atp_schedule
 from .search import search_beta
 from .settings import RunSettings
 

@@ -14,12 +14,12 @@ from dataclasses import field as dc_field
 from typing import Sequence
 
 from . import atlas_build
-from .allocator_math import ALPHA_ESTIMATORS, OWL_MAPPINGS, PUBLISHED_ALPHA_EPS
 from .allocators import ALLOCATORS, allocation_names
 from .base.errors import AtpError
 from .evopress import fitness_sentences
+from .math.allocator_math import ALPHA_ESTIMATORS, OWL_MAPPINGS, PUBLISHED_ALPHA_EPS
+from .math.noise_rule import difference_sentence
 from .models import DEVICES, DTYPES
-from .noise import difference_sentence
 from .ordering import DEFAULT_SHUFFLES
 from .pruners import PRUNERS, method_names
 from .quantize import QUANTIZERS
@@ -213,7 +213,7 @@ def _settings(args: argparse.Namespace, **overrides) -> RunSettings:
 
 
 def _cmd_schedule(args: argparse.Namespace) -> None:
-    from .schedules import atp_schedule, beta_max
+    from .math.schedules import atp_schedule, beta_max
 
     _check_json_target(args.json)
     _write_json(
@@ -294,8 +294,8 @@ def _pruned_settings(args: argparse.Namespace) -> RunSettings:
 def _rates_settings(settings: RunSettings, args: argparse.Namespace) -> RunSettings:
     """``--rates FILE``: the run prunes with the file's schedule; S is its mean (checked
     against ``--sparsity`` when that was given too)."""
+    from .math.rates_text import read_rates_file
     from .models import layer_count
-    from .rates import read_rates_file
     from .settings import given_rates
 
     if args.allocation != "atp" or args.beta != 0:

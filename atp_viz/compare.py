@@ -9,11 +9,11 @@ from .allocators import compared_names, get_allocator
 from .base.errors import AtpError
 from .base.progress import CancelCheck, Progress
 from .evopress import fitness_sentences, profile_summary
+from .math.noise_rule import difference_sentence
+from .math.schedules import atp_schedule
 from .models import layer_count
-from .noise import difference_sentence
 from .repeats import run_repeated
 from .results import PROTOCOLS, AllocatorComparison, RunResult, evopress_details
-from .schedules import atp_schedule
 from .search import DEFAULT_STRATEGY, rank, search_beta
 from .settings import RunSettings, check_repeats, check_select_on, pattern_sparsity, validate
 

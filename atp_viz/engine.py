@@ -32,11 +32,11 @@ from .base.progress import CancelCheck, Progress
 from .capture import capture_block_inputs
 from .estimates import Estimate
 from .kept_weights import KEPT
+from .math.schedules import beta_max, bit_schedule, check_schedule, kept_per_group, pattern_schedule
 from .models import LoadedModel, eval_autocast, load_model, peek_loaded, protected_folders
 from .perplexity import check_window_memory, perplexity
 from .propagation import DenseReference, PropagationResult, prune_and_measure
 from .results import AllocatorDetails, BlockError, DataSetup, EvoPressDetails, RunResult, TokenMap
-from .schedules import beta_max, bit_schedule, check_schedule, kept_per_group, pattern_schedule
 from .settings import DEFAULTS, NO_QUANTIZATION, RunSettings, validate, whole_number
 from .texts import calibration_set, check_context, evaluation_windows, token_stream
 from .token_errors import MASSIVE_MULTIPLE

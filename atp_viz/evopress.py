@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from .base.errors import AtpError
 from .base.progress import CancelCheck, Progress, check_cancelled
-from .noise import difference_sentence
+from .math.noise_rule import difference_sentence
 from .results import EvoPressDetails
 
 # Published defaults (scripts/run_sparse_gpt.sh, run_prune_search.sh): 8 levels each side;
@@ -246,7 +246,7 @@ FITNESS = "fitness (KL to dense on the calibration text)"
 
 def fitness_sentences(details: EvoPressDetails | None) -> list[str]:
     """The searched profile's fitness against ATP's line and uniform's, each with whether the
-    difference exceeds a measured spread (``noise``'s rule; the search scores each profile
+    difference exceeds a measured spread (``noise_rule``'s rule; the search scores each profile
     once, so none is measured and the sentence says so); none for another allocator (None)."""
     scored = {} if details is None else details.fitness_of
     if "evopress" not in scored:

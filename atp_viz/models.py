@@ -21,7 +21,7 @@ from torch import nn
 from .base.atomic_folder import remove_stale, staged_folder
 from .base.errors import AtpError, HubUnreachable
 from .blocks import config_layer_count, find_blocks
-from .schedules import MAX_BLOCKS
+from .math.schedules import MAX_BLOCKS
 
 EMBEDDED = "embedded"
 EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"

@@ -23,6 +23,7 @@ from .base.progress import CancelCheck, Progress
 from .blocks import linear_sublayers, weight_matrix
 from .capture import BlockCall, call_block
 from .engine import calibration, run_pruning
+from .math.schedules import atp_schedule
 from .models import layer_count, load_model
 from .ordering import (
     DEFAULT_SHUFFLES,
@@ -38,7 +39,6 @@ from .ordering import (
 )
 from .repeats import draws
 from .results import BlockError, RunResult, Spread
-from .schedules import atp_schedule
 from .settings import RunSettings, check_repeats, validate
 from .weights import PrunedWeights, swapped_weights
 

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 from .base.errors import AtpError
-from .noise import difference_sentence
+from .math.noise_rule import difference_sentence
 from .results import BlockError, DataSetup, Spread, _known
 from .settings import MAX_SEED, whole_number
 
@@ -291,7 +291,7 @@ def _ppl(value: float | None) -> str:
 
 def verdict(experiment: OrderExperiment) -> str:
     """Which order won (mean perplexity over the draws, and total error Σ L_i), by how much
-    and whether that exceeds the spread over the calibration draws (``noise``'s one rule),
+    and whether that exceeds the spread over the calibration draws (``noise_rule``'s one rule),
     whether the fitted c is above 1, and how often the measured error exceeds Theorem 3.2's bound."""
     runs = experiment.orderings
     by_ppl = sorted(runs, key=lambda r: _mean_rank(r.perplexities))

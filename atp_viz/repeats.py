@@ -1,6 +1,6 @@
 """One setting run with K calibration draws: the seeds seed, seed + 1, … pick other
 calibration windows while the selection and report texts stay the same, so the spread of
-the K perplexities is the noise of these settings (see ``noise``)."""
+the K perplexities is the noise of these settings (see ``noise_rule``)."""
 
 from __future__ import annotations
 

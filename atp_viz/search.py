@@ -28,10 +28,10 @@ from .base.errors import AtpError
 from .base.progress import CancelCheck
 from .base.registry import lookup
 from .engine import run_pruning
+from .math.schedules import beta_max, grid_betas, pattern_betas
 from .models import layer_count
 from .repeats import draws, spread_of
 from .results import RunResult, SearchResult, SearchTrial, Spread
-from .schedules import beta_max, grid_betas, pattern_betas
 from .settings import RunSettings, check_repeats, check_select_on, validate
 
 # next_index(grid size, {index: perplexity} known so far) -> the next index to try, or

@@ -10,7 +10,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from .allocator_math import (
+from .allocators import ALLOCATORS
+from .base.errors import AtpError
+from .base.registry import lookup
+from .math.allocator_math import (
     OWL_LAMBDA_DEFAULT,
     OWL_M_DEFAULT,
     PUBLISHED,
@@ -21,12 +24,9 @@ from .allocator_math import (
     check_owl_mapping,
     published_alpha_eps,
 )
-from .allocators import ALLOCATORS
-from .base.errors import AtpError
-from .base.registry import lookup
+from .math.schedules import MAX_BITS, MIN_BITS, check_sparsity
 from .pruners import OBS_BLOCK, get_pruner
 from .quantize import quantizer_names
-from .schedules import MAX_BITS, MIN_BITS, check_sparsity
 
 # Seeds travel through JSON (results, the app's API), whose numbers are exact only up to 2^53.
 MAX_SEED = 2**53

@@ -11,7 +11,7 @@ from app_support import TINY_SIZES, connect, refusal, stop_once_running
 from gradio_client import Client
 from zeroshot_task import TASK_NAME, write_task
 
-from atp_viz.schedules import atp_schedule
+from atp_viz.math.schedules import atp_schedule
 
 pytestmark = pytest.mark.embedded
 

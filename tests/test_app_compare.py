@@ -13,7 +13,7 @@ from gradio_client.exceptions import AppError
 from test_app_api import SMALL, figure
 
 from atp_viz.allocators import compared_names
-from atp_viz.schedules import atp_schedule, grid_betas
+from atp_viz.math.schedules import atp_schedule, grid_betas
 
 pytestmark = pytest.mark.embedded
 

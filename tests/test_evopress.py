@@ -147,7 +147,7 @@ def test_a_tiny_search_runs_end_to_end_and_is_reused(tiny_model_dir, tmp_path):
 
 def test_the_profile_is_described_by_its_rank_correlation_and_its_first_block():
     from atp_viz.evopress import first_block_side, is_monotone, profile_summary, spearman_with_depth
-    from atp_viz.schedules import atp_schedule
+    from atp_viz.math.schedules import atp_schedule
 
     assert spearman_with_depth(atp_schedule(30, 0.7, 0.01)) == pytest.approx(1.0)
     assert spearman_with_depth([0.8, 0.7, 0.6]) == pytest.approx(-1.0)

@@ -19,9 +19,9 @@ from atp_viz.lesson import (
     order_picture,
     replay,
 )
+from atp_viz.math.schedules import atp_schedule, beta_max
 from atp_viz.ordering import DECREASING, INCREASING, BoundCheck, CarryFit, OrderExperiment, OrderingRun
 from atp_viz.results import RunResult
-from atp_viz.schedules import atp_schedule, beta_max
 from atp_viz.settings import RunSettings
 
 

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from atp_viz.noise import compare, difference_sentence
+from atp_viz.math.noise_rule import compare, difference_sentence
 from atp_viz.repeats import draw_seeds, run_repeated
 from atp_viz.search import search_beta
 from atp_viz.settings import RunSettings

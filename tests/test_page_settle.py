@@ -8,7 +8,7 @@ import math
 import gradio as gr
 import pytest
 
-from atp_viz.schedules import atp_schedule, beta_max
+from atp_viz.math.schedules import atp_schedule, beta_max
 from atp_viz.ui.defaults import SPARSITY_MAX, SPARSITY_MIN
 from atp_viz.ui.prune_tab import beta_ceiling, settle, settle_page
 

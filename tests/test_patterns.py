@@ -6,8 +6,8 @@ import torch
 from published_sparsegpt import fasterprune
 
 from atp_viz.cli import main
+from atp_viz.math.schedules import atp_schedule, beta_max, kept_per_group, pattern_schedule, round_to_levels
 from atp_viz.pruners import PRUNERS, magnitude_prune, sparsegpt_prune, wanda_prune
-from atp_viz.schedules import atp_schedule, beta_max, kept_per_group, pattern_schedule, round_to_levels
 from atp_viz.settings import RunSettings, validate
 
 
@@ -118,7 +118,7 @@ def test_atp_mixed_pattern_on_a_tiny_model_is_exact_per_block(tiny_model_dir):
 
 
 def test_search_grid_on_a_pattern_skips_repeated_level_schedules():
-    from atp_viz.schedules import grid_betas, pattern_betas
+    from atp_viz.math.schedules import grid_betas, pattern_betas
 
     betas = pattern_betas(grid_betas(30, 0.5), 30, 0.5, 8)
     schedules = [tuple(pattern_schedule(atp_schedule(30, 0.5, b), 8)) for b in betas]

@@ -6,8 +6,8 @@ import plotly.graph_objects as go
 import pytest
 
 from atp_viz.base.errors import AtpError
+from atp_viz.math.schedules import atp_schedule, beta_max
 from atp_viz.results import RunResult, SearchTrial
-from atp_viz.schedules import atp_schedule, beta_max
 from atp_viz.ui import plots
 
 SUBLAYERS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",

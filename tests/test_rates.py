@@ -6,7 +6,7 @@ import pytest
 from test_cli import assert_one_line_error, cli
 
 from atp_viz.base.errors import AtpError
-from atp_viz.rates import parse_rates
+from atp_viz.math.rates_text import parse_rates
 from atp_viz.settings import RunSettings, given_rates
 
 

@@ -12,7 +12,6 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from .. import engine
-from ..allocator_math import ALPHA_ESTIMATORS, OWL_MAPPINGS, PUBLISHED, PUBLISHED_ALPHA_EPS, published_alpha_eps
 from ..allocators import compared_names, get_allocator
 from ..base.errors import AtpError, Cancelled
 from ..compare import (
@@ -24,9 +23,10 @@ from ..compare import (
     wholly_pruned_blocks,
 )
 from ..compare import compare_allocators as compare_all
+from ..math.allocator_math import ALPHA_ESTIMATORS, OWL_MAPPINGS, PUBLISHED, PUBLISHED_ALPHA_EPS, published_alpha_eps
+from ..math.schedules import check_sparsity
 from ..repeats import draws
 from ..results import AllocatorComparison, RunResult
-from ..schedules import check_sparsity
 from ..search import DEFAULT_STRATEGY, get_strategy, planned_betas, rank
 from ..settings import DEFAULTS, RunSettings, check_repeats, validate
 from . import history_tab, plots

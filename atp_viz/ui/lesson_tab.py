@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 from ..base.errors import AtpError
 from ..continuations import Generation
 from ..lesson import carry_sentence, order_picture, order_sentence, perplexities, same_pair, search_hint
-from ..noise import difference_sentence
+from ..math.noise_rule import difference_sentence
 from ..ordering import DECREASING, INCREASING, OrderExperiment
 from ..results import RunResult
 from ..settings import RunSettings, validate

@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 
 from .. import engine
 from ..base.errors import Cancelled
+from ..math.schedules import atp_schedule
 from ..order_run import run_order_experiment
 from ..ordering import (
     DEFAULT_SHUFFLES,
@@ -26,7 +27,6 @@ from ..ordering import (
 from ..ordering import verdict as order_verdict
 from ..repeats import draws
 from ..results import BlockError
-from ..schedules import atp_schedule
 from ..settings import RunSettings, check_repeats
 from . import order_plots
 from .adapters import answered_by_name, new_file, output_list, stoppable, streamed, user_errors

@@ -20,13 +20,13 @@ from .. import engine
 from ..base.errors import AtpError, Cancelled
 from ..estimates import Estimate, Stages, duration, time_left
 from ..lesson import perplexities, search_hint
-from ..noise import difference_sentence
+from ..math.noise_rule import difference_sentence
+from ..math.rates_text import parse_rates
+from ..math.schedules import atp_schedule, beta_max, bit_schedule, grid_betas
 from ..pruners import PRUNERS
 from ..quantize import QUANTIZERS
-from ..rates import parse_rates
 from ..repeats import cached_repeated, draws, run_repeated
 from ..results import BlockError, RunResult, load_run
-from ..schedules import atp_schedule, beta_max, bit_schedule, grid_betas
 from ..settings import (
     DEFAULTS,
     MAX_REPEATS,

@@ -12,10 +12,10 @@ import plotly.graph_objects as go
 from .. import engine
 from ..base.errors import AtpError, Cancelled
 from ..base.progress import CancelCheck, Progress
-from ..noise import difference_sentence
+from ..math.noise_rule import difference_sentence
+from ..math.schedules import grid_betas
 from ..repeats import draws
 from ..results import RunResult
-from ..schedules import grid_betas
 from ..search import DEFAULT_STRATEGY, iter_search, planned_betas, search_record, trials_of
 from ..settings import RunSettings, check_repeats
 from . import history_tab, plots

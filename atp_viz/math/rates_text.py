@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .base.errors import AtpError
+from ..base.errors import AtpError
 
 # A schedule file holds a few hundred numbers: anything far larger is not one.
 MAX_RATES_BYTES = 1 << 20

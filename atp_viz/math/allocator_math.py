@@ -11,8 +11,8 @@ haiquanlu/AlphaPruning ``lib/esd_utils.py`` and ``lib/prune.py``); the variants 
 project used before stay available by name. Where a formula would put a rate outside
 [0, 1], the rate is set to the nearest end and the block is reported in ``Rates.clamped``.
 
-Measuring the inputs (Wanda scores, weights) is the caller's job; nothing here touches
-a model.
+Measuring the inputs (Wanda scores, weights) is ``allocator_measurements``' job; nothing
+here touches a model or imports torch (the settings check their parameters with it).
 """
 
 from __future__ import annotations
@@ -22,10 +22,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from .base.errors import AtpError
-from .base.registry import lookup
+from ..base.errors import AtpError
+from ..base.registry import lookup
 from .schedules import check_sparsity
 
 PUBLISHED = "published"  # the default OWL mapping and α estimator: the authors' own
@@ -130,28 +129,6 @@ def _normalised(values: np.ndarray) -> np.ndarray | None:
     return (values - values.min()) / spread
 
 
-def outlier_ratio(scores: Sequence[torch.Tensor], m: float = OWL_M_DEFAULT) -> float:
-    """OWL outlier ratio of one block: % of its Wanda scores above m x their mean.
-
-    ``scores`` holds the score matrices |W| * ||X||_2 of every linear sublayer of the
-    block; they are pooled as if flattened and concatenated.
-    """
-    m = check_owl_m(m)
-    if len(scores) == 0:
-        raise AtpError("no score matrices given for the block")
-    # Two passes over the tensors instead of one concatenated copy: a 7B block holds
-    # hundreds of millions of scores.
-    total = sum(int(t.numel()) for t in scores)
-    if total == 0:
-        raise AtpError("the block's score matrices are empty")
-    mean = sum(float(t.double().sum()) for t in scores) / total
-    if not math.isfinite(mean):
-        raise AtpError("the Wanda scores contain a NaN or infinite value")
-    threshold = m * mean
-    above = sum(int((t.double() > threshold).sum()) for t in scores)
-    return 100.0 * above / total
-
-
 def owl_schedule(outlier_ratios: Sequence[float], sparsity: float, lam: float = OWL_LAMBDA_DEFAULT,
                  mapping: str = PUBLISHED) -> Rates:
     """OWL per-block rates from outlier ratios r_i (more outliers, less pruning).
@@ -192,7 +169,7 @@ def _clamped(raw: np.ndarray, target: float, weights: np.ndarray | None = None) 
     return Rates([float(r) for r in rates], mean, clamped)
 
 
-def hill_alpha(eigenvalues: Sequence[float] | np.ndarray | torch.Tensor, estimator: str = PUBLISHED) -> float:
+def hill_alpha(eigenvalues: Sequence[float] | np.ndarray, estimator: str = PUBLISHED) -> float:
     """Power-law tail exponent of an empirical spectral density (Hill estimator).
 
     Each candidate x_min (an eigenvalue, by position in ascending order, never the
@@ -211,8 +188,6 @@ def hill_alpha(eigenvalues: Sequence[float] | np.ndarray | torch.Tensor, estimat
     when fewer than two distinct positive eigenvalues remain.
     """
     estimator = check_alpha_estimator(estimator)
-    if isinstance(eigenvalues, torch.Tensor):
-        eigenvalues = eigenvalues.detach().double().flatten().cpu().numpy()
     values = np.sort(np.asarray(eigenvalues, dtype=np.float64).ravel())
     if not np.all(np.isfinite(values)):
         raise AtpError("the eigenvalues contain a NaN or infinite value")
@@ -244,14 +219,6 @@ def hill_alpha(eigenvalues: Sequence[float] | np.ndarray | torch.Tensor, estimat
         if distance < best_distance:
             best_alpha, best_distance = alpha, distance
     return float(best_alpha)
-
-
-def esd_alpha(weight: torch.Tensor, estimator: str = PUBLISHED) -> float:
-    """Tail exponent alpha of W^T W's eigenvalues (the squared singular values of W, in float32 as published)."""
-    if weight.dim() != 2:
-        raise AtpError(f"expected a 2-D weight matrix, got shape {tuple(weight.shape)}")
-    eigenvalues = torch.square(torch.linalg.svdvals(weight.detach().to(torch.float32)))
-    return hill_alpha(eigenvalues.double(), estimator)
 
 
 def alphapruning_schedule(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from .base.errors import AtpError
+from ..base.errors import AtpError
 
 # The paper's beta search step.
 GRID_STEP = 0.002
