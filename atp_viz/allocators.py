@@ -19,7 +19,7 @@ from .evopress import SearchPlan, default_plan
 from .math.allocator_math import Rates, alphapruning_schedule, owl_schedule, published_alpha_eps
 from .math.schedules import atp_schedule, check_schedule, uniform_schedule
 from .measurements import block_alphas, outlier_ratios
-from .results import AllocatorDetails, AllocatorPart, AlphaPruningDetails, EvoPressDetails, OwlDetails
+from .records.results import AllocatorDetails, AllocatorPart, AlphaPruningDetails, EvoPressDetails, OwlDetails
 
 if TYPE_CHECKING:
     from torch import nn

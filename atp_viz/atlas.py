@@ -23,7 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from .models import resolve_device
-from .results import RunResult
+from .records.results import RunResult
 from .settings import RunSettings
 
 # Where the shipped atlas lies (assets/ of the repository, beside the README's pictures).

@@ -26,7 +26,7 @@ from .engine import run_pruning
 from .math.schedules import atp_schedule
 from .perplexity import perplexity
 from .propagation import DenseReference, prune_and_measure
-from .results import evopress_details
+from .records.results import evopress_details
 from .search import search_beta
 from .settings import RunSettings
 

@@ -23,7 +23,7 @@ from .models import DEVICES, DTYPES
 from .ordering import DEFAULT_SHUFFLES
 from .pruners import PRUNERS, method_names
 from .quantize import QUANTIZERS
-from .results import PROTOCOLS, RunResult, ZeroShot, evopress_details
+from .records.results import PROTOCOLS, RunResult, ZeroShot, evopress_details
 from .search import DEFAULT_STRATEGY, STRATEGIES
 from .settings import (
     DEFAULTS,

@@ -12,8 +12,8 @@ from .evopress import fitness_sentences, profile_summary
 from .math.noise_rule import difference_sentence
 from .math.schedules import atp_schedule
 from .models import layer_count
+from .records.results import PROTOCOLS, AllocatorComparison, RunResult, evopress_details
 from .repeats import run_repeated
-from .results import PROTOCOLS, AllocatorComparison, RunResult, evopress_details
 from .search import DEFAULT_STRATEGY, rank, search_beta
 from .settings import RunSettings, check_repeats, check_select_on, pattern_sparsity, validate
 

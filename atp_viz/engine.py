@@ -36,7 +36,7 @@ from .math.schedules import beta_max, bit_schedule, check_schedule, kept_per_gro
 from .models import LoadedModel, eval_autocast, load_model, peek_loaded, protected_folders
 from .perplexity import check_window_memory, perplexity
 from .propagation import DenseReference, PropagationResult, prune_and_measure
-from .results import AllocatorDetails, BlockError, DataSetup, EvoPressDetails, RunResult, TokenMap
+from .records.results import AllocatorDetails, BlockError, DataSetup, EvoPressDetails, RunResult, TokenMap
 from .settings import DEFAULTS, NO_QUANTIZATION, RunSettings, validate, whole_number
 from .texts import calibration_set, check_context, evaluation_windows, token_stream
 from .token_errors import MASSIVE_MULTIPLE

@@ -28,7 +28,7 @@ from .models import LoadedModel
 from .perplexity import EVAL_BATCH_TOKENS, LOSS_CHUNK_TOKENS
 from .propagation import DenseReference, LayerStatistics, collect_statistics, prune_block
 from .pruners import get_pruner
-from .results import EvoPressDetails
+from .records.results import EvoPressDetails
 from .weights import PrunedLayer, swapped_per_block
 
 # Pruned levels kept in memory (masks for Wanda/magnitude, weights for SparseGPT).

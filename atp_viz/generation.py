@@ -22,10 +22,10 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 from . import engine
 from .base.errors import AtpError, Cancelled
 from .base.progress import CancelCheck, Progress
-from .continuations import Continuation, Generation, TokenScores, first_divergence, teacher_forced_scores
 from .estimates import Estimate
 from .kept_weights import KEPT
 from .models import LoadedModel, load_model
+from .records.continuations import Continuation, Generation, TokenScores, first_divergence
 from .settings import RunSettings, uniform_baseline, validate, whole_number
 from .weights import PrunedWeights, swapped_weights
 
@@ -42,6 +42,22 @@ READY_PROMPTS: tuple[str, ...] = (
     "What is photosynthesis?",
     "Tell me a fun fact about cats.",
 )
+
+
+def teacher_forced_scores(dense_logits: torch.Tensor, pruned_logits: torch.Tensor,
+                          dense_tokens: list[int]) -> TokenScores:
+    """The scores of one pruned run from both models' next-token logits over the same
+    sequence (``[positions, vocabulary]``, row i predicting ``dense_tokens[i]``), in float64."""
+    if dense_logits.shape != pruned_logits.shape or dense_logits.shape[0] != len(dense_tokens):
+        raise ValueError(f"logits {tuple(dense_logits.shape)} and {tuple(pruned_logits.shape)} do not match "
+                         f"{len(dense_tokens)} tokens")
+    log_p = torch.log_softmax(dense_logits.double(), dim=-1)
+    log_q = torch.log_softmax(pruned_logits.double(), dim=-1)
+    kl = (log_p.exp() * (log_p - log_q)).sum(-1)
+    target = torch.tensor(dense_tokens, dtype=torch.long).unsqueeze(1)
+    prob = log_q.gather(1, target).squeeze(1).exp()
+    agrees = pruned_logits.argmax(-1) == target.squeeze(1)
+    return TokenScores(prob.tolist(), kl.tolist(), agrees.tolist())
 
 
 def check_new_tokens(value: object) -> int:

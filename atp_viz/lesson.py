@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .ordering import OrderExperiment, fit_carry, introduced_sq
-from .results import RunResult
+from .records.results import RunResult
 
 
 def replay(forcing: Sequence[float], c: float) -> list[float]:

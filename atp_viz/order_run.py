@@ -37,8 +37,8 @@ from .ordering import (
     introduced_sq,
     orderings,
 )
+from .records.results import BlockError, RunResult, Spread
 from .repeats import draws
-from .results import BlockError, RunResult, Spread
 from .settings import RunSettings, check_repeats, validate
 from .weights import PrunedWeights, swapped_weights
 

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 
 from .base.errors import AtpError
 from .math.noise_rule import difference_sentence
-from .results import BlockError, DataSetup, Spread, _known
+from .records.results import BlockError, DataSetup, Spread, _known
 from .settings import MAX_SEED, whole_number
 
 INCREASING, DECREASING = "increasing", "decreasing"

@@ -25,7 +25,7 @@ from .blocks import as_stored, linear_sublayers, weight_matrix
 from .capture import BlockCall, call_block
 from .pruners import Pruner, get_pruner
 from .quantize import Quantizer, bits_per_weight, get_quantizer, index_bits
-from .results import BlockError, SublayerError
+from .records.results import BlockError, SublayerError
 from .token_errors import TokenNorms, per_token_sq, summarise
 from .weights import PrunedLayer, swapped_weights
 

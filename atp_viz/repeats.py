@@ -9,7 +9,7 @@ from dataclasses import replace
 
 from .base.progress import CancelCheck, Progress
 from .engine import RunOutcome, cached_result, run_pruning
-from .results import BlockError, RunResult, Spread
+from .records.results import BlockError, RunResult, Spread
 from .settings import MAX_SEED, RunSettings, check_repeats, whole_number
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 import transformers
 
-from .results import RunResult
+from .records.results import RunResult
 from .settings import RunSettings
 from .texts import BUILTIN
 

@@ -30,8 +30,8 @@ from .base.registry import lookup
 from .engine import run_pruning
 from .math.schedules import beta_max, grid_betas, pattern_betas
 from .models import layer_count
+from .records.results import RunResult, SearchResult, SearchTrial, Spread
 from .repeats import draws, spread_of
-from .results import RunResult, SearchResult, SearchTrial, Spread
 from .settings import RunSettings, check_repeats, check_select_on, validate
 
 # next_index(grid size, {index: perplexity} known so far) -> the next index to try, or

@@ -34,7 +34,7 @@ from .base.errors import AtpError
 from .base.progress import CancelCheck, Progress, check_cancelled
 from .engine import run_pruning
 from .models import LoadedModel, load_model
-from .results import RunResult
+from .records.results import RunResult
 from .settings import RunSettings
 from .texts import token_stream
 from .weights import PrunedLayer, PrunedWeights, swapped_weights

@@ -18,7 +18,7 @@ from .base.errors import AtpError
 from .base.progress import CancelCheck, Progress
 from .engine import run_pruning
 from .models import LoadedModel, eval_autocast, load_model
-from .results import ZeroShotSetup
+from .records.results import ZeroShotSetup
 from .settings import RunSettings, whole_number
 from .weights import PrunedWeights, swapped_per_block
 from .zeroshot_facts import TASK_NAME, bundled_folder

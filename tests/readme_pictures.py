@@ -21,7 +21,7 @@ from playwright.sync_api import sync_playwright
 
 from atp_viz.engine import run_pruning
 from atp_viz.generation import READY_PROMPTS, generate_pair
-from atp_viz.results import RunResult
+from atp_viz.records.results import RunResult
 from atp_viz.settings import DEFAULTS
 from atp_viz.ui import generate_section, plots
 from atp_viz.ui.defaults import DEFAULT_BETA

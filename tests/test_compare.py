@@ -157,7 +157,7 @@ def _comparison(alpha_errors_scale: float, alpha_ppl: float):
     """A synthetic comparison at S = 0.7 over 6 blocks, AlphaPruning pruning block 2 at 100%."""
     from test_plots import make_result
 
-    from atp_viz.results import AllocatorComparison
+    from atp_viz.records.results import AllocatorComparison
 
     runs = {name: make_result(name, beta=0.0 if name != "atp" else 0.02, ppl=ppl)
             for name, ppl in (("uniform", 327.0), ("owl", 330.0), ("alphapruning", alpha_ppl), ("atp", 155.0))}

@@ -185,7 +185,7 @@ def test_compare_adds_evopress_as_a_column_only_when_asked(tiny_model_dir, tmp_p
 
 def test_the_fitness_sentences_compare_the_profile_with_atp_and_uniform_without_a_spread():
     from atp_viz.evopress import fitness_sentences
-    from atp_viz.results import EvoPressDetails
+    from atp_viz.records.results import EvoPressDetails
 
     def searched(fitness_of: dict, atp_beta: float | None = None) -> EvoPressDetails:
         return EvoPressDetails(2, 3, [1, 1], [16, 32], 8, 0.01875, 2, "KL", 124, fitness_of, 1.0, atp_beta)

@@ -14,9 +14,10 @@ from thread_support import one_torch_thread  # noqa: F401 (a fixture)
 
 from atp_viz import engine, generation
 from atp_viz.base.errors import AtpError, Cancelled
-from atp_viz.continuations import Generation, TokenScores, first_divergence, teacher_forced_scores
+from atp_viz.generation import teacher_forced_scores
 from atp_viz.kept_weights import KEPT, pack_layer, unpack_layer
 from atp_viz.models import load_model
+from atp_viz.records.continuations import Generation, TokenScores, first_divergence
 from atp_viz.settings import RunSettings
 from atp_viz.weights import PrunedLayer, checksum
 

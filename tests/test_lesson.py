@@ -21,7 +21,7 @@ from atp_viz.lesson import (
 )
 from atp_viz.math.schedules import atp_schedule, beta_max
 from atp_viz.ordering import DECREASING, INCREASING, BoundCheck, CarryFit, OrderExperiment, OrderingRun
-from atp_viz.results import RunResult
+from atp_viz.records.results import RunResult
 from atp_viz.settings import RunSettings
 
 

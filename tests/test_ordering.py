@@ -32,7 +32,7 @@ from atp_viz.ordering import (
     ordinary_sq,
     verdict,
 )
-from atp_viz.results import BlockError
+from atp_viz.records.results import BlockError
 from atp_viz.settings import RunSettings
 
 TINY = {"calib_samples": 2, "calib_seqlen": 64, "eval_samples": 2, "eval_seqlen": 64}

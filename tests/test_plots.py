@@ -7,7 +7,7 @@ import pytest
 
 from atp_viz.base.errors import AtpError
 from atp_viz.math.schedules import atp_schedule, beta_max
-from atp_viz.results import RunResult, SearchTrial
+from atp_viz.records.results import RunResult, SearchTrial
 from atp_viz.ui import plots
 
 SUBLAYERS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
@@ -341,7 +341,7 @@ def test_every_figure_is_titled_themed_and_serialisable(figures, name):
 def with_token_figures(result: RunResult, massive_blocks: range = range(2, 5)) -> RunResult:
     """``result`` with per-token figures: in ``massive_blocks`` one token per window holds
     most of the norm, and the first window's per-token map."""
-    from atp_viz.results import TokenMap
+    from atp_viz.records.results import TokenMap
 
     for e in result.errors:
         massive = e.layer in massive_blocks
@@ -452,7 +452,7 @@ def test_the_schedule_outlines_the_block_being_pruned():
 
 
 def test_a_run_json_reads_back_and_nonsense_is_refused():
-    from atp_viz.results import load_run
+    from atp_viz.records.results import load_run
 
     result = with_token_figures(make_result())
     again = load_run(json.dumps(result.to_json()))

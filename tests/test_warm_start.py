@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 
 from atp_viz import engine, result_store
-from atp_viz.results import RunResult
+from atp_viz.records.results import RunResult
 from atp_viz.settings import RunSettings
 from atp_viz.turns import Line
 from atp_viz.warm_start import WarmStart

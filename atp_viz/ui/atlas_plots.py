@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import plotly.graph_objects as go
 
-from ..results import RunResult
+from ..records.results import RunResult
 from ..search import rank
 from .plots import _PALETTE, AXIS_PPL, _fmt_ppl, _layout, _note, _plottable
 

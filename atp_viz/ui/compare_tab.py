@@ -25,8 +25,8 @@ from ..compare import (
 from ..compare import compare_allocators as compare_all
 from ..math.allocator_math import ALPHA_ESTIMATORS, OWL_MAPPINGS, PUBLISHED, PUBLISHED_ALPHA_EPS, published_alpha_eps
 from ..math.schedules import check_sparsity
+from ..records.results import AllocatorComparison, RunResult
 from ..repeats import draws
-from ..results import AllocatorComparison, RunResult
 from ..search import DEFAULT_STRATEGY, get_strategy, planned_betas, rank
 from ..settings import DEFAULTS, RunSettings, check_repeats, validate
 from . import history_tab, plots

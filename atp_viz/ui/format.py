@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..allocators import ALLOCATORS
 from ..pruners import PRUNERS
-from ..results import RunResult
+from ..records.results import RunResult
 from ..settings import NO_QUANTIZATION, RunSettings
 from ..texts import BUILTIN
 

@@ -15,10 +15,10 @@ import plotly.graph_objects as go
 
 from .. import engine, generation
 from ..base.errors import AtpError, Cancelled
-from ..continuations import Continuation, Generation
 from ..estimates import Estimate
 from ..math.schedules import atp_schedule
-from ..results import RunResult
+from ..records.continuations import Continuation, Generation
+from ..records.results import RunResult
 from ..settings import DEFAULTS, RunSettings
 from . import history, history_tab, limits, plots
 from .adapters import answered_by_name, engine_turn, new_file, output_list, stop_flag, streamed, user_errors, waiting

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..results import RunResult
+from ..records.results import RunResult
 from .format import text_name
 
 COLUMNS = ["run", "time", "model", "method", "sparsity", "allocation", "beta", "ppl", "dense_ppl",

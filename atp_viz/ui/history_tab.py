@@ -16,7 +16,7 @@ import pandas as pd
 from .. import engine
 from ..base.errors import Cancelled
 from ..base.progress import CancelCheck, Progress
-from ..results import RunResult
+from ..records.results import RunResult
 from ..settings import RunSettings
 from . import history
 from .adapters import (

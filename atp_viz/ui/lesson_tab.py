@@ -12,11 +12,11 @@ import gradio as gr
 import plotly.graph_objects as go
 
 from ..base.errors import AtpError
-from ..continuations import Generation
 from ..lesson import carry_sentence, order_picture, order_sentence, perplexities, same_pair, search_hint
 from ..math.noise_rule import difference_sentence
 from ..ordering import DECREASING, INCREASING, OrderExperiment
-from ..results import RunResult
+from ..records.continuations import Generation
+from ..records.results import RunResult
 from ..settings import RunSettings, validate
 from . import plots
 from .format import method_label, ppl, run_name, settings_line

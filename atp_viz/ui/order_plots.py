@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 import plotly.graph_objects as go
 
 from ..ordering import DECREASING, INCREASING, OrderingRun
-from ..results import BlockError
+from ..records.results import BlockError
 from .plots import (
     _DASHES,
     AXIS_BLOCK,

@@ -25,8 +25,8 @@ from ..ordering import (
     orderings,
 )
 from ..ordering import verdict as order_verdict
+from ..records.results import BlockError
 from ..repeats import draws
-from ..results import BlockError
 from ..settings import RunSettings, check_repeats
 from . import order_plots
 from .adapters import answered_by_name, new_file, output_list, stoppable, streamed, user_errors

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from ..continuations import Generation
-from ..results import RunResult
+from ..records.continuations import Generation
+from ..records.results import RunResult
 from .format import run_label
 
 

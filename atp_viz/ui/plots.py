@@ -20,7 +20,7 @@ from ..allocators import ALLOCATORS
 from ..base.errors import AtpError
 from ..lesson import OrderPicture
 from ..math.schedules import atp_schedule, beta_max, kept_per_group, pattern_schedule
-from ..results import BlockError, RunResult, SearchTrial
+from ..records.results import BlockError, RunResult, SearchTrial
 from .format import run_label, text_name
 
 # Okabe-Ito (colour-blind safe), handed to the allocators in registry order. Dense is

@@ -25,8 +25,8 @@ from ..math.rates_text import parse_rates
 from ..math.schedules import atp_schedule, beta_max, bit_schedule, grid_betas
 from ..pruners import PRUNERS
 from ..quantize import QUANTIZERS
+from ..records.results import BlockError, RunResult, load_run
 from ..repeats import cached_repeated, draws, run_repeated
-from ..results import BlockError, RunResult, load_run
 from ..settings import (
     DEFAULTS,
     MAX_REPEATS,

@@ -14,8 +14,8 @@ from ..base.errors import AtpError, Cancelled
 from ..base.progress import CancelCheck, Progress
 from ..math.noise_rule import difference_sentence
 from ..math.schedules import grid_betas
+from ..records.results import RunResult
 from ..repeats import draws
-from ..results import RunResult
 from ..search import DEFAULT_STRATEGY, iter_search, planned_betas, search_record, trials_of
 from ..settings import RunSettings, check_repeats
 from . import history_tab, plots

@@ -13,7 +13,7 @@ import gradio as gr
 from .. import engine
 from ..base.errors import Cancelled
 from ..lesson import CARRY_MEANING
-from ..results import RunResult
+from ..records.results import RunResult
 from . import order_section, plots
 from .adapters import answered_by_name, engine_progress, output_list, stoppable, user_errors
 from .format import ppl, settings_line

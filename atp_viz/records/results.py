@@ -11,7 +11,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 
-from .base.errors import AtpError
+from ..base.errors import AtpError
 from .continuations import Generation
 
 

@@ -1,7 +1,7 @@
 """What the pruned model says: greedy continuations of one prompt by the dense model and a
 pruned pair, and where each pruned run loses the thread, as typed records (``to_json`` is
-the published format of ``generate --json`` and of a run's History JSON), with the scoring
-math over logits.
+the published format of ``generate --json`` and of a run's History JSON), with no torch:
+the scoring over logits is ``generation``'s.
 
 Each pruned run is scored *teacher-forced* on the dense continuation: fed the prompt and the
 dense model's tokens, at every position its next-token distribution q is set beside the
@@ -14,8 +14,6 @@ run's own greedy continuation differs from the dense one.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-
-import torch
 
 
 @dataclass
@@ -40,22 +38,6 @@ class TokenScores:
     @classmethod
     def from_json(cls, data: dict) -> "TokenScores":
         return cls(list(data["dense_token_prob"]), list(data["kl"]), list(data["agrees"]))
-
-
-def teacher_forced_scores(dense_logits: torch.Tensor, pruned_logits: torch.Tensor,
-                          dense_tokens: list[int]) -> TokenScores:
-    """The scores of one pruned run from both models' next-token logits over the same
-    sequence (``[positions, vocabulary]``, row i predicting ``dense_tokens[i]``), in float64."""
-    if dense_logits.shape != pruned_logits.shape or dense_logits.shape[0] != len(dense_tokens):
-        raise ValueError(f"logits {tuple(dense_logits.shape)} and {tuple(pruned_logits.shape)} do not match "
-                         f"{len(dense_tokens)} tokens")
-    log_p = torch.log_softmax(dense_logits.double(), dim=-1)
-    log_q = torch.log_softmax(pruned_logits.double(), dim=-1)
-    kl = (log_p.exp() * (log_p - log_q)).sum(-1)
-    target = torch.tensor(dense_tokens, dtype=torch.long).unsqueeze(1)
-    prob = log_q.gather(1, target).squeeze(1).exp()
-    agrees = pruned_logits.argmax(-1) == target.squeeze(1)
-    return TokenScores(prob.tolist(), kl.tolist(), agrees.tolist())
 
 
 def first_divergence(dense_tokens: list[int], pruned_tokens: list[int]) -> int | None:
