@@ -37,9 +37,9 @@ from starlette.middleware import Middleware  # noqa: E402
 
 from atp_viz import atlas, result_store, warm_start  # noqa: E402
 from atp_viz.base.errors import AtpError  # noqa: E402
-from atp_viz.models import cache_root  # noqa: E402
+from atp_viz.model.loading import cache_root  # noqa: E402
+from atp_viz.model.texts import max_text_bytes  # noqa: E402
 from atp_viz.settings import DEFAULTS  # noqa: E402
-from atp_viz.texts import max_text_bytes  # noqa: E402
 from atp_viz.ui import limits, public  # noqa: E402
 from atp_viz.ui.fields import checked_inputs  # noqa: E402
 from atp_viz.ui.gate import FileArguments, UploadBudget  # noqa: E402

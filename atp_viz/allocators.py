@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from .base.progress import CancelCheck, Progress
-    from .models import LoadedModel
+    from .model.loading import LoadedModel
     from .propagation import DenseReference
     from .settings import RunSettings
 
@@ -125,7 +125,7 @@ def _evopress_search(settings: "RunSettings", loaded: "LoadedModel", reference: 
                      progress: "Progress | None",
                      cancelled: "CancelCheck | None") -> tuple[Measurements, EvoPressDetails]:
     from .evopress_fitness import search_profile
-    from .models import eval_autocast
+    from .model.loading import eval_autocast
 
     # The fitness reads the calibration windows: the one place to name another text for it.
     windows = reference.windows

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
-from .models import resolve_device
+from .model.loading import resolve_device
 from .records.results import RunResult
 from .settings import RunSettings
 

@@ -22,7 +22,7 @@ from .atlas import GRID, HEADER, POINT_SUFFIX, Grid, pack, point_name, read_head
 from .base.errors import AtpError
 from .engine import computation, run_pruning
 from .math.schedules import grid_betas
-from .models import layer_count
+from .model.loading import layer_count
 from .settings import DEFAULTS, RunSettings, validate
 
 # What a header must share with this build for it to add points (threads: the float order of sums).

@@ -20,11 +20,12 @@ from pathlib import Path
 
 import torch
 
-from . import engine, models
+from . import engine
 from .allocators import search_forward_tokens
 from .engine import run_pruning
 from .math.schedules import atp_schedule
-from .perplexity import perplexity
+from .model import loading
+from .model.perplexity import perplexity
 from .propagation import DenseReference, prune_and_measure
 from .records.results import evopress_details
 from .search import search_beta
@@ -150,7 +151,7 @@ def _one_trial_peak_rss(settings: RunSettings) -> int:
     """Peak resident memory of one trial in a fresh process (this one's peak holds the GGUF
     conversion above): the model is loaded first, then the peak counter is reset (Linux:
     writing 5 to clear_refs), so the figure is the trial's, not the loader's transient."""
-    models.load_model(settings.model, settings.device, settings.dtype)
+    loading.load_model(settings.model, settings.device, settings.dtype)
     Path("/proc/self/clear_refs").write_text("5")
     run_pruning(settings)
     return _peak_rss_bytes()
@@ -169,16 +170,16 @@ def _load_seconds() -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as scratch:
         os.environ["ATP_VIZ_CACHE"] = scratch
         try:
-            models.clear_loaded()
+            loading.clear_loaded()
             start = time.perf_counter()
-            models.load_model(models.EMBEDDED)
+            loading.load_model(loading.EMBEDDED)
             first = time.perf_counter() - start
-            models.clear_loaded()
+            loading.clear_loaded()
             start = time.perf_counter()
-            models.load_model(models.EMBEDDED)
+            loading.load_model(loading.EMBEDDED)
             cached = time.perf_counter() - start
         finally:
-            models.clear_loaded()
+            loading.clear_loaded()
             if previous is None:
                 os.environ.pop("ATP_VIZ_CACHE", None)
             else:
@@ -192,7 +193,7 @@ def _preview_ms(settings: RunSettings, repeats: int = 50) -> float:
     from .ui.plots import schedule_figure
 
     def preview() -> None:
-        schedule_figure(models.layer_count(settings.model), settings.sparsity, settings.beta)
+        schedule_figure(loading.layer_count(settings.model), settings.sparsity, settings.beta)
 
     preview()  # warm caches
     return 1000 * _median_time(preview, repeats)
@@ -207,7 +208,7 @@ def _generation_seconds(settings: RunSettings) -> tuple[float, int, float]:
     pair = replace(settings, method="wanda")
     generate_pair(pair, READY_PROMPTS[0])  # prunes whatever of the pair is not kept yet
     said = generate_pair(pair, READY_PROMPTS[0])
-    loaded = models.load_model(settings.model, settings.device, settings.dtype)
+    loaded = loading.load_model(settings.model, settings.device, settings.dtype)
     return said.seconds, sum(len(c.token_ids) for c in said.continuations), prompt_forward_seconds(loaded,
                                                                                                  said.prompt_ids)
 
@@ -216,7 +217,7 @@ def run_benchmark(settings: RunSettings, targets: dict[str, float],
                   log: Callable[[str], None] = print) -> BenchFigures:
     """Measure everything in one process; return the figures, and which of ``targets`` they meet."""
     torch.set_num_threads(os.cpu_count() or 1)
-    loaded = models.load_model(settings.model, settings.device, settings.dtype)
+    loaded = loading.load_model(settings.model, settings.device, settings.dtype)
     model_bytes = sum(p.numel() for p in {id(p): p for p in loaded.model.parameters()}.values()) * 4
     reference = engine.calibration(loaded, settings)  # warm: tokenisation, capture, dense cache
     calls = reference.calls
@@ -230,7 +231,7 @@ def run_benchmark(settings: RunSettings, targets: dict[str, float],
     )
     log("full-model forward over the evaluation tokens")
     windows = engine.evaluation_set(loaded, settings)
-    autocast = models.eval_autocast(settings.dtype, loaded.device)
+    autocast = loading.eval_autocast(settings.dtype, loaded.device)
     eval_s = _median_time(lambda: perplexity(loaded.model, windows, None, autocast), 3)
 
     log("one full trial (prune + errors + perplexity)")
@@ -310,7 +311,7 @@ def run_benchmark(settings: RunSettings, targets: dict[str, float],
         settings=BenchSetup(settings.model, "wanda", settings.sparsity, settings.beta,
                             f"{settings.calib_samples} x {settings.calib_seqlen}",
                             f"{settings.eval_samples} x {settings.eval_seqlen}", settings.dtype),
-        machine=Machine(models.cpu_name(), os.cpu_count(), torch.get_num_threads(), torch.__version__,
+        machine=Machine(loading.cpu_name(), os.cpu_count(), torch.get_num_threads(), torch.__version__,
                         platform.python_version()),
         targets=targets,
     )

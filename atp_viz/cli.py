@@ -19,7 +19,7 @@ from .base.errors import AtpError
 from .evopress import fitness_sentences
 from .math.allocator_math import ALPHA_ESTIMATORS, OWL_MAPPINGS, PUBLISHED_ALPHA_EPS
 from .math.noise_rule import difference_sentence
-from .models import DEVICES, DTYPES
+from .model.loading import DEVICES, DTYPES
 from .ordering import DEFAULT_SHUFFLES
 from .pruners import PRUNERS, method_names
 from .quantize import QUANTIZERS
@@ -295,7 +295,7 @@ def _rates_settings(settings: RunSettings, args: argparse.Namespace) -> RunSetti
     """``--rates FILE``: the run prunes with the file's schedule; S is its mean (checked
     against ``--sparsity`` when that was given too)."""
     from .math.rates_text import read_rates_file
-    from .models import layer_count
+    from .model.loading import layer_count
     from .settings import given_rates
 
     if args.allocation != "atp" or args.beta != 0:
@@ -422,7 +422,7 @@ def _zero_shot(settings: RunSettings, pruned, request, result: RunResult) -> Non
 
 
 def _cmd_recipe(args: argparse.Namespace) -> None:
-    from .architecture import decoder_stack
+    from .model.architecture import decoder_stack
     from .recipe import RecipeSource, recipe_yaml
     from .settings import number
 

@@ -11,7 +11,7 @@ from .base.progress import CancelCheck, Progress
 from .evopress import fitness_sentences, profile_summary
 from .math.noise_rule import difference_sentence
 from .math.schedules import atp_schedule
-from .models import layer_count
+from .model.loading import layer_count
 from .records.results import PROTOCOLS, AllocatorComparison, RunResult, evopress_details
 from .repeats import run_repeated
 from .search import DEFAULT_STRATEGY, rank, search_beta

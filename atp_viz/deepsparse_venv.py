@@ -22,7 +22,7 @@ from pathlib import Path
 from . import runtime_timing
 from .base.errors import AtpError
 from .base.progress import CancelCheck, check_cancelled
-from .models import cache_root
+from .model.loading import cache_root
 from .venvs import kept_venv, venv_path, venv_python
 
 # What the venv holds, pinned: onnxruntime as in the project's extra, so both processes' dense

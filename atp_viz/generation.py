@@ -24,10 +24,10 @@ from .base.errors import AtpError, Cancelled
 from .base.progress import CancelCheck, Progress
 from .estimates import Estimate
 from .kept_weights import KEPT
-from .models import LoadedModel, load_model
+from .model.loading import LoadedModel, load_model
+from .model.weights import PrunedWeights, swapped_weights
 from .records.continuations import Continuation, Generation, TokenScores, first_divergence
 from .settings import RunSettings, uniform_baseline, validate, whole_number
-from .weights import PrunedWeights, swapped_weights
 
 DEFAULT_NEW_TOKENS = 40
 MAX_NEW_TOKENS = 512

@@ -18,8 +18,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from .model.weights import PrunedLayer, PrunedWeights
 from .settings import DEFAULTS, RunSettings
-from .weights import PrunedLayer, PrunedWeights
 
 # Integer views of the float formats a pruned weight comes in: +0.0 is the all-zero bit pattern.
 _BITS = {torch.float32: torch.int32, torch.float16: torch.int16, torch.bfloat16: torch.int16,

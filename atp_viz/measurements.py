@@ -15,9 +15,9 @@ from collections.abc import Sequence
 import torch
 
 from .base.errors import AtpError
-from .blocks import linear_sublayers, weight_matrix
-from .capture import call_block
 from .math.allocator_math import OWL_M_DEFAULT, PUBLISHED, check_owl_m, hill_alpha
+from .model.blocks import linear_sublayers, weight_matrix
+from .model.capture import call_block
 from .propagation import DenseReference
 from .pruners import wanda_scores
 

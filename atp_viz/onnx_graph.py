@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from .base.errors import AtpError
-from .models import LoadedModel
-from .weights import PrunedWeights, swapped_weights
+from .model.loading import LoadedModel
+from .model.weights import PrunedWeights, swapped_weights
 
 OPSET = 17
 INPUTS = ("input_ids", "attention_mask")

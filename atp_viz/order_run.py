@@ -20,11 +20,12 @@ import torch
 from torch import nn
 
 from .base.progress import CancelCheck, Progress
-from .blocks import linear_sublayers, weight_matrix
-from .capture import BlockCall, call_block
 from .engine import calibration, run_pruning
 from .math.schedules import atp_schedule
-from .models import layer_count, load_model
+from .model.blocks import linear_sublayers, weight_matrix
+from .model.capture import BlockCall, call_block
+from .model.loading import layer_count, load_model
+from .model.weights import PrunedWeights, swapped_weights
 from .ordering import (
     DEFAULT_SHUFFLES,
     INCREASING,
@@ -40,7 +41,6 @@ from .ordering import (
 from .records.results import BlockError, RunResult, Spread
 from .repeats import draws
 from .settings import RunSettings, check_repeats, validate
-from .weights import PrunedWeights, swapped_weights
 
 
 def input_readers(block: nn.Module, hidden: torch.Tensor, call: BlockCall) -> list[str]:

@@ -21,13 +21,13 @@ import torch
 from torch import nn
 
 from .base.progress import CancelCheck, Progress, check_cancelled
-from .blocks import as_stored, linear_sublayers, weight_matrix
-from .capture import BlockCall, call_block
+from .model.blocks import as_stored, linear_sublayers, weight_matrix
+from .model.capture import BlockCall, call_block
+from .model.weights import PrunedLayer, swapped_weights
 from .pruners import Pruner, get_pruner
 from .quantize import Quantizer, bits_per_weight, get_quantizer, index_bits
 from .records.results import BlockError, SublayerError
 from .token_errors import TokenNorms, per_token_sq, summarise
-from .weights import PrunedLayer, swapped_weights
 
 # Tokens per linear layer kept to measure its own output error (a diagnostic: a sample
 # keeps this far cheaper than a third block forward).

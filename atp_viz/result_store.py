@@ -27,9 +27,9 @@ from pathlib import Path
 import torch
 import transformers
 
+from .model.texts import BUILTIN
 from .records.results import RunResult
 from .settings import RunSettings
-from .texts import BUILTIN
 
 # The package and the module a run's computation starts in: the engine's code and that of
 # every module of the package it imports make a result (the CLI's and the UI's do not).

@@ -33,10 +33,10 @@ from . import deepsparse_venv, onnx_graph, runtime_timing, speed
 from .base.errors import AtpError
 from .base.progress import CancelCheck, Progress, check_cancelled
 from .engine import run_pruning
-from .models import LoadedModel, cpu_flags, cpu_name, load_model
+from .model.loading import LoadedModel, cpu_flags, cpu_name, load_model
+from .model.texts import token_stream
+from .model.weights import PrunedWeights, swapped_weights
 from .settings import RunSettings
-from .texts import token_stream
-from .weights import PrunedWeights, swapped_weights
 
 RUNTIMES = ("torch", "onnxruntime", "deepsparse")
 BASELINE = "onnxruntime dense"

@@ -29,7 +29,7 @@ from .base.progress import CancelCheck
 from .base.registry import lookup
 from .engine import run_pruning
 from .math.schedules import beta_max, grid_betas, pattern_betas
-from .models import layer_count
+from .model.loading import layer_count
 from .records.results import RunResult, SearchResult, SearchTrial, Spread
 from .repeats import draws, spread_of
 from .settings import RunSettings, check_repeats, check_select_on, validate

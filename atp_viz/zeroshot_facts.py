@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 
 from .base.errors import AtpError
-from .models import cache_root
+from .model.loading import cache_root
 
 TASK_NAME = "atp_facts"
 CHANCE = 0.25

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 
 from atp_viz import engine, estimates
-from atp_viz.models import load_model
+from atp_viz.model.loading import load_model
 from atp_viz.settings import DEFAULTS, uniform_baseline, validate
 from atp_viz.ui.defaults import DEFAULT_BETA
 

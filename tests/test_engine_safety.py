@@ -20,10 +20,11 @@ from app_support import save_nan_head
 from conftest import tiny_config
 from thread_support import one_torch_thread  # noqa: F401 (a fixture)
 
-from atp_viz import engine, models
+from atp_viz import engine
 from atp_viz.base.errors import AtpError, Cancelled
-from atp_viz.models import load_model
-from atp_viz.weights import checksum
+from atp_viz.model import loading
+from atp_viz.model.loading import load_model
+from atp_viz.model.weights import checksum
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -155,7 +156,7 @@ def test_loaded_models_are_bounded_and_an_evicted_one_is_freed(tiny_model_dir, t
     model, blocks = weakref.ref(first.model), weakref.ref(first.blocks)
     del first
     # MAX_CACHED_MODELS (ATP_VIZ_MAX_CACHED_MODELS, default 2) others push it out.
-    for i in range(models.MAX_CACHED_MODELS):
+    for i in range(loading.MAX_CACHED_MODELS):
         load_model(_fresh_copy(tiny_model_dir("gpt2"), tmp_path / f"gpt2-{i}"))
     gc.collect()
     assert model() is None and blocks() is None
@@ -167,7 +168,7 @@ def test_an_evicted_model_is_freed_even_after_calibrating_it(tiny_model_dir, tmp
     engine.calibration(first, small(first_path, 0))
     blocks = weakref.ref(first.blocks)
     del first
-    for i in range(models.MAX_CACHED_MODELS):
+    for i in range(loading.MAX_CACHED_MODELS):
         load_model(_fresh_copy(tiny_model_dir("gpt2"), tmp_path / f"gpt2-{i}"))
     gc.collect()
     assert blocks() is None
@@ -186,7 +187,7 @@ def test_a_hub_id_without_network_is_refused_quickly(monkeypatch):
         monkeypatch.delenv(proxy, raising=False)
     started = time.monotonic()
     with pytest.raises(AtpError, match="cannot reach the Hugging Face hub|not found on the Hugging Face hub"):
-        models.load_config("nobody-xyz/no-such-model")
+        loading.load_config("nobody-xyz/no-such-model")
     assert time.monotonic() - started < 20
 
 

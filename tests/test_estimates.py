@@ -38,7 +38,7 @@ def test_estimates_read_as_a_person_would():
 
 
 def test_the_engine_estimates_from_a_probe_then_from_its_runs(tiny_model_dir):
-    from atp_viz.models import load_model
+    from atp_viz.model.loading import load_model
 
     path = str(tiny_model_dir("llama"))
     settings = RunSettings(model=path, sparsity=0.5, beta=0.1, calib_samples=2, calib_seqlen=32, eval_samples=2,

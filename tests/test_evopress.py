@@ -20,9 +20,9 @@ from atp_viz.evopress import (
     minibatch,
     mutate,
 )
-from atp_viz.models import load_model
+from atp_viz.model.loading import load_model
+from atp_viz.model.texts import calibration_set, evaluation_windows, token_stream
 from atp_viz.settings import RunSettings
-from atp_viz.texts import calibration_set, evaluation_windows, token_stream
 
 
 def test_levels_follow_the_published_database():
@@ -99,7 +99,7 @@ def test_the_search_moves_towards_a_fitness_it_can_read():
 
 def _tiny_settings(tiny_model_dir, tmp_path, **overrides) -> RunSettings:
     calib, report = tmp_path / "calibration.txt", tmp_path / "report.txt"
-    from atp_viz.texts import load_text
+    from atp_viz.model.texts import load_text
 
     text = load_text("builtin", "calibration")
     calib.write_text(text[:40_000], encoding="utf-8")

@@ -16,10 +16,10 @@ from atp_viz import engine, generation
 from atp_viz.base.errors import AtpError, Cancelled
 from atp_viz.generation import teacher_forced_scores
 from atp_viz.kept_weights import KEPT, pack_layer, unpack_layer
-from atp_viz.models import load_model
+from atp_viz.model.loading import load_model
+from atp_viz.model.weights import PrunedLayer, checksum
 from atp_viz.records.continuations import Generation, TokenScores, first_divergence
 from atp_viz.settings import RunSettings
-from atp_viz.weights import PrunedLayer, checksum
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -14,10 +14,10 @@ from app_support import connect
 from test_cli import assert_one_line_error, cli
 
 from atp_viz.base.errors import AtpError
-from atp_viz.blocks import linear_sublayers, weight_matrix
 from atp_viz.engine import run_pruning
 from atp_viz.math.schedules import atp_schedule
-from atp_viz.models import load_model
+from atp_viz.model.blocks import linear_sublayers, weight_matrix
+from atp_viz.model.loading import load_model
 from atp_viz.order_run import run_order_experiment
 from atp_viz.ordering import (
     DECREASING,

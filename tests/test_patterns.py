@@ -97,7 +97,7 @@ def test_cli_refuses_a_bad_pattern_in_one_line(capsys, args, words):
 
 def test_atp_mixed_pattern_on_a_tiny_model_is_exact_per_block(tiny_model_dir):
     from atp_viz.engine import run_pruning
-    from atp_viz.models import load_model
+    from atp_viz.model.loading import load_model
 
     model_dir = str(tiny_model_dir("llama"))
     settings = RunSettings(model=model_dir, method="wanda", pattern="4:8", beta=0.2, calib_samples=2,

@@ -8,9 +8,9 @@ import torch
 from thread_support import one_torch_thread  # noqa: F401 (a fixture)
 
 from atp_viz.engine import RunSettings, run_pruning
-from atp_viz.models import load_model
-from atp_viz.texts import calibration_windows, token_stream
-from atp_viz.weights import checksum
+from atp_viz.model.loading import load_model
+from atp_viz.model.texts import calibration_windows, token_stream
+from atp_viz.model.weights import checksum
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -90,7 +90,7 @@ def test_single_block_experiment_has_zero_error_before_the_block(tiny_model_dir)
 
 
 def test_sublayer_errors_of_first_block_match_direct_computation(tiny_model_dir):
-    from atp_viz.blocks import linear_sublayers, weight_matrix
+    from atp_viz.model.blocks import linear_sublayers, weight_matrix
 
     path = str(tiny_model_dir("llama"))
     settings = RunSettings(model=path, sparsity=0.5, calib_samples=3, calib_seqlen=24, measure_ppl=False,

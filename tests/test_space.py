@@ -21,7 +21,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 from venv_support import cached_venv
 
-from atp_viz.models import DEFAULT_FROM_UNREACHABLE_HUB
+from atp_viz.model.loading import DEFAULT_FROM_UNREACHABLE_HUB
 
 ROOT = Path(__file__).resolve().parents[1]
 # A name that can never resolve (RFC 2606): the hub is out of reach whatever the network.

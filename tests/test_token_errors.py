@@ -11,9 +11,9 @@ import torch
 from thread_support import one_torch_thread  # noqa: F401 (a fixture)
 
 from atp_viz.engine import run_pruning
-from atp_viz.models import load_model
+from atp_viz.model.loading import load_model
+from atp_viz.model.texts import calibration_windows, token_stream
 from atp_viz.settings import RunSettings
-from atp_viz.texts import calibration_windows, token_stream
 from atp_viz.token_errors import MASSIVE_MULTIPLE, TokenNorms, summarise
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -7,7 +7,7 @@ from dataclasses import fields
 from atp_viz import bench, speed
 from atp_viz.allocators import PlannedSchedule
 from atp_viz.engine import RunSettings, schedule_for
-from atp_viz.models import load_model
+from atp_viz.model.loading import load_model
 from atp_viz.records.results import (
     AllocatorDetails,
     AlphaPruningDetails,

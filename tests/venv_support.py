@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from atp_viz.models import cache_root
+from atp_viz.model.loading import cache_root
 from atp_viz.venvs import VenvError, kept_venv
 
 # In atp_viz's cache (ATP_VIZ_CACHE moves it) unless ATP_VIZ_TEST_VENVS names another folder.

@@ -7,10 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..allocators import ALLOCATORS
+from ..model.texts import BUILTIN
 from ..pruners import PRUNERS
 from ..records.results import RunResult
 from ..settings import NO_QUANTIZATION, RunSettings
-from ..texts import BUILTIN
 
 
 def ppl(value: float | None) -> str:

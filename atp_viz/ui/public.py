@@ -13,7 +13,7 @@ import os
 import re
 
 from ..base.errors import AtpError
-from ..models import EMBEDDED
+from ..model.loading import EMBEDDED
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 DEFAULT_SERVER_NAME = "127.0.0.1"

@@ -11,7 +11,7 @@ from functools import lru_cache
 
 import gradio as gr
 
-from ..architecture import DecoderStack, decoder_stack
+from ..model.architecture import DecoderStack, decoder_stack
 from ..recipe import RecipeSource, methods, recipe_yaml
 from ..settings import number
 from .adapters import new_file, user_errors

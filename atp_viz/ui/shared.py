@@ -8,9 +8,9 @@ from functools import lru_cache
 
 import gradio as gr
 
-from ..models import check_model_name, layer_count
+from ..model.loading import check_model_name, layer_count
+from ..model.texts import BUILTIN
 from ..settings import RunSettings, validate
-from ..texts import BUILTIN
 from . import limits, public
 
 

@@ -28,7 +28,7 @@ from typing import TypeVar
 
 import torch
 
-from .base.errors import AtpError
+from ..base.errors import AtpError
 
 BUILTIN = "builtin"
 PARTS = ("calibration", "selection", "report")

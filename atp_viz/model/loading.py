@@ -18,10 +18,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .base.atomic_folder import remove_stale, staged_folder
-from .base.errors import AtpError, HubUnreachable
+from ..base.atomic_folder import remove_stale, staged_folder
+from ..base.errors import AtpError, HubUnreachable
+from ..math.schedules import MAX_BLOCKS
 from .blocks import config_layer_count, find_blocks
-from .math.schedules import MAX_BLOCKS
 
 EMBEDDED = "embedded"
 EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .blocks import find_blocks
-from .models import EMBEDDED, EMBEDDED_HUB_ID, load_config, load_model
+from .loading import EMBEDDED, EMBEDDED_HUB_ID, load_config, load_model
 
 
 @dataclass(frozen=True)

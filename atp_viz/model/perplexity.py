@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base.errors import AtpError
-from .base.progress import CancelCheck, check_cancelled
+from ..base.errors import AtpError
+from ..base.progress import CancelCheck, check_cancelled
 
 # Logits are (batch, T, vocab): with a 50k vocabulary, 512 tokens already cost ~100 MB
 # in float32, so evaluation runs in small batches.

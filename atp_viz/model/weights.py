@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .base.progress import CancelCheck, check_cancelled
+from ..base.progress import CancelCheck, check_cancelled
 
 
 @dataclass
