@@ -4,7 +4,7 @@ The registry every other part reads: the engine dispatches through it, the comma
 takes its ``--allocation`` choices from it, the comparison takes its columns from it
 and the app its names. The math lives in ``schedules`` (ATP, uniform) and
 ``allocator_math`` (OWL, AlphaPruning); what OWL and AlphaPruning measure on a model lives
-in ``measurements``.
+in ``allocator_measurements``.
 """
 
 from __future__ import annotations
@@ -15,18 +15,18 @@ from typing import TYPE_CHECKING
 
 from .base.errors import AtpError
 from .base.registry import lookup
-from .evopress import SearchPlan, default_plan
+from .compress.allocator_measurements import block_alphas, outlier_ratios
+from .compress.evopress import SearchPlan, default_plan
 from .math.allocator_math import Rates, alphapruning_schedule, owl_schedule, published_alpha_eps
 from .math.schedules import atp_schedule, check_schedule, uniform_schedule
-from .measurements import block_alphas, outlier_ratios
 from .records.results import AllocatorDetails, AllocatorPart, AlphaPruningDetails, EvoPressDetails, OwlDetails
 
 if TYPE_CHECKING:
     from torch import nn
 
     from .base.progress import CancelCheck, Progress
+    from .compress.propagation import DenseReference
     from .model.loading import LoadedModel
-    from .propagation import DenseReference
     from .settings import RunSettings
 
 Measurements = dict[str, list]
@@ -124,7 +124,7 @@ def search_forward_tokens(settings: "RunSettings") -> int:
 def _evopress_search(settings: "RunSettings", loaded: "LoadedModel", reference: "DenseReference",
                      progress: "Progress | None",
                      cancelled: "CancelCheck | None") -> tuple[Measurements, EvoPressDetails]:
-    from .evopress_fitness import search_profile
+    from .compress.evopress_fitness import search_profile
     from .model.loading import eval_autocast
 
     # The fitness reads the calibration windows: the one place to name another text for it.

@@ -22,11 +22,11 @@ import torch
 
 from . import engine
 from .allocators import search_forward_tokens
+from .compress.propagation import DenseReference, prune_and_measure
 from .engine import run_pruning
 from .math.schedules import atp_schedule
 from .model import loading
 from .model.perplexity import perplexity
-from .propagation import DenseReference, prune_and_measure
 from .records.results import evopress_details
 from .search import search_beta
 from .settings import RunSettings

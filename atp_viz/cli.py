@@ -16,13 +16,13 @@ from typing import Sequence
 from . import atlas_build
 from .allocators import ALLOCATORS, allocation_names
 from .base.errors import AtpError
-from .evopress import fitness_sentences
+from .compress.evopress import fitness_sentences
+from .compress.pruners import PRUNERS, method_names
+from .compress.quantizers import QUANTIZERS
 from .math.allocator_math import ALPHA_ESTIMATORS, OWL_MAPPINGS, PUBLISHED_ALPHA_EPS
 from .math.noise_rule import difference_sentence
 from .model.loading import DEVICES, DTYPES
 from .ordering import DEFAULT_SHUFFLES
-from .pruners import PRUNERS, method_names
-from .quantize import QUANTIZERS
 from .records.results import PROTOCOLS, RunResult, ZeroShot, evopress_details
 from .search import DEFAULT_STRATEGY, STRATEGIES
 from .settings import (
@@ -422,8 +422,8 @@ def _zero_shot(settings: RunSettings, pruned, request, result: RunResult) -> Non
 
 
 def _cmd_recipe(args: argparse.Namespace) -> None:
+    from .compress.recipe import RecipeSource, recipe_yaml
     from .model.architecture import decoder_stack
-    from .recipe import RecipeSource, recipe_yaml
     from .settings import number
 
     stack = decoder_stack(args.model)
@@ -459,7 +459,7 @@ def _cmd_speed(args: argparse.Namespace) -> None:
 
 def _add_beyond_commands(sub) -> None:
     """``recipe`` (the schedule for llm-compressor) and ``speed`` (dense against CSR)."""
-    from .recipe import methods
+    from .compress.recipe import methods
 
     recipe = sub.add_parser("recipe", help="the ATP schedule as an llm-compressor recipe (YAML)")
     recipe.add_argument("--model", default=DEFAULTS.model, help="'embedded', a Hugging Face id, or a local directory")

@@ -8,7 +8,7 @@ from dataclasses import replace
 from .allocators import compared_names, get_allocator
 from .base.errors import AtpError
 from .base.progress import CancelCheck, Progress
-from .evopress import fitness_sentences, profile_summary
+from .compress.evopress import fitness_sentences, profile_summary
 from .math.noise_rule import difference_sentence
 from .math.schedules import atp_schedule
 from .model.loading import layer_count

@@ -29,6 +29,8 @@ from .allocators import PlannedSchedule, allocator_fields, get_allocator, search
 from .base.atomic_folder import staged_folder
 from .base.errors import AtpError
 from .base.progress import CancelCheck, Progress
+from .compress.propagation import DenseReference, PropagationResult, prune_and_measure
+from .compress.token_errors import MASSIVE_MULTIPLE
 from .estimates import Estimate
 from .kept_weights import KEPT
 from .math.schedules import beta_max, bit_schedule, check_schedule, kept_per_group, pattern_schedule
@@ -37,10 +39,8 @@ from .model.loading import LoadedModel, eval_autocast, load_model, peek_loaded, 
 from .model.perplexity import check_window_memory, perplexity
 from .model.texts import calibration_set, check_context, evaluation_windows, token_stream
 from .model.weights import PrunedWeights, swapped_per_block, swapped_weights
-from .propagation import DenseReference, PropagationResult, prune_and_measure
 from .records.results import AllocatorDetails, BlockError, DataSetup, EvoPressDetails, RunResult, TokenMap
 from .settings import DEFAULTS, NO_QUANTIZATION, RunSettings, validate, whole_number
-from .token_errors import MASSIVE_MULTIPLE
 
 # Tokens per calibration micro-batch: big enough for efficient matmuls, small enough
 # that attention scores stay modest at long sequence lengths.

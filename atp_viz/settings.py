@@ -13,6 +13,8 @@ from dataclasses import dataclass, replace
 from .allocators import ALLOCATORS
 from .base.errors import AtpError
 from .base.registry import lookup
+from .compress.pruners import OBS_BLOCK, get_pruner
+from .compress.quantizers import quantizer_names
 from .math.allocator_math import (
     OWL_LAMBDA_DEFAULT,
     OWL_M_DEFAULT,
@@ -25,8 +27,6 @@ from .math.allocator_math import (
     published_alpha_eps,
 )
 from .math.schedules import MAX_BITS, MIN_BITS, check_sparsity
-from .pruners import OBS_BLOCK, get_pruner
-from .quantize import quantizer_names
 
 # Seeds travel through JSON (results, the app's API), whose numbers are exact only up to 2^53.
 MAX_SEED = 2**53

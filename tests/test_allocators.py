@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from atp_viz.base.errors import AtpError
+from atp_viz.compress.allocator_measurements import esd_alpha, outlier_ratio
 from atp_viz.math.allocator_math import (
     PUBLISHED_ALPHA_EPS,
     alphapruning_schedule,
@@ -12,7 +13,6 @@ from atp_viz.math.allocator_math import (
     owl_schedule,
     published_alpha_eps,
 )
-from atp_viz.measurements import esd_alpha, outlier_ratio
 
 TOL = 1e-12
 

@@ -7,8 +7,8 @@ from thread_support import one_torch_thread  # noqa: F401 (a fixture)
 
 from atp_viz.allocators import compared_names
 from atp_viz.compare import compare_allocators, markdown_table
+from atp_viz.compress.allocator_measurements import esd_alpha, outlier_ratio
 from atp_viz.engine import RunSettings, run_pruning
-from atp_viz.measurements import esd_alpha, outlier_ratio
 from atp_viz.model.blocks import linear_sublayers, weight_matrix
 from atp_viz.model.loading import load_model
 from atp_viz.model.texts import calibration_windows, token_stream

@@ -8,8 +8,7 @@ import pytest
 import torch
 
 from atp_viz.allocators import evopress_plan, get_allocator
-from atp_viz.engine import run_pruning
-from atp_viz.evopress import (
+from atp_viz.compress.evopress import (
     SearchPlan,
     default_plan,
     evolve,
@@ -20,6 +19,7 @@ from atp_viz.evopress import (
     minibatch,
     mutate,
 )
+from atp_viz.engine import run_pruning
 from atp_viz.model.loading import load_model
 from atp_viz.model.texts import calibration_set, evaluation_windows, token_stream
 from atp_viz.settings import RunSettings
@@ -146,7 +146,7 @@ def test_a_tiny_search_runs_end_to_end_and_is_reused(tiny_model_dir, tmp_path):
 
 
 def test_the_profile_is_described_by_its_rank_correlation_and_its_first_block():
-    from atp_viz.evopress import first_block_side, is_monotone, profile_summary, spearman_with_depth
+    from atp_viz.compress.evopress import first_block_side, is_monotone, profile_summary, spearman_with_depth
     from atp_viz.math.schedules import atp_schedule
 
     assert spearman_with_depth(atp_schedule(30, 0.7, 0.01)) == pytest.approx(1.0)
@@ -184,7 +184,7 @@ def test_compare_adds_evopress_as_a_column_only_when_asked(tiny_model_dir, tmp_p
 
 
 def test_the_fitness_sentences_compare_the_profile_with_atp_and_uniform_without_a_spread():
-    from atp_viz.evopress import fitness_sentences
+    from atp_viz.compress.evopress import fitness_sentences
     from atp_viz.records.results import EvoPressDetails
 
     def searched(fitness_of: dict, atp_beta: float | None = None) -> EvoPressDetails:

@@ -125,8 +125,8 @@ def test_sublayer_errors_of_first_block_match_direct_computation(tiny_model_dir)
 def test_input_statistics_never_leak_between_layers(method):
     """Two layers reading different inputs of the same shape, the first freed before the
     second is allocated (as inside a block's forward): each keeps its own statistic."""
-    from atp_viz.propagation import LayerStatistics
-    from atp_viz.pruners import get_pruner
+    from atp_viz.compress.propagation import LayerStatistics
+    from atp_viz.compress.pruners import get_pruner
 
     pruner = get_pruner(method)
     shared: dict = {}
@@ -146,8 +146,8 @@ def test_input_statistics_never_leak_between_layers(method):
 
 
 def test_layers_reading_one_input_share_one_reduction():
-    from atp_viz.propagation import LayerStatistics
-    from atp_viz.pruners import get_pruner
+    from atp_viz.compress.propagation import LayerStatistics
+    from atp_viz.compress.pruners import get_pruner
 
     wanda = get_pruner("wanda")
     shared: dict = {}

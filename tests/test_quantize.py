@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from atp_viz.cli import main
+from atp_viz.compress.quantizers import GROUP_SIZE, bits_per_weight, gptq_quantize, grid, index_bits, rtn_quantize
 from atp_viz.math.schedules import bit_schedule, bits_beta_max
-from atp_viz.quantize import GROUP_SIZE, bits_per_weight, gptq_quantize, grid, index_bits, rtn_quantize
 
 
 def _layer(rows=16, columns=320, seed=0):

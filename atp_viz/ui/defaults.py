@@ -8,8 +8,8 @@ the app, the CLI and the engine cannot drift apart.
 
 from __future__ import annotations
 
+from ..compress.pruners import PRUNERS
 from ..model.loading import EMBEDDED, EMBEDDED_NAME
-from ..pruners import PRUNERS
 from ..search import STRATEGIES
 from ..settings import SUGGESTED_BETA
 

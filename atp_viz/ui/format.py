@@ -7,8 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..allocators import ALLOCATORS
+from ..compress.pruners import PRUNERS
 from ..model.texts import BUILTIN
-from ..pruners import PRUNERS
 from ..records.results import RunResult
 from ..settings import NO_QUANTIZATION, RunSettings
 

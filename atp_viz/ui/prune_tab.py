@@ -18,13 +18,13 @@ import plotly.graph_objects as go
 
 from .. import engine
 from ..base.errors import AtpError, Cancelled
+from ..compress.pruners import PRUNERS
+from ..compress.quantizers import QUANTIZERS
 from ..estimates import Estimate, Stages, duration, time_left
 from ..lesson import perplexities, search_hint
 from ..math.noise_rule import difference_sentence
 from ..math.rates_text import parse_rates
 from ..math.schedules import atp_schedule, beta_max, bit_schedule, grid_betas
-from ..pruners import PRUNERS
-from ..quantize import QUANTIZERS
 from ..records.results import BlockError, RunResult, load_run
 from ..repeats import cached_repeated, draws, run_repeated
 from ..settings import (

@@ -11,8 +11,8 @@ from functools import lru_cache
 
 import gradio as gr
 
+from ..compress.recipe import RecipeSource, methods, recipe_yaml
 from ..model.architecture import DecoderStack, decoder_stack
-from ..recipe import RecipeSource, methods, recipe_yaml
 from ..settings import number
 from .adapters import new_file, user_errors
 from .shared import INSTANT, Shared

@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..pruners import PRUNERS
+from ..compress.pruners import PRUNERS
 from ..settings import DEFAULTS, RunSettings
 from .shared import RunInputs, run_settings
 

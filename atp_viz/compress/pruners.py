@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .base.errors import AtpError
-from .base.registry import lookup
+from ..base.errors import AtpError
+from ..base.registry import lookup
 
 Statistic = Callable[[torch.Tensor], torch.Tensor]
 # prune(weight, statistic, tokens, sparsity) -> pruned weight; a method with N:M patterns

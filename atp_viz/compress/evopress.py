@@ -22,10 +22,10 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .base.errors import AtpError
-from .base.progress import CancelCheck, Progress, check_cancelled
-from .math.noise_rule import difference_sentence
-from .records.results import EvoPressDetails
+from ..base.errors import AtpError
+from ..base.progress import CancelCheck, Progress, check_cancelled
+from ..math.noise_rule import difference_sentence
+from ..records.results import EvoPressDetails
 
 # Published defaults (scripts/run_sparse_gpt.sh, run_prune_search.sh): 8 levels each side;
 # 400 generations of 64 offspring, survivors 8 → 2 → 1 on 2,048 → 16,384 → 65,536 tokens.

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .base.registry import lookup
+from ..base.registry import lookup
 from .pruners import OBS_DAMPING, Statistic, _gram, obs_sweep
 
 # Inputs sharing one scale and zero point (per output row), as in GPTQ's --groupsize 128.

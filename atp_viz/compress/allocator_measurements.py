@@ -14,10 +14,10 @@ from collections.abc import Sequence
 
 import torch
 
-from .base.errors import AtpError
-from .math.allocator_math import OWL_M_DEFAULT, PUBLISHED, check_owl_m, hill_alpha
-from .model.blocks import linear_sublayers, weight_matrix
-from .model.capture import call_block
+from ..base.errors import AtpError
+from ..math.allocator_math import OWL_M_DEFAULT, PUBLISHED, check_owl_m, hill_alpha
+from ..model.blocks import linear_sublayers, weight_matrix
+from ..model.capture import call_block
 from .propagation import DenseReference
 from .pruners import wanda_scores
 

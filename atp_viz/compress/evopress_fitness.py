@@ -20,16 +20,16 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from .base.errors import AtpError
-from .base.progress import CancelCheck, Progress, check_cancelled
+from ..base.errors import AtpError
+from ..base.progress import CancelCheck, Progress, check_cancelled
+from ..model.blocks import linear_sublayers
+from ..model.loading import LoadedModel
+from ..model.perplexity import EVAL_BATCH_TOKENS, LOSS_CHUNK_TOKENS
+from ..model.weights import PrunedLayer, swapped_per_block
+from ..records.results import EvoPressDetails
 from .evopress import Minibatch, SearchPlan, evolve, level_rates, level_step
-from .model.blocks import linear_sublayers
-from .model.loading import LoadedModel
-from .model.perplexity import EVAL_BATCH_TOKENS, LOSS_CHUNK_TOKENS
-from .model.weights import PrunedLayer, swapped_per_block
 from .propagation import DenseReference, LayerStatistics, collect_statistics, prune_block
 from .pruners import get_pruner
-from .records.results import EvoPressDetails
 
 # Pruned levels kept in memory (masks for Wanda/magnitude, weights for SparseGPT).
 DATABASE_BUDGET_BYTES = 768 * 2**20

@@ -20,13 +20,13 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from .base.progress import CancelCheck, Progress, check_cancelled
-from .model.blocks import as_stored, linear_sublayers, weight_matrix
-from .model.capture import BlockCall, call_block
-from .model.weights import PrunedLayer, swapped_weights
+from ..base.progress import CancelCheck, Progress, check_cancelled
+from ..model.blocks import as_stored, linear_sublayers, weight_matrix
+from ..model.capture import BlockCall, call_block
+from ..model.weights import PrunedLayer, swapped_weights
+from ..records.results import BlockError, SublayerError
 from .pruners import Pruner, get_pruner
-from .quantize import Quantizer, bits_per_weight, get_quantizer, index_bits
-from .records.results import BlockError, SublayerError
+from .quantizers import Quantizer, bits_per_weight, get_quantizer, index_bits
 from .token_errors import TokenNorms, per_token_sq, summarise
 
 # Tokens per linear layer kept to measure its own output error (a diagnostic: a sample
@@ -253,7 +253,7 @@ class PropagationResult:
     # [block] -> the first calibration window's per-token relative error and massive tokens
     window_relative: list[list[float]] = field(default_factory=list)
     window_massive: list[list[int]] = field(default_factory=list)
-    stored_bits: float = 0.0  # when quantizing: the decoder linears' size in bits (see quantize.bits_per_weight)
+    stored_bits: float = 0.0  # when quantizing: the decoder linears' size in bits (see quantizers.bits_per_weight)
 
     def record(self, error: BlockError, tokens: TokenNorms) -> None:
         self.errors.append(error)
