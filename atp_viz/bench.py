@@ -20,16 +20,16 @@ from pathlib import Path
 
 import torch
 
-from . import engine
-from .allocators import search_forward_tokens
 from .compress.propagation import DenseReference, prune_and_measure
-from .engine import run_pruning
 from .math.schedules import atp_schedule
 from .model import loading
 from .model.perplexity import perplexity
 from .records.results import evopress_details
+from .runs import engine
+from .runs.allocators import search_forward_tokens
+from .runs.engine import run_pruning
+from .runs.settings import RunSettings
 from .search import search_beta
-from .settings import RunSettings
 
 # The ratios with a goal, in the order they are reported.
 FIGURES = ("prune_over_forward", "trial_over_limit", "preview_ms", "cached_load_over_first_load",

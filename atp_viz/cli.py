@@ -14,7 +14,6 @@ from dataclasses import field as dc_field
 from typing import Sequence
 
 from . import atlas_build
-from .allocators import ALLOCATORS, allocation_names
 from .base.errors import AtpError
 from .compress.evopress import fitness_sentences
 from .compress.pruners import PRUNERS, method_names
@@ -24,8 +23,8 @@ from .math.noise_rule import difference_sentence
 from .model.loading import DEVICES, DTYPES
 from .ordering import DEFAULT_SHUFFLES
 from .records.results import PROTOCOLS, RunResult, ZeroShot, evopress_details
-from .search import DEFAULT_STRATEGY, STRATEGIES
-from .settings import (
+from .runs.allocators import ALLOCATORS, allocation_names
+from .runs.settings import (
     DEFAULTS,
     MAX_REPEATS,
     NO_QUANTIZATION,
@@ -39,6 +38,7 @@ from .settings import (
     quantize_choices,
     validate,
 )
+from .search import DEFAULT_STRATEGY, STRATEGIES
 from .zeroshot import OFFLINE_TASK, PAPER, PAPER_TASKS
 
 
@@ -245,8 +245,8 @@ def _spread_line(spread) -> str:
 
 
 def _cmd_prune(args: argparse.Namespace) -> None:
-    from .engine import check_save_target, save_pruned
-    from .repeats import run_repeated
+    from .runs.engine import check_save_target, save_pruned
+    from .runs.repeats import run_repeated
 
     settings = _pruned_settings(args)
     repeats = check_repeats(args.repeats)
@@ -296,7 +296,7 @@ def _rates_settings(settings: RunSettings, args: argparse.Namespace) -> RunSetti
     against ``--sparsity`` when that was given too)."""
     from .math.rates_text import read_rates_file
     from .model.loading import layer_count
-    from .settings import given_rates
+    from .runs.settings import given_rates
 
     if args.allocation != "atp" or args.beta != 0:
         raise AtpError("--rates gives the schedule itself: leave out --allocation and --beta")
@@ -424,7 +424,7 @@ def _zero_shot(settings: RunSettings, pruned, request, result: RunResult) -> Non
 def _cmd_recipe(args: argparse.Namespace) -> None:
     from .compress.recipe import RecipeSource, recipe_yaml
     from .model.architecture import decoder_stack
-    from .settings import number
+    from .runs.settings import number
 
     stack = decoder_stack(args.model)
     text = recipe_yaml(RecipeSource(args.model, stack.model_id, stack.layer_class, stack.num_layers, args.method,

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from .allocators import compared_names, get_allocator
 from .base.errors import AtpError
 from .base.progress import CancelCheck, Progress
 from .compress.evopress import fitness_sentences, profile_summary
@@ -13,9 +12,10 @@ from .math.noise_rule import difference_sentence
 from .math.schedules import atp_schedule
 from .model.loading import layer_count
 from .records.results import PROTOCOLS, AllocatorComparison, RunResult, evopress_details
-from .repeats import run_repeated
+from .runs.allocators import compared_names, get_allocator
+from .runs.repeats import run_repeated
+from .runs.settings import RunSettings, check_repeats, check_select_on, pattern_sparsity, validate
 from .search import DEFAULT_STRATEGY, rank, search_beta
-from .settings import RunSettings, check_repeats, check_select_on, pattern_sparsity, validate
 
 
 def compare_allocators(

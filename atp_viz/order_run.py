@@ -20,7 +20,6 @@ import torch
 from torch import nn
 
 from .base.progress import CancelCheck, Progress
-from .engine import calibration, run_pruning
 from .math.schedules import atp_schedule
 from .model.blocks import linear_sublayers, weight_matrix
 from .model.capture import BlockCall, call_block
@@ -39,8 +38,9 @@ from .ordering import (
     orderings,
 )
 from .records.results import BlockError, RunResult, Spread
-from .repeats import draws
-from .settings import RunSettings, check_repeats, validate
+from .runs.engine import calibration, run_pruning
+from .runs.repeats import draws
+from .runs.settings import RunSettings, check_repeats, validate
 
 
 def input_readers(block: nn.Module, hidden: torch.Tensor, call: BlockCall) -> list[str]:

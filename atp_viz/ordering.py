@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from .base.errors import AtpError
 from .math.noise_rule import difference_sentence
 from .records.results import BlockError, DataSetup, Spread, _known
-from .settings import MAX_SEED, whole_number
+from .runs.settings import MAX_SEED, whole_number
 
 INCREASING, DECREASING = "increasing", "decreasing"
 DEFAULT_SHUFFLES = 3

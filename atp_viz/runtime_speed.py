@@ -32,11 +32,11 @@ import torch
 from . import deepsparse_venv, onnx_graph, runtime_timing, speed
 from .base.errors import AtpError
 from .base.progress import CancelCheck, Progress, check_cancelled
-from .engine import run_pruning
 from .model.loading import LoadedModel, cpu_flags, cpu_name, load_model
 from .model.texts import token_stream
 from .model.weights import PrunedWeights, swapped_weights
-from .settings import RunSettings
+from .runs.engine import run_pruning
+from .runs.settings import RunSettings
 
 RUNTIMES = ("torch", "onnxruntime", "deepsparse")
 BASELINE = "onnxruntime dense"

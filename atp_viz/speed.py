@@ -32,12 +32,12 @@ from torch import nn
 
 from .base.errors import AtpError
 from .base.progress import CancelCheck, Progress, check_cancelled
-from .engine import run_pruning
 from .model.loading import LoadedModel, load_model
 from .model.texts import token_stream
 from .model.weights import PrunedLayer, PrunedWeights, swapped_weights
 from .records.results import RunResult
-from .settings import RunSettings
+from .runs.engine import run_pruning
+from .runs.settings import RunSettings
 
 SPARSITIES = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 # A LLaMA-7B attention projection, for scale beside the model's own (often small) layers.

@@ -13,9 +13,9 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 
-from . import engine
 from .base.errors import AtpError, Cancelled
-from .settings import RunSettings
+from .runs import engine
+from .runs.settings import RunSettings
 from .turns import LINE, Line
 
 # How long the line must stay empty before a stopped run starts again: a person pressing

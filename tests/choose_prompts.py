@@ -21,7 +21,7 @@ import sys
 
 from atp_viz.generation import generate_pair
 from atp_viz.records.continuations import Generation
-from atp_viz.settings import DEFAULTS, SUGGESTED_BETA, RunSettings
+from atp_viz.runs.settings import DEFAULTS, SUGGESTED_BETA, RunSettings
 
 CANDIDATES = (
     "What is the capital of France?",

@@ -34,12 +34,12 @@ from types import SimpleNamespace
 import torch
 import transformers
 
-from atp_viz.engine import evaluation_set, run_pruning
 from atp_viz.model.loading import cpu_name, eval_autocast, load_model
 from atp_viz.model.perplexity import perplexity
 from atp_viz.model.texts import calibration_set
 from atp_viz.model.weights import swapped_weights
-from atp_viz.settings import RunSettings, validate
+from atp_viz.runs.engine import evaluation_set, run_pruning
+from atp_viz.runs.settings import RunSettings, validate
 
 SIDES = ("official", "reversed", "atp_viz")
 Masks = dict[str, torch.Tensor]  # dotted layer name -> bool, True where the weight is 0

@@ -19,10 +19,10 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-from atp_viz.engine import run_pruning
 from atp_viz.generation import READY_PROMPTS, generate_pair
 from atp_viz.records.results import RunResult
-from atp_viz.settings import DEFAULTS
+from atp_viz.runs.engine import run_pruning
+from atp_viz.runs.settings import DEFAULTS
 from atp_viz.ui import generate_section, plots
 from atp_viz.ui.defaults import DEFAULT_BETA
 from atp_viz.ui.format import run_label

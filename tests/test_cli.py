@@ -35,7 +35,7 @@ def cli_in_process(*args, **env):
     import torch
 
     from atp_viz.cli import main
-    from atp_viz.engine import clear_results
+    from atp_viz.runs.engine import clear_results
 
     saved_env = {name: os.environ.get(name) for name in env}
     threads, rng = torch.get_num_threads(), torch.random.get_rng_state()

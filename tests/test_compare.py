@@ -5,13 +5,13 @@ import pytest
 import torch
 from thread_support import one_torch_thread  # noqa: F401 (a fixture)
 
-from atp_viz.allocators import compared_names
 from atp_viz.compare import compare_allocators, markdown_table
 from atp_viz.compress.allocator_measurements import esd_alpha, outlier_ratio
-from atp_viz.engine import RunSettings, run_pruning
 from atp_viz.model.blocks import linear_sublayers, weight_matrix
 from atp_viz.model.loading import load_model
 from atp_viz.model.texts import calibration_windows, token_stream
+from atp_viz.runs.allocators import compared_names
+from atp_viz.runs.engine import RunSettings, run_pruning
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -99,7 +99,7 @@ def test_alphapruning_weighted_mean_and_alphas(tiny_model_dir):
 
 @pytest.mark.parametrize("method, eps", [("wanda", 0.3), ("sparsegpt", 0.2), ("magnitude", 0.5)])
 def test_alphapruning_eps_defaults_to_the_published_value_per_method(method, eps):
-    from atp_viz.settings import validate
+    from atp_viz.runs.settings import validate
 
     assert validate(RunSettings(method=method)).alpha_eps == eps
     assert validate(RunSettings(method=method, alpha_eps=0.1)).alpha_eps == 0.1

@@ -20,11 +20,11 @@ from app_support import save_nan_head
 from conftest import tiny_config
 from thread_support import one_torch_thread  # noqa: F401 (a fixture)
 
-from atp_viz import engine
 from atp_viz.base.errors import AtpError, Cancelled
 from atp_viz.model import loading
 from atp_viz.model.loading import load_model
 from atp_viz.model.weights import checksum
+from atp_viz.runs import engine
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

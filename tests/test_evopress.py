@@ -7,7 +7,6 @@ from dataclasses import replace
 import pytest
 import torch
 
-from atp_viz.allocators import evopress_plan, get_allocator
 from atp_viz.compress.evopress import (
     SearchPlan,
     default_plan,
@@ -19,10 +18,11 @@ from atp_viz.compress.evopress import (
     minibatch,
     mutate,
 )
-from atp_viz.engine import run_pruning
 from atp_viz.model.loading import load_model
 from atp_viz.model.texts import calibration_set, evaluation_windows, token_stream
-from atp_viz.settings import RunSettings
+from atp_viz.runs.allocators import evopress_plan, get_allocator
+from atp_viz.runs.engine import run_pruning
+from atp_viz.runs.settings import RunSettings
 
 
 def test_levels_follow_the_published_database():

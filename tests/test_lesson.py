@@ -22,7 +22,7 @@ from atp_viz.lesson import (
 from atp_viz.math.schedules import atp_schedule, beta_max
 from atp_viz.ordering import DECREASING, INCREASING, BoundCheck, CarryFit, OrderExperiment, OrderingRun
 from atp_viz.records.results import RunResult
-from atp_viz.settings import RunSettings
+from atp_viz.runs.settings import RunSettings
 
 
 def test_the_recurrence_carries_early_error_through_every_later_block():
@@ -38,7 +38,7 @@ def test_the_recurrence_carries_early_error_through_every_later_block():
 
 @pytest.fixture(scope="module")
 def tiny_pair(tiny_model_dir):
-    from atp_viz.settings import RunSettings
+    from atp_viz.runs.settings import RunSettings
     from atp_viz.ui.prune_tab import prune_pair
 
     settings = RunSettings(model=str(tiny_model_dir("llama")), beta=0.1, calib_samples=2, calib_seqlen=32,

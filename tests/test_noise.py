@@ -8,9 +8,9 @@ import pytest
 
 from atp_viz.math.noise_rule import compare, difference_sentence
 from atp_viz.model.texts import PARTS, _cut, calibration_set, load_text
-from atp_viz.repeats import draw_seeds, run_repeated
+from atp_viz.runs.repeats import draw_seeds, run_repeated
+from atp_viz.runs.settings import RunSettings
 from atp_viz.search import search_beta
-from atp_viz.settings import RunSettings
 
 
 def _shares_a_passage(a: str, b: str, width: int = 200, step: int = 1_000) -> bool:

@@ -14,7 +14,6 @@ from app_support import connect
 from test_cli import assert_one_line_error, cli
 
 from atp_viz.base.errors import AtpError
-from atp_viz.engine import run_pruning
 from atp_viz.math.schedules import atp_schedule
 from atp_viz.model.blocks import linear_sublayers, weight_matrix
 from atp_viz.model.loading import load_model
@@ -33,7 +32,8 @@ from atp_viz.ordering import (
     verdict,
 )
 from atp_viz.records.results import BlockError
-from atp_viz.settings import RunSettings
+from atp_viz.runs.engine import run_pruning
+from atp_viz.runs.settings import RunSettings
 
 TINY = {"calib_samples": 2, "calib_seqlen": 64, "eval_samples": 2, "eval_seqlen": 64}
 

@@ -7,10 +7,10 @@ import pytest
 import torch
 from thread_support import one_torch_thread  # noqa: F401 (a fixture)
 
-from atp_viz.engine import RunSettings, run_pruning
 from atp_viz.model.loading import load_model
 from atp_viz.model.texts import calibration_windows, token_stream
 from atp_viz.model.weights import checksum
+from atp_viz.runs.engine import RunSettings, run_pruning
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -76,7 +76,7 @@ def test_error_split_adds_up_and_matches_independent_forward(tiny_model_dir, arc
 
 
 def test_single_block_experiment_has_zero_error_before_the_block(tiny_model_dir):
-    from atp_viz.engine import single_block_settings
+    from atp_viz.runs.engine import single_block_settings
 
     path = str(tiny_model_dir("llama"))
     base = RunSettings(model=path, sparsity=0.7, calib_samples=2, calib_seqlen=16, device="cpu", dtype="float32")
@@ -164,7 +164,7 @@ def test_the_single_block_sentence_says_what_the_plot_draws_after_the_pruned_blo
     while the carried error grows, that the dense hidden state grew faster (both factors)."""
     from dataclasses import replace as changed
 
-    from atp_viz import engine
+    from atp_viz.runs import engine
     from atp_viz.ui import why_tab
 
     settings = RunSettings(model=str(tiny_model_dir("llama")), sparsity=0.7, calib_samples=2, calib_seqlen=32,

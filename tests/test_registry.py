@@ -11,9 +11,9 @@ import torch
 from atp_viz.base.errors import AtpError
 from atp_viz.cli import main
 from atp_viz.compress.pruners import PRUNERS, Pruner, method_names, pruned_count, register
-from atp_viz.engine import run_pruning
 from atp_viz.model.blocks import linear_sublayers, weight_matrix
-from atp_viz.settings import RunSettings, validate
+from atp_viz.runs.engine import run_pruning
+from atp_viz.runs.settings import RunSettings, validate
 
 
 def _quiet_channels(weight: torch.Tensor, sq_norms: torch.Tensor, _tokens: int, sparsity: float) -> torch.Tensor:

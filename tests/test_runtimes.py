@@ -18,10 +18,10 @@ from test_cli import assert_one_line_error, cli, cli_in_process
 
 from atp_viz import deepsparse_venv, onnx_graph, runtime_speed, runtime_timing
 from atp_viz.base.errors import AtpError
-from atp_viz.engine import run_pruning
 from atp_viz.model.loading import load_model
 from atp_viz.model.weights import swapped_weights
-from atp_viz.settings import RunSettings
+from atp_viz.runs.engine import run_pruning
+from atp_viz.runs.settings import RunSettings
 
 pytest.importorskip("onnxruntime", reason="the optional extra: pip install 'atp-viz[runtimes]'")
 

@@ -11,10 +11,10 @@ from test_cli import assert_one_line_error
 from test_cli import cli_in_process as cli  # test_cli.py proves the process boundary
 
 from atp_viz import speed
-from atp_viz.engine import run_pruning
 from atp_viz.model.loading import load_model
 from atp_viz.model.weights import checksum, swapped_weights
-from atp_viz.settings import RunSettings
+from atp_viz.runs.engine import run_pruning
+from atp_viz.runs.settings import RunSettings
 
 TINY_RUN = dict(method="wanda", sparsity=0.7, beta=0.2, calib_samples=2, calib_seqlen=32, measure_ppl=False)
 

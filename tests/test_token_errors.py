@@ -11,10 +11,10 @@ import torch
 from thread_support import one_torch_thread  # noqa: F401 (a fixture)
 
 from atp_viz.compress.token_errors import MASSIVE_MULTIPLE, TokenNorms, summarise
-from atp_viz.engine import run_pruning
 from atp_viz.model.loading import load_model
 from atp_viz.model.texts import calibration_windows, token_stream
-from atp_viz.settings import RunSettings
+from atp_viz.runs.engine import run_pruning
+from atp_viz.runs.settings import RunSettings
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -5,8 +5,6 @@ import json
 from dataclasses import fields
 
 from atp_viz import bench, speed
-from atp_viz.allocators import PlannedSchedule
-from atp_viz.engine import RunSettings, schedule_for
 from atp_viz.model.loading import load_model
 from atp_viz.records.results import (
     AllocatorDetails,
@@ -17,6 +15,8 @@ from atp_viz.records.results import (
     ZeroShot,
     ZeroShotSetup,
 )
+from atp_viz.runs.allocators import PlannedSchedule
+from atp_viz.runs.engine import RunSettings, schedule_for
 from atp_viz.runtime_speed import EngineSpeed, RuntimeReport
 from tests.test_plots import make_result
 
@@ -105,7 +105,7 @@ def test_zero_shot_scores_and_setup_round_trip_in_a_run_result():
 
 
 def test_the_planned_schedule_of_an_owl_run_carries_its_measurements_and_details(tiny_model_dir):
-    from atp_viz.engine import calibration
+    from atp_viz.runs.engine import calibration
 
     settings = RunSettings(model=str(tiny_model_dir("llama")), allocation="owl", sparsity=0.5, calib_samples=2,
                            calib_seqlen=16, device="cpu", dtype="float32")

@@ -29,15 +29,12 @@ import torch
 
 from ..base.errors import AtpError
 from ..base.registry import lookup
+from .obs_block import OBS_BLOCK, OBS_DAMPING
 
 Statistic = Callable[[torch.Tensor], torch.Tensor]
 # prune(weight, statistic, tokens, sparsity) -> pruned weight; a method with N:M patterns
 # also takes the group size M as a fifth argument (``Pruner.patterns``).
 PruneFn = Callable[..., torch.Tensor]
-# SparseGPT's own settings (and GPTQ's, which shares its sweep): 128-column blocks, damping
-# 1% of the mean Hessian diagonal. The llm-compressor recipe names them from here.
-OBS_BLOCK = 128
-OBS_DAMPING = 0.01
 
 
 @dataclass(frozen=True)

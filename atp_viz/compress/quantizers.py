@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import torch
 
 from ..base.registry import lookup
-from .pruners import OBS_DAMPING, Statistic, _gram, obs_sweep
+from .obs_block import OBS_DAMPING
+from .pruners import Statistic, _gram, obs_sweep
 
 # Inputs sharing one scale and zero point (per output row), as in GPTQ's --groupsize 128.
 GROUP_SIZE = 128

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from .. import __version__
 from ..base.errors import AtpError
 from ..math.schedules import atp_schedule, beta_max
-from .pruners import OBS_BLOCK, OBS_DAMPING
+from .obs_block import OBS_BLOCK, OBS_DAMPING
 
 # atp_viz method -> llm-compressor modifier and the arguments that match this engine's pruner.
 MODIFIERS: dict[str, tuple[str, dict[str, object]]] = {

@@ -16,7 +16,7 @@ import pandas as pd
 from .. import deepsparse_venv, onnx_graph, runtime_speed
 from ..base.errors import AtpError, Cancelled
 from ..math.schedules import atp_schedule
-from ..settings import RunSettings
+from ..runs.settings import RunSettings
 from ..zeroshot import (
     OFFLINE_TASK,
     PAPER,

@@ -11,8 +11,6 @@ import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
 
-from .. import engine
-from ..allocators import compared_names, get_allocator
 from ..base.errors import AtpError, Cancelled
 from ..compare import (
     allocator_note,
@@ -26,9 +24,11 @@ from ..compare import compare_allocators as compare_all
 from ..math.allocator_math import ALPHA_ESTIMATORS, OWL_MAPPINGS, PUBLISHED, PUBLISHED_ALPHA_EPS, published_alpha_eps
 from ..math.schedules import check_sparsity
 from ..records.results import AllocatorComparison, RunResult
-from ..repeats import draws
+from ..runs import engine
+from ..runs.allocators import compared_names, get_allocator
+from ..runs.repeats import draws
+from ..runs.settings import DEFAULTS, RunSettings, check_repeats, validate
 from ..search import DEFAULT_STRATEGY, get_strategy, planned_betas, rank
-from ..settings import DEFAULTS, RunSettings, check_repeats, validate
 from . import history_tab, plots
 from .adapters import answered_by_name, engine_progress, output_list, stoppable, user_errors
 from .defaults import SEARCH_CHOICES

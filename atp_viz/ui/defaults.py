@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from ..compress.pruners import PRUNERS
 from ..model.loading import EMBEDDED, EMBEDDED_NAME
+from ..runs.settings import SUGGESTED_BETA
 from ..search import STRATEGIES
-from ..settings import SUGGESTED_BETA
 
 # Clamped to β_max whenever the model or the target sparsity makes it illegal.
 DEFAULT_BETA = SUGGESTED_BETA

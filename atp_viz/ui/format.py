@@ -6,11 +6,11 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
-from ..allocators import ALLOCATORS
 from ..compress.pruners import PRUNERS
 from ..model.texts import BUILTIN
 from ..records.results import RunResult
-from ..settings import NO_QUANTIZATION, RunSettings
+from ..runs.allocators import ALLOCATORS
+from ..runs.settings import NO_QUANTIZATION, RunSettings
 
 
 def ppl(value: float | None) -> str:

@@ -13,13 +13,14 @@ from datetime import datetime
 import gradio as gr
 import plotly.graph_objects as go
 
-from .. import engine, generation
+from .. import generation
 from ..base.errors import AtpError, Cancelled
-from ..estimates import Estimate
 from ..math.schedules import atp_schedule
 from ..records.continuations import Continuation, Generation
 from ..records.results import RunResult
-from ..settings import DEFAULTS, RunSettings
+from ..runs import engine
+from ..runs.settings import DEFAULTS, RunSettings
+from ..runs.time_estimates import Estimate
 from . import history, history_tab, limits, plots
 from .adapters import answered_by_name, engine_turn, new_file, output_list, stop_flag, streamed, user_errors, waiting
 from .format import mismatch_line, ppl

@@ -17,7 +17,7 @@ from ..math.noise_rule import difference_sentence
 from ..ordering import DECREASING, INCREASING, OrderExperiment
 from ..records.continuations import Generation
 from ..records.results import RunResult
-from ..settings import RunSettings, validate
+from ..runs.settings import RunSettings, validate
 from . import plots
 from .format import method_label, ppl, run_name, settings_line
 from .generate_section import said_figure

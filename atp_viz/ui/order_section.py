@@ -11,7 +11,6 @@ from dataclasses import dataclass, field, replace
 import gradio as gr
 import plotly.graph_objects as go
 
-from .. import engine
 from ..base.errors import Cancelled
 from ..math.schedules import atp_schedule
 from ..order_run import run_order_experiment
@@ -26,8 +25,9 @@ from ..ordering import (
 )
 from ..ordering import verdict as order_verdict
 from ..records.results import BlockError
-from ..repeats import draws
-from ..settings import RunSettings, check_repeats
+from ..runs import engine
+from ..runs.repeats import draws
+from ..runs.settings import RunSettings, check_repeats
 from . import order_plots
 from .adapters import answered_by_name, new_file, output_list, stoppable, streamed, user_errors
 from .format import method_label, ppl

@@ -16,11 +16,11 @@ from typing import Any, Protocol
 
 import plotly.graph_objects as go
 
-from ..allocators import ALLOCATORS
 from ..base.errors import AtpError
 from ..lesson import OrderPicture
 from ..math.schedules import atp_schedule, beta_max, kept_per_group, pattern_schedule
 from ..records.results import BlockError, RunResult, SearchTrial
+from ..runs.allocators import ALLOCATORS
 from .format import run_label, text_name
 
 # Okabe-Ito (colour-blind safe), handed to the allocators in registry order. Dense is

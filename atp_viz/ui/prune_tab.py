@@ -16,18 +16,17 @@ import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
 
-from .. import engine
 from ..base.errors import AtpError, Cancelled
 from ..compress.pruners import PRUNERS
 from ..compress.quantizers import QUANTIZERS
-from ..estimates import Estimate, Stages, duration, time_left
 from ..lesson import perplexities, search_hint
 from ..math.noise_rule import difference_sentence
 from ..math.rates_text import parse_rates
 from ..math.schedules import atp_schedule, beta_max, bit_schedule, grid_betas
 from ..records.results import BlockError, RunResult, load_run
-from ..repeats import cached_repeated, draws, run_repeated
-from ..settings import (
+from ..runs import engine
+from ..runs.repeats import cached_repeated, draws, run_repeated
+from ..runs.settings import (
     DEFAULTS,
     MAX_REPEATS,
     NO_QUANTIZATION,
@@ -39,6 +38,7 @@ from ..settings import (
     uniform_baseline,
     validate,
 )
+from ..runs.time_estimates import Estimate, Stages, duration, time_left
 from ..warm_start import WARM
 from . import generate_section, history_tab, plots, recipe_download
 from .adapters import by_component, engine_turn, stop_flag, streamed, user_errors, waiting

@@ -13,7 +13,7 @@ import gradio as gr
 
 from ..compress.recipe import RecipeSource, methods, recipe_yaml
 from ..model.architecture import DecoderStack, decoder_stack
-from ..settings import number
+from ..runs.settings import number
 from .adapters import new_file, user_errors
 from .shared import INSTANT, Shared
 

@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from ..compress.pruners import PRUNERS
-from ..settings import DEFAULTS, RunSettings
+from ..runs.settings import DEFAULTS, RunSettings
 from .shared import RunInputs, run_settings
 
 EMPTY = inspect.Parameter.empty

@@ -10,7 +10,7 @@ import gradio as gr
 
 from ..model.loading import check_model_name, layer_count
 from ..model.texts import BUILTIN
-from ..settings import RunSettings, validate
+from ..runs.settings import RunSettings, validate
 from . import limits, public
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import gradio as gr
 
-from .. import engine
 from ..base.errors import Cancelled
 from ..lesson import CARRY_MEANING
 from ..records.results import RunResult
+from ..runs import engine
 from . import order_section, plots
 from .adapters import answered_by_name, engine_progress, output_list, stoppable, user_errors
 from .format import ppl, settings_line

@@ -24,23 +24,23 @@ from pathlib import Path
 
 import torch
 
-from . import atlas, estimates, result_store
+from ..base.atomic_folder import staged_folder
+from ..base.errors import AtpError
+from ..base.progress import CancelCheck, Progress
+from ..compress.propagation import DenseReference, PropagationResult, prune_and_measure
+from ..compress.token_errors import MASSIVE_MULTIPLE
+from ..math.schedules import beta_max, bit_schedule, check_schedule, kept_per_group, pattern_schedule
+from ..model.capture import capture_block_inputs
+from ..model.loading import LoadedModel, eval_autocast, load_model, peek_loaded, protected_folders
+from ..model.perplexity import check_window_memory, perplexity
+from ..model.texts import calibration_set, check_context, evaluation_windows, token_stream
+from ..model.weights import PrunedWeights, swapped_per_block, swapped_weights
+from ..records.results import AllocatorDetails, BlockError, DataSetup, EvoPressDetails, RunResult, TokenMap
+from . import atlas, result_store, time_estimates
 from .allocators import PlannedSchedule, allocator_fields, get_allocator, search_forward_tokens
-from .base.atomic_folder import staged_folder
-from .base.errors import AtpError
-from .base.progress import CancelCheck, Progress
-from .compress.propagation import DenseReference, PropagationResult, prune_and_measure
-from .compress.token_errors import MASSIVE_MULTIPLE
-from .estimates import Estimate
 from .kept_weights import KEPT
-from .math.schedules import beta_max, bit_schedule, check_schedule, kept_per_group, pattern_schedule
-from .model.capture import capture_block_inputs
-from .model.loading import LoadedModel, eval_autocast, load_model, peek_loaded, protected_folders
-from .model.perplexity import check_window_memory, perplexity
-from .model.texts import calibration_set, check_context, evaluation_windows, token_stream
-from .model.weights import PrunedWeights, swapped_per_block, swapped_weights
-from .records.results import AllocatorDetails, BlockError, DataSetup, EvoPressDetails, RunResult, TokenMap
 from .settings import DEFAULTS, NO_QUANTIZATION, RunSettings, validate, whole_number
+from .time_estimates import Estimate
 
 # Tokens per calibration micro-batch: big enough for efficient matmuls, small enough
 # that attention scores stay modest at long sequence lengths.
@@ -229,9 +229,9 @@ def run_pruning(
     settings = computation(asked)
     cached = None if keep_weights else _cached_result(settings, use_atlas)
     if cached is None:
-        with estimates.RunPace() as run_pace:
+        with time_estimates.RunPace() as run_pace:
             result, pruned = _compute(settings, progress, cancelled, on_block)
-        estimates.learn(_model_key(settings), result, run_pace.seconds)
+        time_estimates.learn(_model_key(settings), result, run_pace.seconds)
         # Packed beside the result: what the run produced can be used again without pruning again.
         KEPT.keep(settings, pruned)
         _result_cache.put(settings, result, _RESULT_BYTES)
@@ -410,8 +410,8 @@ def estimate_runs(runs: list[RunSettings], use_atlas: bool = True) -> Estimate |
     return Estimate(sum(stage.seconds for stage in stages), measured)
 
 
-def estimate_stages(runs: list[RunSettings], use_atlas: bool = True) -> tuple[list[estimates.Stages], bool] | None:
-    """``estimate_runs`` run by run, in seconds per stage (``estimates.Stages``: all 0 for a run
+def estimate_stages(runs: list[RunSettings], use_atlas: bool = True) -> tuple[list[time_estimates.Stages], bool] | None:
+    """``estimate_runs`` run by run, in seconds per stage (``time_estimates.Stages``: all 0 for a run
     the cache already holds or an earlier one of ``runs`` computes), and whether every part
     comes from finished runs; None as for ``estimate_runs``."""
     calibrated, evaluated, done = set(), set(), set()
@@ -419,22 +419,22 @@ def estimate_stages(runs: list[RunSettings], use_atlas: bool = True) -> tuple[li
     for asked in runs:
         settings = computation(validate(asked))
         if settings in done or _cached_result(settings, use_atlas) is not None:
-            stages.append(estimates.Stages())
+            stages.append(time_estimates.Stages())
             continue
         key = _model_key(settings)
-        if not estimates.known(key):
+        if not time_estimates.known(key):
             loaded = peek_loaded(settings.model, settings.device, settings.dtype)
             # A busy model (a run holds its lock) is not probed: the estimate waits for its run.
             if loaded is None or not loaded.lock.acquire(blocking=False):
                 return None
             try:
-                estimates.probe(key, loaded.model, loaded.num_layers)
+                time_estimates.probe(key, loaded.model, loaded.num_layers)
             finally:
                 loaded.lock.release()
         calibration_key, evaluation_key = _calibration_key(settings), _evaluation_key(settings)
         eval_tokens = (settings.eval_samples or 0) * settings.eval_seqlen if settings.measure_ppl else 0
         eval_tokens *= 2 if settings.measure_selection else 1  # the selection text is as long as the report's
-        one, from_runs = estimates.trial_stages(
+        one, from_runs = time_estimates.trial_stages(
             key, settings.calib_samples * settings.calib_seqlen, eval_tokens,
             reference_cached=calibration_key in calibrated or _calibration_cache.get(calibration_key) is not None,
             dense_ppl_cached=evaluation_key in evaluated or _dense_ppl_cache.get(evaluation_key) is not None,
@@ -442,7 +442,7 @@ def estimate_stages(runs: list[RunSettings], use_atlas: bool = True) -> tuple[li
         measured = measured and from_runs
         searched = search_forward_tokens(settings)
         if searched and _measurement_cache.get(_allocator_key(settings)) is None:
-            search = estimates.search(key, searched)
+            search = time_estimates.search(key, searched)
             one = replace(one, before=one.before + search.seconds)  # the search runs before the blocks
             measured = measured and search.measured
         stages.append(one)

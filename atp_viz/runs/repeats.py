@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from .base.progress import CancelCheck, Progress
+from ..base.progress import CancelCheck, Progress
+from ..records.results import BlockError, RunResult, Spread
 from .engine import RunOutcome, cached_result, run_pruning
-from .records.results import BlockError, RunResult, Spread
 from .settings import MAX_SEED, RunSettings, check_repeats, whole_number
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from .model.weights import PrunedLayer, PrunedWeights
+from ..model.weights import PrunedLayer, PrunedWeights
 from .settings import DEFAULTS, RunSettings
 
 # Integer views of the float formats a pruned weight comes in: +0.0 is the all-zero bit pattern.

@@ -27,15 +27,15 @@ from pathlib import Path
 import torch
 import transformers
 
-from .model.texts import BUILTIN
-from .records.results import RunResult
+from ..model.texts import BUILTIN
+from ..records.results import RunResult
 from .settings import RunSettings
 
 # The package and the module a run's computation starts in: the engine's code and that of
 # every module of the package it imports make a result (the CLI's and the UI's do not).
 PACKAGE = __name__.split(".")[0]
 PACKAGE_FOLDER = Path(__file__).parents[__name__.count(".") - 1]
-ENGINE = f"{PACKAGE}.engine"
+ENGINE = f"{PACKAGE}.runs.engine"
 # Newest files kept: a result is ~50-250 kB (per-layer and per-token errors).
 MAX_KEPT = 400
 

@@ -22,12 +22,12 @@ from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
-from .model.loading import resolve_device
-from .records.results import RunResult
+from ..model.loading import resolve_device
+from ..records.results import RunResult
 from .settings import RunSettings
 
 # Where the shipped atlas lies (assets/ of the repository, beside the README's pictures).
-ATLAS_DIR = Path(__file__).resolve().parent.parent / "assets" / "atlas"
+ATLAS_DIR = Path(__file__).resolve().parents[2] / "assets" / "atlas"  # the repository root
 HEADER = "header.json"
 POINT_SUFFIX = ".json.gz"
 # Float32 keeps ~7.2 significant digits: more would store digits the pruning loop never had.

@@ -13,20 +13,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from .base.errors import AtpError
-from .base.registry import lookup
-from .compress.allocator_measurements import block_alphas, outlier_ratios
-from .compress.evopress import SearchPlan, default_plan
-from .math.allocator_math import Rates, alphapruning_schedule, owl_schedule, published_alpha_eps
-from .math.schedules import atp_schedule, check_schedule, uniform_schedule
-from .records.results import AllocatorDetails, AllocatorPart, AlphaPruningDetails, EvoPressDetails, OwlDetails
+from ..base.errors import AtpError
+from ..base.registry import lookup
+from ..compress.allocator_measurements import block_alphas, outlier_ratios
+from ..compress.evopress import SearchPlan, default_plan
+from ..math.allocator_math import Rates, alphapruning_schedule, owl_schedule, published_alpha_eps
+from ..math.schedules import atp_schedule, check_schedule, uniform_schedule
+from ..records.results import AllocatorDetails, AllocatorPart, AlphaPruningDetails, EvoPressDetails, OwlDetails
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from .base.progress import CancelCheck, Progress
-    from .compress.propagation import DenseReference
-    from .model.loading import LoadedModel
+    from ..base.progress import CancelCheck, Progress
+    from ..compress.propagation import DenseReference
+    from ..model.loading import LoadedModel
     from .settings import RunSettings
 
 Measurements = dict[str, list]
@@ -124,8 +124,8 @@ def search_forward_tokens(settings: "RunSettings") -> int:
 def _evopress_search(settings: "RunSettings", loaded: "LoadedModel", reference: "DenseReference",
                      progress: "Progress | None",
                      cancelled: "CancelCheck | None") -> tuple[Measurements, EvoPressDetails]:
-    from .compress.evopress_fitness import search_profile
-    from .model.loading import eval_autocast
+    from ..compress.evopress_fitness import search_profile
+    from ..model.loading import eval_autocast
 
     # The fitness reads the calibration windows: the one place to name another text for it.
     windows = reference.windows

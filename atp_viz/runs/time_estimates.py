@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .records.results import RunResult
+from ..records.results import RunResult
 
 # A prune with all its error measurements costs about this many dense block forwards
 # (`python -m atp_viz bench`: prune_over_forward).

@@ -10,12 +10,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from .allocators import ALLOCATORS
-from .base.errors import AtpError
-from .base.registry import lookup
-from .compress.pruners import OBS_BLOCK, get_pruner
-from .compress.quantizers import quantizer_names
-from .math.allocator_math import (
+from ..base.errors import AtpError
+from ..base.registry import lookup
+from ..compress.obs_block import OBS_BLOCK
+from ..math.allocator_math import (
     OWL_LAMBDA_DEFAULT,
     OWL_M_DEFAULT,
     PUBLISHED,
@@ -26,7 +24,7 @@ from .math.allocator_math import (
     check_owl_mapping,
     published_alpha_eps,
 )
-from .math.schedules import MAX_BITS, MIN_BITS, check_sparsity
+from ..math.schedules import MAX_BITS, MIN_BITS, check_sparsity
 
 # Seeds travel through JSON (results, the app's API), whose numbers are exact only up to 2^53.
 MAX_SEED = 2**53
@@ -183,11 +181,18 @@ def pattern_sparsity(pattern: str) -> float | None:
 
 def quantize_choices() -> tuple[str, ...]:
     """What ``quantize`` may be: none, or a registered quantizer."""
+    # The registries are read when a run is checked, not when the settings are imported:
+    # they hold torch code, and a method registered at run time counts too.
+    from ..compress.quantizers import quantizer_names
+
     return (NO_QUANTIZATION, *quantizer_names())
 
 
 def validate(settings: RunSettings) -> RunSettings:
     """Refuse nonsense before any loading; return the settings with proper number types."""
+    from ..compress.pruners import get_pruner
+    from .allocators import ALLOCATORS  # at call time, as in ``quantize_choices``
+
     pruner = get_pruner(settings.method)
     lookup(ALLOCATORS, settings.allocation, "allocation")
     sparsity = check_sparsity(number(settings.sparsity, "sparsity"))
