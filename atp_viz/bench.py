@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from .compress.propagation import DenseReference, prune_and_measure
+from .experiments.beta_search import search_beta
 from .math.schedules import atp_schedule
 from .model import loading
 from .model.perplexity import perplexity
@@ -29,7 +30,6 @@ from .runs import engine
 from .runs.allocators import search_forward_tokens
 from .runs.engine import run_pruning
 from .runs.settings import RunSettings
-from .search import search_beta
 
 # The ratios with a goal, in the order they are reported.
 FIGURES = ("prune_over_forward", "trial_over_limit", "preview_ms", "cached_load_over_first_load",
@@ -203,7 +203,7 @@ def _generation_seconds(settings: RunSettings) -> tuple[float, int, float]:
     """What Generate costs once the pair is pruned: the seconds of the three continuations of
     the first ready prompt (40 tokens at most each) with their scoring, the tokens they made,
     and the median seconds of one forward of the prompt."""
-    from .generation import READY_PROMPTS, generate_pair, prompt_forward_seconds
+    from .experiments.generation import READY_PROMPTS, generate_pair, prompt_forward_seconds
 
     pair = replace(settings, method="wanda")
     generate_pair(pair, READY_PROMPTS[0])  # prunes whatever of the pair is not kept yet

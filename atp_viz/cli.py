@@ -13,15 +13,17 @@ from dataclasses import dataclass
 from dataclasses import field as dc_field
 from typing import Sequence
 
-from . import atlas_build
 from .base.errors import AtpError
 from .compress.evopress import fitness_sentences
 from .compress.pruners import PRUNERS, method_names
 from .compress.quantizers import QUANTIZERS
+from .experiments import atlas_build
+from .experiments.beta_search import DEFAULT_STRATEGY, STRATEGIES
+from .experiments.order_theorem import DEFAULT_SHUFFLES
+from .experiments.zeroshot import OFFLINE_TASK, PAPER, PAPER_TASKS
 from .math.allocator_math import ALPHA_ESTIMATORS, OWL_MAPPINGS, PUBLISHED_ALPHA_EPS
 from .math.noise_rule import difference_sentence
 from .model.loading import DEVICES, DTYPES
-from .ordering import DEFAULT_SHUFFLES
 from .records.results import PROTOCOLS, RunResult, ZeroShot, evopress_details
 from .runs.allocators import ALLOCATORS, allocation_names
 from .runs.settings import (
@@ -38,8 +40,6 @@ from .runs.settings import (
     quantize_choices,
     validate,
 )
-from .search import DEFAULT_STRATEGY, STRATEGIES
-from .zeroshot import OFFLINE_TASK, PAPER, PAPER_TASKS
 
 
 class _UsageError(Exception):
@@ -306,7 +306,7 @@ def _rates_settings(settings: RunSettings, args: argparse.Namespace) -> RunSetti
 
 
 def _cmd_search(args: argparse.Namespace) -> None:
-    from .search import search_beta
+    from .experiments.beta_search import search_beta
 
     def report(run: RunResult) -> None:
         print(f"beta={run.beta:.3f} seed={run.settings.seed} perplexity: selection {run.selection_ppl:.2f}, "
@@ -328,7 +328,7 @@ def _cmd_search(args: argparse.Namespace) -> None:
 
 
 def _cmd_compare(args: argparse.Namespace) -> None:
-    from .compare import compare_allocators, markdown_table
+    from .experiments.compare import compare_allocators, markdown_table
 
     fixed = pattern_sparsity(args.pattern)
     typed = args.sparsities if args.sparsities is not None else f"{fixed!r}" if fixed is not None else "0.5,0.6,0.7"
@@ -353,8 +353,8 @@ def _cmd_compare(args: argparse.Namespace) -> None:
 
 
 def _cmd_order(args: argparse.Namespace) -> None:
-    from .order_run import run_order_experiment
-    from .ordering import check_shuffles, markdown_table, verdict
+    from .experiments.order_run import run_order_experiment
+    from .experiments.order_theorem import check_shuffles, markdown_table, verdict
 
     _check_json_target(args.json)
     check_shuffles(args.shuffles, args.shuffle_seed)  # refused before any loading
@@ -396,7 +396,7 @@ def _add_zero_shot_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _zero_shot_request(args: argparse.Namespace):
-    from .zeroshot import require_lm_eval, zero_shot_settings
+    from .experiments.zeroshot import require_lm_eval, zero_shot_settings
 
     if args.zero_shot is None:
         if args.tasks_dir or args.zero_shot_limit is not None:
@@ -408,7 +408,7 @@ def _zero_shot_request(args: argparse.Namespace):
 
 def _zero_shot(settings: RunSettings, pruned, request, result: RunResult) -> None:
     """Score the dense and the pruned model; the accuracies go into ``result`` and a table to stderr."""
-    from .zeroshot import dense_and_pruned, setup
+    from .experiments.zeroshot import dense_and_pruned, setup
 
     print(f"zero-shot: {', '.join(request.tasks)} (lm-eval, dense then pruned)", file=sys.stderr, flush=True)
     dense, pruned_scores = dense_and_pruned(settings, pruned, request)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .generation import DEFAULT_NEW_TOKENS, MAX_NEW_TOKENS, check_new_tokens, check_prompt, generate_pair
+from .experiments.generation import DEFAULT_NEW_TOKENS, MAX_NEW_TOKENS, check_new_tokens, check_prompt, generate_pair
 
 # The options of ``prune`` that say which pair is pruned (the rest of prune's are about its output).
 _PAIR_OPTIONS = ("beta", "allocation", "rates", "quantize", "bits", "bits_beta")

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import sys
 
-from atp_viz.generation import generate_pair
+from atp_viz.experiments.generation import generate_pair
 from atp_viz.records.continuations import Generation
 from atp_viz.runs.settings import DEFAULTS, SUGGESTED_BETA, RunSettings
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-from atp_viz.generation import READY_PROMPTS, generate_pair
+from atp_viz.experiments.generation import READY_PROMPTS, generate_pair
 from atp_viz.records.results import RunResult
 from atp_viz.runs.engine import run_pruning
 from atp_viz.runs.settings import DEFAULTS

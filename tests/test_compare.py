@@ -5,8 +5,8 @@ import pytest
 import torch
 from thread_support import one_torch_thread  # noqa: F401 (a fixture)
 
-from atp_viz.compare import compare_allocators, markdown_table
 from atp_viz.compress.allocator_measurements import esd_alpha, outlier_ratio
+from atp_viz.experiments.compare import compare_allocators, markdown_table
 from atp_viz.model.blocks import linear_sublayers, weight_matrix
 from atp_viz.model.loading import load_model
 from atp_viz.model.texts import calibration_windows, token_stream
@@ -109,7 +109,7 @@ def test_alphapruning_eps_defaults_to_the_published_value_per_method(method, eps
 def test_a_comparison_reuses_a_search_already_run(tiny_model_dir):
     # The same settings but OWL's and AlphaPruning's: every trial of the comparison's grid
     # search is the very result of the earlier search (the engine's cache), none pruned again.
-    from atp_viz.search import search_beta
+    from atp_viz.experiments.beta_search import search_beta
 
     path = tiny_model_dir("llama")
     searched = search_beta(_settings(path, sparsity=0.95, seed=21), "grid")

@@ -162,7 +162,7 @@ def test_the_profile_is_described_by_its_rank_correlation_and_its_first_block():
 
 
 def test_compare_adds_evopress_as_a_column_only_when_asked(tiny_model_dir, tmp_path):
-    from atp_viz.compare import compare_allocators, markdown_table
+    from atp_viz.experiments.compare import compare_allocators, markdown_table
     from atp_viz.ui.compare_tab import table, verdict_markdown
 
     settings = replace(_tiny_settings(tiny_model_dir, tmp_path), allocation="atp")

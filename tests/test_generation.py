@@ -12,9 +12,9 @@ import pytest
 import torch
 from thread_support import one_torch_thread  # noqa: F401 (a fixture)
 
-from atp_viz import generation
 from atp_viz.base.errors import AtpError, Cancelled
-from atp_viz.generation import teacher_forced_scores
+from atp_viz.experiments import generation
+from atp_viz.experiments.generation import teacher_forced_scores
 from atp_viz.model.loading import load_model
 from atp_viz.model.weights import PrunedLayer, checksum
 from atp_viz.records.continuations import Generation, TokenScores, first_divergence

@@ -6,11 +6,11 @@ from dataclasses import replace
 
 import pytest
 
+from atp_viz.experiments.beta_search import search_beta
 from atp_viz.math.noise_rule import compare, difference_sentence
 from atp_viz.model.texts import PARTS, _cut, calibration_set, load_text
 from atp_viz.runs.repeats import draw_seeds, run_repeated
 from atp_viz.runs.settings import RunSettings
-from atp_viz.search import search_beta
 
 
 def _shares_a_passage(a: str, b: str, width: int = 200, step: int = 1_000) -> bool:
@@ -135,7 +135,7 @@ def test_the_search_plot_draws_both_curves_and_their_bands(tiny_model_dir):
 
 
 def test_the_compare_table_gives_the_spread_and_the_verdict_judges_it(tiny_model_dir):
-    from atp_viz.compare import compare_allocators, markdown_table
+    from atp_viz.experiments.compare import compare_allocators, markdown_table
     from atp_viz.ui.compare_tab import table, verdict_markdown
 
     comparison = compare_allocators(_tiny_settings(tiny_model_dir, sparsity=0.97, beta=0.01), [0.97], None,

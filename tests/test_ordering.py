@@ -14,11 +14,8 @@ from app_support import connect
 from test_cli import assert_one_line_error, cli
 
 from atp_viz.base.errors import AtpError
-from atp_viz.math.schedules import atp_schedule
-from atp_viz.model.blocks import linear_sublayers, weight_matrix
-from atp_viz.model.loading import load_model
-from atp_viz.order_run import run_order_experiment
-from atp_viz.ordering import (
+from atp_viz.experiments.order_run import run_order_experiment
+from atp_viz.experiments.order_theorem import (
     DECREASING,
     INCREASING,
     OrderExperiment,
@@ -31,6 +28,9 @@ from atp_viz.ordering import (
     ordinary_sq,
     verdict,
 )
+from atp_viz.math.schedules import atp_schedule
+from atp_viz.model.blocks import linear_sublayers, weight_matrix
+from atp_viz.model.loading import load_model
 from atp_viz.records.results import BlockError
 from atp_viz.runs.engine import run_pruning
 from atp_viz.runs.settings import RunSettings

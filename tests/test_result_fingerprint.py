@@ -54,7 +54,8 @@ def test_comments_and_docstrings_of_the_engines_code_keep_the_fingerprint(copy):
     before = fingerprint()
     _edit(folder / "runs" / "engine.py", "\nimport os\n", "\n# A comment of a reviewer.\nimport os\n")
     _edit(folder / "compress" / "propagation.py", '"""', '"""Said otherwise. ')  # the module's docstring
-    _edit(folder / "runs" / "engine.py", '    """Prune a copy of', '    """Prune (said otherwise) a copy of')  # a function's
+    engine = folder / "runs" / "engine.py"
+    _edit(engine, '    """Prune a copy of', '    """Prune (said otherwise) a copy of')  # a function's
     assert fingerprint() == before
 
 
@@ -84,7 +85,8 @@ def test_modules_in_sub_packages_the_engine_imports_are_covered(copy):
         "from ..lonely import WIDTH\nfrom . import helper\n\nSCALE = helper.FACTOR * WIDTH\n", encoding="utf-8")
     (folder / "toy" / "helper.py").write_text("FACTOR = 2\n", encoding="utf-8")
     (folder / "lonely.py").write_text("WIDTH = 3\n", encoding="utf-8")
-    _edit(folder / "runs" / "engine.py", "\nimport os\n", "\nimport os\n\nfrom ..toy.kernel import SCALE  # noqa: F401\n")
+    engine = folder / "runs" / "engine.py"
+    _edit(engine, "\nimport os\n", "\nimport os\n\nfrom ..toy.kernel import SCALE  # noqa: F401\n")
     before = fingerprint()
     for path in (folder / "toy" / "helper.py", folder / "lonely.py"):
         _edit(path, " = ", " = 1 + ")

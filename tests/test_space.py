@@ -142,7 +142,7 @@ def test_every_action_of_a_cold_space_refuses_with_that_sentence(cold_space, end
 
 
 def test_zero_shot_without_lm_eval_says_how_to_install_it(cold_space, space_python):
-    from atp_viz.zeroshot import MISSING
+    from atp_viz.experiments.zeroshot import MISSING
 
     url, _ = cold_space
     with pytest.raises(AppError) as refused:

@@ -10,8 +10,8 @@ import pytest
 from test_cli import assert_one_line_error, cli, cli_in_process
 from zeroshot_task import CHANCE, ITEMS, TASK_NAME, write_task
 
-from atp_viz import zeroshot
 from atp_viz.base.errors import AtpError
+from atp_viz.experiments import zeroshot
 from atp_viz.model.loading import eval_autocast, load_model
 from atp_viz.model.weights import checksum
 from atp_viz.runs.engine import run_pruning

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import plotly.graph_objects as go
 
+from ..experiments.beta_search import rank
 from ..records.results import RunResult
-from ..search import rank
 from .plots import _PALETTE, AXIS_PPL, _fmt_ppl, _layout, _note, _plottable
 
 # OWL and AlphaPruning have no β: each is a level across its sparsity's β range.

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 
 import plotly.graph_objects as go
 
+from ..experiments.zeroshot import ZeroShotScores
 from ..runtime_speed import RuntimeReport
-from ..zeroshot import ZeroShotScores
 from .plots import AXIS_BLOCK, _layout, colour_for
 
 

@@ -15,9 +15,7 @@ import pandas as pd
 
 from .. import deepsparse_venv, onnx_graph, runtime_speed
 from ..base.errors import AtpError, Cancelled
-from ..math.schedules import atp_schedule
-from ..runs.settings import RunSettings
-from ..zeroshot import (
+from ..experiments.zeroshot import (
     OFFLINE_TASK,
     PAPER,
     PAPER_TASKS,
@@ -26,7 +24,9 @@ from ..zeroshot import (
     require_lm_eval,
     zero_shot_settings,
 )
-from ..zeroshot_facts import ITEMS
+from ..experiments.zeroshot_facts import ITEMS
+from ..math.schedules import atp_schedule
+from ..runs.settings import RunSettings
 from . import beyond_plots
 from .adapters import answered_by_name, engine_progress, new_file, output_list, stoppable, user_errors
 from .run_inputs import PRUNED, Page, inputs_of, takes_run_inputs

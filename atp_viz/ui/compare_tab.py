@@ -12,7 +12,8 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ..base.errors import AtpError, Cancelled
-from ..compare import (
+from ..experiments.beta_search import DEFAULT_STRATEGY, get_strategy, planned_betas, rank
+from ..experiments.compare import (
     allocator_note,
     full_block_notes,
     protocol_notes,
@@ -20,7 +21,7 @@ from ..compare import (
     verdicts,
     wholly_pruned_blocks,
 )
-from ..compare import compare_allocators as compare_all
+from ..experiments.compare import compare_allocators as compare_all
 from ..math.allocator_math import ALPHA_ESTIMATORS, OWL_MAPPINGS, PUBLISHED, PUBLISHED_ALPHA_EPS, published_alpha_eps
 from ..math.schedules import check_sparsity
 from ..records.results import AllocatorComparison, RunResult
@@ -28,7 +29,6 @@ from ..runs import engine
 from ..runs.allocators import compared_names, get_allocator
 from ..runs.repeats import draws
 from ..runs.settings import DEFAULTS, RunSettings, check_repeats, validate
-from ..search import DEFAULT_STRATEGY, get_strategy, planned_betas, rank
 from . import history_tab, plots
 from .adapters import answered_by_name, engine_progress, output_list, stoppable, user_errors
 from .defaults import SEARCH_CHOICES

@@ -13,8 +13,8 @@ from datetime import datetime
 import gradio as gr
 import plotly.graph_objects as go
 
-from .. import generation
 from ..base.errors import AtpError, Cancelled
+from ..experiments import generation
 from ..math.schedules import atp_schedule
 from ..records.continuations import Continuation, Generation
 from ..records.results import RunResult

@@ -12,9 +12,16 @@ import gradio as gr
 import plotly.graph_objects as go
 
 from ..base.errors import AtpError
-from ..lesson import carry_sentence, order_picture, order_sentence, perplexities, same_pair, search_hint
+from ..experiments.order_recurrence import (
+    carry_sentence,
+    order_picture,
+    order_sentence,
+    perplexities,
+    same_pair,
+    search_hint,
+)
+from ..experiments.order_theorem import DECREASING, INCREASING, OrderExperiment
 from ..math.noise_rule import difference_sentence
-from ..ordering import DECREASING, INCREASING, OrderExperiment
 from ..records.continuations import Generation
 from ..records.results import RunResult
 from ..runs.settings import RunSettings, validate

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import plotly.graph_objects as go
 
-from ..ordering import DECREASING, INCREASING, OrderingRun
+from ..experiments.order_theorem import DECREASING, INCREASING, OrderingRun
 from ..records.results import BlockError
 from .plots import (
     _DASHES,

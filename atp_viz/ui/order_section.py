@@ -12,9 +12,8 @@ import gradio as gr
 import plotly.graph_objects as go
 
 from ..base.errors import Cancelled
-from ..math.schedules import atp_schedule
-from ..order_run import run_order_experiment
-from ..ordering import (
+from ..experiments.order_run import run_order_experiment
+from ..experiments.order_theorem import (
     DEFAULT_SHUFFLES,
     MAX_SHUFFLES,
     OrderExperiment,
@@ -23,7 +22,8 @@ from ..ordering import (
     markdown_table,
     orderings,
 )
-from ..ordering import verdict as order_verdict
+from ..experiments.order_theorem import verdict as order_verdict
+from ..math.schedules import atp_schedule
 from ..records.results import BlockError
 from ..runs import engine
 from ..runs.repeats import draws

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import plotly.graph_objects as go
 
 from ..base.errors import AtpError
-from ..lesson import OrderPicture
+from ..experiments.order_recurrence import OrderPicture
 from ..math.schedules import atp_schedule, beta_max, kept_per_group, pattern_schedule
 from ..records.results import BlockError, RunResult, SearchTrial
 from ..runs.allocators import ALLOCATORS

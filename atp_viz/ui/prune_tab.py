@@ -19,7 +19,7 @@ import plotly.graph_objects as go
 from ..base.errors import AtpError, Cancelled
 from ..compress.pruners import PRUNERS
 from ..compress.quantizers import QUANTIZERS
-from ..lesson import perplexities, search_hint
+from ..experiments.order_recurrence import perplexities, search_hint
 from ..math.noise_rule import difference_sentence
 from ..math.rates_text import parse_rates
 from ..math.schedules import atp_schedule, beta_max, bit_schedule, grid_betas

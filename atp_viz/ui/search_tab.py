@@ -11,13 +11,13 @@ import plotly.graph_objects as go
 
 from ..base.errors import AtpError, Cancelled
 from ..base.progress import CancelCheck, Progress
+from ..experiments.beta_search import DEFAULT_STRATEGY, iter_search, planned_betas, search_record, trials_of
 from ..math.noise_rule import difference_sentence
 from ..math.schedules import grid_betas
 from ..records.results import RunResult
 from ..runs import engine
 from ..runs.repeats import draws
 from ..runs.settings import RunSettings, check_repeats
-from ..search import DEFAULT_STRATEGY, iter_search, planned_betas, search_record, trials_of
 from . import history_tab, plots
 from .adapters import answered_by_name, engine_progress, output_list, stoppable, user_errors
 from .defaults import SEARCH_CHOICES

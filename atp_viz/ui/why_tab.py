@@ -11,7 +11,7 @@ from pathlib import Path
 import gradio as gr
 
 from ..base.errors import Cancelled
-from ..lesson import CARRY_MEANING
+from ..experiments.order_recurrence import CARRY_MEANING
 from ..records.results import RunResult
 from ..runs import engine
 from . import order_section, plots

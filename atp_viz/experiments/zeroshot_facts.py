@@ -16,8 +16,8 @@ import tempfile
 import threading
 from pathlib import Path
 
-from .base.errors import AtpError
-from .model.loading import cache_root
+from ..base.errors import AtpError
+from ..model.loading import cache_root
 
 TASK_NAME = "atp_facts"
 CHANCE = 0.25

@@ -14,13 +14,13 @@ import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .base.errors import AtpError
-from .base.progress import CancelCheck, Progress
-from .model.loading import LoadedModel, eval_autocast, load_model
-from .model.weights import PrunedWeights, swapped_per_block
-from .records.results import ZeroShotSetup
-from .runs.engine import run_pruning
-from .runs.settings import RunSettings, whole_number
+from ..base.errors import AtpError
+from ..base.progress import CancelCheck, Progress
+from ..model.loading import LoadedModel, eval_autocast, load_model
+from ..model.weights import PrunedWeights, swapped_per_block
+from ..records.results import ZeroShotSetup
+from ..runs.engine import run_pruning
+from ..runs.settings import RunSettings, whole_number
 from .zeroshot_facts import TASK_NAME, bundled_folder
 
 # The seven tasks the paper (and Wanda, SparseGPT, OWL) report, by their lm-eval names.

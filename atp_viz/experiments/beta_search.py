@@ -24,15 +24,15 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
-from .base.errors import AtpError
-from .base.progress import CancelCheck
-from .base.registry import lookup
-from .math.schedules import beta_max, grid_betas, pattern_betas
-from .model.loading import layer_count
-from .records.results import RunResult, SearchResult, SearchTrial, Spread
-from .runs.engine import run_pruning
-from .runs.repeats import draws, spread_of
-from .runs.settings import RunSettings, check_repeats, check_select_on, validate
+from ..base.errors import AtpError
+from ..base.progress import CancelCheck
+from ..base.registry import lookup
+from ..math.schedules import beta_max, grid_betas, pattern_betas
+from ..model.loading import layer_count
+from ..records.results import RunResult, SearchResult, SearchTrial, Spread
+from ..runs.engine import run_pruning
+from ..runs.repeats import draws, spread_of
+from ..runs.settings import RunSettings, check_repeats, check_select_on, validate
 
 # next_index(grid size, {index: perplexity} known so far) -> the next index to try, or
 # None once the strategy is done. ``known`` may hold index -1: the uniform baseline

@@ -19,15 +19,15 @@ from dataclasses import dataclass, replace
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from .base.errors import AtpError, Cancelled
-from .base.progress import CancelCheck, Progress
-from .model.loading import LoadedModel, load_model
-from .model.weights import PrunedWeights, swapped_weights
-from .records.continuations import Continuation, Generation, TokenScores, first_divergence
-from .runs import engine
-from .runs.kept_weights import KEPT
-from .runs.settings import RunSettings, uniform_baseline, validate, whole_number
-from .runs.time_estimates import Estimate
+from ..base.errors import AtpError, Cancelled
+from ..base.progress import CancelCheck, Progress
+from ..model.loading import LoadedModel, load_model
+from ..model.weights import PrunedWeights, swapped_weights
+from ..records.continuations import Continuation, Generation, TokenScores, first_divergence
+from ..runs import engine
+from ..runs.kept_weights import KEPT
+from ..runs.settings import RunSettings, uniform_baseline, validate, whole_number
+from ..runs.time_estimates import Estimate
 
 DEFAULT_NEW_TOKENS = 40
 MAX_NEW_TOKENS = 512

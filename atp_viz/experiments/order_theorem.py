@@ -26,10 +26,10 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
-from .base.errors import AtpError
-from .math.noise_rule import difference_sentence
-from .records.results import BlockError, DataSetup, Spread, _known
-from .runs.settings import MAX_SEED, whole_number
+from ..base.errors import AtpError
+from ..math.noise_rule import difference_sentence
+from ..records.results import BlockError, DataSetup, Spread, _known
+from ..runs.settings import MAX_SEED, whole_number
 
 INCREASING, DECREASING = "increasing", "decreasing"
 DEFAULT_SHUFFLES = 3

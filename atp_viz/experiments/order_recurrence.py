@@ -6,7 +6,7 @@ pruning introduces. The total error is then Σ_j f_j·(1 + c + … + c^(L−1−
 introduced early is counted by every later block, so the order that puts the small f
 first (less pruning early) ends with the least total, the more so the larger c (the
 theorem takes c > 1, where the early weights explode). The picture takes f and c from a
-real run (``ordering.fit_carry``) and replays the recurrence with the same f sorted up
+real run (``order_theorem.fit_carry``) and replays the recurrence with the same f sorted up
 and down. It keeps the theorem's own assumption that f depends on the rate alone, which
 real blocks only approximate: the Why? tab's ordering experiment prunes the orders for real.
 """
@@ -17,8 +17,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .ordering import OrderExperiment, fit_carry, introduced_sq
-from .records.results import RunResult
+from ..records.results import RunResult
+from .order_theorem import OrderExperiment, fit_carry, introduced_sq
 
 
 def replay(forcing: Sequence[float], c: float) -> list[float]:

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import torch
 
-from . import __version__
-from .base.errors import AtpError
-from .math.schedules import grid_betas
-from .model.loading import layer_count
-from .runs.atlas import GRID, HEADER, POINT_SUFFIX, Grid, pack, point_name, read_header
-from .runs.engine import computation, run_pruning
-from .runs.settings import DEFAULTS, RunSettings, validate
+from .. import __version__
+from ..base.errors import AtpError
+from ..math.schedules import grid_betas
+from ..model.loading import layer_count
+from ..runs.atlas import GRID, HEADER, POINT_SUFFIX, Grid, pack, point_name, read_header
+from ..runs.engine import computation, run_pruning
+from ..runs.settings import DEFAULTS, RunSettings, validate
 
 # What a header must share with this build for it to add points (threads: the float order of sums).
 _SAME = ("cpu", "atp_viz", "torch", "threads", "base")

@@ -19,13 +19,17 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from .base.progress import CancelCheck, Progress
-from .math.schedules import atp_schedule
-from .model.blocks import linear_sublayers, weight_matrix
-from .model.capture import BlockCall, call_block
-from .model.loading import layer_count, load_model
-from .model.weights import PrunedWeights, swapped_weights
-from .ordering import (
+from ..base.progress import CancelCheck, Progress
+from ..math.schedules import atp_schedule
+from ..model.blocks import linear_sublayers, weight_matrix
+from ..model.capture import BlockCall, call_block
+from ..model.loading import layer_count, load_model
+from ..model.weights import PrunedWeights, swapped_weights
+from ..records.results import BlockError, RunResult, Spread
+from ..runs.engine import calibration, run_pruning
+from ..runs.repeats import draws
+from ..runs.settings import RunSettings, check_repeats, validate
+from .order_theorem import (
     DEFAULT_SHUFFLES,
     INCREASING,
     CarryFit,
@@ -37,10 +41,6 @@ from .ordering import (
     introduced_sq,
     orderings,
 )
-from .records.results import BlockError, RunResult, Spread
-from .runs.engine import calibration, run_pruning
-from .runs.repeats import draws
-from .runs.settings import RunSettings, check_repeats, validate
 
 
 def input_readers(block: nn.Module, hidden: torch.Tensor, call: BlockCall) -> list[str]:

@@ -5,17 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from .base.errors import AtpError
-from .base.progress import CancelCheck, Progress
-from .compress.evopress import fitness_sentences, profile_summary
-from .math.noise_rule import difference_sentence
-from .math.schedules import atp_schedule
-from .model.loading import layer_count
-from .records.results import PROTOCOLS, AllocatorComparison, RunResult, evopress_details
-from .runs.allocators import compared_names, get_allocator
-from .runs.repeats import run_repeated
-from .runs.settings import RunSettings, check_repeats, check_select_on, pattern_sparsity, validate
-from .search import DEFAULT_STRATEGY, rank, search_beta
+from ..base.errors import AtpError
+from ..base.progress import CancelCheck, Progress
+from ..compress.evopress import fitness_sentences, profile_summary
+from ..math.noise_rule import difference_sentence
+from ..math.schedules import atp_schedule
+from ..model.loading import layer_count
+from ..records.results import PROTOCOLS, AllocatorComparison, RunResult, evopress_details
+from ..runs.allocators import compared_names, get_allocator
+from ..runs.repeats import run_repeated
+from ..runs.settings import RunSettings, check_repeats, check_select_on, pattern_sparsity, validate
+from .beta_search import DEFAULT_STRATEGY, rank, search_beta
 
 
 def compare_allocators(
