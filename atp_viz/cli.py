@@ -441,18 +441,18 @@ def _cmd_recipe(args: argparse.Namespace) -> None:
 
 
 def _cmd_speed(args: argparse.Namespace) -> None:
-    from . import runtime_speed, speed
+    from .runtimes import onnx_speed, torch_speed
 
     progress = _progress if args.verbose else None
-    if runtime_speed.check_runtime(args.runtime) == "torch":
-        report = speed.measure_run(_settings(args, beta=args.beta), progress=progress)
-        text = speed.explain(report)
+    if onnx_speed.check_runtime(args.runtime) == "torch":
+        report = torch_speed.measure_run(_settings(args, beta=args.beta), progress=progress)
+        text = torch_speed.explain(report)
     else:
-        threads = runtime_speed.DEFAULT_THREADS if args.threads is None else args.threads
-        rounds = runtime_speed.ROUNDS if args.rounds is None else args.rounds
-        report = runtime_speed.measure_run(_settings(args, beta=args.beta), args.runtime, threads, rounds,
+        threads = onnx_speed.DEFAULT_THREADS if args.threads is None else args.threads
+        rounds = onnx_speed.ROUNDS if args.rounds is None else args.rounds
+        report = onnx_speed.measure_run(_settings(args, beta=args.beta), args.runtime, threads, rounds,
                                            progress=progress, say=lambda line: print(line, file=sys.stderr, flush=True))
-        text = runtime_speed.explain(report) + "\n\n" + runtime_speed.markdown_table(report)
+        text = onnx_speed.explain(report) + "\n\n" + onnx_speed.markdown_table(report)
     _write_json(report.to_json(), args.json)
     print(text.replace("**", ""), file=sys.stderr)
 

@@ -3,8 +3,8 @@ DeepSparse's venv and the finished runs a server keeps all live under that one r
 
 from __future__ import annotations
 
-from atp_viz import deepsparse_venv
 from atp_viz.model import loading
+from atp_viz.runtimes import deepsparse_venv
 
 
 def test_the_cache_variable_moves_the_venv_root(tmp_path, monkeypatch):

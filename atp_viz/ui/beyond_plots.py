@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import plotly.graph_objects as go
 
 from ..experiments.zeroshot import ZeroShotScores
-from ..runtime_speed import RuntimeReport
+from ..runtimes.onnx_speed import RuntimeReport
 from .plots import AXIS_BLOCK, _layout, colour_for
 
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .base.errors import AtpError
-from .model.loading import LoadedModel
-from .model.weights import PrunedWeights, swapped_weights
+from ..base.errors import AtpError
+from ..model.loading import LoadedModel
+from ..model.weights import PrunedWeights, swapped_weights
 
 OPSET = 17
 INPUTS = ("input_ids", "attention_mask")

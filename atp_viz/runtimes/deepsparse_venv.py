@@ -4,7 +4,7 @@ environment of its own: never a dependency of atp_viz or of its Space.
 DeepSparse 1.8.0 (Neural Magic) is its last release: end-of-life since June 2025, under a
 licence that allows evaluation only, with wheels for CPython 3.8–3.11 on x86-64/aarch64 Linux,
 pinning ``onnx<1.15`` (older than torch's exporter wants). So the graph is exported here, in the
-project's environment, and the file handed to ``runtime_timing.py`` run by that venv's python.
+project's environment, and the file handed to ``onnx_timer.py`` run by that venv's python.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import runtime_timing
-from .base.errors import AtpError
-from .base.progress import CancelCheck, check_cancelled
-from .model.loading import cache_root
+from ..base.errors import AtpError
+from ..base.progress import CancelCheck, check_cancelled
+from ..model.loading import cache_root
+from . import onnx_timer
 from .venvs import kept_venv, venv_path, venv_python
 
 # What the venv holds, pinned: onnxruntime as in the project's extra, so both processes' dense
@@ -78,15 +78,15 @@ def deepsparse_python(install: bool, say: Callable[[str], None] = print) -> Path
 
 
 def run_timing(python: Path, request: dict, cancelled: CancelCheck | None = None) -> dict:
-    """``runtime_timing.py`` run by ``python`` on ``request``; its answer. Stopped (the script
+    """``onnx_timer.py`` run by ``python`` on ``request``; its answer. Stopped (the script
     killed) as soon as ``cancelled`` says so."""
     with tempfile.TemporaryDirectory(prefix="atp_viz_deepsparse_") as folder:
         request_path, answer_path = Path(folder) / "request.json", Path(folder) / "answer.json"
         request_path.write_text(json.dumps({**request, "answer": str(answer_path)}), encoding="utf-8")
-        env = {**os.environ, runtime_timing.ANALYTICS_SWITCH[0]: runtime_timing.ANALYTICS_SWITCH[1]}
+        env = {**os.environ, onnx_timer.ANALYTICS_SWITCH[0]: onnx_timer.ANALYTICS_SWITCH[1]}
         log_path = Path(folder) / "log.txt"
         with open(log_path, "wb") as log:
-            proc = subprocess.Popen([str(python), runtime_timing.__file__, str(request_path)], stdout=log,
+            proc = subprocess.Popen([str(python), onnx_timer.__file__, str(request_path)], stdout=log,
                                     stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + SCRIPT_SECONDS
         try:

@@ -29,14 +29,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import deepsparse_venv, onnx_graph, runtime_timing, speed
-from .base.errors import AtpError
-from .base.progress import CancelCheck, Progress, check_cancelled
-from .model.loading import LoadedModel, cpu_flags, cpu_name, load_model
-from .model.texts import token_stream
-from .model.weights import PrunedWeights, swapped_weights
-from .runs.engine import run_pruning
-from .runs.settings import RunSettings
+from ..base.errors import AtpError
+from ..base.progress import CancelCheck, Progress, check_cancelled
+from ..model.loading import LoadedModel, cpu_flags, cpu_name, load_model
+from ..model.texts import token_stream
+from ..model.weights import PrunedWeights, swapped_weights
+from ..runs.engine import run_pruning
+from ..runs.settings import RunSettings
+from . import deepsparse_venv, onnx_graph, onnx_timer, torch_speed
 
 RUNTIMES = ("torch", "onnxruntime", "deepsparse")
 BASELINE = "onnxruntime dense"
@@ -86,7 +86,7 @@ class EngineSpeed:
 @dataclass
 class RuntimeReport:
     """What ``speed --runtime onnxruntime|deepsparse`` measured; ``to_json`` gives the published
-    keys (``bytes``, ``model_sparsity``, ``semi_structured`` and ``settings`` as in ``speed``)."""
+    keys (``bytes``, ``model_sparsity``, ``semi_structured`` and ``settings`` as in ``torch_speed``)."""
 
     runtime: str
     baseline: str
@@ -97,7 +97,7 @@ class RuntimeReport:
     cpu: dict  # {"model": …, "extensions": [...]} from /proc/cpuinfo
     load_average: dict  # 1-minute load before and after: how busy the cores were
     model_sparsity: float
-    bytes: speed.WeightBytes
+    bytes: torch_speed.WeightBytes
     semi_structured: dict | list
     versions: dict = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
@@ -109,7 +109,7 @@ class RuntimeReport:
     def from_json(cls, data: dict) -> "RuntimeReport":
         fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         return cls(**{**fields, "engines": [EngineSpeed.from_json(e) for e in data["engines"]],
-                      "bytes": speed.WeightBytes.from_json(data["bytes"])})
+                      "bytes": torch_speed.WeightBytes.from_json(data["bytes"])})
 
     def engine(self, name: str) -> EngineSpeed | None:
         return next((e for e in self.engines if e.engine == name), None)
@@ -125,7 +125,7 @@ def semi_structured_status(loaded: LoadedModel, pruned: PrunedWeights) -> dict |
     """On CUDA, torch's 2:4 kernels against dense on the model's layer shapes; else why not."""
     if not torch.cuda.is_available():
         return {"measured": False, "why": NO_GPU}
-    return speed.semi_structured_timings(sorted(speed.layer_shapes(loaded, pruned)))
+    return torch_speed.semi_structured_timings(sorted(torch_speed.layer_shapes(loaded, pruned)))
 
 
 @contextmanager
@@ -196,7 +196,7 @@ def measure_runtimes(loaded: LoadedModel, pruned: PrunedWeights, runtime: str = 
     load_before = os.getloadavg()[0]
     ids = token_stream(loaded.tokenizer, "builtin", "report")[:min(WINDOW, loaded.context_length or WINDOW)]
     ids = ids.tolist()
-    sparse_csr = speed.csr_weights(loaded, pruned)
+    sparse_csr = torch_speed.csr_weights(loaded, pruned)
     versions = {"torch": torch.__version__}
     with tempfile.TemporaryDirectory(prefix="atp_viz_onnx_") as folder:
         graphs = _export(loaded, pruned, Path(folder), python is not None, note, cancelled) if onnx else {}
@@ -210,17 +210,17 @@ def measure_runtimes(loaded: LoadedModel, pruned: PrunedWeights, runtime: str = 
                 references["sparse"] = _torch_call(loaded.model, ids)()[0, -1]
             csr_model = copy.deepcopy(loaded.model)
             with swapped_weights(csr_model, sparse_csr):
-                prefill, decode, last = runtime_timing.request_calls(request)
+                prefill, decode, last = onnx_timer.request_calls(request)
                 for name, model in (("torch dense", loaded.model), ("torch sparse", csr_model)):
                     prefill[name], decode[name] = _torch_call(model, ids), _torch_call(model, ids[-1:])
                     last[name] = prefill[name]()[0, -1]
                 check = partial(check_cancelled, cancelled)
-                answer = {"prefill_s": runtime_timing.best_of_alternating(prefill, rounds, ROUND_SECONDS, check),
-                          "decode_s": runtime_timing.best_of_alternating(decode, rounds, ROUND_SECONDS, check),
+                answer = {"prefill_s": onnx_timer.best_of_alternating(prefill, rounds, ROUND_SECONDS, check),
+                          "decode_s": onnx_timer.best_of_alternating(decode, rounds, ROUND_SECONDS, check),
                           "last_logits": last}
             del csr_model, prefill, decode
         engines = _ratios(answer, "atp_viz", baseline, references, len(ids))
-        versions.update(runtime_timing.versions(request["engines"]))
+        versions.update(onnx_timer.versions(request["engines"]))
         if python is not None:
             note(0.6, "timing DeepSparse and onnxruntime in DeepSparse's venv (compiling takes a while)")
             theirs = deepsparse_venv.run_timing(python, {**request, "engines": ["onnxruntime", "deepsparse"]},
@@ -234,7 +234,7 @@ def measure_runtimes(loaded: LoadedModel, pruned: PrunedWeights, runtime: str = 
         runtime=runtime, baseline=baseline, engines=engines, window_tokens=len(ids), threads=threads, rounds=rounds,
         cpu=cpu_description(), load_average={"before": load_before, "after": os.getloadavg()[0],
                                              "cores": os.cpu_count()},
-        model_sparsity=1 - kept / total, bytes=speed.weight_bytes(loaded, pruned, sparse_csr),
+        model_sparsity=1 - kept / total, bytes=torch_speed.weight_bytes(loaded, pruned, sparse_csr),
         semi_structured=semi_structured_status(loaded, pruned), versions=versions,
         settings={"device": "cpu", "dtype": "float32", "batch": 1, "kv_cache": False,
                   "torch_sparse": "csr, 32-bit indices"},
@@ -251,7 +251,7 @@ def measure_run(settings: RunSettings, runtime: str, threads: int = DEFAULT_THRE
     loaded = load_model(settings.model, settings.device, settings.dtype)
     # Refused before minutes of pruning:
     onnx_graph.check_exportable(loaded)
-    speed.check_dtype(loaded)
+    torch_speed.check_dtype(loaded)
     if runtime == "deepsparse":
         deepsparse_venv.deepsparse_python(install, say)
 
@@ -261,7 +261,7 @@ def measure_run(settings: RunSettings, runtime: str, threads: int = DEFAULT_THRE
     outcome = run_pruning(replace(settings, measure_ppl=False), part(0.0, 0.3), cancelled, keep_weights=True)
     report = measure_runtimes(loaded, outcome.pruned, runtime, threads, rounds, install, part(0.3, 1.0), cancelled,
                               say)
-    report.settings.update(asdict(speed.PrunedRun.of(outcome.result)))
+    report.settings.update(asdict(torch_speed.PrunedRun.of(outcome.result)))
     return report
 
 

@@ -30,14 +30,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base.errors import AtpError
-from .base.progress import CancelCheck, Progress, check_cancelled
-from .model.loading import LoadedModel, load_model
-from .model.texts import token_stream
-from .model.weights import PrunedLayer, PrunedWeights, swapped_weights
-from .records.results import RunResult
-from .runs.engine import run_pruning
-from .runs.settings import RunSettings
+from ..base.errors import AtpError
+from ..base.progress import CancelCheck, Progress, check_cancelled
+from ..model.loading import LoadedModel, load_model
+from ..model.texts import token_stream
+from ..model.weights import PrunedLayer, PrunedWeights, swapped_weights
+from ..records.results import RunResult
+from ..runs.engine import run_pruning
+from ..runs.settings import RunSettings
 
 SPARSITIES = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 # A LLaMA-7B attention projection, for scale beside the model's own (often small) layers.
@@ -126,7 +126,7 @@ class PrunedRun:
 
 @dataclass
 class SpeedSetup:
-    """Where and how ``speed`` timed, and (after ``measure_run``) the run it timed."""
+    """Where and how ``torch_speed`` timed, and (after ``measure_run``) the run it timed."""
 
     device: str
     dtype: str
@@ -151,7 +151,7 @@ class SpeedSetup:
 
 @dataclass
 class SpeedReport:
-    """What ``speed`` measured; ``to_json`` gives the published keys."""
+    """What ``torch_speed`` measured; ``to_json`` gives the published keys."""
 
     matrices: list[MatrixTiming]
     decode: DecodeSpeed

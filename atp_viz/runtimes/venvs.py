@@ -18,7 +18,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from .base.errors import AtpError
+from ..base.errors import AtpError
 
 # pip's words for "the registry is out of reach", as opposed to a broken install.
 UNREACHABLE = ("No matching distribution", "Could not find a version", "Max retries exceeded",

@@ -1,7 +1,7 @@
 """Times ONNX graphs of a causal LM on CPU inference runtimes: onnxruntime and DeepSparse.
 
 This file runs in two places: inside atp_viz (onnxruntime, beside torch), and as a script in
-DeepSparse's own virtual environment (``python runtime_timing.py request.json``), which holds
+DeepSparse's own virtual environment (``python onnx_timer.py request.json``), which holds
 numpy, onnxruntime and deepsparse but neither torch nor atp_viz. So it imports only the standard
 library and numpy at the top, and each runtime only once its analytics are switched off.
 
