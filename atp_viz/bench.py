@@ -190,7 +190,7 @@ def _load_seconds() -> tuple[float, float]:
 def _preview_ms(settings: RunSettings, repeats: int = 50) -> float:
     # What the app's preview does on a drag of β: the block count (cached after the first
     # call) and the schedule's figure. The figure code is plotly only; gradio stays out of the engine.
-    from .ui.plots import schedule_figure
+    from .figures.run_plots import schedule_figure
 
     def preview() -> None:
         schedule_figure(loading.layer_count(settings.model), settings.sparsity, settings.beta)

@@ -139,7 +139,7 @@ def test_the_command_line_has_the_atlas_command(tmp_path, capsys):
 
 
 def test_the_landscape_draws_each_sparsity_with_its_best_beta_and_the_other_allocators(built):
-    from atp_viz.ui.atlas_plots import landscape_figure
+    from atp_viz.figures.atlas_plots import landscape_figure
 
     out, _ = built
     results = list(read(out).points.values())

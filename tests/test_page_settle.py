@@ -91,9 +91,9 @@ def test_nothing_on_the_page_listens_to_a_slider_of_the_run_inputs_changing():
 def test_the_line_above_the_results_names_what_differs_from_the_pair_drawn(tiny):
     from dataclasses import replace
 
+    from atp_viz.figures.format import mismatch_line
     from atp_viz.runs import engine
     from atp_viz.runs.settings import RunSettings
-    from atp_viz.ui.format import mismatch_line
 
     asked = RunSettings(model=tiny, sparsity=0.5, beta=0.1, calib_samples=2, calib_seqlen=16, eval_samples=2,
                         eval_seqlen=16)

@@ -24,10 +24,10 @@ from ..experiments.zeroshot import (
     zero_shot_settings,
 )
 from ..experiments.zeroshot_facts import ITEMS
+from ..figures import beyond_plots
 from ..math.schedules import atp_schedule
 from ..runs.settings import RunSettings
 from ..runtimes import deepsparse_venv, onnx_graph, onnx_speed
-from . import beyond_plots
 from .adapters import answered_by_name, engine_progress, new_file, output_list, stoppable, user_errors
 from .run_inputs import PRUNED, Page, inputs_of, takes_run_inputs
 from .shared import ENGINE, Shared, block_count

@@ -15,15 +15,16 @@ import plotly.graph_objects as go
 
 from ..base.errors import AtpError, Cancelled
 from ..experiments import generation
+from ..figures import run_plots
+from ..figures.format import mismatch_line, ppl
 from ..math.schedules import atp_schedule
 from ..records.continuations import Continuation, Generation
 from ..records.results import RunResult
 from ..runs import engine
 from ..runs.settings import DEFAULTS, RunSettings
 from ..runs.time_estimates import Estimate
-from . import history, history_tab, limits, plots
+from . import history, history_tab, limits
 from .adapters import answered_by_name, engine_turn, new_file, output_list, stop_flag, streamed, user_errors, waiting
-from .format import mismatch_line, ppl
 from .pair import Pair
 from .run_inputs import ATP_RUN, Page, inputs_of, takes_run_inputs
 from .shared import ENGINE, INSTANT, UI_ONLY, HistoryOutputs, RunInputs, Shared, block_count, run_settings
@@ -126,7 +127,7 @@ def said_figure(said: Generation) -> go.Figure:
     """Each pruned run's probability of the dense token, place by place, its first divergence marked."""
     figure = go.Figure()
     for c in said.pruned:
-        colour = plots.colour_for(c.model)
+        colour = run_plots.colour_for(c.model)
         figure.add_trace(go.Scatter(x=list(range(1, len(c.scores.dense_token_prob) + 1)),
                                     y=c.scores.dense_token_prob, mode="lines+markers", name=c.label,
                                     line={"color": colour}))

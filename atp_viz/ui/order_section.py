@@ -23,14 +23,14 @@ from ..experiments.order_theorem import (
     orderings,
 )
 from ..experiments.order_theorem import verdict as order_verdict
+from ..figures import order_plots
+from ..figures.format import method_label, ppl
 from ..math.schedules import atp_schedule
 from ..records.results import BlockError
 from ..runs import engine
 from ..runs.repeats import draws
 from ..runs.settings import RunSettings, check_repeats
-from . import order_plots
 from .adapters import answered_by_name, new_file, output_list, stoppable, streamed, user_errors
-from .format import method_label, ppl
 from .run_inputs import ATP_RUN, Page, inputs_of, takes_run_inputs
 from .shared import ENGINE, Shared, block_count
 

@@ -1,5 +1,5 @@
 """The atlas's landscape: perplexity over (S, β) for one method (plotly, in the house
-template of ``plots``; results in, figure out)."""
+template of ``run_plots``; results in, figure out)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 
 from ..experiments.beta_search import rank
 from ..records.results import RunResult
-from .plots import _PALETTE, AXIS_PPL, _fmt_ppl, _layout, _note, _plottable
+from .run_plots import _PALETTE, AXIS_PPL, _fmt_ppl, _layout, _note, _plottable
 
 # OWL and AlphaPruning have no β: each is a level across its sparsity's β range.
 _BESIDE = {"owl": ("OWL", "dot"), "alphapruning": ("AlphaPruning", "dashdot")}

@@ -1,5 +1,5 @@
 """Figures of the "Beyond" tab (beyond perplexity): zero-shot accuracy and weight size (plotly, in
-the house template of ``plots``)."""
+the house template of ``run_plots``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 
 from ..experiments.zeroshot import ZeroShotScores
 from ..runtimes.onnx_speed import RuntimeReport
-from .plots import AXIS_BLOCK, _layout, colour_for
+from .run_plots import AXIS_BLOCK, _layout, colour_for
 
 
 def zero_shot_figure(scores: Mapping[str, ZeroShotScores], names: Mapping[str, str], metric: str = "acc") -> go.Figure:

@@ -1,5 +1,5 @@
 """Figures of the ordering experiment (Theorem 3.5): one multiset of rates in several
-orders. Results in, ``go.Figure`` out (no gradio, no torch), in the house style of ``plots``.
+orders. Results in, ``go.Figure`` out (no gradio, no torch), in the house style of ``run_plots``.
 
 Each order keeps one colour and dash in all three figures: increasing (ATP) in ATP's
 colour, decreasing in uniform's, the random orders in grey, each with its own dash.
@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 
 from ..experiments.order_theorem import DECREASING, INCREASING, OrderingRun
 from ..records.results import BlockError
-from .plots import (
+from .run_plots import (
     _DASHES,
     AXIS_BLOCK,
     AXIS_PPL,
