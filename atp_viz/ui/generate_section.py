@@ -23,7 +23,8 @@ from ..records.results import RunResult
 from ..runs import engine
 from ..runs.settings import DEFAULTS, RunSettings
 from ..runs.time_estimates import Estimate
-from . import history, history_tab, limits
+from ..serve import limits
+from . import history, history_tab
 from .adapters import answered_by_name, engine_turn, new_file, output_list, stop_flag, streamed, user_errors, waiting
 from .pair import Pair
 from .run_inputs import ATP_RUN, Page, inputs_of, takes_run_inputs

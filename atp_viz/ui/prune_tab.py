@@ -49,7 +49,7 @@ from ..runs.settings import (
     validate,
 )
 from ..runs.time_estimates import Estimate, Stages, duration, time_left
-from ..warm_start import WARM
+from ..serve.warm_start import WARM
 from . import generate_section, history_tab, recipe_download
 from .adapters import by_component, engine_turn, stop_flag, streamed, user_errors, waiting
 from .defaults import (

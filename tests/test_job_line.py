@@ -1,4 +1,4 @@
-"""The server's line of engine jobs (atp_viz.turns): order, one job per client, what a waiting client is told."""
+"""The server's line of engine jobs (serve.job_line): order, one job per client, what a waiting client is told."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from atp_viz.base.errors import AtpError
-from atp_viz.turns import ONE_JOB, Ahead, Line
+from atp_viz.serve.job_line import ONE_JOB, Ahead, Line
 
 
 def test_jobs_take_turns_in_arrival_order_and_a_client_holds_one_place():
@@ -77,7 +77,7 @@ def test_work_done_by_a_job_ahead_costs_nothing_in_the_wait_told():
 def test_a_tab_waiting_in_the_line_says_its_place_on_its_progress_bar():
     """Compare, Search, Beyond, export and single-block runs wait through ``stoppable``: their
     progress bar says what is ahead until their turn comes."""
-    from atp_viz.turns import LINE
+    from atp_viz.serve.job_line import LINE
     from atp_viz.ui.adapters import stoppable
 
     ahead = LINE.join("someone else", 30.0)

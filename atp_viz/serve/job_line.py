@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from .base.errors import AtpError
+from ..base.errors import AtpError
 
 ONE_JOB = ("you already have a run queued or running on this server: wait for it to finish (or press Stop) "
            "before starting another")

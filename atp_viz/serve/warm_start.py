@@ -13,10 +13,10 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 
-from .base.errors import AtpError, Cancelled
-from .runs import engine
-from .runs.settings import RunSettings
-from .turns import LINE, Line
+from ..base.errors import AtpError, Cancelled
+from ..runs import engine
+from ..runs.settings import RunSettings
+from .job_line import LINE, Line
 
 # How long the line must stay empty before a stopped run starts again: a person pressing
 # Prune twice in a row should not find the warm start back on the engine in between.
