@@ -40,11 +40,7 @@ from atp_viz.model.loading import cache_root  # noqa: E402
 from atp_viz.model.texts import max_text_bytes  # noqa: E402
 from atp_viz.runs import atlas, result_store  # noqa: E402
 from atp_viz.runs.settings import DEFAULTS  # noqa: E402
-from atp_viz.serve import (  # noqa: E402
-    limits,
-    public,
-    warm_start,  # noqa: E402
-)
+from atp_viz.serve import limits, public, warm_start  # noqa: E402
 from atp_viz.ui.fields import checked_inputs  # noqa: E402
 from atp_viz.ui.gate import FileArguments, UploadBudget  # noqa: E402
 from atp_viz.ui.layout import CSS, build_demo  # noqa: E402

@@ -10,7 +10,7 @@ import pytest
 from thread_support import one_torch_thread  # noqa: F401  (the fixture, taken below)
 
 from atp_viz.base.errors import AtpError
-from atp_viz.cli import build_parser, main
+from atp_viz.cli.main import build_parser, main
 from atp_viz.experiments.atlas_build import build, duration, plan, remaining
 from atp_viz.runs import atlas, engine
 from atp_viz.runs.atlas import GRID, Grid, canonical, pack, point_name, read, unpack

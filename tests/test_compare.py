@@ -189,12 +189,13 @@ def test_compare_tab_flags_full_blocks_and_error_that_is_not_perplexity():
 
 
 def test_command_line_flags_for_the_allocators():
-    from atp_viz.cli import _settings, build_parser
+    from atp_viz.cli.main import build_parser
+    from atp_viz.cli.run_options import run_settings
 
     parse = build_parser().parse_args
-    default = _settings(parse(["compare"]))
+    default = run_settings(parse(["compare"]))
     assert (default.owl_mapping, default.alpha_estimator, default.alpha_eps) == ("published", "published", None)
-    chosen = _settings(parse(["compare", "--owl-mapping", "band", "--alpha-estimator", "window",
+    chosen = run_settings(parse(["compare", "--owl-mapping", "band", "--alpha-estimator", "window",
                               "--alpha-epsilon", "0.25"]))
     assert (chosen.owl_mapping, chosen.alpha_estimator, chosen.alpha_eps) == ("band", "window", 0.25)
-    assert _settings(parse(["prune", "--alpha-eps", "0.4"])).alpha_eps == 0.4
+    assert run_settings(parse(["prune", "--alpha-eps", "0.4"])).alpha_eps == 0.4

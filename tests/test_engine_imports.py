@@ -19,7 +19,7 @@ def _engine_modules() -> list[str]:
 
 def test_every_engine_module_is_found():
     names = _engine_modules()
-    assert "atp_viz.runs.engine" in names and "atp_viz.cli" in names and "atp_viz.bench" in names
+    assert "atp_viz.runs.engine" in names and "atp_viz.cli.main" in names and "atp_viz.cli.bench" in names
 
 
 def test_engine_modules_do_not_import_gradio():
@@ -35,7 +35,7 @@ def test_the_bench_times_the_preview_without_gradio(tiny_model_dir):
     # The preview figure is timed through the UI's plotly code, which must stay free of gradio.
     model = str(tiny_model_dir("llama"))
     code = ("import sys\n"
-            "from atp_viz.bench import _preview_ms\n"
+            "from atp_viz.cli.bench import _preview_ms\n"
             "from atp_viz.runs.settings import RunSettings\n"
             f"ms = _preview_ms(RunSettings(model={model!r}, sparsity=0.5, beta=0.1), repeats=3)\n"
             "print(ms > 0, 'gradio' in sys.modules)\n")

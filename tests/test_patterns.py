@@ -5,7 +5,7 @@ import pytest
 import torch
 from published_sparsegpt import fasterprune
 
-from atp_viz.cli import main
+from atp_viz.cli.main import main
 from atp_viz.compress.pruners import PRUNERS, magnitude_prune, sparsegpt_prune, wanda_prune
 from atp_viz.math.schedules import atp_schedule, beta_max, kept_per_group, pattern_schedule, round_to_levels
 from atp_viz.runs.settings import RunSettings, validate

@@ -4,7 +4,7 @@ below RTN, exact bit progressions, and prune-then-quantize through the block loo
 import pytest
 import torch
 
-from atp_viz.cli import main
+from atp_viz.cli.main import main
 from atp_viz.compress.quantizers import GROUP_SIZE, bits_per_weight, gptq_quantize, grid, index_bits, rtn_quantize
 from atp_viz.math.schedules import bit_schedule, bits_beta_max
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from atp_viz.base.errors import AtpError
-from atp_viz.cli import main
+from atp_viz.cli.main import main
 from atp_viz.compress.pruners import PRUNERS, Pruner, method_names, pruned_count, register
 from atp_viz.model.blocks import linear_sublayers, weight_matrix
 from atp_viz.runs.engine import run_pruning

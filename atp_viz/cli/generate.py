@@ -8,7 +8,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .experiments.generation import DEFAULT_NEW_TOKENS, MAX_NEW_TOKENS, check_new_tokens, check_prompt, generate_pair
+from ..experiments.generation import DEFAULT_NEW_TOKENS, MAX_NEW_TOKENS, check_new_tokens, check_prompt, generate_pair
+from .run_options import (
+    add_run_options,
+    check_json_target,
+    print_progress,
+    pruned_settings,
+    typed_number,
+    write_json,
+)
 
 # The options of ``prune`` that say which pair is pruned (the rest of prune's are about its output).
 _PAIR_OPTIONS = ("beta", "allocation", "rates", "quantize", "bits", "bits_beta")
@@ -16,18 +24,16 @@ _PAIR_OPTIONS = ("beta", "allocation", "rates", "quantize", "bits", "bits_beta")
 
 def add_command(sub, prune: argparse.ArgumentParser) -> None:
     """The ``generate`` command, with ``prune``'s run options as ``prune`` declares them."""
-    from .cli import _add_run_options, _number
-
     generate = sub.add_parser("generate", help="greedy continuations of a prompt by dense, uniform and ATP, "
                                                "scored on the dense one")
-    _add_run_options(generate)
+    add_run_options(generate)
     for action in prune._actions:
         if action.dest in _PAIR_OPTIONS:
             generate._add_action(action)
     generate.add_argument("--prompt", required=True, help="the prompt (a user turn in the model's chat template, "
                                                           "unless --raw)")
     generate.add_argument("--raw", action="store_true", help="continue the raw text, without the chat template")
-    generate.add_argument("--max-new-tokens", type=_number, default=DEFAULT_NEW_TOKENS,
+    generate.add_argument("--max-new-tokens", type=typed_number, default=DEFAULT_NEW_TOKENS,
                           help=f"greedy tokens per model, 1..{MAX_NEW_TOKENS} (each stops earlier at the end of "
                                "its turn)")
     generate.add_argument("--json", default="-", help="result file, or - for stdout")
@@ -36,16 +42,14 @@ def add_command(sub, prune: argparse.ArgumentParser) -> None:
 
 
 def _cmd_generate(args: argparse.Namespace) -> None:
-    from .cli import _check_json_target, _progress, _pruned_settings, _write_json
-
     # Refused before minutes of pruning: the prompt, the budget, the result file.
     check_prompt(args.prompt)
     check_new_tokens(args.max_new_tokens)
-    _check_json_target(args.json)
-    settings = _pruned_settings(args)
+    check_json_target(args.json)
+    settings = pruned_settings(args)
     said = generate_pair(settings, args.prompt, chat=not args.raw, max_new_tokens=args.max_new_tokens,
-                         progress=_progress if args.verbose else None)
-    _write_json({"model": settings.model, "method": settings.method, "sparsity": settings.sparsity,
+                         progress=print_progress if args.verbose else None)
+    write_json({"model": settings.model, "method": settings.method, "sparsity": settings.sparsity,
                  "allocation": settings.allocation, "beta": settings.beta, **said.to_json()}, args.json)
     for c in said.continuations:
         scored = "" if c.scores is None or c.scores.agreement is None else (

@@ -20,16 +20,16 @@ from pathlib import Path
 
 import torch
 
-from .compress.propagation import DenseReference, prune_and_measure
-from .experiments.beta_search import search_beta
-from .math.schedules import atp_schedule
-from .model import loading
-from .model.perplexity import perplexity
-from .records.results import evopress_details
-from .runs import engine
-from .runs.allocators import search_forward_tokens
-from .runs.engine import run_pruning
-from .runs.settings import RunSettings
+from ..compress.propagation import DenseReference, prune_and_measure
+from ..experiments.beta_search import search_beta
+from ..math.schedules import atp_schedule
+from ..model import loading
+from ..model.perplexity import perplexity
+from ..records.results import evopress_details
+from ..runs import engine
+from ..runs.allocators import search_forward_tokens
+from ..runs.engine import run_pruning
+from ..runs.settings import RunSettings
 
 # The ratios with a goal, in the order they are reported.
 FIGURES = ("prune_over_forward", "trial_over_limit", "preview_ms", "cached_load_over_first_load",
@@ -121,7 +121,7 @@ class BenchFigures:
 
 
 def read_targets(pyproject: Path) -> dict[str, float]:
-    """The goals (each figure: at most this) from ``[tool.atp_viz.bench-targets]``, if any."""
+    """The goals (each figure: at most this) from ``[tool.atp_viz.cli.bench-targets]``, if any."""
     if not pyproject.is_file():
         return {}
     with pyproject.open("rb") as handle:
@@ -190,7 +190,7 @@ def _load_seconds() -> tuple[float, float]:
 def _preview_ms(settings: RunSettings, repeats: int = 50) -> float:
     # What the app's preview does on a drag of β: the block count (cached after the first
     # call) and the schedule's figure. The figure code is plotly only; gradio stays out of the engine.
-    from .figures.run_plots import schedule_figure
+    from ..figures.run_plots import schedule_figure
 
     def preview() -> None:
         schedule_figure(loading.layer_count(settings.model), settings.sparsity, settings.beta)
@@ -203,7 +203,7 @@ def _generation_seconds(settings: RunSettings) -> tuple[float, int, float]:
     """What Generate costs once the pair is pruned: the seconds of the three continuations of
     the first ready prompt (40 tokens at most each) with their scoring, the tokens they made,
     and the median seconds of one forward of the prompt."""
-    from .experiments.generation import READY_PROMPTS, generate_pair, prompt_forward_seconds
+    from ..experiments.generation import READY_PROMPTS, generate_pair, prompt_forward_seconds
 
     pair = replace(settings, method="wanda")
     generate_pair(pair, READY_PROMPTS[0])  # prunes whatever of the pair is not kept yet
