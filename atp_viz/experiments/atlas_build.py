@@ -129,7 +129,7 @@ def build(out: Path, grid: Grid = GRID, base: RunSettings = DEFAULTS, points: li
 
 
 def add_command(sub) -> None:
-    """``atlas``: the command line's subcommand (registered by ``cli.build_parser``)."""
+    """``atlas``: the command line's subcommand (registered by ``cli.main.build_parser``)."""
     atlas = sub.add_parser("atlas", help="precompute the embedded model's grid of runs (resumable)")
     atlas.add_argument("--out", type=Path, required=True, help="folder of the atlas (points already there are kept)")
     atlas.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")

@@ -1,7 +1,7 @@
 """One pruning run, end to end: settings in, a ``RunResult`` out.
 
 Expensive intermediate products are cached and reused across runs:
-- the loaded dense model (``models.load_model``);
+- the loaded dense model (``loading.load_model``);
 - per (model, calibration set): the captured block-0 inputs and the dense reference
   block outputs (``DenseReference``), evicted by size;
 - per (model, report or selection set): the dense perplexity;
