@@ -4,7 +4,7 @@ planned schedule): each goes to its published keys, in their order, and comes ba
 import json
 from dataclasses import fields
 
-from atp_viz.cli.main import bench
+from atp_viz.cli import bench
 from atp_viz.model.loading import load_model
 from atp_viz.records.results import (
     AllocatorDetails,
