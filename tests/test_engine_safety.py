@@ -138,7 +138,7 @@ def test_a_calibration_set_over_the_budget_is_recomputed_not_kept(deep_llama, mo
 
 
 def test_the_cache_budget_is_read_from_the_environment():
-    code = "from atp_viz import engine; print(engine._calibration_cache.budget)"
+    code = "from atp_viz.runs import engine; print(engine._calibration_cache.budget)"
     env = {**os.environ, "ATP_VIZ_MAX_CACHE_MB": "3"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
