@@ -35,12 +35,12 @@ limit_malloc_arenas()
 from gradio.utils import get_upload_folder  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
 
-from atp_viz import atlas, result_store, warm_start  # noqa: E402
-from atp_viz.errors import AtpError  # noqa: E402
-from atp_viz.models import cache_root  # noqa: E402
-from atp_viz.settings import DEFAULTS  # noqa: E402
-from atp_viz.texts import max_text_bytes  # noqa: E402
-from atp_viz.ui import limits, public  # noqa: E402
+from atp_viz.base.errors import AtpError  # noqa: E402
+from atp_viz.model.loading import cache_root  # noqa: E402
+from atp_viz.model.texts import max_text_bytes  # noqa: E402
+from atp_viz.runs import atlas, result_store  # noqa: E402
+from atp_viz.runs.settings import DEFAULTS  # noqa: E402
+from atp_viz.serve import limits, public, warm_start  # noqa: E402
 from atp_viz.ui.fields import checked_inputs  # noqa: E402
 from atp_viz.ui.gate import FileArguments, UploadBudget  # noqa: E402
 from atp_viz.ui.layout import CSS, build_demo  # noqa: E402

@@ -1,7 +1,7 @@
-"""``python -m atp_viz``: the command line (``cli``)."""
+"""``python -m atp_viz``: the command line (``cli.main``)."""
 
 import sys
 
-from .cli import main
+from .cli.main import main
 
 sys.exit(main())

@@ -19,9 +19,9 @@ from __future__ import annotations
 import json
 import sys
 
-from atp_viz.continuations import Generation
-from atp_viz.generation import generate_pair
-from atp_viz.settings import DEFAULTS, SUGGESTED_BETA, RunSettings
+from atp_viz.experiments.generation import generate_pair
+from atp_viz.records.continuations import Generation
+from atp_viz.runs.settings import DEFAULTS, SUGGESTED_BETA, RunSettings
 
 CANDIDATES = (
     "What is the capital of France?",

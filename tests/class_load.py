@@ -38,8 +38,8 @@ from conftest import _tiny_tokenizer, running_app, tiny_config  # noqa: E402
 from test_browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 from test_browser_storm import HANDFUL, TYPED_BETA, _one_load, _timer_id  # noqa: E402
 
-from atp_viz.schedules import grid_betas  # noqa: E402
-from atp_viz.settings import DEFAULTS  # noqa: E402
+from atp_viz.math.schedules import grid_betas  # noqa: E402
+from atp_viz.runs.settings import DEFAULTS  # noqa: E402
 from atp_viz.ui.defaults import DEFAULT_BETA  # noqa: E402
 
 EMBEDDED_BLOCKS = 30

@@ -26,9 +26,9 @@ import time
 from contextlib import contextmanager
 from dataclasses import replace
 
-from atp_viz import engine, estimates
-from atp_viz.models import load_model
-from atp_viz.settings import DEFAULTS, uniform_baseline, validate
+from atp_viz.model.loading import load_model
+from atp_viz.runs import engine, time_estimates
+from atp_viz.runs.settings import DEFAULTS, uniform_baseline, validate
 from atp_viz.ui.defaults import DEFAULT_BETA
 
 BURN = "import time\nend = time.monotonic() + 1800\nwhile time.monotonic() < end: pass"
@@ -59,7 +59,7 @@ def told_and_run(seed: int) -> dict:
         engine.run_pruning(settings)
     real = time.monotonic() - start
     return {"told_s": round(told.seconds, 1), "measured": told.measured, "real_s": round(real, 1),
-            "real_over_told": round(real / told.seconds, 2), "pace_ms": round(estimates.pace() * 1e3, 3)}
+            "real_over_told": round(real / told.seconds, 2), "pace_ms": round(time_estimates.pace() * 1e3, 3)}
 
 
 def one_case(case: str, burners: int) -> dict:
@@ -67,7 +67,7 @@ def one_case(case: str, burners: int) -> dict:
     if case == "learned":
         taught = told_and_run(9001)
         with burning(burners):
-            pace_then, pace_now = taught["pace_ms"], estimates.pace() * 1e3
+            pace_then, pace_now = taught["pace_ms"], time_estimates.pace() * 1e3
             row = told_and_run(9002)
         row["fit_alone_s"] = round(row["told_s"] * pace_then / pace_now, 1)
         return {"case": "learned idle, then loaded", "taught": taught, **row}

@@ -13,7 +13,7 @@ and report windows exactly as ``engine.run_pruning`` does, and prunes with each 
 - with ``--shuffles K``, also ``shuffled1`` … ``shuffledK``: the published code fed the same
   windows in K seeded random orders, for a spread of the float-order effect wider than two runs.
 
-Every side's perplexity comes from one loop, ``atp_viz.perplexity.perplexity``, on the same
+Every side's perplexity comes from one loop, ``atp_viz.model.perplexity.perplexity``, on the same
 report windows; each pair of sides gets its mask agreement (overall, worst layer, first block
 that differs). The published code writes into the model; the dense weights go back after each
 of its runs. The script prints one JSON object; the figures go into docs/noise.md, not a test.
@@ -34,12 +34,12 @@ from types import SimpleNamespace
 import torch
 import transformers
 
-from atp_viz.engine import evaluation_set, run_pruning
-from atp_viz.models import cpu_name, eval_autocast, load_model
-from atp_viz.perplexity import perplexity
-from atp_viz.settings import RunSettings, validate
-from atp_viz.texts import calibration_set
-from atp_viz.weights import swapped_weights
+from atp_viz.model.loading import cpu_name, eval_autocast, load_model
+from atp_viz.model.perplexity import perplexity
+from atp_viz.model.texts import calibration_set
+from atp_viz.model.weights import swapped_weights
+from atp_viz.runs.engine import evaluation_set, run_pruning
+from atp_viz.runs.settings import RunSettings, validate
 
 SIDES = ("official", "reversed", "atp_viz")
 Masks = dict[str, torch.Tensor]  # dotted layer name -> bool, True where the weight is 0

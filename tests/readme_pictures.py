@@ -19,13 +19,14 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-from atp_viz.engine import run_pruning
-from atp_viz.generation import READY_PROMPTS, generate_pair
-from atp_viz.results import RunResult
-from atp_viz.settings import DEFAULTS
-from atp_viz.ui import generate_section, plots
+from atp_viz.experiments.generation import READY_PROMPTS, generate_pair
+from atp_viz.figures import run_plots
+from atp_viz.figures.format import run_label
+from atp_viz.records.results import RunResult
+from atp_viz.runs.engine import run_pruning
+from atp_viz.runs.settings import DEFAULTS
+from atp_viz.ui import generate_section
 from atp_viz.ui.defaults import DEFAULT_BETA
-from atp_viz.ui.format import run_label
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -35,10 +36,10 @@ SAID_WIDTH = 960  # the three continuations side by side
 
 def figures(atp: RunResult, uniform: RunResult) -> dict[str, object]:
     runs = {run_label(uniform): uniform, run_label(atp): atp}
-    drawn = {"lesson_schedule": plots.schedule_figure(atp.num_layers, atp.sparsity, atp.beta)}
-    for view in plots.ERROR_VIEWS:
-        drawn[f"lesson_errors_{view}"] = plots.error_propagation_figure(runs, view=view)
-    drawn["lesson_perplexity"] = plots.perplexity_figure(atp.dense_ppl, runs)
+    drawn = {"lesson_schedule": run_plots.schedule_figure(atp.num_layers, atp.sparsity, atp.beta)}
+    for view in run_plots.ERROR_VIEWS:
+        drawn[f"lesson_errors_{view}"] = run_plots.error_propagation_figure(runs, view=view)
+    drawn["lesson_perplexity"] = run_plots.perplexity_figure(atp.dense_ppl, runs)
     return drawn
 
 

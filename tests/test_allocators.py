@@ -4,16 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from atp_viz.allocator_math import (
+from atp_viz.base.errors import AtpError
+from atp_viz.compress.allocator_measurements import esd_alpha, outlier_ratio
+from atp_viz.math.allocator_math import (
     PUBLISHED_ALPHA_EPS,
     alphapruning_schedule,
-    esd_alpha,
     hill_alpha,
-    outlier_ratio,
     owl_schedule,
     published_alpha_eps,
 )
-from atp_viz.errors import AtpError
 
 TOL = 1e-12
 

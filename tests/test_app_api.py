@@ -12,7 +12,7 @@ from app_support import connect, stop_once_running
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from atp_viz.schedules import atp_schedule, beta_max, grid_betas
+from atp_viz.math.schedules import atp_schedule, beta_max, grid_betas
 
 pytestmark = pytest.mark.embedded
 

@@ -11,7 +11,7 @@ from app_support import TINY_SIZES, connect, refusal, stop_once_running
 from gradio_client import Client
 from zeroshot_task import TASK_NAME, write_task
 
-from atp_viz.schedules import atp_schedule
+from atp_viz.math.schedules import atp_schedule
 
 pytestmark = pytest.mark.embedded
 
@@ -77,7 +77,7 @@ def test_zero_shot_refuses_bad_input_in_one_sentence(client, tmp_path):
 
 
 def test_measure_speed_answers_with_one_table_and_a_verdict(client, tiny_model_dir):
-    from atp_viz.runtime_speed import RuntimeReport, verdict
+    from atp_viz.runtimes.onnx_speed import RuntimeReport, verdict
     from atp_viz.ui.beyond_tab import available_runtime
 
     text, table, sizes, json_path = client.predict(**run_inputs(str(tiny_model_dir("llama")), 0.2),

@@ -12,8 +12,8 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 from test_app_api import SMALL, figure
 
-from atp_viz.allocators import compared_names
-from atp_viz.schedules import atp_schedule, grid_betas
+from atp_viz.math.schedules import atp_schedule, grid_betas
+from atp_viz.runs.allocators import compared_names
 
 pytestmark = pytest.mark.embedded
 

@@ -6,9 +6,9 @@ import pytest
 from conftest import ARCHITECTURES
 from thread_support import one_torch_thread  # noqa: F401 (a fixture)
 
-from atp_viz.blocks import find_blocks, linear_sublayers
-from atp_viz.engine import RunSettings, run_pruning
-from atp_viz.models import load_model
+from atp_viz.model.blocks import find_blocks, linear_sublayers
+from atp_viz.model.loading import load_model
+from atp_viz.runs.engine import RunSettings, run_pruning
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -9,12 +9,12 @@ from dataclasses import replace
 import pytest
 from thread_support import one_torch_thread  # noqa: F401  (the fixture, taken below)
 
-from atp_viz import atlas, engine
-from atp_viz.atlas import GRID, Grid, canonical, pack, point_name, read, unpack
-from atp_viz.atlas_build import build, duration, plan, remaining
-from atp_viz.cli import build_parser, main
-from atp_viz.errors import AtpError
-from atp_viz.settings import RunSettings
+from atp_viz.base.errors import AtpError
+from atp_viz.cli.main import build_parser, main
+from atp_viz.experiments.atlas_build import build, duration, plan, remaining
+from atp_viz.runs import atlas, engine
+from atp_viz.runs.atlas import GRID, Grid, canonical, pack, point_name, read, unpack
+from atp_viz.runs.settings import RunSettings
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -139,7 +139,7 @@ def test_the_command_line_has_the_atlas_command(tmp_path, capsys):
 
 
 def test_the_landscape_draws_each_sparsity_with_its_best_beta_and_the_other_allocators(built):
-    from atp_viz.ui.atlas_plots import landscape_figure
+    from atp_viz.figures.atlas_plots import landscape_figure
 
     out, _ = built
     results = list(read(out).points.values())

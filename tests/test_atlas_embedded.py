@@ -3,8 +3,8 @@ embedded model must land within the band another CPU moves perplexity (docs/nois
 
 import pytest
 
-from atp_viz.atlas import ATLAS_DIR, CROSS_CPU_BAND, point_name, read
-from atp_viz.engine import run_pruning
+from atp_viz.runs.atlas import ATLAS_DIR, CROSS_CPU_BAND, point_name, read
+from atp_viz.runs.engine import run_pruning
 
 pytestmark = pytest.mark.embedded
 

@@ -13,7 +13,7 @@ import pytest
 from app_support import fill_settled
 from playwright.sync_api import Page, sync_playwright
 
-from atp_viz.schedules import atp_schedule, beta_max
+from atp_viz.math.schedules import atp_schedule, beta_max
 
 pytestmark = pytest.mark.embedded
 

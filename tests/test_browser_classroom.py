@@ -16,7 +16,7 @@ from conftest import running_app
 from test_browser import EMBEDDED_BLOCKS, screenshot
 from test_browser_states import PLOT, SMALL, TRACES, browser, open_page, set_sizes, traces  # noqa: F401
 
-from atp_viz.turns import ONE_JOB
+from atp_viz.serve.job_line import ONE_JOB
 
 pytestmark = pytest.mark.embedded
 

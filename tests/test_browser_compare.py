@@ -8,7 +8,7 @@ import pytest
 from app_support import fill_settled
 from test_browser import EMBEDDED_BLOCKS, page, screenshot  # noqa: F401 (page: the browser fixture)
 
-from atp_viz.schedules import atp_schedule
+from atp_viz.math.schedules import atp_schedule
 
 pytestmark = pytest.mark.embedded
 

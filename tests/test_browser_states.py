@@ -140,8 +140,8 @@ def test_the_history_survives_a_reload(browser, app_server):
 
 
 def test_a_saved_run_is_drawn_as_if_just_run(browser, app_server, tmp_path):
-    from atp_viz.engine import run_pruning
-    from atp_viz.settings import RunSettings
+    from atp_viz.runs.engine import run_pruning
+    from atp_viz.runs.settings import RunSettings
 
     result = run_pruning(RunSettings(beta=0.01, calib_samples=2, calib_seqlen=64, eval_samples=2, eval_seqlen=64,
                                      seed=7004)).result

@@ -23,7 +23,7 @@ from playwright.sync_api import Page
 from test_browser import EMBEDDED_BLOCKS
 from test_browser_states import browser  # noqa: F401  (the fixture, taken below)
 
-from atp_viz.schedules import beta_max
+from atp_viz.math.schedules import beta_max
 
 pytestmark = pytest.mark.embedded
 

@@ -23,7 +23,7 @@ SUBPROCESS = pytest.mark.slow
 
 
 def cli_in_process(*args, **env):
-    """What ``cli`` returns, from ``atp_viz.cli.main`` called in this process: for refusals, which
+    """What ``cli`` returns, from ``atp_viz.cli.main.main`` called in this process: for refusals, which
     would otherwise each pay a fresh interpreter's torch and transformers import. The real process
     boundary (``python -m atp_viz``'s exit status and stderr) is proven by the ``cli`` tests here.
     The env overrides, torch's thread count and random state are put back after the call, and
@@ -34,8 +34,8 @@ def cli_in_process(*args, **env):
 
     import torch
 
-    from atp_viz.cli import main
-    from atp_viz.engine import clear_results
+    from atp_viz.cli.main import main
+    from atp_viz.runs.engine import clear_results
 
     saved_env = {name: os.environ.get(name) for name in env}
     threads, rng = torch.get_num_threads(), torch.random.get_rng_state()

@@ -5,13 +5,13 @@ import pytest
 import torch
 from thread_support import one_torch_thread  # noqa: F401 (a fixture)
 
-from atp_viz.allocator_math import esd_alpha, outlier_ratio
-from atp_viz.allocators import compared_names
-from atp_viz.blocks import linear_sublayers, weight_matrix
-from atp_viz.compare import compare_allocators, markdown_table
-from atp_viz.engine import RunSettings, run_pruning
-from atp_viz.models import load_model
-from atp_viz.texts import calibration_windows, token_stream
+from atp_viz.compress.allocator_measurements import esd_alpha, outlier_ratio
+from atp_viz.experiments.compare import compare_allocators, markdown_table
+from atp_viz.model.blocks import linear_sublayers, weight_matrix
+from atp_viz.model.loading import load_model
+from atp_viz.model.texts import calibration_windows, token_stream
+from atp_viz.runs.allocators import compared_names
+from atp_viz.runs.engine import RunSettings, run_pruning
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -99,7 +99,7 @@ def test_alphapruning_weighted_mean_and_alphas(tiny_model_dir):
 
 @pytest.mark.parametrize("method, eps", [("wanda", 0.3), ("sparsegpt", 0.2), ("magnitude", 0.5)])
 def test_alphapruning_eps_defaults_to_the_published_value_per_method(method, eps):
-    from atp_viz.settings import validate
+    from atp_viz.runs.settings import validate
 
     assert validate(RunSettings(method=method)).alpha_eps == eps
     assert validate(RunSettings(method=method, alpha_eps=0.1)).alpha_eps == 0.1
@@ -109,7 +109,7 @@ def test_alphapruning_eps_defaults_to_the_published_value_per_method(method, eps
 def test_a_comparison_reuses_a_search_already_run(tiny_model_dir):
     # The same settings but OWL's and AlphaPruning's: every trial of the comparison's grid
     # search is the very result of the earlier search (the engine's cache), none pruned again.
-    from atp_viz.search import search_beta
+    from atp_viz.experiments.beta_search import search_beta
 
     path = tiny_model_dir("llama")
     searched = search_beta(_settings(path, sparsity=0.95, seed=21), "grid")
@@ -157,7 +157,7 @@ def _comparison(alpha_errors_scale: float, alpha_ppl: float):
     """A synthetic comparison at S = 0.7 over 6 blocks, AlphaPruning pruning block 2 at 100%."""
     from test_plots import make_result
 
-    from atp_viz.results import AllocatorComparison
+    from atp_viz.records.results import AllocatorComparison
 
     runs = {name: make_result(name, beta=0.0 if name != "atp" else 0.02, ppl=ppl)
             for name, ppl in (("uniform", 327.0), ("owl", 330.0), ("alphapruning", alpha_ppl), ("atp", 155.0))}
@@ -189,12 +189,13 @@ def test_compare_tab_flags_full_blocks_and_error_that_is_not_perplexity():
 
 
 def test_command_line_flags_for_the_allocators():
-    from atp_viz.cli import _settings, build_parser
+    from atp_viz.cli.main import build_parser
+    from atp_viz.cli.run_options import run_settings
 
     parse = build_parser().parse_args
-    default = _settings(parse(["compare"]))
+    default = run_settings(parse(["compare"]))
     assert (default.owl_mapping, default.alpha_estimator, default.alpha_eps) == ("published", "published", None)
-    chosen = _settings(parse(["compare", "--owl-mapping", "band", "--alpha-estimator", "window",
+    chosen = run_settings(parse(["compare", "--owl-mapping", "band", "--alpha-estimator", "window",
                               "--alpha-epsilon", "0.25"]))
     assert (chosen.owl_mapping, chosen.alpha_estimator, chosen.alpha_eps) == ("band", "window", 0.25)
-    assert _settings(parse(["prune", "--alpha-eps", "0.4"])).alpha_eps == 0.4
+    assert run_settings(parse(["prune", "--alpha-eps", "0.4"])).alpha_eps == 0.4

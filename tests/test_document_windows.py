@@ -5,8 +5,8 @@ import random
 import pytest
 import torch
 
-from atp_viz.errors import AtpError
-from atp_viz.texts import calibration_set, document_windows
+from atp_viz.base.errors import AtpError
+from atp_viz.model.texts import calibration_set, document_windows
 
 # Documents as token lists: document k holds the ids 1000k, 1000k + 1, ... so every token
 # says which document and position it came from.

@@ -2,9 +2,9 @@
 
 import pytest
 
-from atp_viz.engine import RunSettings, run_pruning
-from atp_viz.models import load_model
-from atp_viz.weights import checksum
+from atp_viz.model.loading import load_model
+from atp_viz.model.weights import checksum
+from atp_viz.runs.engine import RunSettings, run_pruning
 
 pytestmark = pytest.mark.embedded
 

@@ -20,10 +20,11 @@ from app_support import save_nan_head
 from conftest import tiny_config
 from thread_support import one_torch_thread  # noqa: F401 (a fixture)
 
-from atp_viz import engine, models
-from atp_viz.errors import AtpError, Cancelled
-from atp_viz.models import load_model
-from atp_viz.weights import checksum
+from atp_viz.base.errors import AtpError, Cancelled
+from atp_viz.model import loading
+from atp_viz.model.loading import load_model
+from atp_viz.model.weights import checksum
+from atp_viz.runs import engine
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -137,7 +138,7 @@ def test_a_calibration_set_over_the_budget_is_recomputed_not_kept(deep_llama, mo
 
 
 def test_the_cache_budget_is_read_from_the_environment():
-    code = "from atp_viz import engine; print(engine._calibration_cache.budget)"
+    code = "from atp_viz.runs import engine; print(engine._calibration_cache.budget)"
     env = {**os.environ, "ATP_VIZ_MAX_CACHE_MB": "3"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -155,7 +156,7 @@ def test_loaded_models_are_bounded_and_an_evicted_one_is_freed(tiny_model_dir, t
     model, blocks = weakref.ref(first.model), weakref.ref(first.blocks)
     del first
     # MAX_CACHED_MODELS (ATP_VIZ_MAX_CACHED_MODELS, default 2) others push it out.
-    for i in range(models.MAX_CACHED_MODELS):
+    for i in range(loading.MAX_CACHED_MODELS):
         load_model(_fresh_copy(tiny_model_dir("gpt2"), tmp_path / f"gpt2-{i}"))
     gc.collect()
     assert model() is None and blocks() is None
@@ -167,7 +168,7 @@ def test_an_evicted_model_is_freed_even_after_calibrating_it(tiny_model_dir, tmp
     engine.calibration(first, small(first_path, 0))
     blocks = weakref.ref(first.blocks)
     del first
-    for i in range(models.MAX_CACHED_MODELS):
+    for i in range(loading.MAX_CACHED_MODELS):
         load_model(_fresh_copy(tiny_model_dir("gpt2"), tmp_path / f"gpt2-{i}"))
     gc.collect()
     assert blocks() is None
@@ -186,7 +187,7 @@ def test_a_hub_id_without_network_is_refused_quickly(monkeypatch):
         monkeypatch.delenv(proxy, raising=False)
     started = time.monotonic()
     with pytest.raises(AtpError, match="cannot reach the Hugging Face hub|not found on the Hugging Face hub"):
-        models.load_config("nobody-xyz/no-such-model")
+        loading.load_config("nobody-xyz/no-such-model")
     assert time.monotonic() - started < 20
 
 
@@ -199,7 +200,7 @@ def _finished_process_id() -> int:
 
 
 def test_a_staging_folder_goes_only_when_its_writer_is_gone(tmp_path):
-    from atp_viz.staging import OWNER_FILE, UNKNOWN_OWNER_GRACE_S, remove_stale, staged_folder
+    from atp_viz.base.atomic_folder import OWNER_FILE, UNKNOWN_OWNER_GRACE_S, remove_stale, staged_folder
 
     target = tmp_path / "model"
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
@@ -231,7 +232,7 @@ def test_a_staging_folder_goes_only_when_its_writer_is_gone(tmp_path):
 
 
 def test_a_staged_save_over_an_existing_folder_keeps_its_other_files(tmp_path):
-    from atp_viz.staging import staged_folder
+    from atp_viz.base.atomic_folder import staged_folder
 
     target = tmp_path / "out"
     target.mkdir()

@@ -7,9 +7,9 @@ from dataclasses import replace
 
 import pytest
 
-from atp_viz import engine, estimates
-from atp_viz.estimates import Estimate, Line
-from atp_viz.settings import RunSettings
+from atp_viz.runs import engine, time_estimates
+from atp_viz.runs.settings import RunSettings
+from atp_viz.runs.time_estimates import Estimate, Line
 
 
 def test_a_line_fits_a_fixed_cost_and_a_cost_per_token():
@@ -38,7 +38,7 @@ def test_estimates_read_as_a_person_would():
 
 
 def test_the_engine_estimates_from_a_probe_then_from_its_runs(tiny_model_dir):
-    from atp_viz.models import load_model
+    from atp_viz.model.loading import load_model
 
     path = str(tiny_model_dir("llama"))
     settings = RunSettings(model=path, sparsity=0.5, beta=0.1, calib_samples=2, calib_seqlen=32, eval_samples=2,
@@ -50,7 +50,7 @@ def test_the_engine_estimates_from_a_probe_then_from_its_runs(tiny_model_dir):
     engine.run_pruning(settings)
     assert engine.estimate_runs([settings]).seconds == 0, "a cached result takes no time"
     after = engine.estimate_runs([replace(settings, seed=8102)])
-    assert after.measured and after.seconds > 0 and estimates.known(key)
+    assert after.measured and after.seconds > 0 and time_estimates.known(key)
 
 
 def test_an_estimate_scales_with_the_pace_the_machine_runs_at(tiny_model_dir):
@@ -60,9 +60,9 @@ def test_an_estimate_scales_with_the_pace_the_machine_runs_at(tiny_model_dir):
                            eval_seqlen=32, device="cpu", dtype="float32", seed=8103)
     result = engine.run_pruning(settings).result
     key = ("pace-test", "cpu", "float32")
-    estimates.learn(key, result, run_pace=0.004)
-    calm = estimates.trial(key, 64, 64, reference_cached=True, dense_ppl_cached=True, at_pace=0.004)
-    busy = estimates.trial(key, 64, 64, reference_cached=True, dense_ppl_cached=True, at_pace=0.008)
+    time_estimates.learn(key, result, run_pace=0.004)
+    calm = time_estimates.trial(key, 64, 64, reference_cached=True, dense_ppl_cached=True, at_pace=0.004)
+    busy = time_estimates.trial(key, 64, 64, reference_cached=True, dense_ppl_cached=True, at_pace=0.008)
     assert calm.measured and calm.seconds > 0
     assert busy.seconds == pytest.approx(2 * calm.seconds)
     # Told at the pace it ran at, the estimate is the run's own measured time.
@@ -71,23 +71,23 @@ def test_an_estimate_scales_with_the_pace_the_machine_runs_at(tiny_model_dir):
 
 
 def test_the_pace_is_not_remeasured_while_a_run_of_this_process_goes():
-    with estimates.RunPace() as run:
-        assert estimates.pace() == run.start, "the run's own work is not load"
+    with time_estimates.RunPace() as run:
+        assert time_estimates.pace() == run.start, "the run's own work is not load"
     assert run.end > 0 and run.seconds == pytest.approx((run.start + run.end) / 2)
 
 
 def test_the_time_left_blends_the_estimate_with_the_pace_seen_and_only_goes_down():
     # Before any work: the estimate itself.
-    assert estimates.time_left(0.0, 0.0, 40.0) == 40.0
+    assert time_estimates.time_left(0.0, 0.0, 40.0) == 40.0
     # Running twice as slow as estimated, half done: the pace seen weighs 5/6.
-    assert estimates.time_left(40.0, 20.0, 40.0) == pytest.approx(20 * (1 / 6 + 5 / 6 * 2))
+    assert time_estimates.time_left(40.0, 20.0, 40.0) == pytest.approx(20 * (1 / 6 + 5 / 6 * 2))
     # ... but what was said last is never exceeded, and work left is never "0 s".
-    assert estimates.time_left(40.0, 20.0, 40.0, told=25.0) == 25.0
-    assert estimates.time_left(100.0, 39.9, 40.0, told=0.4) == 1.0
-    assert estimates.time_left(30.0, 40.0, 40.0) == 0.0
+    assert time_estimates.time_left(40.0, 20.0, 40.0, told=25.0) == 25.0
+    assert time_estimates.time_left(100.0, 39.9, 40.0, told=0.4) == 1.0
+    assert time_estimates.time_left(30.0, 40.0, 40.0) == 0.0
     # Without an estimate: nothing before the first work, then the pace seen alone.
-    assert estimates.time_left(3.0, 0.0, 60.0, estimated=False) is None
-    assert estimates.time_left(10.0, 15.0, 60.0, estimated=False) == pytest.approx(30.0)
+    assert time_estimates.time_left(3.0, 0.0, 60.0, estimated=False) is None
+    assert time_estimates.time_left(10.0, 15.0, 60.0, estimated=False) == pytest.approx(30.0)
 
 
 @pytest.mark.parametrize("slower", [0.5, 1.0, 1.9])
@@ -99,7 +99,7 @@ def test_the_running_line_counts_down_within_twice_the_real_time_when_uniform_is
     remains, and stays within 2x of the real time left once a block of ATP is done."""
     from types import SimpleNamespace
 
-    from atp_viz.settings import uniform_baseline
+    from atp_viz.runs.settings import uniform_baseline
     from atp_viz.ui import prune_tab
 
     path = str(tiny_model_dir("llama"))
@@ -108,7 +108,7 @@ def test_the_running_line_counts_down_within_twice_the_real_time_when_uniform_is
     uniform = engine.run_pruning(uniform_baseline(atp)).result
     result = engine.run_pruning(replace(atp, seed=8112)).result  # any ATP result: its errors are replayed
     layers = result.num_layers
-    plan = [estimates.Stages(), estimates.Stages(before=2.0, blocks=12.0, after=6.0)]  # uniform cached
+    plan = [time_estimates.Stages(), time_estimates.Stages(before=2.0, blocks=12.0, after=6.0)]  # uniform cached
     clock = SimpleNamespace(now=100.0)
     monkeypatch.setattr(prune_tab, "time", SimpleNamespace(monotonic=lambda: clock.now))
     live = prune_tab._Live(atp, layers)

@@ -7,9 +7,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from atp_viz.allocators import evopress_plan, get_allocator
-from atp_viz.engine import run_pruning
-from atp_viz.evopress import (
+from atp_viz.compress.evopress import (
     SearchPlan,
     default_plan,
     evolve,
@@ -20,9 +18,11 @@ from atp_viz.evopress import (
     minibatch,
     mutate,
 )
-from atp_viz.models import load_model
-from atp_viz.settings import RunSettings
-from atp_viz.texts import calibration_set, evaluation_windows, token_stream
+from atp_viz.model.loading import load_model
+from atp_viz.model.texts import calibration_set, evaluation_windows, token_stream
+from atp_viz.runs.allocators import evopress_plan, get_allocator
+from atp_viz.runs.engine import run_pruning
+from atp_viz.runs.settings import RunSettings
 
 
 def test_levels_follow_the_published_database():
@@ -99,7 +99,7 @@ def test_the_search_moves_towards_a_fitness_it_can_read():
 
 def _tiny_settings(tiny_model_dir, tmp_path, **overrides) -> RunSettings:
     calib, report = tmp_path / "calibration.txt", tmp_path / "report.txt"
-    from atp_viz.texts import load_text
+    from atp_viz.model.texts import load_text
 
     text = load_text("builtin", "calibration")
     calib.write_text(text[:40_000], encoding="utf-8")
@@ -146,8 +146,8 @@ def test_a_tiny_search_runs_end_to_end_and_is_reused(tiny_model_dir, tmp_path):
 
 
 def test_the_profile_is_described_by_its_rank_correlation_and_its_first_block():
-    from atp_viz.evopress import first_block_side, is_monotone, profile_summary, spearman_with_depth
-    from atp_viz.schedules import atp_schedule
+    from atp_viz.compress.evopress import first_block_side, is_monotone, profile_summary, spearman_with_depth
+    from atp_viz.math.schedules import atp_schedule
 
     assert spearman_with_depth(atp_schedule(30, 0.7, 0.01)) == pytest.approx(1.0)
     assert spearman_with_depth([0.8, 0.7, 0.6]) == pytest.approx(-1.0)
@@ -162,7 +162,7 @@ def test_the_profile_is_described_by_its_rank_correlation_and_its_first_block():
 
 
 def test_compare_adds_evopress_as_a_column_only_when_asked(tiny_model_dir, tmp_path):
-    from atp_viz.compare import compare_allocators, markdown_table
+    from atp_viz.experiments.compare import compare_allocators, markdown_table
     from atp_viz.ui.compare_tab import table, verdict_markdown
 
     settings = replace(_tiny_settings(tiny_model_dir, tmp_path), allocation="atp")
@@ -184,8 +184,8 @@ def test_compare_adds_evopress_as_a_column_only_when_asked(tiny_model_dir, tmp_p
 
 
 def test_the_fitness_sentences_compare_the_profile_with_atp_and_uniform_without_a_spread():
-    from atp_viz.evopress import fitness_sentences
-    from atp_viz.results import EvoPressDetails
+    from atp_viz.compress.evopress import fitness_sentences
+    from atp_viz.records.results import EvoPressDetails
 
     def searched(fitness_of: dict, atp_beta: float | None = None) -> EvoPressDetails:
         return EvoPressDetails(2, 3, [1, 1], [16, 32], 8, 0.01875, 2, "KL", 124, fitness_of, 1.0, atp_beta)

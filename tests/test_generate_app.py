@@ -28,7 +28,7 @@ def call(model: str, prompt: str = PROMPT, chat: bool = False, tokens=8, frame=N
 
 
 def test_generate_shows_three_texts_and_the_history_json_carries_them(llama):
-    from atp_viz import engine
+    from atp_viz.runs import engine
     from atp_viz.ui.shared import run_settings
 
     settings = run_settings(llama, "wanda", 0.7, 2, 64, 2, 64, 0, None, 0.2)

@@ -8,7 +8,7 @@ import pytest
 from test_cli import SUBPROCESS, assert_one_line_error, cli, cli_in_process
 from thread_support import one_torch_thread  # noqa: F401 (a fixture)
 
-from atp_viz.generation import MAX_NEW_TOKENS
+from atp_viz.experiments.generation import MAX_NEW_TOKENS
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -12,13 +12,15 @@ import pytest
 import torch
 from thread_support import one_torch_thread  # noqa: F401 (a fixture)
 
-from atp_viz import engine, generation
-from atp_viz.continuations import Generation, TokenScores, first_divergence, teacher_forced_scores
-from atp_viz.errors import AtpError, Cancelled
-from atp_viz.kept_weights import KEPT, pack_layer, unpack_layer
-from atp_viz.models import load_model
-from atp_viz.settings import RunSettings
-from atp_viz.weights import PrunedLayer, checksum
+from atp_viz.base.errors import AtpError, Cancelled
+from atp_viz.experiments import generation
+from atp_viz.experiments.generation import teacher_forced_scores
+from atp_viz.model.loading import load_model
+from atp_viz.model.weights import PrunedLayer, checksum
+from atp_viz.records.continuations import Generation, TokenScores, first_divergence
+from atp_viz.runs import engine
+from atp_viz.runs.kept_weights import KEPT, pack_layer, unpack_layer
+from atp_viz.runs.settings import RunSettings
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -1,4 +1,4 @@
-"""The lesson (atp_viz.lesson's recurrence picture, ui.lesson_tab.s seven steps): each step's sentence
+"""The lesson (experiments.order_recurrence's recurrence picture, ui.lesson_tab's seven steps): each step's sentence
 against its own figure's numbers, on a pair where ATP wins and one where it loses, and on a real tiny pair."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from atp_viz.lesson import (
+from atp_viz.experiments.order_recurrence import (
     ACCUMULATION,
     AMPLIFICATION,
     CARRY_MEANING,
@@ -19,10 +19,10 @@ from atp_viz.lesson import (
     order_picture,
     replay,
 )
-from atp_viz.ordering import DECREASING, INCREASING, BoundCheck, CarryFit, OrderExperiment, OrderingRun
-from atp_viz.results import RunResult
-from atp_viz.schedules import atp_schedule, beta_max
-from atp_viz.settings import RunSettings
+from atp_viz.experiments.order_theorem import DECREASING, INCREASING, BoundCheck, CarryFit, OrderExperiment, OrderingRun
+from atp_viz.math.schedules import atp_schedule, beta_max
+from atp_viz.records.results import RunResult
+from atp_viz.runs.settings import RunSettings
 
 
 def test_the_recurrence_carries_early_error_through_every_later_block():
@@ -38,7 +38,7 @@ def test_the_recurrence_carries_early_error_through_every_later_block():
 
 @pytest.fixture(scope="module")
 def tiny_pair(tiny_model_dir):
-    from atp_viz.settings import RunSettings
+    from atp_viz.runs.settings import RunSettings
     from atp_viz.ui.prune_tab import prune_pair
 
     settings = RunSettings(model=str(tiny_model_dir("llama")), beta=0.1, calib_samples=2, calib_seqlen=32,
@@ -47,7 +47,7 @@ def tiny_pair(tiny_model_dir):
 
 
 def test_the_order_picture_replays_the_runs_own_introduced_errors(tiny_pair):
-    from atp_viz.ordering import introduced_sq
+    from atp_viz.experiments.order_theorem import introduced_sq
 
     _, pair = tiny_pair
     picture = order_picture(pair.atp)
@@ -84,7 +84,7 @@ def test_each_step_says_one_thing_with_one_figure_and_waits_without_a_pair(tiny_
 
 
 def test_the_sixth_step_says_what_the_pair_said(tiny_pair):
-    from atp_viz.generation import generate_pair
+    from atp_viz.experiments.generation import generate_pair
     from atp_viz.ui import lesson_tab
 
     settings, pair = tiny_pair

@@ -1,6 +1,6 @@
 """Bad input through the CLI: a one-line message, non-zero exit, and a good run still works.
 
-Through ``atp_viz.cli.main`` in this process (test_cli.py proves the same through a real
+Through ``atp_viz.cli.main.main`` in this process (test_cli.py proves the same through a real
 ``python -m atp_viz``), except where a process is killed part way."""
 
 import hashlib

@@ -17,9 +17,9 @@ import pytest
 import torch
 from venv_support import cached_venv
 
-from atp_viz.architecture import decoder_stack
-from atp_viz.recipe import RecipeSource, recipe_rates, recipe_yaml
-from atp_viz.texts import load_text
+from atp_viz.compress.recipe import RecipeSource, recipe_rates, recipe_yaml
+from atp_viz.model.architecture import decoder_stack
+from atp_viz.model.texts import load_text
 
 pytestmark = pytest.mark.llmcompressor
 

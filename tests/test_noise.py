@@ -6,11 +6,11 @@ from dataclasses import replace
 
 import pytest
 
-from atp_viz.noise import compare, difference_sentence
-from atp_viz.repeats import draw_seeds, run_repeated
-from atp_viz.search import search_beta
-from atp_viz.settings import RunSettings
-from atp_viz.texts import PARTS, _cut, calibration_set, load_text
+from atp_viz.experiments.beta_search import search_beta
+from atp_viz.math.noise_rule import compare, difference_sentence
+from atp_viz.model.texts import PARTS, _cut, calibration_set, load_text
+from atp_viz.runs.repeats import draw_seeds, run_repeated
+from atp_viz.runs.settings import RunSettings
 
 
 def _shares_a_passage(a: str, b: str, width: int = 200, step: int = 1_000) -> bool:
@@ -34,7 +34,7 @@ def test_builtin_parts_are_pairwise_disjoint_and_keep_calibration_and_report():
 
 
 def _builtin_whole() -> str:
-    from atp_viz.texts import _builtin_text
+    from atp_viz.model.texts import _builtin_text
 
     return _builtin_text()
 
@@ -81,7 +81,7 @@ def _tiny_settings(tiny_model_dir, **kw) -> RunSettings:
 
 
 def test_repeats_draw_other_calibration_windows_and_score_the_same_report_text(tiny_model_dir):
-    from atp_viz.models import load_model
+    from atp_viz.model.loading import load_model
 
     settings = _tiny_settings(tiny_model_dir, allocation="uniform")
     result = run_repeated(settings, 3).result
@@ -114,7 +114,7 @@ def test_search_chooses_on_the_mean_selection_perplexity_over_the_draws(tiny_mod
 
 
 def test_the_report_windows_are_the_tokens_evaluation_read_before_the_selection_part(tiny_tokenizer):
-    from atp_viz.texts import _builtin_text, _halves, evaluation_windows, token_stream
+    from atp_viz.model.texts import _builtin_text, _halves, evaluation_windows, token_stream
 
     old_evaluation = _halves(_builtin_text())[1]  # the second half, all of it, as evaluation read it
     old = tiny_tokenizer(old_evaluation[: 1 << 16], add_special_tokens=False)["input_ids"][:4096]
@@ -135,7 +135,7 @@ def test_the_search_plot_draws_both_curves_and_their_bands(tiny_model_dir):
 
 
 def test_the_compare_table_gives_the_spread_and_the_verdict_judges_it(tiny_model_dir):
-    from atp_viz.compare import compare_allocators, markdown_table
+    from atp_viz.experiments.compare import compare_allocators, markdown_table
     from atp_viz.ui.compare_tab import table, verdict_markdown
 
     comparison = compare_allocators(_tiny_settings(tiny_model_dir, sparsity=0.97, beta=0.01), [0.97], None,

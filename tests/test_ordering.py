@@ -13,12 +13,9 @@ import torch
 from app_support import connect
 from test_cli import assert_one_line_error, cli
 
-from atp_viz.blocks import linear_sublayers, weight_matrix
-from atp_viz.engine import run_pruning
-from atp_viz.errors import AtpError
-from atp_viz.models import load_model
-from atp_viz.order_run import run_order_experiment
-from atp_viz.ordering import (
+from atp_viz.base.errors import AtpError
+from atp_viz.experiments.order_run import run_order_experiment
+from atp_viz.experiments.order_theorem import (
     DECREASING,
     INCREASING,
     OrderExperiment,
@@ -31,9 +28,12 @@ from atp_viz.ordering import (
     ordinary_sq,
     verdict,
 )
-from atp_viz.results import BlockError
-from atp_viz.schedules import atp_schedule
-from atp_viz.settings import RunSettings
+from atp_viz.math.schedules import atp_schedule
+from atp_viz.model.blocks import linear_sublayers, weight_matrix
+from atp_viz.model.loading import load_model
+from atp_viz.records.results import BlockError
+from atp_viz.runs.engine import run_pruning
+from atp_viz.runs.settings import RunSettings
 
 TINY = {"calib_samples": 2, "calib_seqlen": 64, "eval_samples": 2, "eval_seqlen": 64}
 

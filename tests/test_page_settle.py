@@ -8,7 +8,7 @@ import math
 import gradio as gr
 import pytest
 
-from atp_viz.schedules import atp_schedule, beta_max
+from atp_viz.math.schedules import atp_schedule, beta_max
 from atp_viz.ui.defaults import SPARSITY_MAX, SPARSITY_MIN
 from atp_viz.ui.prune_tab import beta_ceiling, settle, settle_page
 
@@ -91,9 +91,9 @@ def test_nothing_on_the_page_listens_to_a_slider_of_the_run_inputs_changing():
 def test_the_line_above_the_results_names_what_differs_from_the_pair_drawn(tiny):
     from dataclasses import replace
 
-    from atp_viz import engine
-    from atp_viz.settings import RunSettings
-    from atp_viz.ui.format import mismatch_line
+    from atp_viz.figures.format import mismatch_line
+    from atp_viz.runs import engine
+    from atp_viz.runs.settings import RunSettings
 
     asked = RunSettings(model=tiny, sparsity=0.5, beta=0.1, calib_samples=2, calib_seqlen=16, eval_samples=2,
                         eval_seqlen=16)

@@ -5,10 +5,10 @@ import pytest
 import torch
 from published_sparsegpt import fasterprune
 
-from atp_viz.cli import main
-from atp_viz.pruners import PRUNERS, magnitude_prune, sparsegpt_prune, wanda_prune
-from atp_viz.schedules import atp_schedule, beta_max, kept_per_group, pattern_schedule, round_to_levels
-from atp_viz.settings import RunSettings, validate
+from atp_viz.cli.main import main
+from atp_viz.compress.pruners import PRUNERS, magnitude_prune, sparsegpt_prune, wanda_prune
+from atp_viz.math.schedules import atp_schedule, beta_max, kept_per_group, pattern_schedule, round_to_levels
+from atp_viz.runs.settings import RunSettings, validate
 
 
 def _layer(rows=8, columns=256, seed=0):
@@ -96,8 +96,8 @@ def test_cli_refuses_a_bad_pattern_in_one_line(capsys, args, words):
 
 
 def test_atp_mixed_pattern_on_a_tiny_model_is_exact_per_block(tiny_model_dir):
-    from atp_viz.engine import run_pruning
-    from atp_viz.models import load_model
+    from atp_viz.model.loading import load_model
+    from atp_viz.runs.engine import run_pruning
 
     model_dir = str(tiny_model_dir("llama"))
     settings = RunSettings(model=model_dir, method="wanda", pattern="4:8", beta=0.2, calib_samples=2,
@@ -118,7 +118,7 @@ def test_atp_mixed_pattern_on_a_tiny_model_is_exact_per_block(tiny_model_dir):
 
 
 def test_search_grid_on_a_pattern_skips_repeated_level_schedules():
-    from atp_viz.schedules import grid_betas, pattern_betas
+    from atp_viz.math.schedules import grid_betas, pattern_betas
 
     betas = pattern_betas(grid_betas(30, 0.5), 30, 0.5, 8)
     schedules = [tuple(pattern_schedule(atp_schedule(30, 0.5, b), 8)) for b in betas]

@@ -5,10 +5,10 @@ import re
 import plotly.graph_objects as go
 import pytest
 
-from atp_viz.errors import AtpError
-from atp_viz.results import RunResult, SearchTrial
-from atp_viz.schedules import atp_schedule, beta_max
-from atp_viz.ui import plots
+from atp_viz.base.errors import AtpError
+from atp_viz.figures import run_plots
+from atp_viz.math.schedules import atp_schedule, beta_max
+from atp_viz.records.results import RunResult, SearchTrial
 
 SUBLAYERS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
              "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
@@ -71,39 +71,39 @@ def by_name(fig: go.Figure, name: str):
 
 
 def test_colours_are_distinct_and_keyed_by_the_schedule_part():
-    assert len(set(plots.SCHEDULE_COLOURS.values())) == len(plots.SCHEDULE_COLOURS)
-    atp = plots.SCHEDULE_COLOURS["atp"]
-    assert plots.colour_for("atp") == plots.colour_for("ATP") == atp
-    custom = plots.colour_for("custom")
-    assert custom not in plots.SCHEDULE_COLOURS.values()
-    assert plots.colour_for("custom rates") == custom
+    assert len(set(run_plots.SCHEDULE_COLOURS.values())) == len(run_plots.SCHEDULE_COLOURS)
+    atp = run_plots.SCHEDULE_COLOURS["atp"]
+    assert run_plots.colour_for("atp") == run_plots.colour_for("ATP") == atp
+    custom = run_plots.colour_for("custom")
+    assert custom not in run_plots.SCHEDULE_COLOURS.values()
+    assert run_plots.colour_for("custom rates") == custom
 
 
 def test_same_schedule_same_colour_across_figures(runs):
-    atp = plots.SCHEDULE_COLOURS["atp"]
-    uniform = plots.SCHEDULE_COLOURS["uniform"]
-    schedule = plots.schedule_figure(6, 0.7, 0.02)
+    atp = run_plots.SCHEDULE_COLOURS["atp"]
+    uniform = run_plots.SCHEDULE_COLOURS["uniform"]
+    schedule = run_plots.schedule_figure(6, 0.7, 0.02)
     assert set(schedule.data[0].marker.color) == {atp}
     assert schedule.data[1].line.color == uniform
-    propagation = plots.error_propagation_figure(runs)
+    propagation = run_plots.error_propagation_figure(runs)
     assert by_name(propagation, "atp").line.color == atp
     assert by_name(propagation, "uniform").line.color == uniform
-    assert by_name(propagation, "dense").line.color == plots.SCHEDULE_COLOURS["dense"]
-    ppl = plots.perplexity_figure(19.6, runs)
+    assert by_name(propagation, "dense").line.color == run_plots.SCHEDULE_COLOURS["dense"]
+    ppl = run_plots.perplexity_figure(19.6, runs)
     assert dict(zip(ppl.data[0].x, ppl.data[0].marker.color)) == {
-        "dense": plots.SCHEDULE_COLOURS["dense"], "uniform": uniform, "atp": atp}
-    compare = plots.compare_schedules_figure(runs, 0.7)
+        "dense": run_plots.SCHEDULE_COLOURS["dense"], "uniform": uniform, "atp": atp}
+    compare = run_plots.compare_schedules_figure(runs, 0.7)
     assert [t.line.color for t in compare.data] == [uniform, atp]
-    sweep = plots.sweep_figure([SearchTrial(0.01, 300.0, 0.7)], 520.0, None)
+    sweep = run_plots.sweep_figure([SearchTrial(0.01, 300.0, 0.7)], 520.0, None)
     assert by_name(sweep, "ATP trial").line.color == atp
     assert sweep.data[0].line.color == uniform
-    assert plots.error_split_figure(runs["atp"]).data[0].marker.color == atp
+    assert run_plots.error_split_figure(runs["atp"]).data[0].marker.color == atp
 
 
 def test_repeated_schedule_runs_share_colour_but_not_dash():
     runs = {"atp β = 0.004": make_result(beta=0.004), "atp β = 0.02": make_result(beta=0.02)}
-    first, second = plots.error_propagation_figure(runs).data[1:]
-    assert first.line.color == second.line.color == plots.SCHEDULE_COLOURS["atp"]
+    first, second = run_plots.error_propagation_figure(runs).data[1:]
+    assert first.line.color == second.line.color == run_plots.SCHEDULE_COLOURS["atp"]
     assert first.line.dash != second.line.dash
 
 
@@ -113,7 +113,7 @@ def test_repeated_schedule_runs_share_colour_but_not_dash():
 @pytest.mark.parametrize(("layers", "sparsity", "beta"), [(30, 0.7, 0.012), (12, 0.5, 0.0),
                                                           (24, 0.7, beta_max(24, 0.7))])
 def test_schedule_bars_are_the_atp_schedule(layers, sparsity, beta):
-    fig = plots.schedule_figure(layers, sparsity, beta)
+    fig = run_plots.schedule_figure(layers, sparsity, beta)
     bars, uniform = fig.data
     assert bars.type == "bar"
     assert list(bars.x) == list(range(layers))
@@ -127,14 +127,14 @@ def test_schedule_bars_are_the_atp_schedule(layers, sparsity, beta):
 
 def test_schedule_figure_refuses_an_illegal_beta():
     with pytest.raises(AtpError):
-        plots.schedule_figure(30, 0.7, 0.05)
+        run_plots.schedule_figure(30, 0.7, 0.05)
 
 
 # ---------------------------------------------------------------- error figures
 
 
 def test_error_propagation_plots_relative_error_and_dense_zero(runs):
-    fig = plots.error_propagation_figure(runs)
+    fig = run_plots.error_propagation_figure(runs)
     assert fig.layout.yaxis.type == "linear"
     for label, result in runs.items():
         trace = by_name(fig, label)
@@ -145,7 +145,7 @@ def test_error_propagation_plots_relative_error_and_dense_zero(runs):
 
 
 def test_log_toggle_sets_axis_and_states_dense_zero(runs):
-    fig = plots.error_propagation_figure(runs, log_scale=True)
+    fig = run_plots.error_propagation_figure(runs, log_scale=True)
     assert fig.layout.yaxis.type == "log"
     assert "dense = 0" in title_of(fig)
     assert "dense" not in [t.name for t in fig.data]
@@ -153,7 +153,7 @@ def test_log_toggle_sets_axis_and_states_dense_zero(runs):
 
 def test_error_split_stacks_introduced_and_inherited():
     result = make_result()
-    fig = plots.error_split_figure(result)
+    fig = run_plots.error_split_figure(result)
     assert fig.layout.barmode == "stack"
     introduced, inherited, total = fig.data
     assert introduced.type == inherited.type == "bar" and total.type == "scatter"
@@ -165,7 +165,7 @@ def test_error_split_stacks_introduced_and_inherited():
 
 def test_sublayer_heatmap_shape_and_names():
     result = make_result(num_layers=5)
-    fig = plots.sublayer_heatmap(result)
+    fig = run_plots.sublayer_heatmap(result)
     heat = fig.data[0]
     short = [name.rsplit(".", 1)[-1] for name in SUBLAYERS]
     assert list(heat.x) == short
@@ -181,13 +181,13 @@ def test_sublayer_heatmap_leaves_missing_cells_empty():
     result = make_result(num_layers=3)
     result.sublayer_errors = [e for e in result.sublayer_errors
                               if not (e.layer == 1 and e.sublayer.endswith("v_proj"))]
-    heat = plots.sublayer_heatmap(result).data[0]
+    heat = run_plots.sublayer_heatmap(result).data[0]
     assert heat.z[1][2] is None and heat.z[0][2] is not None
 
 
 def test_single_block_experiments_share_one_axes_from_zero():
     results = [make_result(only_block=1), make_result(only_block=3)]
-    fig = plots.single_block_figure(results)
+    fig = run_plots.single_block_figure(results)
     lines = [t for t in fig.data if t.mode == "lines+markers"]
     assert [t.name for t in lines] == ["only block 1 pruned", "only block 3 pruned"]
     assert list(lines[1].y) == [e.relative for e in results[1].errors]  # no per-token figures: all tokens
@@ -197,12 +197,12 @@ def test_single_block_experiments_share_one_axes_from_zero():
     assert lines[0].line.color != lines[1].line.color
     assert fig.layout.yaxis.rangemode == "tozero"
     assert "ordinary tokens" in title_of(fig)
-    assert plots.single_block_figure([]).layout.annotations  # says how to start
+    assert run_plots.single_block_figure([]).layout.annotations  # says how to start
 
 
 def test_amplification_has_one_line_per_experiment_and_the_level_one():
     results = [make_result(only_block=2)]
-    fig = plots.amplification_figure(results)
+    fig = run_plots.amplification_figure(results)
     line, level = fig.data
     assert list(line.x) == [e.layer for e in results[0].errors if e.amplification is not None]
     assert list(line.y) == [1.3] * len(line.x)
@@ -213,7 +213,7 @@ def test_amplification_has_one_line_per_experiment_and_the_level_one():
 
 
 def test_perplexity_bars_labels_and_settings(runs):
-    fig = plots.perplexity_figure(19.6, runs)
+    fig = run_plots.perplexity_figure(19.6, runs)
     bars = fig.data[0]
     assert list(bars.x) == ["dense", "uniform", "atp"]
     assert list(bars.y) == [19.6, 520.0, 205.0]
@@ -230,12 +230,12 @@ def test_perplexity_names_runs_whose_settings_differ():
     runs = {"uniform": make_result("uniform", beta=0.0),
             "atp": make_result(settings={**SETTINGS, "seed": 7})}
     # Read as one text: the lines are broken for narrow screens.
-    title = title_of(plots.perplexity_figure(19.6, runs))
+    title = title_of(run_plots.perplexity_figure(19.6, runs))
     assert "uniform: seed 0" in title and "atp: seed 7" in title
 
 
 def test_perplexity_survives_a_diverged_run():
-    fig = plots.perplexity_figure(19.6, {"atp": make_result(ppl=math.inf)})
+    fig = run_plots.perplexity_figure(19.6, {"atp": make_result(ppl=math.inf)})
     assert fig.data[0].y[1] is None and "diverged" in fig.data[0].text[1]
     json.loads(fig.to_json())
 
@@ -245,7 +245,7 @@ TRIALS = [SearchTrial(0.008, 219.0, 0.7), SearchTrial(0.002, 400.0, 0.7),
 
 
 def test_sweep_sorted_by_beta_with_uniform_reference():
-    fig = plots.sweep_figure(TRIALS, 520.0, 0.012)
+    fig = run_plots.sweep_figure(TRIALS, 520.0, 0.012)
     trial = by_name(fig, "ATP trial")
     assert list(trial.x) == [0.002, 0.008, 0.012, 0.016]
     assert list(trial.y) == [400.0, 219.0, 205.0, 291.0]
@@ -255,20 +255,20 @@ def test_sweep_sorted_by_beta_with_uniform_reference():
 
 @pytest.mark.parametrize("best_beta", [0.012, None])
 def test_sweep_stars_the_minimum(best_beta):
-    star = plots.sweep_figure(TRIALS, 520.0, best_beta).data[-1]
+    star = run_plots.sweep_figure(TRIALS, 520.0, best_beta).data[-1]
     assert star.marker.symbol == "star"
     assert (star.x[0], star.y[0]) == (0.012, 205.0)
     assert "0.012" in star.text[0]
 
 
 def test_sweep_stars_uniform_when_it_wins():
-    star = plots.sweep_figure(TRIALS, 150.0, 0.0).data[-1]
+    star = run_plots.sweep_figure(TRIALS, 150.0, 0.0).data[-1]
     assert (star.x[0], star.y[0]) == (0.0, 150.0)
 
 
 @pytest.mark.parametrize("count", [0, 1, 2])
 def test_sweep_fills_in_live(count):
-    fig = plots.sweep_figure(TRIALS[:count], None, None)
+    fig = run_plots.sweep_figure(TRIALS[:count], None, None)
     stars = [t for t in fig.data if t.marker.symbol == "star"]
     assert len(stars) == min(count, 1)
     if count == 0:
@@ -282,14 +282,14 @@ def test_compare_schedules_and_target_line():
     owl = make_result("owl", num_layers=4)
     owl.schedule = [0.6, 0.7, 0.7, 0.8]
     schedules = {"uniform": make_result("uniform", num_layers=4, beta=0.0), "owl": owl}
-    fig = plots.compare_schedules_figure(schedules, 0.7)
+    fig = run_plots.compare_schedules_figure(schedules, 0.7)
     assert [list(t.y) for t in fig.data] == [[0.7] * 4, [0.6, 0.7, 0.7, 0.8]]
-    assert fig.data[1].line.color == plots.SCHEDULE_COLOURS["owl"]
+    assert fig.data[1].line.color == run_plots.SCHEDULE_COLOURS["owl"]
     assert fig.layout.shapes[0].y0 == fig.layout.shapes[0].y1 == 0.7
 
 
 def test_measurement_figure_uses_given_labels():
-    fig = plots.measurement_figure([3.1, 2.5, 4.0], "AlphaPruning α per block", "α (Hill)")
+    fig = run_plots.measurement_figure([3.1, 2.5, 4.0], "AlphaPruning α per block", "α (Hill)")
     assert list(fig.data[0].y) == [3.1, 2.5, 4.0] and list(fig.data[0].x) == [0, 1, 2]
     assert title_of(fig).startswith("AlphaPruning α per block")
     assert fig.layout.yaxis.title.text == "α (Hill)"
@@ -302,20 +302,20 @@ def test_measurement_figure_uses_given_labels():
 def figures() -> dict:
     runs = {"uniform": make_result("uniform", beta=0.0, ppl=520.0), "atp": make_result()}
     return {
-        "schedule": plots.schedule_figure(30, 0.7, 0.012),
-        "propagation": plots.error_propagation_figure(runs),
-        "propagation_log": plots.error_propagation_figure(runs, log_scale=True),
-        "propagation_empty": plots.error_propagation_figure({}),
-        "split": plots.error_split_figure(runs["atp"]),
-        "heatmap": plots.sublayer_heatmap(runs["atp"]),
-        "perplexity": plots.perplexity_figure(19.6, runs),
-        "sweep": plots.sweep_figure(TRIALS, 520.0, 0.012),
-        "sweep_empty": plots.sweep_figure([], None, None),
-        "single": plots.single_block_figure([make_result(only_block=2)]),
-        "amplification": plots.amplification_figure([make_result(only_block=2)]),
-        "tokens": plots.token_heatmap(make_result()),
-        "compare": plots.compare_schedules_figure({"atp": runs["atp"]}, 0.7),
-        "measurement": plots.measurement_figure([0.1, 0.2], "OWL outlier ratio per block",
+        "schedule": run_plots.schedule_figure(30, 0.7, 0.012),
+        "propagation": run_plots.error_propagation_figure(runs),
+        "propagation_log": run_plots.error_propagation_figure(runs, log_scale=True),
+        "propagation_empty": run_plots.error_propagation_figure({}),
+        "split": run_plots.error_split_figure(runs["atp"]),
+        "heatmap": run_plots.sublayer_heatmap(runs["atp"]),
+        "perplexity": run_plots.perplexity_figure(19.6, runs),
+        "sweep": run_plots.sweep_figure(TRIALS, 520.0, 0.012),
+        "sweep_empty": run_plots.sweep_figure([], None, None),
+        "single": run_plots.single_block_figure([make_result(only_block=2)]),
+        "amplification": run_plots.amplification_figure([make_result(only_block=2)]),
+        "tokens": run_plots.token_heatmap(make_result()),
+        "compare": run_plots.compare_schedules_figure({"atp": runs["atp"]}, 0.7),
+        "measurement": run_plots.measurement_figure([0.1, 0.2], "OWL outlier ratio per block",
                                                 "outlier ratio D_i (%)"),
     }
 
@@ -341,7 +341,7 @@ def test_every_figure_is_titled_themed_and_serialisable(figures, name):
 def with_token_figures(result: RunResult, massive_blocks: range = range(2, 5)) -> RunResult:
     """``result`` with per-token figures: in ``massive_blocks`` one token per window holds
     most of the norm, and the first window's per-token map."""
-    from atp_viz.results import TokenMap
+    from atp_viz.records.results import TokenMap
 
     for e in result.errors:
         massive = e.layer in massive_blocks
@@ -360,44 +360,44 @@ def with_token_figures(result: RunResult, massive_blocks: range = range(2, 5)) -
 def test_each_error_view_draws_its_own_figure():
     result = with_token_figures(make_result())
     runs = {"atp": result}
-    ordinary = by_name(plots.error_propagation_figure(runs, view="ordinary"), "atp")
+    ordinary = by_name(run_plots.error_propagation_figure(runs, view="ordinary"), "atp")
     assert list(ordinary.y) == [e.relative_ordinary for e in result.errors]
-    assert list(by_name(plots.error_propagation_figure(runs, view="all"), "atp").y) == [e.relative for e in
+    assert list(by_name(run_plots.error_propagation_figure(runs, view="all"), "atp").y) == [e.relative for e in
                                                                                        result.errors]
-    absolute = plots.error_propagation_figure(runs, view="absolute")
+    absolute = run_plots.error_propagation_figure(runs, view="absolute")
     assert list(by_name(absolute, "atp").y) == [e.total_sq for e in result.errors]
     assert list(by_name(absolute, "‖h‖² (dense output)").y) == [e.dense_sq for e in result.errors]
     # The log box works in every view, the absolute one too.
     assert absolute.layout.yaxis.type == "linear"
-    for view in plots.ERROR_VIEWS:
-        logged = plots.error_propagation_figure(runs, log_scale=True, view=view)
+    for view in run_plots.ERROR_VIEWS:
+        logged = run_plots.error_propagation_figure(runs, log_scale=True, view=view)
         assert logged.layout.yaxis.type == "log" and "log scale" in logged.layout.yaxis.title.text, view
     with pytest.raises(AtpError, match="error view"):
-        plots.error_propagation_figure(runs, view="median")
+        run_plots.error_propagation_figure(runs, view="median")
 
 
 def test_the_split_follows_the_error_view_and_its_log_box():
     result = with_token_figures(make_result())
     for e in result.errors:
         e.introduced_ordinary, e.inherited_ordinary = e.introduced / 2, e.inherited / 3
-    ordinary = plots.error_split_figure(result, "ordinary")
+    ordinary = run_plots.error_split_figure(result, "ordinary")
     introduced, inherited, total = ordinary.data
     assert list(introduced.y) == [e.introduced_ordinary for e in result.errors]
     assert list(inherited.y) == [e.inherited_ordinary for e in result.errors]
     assert list(total.y) == [e.relative_ordinary for e in result.errors], "the error plot's ordinary curve"
-    assert list(plots.error_split_figure(result, "all").data[0].y) == [e.introduced for e in result.errors]
-    absolute = plots.error_split_figure(result, "absolute")
+    assert list(run_plots.error_split_figure(result, "all").data[0].y) == [e.introduced for e in result.errors]
+    absolute = run_plots.error_split_figure(result, "absolute")
     assert absolute.layout.barmode == "group", "squared norms do not add up"
     assert list(absolute.data[2].y) == [e.total_sq for e in result.errors]
     assert list(absolute.data[0].y) == pytest.approx([e.introduced ** 2 * e.dense_sq for e in result.errors])
     assert absolute.layout.yaxis.type == "linear"
-    logged = plots.error_split_figure(result, "absolute", log_scale=True)
+    logged = run_plots.error_split_figure(result, "absolute", log_scale=True)
     assert logged.layout.yaxis.type == "log" and logged.layout.barmode == "group"
     # A result saved before the ordinary split was measured says it shows all tokens.
     older = make_result()
-    assert "no ordinary-token split" in title_of(plots.error_split_figure(older, "ordinary"))
+    assert "no ordinary-token split" in title_of(run_plots.error_split_figure(older, "ordinary"))
     with pytest.raises(AtpError, match="error view"):
-        plots.error_split_figure(result, "median")
+        run_plots.error_split_figure(result, "median")
 
 
 def test_compared_runs_share_their_axis_and_colour_scale():
@@ -406,37 +406,38 @@ def test_compared_runs_share_their_axis_and_colour_scale():
         e.introduced, e.inherited, e.relative = 3 * e.introduced, 3 * e.inherited, 3 * e.relative
     for s in large.sublayer_errors:
         s.relative *= 4
-    alone = plots.error_split_figure(small, "all")
-    shared = plots.error_split_figure(small, "all", scale_with=[small, large])
+    alone = run_plots.error_split_figure(small, "all")
+    shared = run_plots.error_split_figure(small, "all", scale_with=[small, large])
     top = max(e.introduced + e.inherited for e in large.errors)
     assert shared.layout.yaxis.range[1] == pytest.approx(1.05 * top)
     assert shared.layout.yaxis.range[1] > alone.layout.yaxis.range[1]
-    assert plots.sublayer_heatmap(small, [small, large]).data[0].zmax == max(s.relative for s in large.sublayer_errors)
+    shared_top = run_plots.sublayer_heatmap(small, [small, large]).data[0].zmax
+    assert shared_top == max(s.relative for s in large.sublayer_errors)
     with_tokens = with_token_figures(make_result())
     hotter = with_token_figures(make_result())
     hotter.token_errors.relative = [[10 * v for v in row] for row in hotter.token_errors.relative]
-    assert (plots.token_heatmap(with_tokens, [with_tokens, hotter]).data[0].zmax
-            == plots.token_heatmap(hotter).data[0].zmax > plots.token_heatmap(with_tokens).data[0].zmax)
+    assert (run_plots.token_heatmap(with_tokens, [with_tokens, hotter]).data[0].zmax
+            == run_plots.token_heatmap(hotter).data[0].zmax > run_plots.token_heatmap(with_tokens).data[0].zmax)
 
 
 def test_a_run_still_drawing_grows_into_a_fixed_frame():
     partial = make_result()
     partial.errors = partial.errors[:2]
-    fig = plots.error_propagation_figure({"atp": partial}, num_layers=6)
+    fig = run_plots.error_propagation_figure({"atp": partial}, num_layers=6)
     assert list(fig.layout.xaxis.range) == [-0.5, 5.5]
     assert len(by_name(fig, "atp").y) == 2
 
 
 def test_token_heatmap_shows_each_token_and_marks_the_massive_ones():
     result = with_token_figures(make_result())
-    heat, marks = plots.token_heatmap(result).data
+    heat, marks = run_plots.token_heatmap(result).data
     assert [list(row) for row in heat.z] == result.token_errors.relative
     assert list(heat.customdata[0]) == ["The", "⏎", " cat"]
     assert list(marks.x) == [0, 0, 0] and list(marks.y) == [2, 3, 4]
 
 
 def test_the_massive_note_says_where_the_norm_sits():
-    from atp_viz.ui.format import massive_note
+    from atp_viz.figures.format import massive_note
 
     note = massive_note(with_token_figures(make_result()))
     assert note.startswith("From block 2 to block 4, 8 of 2,048 tokens (the first token of each calibration window")
@@ -445,14 +446,14 @@ def test_the_massive_note_says_where_the_norm_sits():
 
 
 def test_the_schedule_outlines_the_block_being_pruned():
-    bars = plots.schedule_figure(6, 0.7, 0.02, current=4).data[0]
+    bars = run_plots.schedule_figure(6, 0.7, 0.02, current=4).data[0]
     assert list(bars.marker.line.width) == [0, 0, 0, 0, 2.5, 0]
     assert len(set(bars.marker.color)) == 2 and bars.marker.color[4] != bars.marker.color[0]
-    assert list(plots.schedule_figure(6, 0.7, 0.02).data[0].marker.line.width) == [0] * 6
+    assert list(run_plots.schedule_figure(6, 0.7, 0.02).data[0].marker.line.width) == [0] * 6
 
 
 def test_a_run_json_reads_back_and_nonsense_is_refused():
-    from atp_viz.results import load_run
+    from atp_viz.records.results import load_run
 
     result = with_token_figures(make_result())
     again = load_run(json.dumps(result.to_json()))

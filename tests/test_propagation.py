@@ -7,10 +7,10 @@ import pytest
 import torch
 from thread_support import one_torch_thread  # noqa: F401 (a fixture)
 
-from atp_viz.engine import RunSettings, run_pruning
-from atp_viz.models import load_model
-from atp_viz.texts import calibration_windows, token_stream
-from atp_viz.weights import checksum
+from atp_viz.model.loading import load_model
+from atp_viz.model.texts import calibration_windows, token_stream
+from atp_viz.model.weights import checksum
+from atp_viz.runs.engine import RunSettings, run_pruning
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -76,7 +76,7 @@ def test_error_split_adds_up_and_matches_independent_forward(tiny_model_dir, arc
 
 
 def test_single_block_experiment_has_zero_error_before_the_block(tiny_model_dir):
-    from atp_viz.engine import single_block_settings
+    from atp_viz.runs.engine import single_block_settings
 
     path = str(tiny_model_dir("llama"))
     base = RunSettings(model=path, sparsity=0.7, calib_samples=2, calib_seqlen=16, device="cpu", dtype="float32")
@@ -90,7 +90,7 @@ def test_single_block_experiment_has_zero_error_before_the_block(tiny_model_dir)
 
 
 def test_sublayer_errors_of_first_block_match_direct_computation(tiny_model_dir):
-    from atp_viz.blocks import linear_sublayers, weight_matrix
+    from atp_viz.model.blocks import linear_sublayers, weight_matrix
 
     path = str(tiny_model_dir("llama"))
     settings = RunSettings(model=path, sparsity=0.5, calib_samples=3, calib_seqlen=24, measure_ppl=False,
@@ -125,8 +125,8 @@ def test_sublayer_errors_of_first_block_match_direct_computation(tiny_model_dir)
 def test_input_statistics_never_leak_between_layers(method):
     """Two layers reading different inputs of the same shape, the first freed before the
     second is allocated (as inside a block's forward): each keeps its own statistic."""
-    from atp_viz.propagation import LayerStatistics
-    from atp_viz.pruners import get_pruner
+    from atp_viz.compress.propagation import LayerStatistics
+    from atp_viz.compress.pruners import get_pruner
 
     pruner = get_pruner(method)
     shared: dict = {}
@@ -146,8 +146,8 @@ def test_input_statistics_never_leak_between_layers(method):
 
 
 def test_layers_reading_one_input_share_one_reduction():
-    from atp_viz.propagation import LayerStatistics
-    from atp_viz.pruners import get_pruner
+    from atp_viz.compress.propagation import LayerStatistics
+    from atp_viz.compress.pruners import get_pruner
 
     wanda = get_pruner("wanda")
     shared: dict = {}
@@ -164,7 +164,7 @@ def test_the_single_block_sentence_says_what_the_plot_draws_after_the_pruned_blo
     while the carried error grows, that the dense hidden state grew faster (both factors)."""
     from dataclasses import replace as changed
 
-    from atp_viz import engine
+    from atp_viz.runs import engine
     from atp_viz.ui import why_tab
 
     settings = RunSettings(model=str(tiny_model_dir("llama")), sparsity=0.7, calib_samples=2, calib_seqlen=32,

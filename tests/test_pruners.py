@@ -8,7 +8,7 @@ import torch
 from published_sparsegpt import fasterprune
 from thread_support import one_torch_thread  # noqa: F401 (a fixture)
 
-from atp_viz.pruners import magnitude_prune, sparsegpt_prune, wanda_prune
+from atp_viz.compress.pruners import magnitude_prune, sparsegpt_prune, wanda_prune
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -98,7 +98,7 @@ def test_sparsegpt_dead_inputs_are_zeroed():
 
 @pytest.mark.parametrize("seed", range(5))
 def test_the_int32_selection_picks_the_same_lowest_values_as_a_float_sort(seed):
-    from atp_viz.pruners import lowest
+    from atp_viz.compress.pruners import lowest
 
     g = torch.Generator().manual_seed(seed)
     # Non-negative scores with exact zeros and many ties, as |W|·‖X‖ can have.
@@ -127,7 +127,7 @@ def test_sparsegpt_mask_matches_the_official_rule_exactly(sparsity):
 
 
 def test_sparsegpt_mask_keeps_ties_with_the_threshold_and_handles_the_edges():
-    from atp_viz.pruners import sparsegpt_block_mask
+    from atp_viz.compress.pruners import sparsegpt_block_mask
 
     scores = torch.tensor([[3.0, 1.0, 2.0, 2.0], [5.0, 2.0, 4.0, 6.0]])
     # Index int(8 · 0.3) = 2 of the sorted scores is 2.0: all three 2.0s go with the 1.0.
@@ -138,7 +138,7 @@ def test_sparsegpt_mask_keeps_ties_with_the_threshold_and_handles_the_edges():
 
 def _by_topk(weight: torch.Tensor, scores: torch.Tensor, k: int, shape: tuple) -> torch.Tensor:
     """Zeroing by topk's indices, as the pruners did before the partition path."""
-    from atp_viz.pruners import lowest
+    from atp_viz.compress.pruners import lowest
 
     pruned = weight.float().clone()
     pruned.view(shape).scatter_(len(shape) - 1, lowest(scores.reshape(shape), k, dim=len(shape) - 1), 0.0)
@@ -147,7 +147,7 @@ def _by_topk(weight: torch.Tensor, scores: torch.Tensor, k: int, shape: tuple) -
 
 @pytest.mark.parametrize("ties", [False, True])
 def test_the_partition_selection_writes_the_bits_topk_writes(ties):
-    from atp_viz.pruners import _kept_above_kth, _zero_lowest
+    from atp_viz.compress.pruners import _kept_above_kth, _zero_lowest
 
     g = torch.Generator().manual_seed(7)
     W = torch.randn(24, 64, generator=g)

@@ -15,7 +15,7 @@ from app_support import assert_good_run, connect, prune, raw_call, refusal, stre
 from conftest import running_app
 from gradio_client import Client
 
-from atp_viz.ui import public
+from atp_viz.serve import public
 
 pytestmark = pytest.mark.embedded
 

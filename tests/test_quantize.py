@@ -4,9 +4,9 @@ below RTN, exact bit progressions, and prune-then-quantize through the block loo
 import pytest
 import torch
 
-from atp_viz.cli import main
-from atp_viz.quantize import GROUP_SIZE, bits_per_weight, gptq_quantize, grid, index_bits, rtn_quantize
-from atp_viz.schedules import bit_schedule, bits_beta_max
+from atp_viz.cli.main import main
+from atp_viz.compress.quantizers import GROUP_SIZE, bits_per_weight, gptq_quantize, grid, index_bits, rtn_quantize
+from atp_viz.math.schedules import bit_schedule, bits_beta_max
 
 
 def _layer(rows=16, columns=320, seed=0):
@@ -143,8 +143,8 @@ def test_cli_refuses_bad_bits_in_one_line(capsys, args, words):
 
 
 def test_prune_then_quantize_through_the_block_loop(tiny_model_dir):
-    from atp_viz.engine import run_pruning
-    from atp_viz.settings import RunSettings
+    from atp_viz.runs.engine import run_pruning
+    from atp_viz.runs.settings import RunSettings
 
     base = dict(model=str(tiny_model_dir("llama")), calib_samples=2, calib_seqlen=32, eval_samples=2, eval_seqlen=32)
     quantized = run_pruning(RunSettings(method="sparsegpt", pattern="2:4", quantize="gptq", bits=3, bits_beta=0.5,

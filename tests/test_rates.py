@@ -5,9 +5,9 @@ import json
 import pytest
 from test_cli import assert_one_line_error, cli
 
-from atp_viz.errors import AtpError
-from atp_viz.rates import parse_rates
-from atp_viz.settings import RunSettings, given_rates
+from atp_viz.base.errors import AtpError
+from atp_viz.math.rates_text import parse_rates
+from atp_viz.runs.settings import RunSettings, given_rates
 
 
 def test_rates_are_read_as_json_a_result_or_one_per_line():

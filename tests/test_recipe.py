@@ -8,10 +8,10 @@ from app_support import save_70b_config
 from test_cli import assert_one_line_error
 from test_cli import cli_in_process as cli  # test_cli.py proves the process boundary
 
-from atp_viz.architecture import decoder_stack
-from atp_viz.errors import AtpError
-from atp_viz.recipe import RecipeSource, recipe_yaml
-from atp_viz.schedules import atp_schedule, beta_max
+from atp_viz.base.errors import AtpError
+from atp_viz.compress.recipe import RecipeSource, recipe_yaml
+from atp_viz.math.schedules import atp_schedule, beta_max
+from atp_viz.model.architecture import decoder_stack
 
 
 def source(**overrides) -> RecipeSource:

@@ -8,12 +8,12 @@ import json
 import pytest
 import torch
 
-from atp_viz.blocks import linear_sublayers, weight_matrix
-from atp_viz.cli import main
-from atp_viz.engine import run_pruning
-from atp_viz.errors import AtpError
-from atp_viz.pruners import PRUNERS, Pruner, method_names, pruned_count, register
-from atp_viz.settings import RunSettings, validate
+from atp_viz.base.errors import AtpError
+from atp_viz.cli.main import main
+from atp_viz.compress.pruners import PRUNERS, Pruner, method_names, pruned_count, register
+from atp_viz.model.blocks import linear_sublayers, weight_matrix
+from atp_viz.runs.engine import run_pruning
+from atp_viz.runs.settings import RunSettings, validate
 
 
 def _quiet_channels(weight: torch.Tensor, sq_norms: torch.Tensor, _tokens: int, sparsity: float) -> torch.Tensor:
@@ -44,7 +44,7 @@ def test_a_registered_method_runs_through_the_pruning_loop(channels, tiny_model_
     outcome = run_pruning(settings, keep_weights=True)
     result = outcome.result
     assert result.method == "channels" and result.schedule == pytest.approx([0.4, 0.5, 0.6])
-    from atp_viz.models import load_model
+    from atp_viz.model.loading import load_model
 
     loaded = load_model(path, "cpu", "float32")
     for i, rate in enumerate(result.schedule):

@@ -11,8 +11,8 @@ from test_cli import cli_in_process
 from thread_support import one_torch_thread  # noqa: F401 (a fixture)
 from zeroshot_task import TASK_NAME, write_task
 
-from atp_viz import engine
-from atp_viz.settings import RunSettings
+from atp_viz.runs import engine
+from atp_viz.runs.settings import RunSettings
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -16,12 +16,12 @@ import pytest
 import torch
 from test_cli import assert_one_line_error, cli, cli_in_process
 
-from atp_viz import deepsparse_venv, onnx_graph, runtime_speed, runtime_timing
-from atp_viz.engine import run_pruning
-from atp_viz.errors import AtpError
-from atp_viz.models import load_model
-from atp_viz.settings import RunSettings
-from atp_viz.weights import swapped_weights
+from atp_viz.base.errors import AtpError
+from atp_viz.model.loading import load_model
+from atp_viz.model.weights import swapped_weights
+from atp_viz.runs.engine import run_pruning
+from atp_viz.runs.settings import RunSettings
+from atp_viz.runtimes import deepsparse_venv, onnx_graph, onnx_speed, onnx_timer
 
 pytest.importorskip("onnxruntime", reason="the optional extra: pip install 'atp-viz[runtimes]'")
 
@@ -36,7 +36,7 @@ def tiny_run(tiny_model_dir):
 
 def test_the_onnx_graph_computes_torchs_logits_dense_and_pruned(tiny_run, tmp_path):
     loaded, pruned = tiny_run
-    ort = runtime_timing.import_onnxruntime()
+    ort = onnx_timer.import_onnxruntime()
     ids = torch.randint(0, 500, (1, 40), generator=torch.Generator().manual_seed(0))
     for name, weights in (("dense", None), ("pruned", pruned)):
         path = onnx_graph.export_logits_graph(loaded, tmp_path / f"{name}.onnx", weights)
@@ -45,7 +45,7 @@ def test_the_onnx_graph_computes_torchs_logits_dense_and_pruned(tiny_run, tmp_pa
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         # Another length than the traced one, and the one-token step: the sequence length is free.
         for tokens in (ids, ids[:, -1:]):
-            got = session.run(None, runtime_timing.feeds(tokens[0].tolist()))[0]
+            got = session.run(None, onnx_timer.feeds(tokens[0].tolist()))[0]
             with torch.no_grad(), loaded.lock:
                 with swapped_weights(loaded.model, weights or {}):
                     want = loaded.model(input_ids=tokens).logits.numpy()
@@ -64,24 +64,24 @@ def test_speed_runtime_onnxruntime_reports_every_engine_and_ratio(tiny_model_dir
                "--calib-samples", "2", "--calib-seqlen", "32", "--rounds", "1", "--json", str(out))
     assert proc.returncode == 0, proc.stderr
     data = json.loads(out.read_text())
-    report = runtime_speed.RuntimeReport.from_json(data)
+    report = onnx_speed.RuntimeReport.from_json(data)
     assert report.to_json() == data
     assert {"engines", "bytes", "model_sparsity", "semi_structured", "settings", "cpu", "load_average"} <= set(data)
     assert [e.engine for e in report.engines] == ["onnxruntime dense", "onnxruntime sparse", "torch dense",
                                                   "torch sparse"]
     assert report.baseline == "onnxruntime dense" and report.engine("onnxruntime dense").prefill_ratio == 1.0
-    assert report.threads == 1 and report.rounds == 1 and report.window_tokens == runtime_speed.WINDOW
+    assert report.threads == 1 and report.rounds == 1 and report.window_tokens == onnx_speed.WINDOW
     for engine in report.engines:  # each ratio is the baseline's seconds over the engine's
         base = report.engine(report.baseline)
         assert engine.prefill_ratio == pytest.approx(engine.prefill_tokens_per_s / base.prefill_tokens_per_s)
         assert engine.decode_ratio == pytest.approx(engine.decode_tokens_per_s / base.decode_tokens_per_s)
         assert engine.max_logit_error < 1e-3
-    assert set(report.cpu["extensions"]) <= set(runtime_speed.EXTENSIONS)
+    assert set(report.cpu["extensions"]) <= set(onnx_speed.EXTENSIONS)
     assert data["settings"]["beta"] == 0.2 and data["settings"]["kv_cache"] is False
     if not torch.cuda.is_available():
         assert data["semi_structured"]["measured"] is False and "no CUDA device" in data["semi_structured"]["why"]
     # The sentence is computed from the numbers, and the table names every engine.
-    assert runtime_speed.verdict(report) in proc.stderr.replace("**", "")
+    assert onnx_speed.verdict(report) in proc.stderr.replace("**", "")
     assert "DeepSparse, pruned" not in proc.stderr and "onnxruntime, pruned (zeros)" in proc.stderr
 
 
@@ -90,7 +90,7 @@ def test_a_bad_runtime_or_count_is_refused_in_one_line_before_loading():
                           "--runtime must be one of torch, onnxruntime, deepsparse, got 'tensorrt'")
     for rounds, threads in ((0, 1), (2.5, 1), (1, 0)):
         with pytest.raises(AtpError, match="must be a positive integer"):
-            runtime_speed.check_counts(rounds, threads)
+            onnx_speed.check_counts(rounds, threads)
 
 
 def test_a_missing_deepsparse_venv_says_how_to_make_it(tmp_path, monkeypatch):
@@ -132,7 +132,7 @@ def test_no_runtime_is_imported_before_the_analytics_switch_is_set(tmp_path):
                "round_seconds": 0.01, "engines": ["deepsparse"], "answer": str(tmp_path / "answer.json")}
     (tmp_path / "request.json").write_text(json.dumps(request))
     env = {k: v for k, v in os.environ.items() if k != "NM_DISABLE_ANALYTICS"}
-    script = Path(runtime_timing.__file__)
+    script = Path(onnx_timer.__file__)
     proc = subprocess.run([sys.executable, "-c", WATCH, str(script), str(tmp_path / "request.json")],
                           capture_output=True, text=True, env=env, timeout=120, cwd=script.parent)
     seen = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -143,11 +143,11 @@ def test_no_runtime_is_imported_before_the_analytics_switch_is_set(tmp_path):
 
 @pytest.mark.deepsparse
 def test_deepsparse_times_both_graphs_in_its_own_venv(tiny_run):
-    from atp_viz.venvs import VenvError
+    from atp_viz.runtimes.venvs import VenvError
 
     loaded, pruned = tiny_run
     try:
-        report = runtime_speed.measure_runtimes(loaded, pruned, "deepsparse", rounds=1, install=True,
+        report = onnx_speed.measure_runtimes(loaded, pruned, "deepsparse", rounds=1, install=True,
                                                 say=lambda line: None)
     except VenvError as exc:
         if exc.unreachable:
@@ -158,12 +158,12 @@ def test_deepsparse_times_both_graphs_in_its_own_venv(tiny_run):
                                           "deepsparse sparse"]
     assert all(e.max_logit_error < 1e-3 for e in theirs)  # DeepSparse computes what torch computes
     assert report.versions["deepsparse venv"]["deepsparse"] == "1.8.0"
-    assert runtime_speed.ENGINE_NAMES["deepsparse sparse"] in runtime_speed.markdown_table(report)
-    assert "end-of-life" in runtime_speed.explain(report)
+    assert onnx_speed.ENGINE_NAMES["deepsparse sparse"] in onnx_speed.markdown_table(report)
+    assert "end-of-life" in onnx_speed.explain(report)
 
 
 def test_the_venv_script_says_why_it_failed_and_stops_when_asked(tmp_path):
-    from atp_viz.errors import Cancelled
+    from atp_viz.base.errors import Cancelled
 
     request = {"graphs": {"dense": str(tmp_path / "none.onnx")}, "ids": [1, 2], "threads": 1, "rounds": 1,
                "round_seconds": 0.01, "engines": ["deepsparse"]}
@@ -186,7 +186,7 @@ def test_rounds_alternate_rotate_and_keep_the_fastest():
             time.sleep(next(slow_once, seconds) if name == "b" and len(order) > 6 else seconds)
         return run
 
-    best = runtime_timing.best_of_alternating({"a": call("a", 0.002), "b": call("b", 0.004), "c": call("c", 0.002)},
+    best = onnx_timer.best_of_alternating({"a": call("a", 0.002), "b": call("b", 0.004), "c": call("c", 0.002)},
                                               rounds=3, round_seconds=0.0)
     # Two warm-up calls each, then one call per round, each round starting one engine later.
     assert "".join(order) == "aabbcc" + "abc" + "bca" + "cab"

@@ -1,7 +1,7 @@
 import pytest
 
-from atp_viz.errors import AtpError
-from atp_viz.schedules import atp_schedule, beta_max, check_schedule, grid_betas, uniform_schedule
+from atp_viz.base.errors import AtpError
+from atp_viz.math.schedules import atp_schedule, beta_max, check_schedule, grid_betas, uniform_schedule
 
 
 @pytest.mark.parametrize("layers", [1, 2, 12, 30, 32])

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 from thread_support import one_torch_thread  # noqa: F401 (a fixture)
 
-from atp_viz.engine import RunSettings
-from atp_viz.schedules import grid_betas
-from atp_viz.search import STRATEGIES, fast_plan, next_fast_index, planned_betas, search_beta
+from atp_viz.experiments.beta_search import STRATEGIES, fast_plan, next_fast_index, planned_betas, search_beta
+from atp_viz.math.schedules import grid_betas
+from atp_viz.runs.engine import RunSettings
 
 # Issue #11: the grid at S = 0.7 on a second machine (L = 30, β = 0.002 ... 0.020). The
 # golden-section search that "fast" used to be tried .008, .014, .006, .002, .004 and

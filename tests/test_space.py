@@ -21,7 +21,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 from venv_support import cached_venv
 
-from atp_viz.models import DEFAULT_FROM_UNREACHABLE_HUB
+from atp_viz.model.loading import DEFAULT_FROM_UNREACHABLE_HUB
 
 ROOT = Path(__file__).resolve().parents[1]
 # A name that can never resolve (RFC 2606): the hub is out of reach whatever the network.
@@ -142,7 +142,7 @@ def test_every_action_of_a_cold_space_refuses_with_that_sentence(cold_space, end
 
 
 def test_zero_shot_without_lm_eval_says_how_to_install_it(cold_space, space_python):
-    from atp_viz.zeroshot import MISSING
+    from atp_viz.experiments.zeroshot import MISSING
 
     url, _ = cold_space
     with pytest.raises(AppError) as refused:

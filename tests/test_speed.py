@@ -10,11 +10,11 @@ import torch
 from test_cli import assert_one_line_error
 from test_cli import cli_in_process as cli  # test_cli.py proves the process boundary
 
-from atp_viz import speed
-from atp_viz.engine import run_pruning
-from atp_viz.models import load_model
-from atp_viz.settings import RunSettings
-from atp_viz.weights import checksum, swapped_weights
+from atp_viz.model.loading import load_model
+from atp_viz.model.weights import checksum, swapped_weights
+from atp_viz.runs.engine import run_pruning
+from atp_viz.runs.settings import RunSettings
+from atp_viz.runtimes import torch_speed
 
 TINY_RUN = dict(method="wanda", sparsity=0.7, beta=0.2, calib_samples=2, calib_seqlen=32, measure_ppl=False)
 
@@ -27,28 +27,28 @@ def tiny_run(tiny_model_dir):
 
 
 def test_csr_keeps_exactly_the_nonzeros_with_32_bit_indices():
-    weight = speed.pruned_random((48, 80), 0.75, torch.Generator().manual_seed(1))
+    weight = torch_speed.pruned_random((48, 80), 0.75, torch.Generator().manual_seed(1))
     assert (weight == 0).float().mean().item() == pytest.approx(0.75, abs=1 / weight.numel())
-    sparse = speed.csr(weight)
+    sparse = torch_speed.csr(weight)
     assert sparse.col_indices().dtype == sparse.crow_indices().dtype == torch.int32
     assert torch.equal(sparse.to_dense(), weight)
     kept = int((weight != 0).sum())
-    assert speed.csr_bytes(sparse) == kept * (4 + 4) + (48 + 1) * 4
+    assert torch_speed.csr_bytes(sparse) == kept * (4 + 4) + (48 + 1) * 4
     x = torch.randn(3, 80)
     assert torch.allclose(torch.nn.functional.linear(x, sparse), x @ weight.t(), atol=1e-5)
 
 
 def test_break_even_is_where_csr_stays_faster_interpolated():
-    assert speed.break_even([(0.5, 0.4), (0.7, 0.8), (0.9, 1.2)]) == pytest.approx(0.8)
+    assert torch_speed.break_even([(0.5, 0.4), (0.7, 0.8), (0.9, 1.2)]) == pytest.approx(0.8)
     # A lone faster point below a slower one (noise, or a cache effect) is not the break-even.
-    assert speed.break_even([(0.5, 0.4), (0.6, 1.1), (0.7, 0.8), (0.9, 1.2)]) == pytest.approx(0.8)
-    assert speed.break_even([(0.9, 3.0), (0.5, 1.5)]) == 0.5  # already faster at the grid's start
-    assert speed.break_even([(0.5, 0.2), (0.9, 1.5), (0.99, 0.9)]) is None
+    assert torch_speed.break_even([(0.5, 0.4), (0.6, 1.1), (0.7, 0.8), (0.9, 1.2)]) == pytest.approx(0.8)
+    assert torch_speed.break_even([(0.9, 3.0), (0.5, 1.5)]) == 0.5  # already faster at the grid's start
+    assert torch_speed.break_even([(0.5, 0.2), (0.9, 1.5), (0.99, 0.9)]) is None
 
 
 def test_the_pruned_model_as_csr_computes_what_it_computes_dense(tiny_run):
     loaded, outcome = tiny_run
-    sparse = speed.csr_weights(loaded, outcome.pruned)
+    sparse = torch_speed.csr_weights(loaded, outcome.pruned)
     ids = torch.randint(0, 500, (2, 24), generator=torch.Generator().manual_seed(0))
     with torch.no_grad(), loaded.lock:
         with swapped_weights(loaded.model, outcome.pruned):
@@ -62,11 +62,11 @@ def test_the_pruned_model_as_csr_computes_what_it_computes_dense(tiny_run):
 def test_measure_reports_every_figure_and_leaves_the_dense_model_alone(tiny_run):
     loaded, outcome = tiny_run
     before = checksum(loaded.model)
-    report = speed.measure(loaded, outcome.pruned, sparsities=(0.5, 0.9))
+    report = torch_speed.measure(loaded, outcome.pruned, sparsities=(0.5, 0.9))
     assert checksum(loaded.model) == before
     shapes = {(m.out_features, m.in_features) for m in map(loaded.model.get_submodule, outcome.pruned)}
-    assert {m.shape for m in report.matrices} == shapes | {speed.REFERENCE_SHAPE}
-    assert len(report.matrices) == 2 * len(shapes | {speed.REFERENCE_SHAPE})
+    assert {m.shape for m in report.matrices} == shapes | {torch_speed.REFERENCE_SHAPE}
+    assert len(report.matrices) == 2 * len(shapes | {torch_speed.REFERENCE_SHAPE})
     assert all(m.dense_us > 0 and m.csr_us > 0 for m in report.matrices)
     assert report.decode.dense_tokens_per_s > 0 and report.decode.csr_tokens_per_s > 0
     # Sizes, counted independently from the pruned weights.
@@ -80,23 +80,23 @@ def test_measure_reports_every_figure_and_leaves_the_dense_model_alone(tiny_run)
     assert sum(b.csr for b in report.bytes.per_block) == csr_bytes
     assert report.model_sparsity == pytest.approx(outcome.result.overall_sparsity, abs=1e-9)
     assert report.semi_structured is None  # CPU: 2:4 is a CUDA path
-    text = speed.explain(report)
+    text = torch_speed.explain(report)
     assert "Break-even sparsity" in text and "DeepSparse" in text and "Not measured" in text
 
 
 @pytest.mark.slow
 def test_speed_command_writes_the_published_keys(tiny_model_dir, tmp_path):
-    out = tmp_path / "speed.json"
+    out = tmp_path / "torch_speed.json"
     proc = cli("speed", "--model", str(tiny_model_dir("llama")), "--beta", "0.2", "--calib-samples", "2",
                "--calib-seqlen", "32", "--threads", "1", "--json", str(out))
     assert proc.returncode == 0, proc.stderr
     data = json.loads(out.read_text())
-    assert speed.SpeedReport.from_json(data).to_json() == data
+    assert torch_speed.SpeedReport.from_json(data).to_json() == data
     assert {"matrices", "decode", "bytes", "break_even_sparsity"} <= set(data)
     assert set(data["matrices"][0]) == {"shape", "sparsity", "dense_us", "csr_us"}
     assert {"dense_tokens_per_s", "csr_tokens_per_s"} <= set(data["decode"])
     assert {"dense", "csr"} <= set(data["bytes"])
-    assert sorted({m["sparsity"] for m in data["matrices"]}) == list(speed.SPARSITIES)
+    assert sorted({m["sparsity"] for m in data["matrices"]}) == list(torch_speed.SPARSITIES)
     assert data["settings"]["threads"] == 1 and data["settings"]["beta"] == 0.2
     assert "Break-even sparsity" in proc.stderr
 

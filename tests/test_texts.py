@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from atp_viz.errors import AtpError
-from atp_viz.texts import calibration_windows, evaluation_windows, load_text, read_text_file
+from atp_viz.base.errors import AtpError
+from atp_viz.model.texts import calibration_windows, evaluation_windows, load_text, read_text_file
 
 
 def test_builtin_calibration_is_the_first_half_and_shares_nothing_with_the_held_out_parts():

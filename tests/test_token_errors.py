@@ -10,11 +10,11 @@ import pytest
 import torch
 from thread_support import one_torch_thread  # noqa: F401 (a fixture)
 
-from atp_viz.engine import run_pruning
-from atp_viz.models import load_model
-from atp_viz.settings import RunSettings
-from atp_viz.texts import calibration_windows, token_stream
-from atp_viz.token_errors import MASSIVE_MULTIPLE, TokenNorms, summarise
+from atp_viz.compress.token_errors import MASSIVE_MULTIPLE, TokenNorms, summarise
+from atp_viz.model.loading import load_model
+from atp_viz.model.texts import calibration_windows, token_stream
+from atp_viz.runs.engine import run_pruning
+from atp_viz.runs.settings import RunSettings
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -132,7 +132,7 @@ def test_the_first_token_of_each_window_is_massive_from_the_middle_blocks_on():
 
 
 def test_the_split_over_ordinary_tokens_leaves_the_massive_token_out():
-    from atp_viz.propagation import measure_errors
+    from atp_viz.compress.propagation import measure_errors
 
     torch.manual_seed(0)
     dense = torch.ones(2, 5, 4)

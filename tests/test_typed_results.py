@@ -4,11 +4,9 @@ planned schedule): each goes to its published keys, in their order, and comes ba
 import json
 from dataclasses import fields
 
-from atp_viz import bench, speed
-from atp_viz.allocators import PlannedSchedule
-from atp_viz.engine import RunSettings, schedule_for
-from atp_viz.models import load_model
-from atp_viz.results import (
+from atp_viz.cli import bench
+from atp_viz.model.loading import load_model
+from atp_viz.records.results import (
     AllocatorDetails,
     AlphaPruningDetails,
     EvoPressDetails,
@@ -17,7 +15,10 @@ from atp_viz.results import (
     ZeroShot,
     ZeroShotSetup,
 )
-from atp_viz.runtime_speed import EngineSpeed, RuntimeReport
+from atp_viz.runs.allocators import PlannedSchedule
+from atp_viz.runs.engine import RunSettings, schedule_for
+from atp_viz.runtimes import torch_speed
+from atp_viz.runtimes.onnx_speed import EngineSpeed, RuntimeReport
 from tests.test_plots import make_result
 
 
@@ -25,20 +26,21 @@ def through_json(data: dict) -> dict:
     return json.loads(json.dumps(data))
 
 
-def speed_report(run: speed.PrunedRun | None) -> speed.SpeedReport:
-    return speed.SpeedReport(
-        matrices=[speed.MatrixTiming((64, 32), 0.5, 3.0, 4.5)],
-        decode=speed.DecodeSpeed(20.0, 19.5, 12.25, True, 32, 16),
-        bytes=speed.WeightBytes(8192, 6144, [speed.BlockBytes(0, 4096, 3000), speed.BlockBytes(1, 4096, 3144)], 512),
+def speed_report(run: torch_speed.PrunedRun | None) -> torch_speed.SpeedReport:
+    return torch_speed.SpeedReport(
+        matrices=[torch_speed.MatrixTiming((64, 32), 0.5, 3.0, 4.5)],
+        decode=torch_speed.DecodeSpeed(20.0, 19.5, 12.25, True, 32, 16),
+        bytes=torch_speed.WeightBytes(8192, 6144, [torch_speed.BlockBytes(0, 4096, 3000),
+                                                   torch_speed.BlockBytes(1, 4096, 3144)], 512),
         break_even_sparsity=None,
         break_even_by_shape={"64x32": None},
         model_sparsity=0.5,
-        settings=speed.SpeedSetup("cpu", "float32", "2.13.0", 2, batch=1, csr_index_bits=32, rounds=7, run=run),
+        settings=torch_speed.SpeedSetup("cpu", "float32", "2.13.0", 2, batch=1, csr_index_bits=32, rounds=7, run=run),
     )
 
 
 def test_a_speed_report_keeps_its_keys_and_comes_back_equal():
-    run = speed.PrunedRun("embedded", "wanda", "atp", 0.7, 0.012, 8, 256, 0)
+    run = torch_speed.PrunedRun("embedded", "wanda", "atp", 0.7, 0.012, 8, 256, 0)
     report = speed_report(run)
     data = through_json(report.to_json())
     assert list(data) == ["matrices", "decode", "bytes", "break_even_sparsity", "break_even_by_shape",
@@ -51,11 +53,11 @@ def test_a_speed_report_keeps_its_keys_and_comes_back_equal():
     assert list(data["settings"]) == ["device", "dtype", "torch", "threads", "batch", "csr_index_bits", "rounds",
                                       "model", "method", "allocation", "sparsity", "beta", "calib_samples",
                                       "calib_seqlen", "seed"]
-    assert speed.SpeedReport.from_json(data) == report
-    # Measured without a run (``speed.measure``): no run keys, and back to no run.
+    assert torch_speed.SpeedReport.from_json(data) == report
+    # Measured without a run (``torch_speed.measure``): no run keys, and back to no run.
     bare = through_json(speed_report(None).to_json())
-    assert "model" not in bare["settings"] and speed.SpeedReport.from_json(bare).settings.run is None
-    assert "0.61×" in speed.explain(report)  # 12.25 / 20 tokens/s, read from the typed record
+    assert "model" not in bare["settings"] and torch_speed.SpeedReport.from_json(bare).settings.run is None
+    assert "0.61×" in torch_speed.explain(report)  # 12.25 / 20 tokens/s, read from the typed record
 
 
 def test_a_runtime_report_reads_its_bytes_back_typed():
@@ -63,7 +65,7 @@ def test_a_runtime_report_reads_its_bytes_back_typed():
         runtime="onnxruntime", baseline="onnxruntime dense",
         engines=[EngineSpeed("onnxruntime dense", "atp_viz", 100.0, 10.0, 1.0, 1.0, 0.0)], window_tokens=64,
         threads=1, rounds=5, cpu={"model": "test", "extensions": []}, load_average={"before": 0.1, "after": 0.2},
-        model_sparsity=0.5, bytes=speed.WeightBytes(100, 80, [speed.BlockBytes(0, 100, 80)], 10),
+        model_sparsity=0.5, bytes=torch_speed.WeightBytes(100, 80, [torch_speed.BlockBytes(0, 100, 80)], 10),
         semi_structured={"measured": False}, settings={"device": "cpu", "model": "embedded"},
     )
     data = through_json(report.to_json())
@@ -105,7 +107,7 @@ def test_zero_shot_scores_and_setup_round_trip_in_a_run_result():
 
 
 def test_the_planned_schedule_of_an_owl_run_carries_its_measurements_and_details(tiny_model_dir):
-    from atp_viz.engine import calibration
+    from atp_viz.runs.engine import calibration
 
     settings = RunSettings(model=str(tiny_model_dir("llama")), allocation="owl", sparsity=0.5, calib_samples=2,
                            calib_seqlen=16, device="cpu", dtype="float32")

@@ -1,4 +1,4 @@
-"""Kept venvs (``atp_viz.venvs``): two first uses at once share one venv, neither deleting
+"""Kept venvs (``atp_viz.runtimes.venvs``): two first uses at once share one venv, neither deleting
 the one the other is making. The venvs here are real (``python -m venv``) and hold nothing:
 pip installs an empty requirements file, offline, in well under a second."""
 
@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from atp_viz.venvs import COMPLETE, kept_venv, venv_path
+from atp_viz.runtimes.venvs import COMPLETE, kept_venv, venv_path
 
 # Each test makes real venvs (seconds each): out of the inner loop, as every venv test is.
 pytestmark = pytest.mark.slow

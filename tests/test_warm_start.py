@@ -1,4 +1,4 @@
-"""The warm start (atp_viz.warm_start) and the result store that lets a restart reuse it (atp_viz.result_store)."""
+"""The warm start (serve.warm_start) and the result store that lets a restart reuse it (runs.result_store)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from dataclasses import replace
 
 import pytest
 
-from atp_viz import engine, result_store
-from atp_viz.results import RunResult
-from atp_viz.settings import RunSettings
-from atp_viz.turns import Line
-from atp_viz.warm_start import WarmStart
+from atp_viz.records.results import RunResult
+from atp_viz.runs import engine, result_store
+from atp_viz.runs.settings import RunSettings
+from atp_viz.serve.job_line import Line
+from atp_viz.serve.warm_start import WarmStart
 
 SMALL = dict(calib_samples=2, calib_seqlen=32, eval_samples=2, eval_seqlen=32)
 

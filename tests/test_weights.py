@@ -5,8 +5,8 @@ import torch
 from conftest import TINY_VOCAB, tiny_config
 from transformers import AutoModelForCausalLM
 
-from atp_viz.blocks import find_blocks, linear_sublayers
-from atp_viz.weights import PrunedLayer, checksum, swapped_per_block, swapped_weights
+from atp_viz.model.blocks import find_blocks, linear_sublayers
+from atp_viz.model.weights import PrunedLayer, checksum, swapped_per_block, swapped_weights
 
 
 def test_a_mask_written_into_a_reused_tensor_has_masked_fills_bits():

@@ -1,4 +1,4 @@
-"""Where a model breaks (atp_viz.where_it_breaks, the Prune tab's view and the Lesson's seventh
+"""Where a model breaks (atp_viz.experiments.where_it_breaks, the Prune tab's view and the Lesson's seventh
 step) on a real tiny pair: only runs finished at the pair's settings are drawn, nothing is
 computed, and the sentence names the S its own perplexities say."""
 
@@ -10,10 +10,10 @@ from dataclasses import replace
 import pytest
 from test_lesson import tiny_pair  # noqa: F401
 
-from atp_viz import engine
-from atp_viz.errors import AtpError
-from atp_viz.settings import uniform_baseline
-from atp_viz.where_it_breaks import basis, break_sentence, breaks_at, check_factor, levels_on_hand
+from atp_viz.base.errors import AtpError
+from atp_viz.experiments.where_it_breaks import basis, break_sentence, breaks_at, check_factor, levels_on_hand
+from atp_viz.runs import engine
+from atp_viz.runs.settings import uniform_baseline
 
 
 def test_the_pair_at_other_s_is_what_this_server_ran_and_nothing_more(tiny_pair):  # noqa: F811

@@ -10,12 +10,12 @@ import pytest
 from test_cli import assert_one_line_error, cli, cli_in_process
 from zeroshot_task import CHANCE, ITEMS, TASK_NAME, write_task
 
-from atp_viz import zeroshot
-from atp_viz.engine import run_pruning
-from atp_viz.errors import AtpError
-from atp_viz.models import eval_autocast, load_model
-from atp_viz.settings import RunSettings
-from atp_viz.weights import checksum
+from atp_viz.base.errors import AtpError
+from atp_viz.experiments import zeroshot
+from atp_viz.model.loading import eval_autocast, load_model
+from atp_viz.model.weights import checksum
+from atp_viz.runs.engine import run_pruning
+from atp_viz.runs.settings import RunSettings
 
 TINY_RUN = dict(method="wanda", sparsity=0.7, beta=0.2, calib_samples=2, calib_seqlen=32, measure_ppl=False)
 

@@ -1,5 +1,5 @@
 """Virtual environments some tests need (a Space's, llm-compressor's), made once and kept
-(``atp_viz.venvs``: keyed by what they were made from and by this Python).
+(``atp_viz.runtimes.venvs``: keyed by what they were made from and by this Python).
 
 They live under SPACE_VENV_ROOT. A failed install skips the test, saying so, only when pip
 could not reach the package registry.
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from atp_viz.models import cache_root
-from atp_viz.venvs import VenvError, kept_venv
+from atp_viz.model.loading import cache_root
+from atp_viz.runtimes.venvs import VenvError, kept_venv
 
 # In atp_viz's cache (ATP_VIZ_CACHE moves it) unless ATP_VIZ_TEST_VENVS names another folder.
 SPACE_VENV_ROOT = Path(os.environ.get("ATP_VIZ_TEST_VENVS") or cache_root() / "test-venvs")

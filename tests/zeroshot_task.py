@@ -1,5 +1,5 @@
 """The small offline multiple-choice task for lm-eval that atp_viz ships
-(``atp_viz/zeroshot_facts.py``), written by the tests into a folder of their own (and by
+(``atp_viz/experiments/zeroshot_facts.py``), written by the tests into a folder of their own (and by
 hand: ``python tests/zeroshot_task.py DIR``): easy general-knowledge questions with four
 answers each, one right, so chance is 25 %.
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from atp_viz.zeroshot_facts import CHANCE, ITEMS, TASK_NAME, task_yaml, write_task
+from atp_viz.experiments.zeroshot_facts import CHANCE, ITEMS, TASK_NAME, task_yaml, write_task
 
 __all__ = ["CHANCE", "ITEMS", "TASK_NAME", "task_yaml", "write_task"]
 

@@ -1,1 +1,1 @@
-"""The Gradio app: its tabs, figures and words (the only part of atp_viz that may import gradio)."""
+"""The Gradio app: its tabs, their events and the state they share (the only part of atp_viz that may import gradio)."""

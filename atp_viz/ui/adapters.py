@@ -4,7 +4,7 @@
 - ``engine_progress``: the engine's progress callback drives a ``gr.Progress``;
 - ``stoppable`` / ``stop``: each heavy run of a browser session gets a flag that the
   session's Stop button sets, and the engine asks it between steps; it waits for its turn
-  in the server's line (``turns``), one job per session;
+  in the server's line (``job_line``), one job per session;
 - ``streamed``: a run in a worker thread whose reports a handler yields as they come;
 - ``new_file``: fresh paths under one temp folder gradio may serve;
 - ``reused_export``: model zips, one per settings, the newest few kept;
@@ -31,10 +31,10 @@ from typing import Any, TypeVar
 import gradio as gr
 from gradio.utils import get_upload_folder
 
-from ..errors import AtpError, Cancelled
-from ..progress import Progress
-from ..turns import LINE, Ahead, Ticket
-from .public import scrubbed
+from ..base.errors import AtpError, Cancelled
+from ..base.progress import Progress
+from ..serve.job_line import LINE, Ahead, Ticket
+from ..serve.public import scrubbed
 
 T = TypeVar("T")
 

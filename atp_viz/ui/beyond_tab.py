@@ -1,6 +1,6 @@
 """The "Beyond" tab (beyond perplexity): zero-shot accuracy of dense, uniform and ATP with lm-eval,
 and whether the pruned model is faster or smaller: torch dense and CSR, onnxruntime, and DeepSparse
-where its venv has been made (``runtime_speed``).
+where its venv has been made (``onnx_speed``).
 Both use the first tab's settings and run only when their button is pressed (slow on a CPU)."""
 
 from __future__ import annotations
@@ -13,11 +13,8 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from .. import deepsparse_venv, onnx_graph, runtime_speed
-from ..errors import AtpError, Cancelled
-from ..schedules import atp_schedule
-from ..settings import RunSettings
-from ..zeroshot import (
+from ..base.errors import AtpError, Cancelled
+from ..experiments.zeroshot import (
     OFFLINE_TASK,
     PAPER,
     PAPER_TASKS,
@@ -26,8 +23,11 @@ from ..zeroshot import (
     require_lm_eval,
     zero_shot_settings,
 )
-from ..zeroshot_facts import ITEMS
-from . import beyond_plots
+from ..experiments.zeroshot_facts import ITEMS
+from ..figures import beyond_plots
+from ..math.schedules import atp_schedule
+from ..runs.settings import RunSettings
+from ..runtimes import deepsparse_venv, onnx_graph, onnx_speed
 from .adapters import answered_by_name, engine_progress, new_file, output_list, stoppable, user_errors
 from .run_inputs import PRUNED, Page, inputs_of, takes_run_inputs
 from .shared import ENGINE, Shared, block_count
@@ -56,7 +56,7 @@ SPEED_NOTE = f"""
 ### Is it faster? Is it smaller?
 
 Prunes with ATP at the first tab's settings, then times the dense and the pruned model on this
-server, one thread, batch 1, no cache: the prefill of {runtime_speed.WINDOW} tokens and a one-token
+server, one thread, batch 1, no cache: the prefill of {onnx_speed.WINDOW} tokens and a one-token
 step, on torch (dense, and the pruned linears as CSR), on onnxruntime (the baseline of every ratio;
 the pruned weights' zeros run by dense kernels) and, where its venv has been made
 (`python -m atp_viz speed --runtime deepsparse`), on DeepSparse, the runtime the paper used.
@@ -167,14 +167,14 @@ def measure_speed(page: Page, progress: gr.Progress = gr.Progress(), request: gr
     with user_errors(), stoppable(request, progress) as cancelled:
         settings = _atp_settings(page)
         try:
-            report = runtime_speed.measure_run(settings, available_runtime(), install=False,
+            report = onnx_speed.measure_run(settings, available_runtime(), install=False,
                                                progress=engine_progress(progress), cancelled=cancelled.is_set,
                                                say=lambda line: None)
         except Cancelled:
             return {"text": f"⏹ **Stopped** before the measurements were complete; {EARLIER}"}
     path = new_file("atp_viz_speed.json")
     path.write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
-    return {"text": runtime_speed.explain(report), "table": pd.DataFrame(runtime_speed.table_rows(report)),
+    return {"text": onnx_speed.explain(report), "table": pd.DataFrame(onnx_speed.table_rows(report)),
             "sizes": beyond_plots.bytes_figure(report), "measurements": str(path)}
 
 
@@ -222,7 +222,7 @@ def build(shared: Shared) -> None:
         speed_btn = gr.Button("Measure speed and size: dense vs pruned", variant="primary", elem_id="measure-speed")
         speed_stop = gr.Button("Stop", variant="stop", elem_id="speed-stop", scale=0, min_width=90)
     speed_text = gr.Markdown(elem_id="speed-text")
-    speed_table = gr.Dataframe(pd.DataFrame(columns=list(runtime_speed.TABLE_COLUMNS)),
+    speed_table = gr.Dataframe(pd.DataFrame(columns=list(onnx_speed.TABLE_COLUMNS)),
                                interactive=False, elem_id="speed-table",
                                label="speed, dense and pruned, × the baseline (onnxruntime dense where installed)")
     bytes_plot = gr.Plot(label="weight size", show_label=False, elem_id="bytes-plot")

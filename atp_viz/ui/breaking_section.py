@@ -7,8 +7,8 @@ from __future__ import annotations
 import gradio as gr
 import plotly.graph_objects as go
 
-from ..where_it_breaks import DEFAULT_FACTOR, FACTOR_BOUNDS, break_sentence, check_factor, levels_on_hand
-from . import breaking_plots, plots
+from ..experiments.where_it_breaks import DEFAULT_FACTOR, FACTOR_BOUNDS, break_sentence, check_factor, levels_on_hand
+from ..figures import breaking_plots, run_plots
 from .adapters import user_errors
 from .pair import Pair
 from .shared import INSTANT, UI_ONLY
@@ -24,8 +24,8 @@ def breaking_view(pair: Pair | None, factor: float, view: str = "ordinary") -> t
     with user_errors():
         factor = check_factor(factor)
     if pair is None or pair.atp is None:
-        return (EMPTY, plots.placeholder("Error by depth at each target sparsity S", "Waiting for a pair"),
-                plots.placeholder("Where does it break?", "Waiting for a pair"))
+        return (EMPTY, run_plots.placeholder("Error by depth at each target sparsity S", "Waiting for a pair"),
+                run_plots.placeholder("Where does it break?", "Waiting for a pair"))
     levels = levels_on_hand(pair.uniform, pair.atp)
     return (break_sentence(levels, factor), breaking_plots.errors_by_sparsity_figure(levels, view),
             breaking_plots.perplexity_by_sparsity_figure(levels, factor))

@@ -11,10 +11,9 @@ import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
 
-from .. import engine
-from ..allocator_math import ALPHA_ESTIMATORS, OWL_MAPPINGS, PUBLISHED, PUBLISHED_ALPHA_EPS, published_alpha_eps
-from ..allocators import compared_names, get_allocator
-from ..compare import (
+from ..base.errors import AtpError, Cancelled
+from ..experiments.beta_search import DEFAULT_STRATEGY, get_strategy, planned_betas, rank
+from ..experiments.compare import (
     allocator_note,
     full_block_notes,
     protocol_notes,
@@ -22,17 +21,19 @@ from ..compare import (
     verdicts,
     wholly_pruned_blocks,
 )
-from ..compare import compare_allocators as compare_all
-from ..errors import AtpError, Cancelled
-from ..repeats import draws
-from ..results import AllocatorComparison, RunResult
-from ..schedules import check_sparsity
-from ..search import DEFAULT_STRATEGY, get_strategy, planned_betas, rank
-from ..settings import DEFAULTS, RunSettings, check_repeats, validate
-from . import history_tab, plots
+from ..experiments.compare import compare_allocators as compare_all
+from ..figures import run_plots
+from ..figures.format import method_label, ppl, run_label, run_name, settings_line
+from ..math.allocator_math import ALPHA_ESTIMATORS, OWL_MAPPINGS, PUBLISHED, PUBLISHED_ALPHA_EPS, published_alpha_eps
+from ..math.schedules import check_sparsity
+from ..records.results import AllocatorComparison, RunResult
+from ..runs import engine
+from ..runs.allocators import compared_names, get_allocator
+from ..runs.repeats import draws
+from ..runs.settings import DEFAULTS, RunSettings, check_repeats, validate
+from . import history_tab
 from .adapters import answered_by_name, engine_progress, output_list, stoppable, user_errors
 from .defaults import SEARCH_CHOICES
-from .format import method_label, ppl, run_label, run_name, settings_line
 from .run_inputs import DATA_SETUP, Page, inputs_of, takes_run_inputs
 from .shared import ENGINE, INSTANT, UI_ONLY, Shared, block_count, changes_beside_settled
 
@@ -99,31 +100,32 @@ def labelled(comparison: AllocatorComparison, sparsity: float) -> dict[str, RunR
 
 def schedules_figure(comparison: AllocatorComparison) -> go.Figure:
     sparsity = comparison.first
-    figure = plots.compare_schedules_figure(labelled(comparison, sparsity), sparsity)
+    figure = run_plots.compare_schedules_figure(labelled(comparison, sparsity), sparsity)
     return figure.update_layout(legend=_LEGEND_BELOW)
 
 
 def errors_figure(comparison: AllocatorComparison) -> go.Figure:
-    return plots.error_propagation_figure(labelled(comparison, comparison.first)).update_layout(legend=_LEGEND_BELOW)
+    figure = run_plots.error_propagation_figure(labelled(comparison, comparison.first))
+    return figure.update_layout(legend=_LEGEND_BELOW)
 
 
 def owl_figure(comparison: AllocatorComparison, settings: RunSettings) -> go.Figure:
     result = comparison.runs[comparison.first]["owl"]
-    figure = plots.measurement_figure(result.measurements["outlier_ratio"],
+    figure = run_plots.measurement_figure(result.measurements["outlier_ratio"],
                                       f"What OWL looks at: outlier ratio per block (M = {settings.owl_m:g}, "
                                       f"{settings.owl_mapping} mapping)",
                                       "outliers (% of Wanda scores > M × mean)")
-    return figure.update_traces(marker_color=plots.colour_for("owl"))
+    return figure.update_traces(marker_color=run_plots.colour_for("owl"))
 
 
 def alpha_figure(comparison: AllocatorComparison) -> go.Figure:
     result = comparison.runs[comparison.first]["alphapruning"]
     details = result.allocator_details
     estimator = details.part.alpha_estimator if details is not None else PUBLISHED
-    figure = plots.measurement_figure(result.measurements["alpha"],
+    figure = run_plots.measurement_figure(result.measurements["alpha"],
                                       f"What AlphaPruning looks at: spectral tail exponent α per block ({estimator})",
                                       "α (mean over the block's linear layers)")
-    return figure.update_traces(marker_color=plots.colour_for("alphapruning"))
+    return figure.update_traces(marker_color=run_plots.colour_for("alphapruning"))
 
 
 def _cell(value: float | None, digits: int) -> float | None:

@@ -8,10 +8,10 @@ the app, the CLI and the engine cannot drift apart.
 
 from __future__ import annotations
 
-from ..models import EMBEDDED, EMBEDDED_NAME
-from ..pruners import PRUNERS
-from ..search import STRATEGIES
-from ..settings import SUGGESTED_BETA
+from ..compress.pruners import PRUNERS
+from ..experiments.beta_search import STRATEGIES
+from ..model.loading import EMBEDDED, EMBEDDED_NAME
+from ..runs.settings import SUGGESTED_BETA
 
 # Clamped to β_max whenever the model or the target sparsity makes it illegal.
 DEFAULT_BETA = SUGGESTED_BETA

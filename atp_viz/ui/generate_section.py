@@ -13,16 +13,19 @@ from datetime import datetime
 import gradio as gr
 import plotly.graph_objects as go
 
-from .. import engine, generation
-from ..continuations import Continuation, Generation
-from ..errors import AtpError, Cancelled
-from ..estimates import Estimate
-from ..results import RunResult
-from ..schedules import atp_schedule
-from ..settings import DEFAULTS, RunSettings
-from . import history, history_tab, limits, plots
+from ..base.errors import AtpError, Cancelled
+from ..experiments import generation
+from ..figures import run_plots
+from ..figures.format import mismatch_line, ppl
+from ..math.schedules import atp_schedule
+from ..records.continuations import Continuation, Generation
+from ..records.results import RunResult
+from ..runs import engine
+from ..runs.settings import DEFAULTS, RunSettings
+from ..runs.time_estimates import Estimate
+from ..serve import limits
+from . import history, history_tab
 from .adapters import answered_by_name, engine_turn, new_file, output_list, stop_flag, streamed, user_errors, waiting
-from .format import mismatch_line, ppl
 from .pair import Pair
 from .run_inputs import ATP_RUN, Page, inputs_of, takes_run_inputs
 from .shared import ENGINE, INSTANT, UI_ONLY, HistoryOutputs, RunInputs, Shared, block_count, run_settings
@@ -125,7 +128,7 @@ def said_figure(said: Generation) -> go.Figure:
     """Each pruned run's probability of the dense token, place by place, its first divergence marked."""
     figure = go.Figure()
     for c in said.pruned:
-        colour = plots.colour_for(c.model)
+        colour = run_plots.colour_for(c.model)
         figure.add_trace(go.Scatter(x=list(range(1, len(c.scores.dense_token_prob) + 1)),
                                     y=c.scores.dense_token_prob, mode="lines+markers", name=c.label,
                                     line={"color": colour}))

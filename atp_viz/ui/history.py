@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..results import RunResult
-from .format import text_name
+from ..figures.format import text_name
+from ..records.results import RunResult
 
 COLUMNS = ["run", "time", "model", "method", "sparsity", "allocation", "beta", "ppl", "dense_ppl",
            "overall_sparsity", "calibration", "evaluation", "seed", "text"]

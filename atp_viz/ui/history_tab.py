@@ -13,11 +13,11 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from .. import engine
-from ..errors import Cancelled
-from ..progress import CancelCheck, Progress
-from ..results import RunResult
-from ..settings import RunSettings
+from ..base.errors import Cancelled
+from ..base.progress import CancelCheck, Progress
+from ..records.results import RunResult
+from ..runs import engine
+from ..runs.settings import RunSettings
 from . import history
 from .adapters import (
     answered_by_name,

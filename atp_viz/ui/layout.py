@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import gradio as gr
 
-from ..errors import AtpError
-from ..settings import DEFAULTS
+from ..base.errors import AtpError
+from ..runs.settings import DEFAULTS
 from . import beyond_tab, compare_tab, history_tab, lesson_tab, prune_tab, search_tab, why_tab
 from .adapters import stop
 from .shared import INSTANT, UI_ONLY, block_count, redraw_views

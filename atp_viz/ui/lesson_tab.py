@@ -11,20 +11,27 @@ from dataclasses import dataclass, replace
 import gradio as gr
 import plotly.graph_objects as go
 
-from ..continuations import Generation
-from ..errors import AtpError
-from ..lesson import carry_sentence, order_picture, order_sentence, perplexities, same_pair, search_hint
-from ..noise import difference_sentence
-from ..ordering import DECREASING, INCREASING, OrderExperiment
-from ..results import RunResult
-from ..settings import RunSettings, validate
-from ..where_it_breaks import DEFAULT_FACTOR, break_sentence, levels_on_hand
-from . import breaking_plots, plots
-from .format import method_label, ppl, run_name, settings_line
+from ..base.errors import AtpError
+from ..experiments.order_recurrence import (
+    carry_sentence,
+    order_picture,
+    order_sentence,
+    perplexities,
+    same_pair,
+    search_hint,
+)
+from ..experiments.order_theorem import DECREASING, INCREASING, OrderExperiment
+from ..experiments.where_it_breaks import DEFAULT_FACTOR, break_sentence, levels_on_hand
+from ..figures import breaking_plots, run_plots
+from ..figures.format import method_label, ppl, run_name, settings_line
+from ..figures.run_plots import view_value
+from ..figures.slides import EXPORT_FORMATS, slide
+from ..math.noise_rule import difference_sentence
+from ..records.continuations import Generation
+from ..records.results import RunResult
+from ..runs.settings import RunSettings, validate
 from .generate_section import said_figure
-from .lesson_plots import EXPORT_FORMATS, slide
 from .pair import Pair
-from .plots import view_value
 from .shared import INSTANT, UI_ONLY, Shared, block_count, page_model
 
 STEP_TITLES = ("The schedule", "Uniform pruning: error grows", "ATP's curve beside it", "Perplexity",
@@ -92,13 +99,13 @@ def _blocks(indices: Sequence[int]) -> str:
 def schedule_step(atp: RunResult | None, settings: RunSettings, num_layers: int) -> Step:
     """Step 1: the drawn ATP run's schedule, or the page's when nothing was pruned yet."""
     if atp is None:
-        figure = plots.schedule_figure(num_layers, settings.sparsity, settings.beta)
+        figure = run_plots.schedule_figure(num_layers, settings.sparsity, settings.beta)
         caption = (f"{settings.model} · S = {settings.sparsity:g} · β = {settings.beta:g} · "
                    "schedule only, nothing pruned yet")
         beta = settings.beta
     else:
         given = atp.allocation != "atp"
-        figure = plots.schedule_figure(atp.num_layers, atp.sparsity, atp.beta or 0.0,
+        figure = run_plots.schedule_figure(atp.num_layers, atp.sparsity, atp.beta or 0.0,
                                        rates=atp.schedule if given else None)
         caption, beta = _settings_caption([atp]), None if given else atp.beta
     rates = list(figure.data[0].y)
@@ -117,8 +124,8 @@ def schedule_step(atp: RunResult | None, settings: RunSettings, num_layers: int)
 def split_step(pair: Pair) -> Step:
     """Step 2: uniform's error, block by block, split into what each block introduces and inherits."""
     uniform = pair.uniform
-    figure = plots.error_split_figure(uniform, LESSON_VIEW, scale_with=pair.present)
-    parts = [plots.split_parts(e, LESSON_VIEW) for e in uniform.errors]
+    figure = run_plots.error_split_figure(uniform, LESSON_VIEW, scale_with=pair.present)
+    parts = [run_plots.split_parts(e, LESSON_VIEW) for e in uniform.errors]
     (_, _, first), (introduced, inherited, last) = parts[0], parts[-1]
     tokens = "the ordinary tokens'" if uniform.errors[-1].introduced_ordinary is not None else "the"
     course = (f"grows from {first:.2f} in block 0 to {last:.2f} in block {len(parts) - 1}" if last > first
@@ -133,9 +140,9 @@ def split_step(pair: Pair) -> Step:
 def curves_step(pair: Pair) -> Step:
     """Step 3: ATP's error curve beside uniform's, and where it is below or above."""
     uniform, atp = pair.uniform, pair.atp
-    figure = plots.error_propagation_figure(pair.runs(), False, LESSON_VIEW)
-    u = [plots.view_value(e, LESSON_VIEW) for e in uniform.errors]
-    a = [plots.view_value(e, LESSON_VIEW) for e in atp.errors]
+    figure = run_plots.error_propagation_figure(pair.runs(), False, LESSON_VIEW)
+    u = [run_plots.view_value(e, LESSON_VIEW) for e in uniform.errors]
+    a = [run_plots.view_value(e, LESSON_VIEW) for e in atp.errors]
     below = [i for i, (x, y) in enumerate(zip(a, u)) if x < y]
     above = [i for i, (x, y) in enumerate(zip(a, u)) if x > y]
     if not above:
@@ -157,7 +164,7 @@ def curves_step(pair: Pair) -> Step:
 def perplexity_step(pair: Pair) -> Step:
     """Step 4: the perplexities, who wins by how much, against the measured spread."""
     uniform, atp = pair.uniform, pair.atp
-    figure = plots.perplexity_figure(atp.dense_ppl, pair.runs())
+    figure = run_plots.perplexity_figure(atp.dense_ppl, pair.runs())
     name = run_name(atp)
     text = (f"What it costs the model: perplexity on held-out text, dense {ppl(atp.dense_ppl)}, uniform "
             f"{ppl(uniform.report_ppl)}, {name} {ppl(atp.report_ppl)}; lower is better. "
@@ -174,9 +181,9 @@ def order_step(pair: Pair, ordering: OrderExperiment | None = None) -> Step:
         picture = order_picture(atp)
     except AtpError as exc:
         return Step(f"The order argument needs errors in more than one block: {exc}.",
-                    plots.placeholder(STEP_TITLES[4], "No error to carry"), _settings_caption([atp]))
+                    run_plots.placeholder(STEP_TITLES[4], "No error to carry"), _settings_caption([atp]))
     measured = ordering if ordering is not None and same_pair(ordering, atp) else None
-    figure = plots.order_picture_figure(picture, None if measured is None else {
+    figure = run_plots.order_picture_figure(picture, None if measured is None else {
         run.name: sum(run.perplexities) / len(run.perplexities) for run in measured.orderings
         if run.name in (INCREASING, DECREASING)})
     text = f"{carry_sentence(picture.c, atp.num_layers)} " + order_sentence(picture)
@@ -195,7 +202,7 @@ def said_step(said: Generation | None, caption: str) -> Step:
     if said is None or not said.dense.token_ids:
         return Step("Press **Generate** under the perplexity on the Prune tab: this step shows what the dense "
                     "model, uniform and ATP say for the prompt.",
-                    plots.placeholder(STEP_TITLES[5], "Waiting for a generation"), caption)
+                    run_plots.placeholder(STEP_TITLES[5], "Waiting for a generation"), caption)
     lines = [f"Asked {said.prompt!r}, the dense model says {said.dense.text!r}."]
     for c in said.pruned:
         where = ("says the same" if c.first_divergence is None
@@ -230,7 +237,7 @@ def step_content(step: int, pair: Pair | None, settings: RunSettings, num_layers
     if step == 0:
         content = schedule_step(pair.atp if complete else None, settings, num_layers)
     elif not complete:
-        return Step(WAITING, plots.placeholder(STEP_TITLES[step], "Waiting for a uniform and an ATP run"),
+        return Step(WAITING, run_plots.placeholder(STEP_TITLES[step], "Waiting for a uniform and an ATP run"),
                     f"{settings.model} · S = {settings.sparsity:g} · β = {settings.beta:g} · nothing pruned yet")
     else:
         content = ((split_step, curves_step, perplexity_step)[step - 1](pair) if step < 4

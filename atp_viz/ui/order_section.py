@@ -11,10 +11,9 @@ from dataclasses import dataclass, field, replace
 import gradio as gr
 import plotly.graph_objects as go
 
-from .. import engine
-from ..errors import Cancelled
-from ..order_run import run_order_experiment
-from ..ordering import (
+from ..base.errors import Cancelled
+from ..experiments.order_run import run_order_experiment
+from ..experiments.order_theorem import (
     DEFAULT_SHUFFLES,
     MAX_SHUFFLES,
     OrderExperiment,
@@ -23,14 +22,15 @@ from ..ordering import (
     markdown_table,
     orderings,
 )
-from ..ordering import verdict as order_verdict
-from ..repeats import draws
-from ..results import BlockError
-from ..schedules import atp_schedule
-from ..settings import RunSettings, check_repeats
-from . import order_plots
+from ..experiments.order_theorem import verdict as order_verdict
+from ..figures import order_plots
+from ..figures.format import method_label, ppl
+from ..math.schedules import atp_schedule
+from ..records.results import BlockError
+from ..runs import engine
+from ..runs.repeats import draws
+from ..runs.settings import RunSettings, check_repeats
 from .adapters import answered_by_name, new_file, output_list, stoppable, streamed, user_errors
-from .format import method_label, ppl
 from .run_inputs import ATP_RUN, Page, inputs_of, takes_run_inputs
 from .shared import ENGINE, Shared, block_count
 

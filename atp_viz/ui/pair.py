@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from ..continuations import Generation
-from ..results import RunResult
-from .format import run_label
+from ..figures.format import run_label
+from ..records.continuations import Generation
+from ..records.results import RunResult
 
 
 @dataclass

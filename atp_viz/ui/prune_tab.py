@@ -16,18 +16,27 @@ import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
 
-from .. import engine
-from ..errors import AtpError, Cancelled
-from ..estimates import Estimate, Stages, duration, time_left
-from ..lesson import perplexities, search_hint
-from ..noise import difference_sentence
-from ..pruners import PRUNERS
-from ..quantize import QUANTIZERS
-from ..rates import parse_rates
-from ..repeats import cached_repeated, draws, run_repeated
-from ..results import BlockError, RunResult, load_run
-from ..schedules import atp_schedule, beta_max, bit_schedule, grid_betas
-from ..settings import (
+from ..base.errors import AtpError, Cancelled
+from ..compress.pruners import PRUNERS
+from ..compress.quantizers import QUANTIZERS
+from ..experiments.order_recurrence import perplexities, search_hint
+from ..figures import run_plots
+from ..figures.format import (
+    massive_note,
+    method_label,
+    mismatch_line,
+    ppl,
+    run_name,
+    settings_line,
+    text_name,
+)
+from ..math.noise_rule import difference_sentence
+from ..math.rates_text import parse_rates
+from ..math.schedules import atp_schedule, beta_max, bit_schedule, grid_betas
+from ..records.results import BlockError, RunResult, load_run
+from ..runs import engine
+from ..runs.repeats import cached_repeated, draws, run_repeated
+from ..runs.settings import (
     DEFAULTS,
     MAX_REPEATS,
     NO_QUANTIZATION,
@@ -39,8 +48,9 @@ from ..settings import (
     uniform_baseline,
     validate,
 )
-from ..warm_start import WARM
-from . import breaking_section, generate_section, history_tab, plots, recipe_download
+from ..runs.time_estimates import Estimate, Stages, duration, time_left
+from ..serve.warm_start import WARM
+from . import breaking_section, generate_section, history_tab, recipe_download
 from .adapters import by_component, engine_turn, stop_flag, streamed, user_errors, waiting
 from .defaults import (
     BETA_STEP,
@@ -52,15 +62,6 @@ from .defaults import (
     SPARSITY_MAX,
     SPARSITY_MIN,
     SPARSITY_STEP,
-)
-from .format import (
-    massive_note,
-    method_label,
-    mismatch_line,
-    ppl,
-    run_name,
-    settings_line,
-    text_name,
 )
 from .pair import Pair
 from .run_inputs import ATP_RUN, Page, RunInput, inputs_of, takes_run_inputs
@@ -84,7 +85,7 @@ BETA_STATIC_MAX = 1.0
 # Digits of the β slider's end and of a lowered β: rounded down, so the page never offers an
 # illegal β (nor shows β_max with 17 digits).
 _SLIDER_DIGITS = 5
-ERROR_VIEW_CHOICES = [(label, name) for name, label in plots.ERROR_VIEWS.items()]
+ERROR_VIEW_CHOICES = [(label, name) for name, label in run_plots.ERROR_VIEWS.items()]
 SPLIT_NOTE = r"""
 **Introduced**: the error this block's own pruning adds, on the input it really gets,
 $\tilde B_i(\tilde h_{i-1}) - B_i(\tilde h_{i-1})$. **Inherited**: what the dense block does
@@ -158,7 +159,7 @@ def settle(model: str, sparsity: float, beta: float) -> Settled:
     elif asked_beta < 0:
         moved.append(f"β = {asked_beta:.6g} is below 0 (a decreasing schedule is not ATP's): set to 0.")
     info = "  \n".join([*moved, schedule_info(num_layers, settled_s, settled_beta)])
-    return Settled(num_layers, settled_s, settled_beta, plots.schedule_figure(num_layers, settled_s, settled_beta),
+    return Settled(num_layers, settled_s, settled_beta, run_plots.schedule_figure(num_layers, settled_s, settled_beta),
                    info)
 
 
@@ -215,7 +216,7 @@ def preview_schedule(model: str, sparsity: float, beta: float):
     """
     with user_errors():
         num_layers = block_count(model)
-        return plots.schedule_figure(num_layers, sparsity, beta), schedule_info(num_layers, sparsity, beta)
+        return run_plots.schedule_figure(num_layers, sparsity, beta), schedule_info(num_layers, sparsity, beta)
 
 
 # ------------------------------------------------------------------ uniform against ATP
@@ -268,27 +269,27 @@ class Drawing:
 
 
 def error_figure(pair: Pair | None, log_scale: bool, view: str = "ordinary") -> go.Figure:
-    return plots.error_propagation_figure(pair.runs() if pair else {}, log_scale, view)
+    return run_plots.error_propagation_figure(pair.runs() if pair else {}, log_scale, view)
 
 
 def split_figure(pair: Pair, which: str, view: str = "ordinary", log_scale: bool = False) -> go.Figure:
     """Introduced vs inherited for one run in the error plot's view, on a y range shared by both
     runs so switching compares."""
-    return plots.error_split_figure(pair.pick(which), view, log_scale, pair.present)
+    return run_plots.error_split_figure(pair.pick(which), view, log_scale, pair.present)
 
 
 def heatmap_figure(pair: Pair, which: str) -> go.Figure:
     """Sublayer heatmap of one run, on a colour scale shared by both runs."""
-    return plots.sublayer_heatmap(pair.pick(which), pair.present)
+    return run_plots.sublayer_heatmap(pair.pick(which), pair.present)
 
 
 def tokens_figure(pair: Pair, which: str) -> go.Figure:
     """Per-token heatmap of one run, on a colour scale shared by both runs."""
-    return plots.token_heatmap(pair.pick(which), pair.present)
+    return run_plots.token_heatmap(pair.pick(which), pair.present)
 
 
 def perplexity_figure(pair: Pair) -> go.Figure:
-    return plots.perplexity_figure(pair.present[0].dense_ppl, pair.runs())
+    return run_plots.perplexity_figure(pair.present[0].dense_ppl, pair.runs())
 
 
 def settings_link(result: RunResult) -> str:
@@ -536,7 +537,7 @@ class _Live:
         return "uniform", len(self.drawings.get("uniform", Drawing("", "")).errors)
 
     def figure(self, log_scale: bool, view: str, stopped: bool = False) -> go.Figure:
-        figure = plots.error_propagation_figure({d.label: d for d in self.drawings.values()}, log_scale, view,
+        figure = run_plots.error_propagation_figure({d.label: d for d in self.drawings.values()}, log_scale, view,
                                                 num_layers=self.num_layers)
         if stopped:
             figure.add_annotation(text="stopped: the unfinished run's blocks are not kept", xref="paper",
@@ -591,10 +592,10 @@ class _Live:
 def running_views(settings: RunSettings) -> dict[str, object]:
     """What stands below the curve while a pair runs: what will appear there, for which settings."""
     words = f"⏳ Prune is running S = {settings.sparsity:g}, β = {settings.beta:g}: drawn when both runs are done"
-    return {"perplexity": plots.placeholder("Perplexity", words),
-            "split": plots.placeholder("Introduced vs inherited error", words),
-            "heatmap": plots.placeholder("Relative error of each linear layer", words),
-            "tokens": plots.placeholder("Error of each token", words), "summary": f"*{words}.*", "note": ""}
+    return {"perplexity": run_plots.placeholder("Perplexity", words),
+            "split": run_plots.placeholder("Introduced vs inherited error", words),
+            "heatmap": run_plots.placeholder("Relative error of each linear layer", words),
+            "tokens": run_plots.placeholder("Error of each token", words), "summary": f"*{words}.*", "note": ""}
 
 
 def _stopped_status(live: _Live, previous: Pair | None) -> str:
@@ -666,7 +667,7 @@ def compression_schedule(model: str, sparsity: float, beta: float, compression: 
 def _schedule(settings: RunSettings, num_layers: int, current: int | None = None) -> go.Figure:
     widths = (None if settings.quantize == NO_QUANTIZATION
               else bit_schedule(num_layers, settings.bits, settings.bits_beta))
-    return plots.schedule_figure(num_layers, settings.sparsity, settings.beta, current=current,
+    return run_plots.schedule_figure(num_layers, settings.sparsity, settings.beta, current=current,
                                  group=settings.group, widths=widths, rates=settings.schedule)
 
 
@@ -716,7 +717,7 @@ def run_pruning(page: Page, log_scale, shown_run, error_view, pair: Pair | None,
     with user_errors(), stop_flag(request) as flag:
         # Every input is checked before any run, so a bad one never costs a finished run.
         check_choice("shown_run", shown_run, RUN_CHOICES)
-        check_choice("error_view", error_view, plots.ERROR_VIEWS)
+        check_choice("error_view", error_view, run_plots.ERROR_VIEWS)
         settings = pair_settings(page, compression, pattern, quantizer, bits, bits_beta, rates)
         repeats = check_repeats(page.repeats)
         frame = page.frame
@@ -863,7 +864,7 @@ def redraw_errors(log_scale: bool, error_view: str, pair: Pair | None):
         error_view: "ordinary", "all" or "absolute".
     """
     with user_errors():
-        check_choice("error_view", error_view, plots.ERROR_VIEWS)
+        check_choice("error_view", error_view, run_plots.ERROR_VIEWS)
         return error_figure(pair, log_scale, error_view)
 
 
@@ -876,14 +877,14 @@ def show_run(shown_run: str, pair: Pair | None, log_scale: bool = False, error_v
         error_view: the split of "ordinary" tokens, "all" or "absolute", as the error plot (default "ordinary").
     """
     with user_errors():
-        check_choice("error_view", error_view, plots.ERROR_VIEWS)
+        check_choice("error_view", error_view, run_plots.ERROR_VIEWS)
     return Screen() if pair is None else Screen(drawn=of_shown_run(pair, shown_run, bool(log_scale), error_view))
 
 
 def redraw_split(shown_run: str, pair: Pair | None, log_scale: bool, error_view: str):
     """The split of the shown run in the error plot's view (after a change of the view or log scale)."""
     with user_errors():
-        check_choice("error_view", error_view, plots.ERROR_VIEWS)
+        check_choice("error_view", error_view, run_plots.ERROR_VIEWS)
         return gr.update() if pair is None else split_figure(pair, shown_run, error_view, bool(log_scale))
 
 
@@ -971,7 +972,7 @@ def build(demo: gr.Blocks, history: HistoryOutputs) -> Shared:
                                    elem_id="summary")
     with gr.Row(equal_height=False):
         with gr.Column(min_width=380):
-            drawn["error"] = gr.Plot(plots.placeholder("Error explosion: block-output error by depth",
+            drawn["error"] = gr.Plot(run_plots.placeholder("Error explosion: block-output error by depth",
                                                        "Press Prune: the error of every block appears here, "
                                                        "block by block"),
                                      label="error propagation", show_label=False, elem_id="error-plot")
@@ -979,20 +980,20 @@ def build(demo: gr.Blocks, history: HistoryOutputs) -> Shared:
                 error_view = gr.Radio(ERROR_VIEW_CHOICES, value="ordinary", label="Error of", elem_id="error-view")
                 log_scale = gr.Checkbox(False, label="log scale", elem_id="log-scale")
             drawn["note"] = gr.Markdown(elem_id="error-note")
-        drawn["perplexity"] = _plot_column("ppl-plot", "perplexity", plots.perplexity_placeholder())
+        drawn["perplexity"] = _plot_column("ppl-plot", "perplexity", run_plots.perplexity_placeholder())
     breaking_section.build(pair, error_view)
     said = generate_section.build(inputs, history, pair)
     shown_run = gr.Radio(list(RUN_CHOICES), value=DEFAULT_RUN, label="The plots below show the run",
                          elem_id="shown-run")
     with gr.Row(equal_height=False):
         with gr.Column(min_width=380):
-            drawn["split"] = gr.Plot(plots.placeholder("Introduced vs inherited error",
+            drawn["split"] = gr.Plot(run_plots.placeholder("Introduced vs inherited error",
                                                        "After a run: each block's error, split in two"),
                                      label="introduced vs inherited", show_label=False, elem_id="split-plot")
             gr.Markdown(SPLIT_NOTE, latex_delimiters=INLINE_LATEX, elem_id="split-note")
-        drawn["heatmap"] = _plot_column("heatmap-plot", "sublayer heatmap", plots.placeholder(
+        drawn["heatmap"] = _plot_column("heatmap-plot", "sublayer heatmap", run_plots.placeholder(
             "Relative error of each linear layer", "After a run: one cell per linear layer of every block"))
-    drawn["tokens"] = gr.Plot(plots.placeholder("Error of each token", "After a run: one calibration window, "
+    drawn["tokens"] = gr.Plot(run_plots.placeholder("Error of each token", "After a run: one calibration window, "
                                                 "token by token, massive activations marked"),
                               label="per-token heatmap", show_label=False, elem_id="token-plot")
     with gr.Accordion("Load saved runs (JSON)", open=False, elem_id="load-runs"):

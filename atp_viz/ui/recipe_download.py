@@ -11,9 +11,9 @@ from functools import lru_cache
 
 import gradio as gr
 
-from ..architecture import DecoderStack, decoder_stack
-from ..recipe import RecipeSource, methods, recipe_yaml
-from ..settings import number
+from ..compress.recipe import RecipeSource, methods, recipe_yaml
+from ..model.architecture import DecoderStack, decoder_stack
+from ..runs.settings import number
 from .adapters import new_file, user_errors
 from .shared import INSTANT, Shared
 

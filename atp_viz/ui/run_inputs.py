@@ -20,8 +20,8 @@ from typing import Any
 
 import pandas as pd
 
-from ..pruners import PRUNERS
-from ..settings import DEFAULTS, RunSettings
+from ..compress.pruners import PRUNERS
+from ..runs.settings import DEFAULTS, RunSettings
 from .shared import RunInputs, run_settings
 
 EMPTY = inspect.Parameter.empty

@@ -9,19 +9,20 @@ from dataclasses import dataclass, replace
 import gradio as gr
 import plotly.graph_objects as go
 
-from .. import engine
-from ..errors import AtpError, Cancelled
-from ..noise import difference_sentence
-from ..progress import CancelCheck, Progress
-from ..repeats import draws
-from ..results import RunResult
-from ..schedules import grid_betas
-from ..search import DEFAULT_STRATEGY, iter_search, planned_betas, search_record, trials_of
-from ..settings import RunSettings, check_repeats
-from . import history_tab, plots
+from ..base.errors import AtpError, Cancelled
+from ..base.progress import CancelCheck, Progress
+from ..experiments.beta_search import DEFAULT_STRATEGY, iter_search, planned_betas, search_record, trials_of
+from ..figures import run_plots
+from ..figures.format import ppl, settings_line
+from ..math.noise_rule import difference_sentence
+from ..math.schedules import grid_betas
+from ..records.results import RunResult
+from ..runs import engine
+from ..runs.repeats import draws
+from ..runs.settings import RunSettings, check_repeats
+from . import history_tab
 from .adapters import answered_by_name, engine_progress, output_list, stoppable, user_errors
 from .defaults import SEARCH_CHOICES
-from .format import ppl, settings_line
 from .prune_tab import preview_schedule
 from .run_inputs import DATA_SETUP, Page, inputs_of, takes_run_inputs
 from .shared import ENGINE, INSTANT, UI_ONLY, Shared, block_count, changes_beside_settled
@@ -60,11 +61,11 @@ def sweep(settings: RunSettings, strategy: str, progress: Progress | None = None
         else:
             status = (f"uniform{draw}: perplexity selection {ppl(result.selection_ppl)}, report {ppl(result.ppl)} "
                       f"· {len(grid)} β on the grid")
-        yield SweepStep(plots.sweep_figure(trials, uniform.ppl, None, uniform, select_on), status, None, result)
+        yield SweepStep(run_plots.sweep_figure(trials, uniform.ppl, None, uniform, select_on), status, None, result)
     found = search_record(strategy, runs, select_on)
     best, uniform = found.best, found.uniform
     noise = difference_sentence(f"β = {best.beta:.4g}", best.report.values, "uniform", uniform.report.values)
-    yield SweepStep(plots.sweep_figure(found.trials, found.uniform_ppl, found.best_beta, uniform, select_on),
+    yield SweepStep(run_plots.sweep_figure(found.trials, found.uniform_ppl, found.best_beta, uniform, select_on),
                     f"done: {len(found.trials)} trial(s) ({strategy}) · best β = {found.best_beta:.4g} "
                     f"(chosen on the {select_on} text): report perplexity {ppl(best.ppl)}, selection "
                     f"{ppl(best.selection_ppl)} (uniform: report {ppl(uniform.ppl)}, selection "
@@ -176,7 +177,7 @@ def build(shared: Shared) -> None:
         stop_btn = gr.Button("Stop", variant="stop", scale=0, min_width=120)
     estimate = gr.Markdown(elem_id="search-estimate")
     status = gr.Markdown(label="search status", elem_id="sweep-status")
-    plot = gr.Plot(plots.placeholder("β search: perplexity against the common difference β",
+    plot = gr.Plot(run_plots.placeholder("β search: perplexity against the common difference β",
                                      "Press Search β: one point per β appears here as each trial finishes"),
                    label="perplexity vs beta", show_label=False, elem_id="sweep-plot")
     kept = shared.history

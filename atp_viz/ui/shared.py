@@ -8,10 +8,10 @@ from functools import lru_cache
 
 import gradio as gr
 
-from ..models import check_model_name, layer_count
-from ..settings import RunSettings, validate
-from ..texts import BUILTIN
-from . import limits, public
+from ..model.loading import check_model_name, layer_count
+from ..model.texts import BUILTIN
+from ..runs.settings import RunSettings, validate
+from ..serve import limits, public
 
 
 @dataclass
@@ -134,7 +134,7 @@ def block_count(model: str) -> int:
     return _cached_count(page_model(model))
 
 
-# Heavy events wait in the server's own line (``turns``: one job at a time, one per session,
+# Heavy events wait in the server's own line (``job_line``: one job at a time, one per session,
 # each told its place); gradio lets this many in at once to wait there.
 ENGINE_WAITING = 48
 ENGINE = {"concurrency_id": "engine", "concurrency_limit": ENGINE_WAITING}

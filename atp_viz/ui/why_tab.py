@@ -10,13 +10,14 @@ from pathlib import Path
 
 import gradio as gr
 
-from .. import engine
-from ..errors import Cancelled
-from ..lesson import CARRY_MEANING
-from ..results import RunResult
-from . import order_section, plots
+from ..base.errors import Cancelled
+from ..experiments.order_recurrence import CARRY_MEANING
+from ..figures import run_plots
+from ..figures.format import ppl, settings_line
+from ..records.results import RunResult
+from ..runs import engine
+from . import order_section
 from .adapters import answered_by_name, engine_progress, output_list, stoppable, user_errors
-from .format import ppl, settings_line
 from .run_inputs import Page, inputs_of, takes_run_inputs
 from .shared import ENGINE, INSTANT, UI_ONLY, Shared, block_count
 
@@ -50,9 +51,9 @@ def _same_experiment(a: RunResult, b: RunResult) -> bool:
 def overlay(experiments: list[RunResult], result: RunResult) -> list[RunResult]:
     """The experiments to draw together after ``result``: the earlier ones with the same
     settings (a repeated block replaced), in block order; other settings start afresh."""
-    k = plots.pruned_block(result)
-    kept = [r for r in experiments if _same_experiment(r, result) and plots.pruned_block(r) != k]
-    return sorted([*kept, result], key=plots.pruned_block)
+    k = run_plots.pruned_block(result)
+    kept = [r for r in experiments if _same_experiment(r, result) and run_plots.pruned_block(r) != k]
+    return sorted([*kept, result], key=run_plots.pruned_block)
 
 
 def overlay_summary(experiments: list[RunResult]) -> str:
@@ -62,7 +63,7 @@ def overlay_summary(experiments: list[RunResult]) -> str:
         return ""
     first = experiments[0]
     last = first.num_layers - 1
-    parts = [f"block {plots.pruned_block(r)}: **{_ordinary(r.errors[-1]):.3g}** (perplexity {ppl(r.ppl)})"
+    parts = [f"block {run_plots.pruned_block(r)}: **{_ordinary(r.errors[-1]):.3g}** (perplexity {ppl(r.ppl)})"
              for r in experiments]
     dense = f"; dense perplexity {ppl(first.dense_ppl)}" if first.dense_ppl is not None else ""
     travels = "  \n".join(sentence for r in experiments if (sentence := after_the_pruned_block(r)))
@@ -75,7 +76,7 @@ def after_the_pruned_block(result: RunResult) -> str:
     """Whether the relative error drawn (ordinary tokens) grows or falls from the pruned block k
     to the last block, and why, from the run's own norms: the error ‖Δh‖ the later blocks carry
     against the dense hidden state ‖h‖ it is divided by (all tokens)."""
-    k = plots.pruned_block(result)
+    k = run_plots.pruned_block(result)
     at_k, end = result.errors[k], result.errors[-1]
     if end.layer == k:
         return ""
@@ -136,8 +137,8 @@ def single_block(page: Page, block: int, experiments: list[RunResult], progress:
 
 
 def _drawn(experiments: list[RunResult]) -> dict:
-    return {"plot": plots.single_block_figure(experiments), "text": overlay_summary(experiments),
-            "amplification": plots.amplification_figure(experiments), "experiments": experiments}
+    return {"plot": run_plots.single_block_figure(experiments), "text": overlay_summary(experiments),
+            "amplification": run_plots.amplification_figure(experiments), "experiments": experiments}
 
 
 def clear_experiments():
@@ -175,10 +176,10 @@ def build(demo: gr.Blocks, shared: Shared) -> None:
     text = gr.Markdown(label="single block summary", elem_id="single-text")
     with gr.Row(equal_height=False):
         with gr.Column(min_width=380):
-            plot = gr.Plot(plots.single_block_figure([]), label="single block errors", show_label=False,
+            plot = gr.Plot(run_plots.single_block_figure([]), label="single block errors", show_label=False,
                            elem_id="single-plot")
         with gr.Column(min_width=380):
-            amplification = gr.Plot(plots.amplification_figure([]), label="amplification", show_label=False,
+            amplification = gr.Plot(run_plots.amplification_figure([]), label="amplification", show_label=False,
                                     elem_id="amplification-plot")
     gr.on([demo.load, inputs.model.change], narrow_block, [inputs.model, block], block, **INSTANT, **UI_ONLY,
           api_name="block_range")

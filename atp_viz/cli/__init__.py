@@ -1,0 +1,1 @@
+"""The command line: ``python -m atp_viz`` and its commands, the benchmark among them (no gradio)."""

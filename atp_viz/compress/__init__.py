@@ -1,0 +1,1 @@
+"""What is removed and rounded: pruners, quantizers, propagation, allocator measurements, EvoPress, recipes."""

@@ -1,0 +1,1 @@
+"""A causal LM as the engine sees it: loading, decoder blocks, calling one block, texts, perplexity, swapped weights."""

@@ -1,0 +1,1 @@
+"""What runs give back, as typed records with no torch: results and the pruned model's continuations."""

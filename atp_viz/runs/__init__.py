@@ -1,0 +1,1 @@
+"""One pruning run and what keeps it: settings, allocators, the engine, time estimates, stored results, the atlas."""
