@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from ..experiments.where_it_breaks import Level
+from ..experiments.where_it_breaks import LEVELS, Level
 from .run_plots import (
     AXIS_ABSOLUTE,
     AXIS_BLOCK,
@@ -67,14 +67,16 @@ def perplexity_by_sparsity_figure(levels: list[Level], factor: float) -> go.Figu
                 customdata=[_fmt_ppl(p) for _, p in points],
                 hovertemplate=f"{name}, S = %{{x:g}}: perplexity %{{customdata}}<extra></extra>"))
     dense = next((run.dense_ppl for level in levels for run in level.present if run.dense_ppl is not None), None)
+    # The axis spans every S the view asks about, so one run on hand sits where it belongs.
+    shown = [*LEVELS, *(level.sparsity for level in levels)]
+    ends = [min(shown), max(shown)]
     if dense is not None and data:
-        ends = [levels[0].sparsity, levels[-1].sparsity]
         data.append(go.Scatter(x=ends, y=[dense] * 2, mode="lines", name=f"dense {_fmt_ppl(dense)}",
                                line={"color": colour_for("dense"), "dash": "dot"}, hoverinfo="skip"))
         data.append(go.Scatter(x=ends, y=[factor * dense] * 2, mode="lines", name=f"{factor:g} × dense",
                                line={"color": colour_for("dense"), "dash": "dash"}, hoverinfo="skip"))
     layout = _layout("Where does it break? Perplexity against S", AXIS_SPARSITY, AXIS_PPL,
                      subtitle="report text · lower is better · dashed: the chosen factor over dense",
-                     yaxis={"type": "log"}, xaxis={"dtick": 0.1},
+                     yaxis={"type": "log"}, xaxis={"dtick": 0.1, "range": [ends[0] - 0.05, ends[1] + 0.05]},
                      annotations=[] if data else [_note("No runs of these settings yet")])
     return go.Figure(data=data, layout=layout)
