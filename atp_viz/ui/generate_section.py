@@ -101,8 +101,9 @@ CSS = """
   color: #1f2328; }
 .said-card h4 { margin: 0 0 4px 0; }
 .said-stats { font-size: 0.85em; color: #57606a; margin-bottom: 6px; }
-.said-text { white-space: pre-wrap; line-height: 1.7; font-family: ui-monospace, monospace;
-  font-size: 0.9em; }
+/* A run of tokens with no space (".S.S.S…") still breaks inside its card. */
+.said-text { white-space: pre-wrap; overflow-wrap: anywhere; line-height: 1.7;
+  font-family: ui-monospace, monospace; font-size: 0.9em; }
 .said-tok { border-radius: 3px; }
 .said-diverge { outline: 2px solid #cf222e; background: #ffebe9; font-weight: 600; }
 .said-after { color: #8c959f; }
