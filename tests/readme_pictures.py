@@ -67,7 +67,7 @@ def photograph(drawn: dict[str, object], said: str, out: Path) -> None:
             page.wait_for_selector(".js-plotly-plot .main-svg")
             page.screenshot(path=str(out / f"{name}.png"))
             print(out / f"{name}.png")
-        page.set_viewport_size({"width": SAID_WIDTH, "height": SIZE["height"]})
+        page.set_viewport_size({"width": SAID_WIDTH, "height": 100})  # the full page: as tall as its content
         page.set_content(said)
         page.screenshot(path=str(out / "lesson_said.png"), full_page=True)
         print(out / "lesson_said.png")
