@@ -121,7 +121,7 @@ class BenchFigures:
 
 
 def read_targets(pyproject: Path) -> dict[str, float]:
-    """The goals (each figure: at most this) from ``[tool.atp_viz.cli.bench-targets]``, if any."""
+    """The goals (each figure: at most this) from ``[tool.atp_viz.bench-targets]``, if any."""
     if not pyproject.is_file():
         return {}
     with pyproject.open("rb") as handle:

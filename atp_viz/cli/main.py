@@ -395,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--beta", type=float, default=SUGGESTED_BETA, help="the ATP β of the measured trial")
     bench.add_argument("--device", default=DEFAULTS.device, choices=DEVICES)
     bench.add_argument("--targets", default="pyproject.toml",
-                       help="a pyproject.toml whose [tool.atp_viz.cli.bench-targets] holds the goals")
+                       help="a pyproject.toml whose [tool.atp_viz.bench-targets] holds the goals")
     bench.add_argument("--json", default="-")
     bench.set_defaults(func=_cmd_bench)
     _add_beyond_commands(sub)
