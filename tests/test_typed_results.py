@@ -3,6 +3,7 @@ planned schedule): each goes to its published keys, in their order, and comes ba
 
 import json
 from dataclasses import fields
+from pathlib import Path
 
 from atp_viz.cli import bench
 from atp_viz.model.loading import load_model
@@ -90,6 +91,11 @@ def test_bench_figures_keep_the_published_order_and_judge_their_targets():
     assert bench.BenchFigures.from_json(data) == figures
     table = bench.format_table(figures)
     assert "| prune_over_forward | 1 | <= 1.5 | yes |" in table and "| trial_over_limit | 2 | <= 1.5 | no |" in table
+
+
+def test_the_bench_reads_the_projects_goals_from_its_pyproject():
+    goals = bench.read_targets(Path(__file__).resolve().parents[1] / "pyproject.toml")
+    assert goals["prune_over_forward"] == 2.3 and goals["generate_s"] == 10.0, goals
 
 
 def test_zero_shot_scores_and_setup_round_trip_in_a_run_result():
