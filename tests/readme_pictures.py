@@ -24,7 +24,7 @@ from atp_viz.figures import run_plots
 from atp_viz.figures.format import run_label
 from atp_viz.records.results import RunResult
 from atp_viz.runs.engine import run_pruning
-from atp_viz.runs.settings import DEFAULTS
+from atp_viz.runs.settings import DEFAULTS, uniform_baseline
 from atp_viz.ui import generate_section
 from atp_viz.ui.defaults import DEFAULT_BETA
 
@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "assets"))
     out = Path(parser.parse_args().out)
     atp = run_pruning(replace(DEFAULTS, beta=DEFAULT_BETA)).result
-    uniform = run_pruning(replace(DEFAULTS, allocation="uniform")).result
+    uniform = run_pruning(uniform_baseline(DEFAULTS)).result
     photograph(figures(atp, uniform), said_html(atp, uniform), out)
 
 

@@ -23,7 +23,7 @@ from ..math.schedules import grid_betas
 from ..model.loading import layer_count
 from ..runs.atlas import GRID, HEADER, POINT_SUFFIX, Grid, pack, point_name, read_header
 from ..runs.engine import computation, run_pruning
-from ..runs.settings import DEFAULTS, RunSettings, validate
+from ..runs.settings import DEFAULTS, RunSettings, beta_zero, validate
 
 # What a header must share with this build for it to add points (threads: the float order of sums).
 _SAME = ("cpu", "atp_viz", "torch", "threads", "base")
@@ -50,7 +50,7 @@ def plan(grid: Grid, num_layers: int, base: RunSettings = DEFAULTS) -> list[RunS
     for method in grid.methods:
         for sparsity in grid.sparsities:
             at = replace(base, method=method, sparsity=sparsity)
-            runs = [replace(at, allocation="uniform", beta=0.0),
+            runs = [beta_zero(at),
                     *(replace(at, allocation="atp", beta=beta) for beta in grid_betas(num_layers, sparsity)),
                     *(replace(at, allocation=name, beta=0.0) for name in grid.beside)]
             points.extend(computation(validate(run)) for run in runs)

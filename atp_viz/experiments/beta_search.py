@@ -32,7 +32,7 @@ from ..model.loading import layer_count
 from ..records.results import RunResult, SearchResult, SearchTrial, Spread
 from ..runs.engine import run_pruning
 from ..runs.repeats import draws, spread_of
-from ..runs.settings import RunSettings, check_repeats, check_select_on, validate
+from ..runs.settings import RunSettings, beta_zero, check_repeats, check_select_on, validate
 
 # next_index(grid size, {index: perplexity} known so far) -> the next index to try, or
 # None once the strategy is done. ``known`` may hold index -1: the uniform baseline
@@ -161,15 +161,16 @@ def iter_search(settings: RunSettings, strategy: str = DEFAULT_STRATEGY, cancell
         raise AtpError(f"no β on the 0.002 grid is legal for {num_layers} blocks at sparsity {settings.sparsity:g}")
     settings = replace(settings, measure_selection=True)
 
-    def trial(allocation: str, beta: float) -> Iterator[RunResult]:
-        for draw in draws(replace(settings, allocation=allocation, beta=beta), repeats):
+    def trial(point: RunSettings) -> Iterator[RunResult]:
+        for draw in draws(point, repeats):
             yield run_pruning(draw, cancelled=cancelled).result
 
-    uniform = yield from _measured(trial("uniform", 0.0))
+    uniform = yield from _measured(trial(beta_zero(settings)))
     # Uniform is the curve at β = 0, one step before the grid's first point.
     known: dict[int, float] = {-1: _chooser(uniform, select_on)}
     while (index := chosen.next_index(len(betas), known)) is not None:
-        known[index] = _chooser((yield from _measured(trial("atp", betas[index]))), select_on)
+        point = replace(settings, allocation="atp", beta=betas[index])
+        known[index] = _chooser((yield from _measured(trial(point))), select_on)
 
 
 def planned_betas(settings: RunSettings, strategy: str, num_layers: int) -> list[float]:

@@ -240,8 +240,16 @@ def validate(settings: RunSettings) -> RunSettings:
 
 
 def uniform_baseline(settings: RunSettings) -> RunSettings:
-    """The uniform run beside ``settings``: same S, pattern and mean bits, nothing progressive."""
+    """The uniform run beside ``settings`` (the Prune pair's, Generate's): same S, pattern and
+    mean bits, nothing progressive: no sparsity step, no bit step, no rates given."""
     return replace(settings, allocation="uniform", beta=0.0, bits_beta=0.0, schedule=None)
+
+
+def beta_zero(settings: RunSettings) -> RunSettings:
+    """The point β = 0 of a sweep over the sparsity step (the β search, the atlas, Beyond's
+    pair): uniform sparsity, everything else as given, the bit step too, since such a sweep
+    varies β alone. It differs from ``uniform_baseline`` only where a bit step or rates are set."""
+    return replace(settings, allocation="uniform", beta=0.0)
 
 
 def given_rates(settings: RunSettings, rates: object, num_layers: int, sparsity_given: bool = True) -> RunSettings:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
@@ -26,7 +26,7 @@ from ..experiments.zeroshot import (
 from ..experiments.zeroshot_facts import ITEMS
 from ..figures import beyond_plots
 from ..math.schedules import atp_schedule
-from ..runs.settings import RunSettings
+from ..runs.settings import RunSettings, beta_zero
 from ..runtimes import deepsparse_venv, onnx_graph, onnx_speed
 from .adapters import answered_by_name, engine_progress, new_file, output_list, stoppable, user_errors
 from .run_inputs import PRUNED, Page, inputs_of, takes_run_inputs
@@ -98,7 +98,7 @@ def _atp_settings(page: Page) -> RunSettings:
 
 
 def _runs(settings: RunSettings) -> dict[str, RunSettings]:
-    return {"uniform": replace(settings, allocation="uniform", beta=0.0), "atp": settings}
+    return {"uniform": beta_zero(settings), "atp": settings}
 
 
 def _names(settings: RunSettings) -> dict[str, str]:

@@ -19,7 +19,7 @@ from ..math.schedules import grid_betas
 from ..records.results import RunResult
 from ..runs import engine
 from ..runs.repeats import draws
-from ..runs.settings import RunSettings, check_repeats
+from ..runs.settings import RunSettings, beta_zero, check_repeats
 from . import history_tab
 from .adapters import answered_by_name, engine_progress, output_list, stoppable, user_errors
 from .defaults import SEARCH_CHOICES
@@ -130,7 +130,7 @@ def search_estimate(page: Page, strategy: str) -> str:
     try:
         settings = replace(page.settings(beta=None), measure_selection=True)
         tried = planned_betas(settings, strategy, block_count(settings.model))
-        points = [replace(settings, allocation="uniform", beta=0.0), *(replace(settings, beta=b) for b in tried)]
+        points = [beta_zero(settings), *(replace(settings, beta=b) for b in tried)]
         runs = [draw for point in points for draw in draws(point, check_repeats(page.repeats))]
         estimate = engine.estimate_runs(runs)
     except AtpError as exc:
