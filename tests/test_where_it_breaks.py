@@ -12,6 +12,7 @@ from test_lesson import tiny_pair  # noqa: F401
 
 from atp_viz.base.errors import AtpError
 from atp_viz.experiments.where_it_breaks import basis, break_sentence, breaks_at, check_factor, levels_on_hand
+from atp_viz.figures.run_plots import view_value
 from atp_viz.runs import engine
 from atp_viz.runs.settings import uniform_baseline
 
@@ -54,7 +55,10 @@ def test_the_pair_at_other_s_is_what_this_server_ran_and_nothing_more(tiny_pair)
     heading, lesson_text, figure = lesson_tab.render(6, pair, settings.model, settings.sparsity, settings.beta,
                                                      False, "png")
     assert heading == "**Step 7 of 7: Where does it break?**"
-    assert lesson_text.startswith(break_sentence(levels, 2.0)) and "S = 0.5: " in lesson_text
+    assert lesson_text.startswith(break_sentence(levels, 2.0))
+    last = [view_value(level.atp.errors[-1], "ordinary") for level in levels]
+    assert f"S = 0.5: {last[0]:.2f}; S = 0.7: {last[1]:.2f}" in lesson_text
+    assert ("it grows with S" if last[0] < last[1] else "it does not grow with S at every step") in lesson_text
     assert "S = 0.5, 0.7" in json.loads(figure.to_json())["layout"]["title"]["text"]
 
 

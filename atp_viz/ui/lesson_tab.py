@@ -214,12 +214,15 @@ def said_step(said: Generation | None, caption: str) -> Step:
 def breaking_step(pair: Pair) -> Step:
     """Step 7: the pair's settings at every S this server has run, perplexity against S."""
     levels = levels_on_hand(pair.uniform, pair.atp)
-    ends = "; ".join(f"S = {level.sparsity:g}: {view_value(level.atp.errors[-1], LESSON_VIEW):.2f}"
-                     for level in levels if level.atp is not None and level.atp.errors)
+    ends = [(level.sparsity, view_value(level.atp.errors[-1], LESSON_VIEW)) for level in levels
+            if level.atp is not None and level.atp.errors]
     text = break_sentence(levels, DEFAULT_FACTOR)
-    if len(levels) > 1:
-        text += (f" ATP's error at the last block (ordinary tokens) — {ends}: the curve keeps its rising shape "
-                 "and moves up with S; perplexity is where the break shows.")
+    if len(ends) > 1:
+        values = [error for _, error in ends]
+        trend = ("it grows with S" if all(a < b for a, b in zip(values, values[1:]))
+                 else "it does not grow with S at every step")
+        text += (" ATP's error at the last block (ordinary tokens): "
+                 + "; ".join(f"S = {sparsity:g}: {error:.2f}" for sparsity, error in ends) + f": {trend}.")
     atp = pair.atp
     caption = (f"{atp.model} · {method_label(atp.method)} · S = {', '.join(f'{level.sparsity:g}' for level in levels)}"
                f" · uniform and {run_name(atp)} · {settings_line(atp)}")
