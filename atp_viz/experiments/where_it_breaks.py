@@ -11,10 +11,11 @@ from ..base.errors import AtpError
 from ..math.schedules import beta_max
 from ..records.results import RunResult
 from ..runs import engine
+from ..runs.atlas import GRID
 from ..runs.settings import NO_QUANTIZATION, UNSTRUCTURED, RunSettings, uniform_baseline
 
 # The atlas's target sparsities: where a fresh server may already hold answers.
-LEVELS = (0.5, 0.6, 0.7, 0.8)
+LEVELS = GRID.sparsities
 DEFAULT_FACTOR = 2.0
 FACTOR_BOUNDS = (1.1, 1000.0)
 
