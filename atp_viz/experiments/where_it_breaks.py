@@ -32,6 +32,10 @@ class Level:
     def present(self) -> list[RunResult]:
         return [run for run in (self.uniform, self.atp) if run is not None]
 
+    def run(self, which: str) -> RunResult | None:
+        """The ``which`` run ("uniform" or "atp"), if there is one at this S."""
+        return self.uniform if which == "uniform" else self.atp
+
 
 def basis(atp: RunResult) -> RunSettings | None:
     """The settings that made ``atp`` (an ATP run, unstructured, not quantized), read back from
@@ -80,7 +84,7 @@ def breaks_at(levels: list[Level], which: str, factor: float) -> float | None:
     """The first S of ``levels`` where the ``which`` run's ("uniform" or "atp") perplexity is
     over ``factor`` × dense (a diverged model counts); None where none is."""
     for level in levels:
-        run = level.uniform if which == "uniform" else level.atp
+        run = level.run(which)
         if run is not None and run.report_ppl is not None and run.dense_ppl is not None:
             if not run.report_ppl <= factor * run.dense_ppl:  # nan and inf count as broken
                 return level.sparsity
@@ -91,10 +95,11 @@ def break_sentence(levels: list[Level], factor: float) -> str:
     """Where each of uniform and ATP leaves dense by more than ``factor``, of the S on hand, and
     which S would tell more."""
     shown = ", ".join(f"{level.sparsity:g}" for level in levels)
-    missing = [s for s in LEVELS if all(abs(s - level.sparsity) > 1e-9 for level in levels)]
+    on_hand = {round(level.sparsity, 6) for level in levels}
+    missing = [s for s in LEVELS if round(s, 6) not in on_hand]
     parts = []
     for which, name in (("uniform", "uniform"), ("atp", "ATP")):
-        runs = [level for level in levels if (level.uniform if which == "uniform" else level.atp) is not None]
+        runs = [level for level in levels if level.run(which) is not None]
         if not runs:
             continue
         at = breaks_at(runs, which, factor)

@@ -58,7 +58,7 @@ def perplexity_by_sparsity_figure(levels: list[Level], factor: float) -> go.Figu
     data = []
     for which, name in (("uniform", "uniform"), ("atp", "ATP")):
         points = [(level.sparsity, run.report_ppl) for level in levels
-                  if (run := level.uniform if which == "uniform" else level.atp) is not None
+                  if (run := level.run(which)) is not None
                   and run.report_ppl is not None]
         if points:
             data.append(go.Scatter(
