@@ -1,4 +1,4 @@
-"""Where a model breaks, drawn (plotly, in the house template of ``plots``; levels in, figure
+"""Where a model breaks, drawn (plotly, in the house template of ``run_plots``; levels in, figure
 out): the error curves of several target sparsities on one axis, and perplexity against S
 with the dense model's and the chosen factor's levels."""
 
