@@ -33,7 +33,7 @@ def breaking_view(pair: Pair | None, factor: float, view: str = "ordinary") -> t
 
 def build(pair: gr.State, error_view: gr.Radio) -> None:
     """The view's components and events (placed where it is called), following ``pair``."""
-    with gr.Accordion(TITLE, open=False, elem_id="breaking"):
+    with gr.Accordion(TITLE, open=False, elem_id="breaking") as folded:
         gr.Markdown(NOTE, elem_id="breaking-note")
         with gr.Row(equal_height=False):
             factor = gr.Number(DEFAULT_FACTOR, minimum=FACTOR_BOUNDS[0], maximum=FACTOR_BOUNDS[1], step=0.5,
@@ -46,6 +46,8 @@ def build(pair: gr.State, error_view: gr.Radio) -> None:
                 errors = gr.Plot(show_label=False, elem_id="breaking-errors")
             with gr.Column(min_width=380):
                 perplexities = gr.Plot(show_label=False, elem_id="breaking-ppl")
-    gr.on([pair.change, factor.submit, factor.blur, again.click, error_view.change], breaking_view,
+    # Opening it draws it too: a pair set by an unqueued answer (a cached pair, the warm start's
+    # timer) does not fire the state's change, so the view may not have followed it.
+    gr.on([pair.change, folded.expand, factor.submit, factor.blur, again.click, error_view.change], breaking_view,
           [pair, factor, error_view], [sentence, errors, perplexities], **INSTANT, **UI_ONLY,
           trigger_mode="always_last")
