@@ -138,7 +138,7 @@ def test_the_command_line_has_the_atlas_command(tmp_path, capsys):
     assert capsys.readouterr().err.startswith("error: cannot build the atlas in")
 
 
-def test_the_landscape_draws_each_sparsity_with_its_best_beta_and_the_other_allocators(built):
+def test_the_landscape_draws_the_curve_on_hand_and_the_other_allocators(built):
     from atp_viz.figures.atlas_plots import landscape_figure
 
     out, _ = built
@@ -147,9 +147,8 @@ def test_the_landscape_draws_each_sparsity_with_its_best_beta_and_the_other_allo
     by_name = {trace.name: trace for trace in figure.data}
     curve = by_name["S = 0.9: uniform (β = 0) and ATP"]
     assert list(curve.x) == pytest.approx([0.0, 0.002])
-    ranked = sorted((r for r in results if r.allocation != "owl"), key=lambda r: r.selection_ppl)
-    star = next(t for name, t in by_name.items() if "β*" in name)
-    assert star.x[0] == ranked[0].beta and star.y[0] == ranked[0].ppl
+    # 2 of the grid's 51 points: no best β is starred (tests/test_landscape.py stars whole curves).
+    assert not any("β*" in name for name in by_name)
     owl = by_name["S = 0.9: OWL"]
     assert owl.y[0] == next(r.ppl for r in results if r.allocation == "owl") and owl.line.dash == "dot"
     assert not landscape_figure(results, "sparsegpt").data

@@ -7,17 +7,12 @@ from collections.abc import Sequence
 
 import plotly.graph_objects as go
 
-from ..experiments.beta_search import rank
+from ..experiments.landscape import BESIDE, slices
 from ..records.results import RunResult
 from .run_plots import _PALETTE, AXIS_PPL, _fmt_ppl, _layout, _note, _plottable
 
 # OWL and AlphaPruning have no β: each is a level across its sparsity's β range.
-_BESIDE = {"owl": ("OWL", "dot"), "alphapruning": ("AlphaPruning", "dashdot")}
-
-
-def _chooser(result: RunResult) -> float:
-    """What the best β is chosen by: the selection text when measured (as a search does)."""
-    return rank(result.selection_ppl if result.selection_ppl is not None else result.ppl)
+_DASH = {"owl": "dot", "alphapruning": "dashdot"}
 
 
 def landscape_figure(results: Sequence[RunResult], method: str) -> go.Figure:
@@ -25,34 +20,27 @@ def landscape_figure(results: Sequence[RunResult], method: str) -> go.Figure:
     at β = 0, ATP on the grid, OWL and AlphaPruning as dotted levels, and the best β of each
     S starred with β*/β_max (chosen on the selection text where it was measured)."""
     data = []
-    by_sparsity: dict[float, list[RunResult]] = {}
-    for result in results:
-        if result.method == method:
-            by_sparsity.setdefault(result.sparsity, []).append(result)
-    for k, (sparsity, points) in enumerate(sorted(by_sparsity.items())):
-        colour, group = _PALETTE[k % len(_PALETTE)], f"S = {sparsity:g}"
-        curve = sorted((r for r in points if r.allocation in ("uniform", "atp")), key=lambda r: r.beta)
-        limit = points[0].beta_max
+    for k, found in enumerate(slices(results, method)):
+        colour, group = _PALETTE[k % len(_PALETTE)], f"S = {found.sparsity:g}"
+        curve, limit, best = found.curve, found.beta_max, found.best
         if curve:
             data.append(go.Scatter(
                 x=[r.beta for r in curve], y=[_plottable(r.ppl) for r in curve], mode="lines+markers",
                 name=f"{group}: uniform (β = 0) and ATP", legendgroup=group, line={"color": colour},
                 marker={"size": [11 if r.allocation == "uniform" else 6 for r in curve]},
                 hovertemplate=f"{group}, β = %{{x:.3f}}: perplexity %{{y:.4g}}<extra></extra>"))
-            best = min(curve, key=lambda r: (_chooser(r), r.beta))
-            if _plottable(best.ppl) is not None:
-                text = (f"β* = {best.beta:.3f} (β*/β_max = {best.beta / limit:.2f})" if best.beta
-                        else "β* = 0 (uniform)")
-                data.append(go.Scatter(
-                    x=[best.beta], y=[best.ppl], mode="markers", name=f"{group}: {text}", legendgroup=group,
-                    marker={"symbol": "star", "size": 16, "color": colour, "line": {"color": "#777777", "width": 1}},
-                    hovertemplate=f"{group}, best {text}: perplexity {_fmt_ppl(best.ppl)}<extra></extra>"))
-        for result in points:
-            if result.allocation in _BESIDE and _plottable(result.ppl) is not None:
-                name, dash = _BESIDE[result.allocation]
+        if best is not None and _plottable(best.ppl) is not None:
+            text = f"β* = {best.beta:.3f} (β*/β_max = {best.beta / limit:.2f})" if best.beta else "β* = 0 (uniform)"
+            data.append(go.Scatter(
+                x=[best.beta], y=[best.ppl], mode="markers", name=f"{group}: {text}", legendgroup=group,
+                marker={"symbol": "star", "size": 16, "color": colour, "line": {"color": "#777777", "width": 1}},
+                hovertemplate=f"{group}, best {text}: perplexity {_fmt_ppl(best.ppl)}<extra></extra>"))
+        for result in found.beside:
+            if _plottable(result.ppl) is not None:
+                name = BESIDE[result.allocation]
                 data.append(go.Scatter(
                     x=[0.0, limit], y=[result.ppl] * 2, mode="lines", name=f"{group}: {name}", legendgroup=group,
-                    line={"color": colour, "dash": dash, "width": 1.5},
+                    line={"color": colour, "dash": _DASH[result.allocation], "width": 1.5},
                     hovertemplate=f"{group}, {name}: perplexity {_fmt_ppl(result.ppl)}<extra></extra>"))
     layout = _layout(f"The atlas: perplexity over S and β, {method}", "β (sparsity step between consecutive blocks)",
                      AXIS_PPL, subtitle="report text · lower is better · β* chosen on the selection text",
