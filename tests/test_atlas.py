@@ -13,7 +13,7 @@ from atp_viz.base.errors import AtpError
 from atp_viz.cli.main import build_parser, main
 from atp_viz.experiments.atlas_build import build, duration, plan, remaining
 from atp_viz.runs import atlas, engine
-from atp_viz.runs.atlas import GRID, Grid, canonical, pack, point_name, read, unpack
+from atp_viz.runs.atlas import GRID, Grid, canonical, pack, point_name, read, read_header, unpack
 from atp_viz.runs.settings import RunSettings
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -173,3 +173,25 @@ def test_the_prune_tab_labels_an_atlas_pair_and_its_press_computes_here(built, t
     finally:
         atlas.disable()
         engine.clear_results()
+
+
+def test_the_search_tab_and_the_lesson_draw_the_atlas_this_server_answers_from(built):
+    from atp_viz.ui import landscape_section, lesson_tab
+
+    out, _ = built
+    model, sparsity = read_header(out)["base"]["model"], 0.9
+    atlas.disable()
+    assert landscape_section.landscape_view("wanda")[0] == landscape_section.OFF
+    heading, text, _ = lesson_tab.render(7, None, model, sparsity, 0.002, False, "png")
+    assert heading == f"**Step 8 of {len(lesson_tab.STEP_TITLES)}: The whole landscape**" and "no atlas" in text
+    atlas.enable(out)
+    try:
+        text, figure = landscape_section.landscape_view("wanda")
+        assert text.startswith("- S = 0.9: 2 of the β curve's points on hand")
+        assert "3 points of wanda, 3 of the whole grid's" in text and "precomputed by `atlas` on" in text
+        assert [trace.name for trace in figure.data] == ["S = 0.9: uniform (β = 0) and ATP", "S = 0.9: OWL"]
+        _, text, slide = lesson_tab.render(7, None, model, sparsity, 0.002, False, "png")
+        assert "- S = 0.9: 2 of the β curve's points on hand" in text and len(slide.data) == 2
+        assert "precomputed by atlas on" in slide.layout.title.text
+    finally:
+        atlas.disable()

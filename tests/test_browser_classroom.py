@@ -17,12 +17,14 @@ from test_browser import EMBEDDED_BLOCKS, screenshot
 from test_browser_states import PLOT, SMALL, TRACES, browser, open_page, set_sizes, traces  # noqa: F401
 
 from atp_viz.serve.job_line import ONE_JOB
+from atp_viz.ui.lesson_tab import STEP_TITLES
 
 pytestmark = pytest.mark.embedded
 
 # The default pair, then the grid β nearest the default (0.010).
 WARM_GRID, GRID_BETA = 1, 0.01
 WARM_RUNS = 2 + WARM_GRID
+STEPS = len(STEP_TITLES)
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +110,7 @@ def test_a_class_finds_the_pair_drawn_cached_betas_instant_and_its_place_in_the_
     page.close()
 
 
-def test_the_lesson_walks_seven_steps_on_desktop_and_phone(browser, app_server):  # noqa: F811
+def test_the_lesson_walks_every_step_on_desktop_and_phone(browser, app_server):  # noqa: F811
     for width, seed in ((1280, 8201), (420, 8201)):
         page = open_page(browser, app_server, width=width)
         set_sizes(page, SMALL, seed=seed)
@@ -121,11 +123,12 @@ def test_the_lesson_walks_seven_steps_on_desktop_and_phone(browser, app_server):
         assert "Prune these settings at S = 0.5, 0.6, 0.8" in page.inner_text("#breaking-sentence")
         page.get_by_role("tab", name="Lesson").click()
         seen = []
-        for step in range(1, 8):
+        for step in range(1, STEPS + 1):
             page.wait_for_function("() => document.querySelector('#lesson-step').innerText"
-                                   f".includes('Step {step} of 7')", timeout=30_000)
-            # Step 6 waits for a Generate: its figure is a placeholder with a title and no data.
-            page.wait_for_function(f"() => ({PLOT})('lesson-plot')?.data?.length > 0 || {str(step == 6).lower()}",
+                                   f".includes('Step {step} of {STEPS}')", timeout=30_000)
+            # Step 6 waits for a Generate, step 8 for an atlas (off on the tests' server): a placeholder
+            # with a title and no data (tests/test_browser_landscape.py draws the landscape).
+            page.wait_for_function(f"() => ({PLOT})('lesson-plot')?.data?.length > 0 || {str(step in (6, 8)).lower()}",
                                    timeout=30_000)
             text = page.inner_text("#lesson-text")
             assert text and text not in seen and "Press Prune" not in text
@@ -133,23 +136,24 @@ def test_the_lesson_walks_seven_steps_on_desktop_and_phone(browser, app_server):
             box = page.locator("#lesson-plot").bounding_box()
             assert box["width"] <= width and box["height"] > 200
             screenshot(page, f"lesson-{width}px-step{step}.png")
-            if step < 7:
+            if step < STEPS:
                 page.click("#lesson-next")
-        assert "Perplexity leaves dense by more than 2×" in text
+        assert "Perplexity leaves dense by more than 2×" in seen[6]
+        assert "no atlas" in text
         # The camera button saves the figure (with its caption) as a PNG file.
         page.hover("#lesson-plot .js-plotly-plot")
         with page.expect_download(timeout=60_000) as download:
             page.click("#lesson-plot [data-title='Download plot as a PNG']")
-        assert download.value.suggested_filename == "atp-lesson-7.png"
+        assert download.value.suggested_filename == f"atp-lesson-{STEPS}.png"
         assert download.value.path().read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         # Presentation mode on a projector (1024 × 768) and on the phone: every step walked back.
         shown = 1024 if width == 1280 else width
         page.set_viewport_size({"width": shown, "height": 768})
         page.click("#presentation input")
         page.wait_for_function("() => document.body.classList.contains('presentation')", timeout=10_000)
-        for step in range(7, 0, -1):
+        for step in range(STEPS, 0, -1):
             page.wait_for_function("() => document.querySelector('#lesson-step').innerText"
-                                   f".includes('Step {step} of 7')", timeout=30_000)
+                                   f".includes('Step {step} of {STEPS}')", timeout=30_000)
             page.wait_for_function(f"() => ({PLOT})('lesson-plot')?.layout?.font?.size > 12", timeout=30_000)
             box = page.locator("#lesson-plot").bounding_box()
             assert box["width"] <= shown, (step, box)

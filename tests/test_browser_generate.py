@@ -9,6 +9,8 @@ from app_support import fill_settled
 from test_browser import SCREENSHOTS
 from test_browser_states import PLOT, SMALL, browser, open_page, set_sizes  # noqa: F401
 
+from atp_viz.ui.lesson_tab import STEP_TITLES
+
 pytestmark = pytest.mark.embedded
 
 CARDS = ("dense", "uniform", "atp")
@@ -56,8 +58,8 @@ def test_three_continuations_at_desktop_and_phone_width_and_after_a_reload(brows
     page.get_by_role("tab", name="Lesson").click()
     for _ in range(5):
         page.click("#lesson-next")
-    page.wait_for_function("() => document.querySelector('#lesson-step').innerText.includes('Step 6 of 7')",
-                           timeout=30_000)
+    page.wait_for_function("() => document.querySelector('#lesson-step').innerText"
+                           f".includes('Step 6 of {len(STEP_TITLES)}')", timeout=30_000)
     page.wait_for_function(f"() => ({PLOT})('lesson-plot')?.data?.length === 2", timeout=30_000)
     assert "agreement" in page.inner_text("#lesson-text")
     page.close()

@@ -13,6 +13,8 @@ from app_support import fill_settled
 from playwright.sync_api import Page, sync_playwright
 from test_browser import CHROMIUM, CHROMIUM_ARGS, EMBEDDED_BLOCKS, legal_limit, readme_picture, screenshot
 
+from atp_viz.ui.lesson_tab import STEP_TITLES
+
 pytestmark = pytest.mark.embedded
 
 PLOT = "(id) => document.querySelector(`#${id} .js-plotly-plot`)"
@@ -113,7 +115,7 @@ def test_a_beta_typed_beyond_its_limit_then_changed_during_the_run_is_the_same_e
     page.get_by_role("tab", name="Lesson").click()
     for step in range(1, 6):
         page.wait_for_function("() => document.querySelector('#lesson-step').innerText"
-                               f".includes('Step {step} of 7')", timeout=30_000)
+                               f".includes('Step {step} of {len(STEP_TITLES)}')", timeout=30_000)
         page.wait_for_function(f"() => ({PLOT})('lesson-plot')?.layout?.title?.text?.includes('S = 0.7')",
                                timeout=30_000)
         caption = page.evaluate(f"() => ({PLOT})('lesson-plot').layout.title.text")

@@ -1,4 +1,4 @@
-"""The lesson (experiments.order_recurrence's recurrence picture, ui.lesson_tab's seven steps): each step's sentence
+"""The lesson (experiments.order_recurrence's recurrence picture, ui.lesson_tab's steps): each step's sentence
 against its own figure's numbers, on a pair where ATP wins and one where it loses, and on a real tiny pair."""
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def test_each_step_says_one_thing_with_one_figure_and_waits_without_a_pair(tiny_
     for step in range(5):
         heading, text, figure = lesson_tab.render(step, pair, settings.model, settings.sparsity, settings.beta,
                                                   False, "svg")
-        assert heading.startswith(f"**Step {step + 1} of 7") and text not in texts
+        assert heading.startswith(f"**Step {step + 1} of {len(lesson_tab.STEP_TITLES)}") and text not in texts
         texts.add(text)
         saved = json.loads(figure.to_json())
         assert saved["config"]["toImageButtonOptions"]["format"] == "svg"
@@ -89,7 +89,8 @@ def test_the_sixth_step_says_what_the_pair_said(tiny_pair):
 
     settings, pair = tiny_pair
     waiting = lesson_tab.render(5, pair, settings.model, settings.sparsity, settings.beta, False, "png")
-    assert waiting[0].startswith("**Step 6 of 7: What the model says") and "Press **Generate**" in waiting[1]
+    assert waiting[0].startswith(f"**Step 6 of {len(lesson_tab.STEP_TITLES)}: What the model says")
+    assert "Press **Generate**" in waiting[1]
     said = generate_pair(settings, "The result of a function call is", chat=False, max_new_tokens=6)
     heading, text, figure = lesson_tab.render(5, pair.with_said(said), settings.model, settings.sparsity,
                                               settings.beta, False, "png")

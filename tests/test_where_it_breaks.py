@@ -54,7 +54,7 @@ def test_the_pair_at_other_s_is_what_this_server_ran_and_nothing_more(tiny_pair)
 
     heading, lesson_text, figure = lesson_tab.render(6, pair, settings.model, settings.sparsity, settings.beta,
                                                      False, "png")
-    assert heading == "**Step 7 of 7: Where does it break?**"
+    assert heading == f"**Step 7 of {len(lesson_tab.STEP_TITLES)}: Where does it break?**"
     assert lesson_text.startswith(break_sentence(levels, 2.0))
     last = [view_value(level.atp.errors[-1], "ordinary") for level in levels]
     assert f"S = 0.5: {last[0]:.2f}; S = 0.7: {last[1]:.2f}" in lesson_text

@@ -125,7 +125,8 @@ def slice_line(found: Slice) -> str:
 
 
 def landscape_sentence(results: Iterable[RunResult], method: str) -> str:
-    """What the landscape of ``method`` shows, in words: each S, then whether β* follows S."""
+    """What the landscape of ``method`` shows, in markdown: a line per S, then where the U holds
+    and whether β* follows S."""
     found = slices(results, method)
     if not found:
         return f"No runs of {method} on hand."
@@ -134,8 +135,9 @@ def landscape_sentence(results: Iterable[RunResult], method: str) -> str:
     if complete:
         at = [f"{s.sparsity:g}" for s in complete if s.shape == "U"]
         where = "every S" if len(at) == len(complete) else (f"S = {', '.join(at)}" if at else "no S")
-        u_line = f" The U holds at {where} of the {len(complete)} with a whole curve."
-    lines = " ".join(slice_line(s) for s in found)
-    return (f"{lines}{u_line} {follows_sentence(found)} One calibration draw per point: a shape counts an end "
-            f"as higher only when it is more than {CROSS_CPU_BAND:.1%} above the lowest point (the band another "
-            "CPU moves a point; calibration draws move it more, docs/noise.md).")
+        u_line = f"The U holds at {where} of the {len(complete)} with a whole curve."
+    lines = "\n".join(f"- {slice_line(s)}" for s in found)
+    caveat = (f"One calibration draw per point: a shape counts an end as higher only when it is more than "
+              f"{CROSS_CPU_BAND:.1%} above the lowest point (the band another CPU moves a point; calibration draws "
+              "move it more, docs/noise.md).")
+    return f"{lines}\n\n" + " ".join(part for part in (u_line, follows_sentence(found), caveat) if part)

@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 
 from ..experiments.landscape import BESIDE, slices
 from ..records.results import RunResult
+from .format import method_label
 from .run_plots import _PALETTE, AXIS_PPL, _fmt_ppl, _layout, _note, _plottable
 
 # OWL and AlphaPruning have no β: each is a level across its sparsity's β range.
@@ -42,7 +43,8 @@ def landscape_figure(results: Sequence[RunResult], method: str) -> go.Figure:
                     x=[0.0, limit], y=[result.ppl] * 2, mode="lines", name=f"{group}: {name}", legendgroup=group,
                     line={"color": colour, "dash": _DASH[result.allocation], "width": 1.5},
                     hovertemplate=f"{group}, {name}: perplexity {_fmt_ppl(result.ppl)}<extra></extra>"))
-    layout = _layout(f"The atlas: perplexity over S and β, {method}", "β (sparsity step between consecutive blocks)",
-                     AXIS_PPL, subtitle="report text · lower is better · β* chosen on the selection text",
+    layout = _layout(f"The atlas: perplexity over S and β, {method_label(method)}",
+                     "β (sparsity step between consecutive blocks)", AXIS_PPL,
+                     subtitle="report text · lower is better · β* chosen on the selection text",
                      yaxis={"type": "log"}, annotations=[] if data else [_note(f"No atlas points of {method} yet")])
     return go.Figure(data=data, layout=layout)

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
+from ..math.schedules import grid_betas
 from ..model.loading import resolve_device
 from ..records.results import RunResult
 from .settings import RunSettings
@@ -53,6 +54,12 @@ class Grid:
 # holds every point of the cheaper ones.
 GRID = Grid(methods=("magnitude", "wanda", "sparsegpt"), sparsities=(0.5, 0.6, 0.7, 0.8),
             beside=("owl", "alphapruning"))
+
+
+def grid_size(grid: Grid, num_layers: int) -> int:
+    """How many points the whole grid holds for a model of ``num_layers`` blocks."""
+    per_method = sum(1 + len(grid_betas(num_layers, s)) + len(grid.beside) for s in grid.sparsities)
+    return len(grid.methods) * per_method
 
 
 def point_name(settings: RunSettings) -> str:
@@ -165,6 +172,13 @@ def enable(folder: Path = ATLAS_DIR) -> None:
     """Answer runs from the atlas in ``folder`` (read on the first lookup)."""
     global _folder
     _folder = folder
+
+
+def on_hand() -> Atlas | None:
+    """The whole atlas this server answers from, for a figure of every point (read on first
+    use and kept); None when the atlas is off."""
+    folder = _folder
+    return None if folder is None else loaded(folder)
 
 
 def disable() -> None:

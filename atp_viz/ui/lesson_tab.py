@@ -1,4 +1,4 @@
-"""The "Lesson" tab: the story of error explosion in seven steps a teacher can project,
+"""The "Lesson" tab: the story of error explosion in eight steps a teacher can project,
 each one sentence and one figure from the pair on the Prune tab (Next / Back), each figure
 saved by the plot's camera button as PNG or SVG with its settings caption."""
 
@@ -12,6 +12,7 @@ import gradio as gr
 import plotly.graph_objects as go
 
 from ..base.errors import AtpError
+from ..experiments.landscape import landscape_sentence
 from ..experiments.order_recurrence import (
     carry_sentence,
     order_picture,
@@ -22,20 +23,22 @@ from ..experiments.order_recurrence import (
 )
 from ..experiments.order_theorem import DECREASING, INCREASING, OrderExperiment
 from ..experiments.where_it_breaks import DEFAULT_FACTOR, break_sentence, levels_on_hand
-from ..figures import breaking_plots, run_plots
+from ..figures import atlas_plots, breaking_plots, run_plots
 from ..figures.format import method_label, ppl, run_name, settings_line
 from ..figures.run_plots import view_value
 from ..figures.slides import EXPORT_FORMATS, slide
 from ..math.noise_rule import difference_sentence
 from ..records.continuations import Generation
 from ..records.results import RunResult
-from ..runs.settings import RunSettings, validate
+from ..runs import atlas
+from ..runs.settings import DEFAULTS, RunSettings, validate
 from .generate_section import said_figure
 from .pair import Pair
 from .shared import INSTANT, UI_ONLY, Shared, block_count, page_model
 
 STEP_TITLES = ("The schedule", "Uniform pruning: error grows", "ATP's curve beside it", "Perplexity",
-               "Why increasing order wins", "What the model says", "Where does it break?")
+               "Why increasing order wins", "What the model says", "Where does it break?",
+               "The whole landscape")
 # Before a pair exists: what each step needs.
 WAITING = "Press **Prune** on the Prune tab (or wait for this server's start-up runs): this step draws that pair."
 # The lesson's error figures leave the massive-activation tokens out, as the Prune tab's default view does.
@@ -229,14 +232,31 @@ def breaking_step(pair: Pair) -> Step:
     return Step(text, breaking_plots.perplexity_by_sparsity_figure(levels, DEFAULT_FACTOR), caption)
 
 
+def landscape_step(method: str) -> Step:
+    """Step 8: the shipped atlas's perplexity over (S, β) for ``method`` (the pair's), with
+    each S's best β and shape: where explosion starts, beyond the one pair."""
+    shown = atlas.on_hand()
+    if shown is None or not any(result.method == method for result in shown.points.values()):
+        return Step(f"This server has no atlas of {method_label(method)} runs to draw (the Search tab's landscape "
+                    "shows what it has).", run_plots.placeholder(STEP_TITLES[7], "No atlas points"), "")
+    results = list(shown.points.values())
+    text = (f"Every S and β of {method_label(method)} on the embedded model, precomputed: uniform at β = 0, "
+            f"ATP's grid, OWL and AlphaPruning.\n\n{landscape_sentence(results, method)}")
+    # The caption is plain text on the figure: no markdown code marks.
+    caption = f"atlas · {method_label(method)} · {atlas.provenance_line(shown.header).replace('`', '')}"
+    return Step(text, atlas_plots.landscape_figure(results, method), caption)
+
+
 def step_content(step: int, pair: Pair | None, settings: RunSettings, num_layers: int,
                  ordering: OrderExperiment | None = None, said: Generation | None = None) -> Step:
-    """Step ``step`` (0-6) of the lesson: the pair on screen when there is one (the page's
+    """Step ``step`` (0-7) of the lesson: the pair on screen when there is one (the page's
     settings only for the schedule before anything was pruned), with its sentence computed from
     the figure's own numbers and, when the page's settings differ from the pair's, a line that says so."""
     complete = pair is not None and pair.uniform is not None and pair.atp is not None
     if step == 5:
         return said_step(said, _settings_caption(pair.present) if complete else "")
+    if step == 7:
+        return landscape_step(pair.atp.method if complete else DEFAULTS.method)
     if step == 0:
         content = schedule_step(pair.atp if complete else None, settings, num_layers)
     elif not complete:

@@ -20,7 +20,7 @@ from ..records.results import RunResult
 from ..runs import engine
 from ..runs.repeats import draws
 from ..runs.settings import RunSettings, beta_zero, check_repeats
-from . import history_tab
+from . import history_tab, landscape_section
 from .adapters import answered_by_name, engine_progress, output_list, stoppable, user_errors
 from .defaults import SEARCH_CHOICES
 from .prune_tab import preview_schedule
@@ -180,6 +180,7 @@ def build(shared: Shared) -> None:
     plot = gr.Plot(run_plots.placeholder("β search: perplexity against the common difference β",
                                      "Press Search β: one point per β appears here as each trial finishes"),
                    label="perplexity vs beta", show_label=False, elem_id="sweep-plot")
+    landscape_section.build()
     kept = shared.history
     outputs = SweepOutputs(plot, status, best_beta, kept.table, kept.csv, kept.files, kept.frame)
     shared.history_writers.append(sweep_btn.click(

@@ -1,0 +1,93 @@
+"""The landscape (issue "An atlas"): a fresh server with the shipped atlas on answers an atlas
+point at once and says where it was computed, and draws perplexity over (S, β) in the Search
+tab and in the Lesson's last step, at 1280 and 420 px, trace for trace the figure the atlas
+makes here."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import replace
+
+import pytest
+from app_support import connect
+from class_load import PAGE_EXTRAS, pair_inputs
+from conftest import running_app
+from test_browser import screenshot
+from test_browser_states import PLOT, browser, open_page  # noqa: F401
+
+from atp_viz.figures.atlas_plots import landscape_figure
+from atp_viz.runs import atlas
+from atp_viz.runs.settings import DEFAULTS
+from atp_viz.ui.lesson_tab import STEP_TITLES
+
+pytestmark = pytest.mark.embedded
+
+# A point every build holds early (magnitude is built first): S = 0.6, β = 0.010.
+POINT = {"method": "magnitude", "sparsity": 0.6, "beta": 0.01}
+
+
+@pytest.fixture(scope="module")
+def atlas_server(tmp_path_factory):
+    """``python app.py`` with the shipped atlas on (the tests' other servers leave it off)."""
+    folder = tmp_path_factory.mktemp("atlas-server")
+    env = {**os.environ, "ATP_VIZ_ATLAS": "on", "ATP_VIZ_RESULTS_DIR": str(folder / "results")}
+    with running_app(sys.executable, folder / "server.log", env) as (url, _pid):
+        yield url, time.monotonic()
+
+
+def test_a_fresh_server_answers_an_atlas_point_and_says_where_it_was_computed(atlas_server):
+    url, serving_since = atlas_server
+    shipped = replace(DEFAULTS, allocation="atp", **POINT)
+    assert (atlas.ATLAS_DIR / atlas.point_name(shipped)).is_file(), "the shipped atlas holds the point"
+    answer = connect(url).predict(**{**pair_inputs(POINT["beta"]), **POINT}, **PAGE_EXTRAS, api_name="/show_cached")
+    texts = [part for part in answer if isinstance(part, str)]
+    assert "📌 **Precomputed** elsewhere (see the summary); Prune recomputes it here." in texts
+    summary = next(text for text in texts if text.startswith("**Perplexity**"))
+    assert "precomputed by `atlas` on" in summary and "atp_viz" in summary
+    assert time.monotonic() - serving_since < 60, "answered while the server was fresh"
+
+
+def expected_names(method: str) -> list[str]:
+    shipped = list(atlas.read(atlas.ATLAS_DIR).points.values())
+    return [trace.name for trace in landscape_figure(shipped, method).data]
+
+
+def drawn_names(page, plot: str) -> list[str]:
+    return page.evaluate(f"() => ({PLOT})('{plot}').data.map(t => t.name)")
+
+
+@pytest.mark.parametrize("width", [1280, 420])
+def test_the_landscape_is_drawn_in_the_search_tab_and_the_lesson(browser, atlas_server, width):  # noqa: F811
+    url, _ = atlas_server
+    page = open_page(browser, url, width=width)
+    page.get_by_role("tab", name="Search β").click()
+    page.locator("#landscape").get_by_text("The landscape").first.click()
+    page.locator("#landscape-method").get_by_label("magnitude").check()
+    wanted = expected_names("magnitude")
+    assert any("β*" in name for name in wanted), "the shipped atlas has whole magnitude curves"
+    page.wait_for_function(f"() => ({PLOT})('landscape-plot')?.data?.length === {len(wanted)}", timeout=30_000)
+    assert drawn_names(page, "landscape-plot") == wanted
+    sentence = page.inner_text("#landscape-sentence")
+    assert "S = 0.5:" in sentence and "One calibration draw per point" in sentence
+    assert "precomputed by atlas on" in sentence
+    page.locator("#landscape-plot").scroll_into_view_if_needed()
+    box = page.locator("#landscape-plot").bounding_box()
+    assert box["width"] <= width and box["height"] > 200
+    screenshot(page, f"landscape-search-{width}px.png")
+
+    # The Lesson's last step: the landscape of the page's method (Wanda before a pair).
+    page.get_by_role("tab", name="Lesson").click()
+    for _ in STEP_TITLES[1:]:
+        page.click("#lesson-next")
+    page.wait_for_function("() => document.querySelector('#lesson-step').innerText"
+                           f".includes('Step {len(STEP_TITLES)} of {len(STEP_TITLES)}')", timeout=30_000)
+    wanted = expected_names("wanda")
+    page.wait_for_function(f"() => ({PLOT})('lesson-plot')?.data?.length === {len(wanted)}", timeout=30_000)
+    assert drawn_names(page, "lesson-plot") == wanted
+    assert "One calibration draw per point" in page.inner_text("#lesson-text")
+    page.locator("#lesson-plot").scroll_into_view_if_needed()
+    assert page.locator("#lesson-plot").bounding_box()["width"] <= width
+    screenshot(page, f"landscape-lesson-{width}px.png")
+    page.close()
