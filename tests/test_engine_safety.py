@@ -20,6 +20,7 @@ from app_support import save_nan_head
 from conftest import tiny_config
 from thread_support import one_torch_thread  # noqa: F401 (a fixture)
 
+from atp_viz.base.bounded_cache import BoundedCache
 from atp_viz.base.errors import AtpError, Cancelled
 from atp_viz.model import loading
 from atp_viz.model.loading import load_model
@@ -114,7 +115,7 @@ def test_many_calibration_sets_stay_within_the_cache_budget(deep_llama, monkeypa
     loaded = load_model(deep_llama)
     entry = _entry_bytes(engine.calibration(loaded, small(deep_llama, 0)), loaded.num_layers)
     # Room for two and a half references (ATP_VIZ_MAX_CACHE_MB sets this at start-up).
-    monkeypatch.setattr(engine, "_calibration_cache", engine._SizedCache(int(2.5 * entry)))
+    monkeypatch.setattr(engine, "_calibration_cache", BoundedCache(int(2.5 * entry), keep_newest=True))
     references = [engine.calibration(loaded, small(deep_llama, seed)) for seed in range(10)]
     assert len(engine._calibration_cache) == 2
     assert engine.calibration(loaded, small(deep_llama, 9)) is references[9]
@@ -126,7 +127,8 @@ def test_a_calibration_set_over_the_budget_is_recomputed_not_kept(deep_llama, mo
     settings = small(deep_llama, 105)
     kept = engine.calibration(loaded, settings)
     assert kept.cached
-    monkeypatch.setattr(engine, "_calibration_cache", engine._SizedCache(_entry_bytes(kept, loaded.num_layers) - 1))
+    budget = _entry_bytes(kept, loaded.num_layers) - 1
+    monkeypatch.setattr(engine, "_calibration_cache", BoundedCache(budget, keep_newest=True))
     recomputed = engine.calibration(loaded, settings)
     assert not recomputed.cached and len(engine._calibration_cache) == 0
     # Recomputed block by block, the dense outputs are those that were kept.

@@ -6,7 +6,7 @@ settings leaves torch out.
 The order, lowest first, and why each layer sits where it does:
 
 - ``base``: the person-facing error, progress and Stop, name registries, atomic folder
-  writes; every layer needs them and they need nothing (the package's own ``__init__``, which
+  writes, a size-bounded cache; every layer needs them and they need nothing (the package's own ``__init__``, which
   only holds the version, counts here).
 - ``math``: pure numbers (schedules, the allocators' formulas, the noise rule), no torch.
 - ``records``: what a run gives back, typed and torch-free; the compressors fill them in.

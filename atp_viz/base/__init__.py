@@ -1,1 +1,1 @@
-"""What every layer stands on: the person-facing error, progress and Stop, name registries, atomic folder writes."""
+"""What every layer stands on: the person-facing error, progress and Stop, registries, atomic writes, an LRU cache."""

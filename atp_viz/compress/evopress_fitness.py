@@ -14,12 +14,12 @@
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
+from ..base.bounded_cache import BoundedCache
 from ..base.errors import AtpError
 from ..base.progress import CancelCheck, Progress, check_cancelled
 from ..model.blocks import linear_sublayers
@@ -45,7 +45,9 @@ class LevelDatabase:
         self.loaded = loaded
         self.pruner = get_pruner(method)
         self._stats: list[dict[str, LayerStatistics]] = []
-        self._levels: OrderedDict[tuple[int, float], tuple[dict[str, PrunedLayer], int]] = OrderedDict()
+        # A level over the whole budget still serves the next ask for it, until another level is put.
+        self._levels: BoundedCache[tuple[int, float], dict[str, PrunedLayer]] = BoundedCache(
+            DATABASE_BUDGET_BYTES, keep_newest=True)
         for i, inputs, _outputs in reference.iterate(loaded.blocks):
             check_cancelled(cancelled)
             if progress is not None:
@@ -59,16 +61,13 @@ class LevelDatabase:
         key = (index, rate)
         hit = self._levels.get(key)
         if hit is not None:
-            self._levels.move_to_end(key)
-            return hit[0]
+            return hit
         block = self.loaded.blocks[index]
         pruned = prune_block(index, linear_sublayers(block), self._stats[index], rate, self.pruner).kept
         named = {f"{self.loaded.blocks_path}.{index}.{name}": layer for name, layer in pruned.items()}
         size = sum(t.numel() * t.element_size() for layer in named.values()
                    for t in (layer.zeroed, layer.weight) if t is not None)
-        self._levels[key] = (named, size)
-        while len(self._levels) > 1 and sum(s for _, s in self._levels.values()) > DATABASE_BUDGET_BYTES:
-            self._levels.popitem(last=False)
+        self._levels.put(key, named, size)
         return named
 
     def weights(self, rates: Sequence[float]) -> dict[str, PrunedLayer]:

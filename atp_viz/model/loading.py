@@ -11,7 +11,6 @@ import importlib.util
 import os
 import platform
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import torch
 from torch import nn
 
 from ..base.atomic_folder import remove_stale, staged_folder
+from ..base.bounded_cache import BoundedCache
 from ..base.errors import AtpError, HubUnreachable
 from ..math.schedules import MAX_BLOCKS
 from .blocks import config_layer_count, find_blocks
@@ -170,13 +170,13 @@ class LoadedModel:
         return self.model.get_input_embeddings().weight.device
 
 
-_cache: "OrderedDict[tuple, LoadedModel]" = OrderedDict()
-# Guards the cache itself, never a load: a load holds only its own model's lock, so a
-# preview or the block count of another model never waits behind it.
-_cache_lock = threading.Lock()
-_loading: dict[tuple, threading.Lock] = {}
 # Models kept at once: the app offers several; each is hundreds of MB even when small.
 MAX_CACHED_MODELS = int(os.environ.get("ATP_VIZ_MAX_CACHED_MODELS", "2"))
+_cache: BoundedCache[tuple, LoadedModel] = BoundedCache(MAX_CACHED_MODELS)
+# A model being loaded holds a lock of its own for its load, so a preview or the block count
+# of another model never waits behind it (``_loading_lock`` guards only this dict).
+_loading: dict[tuple, threading.Lock] = {}
+_loading_lock = threading.Lock()
 
 
 def load_model(spec: str = EMBEDDED, device: str = "auto", dtype: str = "auto") -> LoadedModel:
@@ -188,25 +188,22 @@ def load_model(spec: str = EMBEDDED, device: str = "auto", dtype: str = "auto") 
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     key = (spec, str(torch_device), str(torch_dtype))
-    with _cache_lock:
-        if key in _cache:
-            _cache.move_to_end(key)
-            return _cache[key]
+    with _loading_lock:
+        found = _cache.get(key)
+        if found is not None:
+            return found
         loading = _loading.setdefault(key, threading.Lock())
     # Two requests for the same model load it once: the second waits here, then finds it.
     with loading:
         try:
-            with _cache_lock:
-                if key in _cache:
-                    return _cache[key]
+            found = _cache.peek(key)
+            if found is not None:
+                return found
             loaded = _load_uncached(spec, torch_device, torch_dtype)
-            with _cache_lock:
-                _cache[key] = loaded
-                while len(_cache) > MAX_CACHED_MODELS:
-                    _cache.popitem(last=False)
+            _cache.put(key, loaded)
             return loaded
         finally:
-            with _cache_lock:
+            with _loading_lock:
                 if _loading.get(key) is loading:
                     del _loading[key]
 
@@ -215,23 +212,21 @@ def peek_loaded(spec: str, device: str = "auto", dtype: str = "auto") -> LoadedM
     """The model named by ``spec`` if it is loaded already; never loads it."""
     torch_device = resolve_device(device)
     key = ((spec or "").strip(), str(torch_device), str(resolve_dtype(dtype, torch_device)))
-    with _cache_lock:
-        return _cache.get(key)
+    return _cache.peek(key)
 
 
 def clear_loaded() -> None:
     """Forget every loaded model (the on-disk weight cache stays)."""
-    with _cache_lock:
-        _cache.clear()
+    _cache.clear()
 
 
 def layer_count(spec: str, device: str = "auto", dtype: str = "auto") -> int:
     """Number of decoder blocks: from a loaded model when cached, else from the config alone."""
     spec = check_model_name(spec)
     key = (spec, str(resolve_device(device)), str(resolve_dtype(dtype, resolve_device(device))))
-    with _cache_lock:
-        if key in _cache:
-            return _cache[key].num_layers
+    found = _cache.peek(key)
+    if found is not None:
+        return found.num_layers
     if spec == EMBEDDED:
         return load_model(spec, device, dtype).num_layers
     count = config_layer_count(load_config(spec))

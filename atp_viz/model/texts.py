@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import os
 import random
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 import torch
 
+from ..base.bounded_cache import BoundedCache
 from ..base.errors import AtpError
 
 BUILTIN = "builtin"
@@ -213,18 +212,16 @@ def calibration_set(tokenizer, source: str, count: int, seqlen: int, seed: int) 
     return calibration_windows(token_stream(tokenizer, source, "calibration"), count, seqlen, seed)
 
 
-_streams: "OrderedDict[tuple, torch.Tensor]" = OrderedDict()
-_streams_lock = threading.Lock()
 _MAX_STREAMS = 8
+_streams: BoundedCache[tuple, torch.Tensor] = BoundedCache(_MAX_STREAMS)
 
 
 def token_stream(tokenizer, source: str, part: str) -> torch.Tensor:
     """All tokens of a text part as one 1-D LongTensor; tokenised once per (tokenizer, source)."""
     key = (getattr(tokenizer, "name_or_path", id(tokenizer)), type(tokenizer).__name__, source, part, _mtime(source))
-    with _streams_lock:
-        if key in _streams:
-            _streams.move_to_end(key)
-            return _streams[key]
+    found = _streams.get(key)
+    if found is not None:
+        return found
     text = load_text(source, part)
     # Tokenise paragraph chunks: one huge call warns about the model's max length.
     ids: list[int] = []
@@ -232,10 +229,7 @@ def token_stream(tokenizer, source: str, part: str) -> torch.Tensor:
     for start in range(0, len(text), chunk):
         ids.extend(tokenizer(text[start : start + chunk], add_special_tokens=False)["input_ids"])
     stream = torch.tensor(ids, dtype=torch.long)
-    with _streams_lock:
-        _streams[key] = stream
-        while len(_streams) > _MAX_STREAMS:
-            _streams.popitem(last=False)
+    _streams.put(key, stream)
     return stream
 
 

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import os
 import pickle
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,6 +23,7 @@ from pathlib import Path
 import torch
 
 from ..base.atomic_folder import staged_folder
+from ..base.bounded_cache import BoundedCache
 from ..base.errors import AtpError
 from ..base.progress import CancelCheck, Progress
 from ..compress.propagation import DenseReference, PropagationResult, prune_and_measure
@@ -53,44 +52,15 @@ class RunOutcome:
     pruned: PrunedWeights | None  # only when asked for (``keep_weights``)
 
 
-class _SizedCache:
-    """LRU cache bounded by the bytes of its values (each value reports its size)."""
-
-    def __init__(self, budget_bytes: int):
-        self.budget = budget_bytes
-        self._items: "OrderedDict[tuple, tuple[object, int]]" = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key):
-        with self._lock:
-            if key not in self._items:
-                return None
-            self._items.move_to_end(key)
-            return self._items[key][0]
-
-    def put(self, key, value, nbytes: int) -> None:
-        with self._lock:
-            self._items[key] = (value, nbytes)
-            self._items.move_to_end(key)
-            while len(self._items) > 1 and sum(size for _, size in self._items.values()) > self.budget:
-                self._items.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
 def cache_budget_bytes() -> int:
     return int(float(os.environ.get("ATP_VIZ_MAX_CACHE_MB", "1024")) * 2**20)
 
 
-_calibration_cache = _SizedCache(cache_budget_bytes())
-_dense_ppl_cache = _SizedCache(2**20)
-_result_cache = _SizedCache(16 * 2**20)
-_measurement_cache = _SizedCache(2**20)
+# Byte budgets; an entry over the whole budget is kept until the next one pushes it out.
+_calibration_cache: BoundedCache[tuple, DenseReference] = BoundedCache(cache_budget_bytes(), keep_newest=True)
+_dense_ppl_cache: BoundedCache[tuple, float] = BoundedCache(2**20, keep_newest=True)
+_result_cache: BoundedCache[RunSettings, RunResult] = BoundedCache(16 * 2**20, keep_newest=True)
+_measurement_cache: BoundedCache[tuple, tuple] = BoundedCache(2**20, keep_newest=True)
 # What a finished result is counted as: a token map and per-layer errors.
 _RESULT_BYTES = 256 * 2**10
 

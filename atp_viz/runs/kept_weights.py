@@ -11,13 +11,12 @@ whose bits are all zero (+0.0), every other value is kept as it was.
 from __future__ import annotations
 
 import os
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
+from ..base.bounded_cache import BoundedCache
 from ..model.weights import PrunedLayer, PrunedWeights
 from .settings import DEFAULTS, RunSettings
 
@@ -87,8 +86,7 @@ class KeptWeights:
     """Packed pruned weights by ``weights_key``, the least recently used dropped past the budget."""
 
     def __init__(self) -> None:
-        self._items: "OrderedDict[RunSettings, tuple[dict[str, PackedLayer], int]]" = OrderedDict()
-        self._lock = threading.Lock()
+        self._items: BoundedCache[RunSettings, dict[str, PackedLayer]] = BoundedCache(budget_bytes)
 
     def keep(self, settings: RunSettings, pruned: PrunedWeights) -> bool:
         """Pack and keep ``pruned`` (computed with ``settings``, as ``engine.computation`` gives
@@ -98,27 +96,18 @@ class KeptWeights:
             return False
         packed = {name: pack_layer(layer) for name, layer in pruned.items()}
         size = sum(layer.nbytes for layer in packed.values())
-        key = weights_key(settings)
-        with self._lock:
-            self._items[key] = (packed, size)
-            self._items.move_to_end(key)
-            while sum(s for _, s in self._items.values()) > budget:
-                self._items.popitem(last=False)
+        self._items.put(weights_key(settings), packed, size)
         return True
 
     def get(self, settings: RunSettings) -> PrunedWeights | None:
         """The weights a run with ``settings`` (computed) produced, if kept."""
-        key = weights_key(settings)
-        with self._lock:
-            found = self._items.get(key)
-            if found is None:
-                return None
-            self._items.move_to_end(key)
-        return {name: unpack_layer(layer) for name, layer in found[0].items()}
+        found = self._items.get(weights_key(settings))
+        if found is None:
+            return None
+        return {name: unpack_layer(layer) for name, layer in found.items()}
 
     def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
+        self._items.clear()
 
 
 KEPT = KeptWeights()

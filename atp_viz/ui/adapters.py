@@ -20,7 +20,6 @@ import queue
 import shutil
 import tempfile
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Generator, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import fields
@@ -31,6 +30,7 @@ from typing import Any, TypeVar
 import gradio as gr
 from gradio.utils import get_upload_folder
 
+from ..base.bounded_cache import BoundedCache
 from ..base.errors import AtpError, Cancelled
 from ..base.progress import Progress
 from ..serve.job_line import LINE, Ahead, Ticket
@@ -196,8 +196,9 @@ def new_file(name: str) -> Path:
 
 # Model zips kept at once: each is as large as the dense model (159 MiB for the embedded one).
 MAX_EXPORTS = 2
-_exports: "OrderedDict[Hashable, Path]" = OrderedDict()  # what was exported -> its zip, oldest first
-_exports_lock = threading.Lock()
+# What was exported -> its zip; a zip pushed out is deleted with its folder.
+_exports: BoundedCache[Hashable, Path] = BoundedCache(
+    MAX_EXPORTS, on_evict=lambda _key, old: shutil.rmtree(old.parent, ignore_errors=True))
 
 
 @lru_cache(maxsize=1)
@@ -213,20 +214,14 @@ def reused_export(key: Hashable, build: Callable[[Path], Path]) -> Path:
     """The model zip of ``key`` (the settings it was pruned with): the one kept from an
     earlier export of the same settings, else ``build(an empty folder)``; only the newest
     ``MAX_EXPORTS`` zips stay on disk."""
-    with _exports_lock:
-        kept = _exports.get(key)
-        if kept is not None and kept.is_file():
-            _exports.move_to_end(key)
-            return kept
+    kept = _exports.get(key)
+    if kept is not None and kept.is_file():
+        return kept
     folder = Path(tempfile.mkdtemp(dir=_exports_root()))
     try:
         archive = build(folder)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    with _exports_lock:
-        _exports[key] = archive
-        while len(_exports) > MAX_EXPORTS:
-            _, old = _exports.popitem(last=False)
-            shutil.rmtree(old.parent, ignore_errors=True)
+    _exports.put(key, archive)
     return archive

@@ -65,6 +65,7 @@ class UploadBudget:
         self.max_request = max_file_bytes + MULTIPART_SLACK
         self.keep = keep_per_client
         self.max_total = max_total_bytes
+        # No BoundedCache: a client's own count is trimmed before the total, and a shared file outlives one holder.
         self._held: OrderedDict[tuple[str, Path], int] = OrderedDict()  # (client, file) -> bytes, oldest first
         self._in_flight: Counter[str] = Counter()
 
