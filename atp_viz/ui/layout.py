@@ -41,7 +41,8 @@ def default_model_status():
 
 
 def build_demo() -> gr.Blocks:
-    """The whole app, with its queue set up (heavy events run one at a time)."""
+    """The whole app, with its queue set up: heavy events wait in the server's job line
+    (``serve.job_line``, one job at a time), gradio letting ``ENGINE_WAITING`` in at once."""
     # Hourly, gradio drops its copies of downloads (JSON, CSV, model zips) older than a day.
     with gr.Blocks(title="ATP: layer-wise sparsity by arithmetic progression", delete_cache=(3600, 86400)) as demo:
         gr.Markdown(INTRO)
