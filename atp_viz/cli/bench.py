@@ -26,7 +26,7 @@ from ..math.schedules import atp_schedule
 from ..model import loading
 from ..model.perplexity import perplexity
 from ..records.results import evopress_details
-from ..runs import engine
+from ..runs import atlas, engine
 from ..runs.allocators import search_forward_tokens
 from ..runs.engine import run_pruning
 from ..runs.settings import RunSettings
@@ -34,10 +34,11 @@ from ..runs.settings import RunSettings
 # The ratios with a goal, in the order they are reported.
 FIGURES = ("prune_over_forward", "trial_over_limit", "preview_ms", "cached_load_over_first_load",
            "fast_over_grid_trials", "fast_ppl_over_grid_ppl", "peak_rss_over_model_bytes", "evopress_over_trial",
-           "generate_s", "generate_over_prompt_forward")
+           "generate_s", "generate_over_prompt_forward", "atlas_answer_over_cached_answer")
 
 # Figures measured since a release: a file written before holds none of them.
-_ADDED_LATER = ("generate_s", "generate_over_prompt_forward", "generate_new_tokens")
+_ADDED_LATER = ("generate_s", "generate_over_prompt_forward", "generate_new_tokens", "cached_answer_ms",
+                "atlas_answer_ms", "atlas_answer_over_cached_answer")
 
 
 @dataclass
@@ -99,6 +100,11 @@ class BenchFigures:
     generate_s: float | None
     generate_over_prompt_forward: float | None
     generate_new_tokens: int | None
+    # A server's instant answer, in the engine: a result kept in memory, and the shipped atlas's
+    # point on a fresh server's first lookup (its file read); the atlas's None when it lacks the point.
+    cached_answer_ms: float | None
+    atlas_answer_ms: float | None
+    atlas_answer_over_cached_answer: float | None
     # Perplexity in float32 and in the default precision: "<run>_<dtype>", their ratio and the eval dtype.
     perplexity_by_precision: dict[str, float | str]
     settings: BenchSetup
@@ -213,6 +219,24 @@ def _generation_seconds(settings: RunSettings) -> tuple[float, int, float]:
                                                                                                  said.prompt_ids)
 
 
+def _answer_ms(settings: RunSettings) -> tuple[float, float | None]:
+    """Milliseconds of an instant answer of ``settings`` in the engine: from memory (it was just
+    computed), and from the shipped atlas on its first lookup (None when it lacks the point)."""
+    run_pruning(settings)  # kept in memory, if the trials have not kept it already
+    memory_s = _median_time(lambda: engine.cached_result(settings), 20)
+    engine.clear_results()
+    atlas.enable()
+    atlas.forget()
+    try:
+        start = time.perf_counter()
+        found = engine.cached_result(settings)
+        atlas_s = time.perf_counter() - start
+    finally:
+        atlas.disable()
+        atlas.forget()
+    return 1000 * memory_s, 1000 * atlas_s if found is not None and found.precomputed else None
+
+
 def run_benchmark(settings: RunSettings, targets: dict[str, float],
                   log: Callable[[str], None] = print) -> BenchFigures:
     """Measure everything in one process; return the figures, and which of ``targets`` they meet."""
@@ -261,6 +285,9 @@ def run_benchmark(settings: RunSettings, targets: dict[str, float],
     search_s = search.search_seconds
     search_tokens = search_forward_tokens(replace(settings, allocation="evopress"))
 
+    log("an instant answer: kept in memory vs the shipped atlas's first lookup")
+    cached_ms, atlas_ms = _answer_ms(replace(settings, method="wanda"))
+
     log("three greedy continuations of a ready prompt, once the pair's weights are kept")
     said_s, said_tokens, prompt_s = _generation_seconds(settings)
 
@@ -307,6 +334,9 @@ def run_benchmark(settings: RunSettings, targets: dict[str, float],
         generate_s=said_s,
         generate_over_prompt_forward=said_s / prompt_s,
         generate_new_tokens=said_tokens,
+        cached_answer_ms=cached_ms,
+        atlas_answer_ms=atlas_ms,
+        atlas_answer_over_cached_answer=None if atlas_ms is None else atlas_ms / cached_ms,
         perplexity_by_precision=precision,
         settings=BenchSetup(settings.model, "wanda", settings.sparsity, settings.beta,
                             f"{settings.calib_samples} x {settings.calib_seqlen}",

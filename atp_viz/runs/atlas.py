@@ -181,6 +181,13 @@ def on_hand() -> Atlas | None:
     return None if folder is None else loaded(folder)
 
 
+def forget() -> None:
+    """Drop every point and header read so far: the next lookup reads its file again, as a
+    fresh server's first one does (the benchmark's cold answer)."""
+    for cached in (_point, _header, loaded):
+        cached.cache_clear()
+
+
 def disable() -> None:
     global _folder
     _folder = None
