@@ -38,7 +38,7 @@ from starlette.middleware import Middleware  # noqa: E402
 from atp_viz.base.errors import AtpError  # noqa: E402
 from atp_viz.model.loading import cache_root  # noqa: E402
 from atp_viz.model.texts import max_text_bytes  # noqa: E402
-from atp_viz.runs import atlas, result_store  # noqa: E402
+from atp_viz.runs import atlas, engine, result_store  # noqa: E402
 from atp_viz.runs.settings import DEFAULTS  # noqa: E402
 from atp_viz.serve import limits, public, warm_start  # noqa: E402
 from atp_viz.ui.fields import checked_inputs  # noqa: E402
@@ -77,6 +77,9 @@ def main() -> None:
         # The page shows the same sentence (see ui.layout.default_model_status).
         print(f"atp_viz: {exc}", flush=True)
     else:
+        # The first estimate times the model's forwards (seconds on 2 cores): done now, so that the
+        # first page's answer (the pair drawn, Prune's estimate) is instant.
+        engine.probe_speed(DEFAULTS)
         if os.environ.get("ATP_VIZ_WARM_START", "1") != "0":
             grid = os.environ.get("ATP_VIZ_WARM_GRID")  # β grid points after the default pair (unset: all)
             warm_start.start(warm_start_runs(None if grid is None else int(grid)))

@@ -380,6 +380,21 @@ def estimate_runs(runs: list[RunSettings], use_atlas: bool = True) -> Estimate |
     return Estimate(sum(stage.seconds for stage in stages), measured)
 
 
+def probe_speed(settings: RunSettings = DEFAULTS) -> None:
+    """Time the model's forwards for the estimates now, unless known (the first estimate would
+    otherwise wait for them: a server does it at start, so its first page answers at once).
+    The model must be loaded; a model a run is using is not probed (its run will measure)."""
+    settings = computation(validate(settings))
+    key = _model_key(settings)
+    loaded = peek_loaded(settings.model, settings.device, settings.dtype)
+    if time_estimates.known(key) or loaded is None or not loaded.lock.acquire(blocking=False):
+        return
+    try:
+        time_estimates.probe(key, loaded.model, loaded.num_layers)
+    finally:
+        loaded.lock.release()
+
+
 def estimate_stages(runs: list[RunSettings], use_atlas: bool = True) -> tuple[list[time_estimates.Stages], bool] | None:
     """``estimate_runs`` run by run, in seconds per stage (``time_estimates.Stages``: all 0 for a run
     the cache already holds or an earlier one of ``runs`` computes), and whether every part
@@ -392,15 +407,10 @@ def estimate_stages(runs: list[RunSettings], use_atlas: bool = True) -> tuple[li
             stages.append(time_estimates.Stages())
             continue
         key = _model_key(settings)
+        probe_speed(settings)
+        # Not loaded, or busy (a run holds its lock): the estimate waits for its run.
         if not time_estimates.known(key):
-            loaded = peek_loaded(settings.model, settings.device, settings.dtype)
-            # A busy model (a run holds its lock) is not probed: the estimate waits for its run.
-            if loaded is None or not loaded.lock.acquire(blocking=False):
-                return None
-            try:
-                time_estimates.probe(key, loaded.model, loaded.num_layers)
-            finally:
-                loaded.lock.release()
+            return None
         calibration_key, evaluation_key = _calibration_key(settings), _evaluation_key(settings)
         eval_tokens = (settings.eval_samples or 0) * settings.eval_seqlen if settings.measure_ppl else 0
         eval_tokens *= 2 if settings.measure_selection else 1  # the selection text is as long as the report's
