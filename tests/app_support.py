@@ -81,15 +81,15 @@ def assert_same_as_in_process(newest: dict[str, dict], model: str, seed: int, be
     """
     from dataclasses import asdict
 
-    from atp_viz.ui.prune_tab import prune_pair
+    from atp_viz.experiments.pair_run import run_pair
     from atp_viz.ui.shared import run_settings
 
     # A cached dense perplexity takes microseconds; a measured one, a forward pass.
     assert newest["uniform"]["timings"]["dense_perplexity"] > 1e-3, "the server reused a dense perplexity"
     s = {**TINY_SIZES, **sizes}
-    local = prune_pair(run_settings(model, "wanda", 0.7, s["calib_samples"], s["calib_seqlen"], s["eval_samples"],
-                                    s["eval_seqlen"], seed, None, beta))
-    for mine, theirs in ((local.uniform, newest["uniform"]), (local.atp, newest["atp"])):
+    uniform, atp = run_pair(run_settings(model, "wanda", 0.7, s["calib_samples"], s["calib_seqlen"],
+                                         s["eval_samples"], s["eval_seqlen"], seed, None, beta))
+    for mine, theirs in ((uniform, newest["uniform"]), (atp, newest["atp"])):
         assert theirs["settings"] == asdict(mine.settings)
         # Equal up to float noise between two processes.
         assert theirs["dense_ppl"] == pytest.approx(mine.dense_ppl, rel=1e-5)

@@ -26,9 +26,10 @@ import time
 from contextlib import contextmanager
 from dataclasses import replace
 
+from atp_viz.experiments.pair_run import pair_plan
 from atp_viz.model.loading import load_model
 from atp_viz.runs import engine, time_estimates
-from atp_viz.runs.settings import DEFAULTS, uniform_baseline, validate
+from atp_viz.runs.settings import DEFAULTS, validate
 from atp_viz.ui.defaults import DEFAULT_BETA
 
 BURN = "import time\nend = time.monotonic() + 1800\nwhile time.monotonic() < end: pass"
@@ -48,7 +49,7 @@ def burning(count: int):
 
 def pair(seed: int):
     atp = validate(replace(DEFAULTS, beta=DEFAULT_BETA, seed=seed))
-    return [uniform_baseline(atp), atp]
+    return pair_plan(atp)
 
 
 def told_and_run(seed: int) -> dict:

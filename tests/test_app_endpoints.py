@@ -218,7 +218,9 @@ def test_a_plot_added_to_the_prune_tab_is_drawn_and_appended_to_each_event_that_
     every event that draws a pair answers it, after its public outputs, which keep their order."""
     import gradio as gr
 
+    from atp_viz.experiments.pair_run import run_pair
     from atp_viz.ui import prune_tab
+    from atp_viz.ui.pair import Pair
     from atp_viz.ui.shared import run_settings
 
     public = dict(prune_tab.OUTPUTS)
@@ -227,7 +229,7 @@ def test_a_plot_added_to_the_prune_tab_is_drawn_and_appended_to_each_event_that_
         assert prune_tab.outputs(event) == (*public[event], "extra")
     assert prune_tab.outputs("show_run") == public["show_run"]
 
-    pair = prune_tab.prune_pair(run_settings(str(tiny_model_dir("llama")), "wanda", 0.7, 2, 32, 2, 32, 0, None, 0.1))
+    pair = Pair(*run_pair(run_settings(str(tiny_model_dir("llama")), "wanda", 0.7, 2, 32, 2, 32, 0, None, 0.1)))
     screen = prune_tab.draw(pair, False, "ordinary", "ATP")
     assert set(screen.drawn) == {*prune_tab.OF_PAIR, *prune_tab.OF_SHOWN_RUN} and screen.drawn["extra"] == "2 runs"
     with gr.Blocks():

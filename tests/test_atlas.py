@@ -155,7 +155,9 @@ def test_the_landscape_draws_the_curve_on_hand_and_the_other_allocators(built):
 
 
 def test_the_prune_tab_labels_an_atlas_pair_and_its_press_computes_here(built, tiny_points):
-    from atp_viz.ui.prune_tab import cached_pair, cached_status, prune_pair, summary_markdown
+    from atp_viz.experiments.pair_run import run_pair
+    from atp_viz.ui.pair import Pair
+    from atp_viz.ui.prune_tab import cached_pair, cached_status, summary_markdown
 
     out, _ = built
     engine.clear_results()
@@ -167,7 +169,7 @@ def test_the_prune_tab_labels_an_atlas_pair_and_its_press_computes_here(built, t
         assert "**Precomputed** precomputed by `atlas` on" in summary_markdown(shown)
         assert "Prune recomputes it here" in cached_status(atp, 1, shown)
         assert cached_pair(atp, use_atlas=False) is None  # what a press of Prune looks for first
-        pressed = prune_pair(atp)
+        pressed = Pair(*run_pair(atp))
         assert all(run.precomputed is None for run in pressed.present)
         assert "Precomputed" not in summary_markdown(pressed)
     finally:

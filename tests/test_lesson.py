@@ -38,12 +38,13 @@ def test_the_recurrence_carries_early_error_through_every_later_block():
 
 @pytest.fixture(scope="module")
 def tiny_pair(tiny_model_dir):
+    from atp_viz.experiments.pair_run import run_pair
     from atp_viz.runs.settings import RunSettings
-    from atp_viz.ui.prune_tab import prune_pair
+    from atp_viz.ui.pair import Pair
 
     settings = RunSettings(model=str(tiny_model_dir("llama")), beta=0.1, calib_samples=2, calib_seqlen=32,
                            eval_samples=2, eval_seqlen=32, seed=5)
-    return settings, prune_pair(settings)
+    return settings, Pair(*run_pair(settings))
 
 
 def test_the_order_picture_replays_the_runs_own_introduced_errors(tiny_pair):

@@ -26,8 +26,9 @@ from ..model.weights import PrunedWeights, swapped_weights
 from ..records.continuations import Continuation, Generation, TokenScores, first_divergence
 from ..runs import engine
 from ..runs.kept_weights import KEPT
-from ..runs.settings import RunSettings, uniform_baseline, validate, whole_number
+from ..runs.settings import RunSettings, validate, whole_number
 from ..runs.time_estimates import Estimate
+from .pair_run import pair_members
 
 DEFAULT_NEW_TOKENS = 40
 MAX_NEW_TOKENS = 512
@@ -144,7 +145,8 @@ def pair_runs(settings: RunSettings) -> list[PairRun]:
     """The uniform baseline and the run of ``settings`` (ATP at β unless another allocator)."""
     other = "ATP" if settings.allocation == "atp" else settings.allocation
     label = f"ATP β = {settings.beta:g}" if settings.allocation == "atp" else other
-    return [PairRun("uniform", "uniform", uniform_baseline(settings)), PairRun(settings.allocation, label, settings)]
+    uniform, asked = pair_members(settings)
+    return [PairRun("uniform", "uniform", uniform), PairRun(settings.allocation, label, asked)]
 
 
 def _computed(settings: RunSettings) -> RunSettings:

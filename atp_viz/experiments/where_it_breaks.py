@@ -12,7 +12,8 @@ from ..math.schedules import beta_max
 from ..records.results import RunResult
 from ..runs import engine
 from ..runs.atlas import GRID
-from ..runs.settings import NO_QUANTIZATION, UNSTRUCTURED, RunSettings, uniform_baseline
+from ..runs.settings import NO_QUANTIZATION, UNSTRUCTURED, RunSettings
+from .pair_run import pair_members
 
 # The atlas's target sparsities: where a fresh server may already hold answers.
 LEVELS = GRID.sparsities
@@ -67,7 +68,8 @@ def levels_on_hand(uniform: RunResult | None, atp: RunResult, levels: tuple[floa
             continue
         other = replace(settings, sparsity=sparsity)
         legal = settings.beta <= beta_max(atp.num_layers, sparsity) + 1e-12
-        level = Level(sparsity, _on_hand(uniform_baseline(other)), _on_hand(other) if legal else None)
+        uniform_there, atp_there = pair_members(other)
+        level = Level(sparsity, _on_hand(uniform_there), _on_hand(atp_there) if legal else None)
         if level.present:
             found[round(sparsity, 6)] = level
     return [found[key] for key in sorted(found)]

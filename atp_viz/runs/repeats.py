@@ -4,7 +4,7 @@ the K perplexities is the noise of these settings (see ``noise_rule``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from ..base.progress import CancelCheck, Progress
@@ -22,6 +22,12 @@ def draw_seeds(seed: int, repeats: int) -> list[int]:
 def draws(settings: RunSettings, repeats: int) -> list[RunSettings]:
     """``settings`` once per calibration draw."""
     return [replace(settings, seed=seed) for seed in draw_seeds(settings.seed, repeats)]
+
+
+def every_draw(runs: Iterable[RunSettings], repeats: int) -> list[RunSettings]:
+    """Each of ``runs`` once per calibration draw, run by run: what ``run_repeated`` asks the
+    engine for when a job runs them one after the other."""
+    return [draw for run in runs for draw in draws(run, repeats)]
 
 
 def spread_of(results: list[RunResult]) -> Spread:

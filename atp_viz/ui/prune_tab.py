@@ -20,6 +20,7 @@ from ..base.errors import AtpError, Cancelled
 from ..compress.pruners import PRUNERS
 from ..compress.quantizers import QUANTIZERS
 from ..experiments.order_recurrence import perplexities, search_hint
+from ..experiments.pair_run import finished_pair, pair_plan, run_pair
 from ..figures import run_plots
 from ..figures.format import (
     massive_note,
@@ -35,7 +36,6 @@ from ..math.rates_text import parse_rates
 from ..math.schedules import atp_schedule, beta_max, bit_schedule, grid_betas
 from ..records.results import BlockError, RunResult, load_run
 from ..runs import engine
-from ..runs.repeats import cached_repeated, draws, run_repeated
 from ..runs.settings import (
     DEFAULTS,
     MAX_REPEATS,
@@ -45,7 +45,6 @@ from ..runs.settings import (
     check_repeats,
     given_rates,
     pattern_sparsity,
-    uniform_baseline,
     validate,
 )
 from ..runs.time_estimates import Estimate, Stages, duration, time_left
@@ -238,27 +237,6 @@ class Screen:
     clear_pair: bool = False
 
 
-# What the pair's runs report as they go: (which run, a block's error or the finished result).
-Report = tuple[str, BlockError | RunResult]
-
-
-def prune_pair(settings: RunSettings, cancelled: Callable[[], bool] | None = None,
-               report: Callable[[Report], None] | None = None, repeats: int = 1) -> Pair:
-    """Run the uniform baseline and ATP at ``settings.beta`` (the engine reuses unchanged runs),
-    each with ``repeats`` calibration draws (the first draw's curves are drawn)."""
-    # Refuse an illegal β (or bit step) before spending minutes on the baseline.
-    atp_schedule(block_count(settings.model), settings.sparsity, settings.beta)
-    bit_schedule(block_count(settings.model), settings.bits, settings.bits_beta)
-    runs = []
-    for which, asked in (("uniform", uniform_baseline(settings)), ("atp", settings)):
-        on_block = None if report is None else (lambda error, which=which: report((which, error)))
-        # A press of Prune computes here what the shipped atlas holds (its answer was shown before).
-        runs.append(run_repeated(asked, repeats, cancelled=cancelled, on_block=on_block, use_atlas=False).result)
-        if report is not None:
-            report((which, runs[-1]))
-    return Pair(*runs)
-
-
 @dataclass
 class Drawing:
     """A run being drawn block by block (what the error plot needs of it)."""
@@ -398,13 +376,9 @@ def pair_settings(page: Page, compression: str = "prune", pattern: str = UNSTRUC
     return settings
 
 
-def _pair_runs(settings: RunSettings, repeats: int) -> list[RunSettings]:
-    return [draw for run in (uniform_baseline(settings), settings) for draw in draws(run, repeats)]
-
-
 def _pair_estimate(settings: RunSettings, repeats: int) -> Estimate | None:
     """How long a press of Prune takes: what the atlas holds is computed too."""
-    return engine.estimate_runs(_pair_runs(settings, repeats), use_atlas=False)
+    return engine.estimate_runs(pair_plan(settings, repeats), use_atlas=False)
 
 
 def warm_start_runs(grid_points: int | None = None) -> list[RunSettings]:
@@ -414,22 +388,21 @@ def warm_start_runs(grid_points: int | None = None) -> list[RunSettings]:
     page = replace(validate(replace(DEFAULTS, beta=DEFAULT_BETA)), measure_selection=True)
     grid = sorted((beta for beta in grid_betas(block_count(page.model), page.sparsity)
                    if abs(beta - page.beta) > 1e-12), key=lambda beta: (abs(beta - page.beta), beta))
-    return [uniform_baseline(page), page, *(replace(page, beta=beta) for beta in grid[:grid_points])]
+    return [*pair_plan(page), *(replace(page, beta=beta) for beta in grid[:grid_points])]
 
 
 def cached_pair(settings: RunSettings, repeats: int = 1, use_atlas: bool = True) -> Pair | None:
     """The pair Prune would show for ``settings``, when every run of it is finished already
-    (computed before by anyone, by the warm start, or by ``atlas`` elsewhere); nothing runs."""
-    uniform = cached_repeated(uniform_baseline(settings), repeats, use_atlas)
-    other = cached_repeated(settings, repeats, use_atlas)
-    return None if uniform is None or other is None else Pair(uniform, other)
+    (``pair_run.finished_pair``); nothing runs."""
+    found = finished_pair(settings, repeats, use_atlas)
+    return None if found is None else Pair(*found)
 
 
 def cached_status(settings: RunSettings, repeats: int = 1, pair: Pair | None = None) -> str:
     """Where the cached pair of ``settings`` came from, in one line."""
     if pair is not None and precomputed_line(pair.present):
         return "📌 **Precomputed** elsewhere (see the summary); Prune recomputes it here."
-    if all(WARM.computed(run) for run in _pair_runs(settings, repeats)):
+    if all(WARM.computed(run) for run in pair_plan(settings, repeats)):
         return "📌 **Cached**: computed on this server at start-up, with the settings below."
     return "📌 **Cached**: computed on this server earlier (by you or someone else), with the settings below."
 
@@ -738,7 +711,7 @@ def run_pruning(page: Page, log_scale, shown_run, error_view, pair: Pair | None,
 
         estimate = _pair_estimate(settings, repeats)
         with engine_turn(request, None if estimate is None else estimate.seconds,
-                         frozenset(map(engine.computation, _pair_runs(settings, repeats)))) as ticket:
+                         frozenset(map(engine.computation, pair_plan(settings, repeats)))) as ticket:
             try:
                 # The estimate the ticket carries, said once a second (not recomputed each time).
                 told = _estimate_sentence(estimate)
@@ -749,7 +722,7 @@ def run_pruning(page: Page, log_scale, shown_run, error_view, pair: Pair | None,
                 return
             live.started = live.last_report = time.monotonic()
             # Taken now: a job ahead in the line may have computed part of the pair meanwhile.
-            planned = engine.estimate_stages(_pair_runs(settings, repeats))
+            planned = engine.estimate_stages(pair_plan(settings, repeats))
             if planned is not None:
                 live.plan = planned[0]
                 planned = Estimate(sum(stage.seconds for stage in planned[0]), planned[1])
@@ -757,14 +730,14 @@ def run_pruning(page: Page, log_scale, shown_run, error_view, pair: Pair | None,
             yield Screen(drawn={**running_views(settings), "error": live.figure(log_scale, error_view)},
                          status=f"⏳ starting · {_estimate_sentence(planned)}", schedule=schedule_at(0),
                          clear_pair=True)
-            job = streamed(lambda emit: prune_pair(settings, flag.is_set, emit, repeats), flag)
+            job = streamed(lambda emit: run_pair(settings, flag.is_set, emit, repeats), flag)
             try:
                 while True:
                     live.add(*next(job))
                     yield Screen(drawn={"error": live.figure(log_scale, error_view)}, status=live.status(),
                                  schedule=schedule_at(min(live.where()[1], num_layers - 1)))
             except StopIteration as finished:
-                done: Pair = finished.value
+                done = Pair(*finished.value)
             except Cancelled:
                 # What finished stays: a completed uniform run goes to the history.
                 for result in live.finished:
