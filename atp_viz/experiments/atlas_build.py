@@ -19,11 +19,11 @@ import torch
 
 from .. import __version__
 from ..base.errors import AtpError
-from ..math.schedules import grid_betas
 from ..model.loading import layer_count
 from ..runs.atlas import GRID, HEADER, POINT_SUFFIX, Grid, pack, point_name, read_header
 from ..runs.engine import computation, run_pruning
-from ..runs.settings import DEFAULTS, RunSettings, beta_zero, validate
+from ..runs.settings import DEFAULTS, RunSettings, validate
+from .beta_search import search_plan
 
 # What a header must share with this build for it to add points (threads: the float order of sums).
 _SAME = ("cpu", "atp_viz", "torch", "threads", "base")
@@ -50,8 +50,8 @@ def plan(grid: Grid, num_layers: int, base: RunSettings = DEFAULTS) -> list[RunS
     for method in grid.methods:
         for sparsity in grid.sparsities:
             at = replace(base, method=method, sparsity=sparsity)
-            runs = [beta_zero(at),
-                    *(replace(at, allocation="atp", beta=beta) for beta in grid_betas(num_layers, sparsity)),
+            # Uniform and ATP are a grid search's runs: the Search tab is answered from them.
+            runs = [*search_plan(at, num_layers, "grid"),
                     *(replace(at, allocation=name, beta=0.0) for name in grid.beside)]
             points.extend(computation(validate(run)) for run in runs)
     return points

@@ -31,7 +31,7 @@ from ..math.schedules import beta_max, grid_betas, pattern_betas
 from ..model.loading import layer_count
 from ..records.results import RunResult, SearchResult, SearchTrial, Spread
 from ..runs.engine import run_pruning
-from ..runs.repeats import draws, spread_of
+from ..runs.repeats import draws, every_draw, spread_of
 from ..runs.settings import RunSettings, beta_zero, check_repeats, check_select_on, validate
 
 # next_index(grid size, {index: perplexity} known so far) -> the next index to try, or
@@ -159,18 +159,38 @@ def iter_search(settings: RunSettings, strategy: str = DEFAULT_STRATEGY, cancell
     betas = _grid(validate(settings), num_layers)
     if not betas:
         raise AtpError(f"no β on the 0.002 grid is legal for {num_layers} blocks at sparsity {settings.sparsity:g}")
-    settings = replace(settings, measure_selection=True)
 
     def trial(point: RunSettings) -> Iterator[RunResult]:
         for draw in draws(point, repeats):
             yield run_pruning(draw, cancelled=cancelled).result
 
-    uniform = yield from _measured(trial(beta_zero(settings)))
+    uniform = yield from _measured(trial(uniform_point(settings)))
     # Uniform is the curve at β = 0, one step before the grid's first point.
     known: dict[int, float] = {-1: _chooser(uniform, select_on)}
     while (index := chosen.next_index(len(betas), known)) is not None:
-        point = replace(settings, allocation="atp", beta=betas[index])
-        known[index] = _chooser((yield from _measured(trial(point))), select_on)
+        known[index] = _chooser((yield from _measured(trial(trial_point(settings, betas[index])))), select_on)
+
+
+def uniform_point(settings: RunSettings) -> RunSettings:
+    """The search's first run: β = 0 (``beta_zero``), both texts measured."""
+    return replace(beta_zero(settings), measure_selection=True)
+
+
+def trial_point(settings: RunSettings, beta: float) -> RunSettings:
+    """The search's run of ATP at ``beta``, both texts measured."""
+    return replace(settings, allocation="atp", beta=beta, measure_selection=True)
+
+
+def search_plan(settings: RunSettings, num_layers: int, strategy: str = DEFAULT_STRATEGY,
+                repeats: int = 1) -> list[RunSettings]:
+    """Every run a search asks the engine for, in order (``iter_search``): the uniform point's
+    draws, then each trial's. The grid search runs exactly these. The fast search chooses its
+    later β from the perplexities it has seen, so for it this is an upper bound: as many trials
+    as it may run, the first grid points standing in for the ones it will choose (a time
+    estimate says "at most")."""
+    points = [uniform_point(settings), *(trial_point(settings, beta)
+                                         for beta in planned_betas(settings, strategy, num_layers))]
+    return every_draw(points, check_repeats(repeats))
 
 
 def planned_betas(settings: RunSettings, strategy: str, num_layers: int) -> list[float]:

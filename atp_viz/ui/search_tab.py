@@ -4,22 +4,21 @@ click to put it on the first tab's slider."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import gradio as gr
 import plotly.graph_objects as go
 
 from ..base.errors import AtpError, Cancelled
 from ..base.progress import CancelCheck, Progress
-from ..experiments.beta_search import DEFAULT_STRATEGY, iter_search, planned_betas, search_record, trials_of
+from ..experiments.beta_search import DEFAULT_STRATEGY, iter_search, search_plan, search_record, trials_of
 from ..figures import run_plots
 from ..figures.format import ppl, settings_line
 from ..math.noise_rule import difference_sentence
 from ..math.schedules import grid_betas
 from ..records.results import RunResult
 from ..runs import engine
-from ..runs.repeats import draws
-from ..runs.settings import RunSettings, beta_zero, check_repeats
+from ..runs.settings import RunSettings, check_repeats
 from . import history_tab, landscape_section
 from .adapters import answered_by_name, engine_progress, output_list, stoppable, user_errors
 from .defaults import SEARCH_CHOICES
@@ -128,18 +127,18 @@ def search_estimate(page: Page, strategy: str) -> str:
         strategy: "grid" or "fast".
     """
     try:
-        settings = replace(page.settings(beta=None), measure_selection=True)
-        tried = planned_betas(settings, strategy, block_count(settings.model))
-        points = [beta_zero(settings), *(replace(settings, beta=b) for b in tried)]
-        runs = [draw for point in points for draw in draws(point, check_repeats(page.repeats))]
+        settings = page.settings(beta=None)
+        runs = search_plan(settings, block_count(settings.model), strategy, page.repeats)
+        repeats = check_repeats(page.repeats)
         estimate = engine.estimate_runs(runs)
     except AtpError as exc:
         return f"Cannot search yet: {exc}"
     if estimate is None:
         return "Time: estimated once the model is loaded and no run is using it."
     bound = "" if strategy == "grid" else "at most "
-    per = f", × {len(runs) // len(points)} calibration draws" if len(runs) > len(points) else ""
-    return f"{len(runs)} runs ({bound}{len(tried)} β and uniform{per}): {estimate.text()}."
+    tried = len(runs) // repeats - 1  # the points besides uniform, each run once per draw
+    per = f", × {repeats} calibration draws" if repeats > 1 else ""
+    return f"{len(runs)} runs ({bound}{tried} β and uniform{per}): {estimate.text()}."
 
 
 def apply_best_beta(best_beta: float | None, model: str, sparsity: float):
