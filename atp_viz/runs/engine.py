@@ -229,14 +229,18 @@ def _labelled(result: RunResult, asked: RunSettings, computed: RunSettings) -> R
     return result
 
 
-def _cached_result(settings: RunSettings, use_atlas: bool = True) -> RunResult | None:
-    """A finished result for ``settings``; one that also measured the selection text serves
-    a run that did not ask for it. The atlas (when on) answers last: a result computed here
-    wins over the one computed elsewhere."""
-    candidates = [settings]
+def _answering(settings: RunSettings) -> list[RunSettings]:
+    """The computations whose result serves ``settings``: its own, and one that also measured
+    the selection text serves a run that did not ask for it."""
     if settings.measure_ppl and not settings.measure_selection:
-        candidates.append(replace(settings, measure_selection=True))
-    for candidate in candidates:
+        return [settings, replace(settings, measure_selection=True)]
+    return [settings]
+
+
+def _cached_result(settings: RunSettings, use_atlas: bool = True) -> RunResult | None:
+    """A finished result for ``settings`` (``_answering``). The atlas (when on) answers last: a
+    result computed here wins over the one computed elsewhere."""
+    for candidate in _answering(settings):
         found = _result_cache.get(candidate)
         if found is None:
             found = result_store.get(candidate)  # kept by this server before a restart
@@ -403,7 +407,7 @@ def estimate_stages(runs: list[RunSettings], use_atlas: bool = True) -> tuple[li
     stages, measured = [], True
     for asked in runs:
         settings = computation(validate(asked))
-        if settings in done or _cached_result(settings, use_atlas) is not None:
+        if any(s in done for s in _answering(settings)) or _cached_result(settings, use_atlas) is not None:
             stages.append(time_estimates.Stages())
             continue
         key = _model_key(settings)
@@ -430,6 +434,17 @@ def estimate_stages(runs: list[RunSettings], use_atlas: bool = True) -> tuple[li
         evaluated.add(evaluation_key)
         done.add(settings)
     return stages, measured
+
+
+def distinct_computations(runs: list[RunSettings]) -> list[RunSettings]:
+    """What ``runs``, one after the other, compute at most (whatever the caches hold): each run
+    as the engine computes it, less those an earlier one answers (``_answering``)."""
+    distinct: list[RunSettings] = []
+    for asked in runs:
+        settings = computation(validate(asked))
+        if not any(s in distinct for s in _answering(settings)):
+            distinct.append(settings)
+    return distinct
 
 
 def check_save_target(model: str, out_dir: str | Path) -> Path:
