@@ -13,9 +13,9 @@ from ..math.schedules import atp_schedule
 from ..model.loading import layer_count
 from ..records.results import PROTOCOLS, AllocatorComparison, RunResult, evopress_details
 from ..runs.allocators import compared_names, get_allocator
-from ..runs.repeats import run_repeated
+from ..runs.repeats import every_draw, run_repeated
 from ..runs.settings import RunSettings, check_repeats, check_select_on, pattern_sparsity, validate
-from .beta_search import DEFAULT_STRATEGY, rank, search_beta
+from .beta_search import DEFAULT_STRATEGY, rank, search_beta, search_plan
 
 
 def compare_allocators(
@@ -41,7 +41,7 @@ def compare_allocators(
     if fixed is not None and any(abs(float(s) - fixed) > 1e-9 for s in sparsities):
         raise AtpError(f"the pattern {settings.pattern} fixes the sparsity at {fixed:g}: compare at that sparsity only")
     select_on, repeats = check_select_on(select_on), check_repeats(repeats)
-    checked = [validate(replace(settings, sparsity=s)) for s in sparsities]
+    checked = _at_each(settings, sparsities)
     if strategy is None:
         num_layers = layer_count(settings.model, settings.device, settings.dtype)
         for base in checked:
@@ -72,13 +72,41 @@ def compare_allocators(
                 # The slow column reports its own progress (and time left) inside its step.
                 def within(fraction: float, message: str, at: int = done) -> None:
                     progress((at + fraction) / steps, f"S = {sparsity:g}: {message}")
-            result = run_repeated(replace(base, allocation=allocation, beta=beta), repeats, progress=within,
+            result = run_repeated(column_run(base, allocation, beta), repeats, progress=within,
                                   cancelled=cancelled).result
             runs[sparsity][allocation] = result
             done += 1
             if on_result is not None:
                 on_result(sparsity, result)
     return AllocatorComparison(runs, searches, strategy, select_on if strategy is not None else None)
+
+
+def comparison_plan(settings: RunSettings, sparsities: list[float], num_layers: int,
+                    strategy: str | None = DEFAULT_STRATEGY, evopress: bool = False,
+                    repeats: int = 1) -> list[RunSettings]:
+    """Every run ``compare_allocators`` asks the engine for, in order: at each S, ATP's β search
+    (``search_plan``: an upper bound for the fast strategy), then each column's draws. A searched
+    β is known only once its search ends: the search's last planned β stands in for it (the ATP
+    column is one of the search's runs either way, and EvoPress searches as long at any β)."""
+    repeats = check_repeats(repeats)
+    plan: list[RunSettings] = []
+    for base in _at_each(settings, sparsities):
+        beta = base.beta
+        if strategy is not None:
+            searched = search_plan(base, num_layers, strategy, repeats)
+            plan += searched
+            beta = searched[-1].beta
+        plan += every_draw([column_run(base, allocation, beta) for allocation in compared_names(evopress)], repeats)
+    return plan
+
+
+def _at_each(settings: RunSettings, sparsities: list[float]) -> list[RunSettings]:
+    return [validate(replace(settings, sparsity=s)) for s in sparsities]
+
+
+def column_run(base: RunSettings, allocation: str, beta: float) -> RunSettings:
+    """A column's run at ``base``'s S: ``allocation``, with ATP's β (which only ATP and EvoPress read)."""
+    return replace(base, allocation=allocation, beta=beta)
 
 
 def wholly_pruned_blocks(result: RunResult) -> list[int]:

@@ -12,9 +12,10 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ..base.errors import AtpError, Cancelled
-from ..experiments.beta_search import DEFAULT_STRATEGY, get_strategy, planned_betas, rank
+from ..experiments.beta_search import DEFAULT_STRATEGY, get_strategy, rank
 from ..experiments.compare import (
     allocator_note,
+    comparison_plan,
     full_block_notes,
     protocol_notes,
     searched_profile_lines,
@@ -29,7 +30,6 @@ from ..math.schedules import check_sparsity
 from ..records.results import AllocatorComparison, RunResult
 from ..runs import engine
 from ..runs.allocators import compared_names, get_allocator
-from ..runs.repeats import draws
 from ..runs.settings import DEFAULTS, RunSettings, check_repeats, validate
 from . import history_tab
 from .adapters import answered_by_name, engine_progress, output_list, stoppable, user_errors
@@ -229,23 +229,18 @@ def compare_estimate(page: Page, sparsities: str, beta_choice: str, strategy: st
         evopress: also EvoPress's searched profile.
     """
     try:
-        runs = []
-        for target in parse_sparsities(sparsities):
-            base = page.settings(sparsity=target)
-            betas = (planned_betas(base, strategy, block_count(base.model)) if beta_choice == BETA_SEARCH
-                     else [base.beta])
-            points = [replace(base, allocation=a, beta=0.0) for a in compared_names() if a != "atp"]
-            selection = beta_choice == BETA_SEARCH
-            points += [replace(base, beta=b, measure_selection=selection) for b in betas]
-            runs += [draw for point in points for draw in draws(point, check_repeats(page.repeats))]
-            if evopress:
-                runs.append(replace(base, allocation="evopress", beta=betas[-1] if betas else 0.0))
+        targets = parse_sparsities(sparsities)
+        settings = page.settings(sparsity=targets[0])
+        runs = comparison_plan(settings, targets, block_count(settings.model),
+                               strategy if beta_choice == BETA_SEARCH else None, bool(evopress), page.repeats)
         estimate = engine.estimate_runs(runs)
+        # Counted as computed: a column the β search ran already is not counted again.
+        computed = len(engine.distinct_computations(runs))
     except AtpError as exc:
         return f"Cannot compare yet: {exc}"
     if estimate is None:
         return "Time: estimated once the model is loaded and no run is using it."
-    return f"Up to {len(runs)} runs: {estimate.text()}."
+    return f"Up to {computed} runs: {estimate.text()}."
 
 
 @takes_run_inputs("model", "method", "sparsities", "beta_choice", "beta", *DATA_SETUP, "owl_m", "owl_lambda",
