@@ -100,6 +100,7 @@ def run_order_experiment(
     repeats = check_repeats(repeats)
     num_layers = layer_count(settings.model, settings.device, settings.dtype)
     orders = orderings(atp_schedule(num_layers, settings.sparsity, settings.beta), shuffles, shuffle_seed)
+    planned = order_plan(settings, orders, repeats)
     drawn = draws(settings, repeats)
     per_draw: list[list[OrderingRun]] = []
     first: RunResult | None = None
@@ -108,10 +109,9 @@ def run_order_experiment(
     for k, draw in enumerate(drawn):
         runs: list[OrderingRun] = []
         prefix = "" if repeats == 1 else f"draw {k + 1}/{repeats} (seed {draw.seed}): "
-        for index, (name, rates) in enumerate(orders.items()):
-            # The increasing order is ATP's own schedule: run as ATP, it is the Prune tab's run.
-            asked = draw if name == INCREASING else replace(draw, allocation="explicit", schedule=tuple(rates))
+        for index, name in enumerate(orders):
             step = k * len(orders) + index
+            asked = planned[step]
             scaled = None if progress is None else (
                 lambda fraction, message, step=step, name=name:
                 progress((step + fraction) / (len(orders) * repeats), f"{prefix}{name} order: {message}"))
@@ -140,6 +140,15 @@ def run_order_experiment(
         settings=first.settings, seeds=seeds,
         carry_repeats=Spread(seeds, [fit.c for fit in carries]) if repeats > 1 else None,
     )
+
+
+def order_plan(settings: RunSettings, orders: dict[str, list[float]], repeats: int = 1) -> list[RunSettings]:
+    """Every run the experiment asks the engine for, in order: each calibration draw's run of
+    every order (``orders``: ``order_theorem.orderings`` of ATP's rates at ``settings``)."""
+    settings = validate(replace(settings, allocation="atp", schedule=None))
+    # The increasing order is ATP's own schedule: run as ATP, it is the Prune tab's run.
+    return [draw if name == INCREASING else replace(draw, allocation="explicit", schedule=tuple(rates))
+            for draw in draws(settings, check_repeats(repeats)) for name, rates in orders.items()]
 
 
 def _carry(increasing: list[BlockError]) -> CarryFit:

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import gradio as gr
 import plotly.graph_objects as go
 
 from ..base.errors import Cancelled
-from ..experiments.order_run import run_order_experiment
+from ..experiments.order_run import order_plan, run_order_experiment
 from ..experiments.order_theorem import (
     DEFAULT_SHUFFLES,
     MAX_SHUFFLES,
@@ -28,7 +28,6 @@ from ..figures.format import method_label, ppl
 from ..math.schedules import atp_schedule
 from ..records.results import BlockError
 from ..runs import engine
-from ..runs.repeats import draws
 from ..runs.settings import RunSettings, check_repeats
 from .adapters import answered_by_name, new_file, output_list, stoppable, streamed, user_errors
 from .run_inputs import ATP_RUN, Page, inputs_of, takes_run_inputs
@@ -114,10 +113,7 @@ def _kept(live: _Live) -> str:
 
 
 def _estimate(settings: RunSettings, orders: dict[str, list[float]], repeats: int = 1) -> str:
-    # The first order, increasing, is ATP's own schedule and runs as ATP.
-    runs = [draw for asked in [settings] + [replace(settings, allocation="explicit", schedule=tuple(rates))
-                                            for rates in list(orders.values())[1:]]
-            for draw in draws(asked, repeats)]
+    runs = order_plan(settings, orders, repeats)
     estimate = engine.estimate_runs(runs)
     return f"{len(runs)} pruning runs" + ("" if estimate is None else f": {estimate.text()}")
 
