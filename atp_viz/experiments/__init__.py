@@ -1,1 +1,1 @@
-"""Runs asked in turn to answer a question: β search, comparison, order of rates, zero-shot, generation, atlas."""
+"""Runs asked in turn to answer a question: a pair, β search, comparison, orders, zero-shot, generation, atlas."""
