@@ -721,8 +721,9 @@ def run_pruning(page: Page, log_scale, shown_run, error_view, pair: Pair | None,
                 yield Screen(status="⏹ **Stopped** before its turn came: nothing ran.")
                 return
             live.started = live.last_report = time.monotonic()
-            # Taken now: a job ahead in the line may have computed part of the pair meanwhile.
-            planned = engine.estimate_stages(pair_plan(settings, repeats))
+            # Taken now: a job ahead in the line may have computed part of the pair meanwhile. A
+            # press computes what the atlas holds (run_pair), so its runs are counted.
+            planned = engine.estimate_stages(pair_plan(settings, repeats), use_atlas=False)
             if planned is not None:
                 live.plan = planned[0]
                 planned = Estimate(sum(stage.seconds for stage in planned[0]), planned[1])
