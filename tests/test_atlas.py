@@ -197,3 +197,28 @@ def test_the_search_tab_and_the_lesson_draw_the_atlas_this_server_answers_from(b
         assert "precomputed by atlas on" in slide.layout.title.text
     finally:
         atlas.disable()
+
+
+def test_the_search_tab_starts_with_the_curve_the_server_holds(built, base):
+    from atp_viz.experiments.beta_search import search_beta
+    from atp_viz.ui.search_tab import sweep_on_hand
+
+    out, _ = built
+    at = replace(base, sparsity=0.9, measure_selection=True)
+    engine.clear_results()
+    assert sweep_on_hand(at, "selection")[1] == ""  # nothing held: the empty plot
+    atlas.enable(out)
+    try:
+        figure, status = sweep_on_hand(at, "selection")
+        assert status.startswith("**On hand** (nothing computed): uniform and 1 of the grid's 50 β")
+        assert "precomputed by `atlas` on" in status
+        assert [len(trace.x) for trace in figure.data if trace.name == "ATP trial"] == [1]
+    finally:
+        atlas.disable()
+    # A whole grid (S = 0.998 on 3 blocks: one β) computed here: its best β, as a search says it.
+    whole = replace(at, sparsity=0.998)
+    searched = search_beta(whole, "grid")
+    figure, status = sweep_on_hand(whole, "selection")
+    assert f"the whole grid at these settings · best β = {searched.best_beta:.4g}" in status
+    assert "Computed on this server before." in status
+    engine.clear_results()

@@ -63,6 +63,11 @@ def test_the_landscape_is_drawn_in_the_search_tab_and_the_lesson(browser, atlas_
     url, _ = atlas_server
     page = open_page(browser, url, width=width)
     page.get_by_role("tab", name="Search β").click()
+    # The default settings' curve as far as the atlas holds it, drawn before any search.
+    page.wait_for_function("() => document.querySelector('#sweep-status')?.innerText.includes('On hand')",
+                           timeout=30_000)
+    assert "precomputed by atlas on" in page.inner_text("#sweep-status")
+    assert page.evaluate(f"() => ({PLOT})('sweep-plot').data.length") >= 2  # uniform and the ATP trials
     page.locator("#landscape").get_by_text("The landscape").first.click()
     page.locator("#landscape-method").get_by_label("magnitude").check()
     wanted = expected_names("magnitude")

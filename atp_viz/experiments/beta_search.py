@@ -30,7 +30,7 @@ from ..base.registry import lookup
 from ..math.schedules import beta_max, grid_betas, pattern_betas
 from ..model.loading import layer_count
 from ..records.results import RunResult, SearchResult, SearchTrial, Spread
-from ..runs.engine import run_pruning
+from ..runs.engine import cached_result, run_pruning
 from ..runs.repeats import draws, every_draw, spread_of
 from ..runs.settings import RunSettings, beta_zero, check_repeats, check_select_on, validate
 
@@ -191,6 +191,19 @@ def search_plan(settings: RunSettings, num_layers: int, strategy: str = DEFAULT_
     points = [uniform_point(settings), *(trial_point(settings, beta)
                                          for beta in planned_betas(settings, strategy, num_layers))]
     return every_draw(points, check_repeats(repeats))
+
+
+def runs_on_hand(settings: RunSettings, num_layers: int) -> list[RunResult]:
+    """The grid search's runs this server already holds (in memory, its result store, the
+    atlas), in the search's order; [] without its uniform point. Nothing is computed."""
+    found: list[RunResult] = []
+    for point in search_plan(settings, num_layers, "grid"):
+        result = cached_result(point)
+        if result is None and not found:
+            return []
+        if result is not None:
+            found.append(result)
+    return found
 
 
 def planned_betas(settings: RunSettings, strategy: str, num_layers: int) -> list[float]:

@@ -11,18 +11,25 @@ import plotly.graph_objects as go
 
 from ..base.errors import AtpError, Cancelled
 from ..base.progress import CancelCheck, Progress
-from ..experiments.beta_search import DEFAULT_STRATEGY, iter_search, search_plan, search_record, trials_of
+from ..experiments.beta_search import (
+    DEFAULT_STRATEGY,
+    iter_search,
+    runs_on_hand,
+    search_plan,
+    search_record,
+    trials_of,
+)
 from ..figures import run_plots
 from ..figures.format import ppl, settings_line
 from ..math.noise_rule import difference_sentence
 from ..math.schedules import grid_betas
-from ..records.results import RunResult
+from ..records.results import RunResult, SearchResult
 from ..runs import engine
 from ..runs.settings import RunSettings, check_repeats
 from . import history_tab, landscape_section
 from .adapters import answered_by_name, engine_progress, output_list, stoppable, user_errors
 from .defaults import SEARCH_CHOICES
-from .prune_tab import preview_schedule
+from .prune_tab import precomputed_line, preview_schedule
 from .run_inputs import DATA_SETUP, Page, inputs_of, takes_run_inputs
 from .shared import ENGINE, INSTANT, UI_ONLY, Shared, block_count, changes_beside_settled
 
@@ -62,14 +69,43 @@ def sweep(settings: RunSettings, strategy: str, progress: Progress | None = None
                       f"· {len(grid)} β on the grid")
         yield SweepStep(run_plots.sweep_figure(trials, uniform.ppl, None, uniform, select_on), status, None, result)
     found = search_record(strategy, runs, select_on)
+    yield SweepStep(run_plots.sweep_figure(found.trials, found.uniform_ppl, found.best_beta, found.uniform, select_on),
+                    f"done: {len(found.trials)} trial(s) ({strategy}) · {_best_line(found, select_on)}  \n"
+                    f"{settings_line(runs[0])}", found.best_beta, None)
+
+
+def _best_line(found: SearchResult, select_on: str) -> str:
+    """The best β of a finished search, its perplexities beside uniform's, and the noise sentence."""
     best, uniform = found.best, found.uniform
     noise = difference_sentence(f"β = {best.beta:.4g}", best.report.values, "uniform", uniform.report.values)
-    yield SweepStep(run_plots.sweep_figure(found.trials, found.uniform_ppl, found.best_beta, uniform, select_on),
-                    f"done: {len(found.trials)} trial(s) ({strategy}) · best β = {found.best_beta:.4g} "
-                    f"(chosen on the {select_on} text): report perplexity {ppl(best.ppl)}, selection "
-                    f"{ppl(best.selection_ppl)} (uniform: report {ppl(uniform.ppl)}, selection "
-                    f"{ppl(uniform.selection_ppl)})  \n{noise}  \n{settings_line(runs[0])}",
-                    found.best_beta, None)
+    return (f"best β = {found.best_beta:.4g} (chosen on the {select_on} text): report perplexity {ppl(best.ppl)}, "
+            f"selection {ppl(best.selection_ppl)} (uniform: report {ppl(uniform.ppl)}, selection "
+            f"{ppl(uniform.selection_ppl)})  \n{noise}")
+
+
+def empty_sweep_plot() -> go.Figure:
+    return run_plots.placeholder("β search: perplexity against the common difference β",
+                                 "Press Search β: one point per β appears here as each trial finishes")
+
+
+def sweep_on_hand(settings: RunSettings, select_on: str) -> tuple[go.Figure, str]:
+    """The grid search's curve as far as this server already holds it (the atlas, earlier runs),
+    drawn without computing, and a line saying how much of it; the empty plot when uniform is missing."""
+    num_layers = block_count(settings.model)
+    runs = runs_on_hand(settings, num_layers)
+    if not runs:
+        return empty_sweep_plot(), ""
+    total = len(search_plan(settings, num_layers, "grid")) - 1
+    uniform, *trials = trials_of(runs)
+    where = precomputed_line(runs).strip() or "Computed on this server before."
+    if len(trials) < total:
+        figure = run_plots.sweep_figure(trials, uniform.ppl, None, uniform, select_on)
+        return figure, (f"**On hand** (nothing computed): uniform and {len(trials)} of the grid's {total} β at these "
+                        f"settings; Search β runs the rest.  \n{where}  \n{settings_line(runs[0])}")
+    found = search_record("grid", runs, select_on)
+    figure = run_plots.sweep_figure(found.trials, found.uniform_ppl, found.best_beta, found.uniform, select_on)
+    return figure, (f"**On hand** (nothing computed): the whole grid at these settings · {_best_line(found, select_on)}"
+                    f"  \n{where}  \n{settings_line(runs[0])}")
 
 
 @takes_run_inputs("model", "method", "sparsity", "strategy", *DATA_SETUP, "frame", "select_on_report", "repeats")
@@ -119,13 +155,8 @@ class SweepOutputs:
     history_frame: gr.State
 
 
-@takes_run_inputs("model", "method", "sparsity", "strategy", *DATA_SETUP, "repeats")
-def search_estimate(page: Page, strategy: str) -> str:
-    """How long a search will take with these settings (a sentence, never an error).
-
-    Args:
-        strategy: "grid" or "fast".
-    """
+def _estimate_sentence(page: Page, strategy: str) -> str:
+    """How long a search will take with these settings (a sentence, never an error)."""
     try:
         settings = page.settings(beta=None)
         runs = search_plan(settings, block_count(settings.model), strategy, page.repeats)
@@ -139,6 +170,25 @@ def search_estimate(page: Page, strategy: str) -> str:
     tried = len(runs) // repeats - 1  # the points besides uniform, each run once per draw
     per = f", × {repeats} calibration draws" if repeats > 1 else ""
     return f"{len(runs)} runs ({bound}{tried} β and uniform{per}): {estimate.text()}."
+
+
+@takes_run_inputs("model", "method", "sparsity", "strategy", *DATA_SETUP, "repeats", "select_on_report")
+def search_view(page: Page, strategy: str, select_on_report: bool = False) -> tuple[str, go.Figure, str]:
+    """The tab for the page's settings: how long a search takes, and the grid's curve as far as
+    this server already holds it (the atlas, earlier runs; one calibration draw), or the empty plot.
+
+    Args:
+        strategy: "grid" or "fast".
+        select_on_report: choose β on the report text (else on the selection text).
+    """
+    try:
+        settings = page.settings(beta=None)
+        repeats = check_repeats(page.repeats)
+        figure, status = sweep_on_hand(settings, "report" if select_on_report else "selection") if repeats == 1 \
+            else (empty_sweep_plot(), "")
+    except AtpError:
+        figure, status = empty_sweep_plot(), ""  # the estimate line says why
+    return _estimate_sentence(page, strategy), figure, status
 
 
 def apply_best_beta(best_beta: float | None, model: str, sparsity: float):
@@ -176,9 +226,7 @@ def build(shared: Shared) -> None:
         stop_btn = gr.Button("Stop", variant="stop", scale=0, min_width=120)
     estimate = gr.Markdown(elem_id="search-estimate")
     status = gr.Markdown(label="search status", elem_id="sweep-status")
-    plot = gr.Plot(run_plots.placeholder("β search: perplexity against the common difference β",
-                                     "Press Search β: one point per β appears here as each trial finishes"),
-                   label="perplexity vs beta", show_label=False, elem_id="sweep-plot")
+    plot = gr.Plot(empty_sweep_plot(), label="perplexity vs beta", show_label=False, elem_id="sweep-plot")
     landscape_section.build()
     kept = shared.history
     outputs = SweepOutputs(plot, status, best_beta, kept.table, kept.csv, kept.files, kept.frame)
@@ -193,8 +241,9 @@ def build(shared: Shared) -> None:
                           .then(**shared.settling))
     best_beta.change(lambda best: gr.update(interactive=best is not None, value="Apply best β"), best_beta,
                      apply_btn, **INSTANT, **UI_ONLY, api_name="enable_apply")
-    measured = inputs_of(search_estimate, inputs, strategy=strategy)
-    estimating = {"fn": search_estimate, "inputs": measured, "outputs": estimate}
+    # The estimate, and the curve as far as the server holds it: what a search would show now.
+    measured = inputs_of(search_view, inputs, strategy=strategy, select_on_report=select_on_report)
+    estimating = {"fn": search_view, "inputs": measured, "outputs": [estimate, plot, status]}
     gr.on(changes_beside_settled(inputs, measured), **estimating, **INSTANT, **UI_ONLY, trigger_mode="always_last",
           api_name="search_estimate")
     shared.settings_views.append(estimating)
