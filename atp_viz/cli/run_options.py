@@ -89,7 +89,8 @@ def add_setting_flag(parser: argparse.ArgumentParser, name: str, **changes) -> N
     field's name, its default, type, choices and help); ``changes`` are argparse's options
     where one command differs (a required β, another default or help)."""
     param = PARAMS[name]
-    options = {"dest": name, "default": getattr(DEFAULTS, name), "help": param.text()}
+    said = param.text() if param.none_word is None else f"{param.text()} (or {param.none_word!r}: {param.none_means})"
+    options = {"dest": name, "default": getattr(DEFAULTS, name), "help": said}
     typed = _typed(param)
     if typed is not None:
         options["type"] = typed

@@ -12,6 +12,7 @@ loaded and returns the settings with every number in its proper type.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from ..base.errors import AtpError
@@ -169,7 +170,7 @@ def _dtypes() -> tuple[str, ...]:
     return DTYPES
 
 
-def _at_least_zero(said: str):
+def _at_least_zero(said: str) -> Callable[[float], float]:
     def within(value: float) -> float:
         if value < 0:
             raise AtpError(f"{said} must be 0 or more, got {value:.6g}")
@@ -206,7 +207,7 @@ class RunSettings:
     calib_samples: int = setting(8, Param(DATA, "calibration windows", _windows("calibration samples")))
     calib_seqlen: int = setting(256, Param(DATA, "tokens per calibration window",
                                            _window_length("calibration sequence length")))
-    eval_samples: int | None = setting(16, Param(DATA, "evaluation windows: a number, or 'all' windows",
+    eval_samples: int | None = setting(16, Param(DATA, "evaluation windows for perplexity",
                                                  _windows("evaluation samples"), none_means="every window",
                                                  none_word="all"))
     eval_seqlen: int = setting(256, Param(DATA, "tokens per evaluation window",
@@ -215,7 +216,7 @@ class RunSettings:
     calib_text: str | None = setting(None, Param(DATA, "calibration source, if not --text", none_means="text"))
     eval_text: str | None = setting(None, Param(DATA, "source of the report and selection texts, if not --text",
                                                 none_means="text"))
-    seed: int = setting(0, Param(DATA, "seed of the calibration windows' draw", WholeNumber("seed", 0, MAX_SEED)))
+    seed: int = setting(0, Param(DATA, "seed for picking the calibration windows", WholeNumber("seed", 0, MAX_SEED)))
     device: str = setting("auto", Param(RUN, "where the model runs (auto: CUDA when present)", choices=_devices))
     dtype: str = setting("auto", Param(RUN, "weight and calibration precision (auto: half on CUDA, float32 on CPU)",
                                        choices=_dtypes))
@@ -285,14 +286,19 @@ def section_fields(section: str) -> tuple[str, ...]:
 
 
 def validate(settings: RunSettings) -> RunSettings:
-    """Refuse nonsense before any loading; return the settings with proper number types."""
+    """Refuse nonsense before any loading; return the settings with proper number types.
+    Each field is checked as it is declared, in the fields' order; then what one field
+    implies for another (an N:M pattern fixes S, and needs a method that has patterns)."""
     from ..compress.pruners import get_pruner  # at call time, as the checks read their registries
 
     if settings.alpha_eps is None:
         settings = replace(settings, alpha_eps=published_alpha_eps(settings.method))
-    settings = replace(settings, **{name: param.check(getattr(settings, name)) for name, param in PARAMS.items()
-                                    if param.check is not None
-                                    and not (getattr(settings, name) is None and param.none_means is not None)})
+    checked = {}
+    for name, param in PARAMS.items():
+        value = getattr(settings, name)
+        if param.check is not None and not (value is None and param.none_means is not None):
+            checked[name] = param.check(value)
+    settings = replace(settings, **checked)
     fixed = pattern_sparsity(settings.pattern)
     if fixed is not None and not get_pruner(settings.method).patterns:
         raise AtpError(f"the pruning method {settings.method!r} has no N:M patterns: use --pattern unstructured")
