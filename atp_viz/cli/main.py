@@ -12,19 +12,16 @@ from typing import Sequence
 
 from ..base.errors import AtpError
 from ..compress.evopress import fitness_sentences
-from ..compress.quantizers import QUANTIZERS
 from ..experiments import atlas_build
 from ..experiments.beta_search import DEFAULT_STRATEGY, STRATEGIES
 from ..experiments.order_theorem import DEFAULT_SHUFFLES
 from ..experiments.zeroshot import OFFLINE_TASK, PAPER, PAPER_TASKS
 from ..math.noise_rule import difference_sentence
-from ..model.loading import DEVICES
 from ..records.results import PROTOCOLS, RunResult, ZeroShot, evopress_details
-from ..runs.allocators import ALLOCATORS, allocation_names
 from ..runs.settings import (
-    DEFAULTS,
     MAX_REPEATS,
     NO_QUANTIZATION,
+    PARAMS,
     SELECT_ON,
     SUGGESTED_BETA,
     UNSTRUCTURED,
@@ -32,11 +29,11 @@ from ..runs.settings import (
     check_repeats,
     check_select_on,
     pattern_sparsity,
-    quantize_choices,
     validate,
 )
 from .run_options import (
     add_run_options,
+    add_setting_flag,
     check_json_target,
     print_progress,
     pruned_settings,
@@ -300,16 +297,16 @@ def _add_beyond_commands(sub) -> None:
     from ..compress.recipe import methods
 
     recipe = sub.add_parser("recipe", help="the ATP schedule as an llm-compressor recipe (YAML)")
-    recipe.add_argument("--model", default=DEFAULTS.model, help="'embedded', a Hugging Face id, or a local directory")
-    recipe.add_argument("--sparsity", type=float, default=DEFAULTS.sparsity, help="target mean sparsity S in [0, 1)")
-    recipe.add_argument("--beta", type=float, default=DEFAULTS.beta, help="common difference; 0 = uniform")
-    recipe.add_argument("--method", default=DEFAULTS.method, choices=methods())
+    for name in ("model", "sparsity", "beta"):
+        add_setting_flag(recipe, name)
+    add_setting_flag(recipe, "method", choices=methods(),
+                     help="the pruning method (one llm-compressor has a modifier for)")
     recipe.add_argument("--out", default=None, help="write the recipe here (default: stdout)")
     recipe.set_defaults(func=_cmd_recipe)
 
     speed = sub.add_parser("speed", help="is the pruned model faster or smaller? dense vs CSR, measured")
     add_run_options(speed)
-    speed.add_argument("--beta", type=float, default=DEFAULTS.beta, help="ATP common difference of the measured model")
+    add_setting_flag(speed, "beta", help="ATP common difference of the measured model")
     speed.add_argument("--runtime", default="torch",
                        help="torch: dense vs CSR matmuls and cached decode (the default); onnxruntime: the dense and "
                             "pruned model as ONNX graphs, beside torch; deepsparse: also DeepSparse 1.8 (end-of-life, "
@@ -328,26 +325,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     schedule = sub.add_parser("schedule", help="print the ATP per-block schedule")
     schedule.add_argument("--layers", type=typed_number, required=True)
-    schedule.add_argument("--sparsity", type=float, required=True)
-    schedule.add_argument("--beta", type=float, default=DEFAULTS.beta)
+    add_setting_flag(schedule, "sparsity", required=True)
+    add_setting_flag(schedule, "beta")
     schedule.add_argument("--json", default="-", help="output file, or - for stdout")
     schedule.set_defaults(func=_cmd_schedule)
 
     prune = sub.add_parser("prune", help="prune a model and measure errors and perplexity")
     add_run_options(prune)
-    prune.add_argument("--beta", type=float, default=DEFAULTS.beta, help="common difference; 0 = uniform")
-    prune.add_argument("--allocation", default=DEFAULTS.allocation, choices=allocation_names(public_only=True),
-                       help="; ".join(f"{a.name}: {a.summary}" for a in ALLOCATORS.values() if a.public))
+    add_setting_flag(prune, "beta")
+    add_setting_flag(prune, "allocation")
     prune.add_argument("--rates", default=None, metavar="FILE",
                        help="prune with this schedule: a JSON list (or a result's 'schedule') or one rate per line, "
                             "one per decoder block; S is their mean (within 0.0005 of --sparsity when given)")
-    prune.add_argument("--quantize", default=DEFAULTS.quantize, choices=quantize_choices(),
-                       help="then quantize the survivors; "
-                       + "; ".join(f"{q.name}: {q.summary}" for q in QUANTIZERS.values()))
-    prune.add_argument("--bits", type=typed_number, default=DEFAULTS.bits,
-                       help="mean bit-width B (integer widths 2..8)")
-    prune.add_argument("--bits-beta", type=float, default=None,
-                       help="bit progression step (more bits early); default: --beta when quantizing alone, else 0")
+    add_setting_flag(prune, "quantize")
+    add_setting_flag(prune, "bits")
+    add_setting_flag(prune, "bits_beta", default=None,
+                     help=f"{PARAMS['bits_beta'].text()}; default: --beta when quantizing alone, else 0")
     prune.add_argument("--save", default=None, help="write the pruned model (save_pretrained) here")
     prune.add_argument("--json", default="-", help="result file, or - for stdout")
     prune.add_argument("-v", "--verbose", action="store_true", help="progress per block on stderr")
@@ -382,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     order = sub.add_parser("order", help="does the order matter? ATP's rates increasing, decreasing and shuffled "
                                          "(Theorem 3.5)")
     add_run_options(order)
-    order.add_argument("--beta", type=float, required=True, help="ATP common difference whose rates are reordered")
+    add_setting_flag(order, "beta", required=True, help="ATP common difference whose rates are reordered")
     order.add_argument("--shuffles", type=typed_number, default=DEFAULT_SHUFFLES,
                        help="random orders besides the two sorted ones")
     order.add_argument("--shuffle-seed", type=typed_number, default=0, help="seed of the random orders")
@@ -392,8 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
     order.set_defaults(func=_cmd_order)
 
     bench = sub.add_parser("bench", help="speed against the physical limit, on the embedded model")
-    bench.add_argument("--beta", type=float, default=SUGGESTED_BETA, help="the ATP β of the measured trial")
-    bench.add_argument("--device", default=DEFAULTS.device, choices=DEVICES)
+    add_setting_flag(bench, "beta", default=SUGGESTED_BETA, help="the ATP β of the measured trial")
+    add_setting_flag(bench, "device")
     bench.add_argument("--targets", default="pyproject.toml",
                        help="a pyproject.toml whose [tool.atp_viz.bench-targets] holds the goals")
     bench.add_argument("--json", default="-")

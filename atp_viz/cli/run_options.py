@@ -1,5 +1,6 @@
-"""What the run commands share: numbers as typed, the run options declared once (from the
-settings' fields) and the settings they give, progress on stderr, the JSON result file.
+"""What the run commands share: numbers as typed, the run options generated from the
+settings' declarations (``runs.settings.PARAMS``) and the settings they give, progress on
+stderr, the JSON result file.
 
 ``prune`` and ``generate`` read the same options through ``pruned_settings``, so the pair
 ``generate`` continues is the pair ``prune`` would write.
@@ -11,14 +12,11 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import dataclass
-from dataclasses import field as dc_field
+from collections.abc import Callable
 
 from ..base.errors import AtpError
-from ..compress.pruners import PRUNERS, method_names
-from ..math.allocator_math import ALPHA_ESTIMATORS, OWL_MAPPINGS, PUBLISHED_ALPHA_EPS
-from ..model.loading import DEVICES, DTYPES
-from ..runs.settings import DEFAULTS, NO_QUANTIZATION, RunSettings, pattern_sparsity
+from ..runs.params import EVERY_RUN_COMMAND, Param, RealNumber, WholeNumber, flag_name
+from ..runs.settings import DEFAULTS, NO_QUANTIZATION, PARAMS, RunSettings, pattern_sparsity
 
 
 def typed_number(value: str) -> int | float:
@@ -32,15 +30,6 @@ def typed_number(value: str) -> int | float:
         return float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
-
-
-def _eval_samples(value: str) -> int | float | None:
-    if value == "all":
-        return None
-    try:
-        return typed_number(value)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got {value!r}") from None
 
 
 def check_json_target(target: str) -> None:
@@ -69,68 +58,64 @@ def write_json(payload: dict, target: str) -> None:
         raise AtpError(f"cannot write {target!r}: {exc.strerror}") from None
 
 
-@dataclass(frozen=True)
-class _Flag:
-    """One option of the run commands. With a ``field``, it sets that RunSettings field and
-    defaults to the field's value in ``settings.DEFAULTS``; without, it is read by the command."""
+def _number_or(word: str) -> Callable[[str], int | float | None]:
+    """A number as typed, or ``word`` for None (``--eval-samples all``)."""
 
-    names: tuple[str, ...]
-    field: str | None
-    options: dict = dc_field(default_factory=dict)  # argparse's, less ``default`` for a field
+    def typed(value: str) -> int | float | None:
+        if value == word:
+            return None
+        try:
+            return typed_number(value)
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(f"expected a positive integer or {word!r}, got {value!r}") from None
+
+    return typed
 
 
-def _run_flags() -> tuple[_Flag, ...]:
-    return (
-        _Flag(("--model",), "model", {"help": "'embedded', a Hugging Face id, or a local directory"}),
-        _Flag(("--method",), "method", {"choices": method_names(),
-                                        "help": "; ".join(f"{p.name}: {p.summary}" for p in PRUNERS.values())}),
-        # No default here: ``run_sparsity`` decides it from the pattern and the quantizer.
-        _Flag(("--sparsity",), "sparsity", {
-            "type": float, "default": None,
-            "help": f"target mean sparsity S in [0, 1) (default {DEFAULTS.sparsity:g}; an N:M pattern "
-                    "fixes it at (M-N)/M; quantizing alone: 0)"}),
-        _Flag(("--pattern",), "pattern", {
-            "help": "unstructured, or N:M: keep N of every M consecutive inputs of a row (2:4, 4:8); "
-                    "with --beta each block keeps its own N, the mean N fixed"}),
-        _Flag(("--calib-samples",), "calib_samples", {"type": typed_number}),
-        _Flag(("--calib-seqlen",), "calib_seqlen", {"type": typed_number}),
-        _Flag(("--eval-samples",), "eval_samples", {"type": _eval_samples, "help": "a number, or 'all' windows"}),
-        _Flag(("--eval-seqlen",), "eval_seqlen", {"type": typed_number}),
-        _Flag(("--text",), "text", {"help": "builtin | wikitext2 | c4 | PATH to a UTF-8 file"}),
-        _Flag(("--calib-text",), "calib_text", {"help": "calibration source, if not --text"}),
-        _Flag(("--eval-text",), "eval_text", {"help": "source of the report and selection texts, if not --text"}),
-        _Flag(("--paper-setup",), None, {
-            "action": "store_true",
-            "help": "the paper's set-up: C4 calibration 128 x 2048 (each window from one document, as the "
-                    "papers' code), WikiText-2 test perplexity, all windows"}),
-        _Flag(("--seed",), "seed", {"type": typed_number}),
-        _Flag(("--device",), "device", {"choices": DEVICES}),
-        _Flag(("--dtype",), "dtype", {"choices": DTYPES}),
-        _Flag(("--threads",), None, {"type": int, "default": None, "help": "torch CPU threads (default: all cores)"}),
-        _Flag(("--owl-m",), "owl_m", {"type": float, "help": "OWL outlier threshold M (x mean score)"}),
-        _Flag(("--owl-lambda",), "owl_lambda", {"type": float, "help": "OWL rate spread λ"}),
-        _Flag(("--owl-mapping",), "owl_mapping", {
-            "choices": tuple(OWL_MAPPINGS), "help": "; ".join(f"{k}: {v}" for k, v in OWL_MAPPINGS.items())}),
-        _Flag(("--alpha-eps", "--alpha-epsilon"), "alpha_eps", {
-            "type": float, "help": "AlphaPruning spread ε (default: the authors' value for the method, "
-                                   + ", ".join(f"{m} {e:g}" for m, e in PUBLISHED_ALPHA_EPS.items()) + ")"}),
-        _Flag(("--alpha-estimator",), "alpha_estimator", {
-            "choices": tuple(ALPHA_ESTIMATORS),
-            "help": "; ".join(f"{k}: {v}" for k, v in ALPHA_ESTIMATORS.items())}),
-        _Flag(("--evopress-generations",), "evopress_generations", {
-            "type": typed_number, "help": "EvoPress search: generations (see docs/evopress.md for the budget)"}),
-        _Flag(("--evopress-offspring",), "evopress_offspring", {
-            "type": typed_number, "help": "EvoPress search: offspring per generation"}),
-    )
+def _typed(param: Param) -> Callable[[str], object] | None:
+    """How the command line reads a setting: a count exactly as typed (its check then refuses
+    2.5 windows in its own words), a real number as a float, a name as it is."""
+    if param.none_word is not None:
+        return _number_or(param.none_word)
+    if isinstance(param.check, WholeNumber):
+        return typed_number
+    if isinstance(param.check, RealNumber):
+        return float
+    return None
+
+
+def add_setting_flag(parser: argparse.ArgumentParser, name: str, **changes) -> None:
+    """The flag of the RunSettings field ``name``, as its ``Param`` declares it (``--`` and the
+    field's name, its default, type, choices and help); ``changes`` are argparse's options
+    where one command differs (a required β, another default or help)."""
+    param = PARAMS[name]
+    said = param.text() if param.none_word is None else f"{param.text()} (or {param.none_word!r}: {param.none_means})"
+    options = {"dest": name, "default": getattr(DEFAULTS, name), "help": said}
+    typed = _typed(param)
+    if typed is not None:
+        options["type"] = typed
+    if param.choices is not None:
+        options["choices"] = tuple(param.choices())
+    parser.add_argument(flag_name(name), *param.aliases, **{**options, **changes})
+
+
+# The fields whose flags every run command takes, in the settings' order.
+RUN_FLAG_FIELDS = tuple(name for name, param in PARAMS.items() if param.flag == EVERY_RUN_COMMAND)
+# Where a run command's flag differs from its field's declaration: no default S, since
+# ``run_sparsity`` decides it from the pattern and the quantizer.
+_RUN_FLAG_CHANGES = {"sparsity": {"default": None, "help": f"{PARAMS['sparsity'].text()} (default "
+                                  f"{DEFAULTS.sparsity:g}; an N:M pattern fixes it at (M-N)/M; quantizing alone: 0)"}}
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
-    for flag in _run_flags():
-        if flag.field is None:
-            parser.add_argument(*flag.names, **flag.options)
-        else:
-            parser.add_argument(*flag.names, **{"dest": flag.field, "default": getattr(DEFAULTS, flag.field),
-                                                **flag.options})
+    """The options every run command takes: one per field declared for every run command,
+    then the command line's own (the paper's set-up, the CPU threads)."""
+    for name in RUN_FLAG_FIELDS:
+        add_setting_flag(parser, name, **_RUN_FLAG_CHANGES.get(name, {}))
+    parser.add_argument("--paper-setup", action="store_true",
+                        help="the paper's set-up: C4 calibration 128 x 2048 (each window from one document, as the "
+                             "papers' code), WikiText-2 test perplexity, all windows")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
 
 
 def run_sparsity(args: argparse.Namespace) -> float:
@@ -148,7 +133,7 @@ def run_sparsity(args: argparse.Namespace) -> float:
 
 
 def run_settings(args: argparse.Namespace, **overrides) -> RunSettings:
-    fields = {flag.field: getattr(args, flag.field) for flag in _run_flags() if flag.field is not None}
+    fields = {name: getattr(args, name) for name in RUN_FLAG_FIELDS}
     fields["sparsity"] = run_sparsity(args)
     if args.paper_setup:
         # Context capped at 2048 as in the paper; shorter-context models use their own.

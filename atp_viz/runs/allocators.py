@@ -56,13 +56,14 @@ class Allocator:
     keeps_mean: bool = True
     # The settings that shaped its rates, as every run's result reports them (None: none do).
     describe: Callable[["RunSettings"], AllocatorPart | None] = lambda _settings: None
-    # The RunSettings fields of its own it reads (the other allocators' are ignored).
-    reads: tuple[str, ...] = ()
+    # It reads the fields of its own section of the settings (``settings.section_fields`` of
+    # its name) and these of other allocators' sections; ``engine.computation`` sets every
+    # other allocator's field to its default.
+    also_reads: tuple[str, ...] = ()
     # A search in place of ``measure``: it runs the whole model (so it gets the loaded model,
     # progress and Stop) and returns its measurements with the details a result reports.
     search: Callable[["RunSettings", "LoadedModel", "DenseReference", "Progress | None", "CancelCheck | None"],
                      tuple[Measurements, EvoPressDetails]] | None = None
-
 
 @dataclass(frozen=True)
 class PlannedSchedule:
@@ -144,25 +145,19 @@ ALLOCATORS: dict[str, Allocator] = {a.name: a for a in (
     Allocator("owl", "OWL", "activations: the share of Wanda scores above M × the block's mean", True,
               lambda s, _n, m: owl_schedule(m["outlier_ratio"], s.sparsity, s.owl_lambda, s.owl_mapping),
               measure=_owl_ratios, reads_calibration=True, measure_key=lambda s: (s.owl_m,),
-              describe=_owl_settings, reads=("owl_m", "owl_lambda", "owl_mapping")),
+              describe=_owl_settings),
     Allocator("alphapruning", "AlphaPruning", "weights: the heavy-tail exponent α of their spectra", True,
               lambda s, _n, m: alphapruning_schedule(m["alpha"], s.sparsity, m["block_params"], s.alpha_eps),
-              measure=_block_alphas, measure_key=lambda s: (s.alpha_estimator,), describe=_alphapruning_settings,
-              reads=("alpha_eps", "alpha_estimator")),
+              measure=_block_alphas, measure_key=lambda s: (s.alpha_estimator,), describe=_alphapruning_settings),
     Allocator("atp", "ATP", "one number, β: rates grow linearly with depth", True,
-              lambda s, n, _m: _exact(atp_schedule(n, s.sparsity, s.beta), s.sparsity), reads=("beta",)),
+              lambda s, n, _m: _exact(atp_schedule(n, s.sparsity, s.beta), s.sparsity)),
     Allocator("evopress", "EvoPress", "a search: levels moved between blocks, KL to the dense logits on "
               "calibration text", False, lambda s, _n, m: _exact(list(m["evopress_rates"]), s.sparsity),
-              reads_calibration=True, reads=("evopress_generations", "evopress_offspring", "beta"),
+              reads_calibration=True, also_reads=("beta",),  # ATP's β: its line to compare with
               measure_key=lambda s: (s.evopress_generations, s.evopress_offspring, s.beta), search=_evopress_search),
     Allocator("explicit", "explicit", "a list of rates given by the caller", False, _explicit, public=False,
               keeps_mean=False),
 )}
-
-
-def allocator_fields() -> tuple[str, ...]:
-    """Every RunSettings field that some allocator reads (OWL's M, AlphaPruning's ε, ...)."""
-    return tuple(dict.fromkeys(name for a in ALLOCATORS.values() for name in a.reads))
 
 
 def allocation_names(public_only: bool = False) -> tuple[str, ...]:

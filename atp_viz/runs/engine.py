@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import pickle
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -36,9 +36,10 @@ from ..model.texts import calibration_set, check_context, evaluation_windows, to
 from ..model.weights import PrunedWeights, swapped_per_block, swapped_weights
 from ..records.results import AllocatorDetails, BlockError, DataSetup, EvoPressDetails, RunResult, TokenMap
 from . import atlas, result_store, time_estimates
-from .allocators import PlannedSchedule, allocator_fields, get_allocator, search_forward_tokens
+from .allocators import ALLOCATORS, PlannedSchedule, get_allocator, search_forward_tokens
 from .kept_weights import KEPT
-from .settings import DEFAULTS, NO_QUANTIZATION, RunSettings, validate, whole_number
+from .params import COMPRESSION
+from .settings import DEFAULTS, NO_QUANTIZATION, PARAMS, RunSettings, section_fields, validate, whole_number
 from .time_estimates import Estimate
 
 # Tokens per calibration micro-batch: big enough for efficient matmuls, small enough
@@ -87,13 +88,20 @@ def computation(settings: RunSettings) -> RunSettings:
     """The settings that determine what is computed: ATP at β = 0 is the uniform schedule,
     computed (and cached) once whichever name asked for it, and the settings of allocators
     other than the one run are left at their defaults (an ATP trial is reused whatever
-    OWL's λ was set to)."""
+    OWL's λ was set to), as are the compression's when nothing is quantized. Which fields
+    those are, their sections of the settings say."""
     if settings.allocation == "atp" and settings.beta == 0:
         settings = replace(settings, allocation="uniform")
     if settings.quantize == NO_QUANTIZATION:
-        settings = replace(settings, bits=DEFAULTS.bits, bits_beta=DEFAULTS.bits_beta)
-    reads = get_allocator(settings.allocation).reads
-    return replace(settings, **{name: getattr(DEFAULTS, name) for name in allocator_fields() if name not in reads})
+        settings = _defaults(settings, section_fields(COMPRESSION))
+    allocator = get_allocator(settings.allocation)
+    reads = (*section_fields(allocator.name), *allocator.also_reads)
+    return _defaults(settings, [name for name, param in PARAMS.items()
+                                if param.section in ALLOCATORS and name not in reads])
+
+
+def _defaults(settings: RunSettings, names: Iterable[str]) -> RunSettings:
+    return replace(settings, **{name: getattr(DEFAULTS, name) for name in names})
 
 
 def _allocator_key(settings: RunSettings) -> tuple:

@@ -1,5 +1,6 @@
-"""The run inputs the tabs' handlers share, declared once (name, type, default, one-line doc),
-and ``takes_run_inputs``, which gives a handler its public signature and docstring from them.
+"""The run inputs the tabs' handlers share, declared once (name, type, default, one-line doc;
+a settings field's doc is its help in ``runs.settings``), and ``takes_run_inputs``, which
+gives a handler its public signature and docstring from them.
 
 A handler's endpoint is public API: gradio reads its parameter names, order and defaults
 from ``inspect.signature`` (which follows ``__signature__``), its special arguments
@@ -21,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from ..compress.pruners import PRUNERS
-from ..runs.settings import DEFAULTS, RunSettings
+from ..runs.settings import DEFAULTS, PARAMS, RunSettings
 from .shared import RunInputs, run_settings
 
 EMPTY = inspect.Parameter.empty
@@ -37,18 +38,23 @@ class RunInput:
     default: Any = EMPTY
 
 
+def _setting(name: str, annotation: Any) -> RunInput:
+    """A run input that is a settings field, described as the settings declare it."""
+    return RunInput(name, annotation, PARAMS[name].text() + ".")
+
+
 _QUOTED = [f'"{name}"' for name in PRUNERS]
 _METHODS = ", ".join(_QUOTED[:-1]) + " or " + _QUOTED[-1]
 RUN_INPUTS: dict[str, RunInput] = {i.name: i for i in (
-    RunInput("model", str, '"embedded", a Hugging Face model id, or a local model directory.'),
+    _setting("model", str),
     RunInput("method", str, f"a pruning method ({_METHODS})."),
-    RunInput("sparsity", float, "target mean sparsity S in [0, 1)."),
+    _setting("sparsity", float),
     RunInput("beta", float, "ATP common difference, 0 <= β <= beta_max."),
-    RunInput("calib_samples", int, "calibration windows."),
-    RunInput("calib_seqlen", int, "tokens per calibration window."),
-    RunInput("eval_samples", int, "evaluation windows for perplexity."),
-    RunInput("eval_seqlen", int, "tokens per evaluation window."),
-    RunInput("seed", int, "seed for picking the calibration windows."),
+    _setting("calib_samples", int),
+    _setting("calib_seqlen", int),
+    _setting("eval_samples", int),
+    _setting("eval_seqlen", int),
+    _setting("seed", int),
     RunInput("text_file", str | None, "a UTF-8 text file for calibration (and evaluation, where perplexity is "
                                       "measured), or None for the built-in text."),
     RunInput("frame", pd.DataFrame, "the session's history (state)."),
