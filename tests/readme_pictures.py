@@ -3,8 +3,9 @@
     PYTHONPATH=. python tests/readme_pictures.py [--out assets]
 
 Prunes uniform and ATP (β = 0.012) at the app's default settings, draws the app's own
-figures (schedule, error curve in its three views, perplexity) and the Prune tab's view of
-what the pruned model says (the first ready prompt), and photographs each in headless Debian
+figures (schedule, error curve in its three views, perplexity), the Prune tab's view of
+what the pruned model says (the first ready prompt) and the shipped atlas's landscape of
+Wanda (``--landscape-only``: that alone, nothing run), and photographs each in headless Debian
 chromium, since plotly's static export (kaleido) needs a browser of its
 own that cannot be downloaded here. The app's screenshots come from the browser tests:
 ``ATP_VIZ_README_PICTURES=1 python -m pytest tests/test_browser.py tests/test_browser_states.py``.
@@ -51,7 +52,16 @@ def said_html(atp: RunResult, uniform: RunResult) -> str:
             f"</head><body><p><b>Prompt:</b> {READY_PROMPTS[0]}</p>{view}</body></html>")
 
 
-def photograph(drawn: dict[str, object], said: str, out: Path) -> None:
+def landscape() -> dict[str, object]:
+    """The shipped atlas's landscape of Wanda (nothing is run)."""
+    from atp_viz.figures.atlas_plots import landscape_figure
+    from atp_viz.runs import atlas
+
+    figure = landscape_figure(list(atlas.read(atlas.ATLAS_DIR).points.values()), "wanda")
+    return {"landscape_wanda": figure.update_layout(height=700)}  # its 16-entry legend under the plot
+
+
+def photograph(drawn: dict[str, object], said: str | None, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
@@ -59,7 +69,9 @@ def photograph(drawn: dict[str, object], said: str, out: Path) -> None:
         for name, figure in drawn.items():
             html = Path(scratch) / f"{name}.html"
             # Standalone, plotly sets a multi-line title's first line above the top edge: more room.
-            figure.update_layout(width=SIZE["width"], height=SIZE["height"], title_pad_t=32,
+            height = figure.layout.height or SIZE["height"]  # a figure may ask for more room
+            page.set_viewport_size({"width": SIZE["width"], "height": height})
+            figure.update_layout(width=SIZE["width"], height=height, title_pad_t=32,
                                  margin_t=(figure.layout.margin.t or 40) + 20)
             figure.write_html(html, include_plotlyjs=True, full_html=True, config={"displayModeBar": False})
             page.goto(html.as_uri())
@@ -67,20 +79,26 @@ def photograph(drawn: dict[str, object], said: str, out: Path) -> None:
             page.wait_for_selector(".js-plotly-plot .main-svg")
             page.screenshot(path=str(out / f"{name}.png"))
             print(out / f"{name}.png")
-        page.set_viewport_size({"width": SAID_WIDTH, "height": 100})  # the full page: as tall as its content
-        page.set_content(said)
-        page.screenshot(path=str(out / "lesson_said.png"), full_page=True)
-        print(out / "lesson_said.png")
+        if said is not None:
+            page.set_viewport_size({"width": SAID_WIDTH, "height": 100})  # the full page: as tall as its content
+            page.set_content(said)
+            page.screenshot(path=str(out / "lesson_said.png"), full_page=True)
+            print(out / "lesson_said.png")
         browser.close()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=str(ROOT / "assets"))
-    out = Path(parser.parse_args().out)
+    parser.add_argument("--landscape-only", action="store_true", help="only the atlas's landscape (runs nothing)")
+    args = parser.parse_args()
+    out = Path(args.out)
+    if args.landscape_only:
+        photograph(landscape(), None, out)
+        return
     atp = run_pruning(replace(DEFAULTS, beta=DEFAULT_BETA)).result
     uniform = run_pruning(uniform_baseline(DEFAULTS)).result
-    photograph(figures(atp, uniform), said_html(atp, uniform), out)
+    photograph({**figures(atp, uniform), **landscape()}, said_html(atp, uniform), out)
 
 
 if __name__ == "__main__":
