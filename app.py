@@ -44,7 +44,7 @@ from atp_viz.serve import limits, public, warm_start  # noqa: E402
 from atp_viz.ui.fields import checked_inputs  # noqa: E402
 from atp_viz.ui.gate import FileArguments, UploadBudget  # noqa: E402
 from atp_viz.ui.layout import CSS, build_demo  # noqa: E402
-from atp_viz.ui.prune_tab import warm_start_runs  # noqa: E402
+from atp_viz.ui.pair_cache import warm_start_runs  # noqa: E402
 from atp_viz.ui.shared import ENGINE_WAITING, block_count  # noqa: E402
 
 demo = checked_inputs(build_demo())

@@ -219,19 +219,19 @@ def test_a_plot_added_to_the_prune_tab_is_drawn_and_appended_to_each_event_that_
     import gradio as gr
 
     from atp_viz.experiments.pair_run import run_pair
-    from atp_viz.ui import prune_tab
+    from atp_viz.ui import pair_views
     from atp_viz.ui.pair import Pair
     from atp_viz.ui.shared import run_settings
 
-    public = dict(prune_tab.OUTPUTS)
-    monkeypatch.setitem(prune_tab.OF_PAIR, "extra", lambda pair, _log, _view: f"{len(pair.present)} runs")
+    public = dict(pair_views.OUTPUTS)
+    monkeypatch.setitem(pair_views.OF_PAIR, "extra", lambda pair, _log, _view: f"{len(pair.present)} runs")
     for event in ("run_pruning", "show_cached", "load_runs"):
-        assert prune_tab.outputs(event) == (*public[event], "extra")
-    assert prune_tab.outputs("show_run") == public["show_run"]
+        assert pair_views.outputs(event) == (*public[event], "extra")
+    assert pair_views.outputs("show_run") == public["show_run"]
 
     pair = Pair(*run_pair(run_settings(str(tiny_model_dir("llama")), "wanda", 0.7, 2, 32, 2, 32, 0, None, 0.1)))
-    screen = prune_tab.draw(pair, False, "ordinary", "ATP")
-    assert set(screen.drawn) == {*prune_tab.OF_PAIR, *prune_tab.OF_SHOWN_RUN} and screen.drawn["extra"] == "2 runs"
+    screen = pair_views.draw(pair, False, "ordinary", "ATP")
+    assert set(screen.drawn) == {*pair_views.OF_PAIR, *pair_views.OF_SHOWN_RUN} and screen.drawn["extra"] == "2 runs"
     with gr.Blocks():
         targets = {name: gr.Markdown() for name in (*screen.drawn, "status", "schedule", "estimate", "pair")}
-    assert prune_tab.screen_updates(targets)(screen)[targets["extra"]] == "2 runs"
+    assert pair_views.screen_updates(targets)(screen)[targets["extra"]] == "2 runs"

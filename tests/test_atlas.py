@@ -157,7 +157,8 @@ def test_the_landscape_draws_the_curve_on_hand_and_the_other_allocators(built):
 def test_the_prune_tab_labels_an_atlas_pair_and_its_press_computes_here(built, tiny_points):
     from atp_viz.experiments.pair_run import run_pair
     from atp_viz.ui.pair import Pair
-    from atp_viz.ui.prune_tab import cached_pair, cached_status, summary_markdown
+    from atp_viz.ui.pair_cache import cached_pair, cached_status
+    from atp_viz.ui.pair_summary import summary_markdown
 
     out, _ = built
     engine.clear_results()

@@ -100,7 +100,7 @@ def test_the_running_line_counts_down_within_twice_the_real_time_when_uniform_is
     from types import SimpleNamespace
 
     from atp_viz.runs.settings import uniform_baseline
-    from atp_viz.ui import prune_tab
+    from atp_viz.ui import live_pair
 
     path = str(tiny_model_dir("llama"))
     atp = RunSettings(model=path, sparsity=0.5, beta=0.1, calib_samples=2, calib_seqlen=32, eval_samples=2,
@@ -110,8 +110,8 @@ def test_the_running_line_counts_down_within_twice_the_real_time_when_uniform_is
     layers = result.num_layers
     plan = [time_estimates.Stages(), time_estimates.Stages(before=2.0, blocks=12.0, after=6.0)]  # uniform cached
     clock = SimpleNamespace(now=100.0)
-    monkeypatch.setattr(prune_tab, "time", SimpleNamespace(monotonic=lambda: clock.now))
-    live = prune_tab._Live(atp, layers)
+    monkeypatch.setattr(live_pair, "time", SimpleNamespace(monotonic=lambda: clock.now))
+    live = live_pair.LivePair(atp, layers)
     live.plan, live.repeats = plan, 1
     live.started = live.last_report = clock.now
     said = []

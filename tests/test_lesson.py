@@ -186,7 +186,7 @@ def test_each_steps_sentence_is_its_figures_numbers(atp_wins):
 
 
 def test_the_summary_on_the_prune_tab_says_when_atp_loses():
-    from atp_viz.ui.prune_tab import summary_markdown
+    from atp_viz.ui.pair_summary import summary_markdown
 
     for atp_wins in (True, False):
         pair, _ = pair_where(atp_wins)

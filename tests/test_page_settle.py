@@ -1,4 +1,4 @@
-"""The page's S and β settled into their legal ranges (``prune_tab.settle``): what is moved,
+"""The page's S and β settled into their legal ranges (``settle.settle``): what is moved,
 the sentence that says so, and what is left alone."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 
 from atp_viz.math.schedules import atp_schedule, beta_max
 from atp_viz.ui.defaults import SPARSITY_MAX, SPARSITY_MIN
-from atp_viz.ui.prune_tab import beta_ceiling, settle, settle_page
+from atp_viz.ui.settle import beta_ceiling, settle, settle_page
 
 BLOCKS = 3  # the tiny models of conftest
 

@@ -127,7 +127,7 @@ def test_search_grid_on_a_pattern_skips_repeated_level_schedules():
 
 
 def test_the_page_compression_settings(tiny_model_dir):
-    from atp_viz.ui.prune_tab import compression_settings
+    from atp_viz.ui.compression_controls import compression_settings
 
     base = validate(RunSettings(model=str(tiny_model_dir("llama")), sparsity=0.7, beta=0.1))
     alone = compression_settings(base, "quantize", "2:4", "rtn", 3, 0.5)

@@ -83,16 +83,16 @@ def test_rates_found_by_evopress_reproduce_its_perplexity(tiny_model_dir, tmp_pa
 def test_the_prune_tab_prunes_the_rates_typed_in_its_field(tiny_model_dir):
     import gradio as gr
 
-    from atp_viz.ui import history, prune_tab
+    from atp_viz.ui import history, prune_run
 
     model = str(tiny_model_dir("llama"))
     args = dict(model=model, method="wanda", sparsity=0.7, beta=0.0, calib_samples=2, calib_seqlen=32,
                 eval_samples=2, eval_seqlen=32, seed=0, text_file=None, log_scale=False, shown_run="ATP",
                 error_view="ordinary", pair=None, frame=history.empty())
-    *_, last = prune_tab.run_pruning(**args, rates="0.6\n0.7\n0.8")
+    *_, last = prune_run.run_pruning(**args, rates="0.6\n0.7\n0.8")
     pair, schedule = last.pair, last.schedule
     assert pair.atp.allocation == "explicit" and pair.atp.schedule == [0.6, 0.7, 0.8]
     assert pair.uniform.schedule == pytest.approx([0.7] * 3)
     assert list(schedule.data[0].y) == [0.6, 0.7, 0.8] and "Given schedule" in schedule.layout.title.text
     with pytest.raises(gr.Error, match="the rates average 0.6"):
-        list(prune_tab.run_pruning(**args, rates="[0.5, 0.6, 0.7]"))
+        list(prune_run.run_pruning(**args, rates="[0.5, 0.6, 0.7]"))

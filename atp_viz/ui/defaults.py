@@ -8,6 +8,7 @@ the app, the CLI and the engine cannot drift apart.
 
 from __future__ import annotations
 
+from ..base.errors import AtpError
 from ..compress.pruners import PRUNERS
 from ..experiments.beta_search import STRATEGIES
 from ..model.loading import EMBEDDED, EMBEDDED_NAME
@@ -37,3 +38,9 @@ SEARCH_CHOICES: list[tuple[str, str]] = [(s.label, s.name) for s in STRATEGIES.v
 # Which run the introduced/inherited split and the heatmap show.
 RUN_CHOICES = ("ATP", "uniform")
 DEFAULT_RUN = "ATP"
+
+
+def check_choice(name: str, value: object, choices) -> None:
+    """Refuse a value an API caller sent that is none of the page's choices."""
+    if value not in choices:
+        raise AtpError(f"{name} must be {' or '.join(map(repr, choices))}, got {value!r}")

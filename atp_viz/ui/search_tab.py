@@ -29,8 +29,9 @@ from ..runs.settings import RunSettings, check_repeats
 from . import history_tab, landscape_section
 from .adapters import answered_by_name, engine_progress, output_list, stoppable, user_errors
 from .defaults import SEARCH_CHOICES
-from .prune_tab import precomputed_line, preview_schedule
+from .pair_summary import precomputed_line
 from .run_inputs import DATA_SETUP, Page, inputs_of, takes_run_inputs
+from .settle import preview_schedule
 from .shared import ENGINE, INSTANT, UI_ONLY, Shared, block_count, changes_beside_settled
 
 
