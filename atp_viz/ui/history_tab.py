@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -66,6 +67,13 @@ def record(frame: pd.DataFrame, result: RunResult) -> pd.DataFrame:
     beta = "" if result.beta is None else f"-beta{result.beta:g}"
     path = write_json(result, new_file(f"run{len(frame) + 1}-{result.allocation}{beta}.json"))
     return history.add_run(frame, result, path, datetime.now())
+
+
+def record_all(frame: pd.DataFrame, results: Iterable[RunResult]) -> pd.DataFrame:
+    """``frame`` with each of ``results`` added, in order (``record``)."""
+    for result in results:
+        frame = record(frame, result)
+    return frame
 
 
 def answer(frame: pd.DataFrame) -> dict:

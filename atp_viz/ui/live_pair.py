@@ -13,6 +13,7 @@ from ..figures.format import run_name
 from ..records.results import BlockError, RunResult
 from ..runs.settings import RunSettings
 from ..runs.time_estimates import Stages, duration, time_left
+from .compression_controls import settings_schedule
 from .pair import Pair
 
 
@@ -57,6 +58,10 @@ class LivePair:
         if atp is not None or len(self.drawings.get("uniform", Drawing("", "")).errors) >= self.num_layers:
             return "atp", len(atp.errors) if atp else 0
         return "uniform", len(self.drawings.get("uniform", Drawing("", "")).errors)
+
+    def schedule_at(self, block: int | None) -> go.Figure:
+        """The run's schedule, ``block`` marked as the one being pruned (None: none)."""
+        return settings_schedule(self.settings, self.num_layers, current=block)
 
     def figure(self, log_scale: bool, view: str, stopped: bool = False) -> go.Figure:
         figure = run_plots.error_propagation_figure({d.label: d for d in self.drawings.values()}, log_scale, view,

@@ -3,11 +3,14 @@ block as they go; Stop keeps what finished."""
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Generator
 from dataclasses import replace
+from typing import NamedTuple
 
 import gradio as gr
-import plotly.graph_objects as go
+import pandas as pd
 
 from ..base.errors import Cancelled
 from ..experiments.pair_run import pair_plan, run_pair
@@ -15,6 +18,7 @@ from ..figures import run_plots
 from ..runs import engine
 from ..runs.settings import check_repeats
 from ..runs.time_estimates import Estimate
+from ..serve.job_line import Ticket
 from . import history_tab
 from .adapters import engine_turn, stop_flag, streamed, user_errors, waiting
 from .compression_controls import COMPRESSION, settings_schedule
@@ -54,65 +58,92 @@ def run_pruning(page: Page, log_scale, shown_run, error_view, pair: Pair | None,
         check_choice("error_view", error_view, run_plots.ERROR_VIEWS)
         settings = pair_settings(page, compression, pattern, quantizer, bits, bits_beta, rates)
         repeats = check_repeats(page.repeats)
-        frame = page.frame
         num_layers = block_count(settings.model)
+        view = _View(log_scale, error_view, shown_run)
         cached = cached_pair(settings, repeats, use_atlas=False)
         if cached is not None:
             # A finished pair answers at once, without a place in the line.
-            for result in cached.present:
-                frame = history_tab.record(frame, result)
-            yield replace(draw(cached, log_scale, error_view, shown_run),
-                          status=f"✔ done at once · {cached_status(settings, repeats, cached)}",
+            frame = history_tab.record_all(page.frame, cached.present)
+            yield replace(draw(cached, *view), status=f"✔ done at once · {cached_status(settings, repeats, cached)}",
                           schedule=settings_schedule(settings, num_layers), pair=cached, history=frame)
             return
         live = LivePair(settings, num_layers, repeats=repeats)
+        done = yield from _in_line(live, flag, request, pair, page.frame, view)
+    if done is not None:
+        frame = history_tab.record_all(page.frame, (done.uniform, done.atp))
+        yield replace(draw(done, *view), status=f"✔ done in {time.monotonic() - live.started:.0f} s",
+                      schedule=live.schedule_at(None), pair=done, history=frame)
 
-        def schedule_at(block: int | None) -> go.Figure:
-            return settings_schedule(settings, num_layers, current=block)
 
-        estimate = pair_estimate(settings, repeats)
-        with engine_turn(request, None if estimate is None else estimate.seconds,
-                         frozenset(map(engine.computation, pair_plan(settings, repeats)))) as ticket:
-            try:
-                # The estimate the ticket carries, said once a second (not recomputed each time).
-                told = estimate_sentence(estimate)
-                for ahead in waiting(ticket, flag):
-                    yield Screen(status=f"⏳ queued: {ahead.text()} · {told}")
-            except Cancelled:
-                yield Screen(status="⏹ **Stopped** before its turn came: nothing ran.")
-                return
-            live.started = live.last_report = time.monotonic()
-            # Taken now: a job ahead in the line may have computed part of the pair meanwhile. A
-            # press computes what the atlas holds (run_pair), so its runs are counted.
-            planned = engine.estimate_stages(pair_plan(settings, repeats), use_atlas=False)
-            if planned is not None:
-                live.plan = planned[0]
-                planned = Estimate(sum(stage.seconds for stage in planned[0]), planned[1])
-            # No finished run of other settings stays beside the curve being drawn.
-            yield Screen(drawn={**running_views(settings), "error": live.figure(log_scale, error_view)},
-                         status=f"⏳ starting · {estimate_sentence(planned)}", schedule=schedule_at(0),
-                         clear_pair=True)
-            job = streamed(lambda emit: run_pair(settings, flag.is_set, emit, repeats), flag)
-            try:
-                while True:
-                    live.add(*next(job))
-                    yield Screen(drawn={"error": live.figure(log_scale, error_view)}, status=live.status(),
-                                 schedule=schedule_at(min(live.where()[1], num_layers - 1)))
-            except StopIteration as finished:
-                done = Pair(*finished.value)
-            except Cancelled:
-                # What finished stays: a completed uniform run goes to the history.
-                for result in live.finished:
-                    frame = history_tab.record(frame, result)
-                # The previous pair comes back below the stopped curve (its status line says so).
-                below = {} if pair is None else draw(pair, log_scale, error_view, shown_run).drawn
-                yield Screen(drawn={**below, "error": live.figure(log_scale, error_view, stopped=True)},
-                             status=stopped_status(live, pair), schedule=schedule_at(None), history=frame,
-                             pair=pair)
-                return
-    for result in (done.uniform, done.atp):
-        frame = history_tab.record(frame, result)
-    yield replace(draw(done, log_scale, error_view, shown_run),
-                  status=f"✔ done in {time.monotonic() - live.started:.0f} s", schedule=schedule_at(None), pair=done,
-                  history=frame)
+class _View(NamedTuple):
+    """How the page draws the pair (``draw``'s arguments after the pair)."""
 
+    log_scale: bool
+    error_view: str
+    shown_run: str
+
+
+def _in_line(live: LivePair, flag: threading.Event, request: gr.Request | None, previous: Pair | None,
+             frame: pd.DataFrame, view: _View) -> Generator[Screen, None, Pair | None]:
+    """The pair run in its turn of the server's line, drawn as it goes: the finished pair, or None
+    when Stop ended it (the page is told)."""
+    estimate = pair_estimate(live.settings, live.repeats)
+    with engine_turn(request, None if estimate is None else estimate.seconds,
+                     frozenset(map(engine.computation, pair_plan(live.settings, live.repeats)))) as ticket:
+        if not (yield from _queued(ticket, flag, estimate)):
+            return None
+        yield _started(live, view)
+        try:
+            return (yield from _drawn_live(live, flag, view))
+        except Cancelled:
+            yield _stopped(live, previous, frame, view)
+            return None
+
+
+def _queued(ticket: Ticket, flag: threading.Event, estimate: Estimate | None) -> Generator[Screen, None, bool]:
+    """The place in the line, about once a second, until the turn comes: False when Stop left the line."""
+    try:
+        # The estimate the ticket carries, said once a second (not recomputed each time).
+        told = estimate_sentence(estimate)
+        for ahead in waiting(ticket, flag):
+            yield Screen(status=f"⏳ queued: {ahead.text()} · {told}")
+    except Cancelled:
+        yield Screen(status="⏹ **Stopped** before its turn came: nothing ran.")
+        return False
+    return True
+
+
+def _started(live: LivePair, view: _View) -> Screen:
+    """The turn has come: the clock starts, and the views below the curve say what will appear there."""
+    live.started = live.last_report = time.monotonic()
+    # Taken now: a job ahead in the line may have computed part of the pair meanwhile. A
+    # press computes what the atlas holds (run_pair), so its runs are counted.
+    planned = engine.estimate_stages(pair_plan(live.settings, live.repeats), use_atlas=False)
+    if planned is not None:
+        live.plan = planned[0]
+        planned = Estimate(sum(stage.seconds for stage in planned[0]), planned[1])
+    # No finished run of other settings stays beside the curve being drawn.
+    return Screen(drawn={**running_views(live.settings), "error": live.figure(view.log_scale, view.error_view)},
+                  status=f"⏳ starting · {estimate_sentence(planned)}", schedule=live.schedule_at(0), clear_pair=True)
+
+
+def _drawn_live(live: LivePair, flag: threading.Event, view: _View) -> Generator[Screen, None, Pair]:
+    """The pair's runs, each block's error drawn as it arrives: the finished pair (Stop raises ``Cancelled``)."""
+    job = streamed(lambda emit: run_pair(live.settings, flag.is_set, emit, live.repeats), flag)
+    try:
+        while True:
+            live.add(*next(job))
+            yield Screen(drawn={"error": live.figure(view.log_scale, view.error_view)}, status=live.status(),
+                         schedule=live.schedule_at(min(live.where()[1], live.num_layers - 1)))
+    except StopIteration as finished:
+        return Pair(*finished.value)
+
+
+def _stopped(live: LivePair, previous: Pair | None, frame: pd.DataFrame, view: _View) -> Screen:
+    """What Stop leaves of a running pair: the curve so far, a finished run in the history, and the
+    previous pair back below the stopped curve (its status line says so)."""
+    frame = history_tab.record_all(frame, live.finished)
+    below = {} if previous is None else draw(previous, *view).drawn
+    return Screen(drawn={**below, "error": live.figure(view.log_scale, view.error_view, stopped=True)},
+                  status=stopped_status(live, previous), schedule=live.schedule_at(None), history=frame,
+                  pair=previous)

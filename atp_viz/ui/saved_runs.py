@@ -27,8 +27,7 @@ def load_runs(files: list[str] | None, log_scale: bool, error_view: str, shown_r
             raise AtpError("no file given: choose one or two run JSON files")
         results = [load_run(Path(path).read_text(encoding="utf-8", errors="replace"), f"file {Path(path).name!r}")
                    for path in files]
-    for result in results:
-        frame = history_tab.record(frame, result)
+    frame = history_tab.record_all(frame, results)
     pair = pair_of(results)
     return replace(draw(pair, log_scale, error_view, shown_run), status=f"📂 loaded {len(results)} run(s) from file",
                    pair=pair, history=frame)
