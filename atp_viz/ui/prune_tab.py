@@ -3,6 +3,9 @@ schedule, the pair's views and the buttons that fill them."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import gradio as gr
 import plotly.graph_objects as go
 
@@ -11,7 +14,7 @@ from ..runs.settings import DEFAULTS, MAX_REPEATS
 from ..serve.warm_start import WARM
 from . import breaking_section, generate_section, recipe_download
 from .adapters import by_component
-from .compression_controls import build_compression, compression_schedule, pattern_rate
+from .compression_controls import CompressionInputs, build_compression, compression_schedule, pattern_rate
 from .defaults import (
     BETA_STEP,
     DEFAULT_BETA,
@@ -103,45 +106,105 @@ def build(demo: gr.Blocks, history: HistoryOutputs) -> Shared:
             recipe = recipe_download.button()
     status = gr.Markdown(elem_id="run-status")
     shown = gr.Markdown(elem_id="shown-line")
-    # What the tab draws of a pair, by the names of OF_PAIR and OF_SHOWN_RUN.
+    drawn, error_view, log_scale = _build_pair_views()
+    breaking_section.build(pair, error_view)
+    said = generate_section.build(inputs, history, pair)
+    shown_run = _build_shown_run_views(drawn)
+    saved_runs = _build_saved_runs()
+    view = PairView(drawn, status, pair, log_scale, error_view, shown_run)
+    shared = Shared(inputs, history, [schedule_plot, beta_info], view)
+    said.register(shared)
+    ranging = _wire_settling(shared, beta_info, schedule_plot)
+    # The rates reach the run through a session state: /run_pruning's public arguments stay as they were.
+    typed_rates = gr.State("")
+    rates.change(lambda text: text, rates, typed_rates, **INSTANT, **UI_ONLY)
+    waiting_for_warm_start = gr.Timer(WARM_POLL_S, active=False)
+    targets = _Targets({**drawn, "status": status, "schedule": schedule_plot, "estimate": estimate, "pair": pair,
+                        "history_table": history.table, "history_csv": history.csv, "history_files": history.files,
+                        "history_frame": history.frame, "poll": waiting_for_warm_start})
+    page_inputs = {**compress.named, "rates": typed_rates}
+    _wire_cached(demo, shared, targets, page_inputs, shown, waiting_for_warm_start)
+    run = _wire_prune(shared, targets, page_inputs, prune_btn, stop_btn)
+    _wire_redraws(shared, targets, saved_runs)
+    shared.history_writers.append(run)
+    # After a run the estimate knows this server's speed better.
+    run.then(prune_estimate, inputs_of(prune_estimate, inputs), estimate, **INSTANT, **UI_ONLY)
+    _wire_link(demo, shared, ranging)
+    recipe_download.wire(shared, recipe)
+    _wire_compression(shared, compress, schedule_plot)
+    return shared
+
+
+def _build_pair_views() -> tuple[dict[str, gr.components.Component], gr.Radio, gr.Checkbox]:
+    """What the tab draws of the pair as a whole (the summary, the error plot with how it is drawn,
+    the perplexity plot), by the names of ``OF_PAIR`` and ``OF_SHOWN_RUN``."""
     drawn: dict[str, gr.components.Component] = {}
     drawn["summary"] = gr.Markdown("*Press **Prune**: the summary of both runs appears here.*", label="summary",
                                    elem_id="summary")
     with gr.Row(equal_height=False):
         with gr.Column(min_width=380):
             drawn["error"] = gr.Plot(run_plots.placeholder("Error explosion: block-output error by depth",
-                                                       "Press Prune: the error of every block appears here, "
-                                                       "block by block"),
+                                                           "Press Prune: the error of every block appears here, "
+                                                           "block by block"),
                                      label="error propagation", show_label=False, elem_id="error-plot")
             with gr.Row():
                 error_view = gr.Radio(ERROR_VIEW_CHOICES, value="ordinary", label="Error of", elem_id="error-view")
                 log_scale = gr.Checkbox(False, label="log scale", elem_id="log-scale")
             drawn["note"] = gr.Markdown(elem_id="error-note")
         drawn["perplexity"] = _plot_column("ppl-plot", "perplexity", run_plots.perplexity_placeholder())
-    breaking_section.build(pair, error_view)
-    said = generate_section.build(inputs, history, pair)
+    return drawn, error_view, log_scale
+
+
+def _build_shown_run_views(drawn: dict[str, gr.components.Component]) -> gr.Radio:
+    """The choice of the run shown and what the tab draws of it, added to ``drawn``."""
     shown_run = gr.Radio(list(RUN_CHOICES), value=DEFAULT_RUN, label="The plots below show the run",
                          elem_id="shown-run")
     with gr.Row(equal_height=False):
         with gr.Column(min_width=380):
             drawn["split"] = gr.Plot(run_plots.placeholder("Introduced vs inherited error",
-                                                       "After a run: each block's error, split in two"),
+                                                           "After a run: each block's error, split in two"),
                                      label="introduced vs inherited", show_label=False, elem_id="split-plot")
             gr.Markdown(SPLIT_NOTE, latex_delimiters=INLINE_LATEX, elem_id="split-note")
         drawn["heatmap"] = _plot_column("heatmap-plot", "sublayer heatmap", run_plots.placeholder(
             "Relative error of each linear layer", "After a run: one cell per linear layer of every block"))
     drawn["tokens"] = gr.Plot(run_plots.placeholder("Error of each token", "After a run: one calibration window, "
-                                                "token by token, massive activations marked"),
+                                                    "token by token, massive activations marked"),
                               label="per-token heatmap", show_label=False, elem_id="token-plot")
+    return shown_run
+
+
+def _build_saved_runs() -> gr.File:
     with gr.Accordion("Load saved runs (JSON)", open=False, elem_id="load-runs"):
         gr.Markdown("A run's JSON from the History tab, a colleague's, or `python -m atp_viz prune --json`: "
                     "drawn here as if just run (load a uniform run and an ATP run together to compare them).")
-        saved_runs = gr.File(label="run JSON files", file_types=[".json"], file_count="multiple", type="filepath",
-                             elem_id="load-runs-file")
+        return gr.File(label="run JSON files", file_types=[".json"], file_count="multiple", type="filepath",
+                       elem_id="load-runs-file")
 
-    view = PairView(drawn, status, pair, log_scale, error_view, shown_run)
-    shared = Shared(inputs, history, [schedule_plot, beta_info], view)
-    said.register(shared)
+
+@dataclass
+class _Targets:
+    """The tab's components by their names in ``OUTPUTS``: where its handlers' answers go."""
+
+    components: dict[str, gr.components.Component]
+
+    def answering(self, fn: Callable) -> Callable:
+        """``fn``, which answers a ``Screen``, as a handler answering by component."""
+        return by_component(fn, screen_updates(self.components))
+
+    def of(self, event: str) -> list:
+        """The components ``event`` answers, in its public order."""
+        return [self.components[name] for name in outputs(event)]
+
+
+def _viewing(view: PairView) -> dict[str, gr.components.Component]:
+    """How the pair is drawn, by the names of the handlers' arguments."""
+    return {"log_scale": view.log_scale, "error_view": view.error_view, "shown_run": view.shown_run}
+
+
+def _wire_settling(shared: Shared, beta_info: gr.Markdown, schedule_plot: gr.Plot) -> dict:
+    """S and β settled after each person's edit and each change of model; returns the event that
+    writes a model's β range (a settings link runs it too)."""
+    inputs = shared.inputs
     # S and β are settled (brought into their legal ranges, the bars and the sentence drawn)
     # after each person's edit of them, then every view is drawn from the settled values
     # (``shared.redraw_views``). preprocess=False: gradio would refuse a typed β or S outside
@@ -160,26 +223,18 @@ def build(demo: gr.Blocks, history: HistoryOutputs) -> Shared:
     # trigger is a button the page never shows.
     gr.Button(visible=False).click(preview_schedule, [inputs.model, inputs.sparsity, inputs.beta],
                                    [schedule_plot, beta_info], **INSTANT, api_name="preview_schedule")
-    # The rates reach the run through a session state: /run_pruning's public arguments stay as they were.
-    typed_rates = gr.State("")
-    rates.change(lambda text: text, rates, typed_rates, **INSTANT, **UI_ONLY)
-    waiting_for_warm_start = gr.Timer(WARM_POLL_S, active=False)
-    targets = {**drawn, "status": status, "schedule": schedule_plot, "estimate": estimate, "pair": pair,
-               "history_table": history.table, "history_csv": history.csv, "history_files": history.files,
-               "history_frame": history.frame, "poll": waiting_for_warm_start}
-    answer = screen_updates(targets)
+    return ranging
 
-    def answered(event: str) -> list:
-        return [targets[name] for name in outputs(event)]
 
-    # Settings whose pair is finished (by anyone, or the warm start) are drawn at once; else
-    # the estimate says how long Prune takes. A timer keeps looking while the page is empty
-    # and the warm start still works on the default pair.
-    viewing = {"log_scale": log_scale, "error_view": error_view, "shown_run": shown_run}
-    page_inputs = {**compress.named, "rates": typed_rates}
+def _wire_cached(demo: gr.Blocks, shared: Shared, targets: _Targets, page_inputs: dict, shown: gr.Markdown,
+                 waiting_for_warm_start: gr.Timer) -> None:
+    """Settings whose pair is finished (by anyone, or the warm start) are drawn at once; else the
+    estimate says how long Prune takes. A timer keeps looking while the page is empty and the warm
+    start still works on the default pair."""
+    inputs, pair, viewing = shared.inputs, shared.pair_view.pair, _viewing(shared.pair_view)
     cached_inputs = inputs_of(show_cached, inputs, **page_inputs, **viewing)
     pair_inputs = [c for c in cached_inputs if c not in viewing.values()]
-    cached = {"fn": by_component(show_cached, answer), "inputs": cached_inputs, "outputs": answered("show_cached")}
+    cached = {"fn": targets.answering(show_cached), "inputs": cached_inputs, "outputs": targets.of("show_cached")}
     shared.settings_views.append(cached)
     gr.on(changes_beside_settled(inputs, pair_inputs), **cached, **INSTANT, trigger_mode="always_last",
           api_name="show_cached")
@@ -189,35 +244,53 @@ def build(demo: gr.Blocks, history: HistoryOutputs) -> Shared:
     gr.on([pair.change, *changes_beside_settled(inputs, pair_inputs)], **comparing, **INSTANT, **UI_ONLY,
           trigger_mode="always_last")
     demo.load(lambda: gr.Timer(active=WARM.running), None, waiting_for_warm_start, **INSTANT, **UI_ONLY)
-    waiting_for_warm_start.tick(**{**cached, "fn": by_component(drawn_once_cached, answer),
+    waiting_for_warm_start.tick(**{**cached, "fn": targets.answering(drawn_once_cached),
                                    "inputs": [*cached["inputs"], pair],
                                    "outputs": [*cached["outputs"], waiting_for_warm_start]}, **INSTANT, **UI_ONLY)
+
+
+def _wire_prune(shared: Shared, targets: _Targets, page_inputs: dict, prune_btn: gr.Button,
+                stop_btn: gr.Button) -> gr.events.Dependency:
+    """Prune's press (the run's event, for what follows it) and its Stop."""
+    view = shared.pair_view
     # Not cancelled by gradio on Stop: the run ends itself, showing what it had drawn.
     run = prune_btn.click(
-        by_component(run_pruning, answer),
-        inputs_of(run_pruning, inputs, **page_inputs, **viewing, pair=pair, frame=history.frame),
-        answered("run_pruning"), api_name="run_pruning", show_progress="hidden", **ENGINE)
+        targets.answering(run_pruning),
+        inputs_of(run_pruning, shared.inputs, **page_inputs, **_viewing(view), pair=view.pair,
+                  frame=shared.history.frame),
+        targets.of("run_pruning"), api_name="run_pruning", show_progress="hidden", **ENGINE)
     shared.stop_buttons.append(stop_btn)
-    gr.on([log_scale.change, error_view.change], redraw_errors, [log_scale, error_view, pair], drawn["error"],
+    return run
+
+
+def _wire_redraws(shared: Shared, targets: _Targets, saved_runs: gr.File) -> None:
+    """The pair drawn again as the page asks (log scale, which error, which run), and saved runs drawn."""
+    view = shared.pair_view
+    log_scale, error_view, shown_run, pair = view.log_scale, view.error_view, view.shown_run, view.pair
+    gr.on([log_scale.change, error_view.change], redraw_errors, [log_scale, error_view, pair], view.drawn["error"],
           **INSTANT, api_name="redraw_errors")
     gr.on([log_scale.change, error_view.change], redraw_split, [shown_run, pair, log_scale, error_view],
-          drawn["split"], **INSTANT, **UI_ONLY)
-    shown_run.change(by_component(show_run, answer), [shown_run, pair, log_scale, error_view], answered("show_run"),
+          view.drawn["split"], **INSTANT, **UI_ONLY)
+    shown_run.change(targets.answering(show_run), [shown_run, pair, log_scale, error_view], targets.of("show_run"),
                      **INSTANT, api_name="show_run")
     shared.history_writers.append(saved_runs.upload(
-        by_component(load_runs, answer), [saved_runs, log_scale, error_view, shown_run, history.frame],
-        answered("load_runs"), api_name="load_runs"))
-    shared.history_writers.append(run)
-    # After a run the estimate knows this server's speed better.
-    run.then(prune_estimate, inputs_of(prune_estimate, inputs), estimate, **INSTANT, **UI_ONLY)
-    # A settings link fills the inputs first; then β's range and the settled values follow.
+        targets.answering(load_runs), [saved_runs, log_scale, error_view, shown_run, shared.history.frame],
+        targets.of("load_runs"), api_name="load_runs"))
+
+
+def _wire_link(demo: gr.Blocks, shared: Shared, ranging: dict) -> None:
+    """A settings link fills the inputs first; then β's range and the settled values follow."""
+    inputs = shared.inputs
     linked = by_component(settings_from_link, lambda answer: {getattr(inputs, n): v for n, v in answer.items()})
     shared.settled.append(demo.load(linked, None, [getattr(inputs, name) for name in LINK], **INSTANT, **UI_ONLY,
                                     api_name="settings_from_link")
                           .then(**ranging, api_name="beta_range_on_load").then(**shared.settling))
-    recipe_download.wire(shared, recipe)
-    # An N:M pattern sets S (a program's write: settled, then every view redrawn); the schedule
-    # shows each block's N:M and bit-width.
+
+
+def _wire_compression(shared: Shared, compress: CompressionInputs, schedule_plot: gr.Plot) -> None:
+    """An N:M pattern sets S (a program's write: settled, then every view redrawn); the schedule
+    shows each block's N:M and bit-width."""
+    inputs = shared.inputs
     shared.settled.append(compress.pattern.change(pattern_rate, [compress.pattern, inputs.sparsity], inputs.sparsity,
                                                   **INSTANT, **UI_ONLY).then(**shared.settling))
     redraw = {"fn": compression_schedule, "outputs": schedule_plot,
@@ -225,4 +298,3 @@ def build(demo: gr.Blocks, history: HistoryOutputs) -> Shared:
     gr.on([c.change for c in compress.all], **redraw, **INSTANT, **UI_ONLY, trigger_mode="always_last",
           api_name="compression_schedule")
     shared.settings_views.append(redraw)
-    return shared
