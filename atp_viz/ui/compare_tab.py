@@ -287,16 +287,14 @@ def compare_allocators(
         row per sparsity), a verdict, the history table, CSV and JSON files.
     """
     finished: list[RunResult] = []
-    frame = page.frame
     with user_errors(), stoppable(request, progress) as flag:
         targets = parse_sparsities(sparsities)
         if beta_choice not in (BETA_SEARCH, BETA_SLIDER):
             raise AtpError(f"unknown β choice {beta_choice!r}: use {BETA_SEARCH!r} or {BETA_SLIDER!r}")
         get_strategy(strategy)
         repeats = check_repeats(page.repeats)
-        settings = page.settings(sparsity=targets[0])
         # Checked now: the engine would only refuse them after the β search, minutes later.
-        settings = validate(replace(settings, owl_m=owl_m, owl_lambda=owl_lambda,
+        settings = validate(replace(page.settings(sparsity=targets[0]), owl_m=owl_m, owl_lambda=owl_lambda,
                                     alpha_eps=None if alpha_eps in (None, "") else alpha_eps,
                                     owl_mapping=owl_mapping, alpha_estimator=alpha_estimator))
         try:
@@ -305,13 +303,19 @@ def compare_allocators(
                                      on_result=lambda _s, result: finished.append(result), evopress=bool(evopress),
                                      select_on="report" if select_on_report else "selection", repeats=repeats)
         except Cancelled:
-            for result in finished:
-                frame = history_tab.record(frame, result)
-            return {"verdict": f"⏹ **Stopped**: {len(finished)} allocator run(s) had finished and are in the "
-                               "history; the plots and the table still show the previous comparison, if any.",
-                    **history_tab.answer(frame)}
-    for result in comparison.results():
-        frame = history_tab.record(frame, result)
+            return _stopped(history_tab.record_all(page.frame, finished), len(finished))
+    return _compared(comparison, settings, history_tab.record_all(page.frame, comparison.results()))
+
+
+def _stopped(frame: pd.DataFrame, finished: int) -> dict:
+    """A comparison Stop ended: its finished runs are in the history, the plots stay as they were."""
+    return {"verdict": f"⏹ **Stopped**: {finished} allocator run(s) had finished and are in the "
+                       "history; the plots and the table still show the previous comparison, if any.",
+            **history_tab.answer(frame)}
+
+
+def _compared(comparison: AllocatorComparison, settings: RunSettings, frame: pd.DataFrame) -> dict:
+    """What a finished comparison shows, by name (``CompareOutputs``)."""
     return {
         "schedules": schedules_figure(comparison),
         "errors": errors_figure(comparison),
