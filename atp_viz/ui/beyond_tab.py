@@ -147,11 +147,19 @@ def zero_shot(page: Page, tasks: str, tasks_dir: str | None, limit: int | None,
         try:
             scores = dense_and_runs(_runs(settings), zs, engine_progress(progress), cancelled.is_set)
         except Cancelled:
-            keep = gr.update()
-            return keep, keep, f"⏹ **Stopped** before every model was scored; {EARLIER}"
+            return {"summary": f"⏹ **Stopped** before every model was scored; {EARLIER}"}
     names = _names(settings)
-    return (score_table(scores, names), beyond_plots.zero_shot_figure(scores, names),
-            zero_shot_summary(scores, settings))
+    return {"table": score_table(scores, names), "figure": beyond_plots.zero_shot_figure(scores, names),
+            "summary": zero_shot_summary(scores, settings)}
+
+
+@dataclass
+class ZeroShotOutputs:
+    """What the zero-shot accuracy shows, by name, in the endpoint's output order."""
+
+    table: gr.Dataframe
+    figure: gr.Plot
+    summary: gr.Markdown
 
 
 @takes_run_inputs(*PRUNED)
@@ -228,9 +236,10 @@ def build(shared: Shared) -> None:
     bytes_plot = gr.Plot(label="weight size", show_label=False, elem_id="bytes-plot")
     speed_json = gr.File(label="speed measurements (JSON)", interactive=False, elem_id="speed-json")
     # Not cancelled by gradio on Stop: each handler ends itself and says it stopped.
-    zs_btn.click(zero_shot, inputs_of(zero_shot, inputs, tasks=tasks, tasks_dir=tasks_dir, limit=limit),
-                 [zs_table, zs_plot, zs_summary],
-                 api_name="zero_shot", **ENGINE)
+    zero_shot_outputs = ZeroShotOutputs(zs_table, zs_plot, zs_summary)
+    zs_btn.click(answered_by_name(zero_shot, zero_shot_outputs),
+                 inputs_of(zero_shot, inputs, tasks=tasks, tasks_dir=tasks_dir, limit=limit),
+                 output_list(zero_shot_outputs), api_name="zero_shot", **ENGINE)
     speed_outputs = SpeedOutputs(speed_text, speed_table, bytes_plot, speed_json)
     speed_btn.click(answered_by_name(measure_speed, speed_outputs), inputs_of(measure_speed, inputs),
                     output_list(speed_outputs),
