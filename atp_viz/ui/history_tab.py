@@ -136,8 +136,17 @@ def download_pruned_model(page: Page, progress: gr.Progress = gr.Progress(), req
             archive = reused_export(settings, lambda folder: export_pruned(settings, folder, engine_progress(progress),
                                                                            flag.is_set))
         except Cancelled:
-            return gr.update(), "⏹ **Stopped**: no model was built."
-        return str(archive), f"Built {archive.name} ({archive.stat().st_size / 2**20:,.0f} MiB)."
+            return {"status": "⏹ **Stopped**: no model was built."}
+        return {"model_zip": str(archive),
+                "status": f"Built {archive.name} ({archive.stat().st_size / 2**20:,.0f} MiB)."}
+
+
+@dataclass
+class ExportOutputs:
+    """What building the pruned model shows, by name, in the endpoint's output order."""
+
+    model_zip: gr.File
+    status: gr.Markdown
 
 
 def build(demo: gr.Blocks, shared: Shared) -> None:
@@ -160,7 +169,8 @@ def build(demo: gr.Blocks, shared: Shared) -> None:
                 stop_btn = gr.Button("Stop", variant="stop", scale=0, min_width=90)
             export_status = gr.Markdown(elem_id="export-status")
             model_zip = gr.File(label="Pruned model", interactive=False, elem_id="model-zip")
+    exported = ExportOutputs(model_zip, export_status)
     export_btn.click(
-        download_pruned_model, inputs_of(download_pruned_model, inputs), [model_zip, export_status],
-        api_name="download_pruned_model", **ENGINE)
+        answered_by_name(download_pruned_model, exported), inputs_of(download_pruned_model, inputs),
+        output_list(exported), api_name="download_pruned_model", **ENGINE)
     shared.stop_buttons.append(stop_btn)
