@@ -65,7 +65,7 @@ class LivePair:
 
     def figure(self, log_scale: bool, view: str, stopped: bool = False) -> go.Figure:
         figure = run_plots.error_propagation_figure({d.label: d for d in self.drawings.values()}, log_scale, view,
-                                                num_layers=self.num_layers)
+                                                    num_layers=self.num_layers)
         if stopped:
             figure.add_annotation(text="stopped: the unfinished run's blocks are not kept", xref="paper",
                                   yref="paper", x=0.5, y=1.0, showarrow=False, font={"size": 13})
