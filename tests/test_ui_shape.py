@@ -12,9 +12,6 @@ import atp_viz.ui
 UI = Path(atp_viz.ui.__file__).parent
 MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 60
-# Longer today, in a module another change of this round rewrites (the run inputs declared once).
-# An entry leaves this list as soon as its function is short (the last test says so).
-STILL_LONG = {"run_inputs.py:takes_run_inputs"}
 
 
 def _modules() -> list[Path]:
@@ -47,10 +44,6 @@ def test_no_ui_module_is_over_500_lines():
 
 
 def test_no_ui_function_is_over_60_lines():
-    long = {name: n for name, n in FUNCTION_LINES.items() if n > MAX_FUNCTION_LINES and name not in STILL_LONG}
+    long = {name: n for name, n in FUNCTION_LINES.items() if n > MAX_FUNCTION_LINES}
     assert not long, f"break these functions into named helpers (at most {MAX_FUNCTION_LINES} lines): {long}"
 
-
-def test_a_function_listed_as_still_long_is_long():
-    short = sorted(name for name in STILL_LONG if FUNCTION_LINES.get(name, 0) <= MAX_FUNCTION_LINES)
-    assert not short, f"remove from STILL_LONG, they are short now (or gone): {short}"

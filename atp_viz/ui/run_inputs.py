@@ -144,6 +144,40 @@ def _required_last(parameters: list[inspect.Parameter]) -> list[inspect.Paramete
     return kept[::-1]
 
 
+def _endpoint_signature(fn: Callable, order: tuple[str, ...],
+                        declared: dict[str, RunInput]) -> tuple[inspect.Signature, list[str], str]:
+    """The endpoint's signature of ``fn`` (its public arguments in ``order``, then gradio's), the
+    run inputs its ``Page`` takes, and its docstring with an ``Args:`` line for each argument."""
+    own = inspect.signature(fn).parameters
+    hints = typing.get_type_hints(fn)
+    own_names = list(own)[1:]  # the first is the Page: the body's, never the endpoint's
+    summary, docs, returns = _sections(fn.__doc__)
+    problems = [f"Args lines for {name!r}, which the endpoint does not take" for name in docs if name not in order]
+    problems += [f"{name!r} is not in the endpoint's order" for name in own_names
+                 if name not in order and name not in _FILLED_BY_GRADIO]
+    public, arg_lines, taken = [], [], []
+    for name in order:
+        if name in own and name not in declared:
+            public.append(own[name].replace(annotation=hints.get(name, EMPTY)))
+            if name not in docs:
+                problems.append(f"no Args line for its own argument {name!r}")
+        elif name in RUN_INPUTS or name in declared:
+            shared = declared.get(name) or RUN_INPUTS[name]
+            public.append(_parameter(name, shared))
+            docs.setdefault(name, _arg_line(name, shared.doc))
+            taken += [name] if name in RUN_INPUTS and name not in declared else []
+        else:
+            problems.append(f"{name!r} is neither a run input nor an argument of its own")
+        arg_lines.append(docs.get(name, ""))
+    if problems:
+        raise TypeError(f"{fn.__name__}: " + "; ".join(problems))
+    special = [own[name].replace(annotation=hints.get(name, EMPTY)) for name in own_names
+               if name in _FILLED_BY_GRADIO]
+    signature = inspect.Signature([*_required_last(public), *special], return_annotation=hints.get("return", EMPTY))
+    doc = "\n".join([summary, "", "Args:", *arg_lines, *([""] if returns else []), returns]).rstrip()
+    return signature, taken, doc
+
+
 def takes_run_inputs(*order: str, declared: dict[str, RunInput] | None = None) -> Callable[[Callable], Callable]:
     """A handler whose public arguments are ``order``. Each name is a run input (``RUN_INPUTS``:
     the body gets it in its ``Page``), an input ``declared`` by the tab for several of its
@@ -153,33 +187,7 @@ def takes_run_inputs(*order: str, declared: dict[str, RunInput] | None = None) -
     declared = declared or {}
 
     def decorate(fn: Callable) -> Callable:
-        own = inspect.signature(fn).parameters
-        hints = typing.get_type_hints(fn)
-        own_names = list(own)[1:]  # the first is the Page: the body's, never the endpoint's
-        summary, docs, returns = _sections(fn.__doc__)
-        problems = [f"Args lines for {name!r}, which the endpoint does not take" for name in docs if name not in order]
-        problems += [f"{name!r} is not in the endpoint's order" for name in own_names
-                     if name not in order and name not in _FILLED_BY_GRADIO]
-        public, arg_lines, taken = [], [], []
-        for name in order:
-            if name in own and name not in declared:
-                public.append(own[name].replace(annotation=hints.get(name, EMPTY)))
-                if name not in docs:
-                    problems.append(f"no Args line for its own argument {name!r}")
-            elif name in RUN_INPUTS or name in declared:
-                shared = declared.get(name) or RUN_INPUTS[name]
-                public.append(_parameter(name, shared))
-                docs.setdefault(name, _arg_line(name, shared.doc))
-                taken += [name] if name in RUN_INPUTS and name not in declared else []
-            else:
-                problems.append(f"{name!r} is neither a run input nor an argument of its own")
-            arg_lines.append(docs.get(name, ""))
-        if problems:
-            raise TypeError(f"{fn.__name__}: " + "; ".join(problems))
-        special = [own[name].replace(annotation=hints.get(name, EMPTY)) for name in own_names
-                   if name in _FILLED_BY_GRADIO]
-        signature = inspect.Signature([*_required_last(public), *special],
-                                      return_annotation=hints.get("return", EMPTY))
+        signature, taken, doc = _endpoint_signature(fn, order, declared)
 
         def split(args: tuple, kwargs: dict) -> tuple[Page, dict]:
             bound = signature.bind(*args, **kwargs)
@@ -201,7 +209,7 @@ def takes_run_inputs(*order: str, declared: dict[str, RunInput] | None = None) -
         handler.__signature__ = signature
         handler.__annotations__ = {p.name: p.annotation for p in signature.parameters.values()
                                    if p.annotation is not EMPTY}
-        handler.__doc__ = "\n".join([summary, "", "Args:", *arg_lines, *([""] if returns else []), returns]).rstrip()
+        handler.__doc__ = doc
         handler.run_inputs = tuple(order)
         return handler
 

@@ -48,7 +48,7 @@ class HistoryOutputs:
 class PairView:
     """Where the first tab draws a pair of runs, and the controls of how."""
 
-    drawn: dict[str, gr.components.Component]  # by the names of ``prune_tab.OF_PAIR`` and ``OF_SHOWN_RUN``
+    drawn: dict[str, gr.components.Component]  # by the names of ``pair_views.OF_PAIR`` and ``OF_SHOWN_RUN``
     status: gr.Markdown
     pair: gr.State
     log_scale: gr.Checkbox
@@ -70,7 +70,7 @@ class Shared:
     # What the tabs redraw from the model, S and β once the page has settled them: each the
     # keyword arguments of one event listener (``fn``, ``inputs``, ``outputs``...).
     settings_views: list[dict] = field(default_factory=list)
-    # The event that settles S and β (``prune_tab.settle_page``), to chain after a program's write of them.
+    # The event that settles S and β (``settle.settle_page``), to chain after a program's write of them.
     settling: dict = field(default_factory=dict)
     # Events after which the model, S and β on the page are settled (β lowered into its legal
     # range): every view above is drawn again after each of them.
