@@ -223,3 +223,27 @@ def test_the_search_tab_starts_with_the_curve_the_server_holds(built, base):
     assert f"the whole grid at these settings · best β = {searched.best_beta:.4g}" in status
     assert "Computed on this server before." in status
     engine.clear_results()
+
+
+def test_the_compare_tab_draws_a_comparison_the_server_holds_without_computing(base):
+    from atp_viz.experiments.compare import comparison_plan
+    from atp_viz.ui.compare_tab import compare_view
+
+    asked = dict(model=base.model, method="wanda", sparsities="0.9", beta_choice="slider", beta=0.002,
+                 calib_samples=base.calib_samples, calib_seqlen=base.calib_seqlen, eval_samples=base.eval_samples,
+                 eval_seqlen=base.eval_seqlen, seed=7, text_file=None, owl_m=base.owl_m,
+                 owl_lambda=base.owl_lambda, alpha_eps=None)
+    engine.clear_results()
+    try:
+        assert list(compare_view(**asked)) == ["estimate"]  # nothing held: the tab keeps what it shows
+        page = RunSettings(model=base.model, sparsity=0.9, beta=0.002, calib_samples=base.calib_samples,
+                           calib_seqlen=base.calib_seqlen, eval_samples=base.eval_samples,
+                           eval_seqlen=base.eval_seqlen, seed=7)
+        for run in comparison_plan(page, [0.9], 3, None):
+            engine.run_pruning(run)
+        shown = compare_view(**asked)
+        assert shown["verdict"].startswith("**On hand** (nothing computed)")
+        assert "Computed on this server before." in shown["verdict"]
+        assert {"uniform", "OWL", "AlphaPruning", "ATP"} <= set(shown["perplexities"].columns)
+    finally:
+        engine.clear_results()

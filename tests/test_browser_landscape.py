@@ -1,7 +1,7 @@
 """The landscape (issue "An atlas"): a fresh server with the shipped atlas on answers an atlas
-point at once and says where it was computed, and draws perplexity over (S, β) in the Search
-tab and in the Lesson's last step, at 1280 and 420 px, trace for trace the figure the atlas
-makes here."""
+point at once and says where it was computed, starts the Search and Compare tabs filled for
+the default settings, and draws perplexity over (S, β) in the Search tab and in the Lesson's
+last step, at 1280 and 420 px, trace for trace the figure the atlas makes here."""
 
 from __future__ import annotations
 
@@ -81,6 +81,13 @@ def test_the_landscape_is_drawn_in_the_search_tab_and_the_lesson(browser, atlas_
     box = page.locator("#landscape-plot").bounding_box()
     assert box["width"] <= width and box["height"] > 200
     screenshot(page, f"landscape-search-{width}px.png")
+
+    # The Compare tab at the default settings: every column of it is in the atlas, drawn at once.
+    page.get_by_role("tab", name="Compare").click()
+    page.wait_for_function("() => document.querySelector('#compare-text')?.innerText.includes('On hand')",
+                           timeout=30_000)
+    assert "precomputed by atlas on" in page.inner_text("#compare-text")
+    assert page.evaluate(f"() => ({PLOT})('compare-error-plot').data.length") >= 4  # uniform, OWL, AlphaPruning, ATP
 
     # The Lesson's last step: the landscape of the page's method (Wanda before a pair).
     page.get_by_role("tab", name="Lesson").click()

@@ -34,6 +34,7 @@ from ..runs.settings import DEFAULTS, RunSettings, check_repeats, validate
 from . import history_tab
 from .adapters import answered_by_name, engine_progress, output_list, stoppable, user_errors
 from .defaults import SEARCH_CHOICES
+from .pair_summary import precomputed_line
 from .run_inputs import DATA_SETUP, Page, inputs_of, takes_run_inputs
 from .shared import ENGINE, INSTANT, UI_ONLY, Shared, block_count, changes_beside_settled
 
@@ -216,23 +217,11 @@ def verdict_markdown(comparison: AllocatorComparison) -> str:
                         f"**Measured with** {method_label(first.method)} · {settings_line(first)}"])
 
 
-@takes_run_inputs("model", "method", "sparsities", "beta_choice", "beta", *DATA_SETUP, "strategy", "evopress",
-                  "repeats")
-def compare_estimate(page: Page, sparsities: str, beta_choice: str, strategy: str = DEFAULT_STRATEGY,
-                     evopress: bool = False) -> str:
-    """How long a comparison will take with these settings (a sentence, never an error).
-
-    Args:
-        sparsities: target mean sparsities, comma-separated.
-        beta_choice: "search" or "slider".
-        strategy: "grid" or "fast", when searching.
-        evopress: also EvoPress's searched profile.
-    """
+def _estimate_sentence(settings: RunSettings, targets: list[float], strategy: str | None, evopress: bool,
+                       repeats: int) -> str:
+    """How long a comparison will take with these settings (a sentence, never an error)."""
     try:
-        targets = parse_sparsities(sparsities)
-        settings = page.settings(sparsity=targets[0])
-        runs = comparison_plan(settings, targets, block_count(settings.model),
-                               strategy if beta_choice == BETA_SEARCH else None, bool(evopress), page.repeats)
+        runs = comparison_plan(settings, targets, block_count(settings.model), strategy, evopress, repeats)
         estimate = engine.estimate_runs(runs)
         # Counted as computed: a column the β search ran already is not counted again.
         computed = len(engine.distinct_computations(runs))
@@ -241,6 +230,70 @@ def compare_estimate(page: Page, sparsities: str, beta_choice: str, strategy: st
     if estimate is None:
         return "Time: estimated once the model is loaded and no run is using it."
     return f"Up to {computed} runs: {estimate.text()}."
+
+
+def _held(settings: RunSettings, targets: list[float], strategy: str | None, evopress: bool, repeats: int) -> bool:
+    """Whether this server holds every run the comparison asks for (with a search: the whole
+    grid, which holds whatever the fast strategy would pick), so that it computes nothing."""
+    plan = comparison_plan(settings, targets, block_count(settings.model), strategy and "grid", evopress, repeats)
+    return all(engine.cached_result(run) is not None for run in plan)
+
+
+@takes_run_inputs("model", "method", "sparsities", "beta_choice", "beta", *DATA_SETUP, "owl_m", "owl_lambda",
+                  "alpha_eps", "strategy", "owl_mapping", "alpha_estimator", "evopress", "select_on_report",
+                  "repeats")
+def compare_view(page: Page, sparsities: str, beta_choice: str, owl_m: float, owl_lambda: float,
+                 alpha_eps: float | None, strategy: str = DEFAULT_STRATEGY, owl_mapping: str = DEFAULTS.owl_mapping,
+                 alpha_estimator: str = DEFAULTS.alpha_estimator, evopress: bool = False,
+                 select_on_report: bool = False) -> dict:
+    """The tab for the page's settings: how long a comparison takes and, when this server holds
+    every run of it (the atlas, earlier runs), the comparison itself, drawn without computing.
+
+    Args:
+        sparsities: target mean sparsities, comma-separated.
+        beta_choice: "search" or "slider".
+        owl_m: OWL's outlier threshold M.
+        owl_lambda: OWL's λ.
+        alpha_eps: AlphaPruning's ε (None: the authors' value for the method).
+        strategy: "grid" or "fast", when searching.
+        owl_mapping: "published" or "band".
+        alpha_estimator: "published" or "window".
+        evopress: also EvoPress's searched profile.
+        select_on_report: choose ATP's β on the report text (else on the selection text).
+    """
+    try:
+        settings, targets, repeats = _compared_settings(page, sparsities, beta_choice, owl_m, owl_lambda, alpha_eps,
+                                                        strategy, owl_mapping, alpha_estimator)
+    except AtpError as exc:
+        return {"estimate": f"Cannot compare yet: {exc}"}
+    searched = strategy if beta_choice == BETA_SEARCH else None
+    answer = {"estimate": _estimate_sentence(settings, targets, searched, bool(evopress), repeats)}
+    try:
+        if not _held(settings, targets, searched, bool(evopress), repeats):
+            return answer
+        comparison = compare_all(settings, targets, searched, evopress=bool(evopress), repeats=repeats,
+                                 select_on="report" if select_on_report else "selection")
+    except AtpError:
+        return answer  # the estimate says why
+    drawn = _drawn(comparison, settings)
+    where = precomputed_line(comparison.results()).strip() or "Computed on this server before."
+    drawn["verdict"] = f"**On hand** (nothing computed): every run of this comparison.  \n{where}\n\n{drawn['verdict']}"
+    return {**answer, **drawn}
+
+
+def _compared_settings(page: Page, sparsities: str, beta_choice: str, owl_m: float, owl_lambda: float,
+                       alpha_eps: float | None, strategy: str, owl_mapping: str,
+                       alpha_estimator: str) -> tuple[RunSettings, list[float], int]:
+    """The comparison's settings at its first S, its target sparsities and its draws, checked now
+    (the engine would only refuse them after the β search, minutes later)."""
+    targets = parse_sparsities(sparsities)
+    if beta_choice not in (BETA_SEARCH, BETA_SLIDER):
+        raise AtpError(f"unknown β choice {beta_choice!r}: use {BETA_SEARCH!r} or {BETA_SLIDER!r}")
+    get_strategy(strategy)
+    settings = validate(replace(page.settings(sparsity=targets[0]), owl_m=owl_m, owl_lambda=owl_lambda,
+                                alpha_eps=None if alpha_eps in (None, "") else alpha_eps,
+                                owl_mapping=owl_mapping, alpha_estimator=alpha_estimator))
+    return settings, targets, check_repeats(page.repeats)
 
 
 @takes_run_inputs("model", "method", "sparsities", "beta_choice", "beta", *DATA_SETUP, "owl_m", "owl_lambda",
@@ -288,15 +341,8 @@ def compare_allocators(
     """
     finished: list[RunResult] = []
     with user_errors(), stoppable(request, progress) as flag:
-        targets = parse_sparsities(sparsities)
-        if beta_choice not in (BETA_SEARCH, BETA_SLIDER):
-            raise AtpError(f"unknown β choice {beta_choice!r}: use {BETA_SEARCH!r} or {BETA_SLIDER!r}")
-        get_strategy(strategy)
-        repeats = check_repeats(page.repeats)
-        # Checked now: the engine would only refuse them after the β search, minutes later.
-        settings = validate(replace(page.settings(sparsity=targets[0]), owl_m=owl_m, owl_lambda=owl_lambda,
-                                    alpha_eps=None if alpha_eps in (None, "") else alpha_eps,
-                                    owl_mapping=owl_mapping, alpha_estimator=alpha_estimator))
+        settings, targets, repeats = _compared_settings(page, sparsities, beta_choice, owl_m, owl_lambda, alpha_eps,
+                                                        strategy, owl_mapping, alpha_estimator)
         try:
             comparison = compare_all(settings, targets, strategy if beta_choice == BETA_SEARCH else None,
                                      engine_progress(progress), flag.is_set,
@@ -316,6 +362,11 @@ def _stopped(frame: pd.DataFrame, finished: int) -> dict:
 
 def _compared(comparison: AllocatorComparison, settings: RunSettings, frame: pd.DataFrame) -> dict:
     """What a finished comparison shows, by name (``CompareOutputs``)."""
+    return {**_drawn(comparison, settings), **history_tab.answer(frame)}
+
+
+def _drawn(comparison: AllocatorComparison, settings: RunSettings) -> dict:
+    """A comparison's figures, table and verdict, by name."""
     return {
         "schedules": schedules_figure(comparison),
         "errors": errors_figure(comparison),
@@ -323,8 +374,20 @@ def _compared(comparison: AllocatorComparison, settings: RunSettings, frame: pd.
         "alpha": alpha_figure(comparison),
         "perplexities": table(comparison),
         "verdict": verdict_markdown(comparison),
-        **history_tab.answer(frame),
     }
+
+
+@dataclass
+class CompareView:
+    """What the tab shows for the page's settings before a press, by name."""
+
+    estimate: gr.Markdown
+    schedules: gr.Plot
+    errors: gr.Plot
+    owl: gr.Plot
+    alpha: gr.Plot
+    perplexities: gr.Dataframe
+    verdict: gr.Markdown
 
 
 @dataclass
@@ -393,8 +456,11 @@ def build(shared: Shared) -> None:
                   select_on_report=select_on_report),
         output_list(outputs), api_name="compare_allocators", **ENGINE))
     shared.stop_buttons.append(stop_btn)
-    measured = inputs_of(compare_estimate, inputs, **own)
-    estimating = {"fn": compare_estimate, "inputs": measured, "outputs": estimate}
+    # The estimate, and the comparison itself when the server holds all of it (the atlas, earlier runs).
+    shown = CompareView(estimate, schedule_plot, error_plot, owl_plot, alpha_plot, perplexities, verdict)
+    measured = inputs_of(compare_view, inputs, **own, owl_m=owl_m, owl_lambda=owl_lambda, alpha_eps=alpha_eps,
+                         owl_mapping=owl_mapping, alpha_estimator=alpha_estimator, select_on_report=select_on_report)
+    estimating = {"fn": answered_by_name(compare_view, shown), "inputs": measured, "outputs": output_list(shown)}
     gr.on(changes_beside_settled(inputs, measured), **estimating, **INSTANT, **UI_ONLY, trigger_mode="always_last",
           api_name="compare_estimate")
     shared.settings_views.append(estimating)
