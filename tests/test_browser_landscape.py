@@ -5,6 +5,7 @@ last step, at 1280 and 420 px, trace for trace the figure the atlas makes here."
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -54,8 +55,10 @@ def expected_names(method: str) -> list[str]:
     return [trace.name for trace in landscape_figure(shipped, method).data]
 
 
-def drawn_names(page, plot: str) -> list[str]:
-    return page.evaluate(f"() => ({PLOT})('{plot}').data.map(t => t.name)")
+def wait_for_names(page, plot: str, wanted: list[str]) -> None:
+    """Until ``plot`` draws exactly the traces ``wanted`` names (a redraw may be on its way)."""
+    page.wait_for_function(f"(wanted) => JSON.stringify(({PLOT})('{plot}')?.data?.map(t => t.name)) === wanted",
+                           arg=json.dumps(wanted, ensure_ascii=False, separators=(",", ":")), timeout=30_000)
 
 
 @pytest.mark.parametrize("width", [1280, 420])
@@ -72,8 +75,7 @@ def test_the_landscape_is_drawn_in_the_search_tab_and_the_lesson(browser, atlas_
     page.locator("#landscape-method").get_by_label("magnitude").check()
     wanted = expected_names("magnitude")
     assert any("β*" in name for name in wanted), "the shipped atlas has whole magnitude curves"
-    page.wait_for_function(f"() => ({PLOT})('landscape-plot')?.data?.length === {len(wanted)}", timeout=30_000)
-    assert drawn_names(page, "landscape-plot") == wanted
+    wait_for_names(page, "landscape-plot", wanted)
     sentence = page.inner_text("#landscape-sentence")
     assert "S = 0.5:" in sentence and "One calibration draw per point" in sentence
     assert "precomputed by atlas on" in sentence
@@ -96,8 +98,7 @@ def test_the_landscape_is_drawn_in_the_search_tab_and_the_lesson(browser, atlas_
     page.wait_for_function("() => document.querySelector('#lesson-step').innerText"
                            f".includes('Step {len(STEP_TITLES)} of {len(STEP_TITLES)}')", timeout=30_000)
     wanted = expected_names("wanda")
-    page.wait_for_function(f"() => ({PLOT})('lesson-plot')?.data?.length === {len(wanted)}", timeout=30_000)
-    assert drawn_names(page, "lesson-plot") == wanted
+    wait_for_names(page, "lesson-plot", wanted)
     assert "One calibration draw per point" in page.inner_text("#lesson-text")
     page.locator("#lesson-plot").scroll_into_view_if_needed()
     assert page.locator("#lesson-plot").bounding_box()["width"] <= width
