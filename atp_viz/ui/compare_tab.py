@@ -378,10 +378,9 @@ def _drawn(comparison: AllocatorComparison, settings: RunSettings) -> dict:
 
 
 @dataclass
-class CompareView:
-    """What the tab shows for the page's settings before a press, by name."""
+class ComparisonViews:
+    """Where a comparison is drawn, by name: what a press shows and what the tab shows before one."""
 
-    estimate: gr.Markdown
     schedules: gr.Plot
     errors: gr.Plot
     owl: gr.Plot
@@ -391,15 +390,16 @@ class CompareView:
 
 
 @dataclass
-class CompareOutputs:
-    """What a comparison shows, by name, in the endpoint's output order."""
+class CompareView(ComparisonViews):
+    """What the tab shows for the page's settings before a press: the views and the estimate."""
 
-    schedules: gr.Plot
-    errors: gr.Plot
-    owl: gr.Plot
-    alpha: gr.Plot
-    perplexities: gr.Dataframe
-    verdict: gr.Markdown
+    estimate: gr.Markdown
+
+
+@dataclass
+class CompareOutputs(ComparisonViews):
+    """What a comparison shows, by name, in the endpoint's output order (the views, then the history)."""
+
     history_table: gr.Dataframe
     history_csv: gr.DownloadButton
     history_files: gr.File
@@ -457,7 +457,7 @@ def build(shared: Shared) -> None:
         output_list(outputs), api_name="compare_allocators", **ENGINE))
     shared.stop_buttons.append(stop_btn)
     # The estimate, and the comparison itself when the server holds all of it (the atlas, earlier runs).
-    shown = CompareView(estimate, schedule_plot, error_plot, owl_plot, alpha_plot, perplexities, verdict)
+    shown = CompareView(schedule_plot, error_plot, owl_plot, alpha_plot, perplexities, verdict, estimate)
     measured = inputs_of(compare_view, inputs, **own, owl_m=owl_m, owl_lambda=owl_lambda, alpha_eps=alpha_eps,
                          owl_mapping=owl_mapping, alpha_estimator=alpha_estimator, select_on_report=select_on_report)
     estimating = {"fn": answered_by_name(compare_view, shown), "inputs": measured, "outputs": output_list(shown)}
