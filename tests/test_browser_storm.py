@@ -34,6 +34,10 @@ IDLE_S = 4.0
 HANDFUL = 3
 TYPED_BETA = "0.008"
 SETTLE_MS = 600
+# The server's log line once its warm start has no runs left.
+WARM_DONE = "warm start: all "
+# Loads that must fall inside the warm start (11 runs of the embedded model) for the first test to mean anything.
+MIN_LOADS_DURING = 2
 
 
 @pytest.fixture(scope="module")
@@ -129,13 +133,19 @@ def _assert_no_storm(loads: list[dict]) -> None:
 def test_no_page_loops_while_the_warm_start_runs(browser, tmp_path_factory, results_dir, tiny_model_dir):  # noqa: F811
     """A fresh server, its warm start computing the default pair and the β grid (a Space
     just restarted, when a class opens the link)."""
-    serving, _log = _server(tmp_path_factory, results_dir, ATP_VIZ_WARM_START="1")
+    serving, log = _server(tmp_path_factory, results_dir, ATP_VIZ_WARM_START="1")
     with serving as (url, _pid):
         timer = _timer_id(url)
-        loads = [_one_load(browser, url, tiny_model_dir("llama"), timer) for _ in range(LOADS)]
+        loads = []
+        for _ in range(LOADS):
+            loads.append(_one_load(browser, url, tiny_model_dir("llama"), timer))
+            # How long the warm start lasts depends on the CPU; what counts is the loads inside it.
+            loads[-1]["during_warm_start"] = WARM_DONE not in log.read_text(errors="replace")
     _assert_no_storm(loads)
-    # The condition under test held: the page polled for the warm start's pair on most loads.
-    assert sum(load["saw_poll"] for load in loads) >= LOADS // 2, loads
+    # The condition under test held: every load the warm start outlasted polled for its pair.
+    during = [load for load in loads if load["during_warm_start"]]
+    assert len(during) >= MIN_LOADS_DURING, f"the warm start ended after {len(during)} loads: {loads}"
+    assert all(load["saw_poll"] for load in during), during
 
 
 def test_no_page_loops_once_the_warm_start_is_done(browser, tmp_path_factory, results_dir,  # noqa: F811
@@ -144,7 +154,7 @@ def test_no_page_loops_once_the_warm_start_is_done(browser, tmp_path_factory, re
     serving, log = _server(tmp_path_factory, results_dir, ATP_VIZ_WARM_START="1", ATP_VIZ_WARM_GRID="0")
     with serving as (url, _pid):
         deadline = time.monotonic() + 600
-        while "warm start: all " not in log.read_text(errors="replace"):
+        while WARM_DONE not in log.read_text(errors="replace"):
             assert time.monotonic() < deadline, log.read_text(errors="replace")[-2000:]
             time.sleep(1)
         timer = _timer_id(url)
