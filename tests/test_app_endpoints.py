@@ -235,3 +235,30 @@ def test_a_plot_added_to_the_prune_tab_is_drawn_and_appended_to_each_event_that_
     with gr.Blocks():
         targets = {name: gr.Markdown() for name in (*screen.drawn, "status", "schedule", "estimate", "pair")}
     assert pair_views.screen_updates(targets)(screen)[targets["extra"]] == "2 runs"
+
+
+def test_a_pair_asked_again_in_the_same_view_is_not_drawn_again_and_a_recomputed_one_is(tiny_model_dir):
+    """A class asks for the same pairs over and over: their drawings are kept, by the results' content."""
+    from copy import deepcopy
+    from dataclasses import replace
+
+    from atp_viz.experiments.pair_run import run_pair
+    from atp_viz.ui import pair_views
+    from atp_viz.ui.pair import Pair
+    from atp_viz.ui.shared import run_settings
+
+    uniform, atp = run_pair(run_settings(str(tiny_model_dir("llama")), "wanda", 0.6, 2, 32, 2, 32, 0, None, 0.1))
+    first = pair_views.draw(Pair(uniform, atp), False, "ordinary", "ATP")
+    # Asked again, the pair comes as copies of the results (each caller has its own).
+    again = pair_views.draw(Pair(deepcopy(uniform), deepcopy(atp)), False, "ordinary", "ATP")
+    assert again.drawn is not first.drawn and all(again.drawn[name] is first.drawn[name] for name in first.drawn)
+    # Another view of the same results is another drawing.
+    logged = pair_views.draw(Pair(uniform, atp), True, "ordinary", "ATP")
+    assert logged.drawn["error"] is not first.drawn["error"]
+    assert logged.drawn["error"].layout.yaxis.type == "log" != first.drawn["error"].layout.yaxis.type
+    # A recomputed pair (new result objects, here with another perplexity) is drawn anew.
+    recomputed = replace(atp, ppl=atp.ppl * 2)
+    redrawn = pair_views.draw(Pair(uniform, recomputed), False, "ordinary", "ATP")
+    assert redrawn.drawn["perplexity"] is not first.drawn["perplexity"]
+    assert redrawn.drawn["perplexity"].to_json() != first.drawn["perplexity"].to_json()
+    assert redrawn.drawn["summary"] != first.drawn["summary"]

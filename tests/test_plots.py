@@ -436,6 +436,18 @@ def test_token_heatmap_shows_each_token_and_marks_the_massive_ones():
     assert list(marks.x) == [0, 0, 0] and list(marks.y) == [2, 3, 4]
 
 
+def test_the_token_heatmap_unchecked_for_speed_is_the_figure_plotly_checks():
+    """Its grids skip plotly's cell-by-cell check: the JSON must be what a checked figure gives."""
+    import plotly.graph_objects as go
+
+    result = with_token_figures(make_result())
+    result.token_errors.relative[1][1] = float("nan")
+    result.token_errors.relative[2][0] = float("inf")
+    fig = run_plots.token_heatmap(result)
+    assert fig.to_json() == go.Figure(fig.to_dict()).to_json()
+    assert '"customdata":[["The"' in fig.to_json()
+
+
 def test_the_massive_note_says_where_the_norm_sits():
     from atp_viz.figures.format import massive_note
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -10,6 +12,7 @@ import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
 
+from ..base.bounded_cache import BoundedCache
 from ..figures import run_plots
 from ..figures.format import massive_note
 from . import history_tab
@@ -76,10 +79,28 @@ OF_SHOWN_RUN: dict[str, Callable[[Pair, str, bool, str], object]] = {
 }
 
 
+# A class asks for the same pairs again and again (the atlas's above all), and drawing one is
+# ~40 ms of plotly under the GIL: the last drawings are kept (~0.5 MB each), by the content of
+# the results drawn (each caller gets its own copy of a result; a recomputed pair differs).
+DRAWINGS_KEPT = 64
+_drawings: BoundedCache[tuple, dict[str, object]] = BoundedCache(DRAWINGS_KEPT)
+
+
+def _content(pair: Pair) -> bytes:
+    """A digest of the pair's results (~1 ms for two 30-block runs with their token maps)."""
+    return hashlib.blake2b(pickle.dumps((pair.uniform, pair.atp), protocol=pickle.HIGHEST_PROTOCOL)).digest()
+
+
 def draw(pair: Pair, log_scale: bool, error_view: str, shown_run: str) -> Screen:
-    """Everything the tab shows of a finished pair (``OF_PAIR`` and ``OF_SHOWN_RUN``)."""
-    return Screen(drawn={**{name: figure(pair, log_scale, error_view) for name, figure in OF_PAIR.items()},
-                         **of_shown_run(pair, shown_run, log_scale, error_view)})
+    """Everything the tab shows of a finished pair (``OF_PAIR`` and ``OF_SHOWN_RUN``); its
+    figures are shared with the next draw of the same results in the same view, never changed."""
+    key = (_content(pair), bool(log_scale), error_view, shown_run, *OF_PAIR, *OF_SHOWN_RUN)
+    drawn = _drawings.get(key)
+    if drawn is None:
+        drawn = {**{name: figure(pair, log_scale, error_view) for name, figure in OF_PAIR.items()},
+                 **of_shown_run(pair, shown_run, log_scale, error_view)}
+        _drawings.put(key, drawn)
+    return Screen(drawn=dict(drawn))
 
 
 def of_shown_run(pair: Pair, shown_run: str, log_scale: bool, error_view: str) -> dict[str, object]:
