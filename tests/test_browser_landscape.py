@@ -12,15 +12,17 @@ import time
 from dataclasses import replace
 
 import pytest
-from app_support import connect
+from app_support import connect, fill_settled
 from class_load import PAGE_EXTRAS, pair_inputs
 from conftest import running_app
-from test_browser import screenshot
+from test_browser import EMBEDDED_BLOCKS, screenshot
 from test_browser_states import PLOT, browser, open_page  # noqa: F401
 
 from atp_viz.figures.atlas_plots import landscape_figure
+from atp_viz.math.schedules import GRID_STEP, grid_betas
 from atp_viz.runs import atlas
 from atp_viz.runs.settings import DEFAULTS
+from atp_viz.ui.defaults import DEFAULT_BETA
 from atp_viz.ui.lesson_tab import STEP_TITLES
 
 pytestmark = pytest.mark.embedded
@@ -103,4 +105,46 @@ def test_the_landscape_is_drawn_in_the_search_tab_and_the_lesson(browser, atlas_
     page.locator("#lesson-plot").scroll_into_view_if_needed()
     assert page.locator("#lesson-plot").bounding_box()["width"] <= width
     screenshot(page, f"landscape-lesson-{width}px.png")
+    page.close()
+
+
+def beta_on_page(page) -> float:
+    return float(page.input_value("#beta input[type=number]"))
+
+
+def wait_for_pair_at(page, beta: float) -> None:
+    """Until the summary shows the atlas's pair at ``beta`` (ATP's β in its perplexity line)."""
+    page.wait_for_function(
+        f"() => document.querySelector('#run-status')?.innerText.includes('Precomputed')"
+        f" && /ATP \\(β = {beta:g}\\)/.test(document.body.innerText)", timeout=30_000)
+
+
+@pytest.mark.parametrize("width", [1280, 420])
+def test_the_beta_buttons_step_on_the_grid_and_each_step_is_drawn_from_the_atlas(browser, atlas_server,  # noqa: F811
+                                                                              width):
+    """Each press moves β to the next point of the paper's grid (settled for the S on the page),
+    and the pair there is drawn from the shipped atlas, without a press of Prune."""
+    url, _ = atlas_server
+    page = open_page(browser, url, width=width)
+    assert beta_on_page(page) == DEFAULT_BETA
+    up, down = page.locator("#beta-up"), page.locator("#beta-down")
+    assert up.bounding_box()["x"] + up.bounding_box()["width"] <= width
+    up.click()
+    page.wait_for_function(f"() => Number(document.querySelector('#beta input[type=number]').value) === "
+                           f"{DEFAULT_BETA + GRID_STEP:.3f}")
+    wait_for_pair_at(page, round(DEFAULT_BETA + GRID_STEP, 3))
+    # Off the grid (typed), a step goes to the nearest point below, drawn from the atlas again.
+    fill_settled(page, "#beta input[type=number]", 0.0111)
+    down.click()
+    page.wait_for_function("() => Number(document.querySelector('#beta input[type=number]').value) === 0.01")
+    wait_for_pair_at(page, 0.01)
+    # At S = 0.8 the grid ends below β_max: a step up from its last point stays there.
+    fill_settled(page, "#sparsity input[type=number]", 0.8)
+    last = grid_betas(EMBEDDED_BLOCKS, 0.8)[-1]
+    fill_settled(page, "#beta input[type=number]", last)
+    up.click()
+    page.wait_for_timeout(1500)
+    assert beta_on_page(page) == last
+    wait_for_pair_at(page, last)
+    screenshot(page, f"beta-steps-{width}px.png")
     page.close()

@@ -1,7 +1,14 @@
 import pytest
 
 from atp_viz.base.errors import AtpError
-from atp_viz.math.schedules import atp_schedule, beta_max, check_schedule, grid_betas, uniform_schedule
+from atp_viz.math.schedules import (
+    atp_schedule,
+    beta_max,
+    check_schedule,
+    grid_betas,
+    grid_neighbour,
+    uniform_schedule,
+)
 
 
 @pytest.mark.parametrize("layers", [1, 2, 12, 30, 32])
@@ -73,3 +80,16 @@ def test_a_schedule_must_average_the_target_when_it_promises_to():
     assert check_schedule([0.5, 0.9], 2, mean=0.8, weights=[1, 3]) == [0.5, 0.9]
     with pytest.raises(AtpError, match="mean sparsity is 0, not the target 0.7"):
         check_schedule([0.0, 0.0, 0.0], 3, mean=0.7)
+
+
+@pytest.mark.parametrize(("beta", "direction", "expected"), [
+    (0.012, 1, 0.014), (0.012, -1, 0.010),  # on the grid: one step
+    (0.0123, 1, 0.014), (0.0123, -1, 0.012),  # off it: the nearest point on the side asked for
+    (0.0, -1, 0.0), (0.02, 1, 0.02),  # at an end: stays
+    (0.0205, 1, 0.0205), (0.0205, -1, 0.02),  # past the last point (β_max off the grid)
+    (0.0120000000001, 1, 0.014),  # a float's last digit is not a step
+])
+def test_grid_neighbour_steps_to_the_next_point_and_stops_at_the_ends(beta, direction, expected):
+    grid = [0.0, *grid_betas(30, 0.7)]
+    assert grid[-1] == 0.02 and beta_max(30, 0.7) > 0.0205
+    assert grid_neighbour(grid, beta, direction) == expected

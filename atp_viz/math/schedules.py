@@ -116,6 +116,15 @@ def grid_betas(num_layers: int, sparsity: float, step: float = GRID_STEP) -> lis
     return [round((k + 1) * step, 10) for k in range(count)]
 
 
+def grid_neighbour(grid: Sequence[float], beta: float, direction: int) -> float:
+    """The point of ``grid`` (sorted) next to ``beta``: the first above it (``direction`` > 0) or
+    the last below it; ``beta`` itself past the grid's end (off the grid, the nearest point on
+    the side asked for)."""
+    if direction > 0:
+        return next((b for b in grid if b > beta + _BETA_TOL), beta)
+    return next((b for b in reversed(grid) if b < beta - _BETA_TOL), beta)
+
+
 def round_to_levels(values: Sequence[float], step: float) -> list[float]:
     """``values`` on the grid of multiples of ``step``, their sum kept exact.
 

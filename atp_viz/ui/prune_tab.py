@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 from ..figures import run_plots
 from ..runs.settings import DEFAULTS, MAX_REPEATS
 from ..serve.warm_start import WARM
-from . import breaking_section, generate_section, recipe_download
+from . import beta_steps, breaking_section, generate_section, recipe_download
 from .adapters import by_component
 from .compression_controls import CompressionInputs, build_compression, compression_schedule, pattern_rate
 from .defaults import (
@@ -48,8 +48,9 @@ WARM_POLL_S = 5.0
 INLINE_LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 
 
-def build_inputs() -> tuple[RunInputs, gr.Button, gr.Button, gr.Markdown, gr.Markdown, gr.Textbox]:
-    """The run inputs (left column), β, and the Prune and Stop buttons below them."""
+def build_inputs() -> tuple[RunInputs, gr.Button, gr.Button, gr.Markdown, gr.Markdown, gr.Textbox,
+                            beta_steps.BetaSteps]:
+    """The run inputs (left column), β and its steps on the grid, and the Prune and Stop buttons below them."""
     with gr.Column(scale=1, min_width=300):
         model = gr.Dropdown(MODEL_CHOICES, value=DEFAULTS.model, allow_custom_value=True, label="Model",
                             elem_id="model", info="embedded works offline; or type any hub id or local directory")
@@ -58,6 +59,7 @@ def build_inputs() -> tuple[RunInputs, gr.Button, gr.Button, gr.Markdown, gr.Mar
                              label="Target sparsity S (mean over blocks)", elem_id="sparsity")
         beta = gr.Slider(0.0, BETA_STATIC_MAX, value=DEFAULT_BETA, step=BETA_STEP,
                          label="β: sparsity step from one block to the next (0 = uniform)", elem_id="beta")
+        steps = beta_steps.build()
         beta_info = gr.Markdown(label="schedule description", elem_id="beta-info")
         rates = gr.Textbox("", lines=2, max_lines=8, label="…or your own rates (optional)", elem_id="rates",
                            info="one per decoder block, a JSON list or one per line (EvoPress, llm-compressor); "
@@ -86,7 +88,7 @@ def build_inputs() -> tuple[RunInputs, gr.Button, gr.Button, gr.Markdown, gr.Mar
         estimate = gr.Markdown(elem_id="prune-estimate")
     inputs = RunInputs(model, method, sparsity, beta, calib_samples, calib_seqlen, eval_samples, eval_seqlen,
                        seed, text_file, repeats)
-    return inputs, prune_btn, stop_btn, beta_info, estimate, rates
+    return inputs, prune_btn, stop_btn, beta_info, estimate, rates, steps
 
 
 def _plot_column(plot_id: str, label: str, value: go.Figure | None = None) -> gr.Plot:
@@ -99,7 +101,7 @@ def build(demo: gr.Blocks, history: HistoryOutputs) -> Shared:
     """The tab's components and events; returns what the other tabs share."""
     pair = gr.State(None)
     with gr.Row(equal_height=False):
-        inputs, prune_btn, stop_btn, beta_info, estimate, rates = build_inputs()
+        inputs, prune_btn, stop_btn, beta_info, estimate, rates, steps = build_inputs()
         with gr.Column(scale=2, min_width=320):
             compress = build_compression()
             schedule_plot = gr.Plot(label="schedule", show_label=False, elem_id="schedule-plot")
@@ -115,6 +117,7 @@ def build(demo: gr.Blocks, history: HistoryOutputs) -> Shared:
     shared = Shared(inputs, history, [schedule_plot, beta_info], view)
     said.register(shared)
     ranging = _wire_settling(shared, beta_info, schedule_plot)
+    beta_steps.wire(shared, steps)
     # The rates reach the run through a session state: /run_pruning's public arguments stay as they were.
     typed_rates = gr.State("")
     rates.change(lambda text: text, rates, typed_rates, **INSTANT, **UI_ONLY)

@@ -37,6 +37,11 @@ def beta_ceiling(num_layers: int) -> float:
     return _rounded_down(beta_max(num_layers, 0.5))
 
 
+def beta_limit(num_layers: int, sparsity: float) -> float:
+    """The largest β the page offers at S: β_max, rounded down."""
+    return _rounded_down(beta_max(num_layers, sparsity))
+
+
 @dataclass
 class Settled:
     """The page's S and β brought into their legal ranges, and the sentence saying what moved."""
@@ -58,7 +63,7 @@ def settle(model: str, sparsity: float, beta: float) -> Settled:
     if settled_s != asked_s:
         moved.append(f"S = {asked_s:g} is outside the page's {SPARSITY_MIN:g} … {SPARSITY_MAX:g}: "
                      f"set to {settled_s:g}.")
-    limit = _rounded_down(beta_max(num_layers, settled_s))
+    limit = beta_limit(num_layers, settled_s)
     settled_beta = min(max(asked_beta, 0.0), limit)
     if asked_beta > limit + 1e-12:
         moved.append(f"β = {asked_beta:.6g} is above β_max = {limit:.5g} for {num_layers} blocks at "
