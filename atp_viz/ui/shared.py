@@ -12,6 +12,7 @@ from ..model.loading import check_model_name, layer_count
 from ..model.texts import BUILTIN
 from ..runs.settings import RunSettings, validate
 from ..serve import limits, public
+from .settled_views import drawing_every_view
 
 
 @dataclass
@@ -98,10 +99,11 @@ def changes_beside_settled(inputs: RunInputs, components: list) -> list:
 
 
 def redraw_views(shared: Shared) -> None:
-    """Chain every settings view after every settling event (call once all tabs are built)."""
+    """Chain one event drawing every settings view after every settling event (call once all
+    tabs are built): one request per edit, not one per view (``settled_views``)."""
+    drawing = drawing_every_view(shared.settings_views)
     for event in shared.settled:
-        for view in shared.settings_views:
-            event.then(**view, **INSTANT, **UI_ONLY)
+        event.then(**drawing, **INSTANT, **UI_ONLY)
 
 
 def page_model(model: object) -> str:

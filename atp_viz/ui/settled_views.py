@@ -1,0 +1,63 @@
+"""Every view of the page's settled settings drawn in one answer.
+
+Once S and β are settled, each tab's view of them (the cached pair or Prune's estimate, the
+line above it, the compression schedule, the Lesson's step, Generate's estimate, the Search and
+Compare views, the recipe) is a plain function of values on the page. One event calls them all
+and answers ``{component: value}``: one request per edit instead of one per view.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import gradio as gr
+
+
+def _listed(components) -> list:
+    return list(components) if isinstance(components, (list, tuple)) else [components]
+
+
+def _unique(components) -> list:
+    seen: dict[int, object] = {}
+    for component in components:
+        seen.setdefault(id(component), component)
+    return list(seen.values())
+
+
+def _by_component(answer, outputs: list) -> dict:
+    """One view's answer as ``{component: value}`` (a dict already, one value, or a tuple in
+    the order of its outputs)."""
+    if isinstance(answer, dict):
+        return answer
+    if len(outputs) == 1:
+        return {outputs[0]: answer}
+    return dict(zip(outputs, answer, strict=True))
+
+
+def drawing_every_view(views: list[dict]) -> dict:
+    """The keyword arguments of one listener drawing every view of ``views`` (each the keyword
+    arguments of its own listener: ``fn``, ``inputs``, ``outputs``). A view that refuses
+    (``gr.Error``) leaves its components as they are while the others are drawn; when every view
+    refuses, the first refusal is the answer (the page shows it)."""
+    outputs = [component for view in views for component in _listed(view["outputs"])]
+    if len(_unique(outputs)) != len(outputs):
+        raise ValueError("two views draw the same component")
+    inputs = _unique(component for view in views for component in _listed(view["inputs"]))
+
+    def draw(*values) -> dict:
+        given = {id(component): value for component, value in zip(inputs, values, strict=True)}
+        answer: dict = {}
+        refusals: list[gr.Error] = []
+        for view in views:
+            fn: Callable = view["fn"]
+            try:
+                drawn = fn(*(given[id(component)] for component in _listed(view["inputs"])))
+            except gr.Error as refusal:
+                refusals.append(refusal)
+                continue
+            answer.update(_by_component(drawn, _listed(view["outputs"])))
+        if refusals and len(refusals) == len(views):
+            raise refusals[0]
+        return answer
+
+    return {"fn": draw, "inputs": inputs, "outputs": outputs}
