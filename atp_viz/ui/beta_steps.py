@@ -4,6 +4,7 @@ lands between them (and computes)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import gradio as gr
@@ -28,7 +29,7 @@ def build() -> BetaSteps:
     return BetaSteps(down, up)
 
 
-def grid_step(direction: int):
+def grid_step(direction: int) -> Callable[[str, float, float], float]:
     """The handler of one button: the page's β moved to the next grid point (settled first, so
     the grid is the one of the S on the page, and no point past the slider's end)."""
 
