@@ -11,7 +11,7 @@ import gradio as gr
 
 from ..math.schedules import GRID_STEP, grid_betas, grid_neighbour
 from .adapters import user_errors
-from .settle import beta_limit, settle
+from .settle import settle
 from .shared import INSTANT, UI_ONLY, Shared
 
 
@@ -36,8 +36,7 @@ def grid_step(direction: int) -> Callable[[str, float, float], float]:
     def step(model: str, sparsity: float, beta: float) -> float:
         with user_errors():
             settled = settle(model, sparsity, beta)
-        limit = beta_limit(settled.num_layers, settled.sparsity)
-        grid = [0.0, *(b for b in grid_betas(settled.num_layers, settled.sparsity) if b <= limit)]
+        grid = [0.0, *(b for b in grid_betas(settled.num_layers, settled.sparsity) if b <= settled.limit)]
         return grid_neighbour(grid, settled.beta, direction)
 
     return step

@@ -37,25 +37,29 @@ def beta_ceiling(num_layers: int) -> float:
     return _rounded_down(beta_max(num_layers, 0.5))
 
 
-def beta_limit(num_layers: int, sparsity: float) -> float:
-    """The largest β the page offers at S: β_max, rounded down."""
-    return _rounded_down(beta_max(num_layers, sparsity))
-
-
 @dataclass
 class Settled:
-    """The page's S and β brought into their legal ranges, and the sentence saying what moved."""
+    """The page's S and β brought into their legal ranges, and what moved; the sentence and
+    the schedule's figure are drawn when asked for (a β step needs only the numbers)."""
 
     num_layers: int
     sparsity: float
     beta: float
-    figure: go.Figure
-    info: str
+    limit: float  # the largest β the page offers at this S: β_max, rounded down
+    moved: list[str]
+
+    @property
+    def info(self) -> str:
+        return "  \n".join([*self.moved, schedule_info(self.num_layers, self.sparsity, self.beta)])
+
+    @property
+    def figure(self) -> go.Figure:
+        return run_plots.schedule_figure(self.num_layers, self.sparsity, self.beta)
 
 
 def settle(model: str, sparsity: float, beta: float) -> Settled:
     """S within the slider's range and β within [0, β_max] for this model and S (both lowered
-    or raised to the nearest legal value, visibly), with the schedule they give."""
+    or raised to the nearest legal value, visibly)."""
     num_layers = block_count(model)
     asked_s, asked_beta = _number("S", sparsity), _number("β", beta)
     moved = []
@@ -63,16 +67,14 @@ def settle(model: str, sparsity: float, beta: float) -> Settled:
     if settled_s != asked_s:
         moved.append(f"S = {asked_s:g} is outside the page's {SPARSITY_MIN:g} … {SPARSITY_MAX:g}: "
                      f"set to {settled_s:g}.")
-    limit = beta_limit(num_layers, settled_s)
+    limit = _rounded_down(beta_max(num_layers, settled_s))
     settled_beta = min(max(asked_beta, 0.0), limit)
     if asked_beta > limit + 1e-12:
         moved.append(f"β = {asked_beta:.6g} is above β_max = {limit:.5g} for {num_layers} blocks at "
                      f"S = {settled_s:g}: set to β_max.")
     elif asked_beta < 0:
         moved.append(f"β = {asked_beta:.6g} is below 0 (a decreasing schedule is not ATP's): set to 0.")
-    info = "  \n".join([*moved, schedule_info(num_layers, settled_s, settled_beta)])
-    return Settled(num_layers, settled_s, settled_beta, run_plots.schedule_figure(num_layers, settled_s, settled_beta),
-                   info)
+    return Settled(num_layers, settled_s, settled_beta, limit, moved)
 
 
 def _number(name: str, value: object) -> float:
