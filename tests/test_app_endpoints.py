@@ -175,6 +175,26 @@ def test_the_public_endpoints_are_exactly_these(endpoints):
     assert set(endpoints) == set(PARAMETERS)
 
 
+def test_every_listener_of_several_outputs_answers_by_component(demo):
+    # One answer style (#29): {component: value}, never a tuple whose order must match the outputs.
+    from atp_viz.ui.adapters import ANSWERS_BY_COMPONENT
+
+    several = [fn for fn in demo.fns.values() if len(fn.outputs) > 1]
+    loose = sorted({fn.api_name for fn in several if not getattr(fn.fn, ANSWERS_BY_COMPONENT, False)})
+    assert len(several) > 30 and not loose, f"these answer in another style: {loose}"
+
+
+def test_an_answer_in_another_style_is_refused_by_name():
+    from atp_viz.ui.adapters import by_component
+
+    def positional():
+        return "sentence", None
+
+    with pytest.raises(TypeError, match="positional answered tuple, not {component: value}"):
+        by_component(positional, lambda answer: answer)()
+    assert by_component(positional, lambda answer: dict(zip("ab", answer)))() == {"a": "sentence", "b": None}
+
+
 def test_a_page_holds_exactly_the_declared_run_inputs():
     from dataclasses import fields
 

@@ -184,16 +184,19 @@ def test_the_search_tab_and_the_lesson_draw_the_atlas_this_server_answers_from(b
     out, _ = built
     model, sparsity = read_header(out)["base"]["model"], 0.9
     atlas.disable()
-    assert landscape_section.landscape_view("wanda")[0] == landscape_section.OFF
-    heading, text, _ = lesson_tab.render(7, None, model, sparsity, 0.002, False, "png")
+    assert landscape_section.landscape_view("wanda")["sentence"] == landscape_section.OFF
+    shown = lesson_tab.render(7, None, model, sparsity, 0.002, False, "png")
+    heading, text = shown["heading"], shown["text"]
     assert heading == f"**Step 8 of {len(lesson_tab.STEP_TITLES)}: The whole landscape**" and "no atlas" in text
     atlas.enable(out)
     try:
-        text, figure = landscape_section.landscape_view("wanda")
+        drawn = landscape_section.landscape_view("wanda")
+        text, figure = drawn["sentence"], drawn["figure"]
         assert text.startswith("- S = 0.9: 2 of the β curve's points on hand")
         assert "3 points of wanda, 3 of the whole grid's" in text and "precomputed by `atlas` on" in text
         assert [trace.name for trace in figure.data] == ["S = 0.9: uniform (β = 0) and ATP", "S = 0.9: OWL"]
-        _, text, slide = lesson_tab.render(7, None, model, sparsity, 0.002, False, "png")
+        shown = lesson_tab.render(7, None, model, sparsity, 0.002, False, "png")
+        text, slide = shown["text"], shown["figure"]
         assert "- S = 0.9: 2 of the β curve's points on hand" in text and len(slide.data) == 2
         assert "precomputed by atlas on" in slide.layout.title.text
     finally:

@@ -64,8 +64,8 @@ def test_each_step_says_one_thing_with_one_figure_and_waits_without_a_pair(tiny_
     settings, pair = tiny_pair
     texts = set()
     for step in range(5):
-        heading, text, figure = lesson_tab.render(step, pair, settings.model, settings.sparsity, settings.beta,
-                                                  False, "svg")
+        shown = lesson_tab.render(step, pair, settings.model, settings.sparsity, settings.beta, False, "svg")
+        heading, text, figure = shown["heading"], shown["text"], shown["figure"]
         assert heading.startswith(f"**Step {step + 1} of {len(lesson_tab.STEP_TITLES)}") and text not in texts
         texts.add(text)
         saved = json.loads(figure.to_json())
@@ -74,12 +74,12 @@ def test_each_step_says_one_thing_with_one_figure_and_waits_without_a_pair(tiny_
         assert "seed 5" in saved["layout"]["title"]["text"], "the caption gives the run's settings"
         assert saved["data"], f"step {step + 1} draws nothing"
     # The schedule step needs no run; the others say what they wait for.
-    _, first, _ = lesson_tab.render(0, None, settings.model, settings.sparsity, settings.beta, False, "png")
-    _, second, _ = lesson_tab.render(1, None, settings.model, settings.sparsity, settings.beta, False, "png")
+    first = lesson_tab.render(0, None, settings.model, settings.sparsity, settings.beta, False, "png")["text"]
+    second = lesson_tab.render(1, None, settings.model, settings.sparsity, settings.beta, False, "png")["text"]
     assert "β = 0.1" in first and second == lesson_tab.WAITING
     # A projector's slide is larger; an unknown format falls back to PNG.
-    _, _, small = lesson_tab.render(2, pair, settings.model, settings.sparsity, settings.beta, False, "png")
-    _, _, large = lesson_tab.render(2, pair, settings.model, settings.sparsity, settings.beta, True, "gif")
+    small = lesson_tab.render(2, pair, settings.model, settings.sparsity, settings.beta, False, "png")["figure"]
+    large = lesson_tab.render(2, pair, settings.model, settings.sparsity, settings.beta, True, "gif")["figure"]
     assert large.layout.font.size > small.layout.font.size
     assert json.loads(large.to_json())["config"]["toImageButtonOptions"]["format"] == "png"
 
@@ -90,11 +90,11 @@ def test_the_sixth_step_says_what_the_pair_said(tiny_pair):
 
     settings, pair = tiny_pair
     waiting = lesson_tab.render(5, pair, settings.model, settings.sparsity, settings.beta, False, "png")
-    assert waiting[0].startswith(f"**Step 6 of {len(lesson_tab.STEP_TITLES)}: What the model says")
-    assert "Press **Generate**" in waiting[1]
+    assert waiting["heading"].startswith(f"**Step 6 of {len(lesson_tab.STEP_TITLES)}: What the model says")
+    assert "Press **Generate**" in waiting["text"]
     said = generate_pair(settings, "The result of a function call is", chat=False, max_new_tokens=6)
-    heading, text, figure = lesson_tab.render(5, pair.with_said(said), settings.model, settings.sparsity,
-                                              settings.beta, False, "png")
+    shown = lesson_tab.render(5, pair.with_said(said), settings.model, settings.sparsity, settings.beta, False, "png")
+    text, figure = shown["text"], shown["figure"]
     assert said.dense.text in text or repr(said.dense.text) in text
     assert "agreement" in text and len(json.loads(figure.to_json())["data"]) == 2
 

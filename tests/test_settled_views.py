@@ -15,7 +15,8 @@ def test_every_view_is_drawn_from_its_own_inputs_in_one_answer_and_a_refusal_lea
         model, sparsity, beta = gr.Textbox(), gr.Number(), gr.Number()
         schedule, sentence, estimate, lesson = gr.Markdown(), gr.Markdown(), gr.Markdown(), gr.Markdown()
     views = [
-        {"fn": lambda m, s: (f"{m} at {s}", f"S = {s}"), "inputs": [model, sparsity], "outputs": [schedule, sentence]},
+        {"fn": lambda m, s: {schedule: f"{m} at {s}", sentence: f"S = {s}"}, "inputs": [model, sparsity],
+         "outputs": [schedule, sentence]},
         {"fn": lambda s, b: {estimate: f"{s}/{b}"}, "inputs": [sparsity, beta], "outputs": [estimate]},
         {"fn": refuse, "inputs": model, "outputs": lesson},
     ]
@@ -41,3 +42,11 @@ def test_two_views_of_one_component_are_refused_when_the_page_is_built():
     with pytest.raises(ValueError, match="the same component"):
         drawing_every_view([{"fn": str, "inputs": model, "outputs": shared_plot},
                             {"fn": str, "inputs": model, "outputs": shared_plot}])
+
+
+def test_a_view_of_several_outputs_answering_a_tuple_is_refused():
+    with gr.Blocks():
+        model, one, other = gr.Textbox(), gr.Markdown(), gr.Markdown()
+    drawing = drawing_every_view([{"fn": lambda m: (m, m), "inputs": model, "outputs": [one, other]}])
+    with pytest.raises(TypeError, match="a view of 2 outputs answered tuple"):
+        drawing["fn"]("embedded")

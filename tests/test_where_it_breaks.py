@@ -44,16 +44,17 @@ def test_the_pair_at_other_s_is_what_this_server_ran_and_nothing_more(tiny_pair)
     assert "Prune these settings at S = 0.6, 0.8" in sentence
     assert breaks_at(levels, "uniform", 1000.0) is None
 
-    text, errors, perplexities = breaking_section.breaking_view(pair, 2.0, "ordinary")
+    drawn = breaking_section.breaking_view(pair, 2.0, "ordinary")
+    text, errors, perplexities = drawn["sentence"], drawn["errors"], drawn["perplexity"]
     assert text == break_sentence(levels, 2.0)
     assert len(errors.data) == 4, "uniform and ATP at each of two S, on one axis"
     ppl = {trace.name: list(trace.y) for trace in perplexities.data}
     assert ppl["ATP"] == [run.report_ppl for run in (ran["atp"], pair.atp)]
     assert ppl["2 × dense"] == [2 * pair.atp.dense_ppl] * 2
-    assert breaking_section.breaking_view(None, 2.0)[0] == breaking_section.EMPTY
+    assert breaking_section.breaking_view(None, 2.0)["sentence"] == breaking_section.EMPTY
 
-    heading, lesson_text, figure = lesson_tab.render(6, pair, settings.model, settings.sparsity, settings.beta,
-                                                     False, "png")
+    shown = lesson_tab.render(6, pair, settings.model, settings.sparsity, settings.beta, False, "png")
+    heading, lesson_text, figure = shown["heading"], shown["text"], shown["figure"]
     assert heading == f"**Step 7 of {len(lesson_tab.STEP_TITLES)}: Where does it break?**"
     assert lesson_text.startswith(break_sentence(levels, 2.0))
     last = [view_value(level.atp.errors[-1], "ordinary") for level in levels]

@@ -8,8 +8,9 @@
 - ``streamed``: a run in a worker thread whose reports a handler yields as they come;
 - ``new_file``: fresh paths under one temp folder gradio may serve;
 - ``reused_export``: model zips, one per settings, the newest few kept;
-- ``answered_by_name``: a handler that answers ``{output name: value}`` instead of a tuple
-  whose order must match the event's output list.
+- ``by_component`` / ``answered_by_name``: the one way a handler answers the page, a
+  ``{component: value}`` dict (from a view's ``{output name: value}``), never a tuple whose
+  order must match the event's output list.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import queue
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Generator, Hashable, Iterator
+from collections.abc import Callable, Generator, Hashable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import fields
 from functools import lru_cache
@@ -40,15 +41,21 @@ T = TypeVar("T")
 
 
 def output_list(outputs: Any) -> list:
-    """The components of ``outputs`` (a dataclass of an event's outputs, by name), in field order."""
+    """The components of ``outputs`` (a dataclass of an event's outputs by name, or a dict of
+    them), in their order."""
+    if isinstance(outputs, Mapping):
+        return list(outputs.values())
     return [getattr(outputs, f.name) for f in fields(outputs)]
 
 
 def answered_by_name(fn: Callable, outputs: Any) -> Callable:
-    """``fn``, whose answers are ``{name: value}`` dicts naming fields of ``outputs`` (a dataclass of
-    components), as a handler that answers gradio ``{component: value}``; a name left out leaves
-    its component as it is (see ``by_component``)."""
-    return by_component(fn, lambda answer: {getattr(outputs, name): value for name, value in answer.items()})
+    """``fn``, whose answers are ``{name: value}`` dicts naming the outputs of ``outputs`` (a
+    dataclass of components, or a dict of them by name), as a handler that answers gradio
+    ``{component: value}``; a name left out leaves its component as it is (see ``by_component``)."""
+    def component(name: str):
+        return outputs[name] if isinstance(outputs, Mapping) else getattr(outputs, name)
+
+    return by_component(fn, lambda answer: {component(name): value for name, value in answer.items()})
 
 
 @contextmanager
@@ -126,24 +133,37 @@ def stoppable(request: gr.Request | None, progress: gr.Progress | None = None) -
         yield flag
 
 
+# The mark of a handler built by ``by_component``.
+ANSWERS_BY_COMPONENT = "answers_by_component"
+
+
 def by_component(fn: Callable[..., Any], updates: Callable[[Any], dict]) -> Callable[..., Any]:
     """``fn`` answering gradio by component: each answer (or streamed answer) of ``fn`` goes
     through ``updates`` into a ``{component: value}`` dict. The signature and docstring stay
-    ``fn``'s, so the endpoint's API (arguments, docs) is ``fn``'s own."""
+    ``fn``'s, so the endpoint's API (arguments, docs) is ``fn``'s own. Every listener of several
+    outputs is built here (``ANSWERS_BY_COMPONENT`` marks it; a test reads the mark)."""
+    def checked(answer: Any) -> dict:
+        update = updates(answer)
+        if not isinstance(update, dict):
+            raise TypeError(f"{fn.__name__} answered {type(update).__name__}, not {{component: value}}")
+        return update
+
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def streaming(*args, **kwargs):
             answers = fn(*args, **kwargs)
             try:
                 for answer in answers:
-                    yield updates(answer)
+                    yield checked(answer)
             finally:
                 answers.close()  # a client gone mid-run: fn's own cleanup (its place in the line) runs now
+        setattr(streaming, ANSWERS_BY_COMPONENT, True)
         return streaming
 
     @functools.wraps(fn)
     def answering(*args, **kwargs):
-        return updates(fn(*args, **kwargs))
+        return checked(fn(*args, **kwargs))
+    setattr(answering, ANSWERS_BY_COMPONENT, True)
     return answering
 
 

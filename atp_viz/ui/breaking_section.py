@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 
 from ..experiments.where_it_breaks import DEFAULT_FACTOR, FACTOR_BOUNDS, break_sentence, check_factor, levels_on_hand
 from ..figures import breaking_plots, run_plots
-from .adapters import user_errors
+from .adapters import answered_by_name, output_list, user_errors
 from .pair import Pair
 from .shared import INSTANT, UI_ONLY
 
@@ -19,16 +19,18 @@ NOTE = ("Only runs already finished on this server at the pair's settings (its m
         "windows and seed; any visitor's, the start-up runs, the atlas) are drawn: nothing is computed here.")
 
 
-def breaking_view(pair: Pair | None, factor: float, view: str = "ordinary") -> tuple[str, go.Figure, go.Figure]:
-    """The sentence and the two figures of the pair on screen at every S on hand."""
+def breaking_view(pair: Pair | None, factor: float, view: str = "ordinary") -> dict[str, str | go.Figure]:
+    """The "sentence" and the two figures ("errors", "perplexity") of the pair on screen at every S on hand."""
     with user_errors():
         factor = check_factor(factor)
     if pair is None or pair.atp is None:
-        return (EMPTY, run_plots.placeholder("Error by depth at each target sparsity S", "Waiting for a pair"),
-                run_plots.placeholder("Where does it break?", "Waiting for a pair"))
+        return {"sentence": EMPTY,
+                "errors": run_plots.placeholder("Error by depth at each target sparsity S", "Waiting for a pair"),
+                "perplexity": run_plots.placeholder("Where does it break?", "Waiting for a pair")}
     levels = levels_on_hand(pair.uniform, pair.atp)
-    return (break_sentence(levels, factor), breaking_plots.errors_by_sparsity_figure(levels, view),
-            breaking_plots.perplexity_by_sparsity_figure(levels, factor))
+    return {"sentence": break_sentence(levels, factor),
+            "errors": breaking_plots.errors_by_sparsity_figure(levels, view),
+            "perplexity": breaking_plots.perplexity_by_sparsity_figure(levels, factor)}
 
 
 def build(pair: gr.State, error_view: gr.Radio) -> None:
@@ -48,6 +50,7 @@ def build(pair: gr.State, error_view: gr.Radio) -> None:
                 perplexities = gr.Plot(show_label=False, elem_id="breaking-ppl")
     # Opening it draws it too: a pair set by an unqueued answer (a cached pair, the warm start's
     # timer) does not fire the state's change, so the view may not have followed it.
-    gr.on([pair.change, folded.expand, factor.submit, factor.blur, again.click, error_view.change], breaking_view,
-          [pair, factor, error_view], [sentence, errors, perplexities], **INSTANT, **UI_ONLY,
-          trigger_mode="always_last")
+    drawn = {"sentence": sentence, "errors": errors, "perplexity": perplexities}
+    gr.on([pair.change, folded.expand, factor.submit, factor.blur, again.click, error_view.change],
+          answered_by_name(breaking_view, drawn), [pair, factor, error_view], output_list(drawn), **INSTANT,
+          **UI_ONLY, trigger_mode="always_last")

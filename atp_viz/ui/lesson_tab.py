@@ -32,6 +32,7 @@ from ..records.continuations import Generation
 from ..records.results import RunResult
 from ..runs import atlas
 from ..runs.settings import DEFAULTS, RunSettings, validate
+from .adapters import answered_by_name, output_list
 from .generate_section import said_figure
 from .pair import Pair
 from .shared import INSTANT, UI_ONLY, Shared, block_count, page_model
@@ -272,8 +273,8 @@ def step_content(step: int, pair: Pair | None, settings: RunSettings, num_layers
 
 
 def render(step: int, pair: Pair | None, model: str, sparsity: float, beta: float, presentation: bool,
-           export_format: str, ordering: OrderExperiment | None = None):
-    """The lesson at ``step``: its heading, sentence and figure (a slide); step 6 shows what the
+           export_format: str, ordering: OrderExperiment | None = None) -> dict[str, object]:
+    """The lesson at ``step``: its "heading", "text" and "figure" (a slide); step 6 shows what the
     pair said, when it was asked; ``ordering``: the Why? tab's finished ordering experiment,
     drawn in step 5 when it was run on the pair's settings."""
     step = min(max(int(step or 0), 0), len(STEP_TITLES) - 1)
@@ -281,12 +282,13 @@ def render(step: int, pair: Pair | None, model: str, sparsity: float, beta: floa
         settings = validate(RunSettings(model=page_model(model), sparsity=sparsity, beta=beta))
         num_layers = block_count(settings.model)
     except AtpError as exc:
-        return f"**Step {step + 1} of {len(STEP_TITLES)}**", f"Cannot draw the lesson yet: {exc}", gr.update()
+        return {"heading": f"**Step {step + 1} of {len(STEP_TITLES)}**", "text": f"Cannot draw the lesson yet: {exc}"}
     content = step_content(step, pair, settings, num_layers, ordering, None if pair is None else pair.said)
     figure = slide(content.figure, content.caption, presentation=bool(presentation),
                    export_format=export_format if export_format in EXPORT_FORMATS else "png",
                    filename=f"atp-lesson-{step + 1}")
-    return f"**Step {step + 1} of {len(STEP_TITLES)}: {STEP_TITLES[step]}**", content.text, figure
+    return {"heading": f"**Step {step + 1} of {len(STEP_TITLES)}: {STEP_TITLES[step]}**", "text": content.text,
+            "figure": figure}
 
 
 def build(shared: Shared) -> None:
@@ -305,9 +307,10 @@ def build(shared: Shared) -> None:
                                  elem_id="export-format")
     gr.Markdown("The camera button at the top right of the figure saves it with its caption "
                 "(the browser draws the file: no server-side export).", elem_id="lesson-export-note")
-    shown = {"fn": render, "inputs": [step, pair, inputs.model, inputs.sparsity, inputs.beta, presentation,
-                                      export_format],
-             "outputs": [heading, text, figure]}
+    drawn = {"heading": heading, "text": text, "figure": figure}
+    shown = {"fn": answered_by_name(render, drawn), "inputs": [step, pair, inputs.model, inputs.sparsity, inputs.beta,
+                                                             presentation, export_format],
+             "outputs": output_list(drawn)}
     back.click(lambda s: max(s - 1, 0), step, step, **INSTANT, **UI_ONLY).then(**shown, **INSTANT, **UI_ONLY)
     forward.click(lambda s: min(s + 1, len(STEP_TITLES) - 1), step, step, **INSTANT, **UI_ONLY).then(
         **shown, **INSTANT, **UI_ONLY)

@@ -13,7 +13,7 @@ from ..figures import run_plots
 from ..runs.settings import DEFAULTS, MAX_REPEATS
 from ..serve.warm_start import WARM
 from . import beta_steps, breaking_section, generate_section, recipe_download
-from .adapters import by_component
+from .adapters import answered_by_name, by_component, output_list
 from .compression_controls import CompressionInputs, build_compression, compression_schedule, pattern_rate
 from .defaults import (
     BETA_STEP,
@@ -114,9 +114,9 @@ def build(demo: gr.Blocks, history: HistoryOutputs) -> Shared:
     shown_run = _build_shown_run_views(drawn)
     saved_runs = _build_saved_runs()
     view = PairView(drawn, status, pair, log_scale, error_view, shown_run)
-    shared = Shared(inputs, history, [schedule_plot, beta_info], view)
+    shared = Shared(inputs, history, {"schedule": schedule_plot, "info": beta_info}, view)
     said.register(shared)
-    ranging = _wire_settling(shared, beta_info, schedule_plot)
+    ranging = _wire_settling(shared)
     beta_steps.wire(shared, steps)
     # The rates reach the run through a session state: /run_pruning's public arguments stay as they were.
     typed_rates = gr.State("")
@@ -204,7 +204,7 @@ def _viewing(view: PairView) -> dict[str, gr.components.Component]:
     return {"log_scale": view.log_scale, "error_view": view.error_view, "shown_run": view.shown_run}
 
 
-def _wire_settling(shared: Shared, beta_info: gr.Markdown, schedule_plot: gr.Plot) -> dict:
+def _wire_settling(shared: Shared) -> dict:
     """S and β settled after each person's edit and each change of model; returns the event that
     writes a model's β range (a settings link runs it too)."""
     inputs = shared.inputs
@@ -212,9 +212,9 @@ def _wire_settling(shared: Shared, beta_info: gr.Markdown, schedule_plot: gr.Plo
     # after each person's edit of them, then every view is drawn from the settled values
     # (``shared.redraw_views``). preprocess=False: gradio would refuse a typed β or S outside
     # the slider's range before this handler could set it to the nearest legal value.
-    shared.settling = {"fn": settle_page, "inputs": [inputs.model, inputs.sparsity, inputs.beta],
-                       "outputs": [inputs.sparsity, inputs.beta, beta_info, schedule_plot], **INSTANT, **UI_ONLY,
-                       "preprocess": False}
+    settled = {"sparsity": inputs.sparsity, "beta": inputs.beta, **shared.schedule_view}
+    shared.settling = {"fn": answered_by_name(settle_page, settled), "inputs": [inputs.model, inputs.sparsity,
+                       inputs.beta], "outputs": output_list(settled), **INSTANT, **UI_ONLY, "preprocess": False}
     ranging = {"fn": beta_range, "inputs": inputs.model, "outputs": inputs.beta, **INSTANT, **UI_ONLY}
     shared.settled.append(gr.on([*edits(inputs.sparsity), *edits(inputs.beta)], **shared.settling,
                                 trigger_mode="always_last", api_name="settle"))
@@ -224,8 +224,9 @@ def _wire_settling(shared: Shared, beta_info: gr.Markdown, schedule_plot: gr.Plo
                           .then(**shared.settling))
     # The strict preview (an illegal β is refused, not clamped) is for API callers: its
     # trigger is a button the page never shows.
-    gr.Button(visible=False).click(preview_schedule, [inputs.model, inputs.sparsity, inputs.beta],
-                                   [schedule_plot, beta_info], **INSTANT, api_name="preview_schedule")
+    gr.Button(visible=False).click(answered_by_name(preview_schedule, shared.schedule_view), [inputs.model,
+                                   inputs.sparsity, inputs.beta], output_list(shared.schedule_view), **INSTANT,
+                                   api_name="preview_schedule")
     return ranging
 
 

@@ -174,9 +174,10 @@ def _estimate_sentence(page: Page, strategy: str) -> str:
 
 
 @takes_run_inputs("model", "method", "sparsity", "strategy", *DATA_SETUP, "repeats", "select_on_report")
-def search_view(page: Page, strategy: str, select_on_report: bool = False) -> tuple[str, go.Figure, str]:
-    """The tab for the page's settings: how long a search takes, and the grid's curve as far as
-    this server already holds it (the atlas, earlier runs; one calibration draw), or the empty plot.
+def search_view(page: Page, strategy: str, select_on_report: bool = False) -> dict[str, str | go.Figure]:
+    """The tab for the page's settings: how long a search takes ("estimate"), and the grid's curve
+    ("plot", "status") as far as this server already holds it (the atlas, earlier runs; one
+    calibration draw), or the empty plot.
 
     Args:
         strategy: "grid" or "fast".
@@ -189,10 +190,10 @@ def search_view(page: Page, strategy: str, select_on_report: bool = False) -> tu
             else (empty_sweep_plot(), "")
     except AtpError:
         figure, status = empty_sweep_plot(), ""  # the estimate line says why
-    return _estimate_sentence(page, strategy), figure, status
+    return {"estimate": _estimate_sentence(page, strategy), "plot": figure, "status": status}
 
 
-def apply_best_beta(best_beta: float | None, model: str, sparsity: float):
+def apply_best_beta(best_beta: float | None, model: str, sparsity: float) -> dict[str, object]:
     """Set the β slider to the best β found by the search.
 
     Args:
@@ -202,8 +203,7 @@ def apply_best_beta(best_beta: float | None, model: str, sparsity: float):
     """
     if best_beta is None:
         raise gr.Error("no best β yet: run a β search first", print_exception=False)
-    figure, info = preview_schedule(model, sparsity, best_beta)
-    return gr.update(value=best_beta), figure, info
+    return {"beta": best_beta, **preview_schedule(model, sparsity, best_beta)}
 
 
 def build(shared: Shared) -> None:
@@ -237,14 +237,16 @@ def build(shared: Shared) -> None:
         output_list(outputs), api_name="sweep_beta", show_progress="minimal", **ENGINE))
     shared.stop_buttons.append(stop_btn)
     # Writing β is a program's change: the page settles it, then redraws every view.
-    shared.settled.append(apply_btn.click(apply_best_beta, [best_beta, inputs.model, inputs.sparsity],
-                                          [inputs.beta, *shared.schedule_view], **INSTANT, api_name="apply_best_beta")
+    applied = {"beta": inputs.beta, **shared.schedule_view}
+    shared.settled.append(apply_btn.click(answered_by_name(apply_best_beta, applied), [best_beta, inputs.model,
+                                          inputs.sparsity], output_list(applied), **INSTANT, api_name="apply_best_beta")
                           .then(**shared.settling))
     best_beta.change(lambda best: gr.update(interactive=best is not None, value="Apply best β"), best_beta,
                      apply_btn, **INSTANT, **UI_ONLY, api_name="enable_apply")
     # The estimate, and the curve as far as the server holds it: what a search would show now.
     measured = inputs_of(search_view, inputs, strategy=strategy, select_on_report=select_on_report)
-    estimating = {"fn": search_view, "inputs": measured, "outputs": [estimate, plot, status]}
+    shown = {"estimate": estimate, "plot": plot, "status": status}
+    estimating = {"fn": answered_by_name(search_view, shown), "inputs": measured, "outputs": output_list(shown)}
     gr.on(changes_beside_settled(inputs, measured), **estimating, **INSTANT, **UI_ONLY, trigger_mode="always_last",
           api_name="search_estimate")
     shared.settings_views.append(estimating)

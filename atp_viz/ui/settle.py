@@ -94,21 +94,26 @@ def schedule_info(num_layers: int, sparsity: float, beta: float) -> str:
             f"block 0: {rates[0]:.1%} → block {num_layers - 1}: {rates[-1]:.1%} · mean {float(sparsity):.1%}")
 
 
-def _written(asked: object, settled: float):
-    """A write of a slider only where its value moved: each write is an update the page must apply."""
+def _moved(asked: object, settled: float) -> bool:
+    """Whether a slider's value moved: only then is it written (each write is an update the page
+    must apply, and fires the slider's events there)."""
     try:
-        unchanged = float(asked) == settled
+        return float(asked) != settled
     except (TypeError, ValueError):
-        unchanged = False
-    return gr.update() if unchanged else gr.update(value=settled)
+        return True
 
 
-def settle_page(model: str, sparsity: float, beta: float):
-    """S and β brought into their legal ranges (written back only where they moved), the
-    sentence and the schedule."""
+def settle_page(model: str, sparsity: float, beta: float) -> dict[str, object]:
+    """S and β brought into their legal ranges, by name ("sparsity" and "beta" only where they
+    moved), with the sentence ("info") and the schedule's figure ("schedule")."""
     with user_errors():
         settled = settle(model, sparsity, beta)
-    return _written(sparsity, settled.sparsity), _written(beta, settled.beta), settled.info, settled.figure
+    answer: dict[str, object] = {"info": settled.info, "schedule": settled.figure}
+    if _moved(sparsity, settled.sparsity):
+        answer["sparsity"] = settled.sparsity
+    if _moved(beta, settled.beta):
+        answer["beta"] = settled.beta
+    return answer
 
 
 def beta_range(model: str):
@@ -117,7 +122,7 @@ def beta_range(model: str):
         return gr.update(maximum=beta_ceiling(block_count(model)))
 
 
-def preview_schedule(model: str, sparsity: float, beta: float):
+def preview_schedule(model: str, sparsity: float, beta: float) -> dict[str, object]:
     """Per-block ATP sparsity s_i = S - β(L-1)/2 + iβ as a bar chart (one rate per decoder block).
 
     Args:
@@ -130,4 +135,5 @@ def preview_schedule(model: str, sparsity: float, beta: float):
     """
     with user_errors():
         num_layers = block_count(model)
-        return run_plots.schedule_figure(num_layers, sparsity, beta), schedule_info(num_layers, sparsity, beta)
+        return {"schedule": run_plots.schedule_figure(num_layers, sparsity, beta),
+                "info": schedule_info(num_layers, sparsity, beta)}

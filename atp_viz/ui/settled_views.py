@@ -12,6 +12,8 @@ from collections.abc import Callable
 
 import gradio as gr
 
+from .adapters import by_component
+
 
 def _listed(components) -> list:
     return list(components) if isinstance(components, (list, tuple)) else [components]
@@ -25,13 +27,13 @@ def _unique(components) -> list:
 
 
 def _by_component(answer, outputs: list) -> dict:
-    """One view's answer as ``{component: value}`` (a dict already, one value, or a tuple in
-    the order of its outputs)."""
+    """One view's answer as ``{component: value}``: a view of several outputs answers so already
+    (``adapters.by_component``), a view of one answers its value."""
     if isinstance(answer, dict):
         return answer
     if len(outputs) == 1:
         return {outputs[0]: answer}
-    return dict(zip(outputs, answer, strict=True))
+    raise TypeError(f"a view of {len(outputs)} outputs answered {type(answer).__name__}, not {{component: value}}")
 
 
 def drawing_every_view(views: list[dict]) -> dict:
@@ -60,4 +62,4 @@ def drawing_every_view(views: list[dict]) -> dict:
             raise refusals[0]
         return answer
 
-    return {"fn": draw, "inputs": inputs, "outputs": outputs}
+    return {"fn": by_component(draw, dict), "inputs": inputs, "outputs": outputs}

@@ -61,7 +61,7 @@ class PairView:
 class Shared:
     inputs: RunInputs
     history: HistoryOutputs
-    schedule_view: list  # the first tab's schedule plot and its description
+    schedule_view: dict  # the first tab's schedule plot and its sentence, by the names of ``settle``'s answers
     pair_view: PairView
     # Stop buttons: each sets this session's stop flags; a stopped run ends itself, keeping
     # what finished (gradio's own cancel would cut it off mid-update).
