@@ -34,6 +34,7 @@ from ..runs.settings import DEFAULTS, RunSettings, check_repeats, validate
 from . import history_tab
 from .adapters import answered_by_name, engine_progress, output_list, stoppable, user_errors
 from .defaults import SEARCH_CHOICES
+from .page_state import StateView
 from .pair_summary import precomputed_line
 from .run_inputs import DATA_SETUP, Page, inputs_of, takes_run_inputs
 from .shared import ENGINE, INSTANT, UI_ONLY, Shared, block_count, changes_beside_settled
@@ -446,23 +447,22 @@ def build(shared: Shared) -> None:
         owl_plot = gr.Plot(label="OWL outlier ratio", show_label=False, elem_id="owl-plot")
         alpha_plot = gr.Plot(label="AlphaPruning alpha", show_label=False, elem_id="alpha-plot")
     kept = shared.history
-    own = {"sparsities": sparsities, "beta_choice": beta_choice, "strategy": strategy, "evopress": evopress}
+    # The tab's own controls, by the names of the arguments they fill.
+    own = {"sparsities": sparsities, "beta_choice": beta_choice, "strategy": strategy, "evopress": evopress,
+           "owl_m": owl_m, "owl_lambda": owl_lambda, "alpha_eps": alpha_eps, "owl_mapping": owl_mapping,
+           "alpha_estimator": alpha_estimator, "select_on_report": select_on_report}
     outputs = CompareOutputs(schedule_plot, error_plot, owl_plot, alpha_plot, perplexities, verdict, kept.table,
                              kept.csv, kept.files, kept.frame)
     shared.history_writers.append(run_btn.click(
-        answered_by_name(compare_allocators, outputs),
-        inputs_of(compare_allocators, inputs, **own, owl_m=owl_m, owl_lambda=owl_lambda, alpha_eps=alpha_eps,
-                  frame=kept.frame, owl_mapping=owl_mapping, alpha_estimator=alpha_estimator,
-                  select_on_report=select_on_report),
+        answered_by_name(compare_allocators, outputs), inputs_of(compare_allocators, inputs, **own, frame=kept.frame),
         output_list(outputs), api_name="compare_allocators", **ENGINE))
     shared.stop_buttons.append(stop_btn)
     # The estimate, and the comparison itself when the server holds all of it (the atlas, earlier runs).
     shown = CompareView(schedule_plot, error_plot, owl_plot, alpha_plot, perplexities, verdict, estimate)
-    measured = inputs_of(compare_view, inputs, **own, owl_m=owl_m, owl_lambda=owl_lambda, alpha_eps=alpha_eps,
-                         owl_mapping=owl_mapping, alpha_estimator=alpha_estimator, select_on_report=select_on_report)
-    estimating = {"fn": answered_by_name(compare_view, shown), "inputs": measured, "outputs": output_list(shown)}
-    gr.on(changes_beside_settled(inputs, measured), **estimating, **INSTANT, **UI_ONLY, trigger_mode="always_last",
-          api_name="compare_estimate")
+    estimating = StateView(answered_by_name(compare_view, shown), output_list(shown), own=own)
+    listening = estimating.listener(shared.state)
+    gr.on(changes_beside_settled(inputs, listening["inputs"]), **listening, **INSTANT, **UI_ONLY,
+          trigger_mode="always_last", api_name="compare_estimate")
     shared.settings_views.append(estimating)
     inputs.method.change(published_alpha_eps, inputs.method, alpha_eps, **INSTANT, **UI_ONLY,
                          api_name="published_alpha_eps")

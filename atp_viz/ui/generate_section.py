@@ -26,6 +26,7 @@ from ..runs.time_estimates import Estimate
 from ..serve import limits
 from . import history, history_tab
 from .adapters import answered_by_name, engine_turn, new_file, output_list, stop_flag, streamed, user_errors, waiting
+from .page_state import StateView
 from .pair import Pair
 from .run_inputs import ATP_RUN, Page, inputs_of, takes_run_inputs
 from .shared import ENGINE, INSTANT, UI_ONLY, HistoryOutputs, RunInputs, Shared, block_count, run_settings
@@ -269,12 +270,19 @@ class Section:
 
     stop: gr.Button
     writer: object  # the Generate event, which changes the history
-    estimating: dict  # the estimate's listener, redrawn once the page settles the model, S and β
+    estimating: StateView  # the estimate, redrawn once the page settles the model, S and β
+    budget: gr.Number
 
     def register(self, shared: Shared) -> None:
+        """The section's parts in the page's shared lists, and the estimate's events (they read the page's state)."""
         shared.stop_buttons.append(self.stop)
         shared.history_writers.append(self.writer)
         shared.settings_views.append(self.estimating)
+        listening = self.estimating.listener(shared.state)
+        gr.on([self.budget.change, shared.inputs.method.change], **listening, **INSTANT, **UI_ONLY,
+              trigger_mode="always_last")
+        # After a generation the estimate knows this server's pace (and which weights are kept).
+        self.writer.then(**listening, **INSTANT, **UI_ONLY)
 
 
 def build(inputs: RunInputs, kept: HistoryOutputs, pair: gr.State) -> Section:
@@ -308,11 +316,5 @@ def build(inputs: RunInputs, kept: HistoryOutputs, pair: gr.State) -> Section:
                           output_list(outputs), api_name="generate", show_progress="hidden", **ENGINE)
     # What is shown is what the pair on screen said: a new pair clears it, a loaded run brings its own.
     pair.change(said_view, pair, view, **INSTANT, **UI_ONLY)
-    estimated = [inputs.model, inputs.method, inputs.sparsity, inputs.beta, inputs.calib_samples, inputs.calib_seqlen,
-                 inputs.seed, inputs.text_file, budget]
-    estimating = {"fn": generate_estimate, "inputs": estimated, "outputs": estimate}
     # The model, S and β: after the page settles them (``Shared.settings_views``, see ``register``).
-    gr.on([budget.change, inputs.method.change], **estimating, **INSTANT, **UI_ONLY, trigger_mode="always_last")
-    # After a generation the estimate knows this server's pace (and which weights are kept).
-    writer.then(**estimating, **INSTANT, **UI_ONLY)
-    return Section(stop, writer, estimating)
+    return Section(stop, writer, StateView(generate_estimate, estimate, own={"max_new_tokens": budget}), budget)

@@ -8,7 +8,8 @@ from ..base.errors import AtpError
 from ..runs.settings import DEFAULTS
 from . import beyond_tab, compare_tab, history_tab, lesson_tab, prune_tab, search_tab, why_tab
 from .adapters import stop
-from .shared import INSTANT, UI_ONLY, block_count, redraw_views
+from .settled_views import redraw_views
+from .shared import INSTANT, UI_ONLY, block_count
 
 INTRO = """
 # Layer-wise sparsity by arithmetic progression (ATP)

@@ -34,6 +34,7 @@ from ..runs import atlas
 from ..runs.settings import DEFAULTS, RunSettings, validate
 from .adapters import answered_by_name, output_list
 from .generate_section import said_figure
+from .page_state import StateView
 from .pair import Pair
 from .shared import INSTANT, UI_ONLY, Shared, block_count, page_model
 
@@ -292,7 +293,7 @@ def render(step: int, pair: Pair | None, model: str, sparsity: float, beta: floa
 
 
 def build(shared: Shared) -> None:
-    inputs, pair = shared.inputs, shared.pair_view.pair
+    pair = shared.pair_view.pair
     step = gr.State(0)
     with gr.Row():
         back = gr.Button("← Back", elem_id="lesson-back", scale=0, min_width=110)
@@ -308,15 +309,15 @@ def build(shared: Shared) -> None:
     gr.Markdown("The camera button at the top right of the figure saves it with its caption "
                 "(the browser draws the file: no server-side export).", elem_id="lesson-export-note")
     drawn = {"heading": heading, "text": text, "figure": figure}
-    shown = {"fn": answered_by_name(render, drawn), "inputs": [step, pair, inputs.model, inputs.sparsity, inputs.beta,
-                                                             presentation, export_format],
-             "outputs": output_list(drawn)}
+    view = StateView(answered_by_name(render, drawn), output_list(drawn),
+                     own={"step": step, "presentation": presentation, "export_format": export_format})
+    shown = view.listener(shared.state)
     back.click(lambda s: max(s - 1, 0), step, step, **INSTANT, **UI_ONLY).then(**shown, **INSTANT, **UI_ONLY)
     forward.click(lambda s: min(s + 1, len(STEP_TITLES) - 1), step, step, **INSTANT, **UI_ONLY).then(
         **shown, **INSTANT, **UI_ONLY)
     # The model, S and β: after the page settles them (shared.settings_views).
     gr.on([pair.change, export_format.change, presentation.change], **shown, **INSTANT, **UI_ONLY,
           trigger_mode="always_last")
-    shared.settings_views.append(shown)
+    shared.settings_views.append(view)
     presentation.change(None, presentation, None,
                         js="(on) => { document.body.classList.toggle('presentation', on); }")

@@ -3,6 +3,7 @@ from what this server holds, and how long Prune will take."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 from ..base.errors import AtpError
@@ -15,9 +16,10 @@ from ..runs.time_estimates import Estimate
 from ..serve.warm_start import WARM
 from .compression_controls import COMPRESSION
 from .defaults import DEFAULT_BETA
+from .page_state import PageState
 from .pair import Pair
 from .pair_summary import precomputed_line
-from .pair_views import Screen, draw
+from .pair_views import HowDrawn, Screen, draw
 from .prune_inputs import PRUNE_INPUTS, pair_settings
 from .run_inputs import ATP_RUN, Page, takes_run_inputs
 from .shared import block_count
@@ -54,12 +56,11 @@ def cached_status(settings: RunSettings, repeats: int = 1, pair: Pair | None = N
     return "📌 **Cached**: computed on this server earlier (by you or someone else), with the settings below."
 
 
-def drawn_once_cached(*inputs_and_pair) -> Screen:
+def drawn_once_cached(state: PageState) -> Screen:
     """While nothing is drawn and the warm start works: the page's pair as soon as it is cached."""
-    *inputs, drawn = inputs_and_pair
-    if drawn is not None:
+    if state.pair is not None:
         return Screen(poll=False)
-    screen = show_cached(*inputs)
+    screen = _cached_screen(state.asked, state.repeats, HowDrawn(state.log_scale, state.error_view, state.shown_run))
     return replace(screen, poll=screen.pair is None and WARM.running)
 
 
@@ -91,9 +92,16 @@ def show_cached(page: Page, compression, pattern, quantizer, bits, bits_beta, ra
 
     Outside the line and instant: nothing runs.
     """
+    return _cached_screen(lambda: pair_settings(page, compression, pattern, quantizer, bits, bits_beta, rates),
+                          page.repeats, HowDrawn(log_scale, error_view, shown_run))
+
+
+def _cached_screen(asked: Callable[[], RunSettings], repeats: object, view: HowDrawn) -> Screen:
+    """The pair of the settings ``asked`` gives (it raises ``AtpError`` when they are not legal),
+    drawn when cached; else the time Prune will take."""
     try:
-        settings = pair_settings(page, compression, pattern, quantizer, bits, bits_beta, rates)
-        repeats = check_repeats(page.repeats)
+        settings = asked()
+        repeats = check_repeats(repeats)
         pair = cached_pair(settings, repeats)
     except AtpError as exc:
         return Screen(estimate=f"Cannot run yet: {exc}")
@@ -101,25 +109,16 @@ def show_cached(page: Page, compression, pattern, quantizer, bits, bits_beta, ra
         return Screen(estimate=_estimate_line(settings, repeats))
     ready = ("Ready: both runs are cached (drawn below)." if not any(run.precomputed for run in pair.present)
              else f"Drawn below as precomputed; {_estimate_line(settings, repeats)}")
-    return replace(draw(pair, log_scale, error_view, shown_run), status=cached_status(settings, repeats, pair),
-                   estimate=ready, pair=pair)
+    return replace(draw(pair, *view), status=cached_status(settings, repeats, pair), estimate=ready, pair=pair)
 
 
-@takes_run_inputs(*ATP_RUN, "repeats", *COMPRESSION, "rates", "log_scale", "error_view", "shown_run",
-                  declared=PRUNE_INPUTS)
-def _asked(page: Page, compression, pattern, quantizer, bits, bits_beta, rates, log_scale, error_view,
-           shown_run) -> RunSettings | None:
-    try:
-        return pair_settings(page, compression, pattern, quantizer, bits, bits_beta, rates)
-    except AtpError:
-        return None  # the estimate line says why
-
-
-def shown_line(*inputs_and_pair) -> str:
+def shown_line(state: PageState) -> str:
     """One line above the results when the pair drawn is not the one the controls ask for."""
-    *inputs, drawn = inputs_and_pair
-    asked = _asked(*inputs)
-    if drawn is None or asked is None:
+    if state.pair is None:
         return ""
-    return mismatch_line(asked, drawn.pick("ATP"))
+    try:
+        asked = state.asked()
+    except AtpError:
+        return ""  # the estimate line says why
+    return mismatch_line(asked, state.pair.pick("ATP"))
 

@@ -7,6 +7,7 @@ import hashlib
 import pickle
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import gradio as gr
 import pandas as pd
@@ -89,6 +90,14 @@ _drawings: BoundedCache[tuple, dict[str, object]] = BoundedCache(DRAWINGS_KEPT)
 def _content(pair: Pair) -> bytes:
     """A digest of the pair's results (~1 ms for two 30-block runs with their token maps)."""
     return hashlib.blake2b(pickle.dumps((pair.uniform, pair.atp), protocol=pickle.HIGHEST_PROTOCOL)).digest()
+
+
+class HowDrawn(NamedTuple):
+    """How the page draws the pair (``draw``'s arguments after the pair)."""
+
+    log_scale: bool
+    error_view: str
+    shown_run: str
 
 
 def draw(pair: Pair, log_scale: bool, error_view: str, shown_run: str) -> Screen:

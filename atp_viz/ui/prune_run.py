@@ -7,7 +7,6 @@ import threading
 import time
 from collections.abc import Generator
 from dataclasses import replace
-from typing import NamedTuple
 
 import gradio as gr
 import pandas as pd
@@ -26,7 +25,7 @@ from .defaults import RUN_CHOICES, check_choice
 from .live_pair import LivePair, running_views, stopped_status
 from .pair import Pair
 from .pair_cache import cached_pair, cached_status, estimate_sentence, pair_estimate
-from .pair_views import Screen, draw
+from .pair_views import HowDrawn, Screen, draw
 from .prune_inputs import PRUNE_INPUTS, pair_settings
 from .run_inputs import ATP_RUN, Page, takes_run_inputs
 from .shared import block_count
@@ -59,7 +58,7 @@ def run_pruning(page: Page, log_scale, shown_run, error_view, pair: Pair | None,
         settings = pair_settings(page, compression, pattern, quantizer, bits, bits_beta, rates)
         repeats = check_repeats(page.repeats)
         num_layers = block_count(settings.model)
-        view = _View(log_scale, error_view, shown_run)
+        view = HowDrawn(log_scale, error_view, shown_run)
         cached = cached_pair(settings, repeats, use_atlas=False)
         if cached is not None:
             # A finished pair answers at once, without a place in the line.
@@ -75,16 +74,8 @@ def run_pruning(page: Page, log_scale, shown_run, error_view, pair: Pair | None,
                       schedule=live.schedule_at(None), pair=done, history=frame)
 
 
-class _View(NamedTuple):
-    """How the page draws the pair (``draw``'s arguments after the pair)."""
-
-    log_scale: bool
-    error_view: str
-    shown_run: str
-
-
 def _in_line(live: LivePair, flag: threading.Event, request: gr.Request | None, previous: Pair | None,
-             frame: pd.DataFrame, view: _View) -> Generator[Screen, None, Pair | None]:
+             frame: pd.DataFrame, view: HowDrawn) -> Generator[Screen, None, Pair | None]:
     """The pair run in its turn of the server's line, drawn as it goes: the finished pair, or None
     when Stop ended it (the page is told)."""
     estimate = pair_estimate(live.settings, live.repeats)
@@ -113,7 +104,7 @@ def _queued(ticket: Ticket, flag: threading.Event, estimate: Estimate | None) ->
     return True
 
 
-def _started(live: LivePair, view: _View) -> Screen:
+def _started(live: LivePair, view: HowDrawn) -> Screen:
     """The turn has come: the clock starts, and the views below the curve say what will appear there."""
     live.started = live.last_report = time.monotonic()
     # Taken now: a job ahead in the line may have computed part of the pair meanwhile. A
@@ -127,7 +118,7 @@ def _started(live: LivePair, view: _View) -> Screen:
                   status=f"⏳ starting · {estimate_sentence(planned)}", schedule=live.schedule_at(0), clear_pair=True)
 
 
-def _drawn_live(live: LivePair, flag: threading.Event, view: _View) -> Generator[Screen, None, Pair]:
+def _drawn_live(live: LivePair, flag: threading.Event, view: HowDrawn) -> Generator[Screen, None, Pair]:
     """The pair's runs, each block's error drawn as it arrives: the finished pair (Stop raises ``Cancelled``)."""
     job = streamed(lambda emit: run_pair(live.settings, flag.is_set, emit, live.repeats), flag)
     try:
@@ -139,7 +130,7 @@ def _drawn_live(live: LivePair, flag: threading.Event, view: _View) -> Generator
         return Pair(*finished.value)
 
 
-def _stopped(live: LivePair, previous: Pair | None, frame: pd.DataFrame, view: _View) -> Screen:
+def _stopped(live: LivePair, previous: Pair | None, frame: pd.DataFrame, view: HowDrawn) -> Screen:
     """What Stop leaves of a running pair: the curve so far, a finished run in the history, and the
     previous pair back below the stopped curve (its status line says so)."""
     frame = history_tab.record_all(frame, live.finished)

@@ -4,7 +4,7 @@ schedule, the pair's views and the buttons that fill them."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import gradio as gr
 import plotly.graph_objects as go
@@ -26,6 +26,7 @@ from .defaults import (
     SPARSITY_MIN,
     SPARSITY_STEP,
 )
+from .page_state import STATE_NAMES, StateView
 from .pair_cache import drawn_once_cached, prune_estimate, show_cached, shown_line
 from .pair_summary import LINK, settings_from_link
 from .pair_views import outputs, redraw_errors, redraw_split, screen_updates, show_run
@@ -115,19 +116,19 @@ def build(demo: gr.Blocks, history: HistoryOutputs) -> Shared:
     saved_runs = _build_saved_runs()
     view = PairView(drawn, status, pair, log_scale, error_view, shown_run)
     shared = Shared(inputs, history, {"schedule": schedule_plot, "info": beta_info}, view)
-    said.register(shared)
-    ranging = _wire_settling(shared)
-    beta_steps.wire(shared, steps)
     # The rates reach the run through a session state: /run_pruning's public arguments stay as they were.
     typed_rates = gr.State("")
     rates.change(lambda text: text, rates, typed_rates, **INSTANT, **UI_ONLY)
+    shared.state = _page_state(shared, compress, typed_rates)
+    said.register(shared)
+    ranging = _wire_settling(shared)
+    beta_steps.wire(shared, steps)
     waiting_for_warm_start = gr.Timer(WARM_POLL_S, active=False)
     targets = _Targets({**drawn, "status": status, "schedule": schedule_plot, "estimate": estimate, "pair": pair,
                         "history_table": history.table, "history_csv": history.csv, "history_files": history.files,
                         "history_frame": history.frame, "poll": waiting_for_warm_start})
-    page_inputs = {**compress.named, "rates": typed_rates}
-    _wire_cached(demo, shared, targets, page_inputs, shown, waiting_for_warm_start)
-    run = _wire_prune(shared, targets, page_inputs, prune_btn, stop_btn)
+    _wire_cached(demo, shared, targets, shown, waiting_for_warm_start)
+    run = _wire_prune(shared, targets, {**compress.named, "rates": typed_rates}, prune_btn, stop_btn)
     _wire_redraws(shared, targets, saved_runs)
     shared.history_writers.append(run)
     # After a run the estimate knows this server's speed better.
@@ -199,6 +200,16 @@ class _Targets:
         return [self.components[name] for name in outputs(event)]
 
 
+def _page_state(shared: Shared, compress: CompressionInputs, typed_rates: gr.State) -> dict:
+    """The page's components by the fields of ``PageState``, in their order."""
+    view = shared.pair_view
+    named = {**{f.name: getattr(shared.inputs, f.name) for f in fields(RunInputs)}, **compress.named,
+             "rates": typed_rates, **_viewing(view), "pair": view.pair}
+    if set(named) != set(STATE_NAMES):
+        raise TypeError(f"the page's components {sorted(named)} are not PageState's fields {sorted(STATE_NAMES)}")
+    return {name: named[name] for name in STATE_NAMES}
+
+
 def _viewing(view: PairView) -> dict[str, gr.components.Component]:
     """How the pair is drawn, by the names of the handlers' arguments."""
     return {"log_scale": view.log_scale, "error_view": view.error_view, "shown_run": view.shown_run}
@@ -230,27 +241,26 @@ def _wire_settling(shared: Shared) -> dict:
     return ranging
 
 
-def _wire_cached(demo: gr.Blocks, shared: Shared, targets: _Targets, page_inputs: dict, shown: gr.Markdown,
+def _wire_cached(demo: gr.Blocks, shared: Shared, targets: _Targets, shown: gr.Markdown,
                  waiting_for_warm_start: gr.Timer) -> None:
     """Settings whose pair is finished (by anyone, or the warm start) are drawn at once; else the
     estimate says how long Prune takes. A timer keeps looking while the page is empty and the warm
     start still works on the default pair."""
     inputs, pair, viewing = shared.inputs, shared.pair_view.pair, _viewing(shared.pair_view)
-    cached_inputs = inputs_of(show_cached, inputs, **page_inputs, **viewing)
-    pair_inputs = [c for c in cached_inputs if c not in viewing.values()]
-    cached = {"fn": targets.answering(show_cached), "inputs": cached_inputs, "outputs": targets.of("show_cached")}
+    cached = StateView(targets.answering(show_cached), targets.of("show_cached"))
+    listening = cached.listener(shared.state)
+    pair_inputs = [c for c in listening["inputs"] if c not in viewing.values()]
     shared.settings_views.append(cached)
-    gr.on(changes_beside_settled(inputs, pair_inputs), **cached, **INSTANT, trigger_mode="always_last",
+    gr.on(changes_beside_settled(inputs, pair_inputs), **listening, **INSTANT, trigger_mode="always_last",
           api_name="show_cached")
     # What is drawn against what the controls ask for: after every change of either.
-    comparing = {"fn": shown_line, "inputs": [*cached_inputs, pair], "outputs": shown}
+    comparing = StateView(shown_line, shown)
     shared.settings_views.append(comparing)
-    gr.on([pair.change, *changes_beside_settled(inputs, pair_inputs)], **comparing, **INSTANT, **UI_ONLY,
-          trigger_mode="always_last")
+    gr.on([pair.change, *changes_beside_settled(inputs, pair_inputs)], **comparing.listener(shared.state),
+          **INSTANT, **UI_ONLY, trigger_mode="always_last")
     demo.load(lambda: gr.Timer(active=WARM.running), None, waiting_for_warm_start, **INSTANT, **UI_ONLY)
-    waiting_for_warm_start.tick(**{**cached, "fn": targets.answering(drawn_once_cached),
-                                   "inputs": [*cached["inputs"], pair],
-                                   "outputs": [*cached["outputs"], waiting_for_warm_start]}, **INSTANT, **UI_ONLY)
+    polling = StateView(targets.answering(drawn_once_cached), [*targets.of("show_cached"), waiting_for_warm_start])
+    waiting_for_warm_start.tick(**polling.listener(shared.state), **INSTANT, **UI_ONLY)
 
 
 def _wire_prune(shared: Shared, targets: _Targets, page_inputs: dict, prune_btn: gr.Button,
@@ -297,8 +307,7 @@ def _wire_compression(shared: Shared, compress: CompressionInputs, schedule_plot
     inputs = shared.inputs
     shared.settled.append(compress.pattern.change(pattern_rate, [compress.pattern, inputs.sparsity], inputs.sparsity,
                                                   **INSTANT, **UI_ONLY).then(**shared.settling))
-    redraw = {"fn": compression_schedule, "outputs": schedule_plot,
-              "inputs": [inputs.model, inputs.sparsity, inputs.beta, *compress.all]}
-    gr.on([c.change for c in compress.all], **redraw, **INSTANT, **UI_ONLY, trigger_mode="always_last",
-          api_name="compression_schedule")
+    redraw = StateView(compression_schedule, schedule_plot)
+    gr.on([c.change for c in compress.all], **redraw.listener(shared.state), **INSTANT, **UI_ONLY,
+          trigger_mode="always_last", api_name="compression_schedule")
     shared.settings_views.append(redraw)

@@ -15,6 +15,7 @@ from ..compress.recipe import RecipeSource, methods, recipe_yaml
 from ..model.architecture import DecoderStack, decoder_stack
 from ..runs.settings import number
 from .adapters import new_file, user_errors
+from .page_state import StateView
 from .shared import INSTANT, Shared
 
 LABEL = "Download this schedule as an llm-compressor recipe (YAML)"
@@ -59,8 +60,7 @@ def button() -> gr.DownloadButton:
 
 def wire(shared: Shared, recipe: gr.DownloadButton) -> None:
     """Rewrite the recipe when the method changes and whenever S and β are settled."""
-    inputs = shared.inputs
-    writing = {"fn": download_recipe, "inputs": [inputs.model, inputs.method, inputs.sparsity, inputs.beta],
-               "outputs": recipe}
-    inputs.method.change(**writing, **INSTANT, trigger_mode="always_last", api_name="download_recipe")
+    writing = StateView(download_recipe, recipe)
+    shared.inputs.method.change(**writing.listener(shared.state), **INSTANT, trigger_mode="always_last",
+                                api_name="download_recipe")
     shared.settings_views.append(writing)

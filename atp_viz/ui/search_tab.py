@@ -29,6 +29,7 @@ from ..runs.settings import RunSettings, check_repeats
 from . import history_tab, landscape_section
 from .adapters import answered_by_name, engine_progress, output_list, stoppable, user_errors
 from .defaults import SEARCH_CHOICES
+from .page_state import StateView
 from .pair_summary import precomputed_line
 from .run_inputs import DATA_SETUP, Page, inputs_of, takes_run_inputs
 from .settle import preview_schedule
@@ -244,9 +245,10 @@ def build(shared: Shared) -> None:
     best_beta.change(lambda best: gr.update(interactive=best is not None, value="Apply best β"), best_beta,
                      apply_btn, **INSTANT, **UI_ONLY, api_name="enable_apply")
     # The estimate, and the curve as far as the server holds it: what a search would show now.
-    measured = inputs_of(search_view, inputs, strategy=strategy, select_on_report=select_on_report)
     shown = {"estimate": estimate, "plot": plot, "status": status}
-    estimating = {"fn": answered_by_name(search_view, shown), "inputs": measured, "outputs": output_list(shown)}
-    gr.on(changes_beside_settled(inputs, measured), **estimating, **INSTANT, **UI_ONLY, trigger_mode="always_last",
-          api_name="search_estimate")
+    estimating = StateView(answered_by_name(search_view, shown), output_list(shown),
+                           own={"strategy": strategy, "select_on_report": select_on_report})
+    listening = estimating.listener(shared.state)
+    gr.on(changes_beside_settled(inputs, listening["inputs"]), **listening, **INSTANT, **UI_ONLY,
+          trigger_mode="always_last", api_name="search_estimate")
     shared.settings_views.append(estimating)

@@ -12,7 +12,6 @@ from ..model.loading import check_model_name, layer_count
 from ..model.texts import BUILTIN
 from ..runs.settings import RunSettings, validate
 from ..serve import limits, public
-from .settled_views import drawing_every_view
 
 
 @dataclass
@@ -68,9 +67,11 @@ class Shared:
     stop_buttons: list = field(default_factory=list)
     # Events that change the session's history: the history tab keeps it in the browser after each.
     history_writers: list = field(default_factory=list)
-    # What the tabs redraw from the model, S and β once the page has settled them: each the
-    # keyword arguments of one event listener (``fn``, ``inputs``, ``outputs``...).
-    settings_views: list[dict] = field(default_factory=list)
+    # The Prune page's components by the fields of ``page_state.PageState``.
+    state: dict = field(default_factory=dict)
+    # What the tabs redraw from the page's state once the page has settled the model, S and β
+    # (``page_state.StateView``s, drawn in one answer: ``settled_views``).
+    settings_views: list = field(default_factory=list)
     # The event that settles S and β (``settle.settle_page``), to chain after a program's write of them.
     settling: dict = field(default_factory=dict)
     # Events after which the model, S and β on the page are settled (β lowered into its legal
@@ -96,14 +97,6 @@ def changes_beside_settled(inputs: RunInputs, components: list) -> list:
     these by itself, and after the settling of those three (``Shared.settled``)."""
     settled = (inputs.model, inputs.sparsity, inputs.beta)
     return [c.change for c in components if all(c is not s for s in settled)]
-
-
-def redraw_views(shared: Shared) -> None:
-    """Chain one event drawing every settings view after every settling event (call once all
-    tabs are built): one request per edit, not one per view (``settled_views``)."""
-    drawing = drawing_every_view(shared.settings_views)
-    for event in shared.settled:
-        event.then(**drawing, **INSTANT, **UI_ONLY)
 
 
 def page_model(model: object) -> str:
