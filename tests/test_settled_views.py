@@ -81,7 +81,8 @@ def test_two_views_of_one_component_are_refused_when_the_page_is_built():
         state = page_components()
         shared_plot = gr.Plot()
     with pytest.raises(ValueError, match="the same component"):
-        drawing_every_view(state, [StateView(lambda beta: beta, shared_plot), StateView(lambda model: model, shared_plot)])
+        drawing_every_view(state, [StateView(lambda beta: beta, shared_plot),
+                                   StateView(lambda model: model, shared_plot)])
 
 
 def test_a_view_of_several_outputs_answering_a_tuple_is_refused():
