@@ -18,10 +18,8 @@ from ..runs.settings import RunSettings
 from .adapters import ANSWERS_BY_COMPONENT
 from .pair import Pair
 from .prune_inputs import pair_settings
-from .run_inputs import Page
+from .run_inputs import FILLED_BY_GRADIO, Page
 
-# What gradio fills in itself: never read from the page.
-_FILLED_BY_GRADIO = ("request", "progress")
 # The parameter of a view that takes the whole state.
 WHOLE = "state"
 
@@ -68,7 +66,7 @@ STATE_NAMES = tuple(f.name for f in fields(PageState))
 
 
 def _parameters(fn: Callable) -> list[inspect.Parameter]:
-    return [p for p in inspect.signature(fn).parameters.values() if p.name not in _FILLED_BY_GRADIO]
+    return [p for p in inspect.signature(fn).parameters.values() if p.name not in FILLED_BY_GRADIO]
 
 
 @dataclass(frozen=True)

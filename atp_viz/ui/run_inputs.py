@@ -100,7 +100,8 @@ class Page:
                             given(page.beta, 0.0))
 
 
-_FILLED_BY_GRADIO = ("progress", "request")
+# What gradio fills in itself (a handler's special arguments): never a run input.
+FILLED_BY_GRADIO = ("progress", "request")
 _ARG = re.compile(r"^    (\w+):")
 
 
@@ -154,7 +155,7 @@ def _endpoint_signature(fn: Callable, order: tuple[str, ...],
     summary, docs, returns = _sections(fn.__doc__)
     problems = [f"Args lines for {name!r}, which the endpoint does not take" for name in docs if name not in order]
     problems += [f"{name!r} is not in the endpoint's order" for name in own_names
-                 if name not in order and name not in _FILLED_BY_GRADIO]
+                 if name not in order and name not in FILLED_BY_GRADIO]
     public, arg_lines, taken = [], [], []
     for name in order:
         if name in own and name not in declared:
@@ -172,7 +173,7 @@ def _endpoint_signature(fn: Callable, order: tuple[str, ...],
     if problems:
         raise TypeError(f"{fn.__name__}: " + "; ".join(problems))
     special = [own[name].replace(annotation=hints.get(name, EMPTY)) for name in own_names
-               if name in _FILLED_BY_GRADIO]
+               if name in FILLED_BY_GRADIO]
     signature = inspect.Signature([*_required_last(public), *special], return_annotation=hints.get("return", EMPTY))
     doc = "\n".join([summary, "", "Args:", *arg_lines, *([""] if returns else []), returns]).rstrip()
     return signature, taken, doc
