@@ -280,12 +280,13 @@ def _wire_prune(shared: Shared, targets: _Targets, page_inputs: dict, prune_btn:
 def _wire_redraws(shared: Shared, targets: _Targets, saved_runs: gr.File) -> None:
     """The pair drawn again as the page asks (log scale, which error, which run), and saved runs drawn."""
     view = shared.pair_view
-    log_scale, error_view, shown_run, pair = view.log_scale, view.error_view, view.shown_run, view.pair
-    gr.on([log_scale.change, error_view.change], redraw_errors, [log_scale, error_view, pair], view.drawn["error"],
+    log_scale, error_view, shown_run = view.log_scale, view.error_view, view.shown_run
+    # Views of the pair alone: each reads what it names of the page's state.
+    gr.on([log_scale.change, error_view.change], **StateView(redraw_errors, view.drawn["error"]).listener(shared.state),
           **INSTANT, api_name="redraw_errors")
-    gr.on([log_scale.change, error_view.change], redraw_split, [shown_run, pair, log_scale, error_view],
-          view.drawn["split"], **INSTANT, **UI_ONLY)
-    shown_run.change(targets.answering(show_run), [shown_run, pair, log_scale, error_view], targets.of("show_run"),
+    gr.on([log_scale.change, error_view.change], **StateView(redraw_split, view.drawn["split"]).listener(shared.state),
+          **INSTANT, **UI_ONLY)
+    shown_run.change(**StateView(targets.answering(show_run), targets.of("show_run")).listener(shared.state),
                      **INSTANT, api_name="show_run")
     shared.history_writers.append(saved_runs.upload(
         targets.answering(load_runs), [saved_runs, log_scale, error_view, shown_run, shared.history.frame],
