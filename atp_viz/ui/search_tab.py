@@ -204,7 +204,8 @@ def apply_best_beta(best_beta: float | None, model: str, sparsity: float) -> dic
     """
     if best_beta is None:
         raise gr.Error("no best β yet: run a β search first", print_exception=False)
-    return {"beta": best_beta, **preview_schedule(model, sparsity, best_beta)}
+    # An update, not a bare value: what API callers of /apply_best_beta have always received.
+    return {"beta": gr.update(value=best_beta), **preview_schedule(model, sparsity, best_beta)}
 
 
 def build(shared: Shared) -> None:
