@@ -294,7 +294,9 @@ def render(step: int, pair: Pair | None, model: str, sparsity: float, beta: floa
 
 def build(shared: Shared) -> None:
     pair = shared.pair_view.pair
-    step = gr.State(0)
+    # The step lives in the page (a hidden number) and Back/Next move it there: clicks in quick
+    # succession each count (a server-side step read twice before its first write lost some).
+    step = gr.Number(0, precision=0, visible="hidden", elem_id="lesson-step-index")
     with gr.Row():
         back = gr.Button("← Back", elem_id="lesson-back", scale=0, min_width=110)
         heading = gr.Markdown(elem_id="lesson-step")
@@ -312,11 +314,11 @@ def build(shared: Shared) -> None:
     view = StateView(answered_by_name(render, drawn), output_list(drawn),
                      own={"step": step, "presentation": presentation, "export_format": export_format})
     shown = view.listener(shared.state)
-    back.click(lambda s: max(s - 1, 0), step, step, **INSTANT, **UI_ONLY).then(**shown, **INSTANT, **UI_ONLY)
-    forward.click(lambda s: min(s + 1, len(STEP_TITLES) - 1), step, step, **INSTANT, **UI_ONLY).then(
-        **shown, **INSTANT, **UI_ONLY)
-    # The model, S and β: after the page settles them (shared.settings_views).
-    gr.on([pair.change, export_format.change, presentation.change], **shown, **INSTANT, **UI_ONLY,
+    back.click(None, step, step, js="(s) => Math.max((s || 0) - 1, 0)")
+    forward.click(None, step, step, js=f"(s) => Math.min((s || 0) + 1, {len(STEP_TITLES) - 1})")
+    # The last step asked for is the one drawn, however fast the clicks. The model, S and β:
+    # after the page settles them (shared.settings_views).
+    gr.on([step.change, pair.change, export_format.change, presentation.change], **shown, **INSTANT, **UI_ONLY,
           trigger_mode="always_last")
     shared.settings_views.append(view)
     presentation.change(None, presentation, None,
