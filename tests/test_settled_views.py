@@ -65,6 +65,8 @@ def test_a_view_reading_what_the_page_does_not_hold_is_refused_when_the_page_is_
     with pytest.raises(TypeError, match=r"reads \['prompt'\]"):
         StateView(lambda model, prompt: prompt, out)
     StateView(lambda model, prompt="kept": prompt, out)  # a default keeps it
+    with pytest.raises(TypeError, match="the whole state and a field of it"):
+        StateView(lambda state, beta: beta, out)
 
 
 def test_when_every_view_refuses_the_page_is_told():

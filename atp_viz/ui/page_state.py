@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
+from functools import cached_property
 from typing import Any
 
 from ..runs.settings import RunSettings
@@ -83,21 +84,25 @@ class StateView:
                    and p.default is inspect.Parameter.empty]
         if unknown:
             raise TypeError(f"{self.fn.__name__} reads {unknown}: neither the page's state nor its own controls")
+        if WHOLE in self.read and any(name in STATE_NAMES for name in self.read):
+            raise TypeError(f"{self.fn.__name__} reads the whole state and a field of it: read one or the other")
 
+    @cached_property
     def read(self) -> list[str]:
-        """The names of the parameters filled from the page, in ``fn``'s order."""
+        """The names of the parameters filled from the page, in ``fn``'s order (read once: the
+        drawing after every settling asks each view)."""
         return [p.name for p in _parameters(self.fn) if p.name in (WHOLE, *STATE_NAMES, *self.own)]
 
     def draw(self, page: PageState, own: Mapping[str, Any]) -> Any:
         """The view's answer for ``page`` and the values of its own controls, by name."""
         return self.fn(**{name: page if name == WHOLE else own[name] if name in self.own else getattr(page, name)
-                          for name in self.read()})
+                          for name in self.read})
 
     def listener(self, state: Mapping[str, Any]) -> dict:
         """The keyword arguments of the view's own event (``state``: the page's components by field
         name): ``fn`` itself where it reads values one by one (its API, if public, stays its
         own), else ``fn`` given the whole state built from the page's components."""
-        read = self.read()
+        read = self.read
         if WHOLE not in read:
             return {"fn": self.fn, "inputs": [self.own[n] if n in self.own else state[n] for n in read],
                     "outputs": self.outputs}
