@@ -128,7 +128,7 @@ def build(demo: gr.Blocks, history: HistoryOutputs) -> Shared:
                         "history_table": history.table, "history_csv": history.csv, "history_files": history.files,
                         "history_frame": history.frame, "poll": waiting_for_warm_start})
     _wire_cached(demo, shared, targets, shown, waiting_for_warm_start)
-    run = _wire_prune(shared, targets, {**compress.named, "rates": typed_rates}, prune_btn, stop_btn)
+    run = _wire_prune(shared, targets, prune_btn, stop_btn)
     _wire_redraws(shared, targets, saved_runs)
     shared.history_writers.append(run)
     # After a run the estimate knows this server's speed better.
@@ -263,15 +263,12 @@ def _wire_cached(demo: gr.Blocks, shared: Shared, targets: _Targets, shown: gr.M
     waiting_for_warm_start.tick(**polling.listener(shared.state), **INSTANT, **UI_ONLY)
 
 
-def _wire_prune(shared: Shared, targets: _Targets, page_inputs: dict, prune_btn: gr.Button,
-                stop_btn: gr.Button) -> gr.events.Dependency:
+def _wire_prune(shared: Shared, targets: _Targets, prune_btn: gr.Button, stop_btn: gr.Button) -> gr.events.Dependency:
     """Prune's press (the run's event, for what follows it) and its Stop."""
-    view = shared.pair_view
     # Not cancelled by gradio on Stop: the run ends itself, showing what it had drawn.
     run = prune_btn.click(
         targets.answering(run_pruning),
-        inputs_of(run_pruning, shared.inputs, **page_inputs, **_viewing(view), pair=view.pair,
-                  frame=shared.history.frame),
+        inputs_of(run_pruning, shared.inputs, **shared.state, frame=shared.history.frame),
         targets.of("run_pruning"), api_name="run_pruning", show_progress="hidden", **ENGINE)
     shared.stop_buttons.append(stop_btn)
     return run
