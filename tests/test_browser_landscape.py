@@ -133,6 +133,8 @@ def test_the_beta_buttons_step_on_the_grid_and_each_step_is_drawn_from_the_atlas
     page.wait_for_function(f"() => Number(document.querySelector('#beta input[type=number]').value) === "
                            f"{DEFAULT_BETA + GRID_STEP:.3f}")
     wait_for_pair_at(page, round(DEFAULT_BETA + GRID_STEP, 3))
+    # The line above the pair names no other pair: it is drawn from the pair this step shows.
+    assert page.inner_text("#shown-line").strip() == ""
     # Off the grid (typed), a step goes to the nearest point below, drawn from the atlas again.
     fill_settled(page, "#beta input[type=number]", 0.0111)
     down.click()

@@ -94,3 +94,14 @@ def test_a_view_of_several_outputs_answering_a_tuple_is_refused():
     drawing = drawing_every_view(state, [StateView(lambda model: (model, model), [one, other])])
     with pytest.raises(TypeError, match="a view of 2 outputs answered tuple"):
         drawing["fn"](*PAGE.values())
+
+
+def test_a_view_after_the_one_that_draws_the_pair_reads_the_pair_it_drew():
+    # A β step drew the atlas pair while the line above it still named the pair it replaced.
+    with gr.Blocks():
+        state = page_components()
+        line = gr.Markdown()
+    views = [StateView(lambda beta: {state["pair"]: f"pair at {beta}"}, state["pair"]),
+             StateView(lambda pair: f"shown: {pair}", line)]
+    answer = drawing_every_view(state, views)["fn"](*{**PAGE, "pair": "pair at 0.012", "beta": 0.014}.values())
+    assert answer == {state["pair"]: "pair at 0.014", line: "shown: pair at 0.014"}

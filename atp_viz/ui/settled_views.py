@@ -10,6 +10,7 @@ reads the page once, builds its ``PageState``, calls every view and answers
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import gradio as gr
@@ -44,11 +45,14 @@ def drawing_every_view(state: Mapping[str, Any], views: list[StateView]) -> dict
     """The keyword arguments of one listener drawing every view of ``views`` from the page's
     state (``state``: its components by ``PageState`` field). A view that refuses (``gr.Error``)
     leaves its components as they are while the others are drawn; when every view refuses, the
-    first refusal is the answer (the page shows it)."""
+    first refusal is the answer (the page shows it). What a view draws of the state itself (the
+    cached pair) is what the views after it read: the line above the pair and the Lesson see the
+    pair this answer shows, not the one it replaces."""
     outputs = [component for view in views for component in _listed(view.outputs)]
     if len(_unique(outputs)) != len(outputs):
         raise ValueError("two views draw the same component")
     page_components = [state[name] for name in STATE_NAMES]
+    field_of = {id(component): name for name, component in state.items()}
     inputs = _unique([*page_components, *(c for view in views for c in view.own.values())])
 
     def draw(*values) -> dict:
@@ -62,7 +66,11 @@ def drawing_every_view(state: Mapping[str, Any], views: list[StateView]) -> dict
             except gr.Error as refusal:
                 refusals.append(refusal)
                 continue
-            answer.update(_by_component(drawn, _listed(view.outputs)))
+            drawn = _by_component(drawn, _listed(view.outputs))
+            answer.update(drawn)
+            # A plain value, not an update (a dict): the state's new value.
+            page = replace(page, **{field_of[id(c)]: value for c, value in drawn.items()
+                                    if id(c) in field_of and not isinstance(value, dict)})
         if refusals and len(refusals) == len(views):
             raise refusals[0]
         return answer
