@@ -117,6 +117,22 @@ def test_dragging_beta_redraws_the_schedule(page):
     assert after[0] > before[0] and after[-1] < before[-1]  # a smaller β: a flatter schedule
 
 
+def test_a_model_the_page_cannot_use_is_said_under_beta_and_the_page_follows_the_next(page, tmp_path):
+    # Said on the page: the model's events answer outside the queue, whose errors show nowhere.
+    model = page.locator("#model input")
+    model.fill(str(tmp_path / "no-model-here"))
+    model.press("Enter")
+    page.mouse.click(1260, 20)
+    page.wait_for_function("() => document.querySelector('#beta-info').innerText"
+                           ".includes('This model cannot be used')", timeout=30_000)
+    assert "does not exist" in page.inner_text("#beta-info")
+    model.fill("embedded")
+    model.press("Enter")
+    page.mouse.click(1260, 20)
+    page.wait_for_function(f"() => document.querySelector('#beta-info').innerText"
+                           f".includes('{EMBEDDED_BLOCKS} decoder blocks')", timeout=30_000)
+
+
 def test_prune_shows_the_error_plot_and_perplexities(page):
     accordion = page.locator("#calibration").get_by_text("Calibration and evaluation")
     accordion.click()  # open

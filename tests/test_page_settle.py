@@ -102,3 +102,12 @@ def test_the_line_above_the_results_names_what_differs_from_the_pair_drawn(tiny)
     line = mismatch_line(replace(asked, beta=0.05, seed=3), drawn)
     assert "Shown below: β = 0.1, seed = 0." in line and "ask for β = 0.05, seed = 3" in line
     assert "S =" not in line and "model" not in line
+
+
+def test_a_model_the_page_cannot_use_is_said_under_beta_and_the_range_is_left(tmp_path):
+    from atp_viz.ui.settle import beta_range
+
+    missing = str(tmp_path / "no-model-here")
+    answer = settle_page(missing, 0.7, 0.01)
+    assert set(answer) == {"info"} and answer["info"].startswith("**This model cannot be used:**")
+    assert "maximum" not in beta_range(missing)

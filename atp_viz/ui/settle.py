@@ -105,7 +105,13 @@ def _moved(asked: object, settled: float) -> bool:
 
 def settle_page(model: str, sparsity: float, beta: float) -> dict[str, object]:
     """S and β brought into their legal ranges, by name ("sparsity" and "beta" only where they
-    moved), with the sentence ("info") and the schedule's figure ("schedule")."""
+    moved), with the sentence ("info") and the schedule's figure ("schedule"). A model the page
+    cannot use is said in the sentence, and the views drawn after it say so too: an error of
+    this unqueued answer would show nowhere on the page, and would end the chain before them."""
+    try:
+        block_count(model)
+    except AtpError as exc:
+        return {"info": f"**This model cannot be used:** {exc}"}
     with user_errors():
         settled = settle(model, sparsity, beta)
     answer: dict[str, object] = {"info": settled.info, "schedule": settled.figure}
@@ -117,9 +123,12 @@ def settle_page(model: str, sparsity: float, beta: float) -> dict[str, object]:
 
 
 def beta_range(model: str):
-    """The β slider's range for the model on the page (its value is settled after)."""
-    with user_errors():
+    """The β slider's range for the model on the page (its value is settled after); a model the
+    page cannot use leaves it as it is (settling says why)."""
+    try:
         return gr.update(maximum=beta_ceiling(block_count(model)))
+    except AtpError:
+        return gr.update()
 
 
 def preview_schedule(model: str, sparsity: float, beta: float) -> dict[str, object]:
